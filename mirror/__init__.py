@@ -1,0 +1,59 @@
+"""ebi-mirror: bulk, resumable, MD5-verified mirroring of EMBL-EBI archives.
+
+>>> import mirror
+>>> summary = await mirror.run("manifest.yaml")
+>>> summary.verified, summary.failed
+"""
+
+from ._api import Mirror as Mirror, run as run
+from ._config import Manifest as Manifest
+from ._exceptions import (
+    ChecksumMismatch as ChecksumMismatch,
+    CredentialsError as CredentialsError,
+    ManifestError as ManifestError,
+    MirrorError as MirrorError,
+    SourceError as SourceError,
+    StateError as StateError,
+    TransferError as TransferError,
+)
+from ._manifest import load_manifest as load_manifest
+from ._models import (
+    Event as Event,
+    FileFailed as FileFailed,
+    FileStarted as FileStarted,
+    FileTask as FileTask,
+    FileVerified as FileVerified,
+    PlanFinished as PlanFinished,
+    Progress as Progress,
+    RunFinished as RunFinished,
+    Summary as Summary,
+    TaskStatus as TaskStatus,
+)
+from ._retry import RetryPolicy as RetryPolicy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChecksumMismatch",
+    "CredentialsError",
+    "Event",
+    "FileFailed",
+    "FileStarted",
+    "FileTask",
+    "FileVerified",
+    "Manifest",
+    "ManifestError",
+    "Mirror",
+    "MirrorError",
+    "PlanFinished",
+    "Progress",
+    "RetryPolicy",
+    "RunFinished",
+    "SourceError",
+    "StateError",
+    "Summary",
+    "TaskStatus",
+    "TransferError",
+    "load_manifest",
+    "run",
+]

@@ -1,0 +1,135 @@
+"""The library call: ``await mirror.run(...)`` and ``mirror.Mirror(...).events()``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ._config import Manifest
+from ._engine import Engine
+from ._manifest import load_manifest
+from ._models import Event, RunFinished, Summary
+from ._retry import RetryPolicy
+
+__all__ = ["Mirror", "run"]
+
+ManifestLike = str | os.PathLike[str] | Mapping[str, Any] | Manifest
+
+
+def _resolve(
+    manifest: ManifestLike, *, dest: str | os.PathLike[str] | None, workers: int | None
+) -> Manifest:
+    m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    changes: dict[str, Any] = {}
+    if dest is not None:
+        changes["dest"] = Path(dest).expanduser().resolve()
+    if workers is not None:
+        changes["workers"] = workers
+    return dataclasses.replace(m, **changes) if changes else m
+
+
+class Mirror:
+    """One mirroring run, driven from the caller's event loop.
+
+    >>> async with mirror.Mirror("manifest.yaml") as m:
+    ...     async for event in m.events():
+    ...         print(event.kind)
+    ...     print(m.summary.verified)
+
+    The manifest is loaded and validated when the object is built, so a bad
+    manifest raises :class:`mirror.ManifestError` before any request is made.
+    """
+
+    def __init__(
+        self,
+        manifest: ManifestLike,
+        *,
+        dest: str | os.PathLike[str] | None = None,
+        workers: int | None = None,
+        state: str | None = None,
+        retry: RetryPolicy | None = None,
+        progress_interval: float = 0.5,
+    ) -> None:
+        self.manifest = _resolve(manifest, dest=dest, workers=workers)
+        self._state = state
+        self._retry = retry
+        self._interval = progress_interval
+        self._summary: Summary | None = None
+        self._used = False
+
+    async def __aenter__(self) -> Mirror:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    @property
+    def summary(self) -> Summary:
+        """Counts of the run; available once :meth:`events` is exhausted."""
+        if self._summary is None:
+            raise RuntimeError("the run has not finished: exhaust Mirror.events() first")
+        return self._summary
+
+    def engine(self, emit: Any = None) -> Engine:
+        return Engine(
+            self.manifest,
+            emit=emit or (lambda e: None),
+            state=self._state,
+            retry=self._retry,
+            progress_interval=self._interval,
+        )
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Run the mirror, yielding typed progress events; ends with :class:`RunFinished`.
+
+        Breaking out of the loop (or cancelling the consumer) cancels the run; the
+        state is saved and a later run resumes.
+        """
+        if self._used:
+            raise RuntimeError("a Mirror runs once; build a new one to run again")
+        self._used = True
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        engine = self.engine(queue.put_nowait)
+
+        async def drive() -> Summary:
+            try:
+                return await engine.run()
+            finally:
+                queue.put_nowait(None)
+
+        task = asyncio.ensure_future(drive())
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+            self._summary = await task
+            yield RunFinished(summary=self._summary)
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+async def run(
+    manifest: ManifestLike,
+    *,
+    dest: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    state: str | None = None,
+    retry: RetryPolicy | None = None,
+) -> Summary:
+    """Mirror everything ``manifest`` names; return the counts.
+
+    ``manifest`` is a path to a YAML manifest, a mapping of the same shape, or a
+    :class:`mirror.Manifest`. Runs inside the caller's event loop: it never calls
+    ``asyncio.run`` and never changes the loop policy. Files that fail are counted
+    in ``summary.failed`` (not raised); errors in the manifest raise
+    :class:`mirror.ManifestError` before any network request.
+    """
+    m = Mirror(manifest, dest=dest, workers=workers, state=state, retry=retry)
+    return await m.engine().run()

@@ -1,0 +1,417 @@
+"""The ``mirror`` command: argument parsing, logging, uvloop, exit codes.
+
+The only module that prints (with :mod:`mirror._display`). Exit codes (SPEC.md):
+0 every planned file verified; 1 some failed (re-run retries only those); 2 usage,
+manifest or credentials error, nothing downloaded; 130 interrupted, state saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ._api import Mirror
+from ._config import Manifest
+from ._display import Display, JsonDisplay, PlainDisplay, RichDisplay, human_bytes
+from ._exceptions import CredentialsError, ManifestError, MirrorError
+from ._manifest import load_manifest, manifest_from_accessions
+from ._models import Summary, TaskStatus
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_EPILOG = """\
+examples:
+  mirror demo                         mirror a demo data set from a local emulator, offline
+  mirror plan manifest.yaml           count files and bytes, download nothing
+  mirror run manifest.yaml            download and verify everything; re-run to resume
+  mirror get ERR164407 PRJEB1787      no manifest: accessions straight from the command line
+  mirror status manifest.yaml         what is verified, pending, failed (and why)
+  mirror verify manifest.yaml         re-hash local files against the recorded MD5s
+
+exit codes: 0 all verified, 1 some files failed (re-run retries them),
+            2 usage/manifest/credentials error, 130 interrupted (re-run resumes)
+
+A manifest is YAML; see configs/ for examples. Credentials come from the environment
+(EGA_USERNAME, EGA_PASSWORD, EGA_REKEY, ENTEROBASE_TOKEN, WEBIN_USERNAME,
+WEBIN_PASSWORD) or ~/.netrc, never from the manifest.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--dest", metavar="DIR", help="root of the local mirror (overrides the manifest's dest)"
+    )
+    common.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="concurrent downloads (overrides the manifest; default 16)",
+    )
+    common.add_argument(
+        "--state",
+        metavar="URL",
+        help="state store, sqlite:///PATH (default DEST/.mirror/state.sqlite)",
+    )
+    common.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON event per line on stdout instead of progress bars",
+    )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more detail (-v each file, -vv debug logging)",
+    )
+    common.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+
+    p = argparse.ArgumentParser(
+        prog="mirror",
+        description="Bulk, resumable, MD5-verified downloads from EMBL-EBI archives "
+        "(ENA, MGnify, EnteroBase, EGA, CRAM references).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version="ebi-mirror 0.1.0")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            parents=[common],
+            help=help_,
+            description=description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    run = add(
+        "run",
+        "plan, then download until every file is verified or has failed",
+        "Expand the manifest's sources and download every file into DEST, verifying "
+        "each against the archive's checksum before it appears at its final path.\n"
+        "Re-running resumes: verified files are not requested again, partial files "
+        "continue where they stopped, failed files are retried.",
+    )
+    run.add_argument("manifest", help="YAML manifest (see configs/)")
+
+    get = add(
+        "get",
+        "download accessions given on the command line, no manifest needed",
+        "The archive is told by the prefix: MGYS/MGYA are MGnify, EGAD/EGAF are EGA, "
+        "everything else ENA. Same engine, layout, state and exit codes as 'run'.",
+    )
+    get.add_argument("accessions", nargs="*", metavar="ACCESSION")
+    get.add_argument(
+        "-i",
+        "--input",
+        metavar="FILE",
+        help="read accessions from FILE, one per line ('-' for stdin)",
+    )
+
+    plan = add(
+        "plan",
+        "expand the sources and print the file count and bytes",
+        "Ask the archives what the manifest names, print how many files and bytes "
+        "that is, and download nothing.",
+    )
+    plan.add_argument("manifest")
+
+    status = add(
+        "status",
+        "counts by status from the state store, and why files failed",
+        "Read the state store of a manifest's DEST (no network): files and bytes "
+        "verified, pending and failed, then one line per failed file with its reason.",
+    )
+    status.add_argument("manifest")
+
+    verify = add(
+        "verify",
+        "re-hash local files against the recorded MD5s",
+        "Re-read every verified file and compare its MD5 with the one recorded when "
+        "it was downloaded. Mismatches are reported and marked pending, so the next "
+        "'mirror run' fetches them again.",
+    )
+    verify.add_argument("manifest")
+
+    demo = add(
+        "demo",
+        "mirror a small demo data set from a local archive emulator, offline",
+        "Start the bundled archive emulator on 127.0.0.1, mirror the demo manifest "
+        "from it into ./mirror-demo (or --dest), verify every file, and say where "
+        "everything is. Needs no network.",
+    )
+    demo.add_argument("manifest", nargs="?", help="manifest to use (default: the bundled demo)")
+    return p
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _logging(args)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    commands: dict[str, Callable[[argparse.Namespace, Console], Coroutine[Any, Any, int]]] = {
+        "run": _run,
+        "get": _get,
+        "plan": _plan,
+        "status": _status,
+        "verify": _verify,
+        "demo": _demo,
+    }
+    try:
+        return _run_async(commands[args.command](args, err))
+    except (ManifestError, CredentialsError) as exc:
+        err.print(f"mirror: error: {exc}", markup=False)
+        return EXIT_USAGE
+    except MirrorError as exc:
+        err.print(f"mirror: error: {exc}", markup=False)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        err.print("mirror: interrupted; state saved, re-run to resume", markup=False)
+        return EXIT_INTERRUPTED
+
+
+def _run_async(coro: Coroutine[Any, Any, int]) -> int:
+    """Run ``coro`` on uvloop when available; SIGINT/SIGTERM cancel it (exit 130)."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(_cancellable(coro))
+
+
+async def _cancellable(coro: Awaitable[int]) -> int:
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coro)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+def _logging(args: argparse.Namespace) -> None:
+    level = logging.WARNING
+    if args.verbose >= 2:
+        level = logging.DEBUG
+    elif args.quiet or not args.verbose:
+        level = logging.ERROR  # warnings reach the user as events, not log lines
+    else:
+        level = logging.INFO
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _manifest(args: argparse.Namespace) -> Manifest:
+    return load_manifest(args.manifest)
+
+
+def _display(args: argparse.Namespace, err: Console) -> Display:
+    if args.json:
+        return JsonDisplay()
+    if err.is_terminal and not args.quiet:
+        return RichDisplay(err, verbose=args.verbose > 0)
+    return PlainDisplay(err, verbose=args.verbose > 0, quiet=args.quiet)
+
+
+async def _drive(m: Mirror, args: argparse.Namespace, err: Console) -> Summary:
+    with _display(args, err) as display:
+        async for event in m.events():
+            display.handle(event)
+    return m.summary
+
+
+async def _run(args: argparse.Namespace, err: Console) -> int:
+    m = Mirror(_manifest(args), dest=args.dest, workers=args.workers, state=args.state)
+    summary = await _drive(m, args, err)
+    return _finish(summary, m.manifest, args, err)
+
+
+async def _get(args: argparse.Namespace, err: Console) -> int:
+    accessions = list(args.accessions)
+    if args.input:
+        text = sys.stdin.read() if args.input == "-" else _read(args.input)
+        accessions += [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    accessions = [a for a in accessions if a]
+    if not accessions:
+        raise ManifestError(
+            "no accessions given (on the command line or with -i FILE)", file="<command line>"
+        )
+    dest = _dir(args.dest or ".")
+    manifest = manifest_from_accessions(accessions, dest=dest, workers=args.workers or 16)
+    m = Mirror(manifest, state=args.state)
+    summary = await _drive(m, args, err)
+    return _finish(summary, m.manifest, args, err)
+
+
+def _dir(path: str) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def _has_state(dest: Path) -> bool:
+    return (dest / ".mirror" / "state.sqlite").exists()
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestError(f"cannot read accession list: {exc.strerror}", file=path) from exc
+
+
+def _finish(summary: Summary, manifest: Manifest, args: argparse.Namespace, err: Console) -> int:
+    if args.json:
+        return summary.exit_code
+    if not args.quiet or summary.exit_code:
+        parts = [
+            f"{summary.verified}/{summary.planned} files verified ({human_bytes(summary.bytes)})"
+        ]
+        if summary.skipped:
+            parts.append(f"{summary.skipped} already verified")
+        if summary.failed:
+            parts.append(f"{summary.failed} failed")
+        if summary.pending:
+            parts.append(f"{summary.pending} pending")
+        err.print(
+            "; ".join(parts) + f"; downloaded {human_bytes(summary.downloaded)}", markup=False
+        )
+        for reason in summary.errors:
+            err.print(f"error: {reason}", markup=False)
+        err.print(f"files: {manifest.dest}  index: {manifest.dest / 'index.tsv'}", markup=False)
+        if summary.exit_code:
+            err.print(
+                "re-run the same command to retry what failed; 'mirror status' lists the reasons",
+                markup=False,
+            )
+    return summary.exit_code
+
+
+async def _plan(args: argparse.Namespace, err: Console) -> int:
+    m = Mirror(_manifest(args), dest=args.dest, workers=args.workers)
+    engine = m.engine(JsonDisplay().handle if args.json else _display(args, err).handle)
+    files, total = await engine.plan_only()
+    if args.json:
+        print(
+            _json({"event": "plan", "files": files, "bytes": total, "errors": engine.plan_errors})
+        )
+    else:
+        print(f"{files} files, {total} bytes ({human_bytes(total)})")
+    return EXIT_FAILED if engine.plan_errors else EXIT_OK
+
+
+async def _status(args: argparse.Namespace, err: Console) -> int:
+    from ._state import open_store
+
+    manifest = _manifest(args)
+    dest = _dir(args.dest) if args.dest else manifest.dest
+    if args.state is None and not _has_state(dest):
+        print(f"no state yet under {dest}: run 'mirror run {args.manifest}' first")
+        return EXIT_OK
+    store = await open_store(args.state, dest)
+    try:
+        run = await store.last_run()
+        counts = await store.counts(run)
+        failed = [f async for f in store.files(run) if f.status is TaskStatus.FAILED]
+    finally:
+        await store.aclose()
+    if args.json:
+        print(
+            _json(
+                {
+                    "event": "status",
+                    **{s.value: {"files": n, "bytes": b} for s, (n, b) in counts.items()},
+                    "failures": [{"path": f.path, "reason": f.reason} for f in failed],
+                }
+            )
+        )
+    else:
+        for status in (TaskStatus.VERIFIED, TaskStatus.PENDING, TaskStatus.FAILED):
+            n, b = counts[status]
+            print(f"{status.value:<9} {n:>8} files {human_bytes(b):>12}")
+        for f in failed:
+            print(f"{f.path}\tfailed\t{f.reason or ''}")
+    return EXIT_FAILED if failed or counts[TaskStatus.PENDING][0] else EXIT_OK
+
+
+async def _verify(args: argparse.Namespace, err: Console) -> int:
+    from ._verify import verify_local
+
+    manifest = _manifest(args)
+    dest = _dir(args.dest) if args.dest else manifest.dest
+    checked, bad = await verify_local(dest, args.state)
+    for path, reason in bad:
+        print(f"{path}\tmismatch\t{reason}")
+    print(
+        f"{checked} files re-hashed, {len(bad)} mismatched"
+        + ("; they are marked pending: 'mirror run' fetches them again" if bad else "")
+    )
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+async def _demo(args: argparse.Namespace, err: Console) -> int:
+    from .emulator import Catalog, Emulator
+
+    manifest = load_manifest(args.manifest or _demo_manifest())
+    dest = _dir(args.dest or "mirror-demo")
+    async with Emulator(Catalog.demo()) as emu:
+        manifest = dataclasses.replace(
+            manifest,
+            dest=dest,
+            endpoints={**manifest.endpoints, **emu.endpoints},
+            origin=manifest.origin,
+        )
+        if not args.json:
+            err.print(
+                f"archive emulator listening on {', '.join(emu.endpoints.values())}", markup=False
+            )
+        m = Mirror(manifest, workers=args.workers, state=args.state)
+        summary = await _drive(m, args, err)
+        requests = len(emu.log)
+    code = _finish(summary, m.manifest, args, err)
+    if not args.json:
+        err.print(
+            f"the emulator answered {requests} requests; run the same command again "
+            "and every file is skipped as already verified",
+            markup=False,
+        )
+    return code
+
+
+def _demo_manifest() -> Path:
+    local = Path("configs/demo.yaml")
+    if local.is_file():
+        return local
+    return Path(__file__).parent / "emulator" / "demo.yaml"
+
+
+def _json(doc: object) -> str:
+    return json.dumps(doc)

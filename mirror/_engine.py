@@ -1,0 +1,384 @@
+"""The engine: sources → store → bounded queue → workers → verified files.
+
+Shutdown protocol (written once, here):
+
+1. Producers (one per source) expand their manifest entry in batches; each batch
+   goes through the store (which drops what this run already planned and tells us
+   what is verified) and the rest into a bounded queue. The bound is what keeps
+   memory flat: a producer waits while workers are busy, so a 100,000-run study
+   is never held in memory, and downloads start with the first batch.
+2. When every producer is done, the pipeline puts one ``None`` per worker into the
+   queue; a worker that takes ``None`` returns. (No ``Queue.shutdown`` before 3.13.)
+3. On cancellation (SIGINT, SIGTERM, or the caller's), the task group cancels
+   producers and workers wherever they are. Nothing needs undoing in the store: a
+   file is only ever marked ``verified`` after its rename, a download in flight
+   keeps its ``.part`` file and resumes next run. ``index.tsv`` is then written
+   from the store, and the cancellation propagates.
+
+A source that fails (the archive rejects a query, say) is reported and counted;
+the other sources and the downloads already planned carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ._config import CramRefsSpec, EgaSpec, EnaSpec, EnterobaseSpec, Manifest, MgnifySpec
+from ._exceptions import ChecksumMismatch, ManifestError, MirrorError, TransferError
+from ._fetch import Verifier, fetch
+from ._http import Http, redact_url
+from ._index import write_index
+from ._metadata import MetadataWriter
+from ._models import (
+    ActiveFile,
+    Event,
+    FileFailed,
+    FileStarted,
+    FileTask,
+    FileVerified,
+    PlanFinished,
+    Progress,
+    Summary,
+    TaskStatus,
+    Warning_,
+)
+from ._paths import join_under
+from ._retry import RetryPolicy, next_delay
+from ._state import PlannedFile, Store, open_store
+from .sources import Source, SourceContext
+
+__all__ = ["Engine"]
+
+logger = logging.getLogger(__name__)
+
+#: A file whose digest is wrong this many times in a row is not a transient fault.
+CHECKSUM_ATTEMPTS = 3
+PROGRESS_INTERVAL = 0.5
+
+
+class _Stats:
+    """Live counters for progress events; the store stays the source of truth."""
+
+    def __init__(self) -> None:
+        self.planned = 0
+        self.planned_bytes = 0
+        self.verified = 0
+        self.failed = 0
+        self.skipped = 0
+        self.done_bytes = 0
+        self.received = 0
+        self.planning = True
+        self.active: dict[str, list[int | None]] = {}
+        self.started = time.monotonic()
+        self._window: list[tuple[float, int]] = []
+
+    def rate(self) -> float:
+        now = time.monotonic()
+        self._window.append((now, self.received))
+        self._window = [(t, b) for t, b in self._window if t >= now - 5] or [(now, self.received)]
+        t0, b0 = self._window[0]
+        return (self.received - b0) / (now - t0) if now > t0 else 0.0
+
+
+class Engine:
+    """One run of a manifest. Build it, then ``await engine.run()`` once."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        *,
+        emit: Callable[[Event], None] = lambda e: None,
+        state: str | None = None,
+        retry: RetryPolicy | None = None,
+        progress_interval: float = PROGRESS_INTERVAL,
+    ) -> None:
+        self.manifest = manifest
+        self.dest = manifest.dest
+        self._emit = emit
+        self._state_url = state
+        self.retry = retry or RetryPolicy()
+        self._interval = progress_interval
+        self.stats = _Stats()
+        self._plan_errors: list[str] = []
+        self._rng = random.Random()
+
+    # -- public ----------------------------------------------------------------------
+
+    async def run(self) -> Summary:
+        """Plan and download until every file is verified or failed; return the counts."""
+        sources_ready = self._check_sources()
+        store = await open_store(self._state_url, self.dest)
+        run_id = 0
+        try:
+            run_id = await store.begin_run()
+            async with Http(self.manifest.host_limit, retry=self.retry) as http:
+                ctx = SourceContext(
+                    http=http,
+                    endpoints=self.manifest.endpoints,
+                    metadata=MetadataWriter(self.dest / "metadata"),
+                    warn=self._warn,
+                )
+                await self._pipeline([make(ctx) for make in sources_ready], store, http, run_id)
+            counts = await store.counts(run_id)
+        finally:
+            try:
+                if run_id:
+                    await write_index(store, run_id, self.dest)
+            finally:
+                await store.aclose()
+        return Summary(
+            planned=sum(n for n, _ in counts.values()),
+            verified=counts[TaskStatus.VERIFIED][0],
+            failed=counts[TaskStatus.FAILED][0],
+            pending=counts[TaskStatus.PENDING][0],
+            bytes=counts[TaskStatus.VERIFIED][1],
+            downloaded=self.stats.received,
+            skipped=self.stats.skipped,
+            errors=tuple(self._plan_errors),
+        )
+
+    async def plan_only(self) -> tuple[int, int]:
+        """Expand the sources and count files and bytes, downloading nothing."""
+        makers = self._check_sources()
+        files = total = 0
+        seen: set[str] = set()
+        async with Http(self.manifest.host_limit, retry=self.retry) as http:
+            ctx = SourceContext(
+                http=http,
+                endpoints=self.manifest.endpoints,
+                metadata=MetadataWriter(self.dest / "metadata"),
+                warn=self._warn,
+            )
+            for make in makers:
+                try:
+                    async for batch in make(ctx).expand():
+                        for task in batch:
+                            if task.path not in seen:
+                                seen.add(task.path)
+                                files += 1
+                                total += task.size or 0
+                except MirrorError as exc:
+                    self._plan_errors.append(str(exc))
+                    self._warn(f"planning failed: {exc}")
+        return files, total
+
+    @property
+    def plan_errors(self) -> list[str]:
+        return list(self._plan_errors)
+
+    # -- sources ---------------------------------------------------------------------
+
+    def _check_sources(self) -> list[Callable[[SourceContext], Source]]:
+        """Build a constructor per source, failing (exit 2) before any request."""
+        from .sources.ena import EnaSource
+
+        makers: list[Callable[[SourceContext], Source]] = []
+        for i, spec in enumerate(self.manifest.sources):
+            if isinstance(spec, EnaSpec):
+                makers.append(functools.partial(EnaSource, spec))
+            elif isinstance(spec, MgnifySpec | EnterobaseSpec | EgaSpec | CramRefsSpec):
+                kind = {
+                    MgnifySpec: "mgnify",
+                    EnterobaseSpec: "enterobase",
+                    EgaSpec: "ega",
+                    CramRefsSpec: "cram_refs",
+                }[type(spec)]
+                raise ManifestError(
+                    f"the {kind} source is not available in this version of ebi-mirror",
+                    file=self.manifest.origin,
+                    key=f"sources[{i}].{kind}",
+                )
+        return makers
+
+    # -- the pipeline ----------------------------------------------------------------
+
+    async def _pipeline(self, sources: list[Source], store: Store, http: Http, run_id: int) -> None:
+        n_workers = self.manifest.workers
+        queue: asyncio.Queue[FileTask | None] = asyncio.Queue(maxsize=n_workers * 2)
+        async with asyncio.TaskGroup() as outer:
+            ticker = outer.create_task(self._tick())
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    for _ in range(n_workers):
+                        tg.create_task(self._worker(queue, store, http))
+                    await self._produce(sources, store, queue, run_id)
+                    for _ in range(n_workers):
+                        await queue.put(None)
+            finally:
+                ticker.cancel()
+        self._emit(self._progress())
+
+    async def _produce(
+        self,
+        sources: list[Source],
+        store: Store,
+        queue: asyncio.Queue[FileTask | None],
+        run_id: int,
+    ) -> None:
+        async def one(source: Source) -> None:
+            try:
+                async for batch in source.expand():
+                    for planned in await store.plan(batch, run_id):
+                        await self._enqueue(planned, store, queue)
+            except MirrorError as exc:
+                self._plan_errors.append(f"{source.name}: {exc}")
+                self._warn(f"{source.name}: planning stopped: {exc}")
+
+        async with asyncio.TaskGroup() as tg:
+            for source in sources:
+                tg.create_task(one(source))
+        self.stats.planning = False
+        self._emit(PlanFinished(files=self.stats.planned, bytes=self.stats.planned_bytes))
+
+    async def _enqueue(
+        self, planned: PlannedFile, store: Store, queue: asyncio.Queue[FileTask | None]
+    ) -> None:
+        task = planned.task
+        self.stats.planned += 1
+        self.stats.planned_bytes += task.size or 0
+        if planned.status is TaskStatus.VERIFIED:
+            final = join_under(self.dest, task.path)
+            size = await asyncio.to_thread(_size_of, final)
+            if size is not None and size == planned.bytes:
+                # Verified in an earlier run and still there: no request at all.
+                self.stats.verified += 1
+                self.stats.skipped += 1
+                self.stats.done_bytes += size
+                self._emit(
+                    FileVerified(
+                        path=task.path,
+                        bytes=size,
+                        md5=planned.md5 or "",
+                        verified_by="",
+                        skipped=True,
+                    )
+                )
+                return
+            self._warn(
+                f"{task.path}: verified earlier but missing or changed on disk; fetching it again"
+            )
+            await store.mark_pending(task.path)
+        await queue.put(task)
+
+    async def _worker(
+        self,
+        queue: asyncio.Queue[FileTask | None],
+        store: Store,
+        http: Http,
+        verifier: Verifier | None = None,
+    ) -> None:
+        while (task := await queue.get()) is not None:
+            await self._download(task, store, http, verifier)
+
+    async def _download(
+        self, task: FileTask, store: Store, http: Http, verifier: Verifier | None
+    ) -> None:
+        attempt = mismatches = 0
+        active = self.stats.active
+        try:
+            final = join_under(self.dest, task.path)
+        except MirrorError as exc:
+            await self._fail(task, store, str(exc))
+            return
+        try:
+            while True:
+                attempt += 1
+                entry: list[int | None] = [0, task.size]
+                active[task.path] = entry
+
+                def progress(n: int, entry: list[int | None] = entry) -> None:
+                    entry[0] = (entry[0] or 0) + n
+                    self.stats.received += n
+
+                self._emit(
+                    FileStarted(path=task.path, url=redact_url(task.url), size=task.size, offset=0)
+                )
+                try:
+                    got = await fetch(
+                        task, final, http, store, progress=progress, verifier=verifier
+                    )
+                except TransferError as exc:
+                    if isinstance(exc, ChecksumMismatch):
+                        mismatches += 1
+                    delay = None
+                    if exc.retryable and mismatches < CHECKSUM_ATTEMPTS:
+                        delay = next_delay(
+                            self.retry,
+                            attempt,
+                            rng=self._rng,
+                            retry_after=getattr(exc, "retry_after", None),
+                        )
+                    if delay is None:
+                        await self._fail(task, store, str(exc))
+                        return
+                    logger.info("%s: %s; retry %d in %.1fs", task.path, exc, attempt, delay)
+                    self._emit(FileFailed(path=task.path, reason=str(exc), final=False))
+                    await asyncio.sleep(delay)
+                    continue
+                except MirrorError as exc:
+                    await self._fail(task, store, str(exc))
+                    return
+                except OSError as exc:
+                    await self._fail(task, store, f"cannot write {final}: {exc.strerror or exc}")
+                    return
+                # Only after the rename: a verified row always names a complete file.
+                await store.mark_verified(
+                    task.path, md5=got.md5, size=got.size, verified_by=got.verified_by
+                )
+                self.stats.verified += 1
+                self.stats.done_bytes += got.size
+                logger.info("%s: verified (%s, %d bytes)", task.path, got.verified_by, got.size)
+                self._emit(
+                    FileVerified(
+                        path=task.path, bytes=got.size, md5=got.md5, verified_by=got.verified_by
+                    )
+                )
+                return
+        finally:
+            active.pop(task.path, None)
+
+    async def _fail(self, task: FileTask, store: Store, reason: str) -> None:
+        await store.mark_failed(task.path, reason)
+        self.stats.failed += 1
+        logger.warning("%s: failed: %s", task.path, reason)
+        self._emit(FileFailed(path=task.path, reason=reason, final=True))
+
+    # -- events ----------------------------------------------------------------------
+
+    def _warn(self, message: str) -> None:
+        logger.warning("%s", message)
+        self._emit(Warning_(message=message))
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            self._emit(self._progress())
+
+    def _progress(self) -> Progress:
+        s = self.stats
+        return Progress(
+            planned=s.planned,
+            planning=s.planning,
+            verified=s.verified,
+            failed=s.failed,
+            bytes_done=s.done_bytes + sum(int(e[0] or 0) for e in s.active.values()),
+            bytes_total=s.planned_bytes,
+            rate=s.rate(),
+            active=tuple(
+                ActiveFile(path=p, done=int(e[0] or 0), size=e[1])
+                for p, e in list(s.active.items())[:20]
+            ),
+        )
+
+
+def _size_of(path: Path) -> int | None:
+    with contextlib.suppress(OSError):
+        return path.stat().st_size
+    return None

@@ -1,0 +1,337 @@
+"""One file task → ``NAME.part`` → checked → renamed into place.
+
+The fetcher knows HTTP and bytes and nothing about archives. Resume follows RFC 9110
+§14 (Range, If-Range) the way pip's ``network/download.py`` does it: ask for the
+bytes we lack, validated by the ETag (or Last-Modified) we saw when the ``.part``
+file was started; a 206 whose ``Content-Range`` starts where we stopped is
+appended, a 200 means the server ignored us (or the file changed) and we start
+again from zero.
+
+The hot path is written for throughput: bytes from the socket are gathered into
+batches of :data:`BATCH` and each batch is written and hashed in a worker thread
+(hashlib releases the GIL) while the loop receives the next one, so MD5 never
+shares a core with the event loop and there is one thread hop per batch, not per
+socket read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from ._exceptions import (
+    ChecksumMismatch,
+    IncompleteDownload,
+    RemoteFileChanged,
+    TransferError,
+)
+from ._http import Http, redact_url
+from ._models import FileTask
+from ._paths import part_path
+
+__all__ = [
+    "BATCH",
+    "Fetched",
+    "RangeAction",
+    "decide",
+    "fetch",
+    "hash_file",
+    "parse_content_range",
+    "resume_headers",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Bytes gathered before one write+hash hop to a thread.
+BATCH = 4 << 20
+_READ = 8 << 20
+_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
+
+
+class Validators(Protocol):
+    """Where the ETag/Last-Modified of an unfinished ``.part`` is kept (the state store)."""
+
+    async def get_validator(self, path: str) -> str | None: ...
+
+    async def set_validator(self, path: str, validator: str | None) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Fetched:
+    """A file now complete and checked at its final path."""
+
+    md5: str
+    size: int
+    verified_by: str
+    received: int
+
+
+#: An extra check run on the complete ``.part`` before the rename (EGA ``/results``).
+Verifier = Callable[[FileTask, str, int], Awaitable[None]]
+
+
+class RangeAction(enum.Enum):
+    APPEND = "append"  # 206 from our offset: keep what we have
+    RESTART = "restart"  # 200: the server sends everything; start from zero
+    COMPLETE = "complete"  # 416 and we already hold the whole file
+    CHANGED = "changed"  # the server's file is not the one we started
+
+
+def resume_headers(offset: int, validator: str | None) -> dict[str, str]:
+    """Request headers for a download that already holds ``offset`` bytes."""
+    if offset <= 0:
+        return {}
+    headers = {"Range": f"bytes={offset}-"}
+    if validator:
+        headers["If-Range"] = validator
+    return headers
+
+
+def parse_content_range(value: str | None) -> tuple[int | None, int | None, int | None]:
+    """``(first, last, total)`` of a ``Content-Range`` header; ``None`` where absent."""
+    if not value:
+        return None, None, None
+    m = _CONTENT_RANGE.fullmatch(value.strip())
+    if not m:
+        return None, None, None
+    first = int(m[1]) if m[1] is not None else None
+    last = int(m[2]) if m[2] is not None else None
+    total = int(m[3]) if m[3] != "*" else None
+    return first, last, total
+
+
+def decide(status: int, offset: int, content_range: str | None, size: int | None) -> RangeAction:
+    """What to do with a response to a (possibly ranged) GET, given ``offset`` bytes held."""
+    first, _last, total = parse_content_range(content_range)
+    if status == 206:
+        if first != offset or (size is not None and total is not None and total != size):
+            return RangeAction.CHANGED
+        return RangeAction.APPEND
+    if status == 416:
+        # "bytes */N": we asked past the end. Whole already, or the file shrank.
+        if total is not None and total == offset and (size is None or size == offset):
+            return RangeAction.COMPLETE
+        return RangeAction.CHANGED
+    return RangeAction.RESTART
+
+
+def hash_file(path: Path, *, algorithm: str = "md5", limit: int | None = None) -> tuple[str, int]:
+    """Digest and length of the first ``limit`` bytes of ``path`` (blocking: call in a thread)."""
+    h = hashlib.new(algorithm)
+    n = 0
+    with path.open("rb") as f:
+        while limit is None or n < limit:
+            chunk = f.read(_READ if limit is None else min(_READ, limit - n))
+            if not chunk:
+                break
+            h.update(chunk)
+            n += len(chunk)
+    return h.hexdigest(), n
+
+
+class _Sink:
+    """The ``.part`` file and its running digests, written in a thread."""
+
+    def __init__(self, path: Path, *, sha1: bool) -> None:
+        self.path = path
+        self.md5 = hashlib.md5()
+        self.sha1 = hashlib.sha1() if sha1 else None
+        self.size = 0
+        self._file: BinaryIO | None = None
+
+    def resume(self) -> int:
+        """Open the existing ``.part`` for appending and hash what it holds."""
+        self._file = self.path.open("r+b" if self.path.exists() else "w+b")
+        while chunk := self._file.read(_READ):
+            self._update(chunk)
+        return self.size
+
+    def restart(self) -> None:
+        if self._file is None:
+            self._file = self.path.open("w+b")
+        self._file.seek(0)
+        self._file.truncate()
+        self.md5 = hashlib.md5()
+        self.sha1 = hashlib.sha1() if self.sha1 is not None else None
+        self.size = 0
+
+    def write(self, data: bytes | bytearray) -> None:
+        assert self._file is not None
+        self._file.write(data)
+        self._update(data)
+
+    def _update(self, data: bytes | bytearray) -> None:
+        self.md5.update(data)
+        if self.sha1 is not None:
+            self.sha1.update(data)
+        self.size += len(data)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+async def fetch(
+    task: FileTask,
+    final: Path,
+    http: Http,
+    validators: Validators,
+    *,
+    progress: Callable[[int], None] = lambda n: None,
+    verifier: Verifier | None = None,
+) -> Fetched:
+    """Download ``task`` to ``final`` (via ``final.part``), or raise a :class:`TransferError`.
+
+    On a retryable error the ``.part`` file keeps every byte that can be trusted,
+    so the next attempt (or the next run) resumes from it. Bytes that cannot be
+    trusted (a checksum mismatch, a changed remote file) are dropped first.
+    """
+    part = part_path(final)
+    await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
+    sink = _Sink(part, sha1=task.verify == "sha1")
+    try:
+        offset = await asyncio.to_thread(sink.resume)
+        if task.size is not None and offset > task.size:
+            await asyncio.to_thread(sink.restart)
+            offset = 0
+        received = 0
+        if task.size is None or offset < task.size:
+            received = await _receive(task, http, validators, sink, offset, progress)
+        await asyncio.to_thread(sink.close)
+        return await _finish(task, final, sink, received, verifier)
+    finally:
+        await asyncio.to_thread(sink.close)
+
+
+async def _receive(
+    task: FileTask,
+    http: Http,
+    validators: Validators,
+    sink: _Sink,
+    offset: int,
+    progress: Callable[[int], None],
+) -> int:
+    validator = await validators.get_validator(task.path) if offset else None
+    headers = dict(task.headers)
+    headers.update(resume_headers(offset, validator))
+    received = 0
+    async with http.request("GET", task.url, headers=headers, expect=(200, 206, 416)) as resp:
+        action = decide(resp.status, offset, resp.headers.get("Content-Range"), task.size)
+        if action is RangeAction.COMPLETE:
+            return 0
+        if action is RangeAction.CHANGED:
+            await asyncio.to_thread(sink.restart)
+            await validators.set_validator(task.path, None)
+            raise RemoteFileChanged(
+                f"{redact_url(task.url)}: the server's file no longer matches the partial "
+                f"download (Content-Range {resp.headers.get('Content-Range')!r}); starting again",
+                url=task.url,
+            )
+        if action is RangeAction.RESTART:
+            if offset:
+                logger.info("%s: server sent the whole file; restarting from 0", task.path)
+            await asyncio.to_thread(sink.restart)
+            offset = 0
+        length = _content_length(resp.headers.get("Content-Length"))
+        if task.size is not None and length is not None and offset + length != task.size:
+            raise IncompleteDownload(
+                f"{redact_url(task.url)}: server offers {offset + length} bytes, the archive "
+                f"lists {task.size}",
+                url=task.url,
+            )
+        if offset == 0:
+            tag = resp.headers.get("ETag")
+            validator = (
+                tag if tag and not tag.startswith("W/") else resp.headers.get("Last-Modified")
+            )
+            await validators.set_validator(task.path, validator)
+        received = await _stream(resp.chunks(), sink, progress)
+    if length is not None and received < length:
+        raise IncompleteDownload(
+            f"{redact_url(task.url)}: body ended after {received} of {length} bytes",
+            url=task.url,
+        )
+    return received
+
+
+async def _stream(chunks: object, sink: _Sink, progress: Callable[[int], None]) -> int:
+    """Copy ``chunks`` into ``sink``: one batch in the thread while the next arrives."""
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future[None] | None = None
+    buf = bytearray()
+    received = 0
+    try:
+        async for chunk in chunks:  # type: ignore[attr-defined]
+            buf += chunk
+            if len(buf) >= BATCH:
+                if pending is not None:
+                    await pending
+                pending = loop.run_in_executor(None, sink.write, buf)
+                received += len(buf)
+                progress(len(buf))
+                buf = bytearray()
+    finally:
+        # Whatever arrived is good bytes: keep it for the resume, even on error.
+        if pending is not None:
+            await pending
+        if buf:
+            await loop.run_in_executor(None, sink.write, buf)
+            received += len(buf)
+            progress(len(buf))
+    return received
+
+
+async def _finish(
+    task: FileTask, final: Path, sink: _Sink, received: int, verifier: Verifier | None
+) -> Fetched:
+    size = sink.size
+    if task.size is not None and size != task.size:
+        if size > task.size:
+            await asyncio.to_thread(_unlink, sink.path)
+        raise IncompleteDownload(
+            f"{redact_url(task.url)}: got {size} bytes, the archive lists {task.size}",
+            url=task.url,
+        )
+    md5 = sink.md5.hexdigest()
+    verified_by = "size"
+    if task.checksum and task.verify in ("md5", "sha1"):
+        got = md5 if task.verify == "md5" else (sink.sha1.hexdigest() if sink.sha1 else "")
+        if got != task.checksum.lower():
+            # These bytes are wrong somewhere we cannot tell: drop them all.
+            await asyncio.to_thread(_unlink, sink.path)
+            raise ChecksumMismatch(
+                f"{task.verify.upper()} mismatch for {task.path}: got {got}, "
+                f"the archive lists {task.checksum}",
+                url=task.url,
+            )
+        verified_by = task.verify
+    if verifier is not None:
+        try:
+            await verifier(task, md5, size)
+        except TransferError:
+            await asyncio.to_thread(_unlink, sink.path)
+            raise
+        verified_by = task.verify
+    # os.replace is atomic on POSIX: readers see the old name absent or the whole file.
+    await asyncio.to_thread(os.replace, sink.path, final)
+    return Fetched(md5=md5, size=size, verified_by=verified_by, received=received)
+
+
+def _content_length(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)

@@ -1,0 +1,66 @@
+"""``dest/index.tsv``: every planned file, its status and what it was checked against."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from ._http import redact_url
+from ._state import Store
+
+__all__ = ["INDEX_COLUMNS", "write_index"]
+
+INDEX_COLUMNS = (
+    "source",
+    "accession",
+    "path",
+    "bytes",
+    "md5",
+    "url",
+    "status",
+    "verified_by",
+    "reason",
+)
+_PAGE = 2000
+
+
+async def write_index(store: Store, run: int, dest: Path) -> Path:
+    """Rewrite ``dest/index.tsv`` from the store, streamed and atomic, for ``run``'s files."""
+    path = dest / "index.tsv"
+    tmp = dest / ".mirror" / "index.tsv.tmp"
+    await asyncio.to_thread(tmp.parent.mkdir, parents=True, exist_ok=True)
+    out = await asyncio.to_thread(tmp.open, "w", encoding="utf-8")
+    try:
+        lines = ["\t".join(INDEX_COLUMNS)]
+        async for f in store.files(run):
+            size = f.bytes if f.bytes is not None else (f.size or 0)
+            lines.append(
+                "\t".join(
+                    _clean(v)
+                    for v in (
+                        f.source,
+                        f.accession,
+                        f.path,
+                        str(size),
+                        f.md5 or "",
+                        redact_url(f.url),
+                        f.status.value,
+                        f.verified_by or "",
+                        f.reason or "",
+                    )
+                )
+            )
+            if len(lines) >= _PAGE:
+                await asyncio.to_thread(out.write, "\n".join(lines) + "\n")
+                lines = []
+        if lines:
+            await asyncio.to_thread(out.write, "\n".join(lines) + "\n")
+    finally:
+        await asyncio.to_thread(out.close)
+    await asyncio.to_thread(os.replace, tmp, path)
+    return path
+
+
+def _clean(value: str) -> str:
+    return value.replace("\t", " ").replace("\n", " ")

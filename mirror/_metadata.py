@@ -1,0 +1,86 @@
+"""Metadata records kept beside the files: ENA run rows, MGnify JSON, EnteroBase records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from ._paths import join_under
+
+__all__ = ["MetadataWriter", "TableWriter"]
+
+
+class TableWriter:
+    """A TSV table written row by row to ``NAME.tmp`` and renamed into place on close."""
+
+    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+        self.path = path
+        self.columns = list(columns)
+        self._tmp = path.with_name(path.name + ".tmp")
+        self._file: TextIO | None = None
+        self.rows = 0
+
+    def _open(self) -> TextIO:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self._tmp.open("w", encoding="utf-8", newline="")
+            self._file.write("\t".join(self.columns) + "\n")
+        return self._file
+
+    async def write(self, rows: Sequence[dict[str, str]]) -> None:
+        def write() -> None:
+            f = self._open()
+            for row in rows:
+                f.write("\t".join(_cell(row.get(c, "")) for c in self.columns) + "\n")
+            self.rows += len(rows)
+
+        await asyncio.to_thread(write)
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+                os.replace(self._tmp, self.path)
+
+        await asyncio.to_thread(close)
+
+
+class MetadataWriter:
+    """Writes records under ``dest/metadata/``; sources hold one instead of paths."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def table(self, relative: str, columns: Sequence[str]) -> TableWriter:
+        return TableWriter(join_under(self.root, relative), columns)
+
+    async def write_json(self, relative: str, doc: Any) -> None:
+        path = join_under(self.root, relative)
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+
+        await asyncio.to_thread(write)
+
+    async def append_jsonl(self, relative: str, docs: Sequence[Any]) -> None:
+        path = join_under(self.root, relative)
+
+        def append() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as f:
+                for doc in docs:
+                    f.write(json.dumps(doc, sort_keys=True) + "\n")
+
+        await asyncio.to_thread(append)
+
+
+def _cell(value: str) -> str:
+    return value.replace("\t", " ").replace("\n", " ")

@@ -1,0 +1,158 @@
+"""Plain records that cross module boundaries: file tasks, statuses, summaries, events."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "ActiveFile",
+    "Event",
+    "FileFailed",
+    "FileStarted",
+    "FileTask",
+    "FileVerified",
+    "PlanFinished",
+    "Progress",
+    "RunFinished",
+    "Summary",
+    "TaskStatus",
+    "Verify",
+    "Warning_",
+]
+
+#: What a file is checked against before it may appear at its final path.
+Verify = Literal["md5", "sha1", "size", "ega-results"]
+
+
+class TaskStatus(enum.StrEnum):
+    """Where a planned file stands. Only ``verified`` files exist at their final path."""
+
+    PENDING = "pending"
+    VERIFIED = "verified"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FileTask:
+    """One file to fetch: produced by a source, consumed by a worker.
+
+    ``path`` is relative to ``dest`` (POSIX separators) and is the task's identity:
+    two sources planning the same path plan the same file.
+    """
+
+    source: str
+    accession: str
+    url: str
+    path: str
+    size: int | None = None
+    #: The archive's checksum in lowercase hex, in the algorithm named by ``verify``.
+    checksum: str | None = None
+    verify: Verify = "md5"
+    #: Extra request headers (auth); never stored, never logged.
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Summary:
+    """Counts of one run, as returned by :func:`mirror.run`."""
+
+    planned: int = 0
+    verified: int = 0
+    failed: int = 0
+    pending: int = 0
+    #: Bytes of verified files.
+    bytes: int = 0
+    #: Bytes received over the network during this run.
+    downloaded: int = 0
+    #: Files that were already verified before this run and were not fetched again.
+    skipped: int = 0
+    #: Sources that could not be expanded completely (their reasons).
+    errors: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every planned file is verified, else 1 (SPEC.md exit codes)."""
+        return 1 if self.failed or self.pending or self.errors else 0
+
+
+# --- events --------------------------------------------------------------------------
+# Yielded by Mirror.events(); the CLI renders them or prints them as JSON lines.
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Event:
+    @property
+    def kind(self) -> str:
+        return _KINDS[type(self).__name__]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FileStarted(Event):
+    path: str
+    url: str
+    size: int | None
+    offset: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FileVerified(Event):
+    path: str
+    bytes: int
+    md5: str
+    verified_by: str
+    skipped: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FileFailed(Event):
+    path: str
+    reason: str
+    final: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Warning_(Event):
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlanFinished(Event):
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ActiveFile:
+    path: str
+    done: int
+    size: int | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Progress(Event):
+    planned: int
+    planning: bool
+    verified: int
+    failed: int
+    bytes_done: int
+    bytes_total: int
+    rate: float
+    active: tuple[ActiveFile, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunFinished(Event):
+    summary: Summary
+
+
+_KINDS = {
+    "FileStarted": "file-started",
+    "FileVerified": "file-verified",
+    "FileFailed": "file-failed",
+    "Warning_": "warning",
+    "PlanFinished": "plan-finished",
+    "Progress": "progress",
+    "RunFinished": "run-finished",
+}

@@ -1,0 +1,49 @@
+"""Server-given names made safe, and the ``.part`` naming of work in progress."""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from ._exceptions import UnsafePathError
+
+__all__ = ["PART_SUFFIX", "join_under", "name_from_url", "part_path", "safe_name"]
+
+PART_SUFFIX = ".part"
+_FORBIDDEN = set("/\\\x00")
+
+
+def safe_name(name: str) -> str:
+    """``name`` as one path component, or :class:`UnsafePathError`.
+
+    Archives hand us file names (MGnify aliases, EGA fileName, URL tails). A name is
+    used only if it is already one plain component: we refuse rather than rewrite
+    ``../x`` or ``/etc/x``, because a silently renamed file is a file the user
+    cannot find.
+    """
+    if not name or name in (".", "..") or any(ch in _FORBIDDEN for ch in name):
+        raise UnsafePathError(f"unsafe file name {name!r}: not a single plain path component")
+    if any(ord(ch) < 32 for ch in name):
+        raise UnsafePathError(f"unsafe file name {name!r}: control characters")
+    if name.endswith(PART_SUFFIX):
+        raise UnsafePathError(f"unsafe file name {name!r}: ends in {PART_SUFFIX}")
+    return name
+
+
+def name_from_url(url: str) -> str:
+    """The last path segment of ``url``, percent-decoded and checked by :func:`safe_name`."""
+    path = urlsplit(url if "://" in url else "//" + url).path
+    return safe_name(unquote(posixpath.basename(path)))
+
+
+def join_under(root: Path, relative: str) -> Path:
+    """``root / relative``, refusing anything that would land outside ``root``."""
+    parts = relative.split("/")
+    for part in parts:
+        safe_name(part)
+    return root.joinpath(*parts)
+
+
+def part_path(final: Path) -> Path:
+    return final.with_name(final.name + PART_SUFFIX)

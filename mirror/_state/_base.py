@@ -1,0 +1,103 @@
+"""The ``Store`` protocol every state backend implements, and the URL → backend choice."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .._exceptions import StateError
+from .._models import FileTask, TaskStatus
+
+__all__ = ["PlannedFile", "Store", "StoredFile", "open_store"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredFile:
+    """One row of the store: the plan of a file and what became of it."""
+
+    path: str
+    source: str
+    accession: str
+    url: str
+    size: int | None
+    checksum: str | None
+    verify: str
+    status: TaskStatus
+    md5: str | None = None
+    bytes: int | None = None
+    verified_by: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlannedFile:
+    """A task as planned this run, with what the store already knew of it."""
+
+    task: FileTask
+    status: TaskStatus
+    md5: str | None
+    bytes: int | None
+
+
+class Store(Protocol):
+    """Where every planned file stands. Only the engine writes to it.
+
+    The order of writes is the contract a crash relies on: a file is marked
+    ``verified`` only after its rename to the final path, so a verified row always
+    names a complete file (until someone deletes it, which ``plan`` notices).
+    """
+
+    async def begin_run(self) -> int:
+        """Start a run; returns its number (tasks planned in it carry it)."""
+        ...
+
+    async def plan(self, tasks: Sequence[FileTask], run: int) -> list[PlannedFile]:
+        """Record ``tasks`` for ``run``; return those not already planned in this run."""
+        ...
+
+    async def mark_verified(self, path: str, *, md5: str, size: int, verified_by: str) -> None: ...
+
+    async def mark_failed(self, path: str, reason: str) -> None: ...
+
+    async def mark_pending(self, path: str) -> None: ...
+
+    async def get_validator(self, path: str) -> str | None:
+        """The ETag or Last-Modified saved when the ``.part`` file was started."""
+        ...
+
+    async def set_validator(self, path: str, validator: str | None) -> None: ...
+
+    async def last_run(self) -> int: ...
+
+    async def counts(self, run: int) -> dict[TaskStatus, tuple[int, int]]:
+        """Files and bytes by status among the files planned in ``run``."""
+        ...
+
+    def files(self, run: int) -> AsyncIterator[StoredFile]:
+        """Every file planned in ``run``, in path order."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+async def open_store(url: str | None, dest: Path) -> Store:
+    """Open the store named by ``url`` (``sqlite:///PATH``; default ``dest/.mirror/...``)."""
+    from ._sqlite import SQLiteStore
+
+    if url is None:
+        path = dest / ".mirror" / "state.sqlite"
+    elif url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.is_absolute():
+            path = Path.cwd() / path
+    elif url.startswith(("postgresql://", "postgres://")):
+        raise StateError(
+            "the PostgreSQL state store is not available in this version; use sqlite:///PATH"
+        )
+    else:
+        raise StateError(f"unknown state store URL {url!r}: expected sqlite:///PATH")
+    store = SQLiteStore(path)
+    await store.open()
+    return store

@@ -1,0 +1,279 @@
+"""SQLite state store (WAL), driven from one dedicated thread so the loop never blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from .._exceptions import StateError
+from .._models import FileTask, TaskStatus
+from ._base import PlannedFile, StoredFile
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path        TEXT PRIMARY KEY,
+    source      TEXT NOT NULL,
+    accession   TEXT NOT NULL,
+    url         TEXT NOT NULL,
+    size        INTEGER,
+    checksum    TEXT,
+    verify      TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'pending',
+    md5         TEXT,
+    bytes       INTEGER,
+    verified_by TEXT,
+    reason      TEXT,
+    validator   TEXT,
+    run         INTEGER NOT NULL DEFAULT 0,
+    updated     REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_run ON files (run, status);
+"""
+_COLUMNS = (
+    "path, source, accession, url, size, checksum, verify, status, md5, bytes, verified_by, reason"
+)
+
+
+class SQLiteStore:
+    """The default :class:`~mirror._state.Store`: ``dest/.mirror/state.sqlite``.
+
+    Every statement runs on one thread of its own (sqlite3 connections are bound to
+    their thread), so the event loop only ever awaits a future. WAL with
+    ``synchronous=NORMAL``: a commit survives a killed process; a power loss may
+    lose the last commits, never corrupt the file (sqlite.org/wal.html). Losing a
+    ``verified`` mark costs one re-download of that file, never a wrong file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirror-sqlite")
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            if self._db is None:
+                raise StateError(f"state store {self.path} is closed")
+            try:
+                return fn(self._db)
+            except sqlite3.Error as exc:
+                raise StateError(f"state store {self.path}: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, run)
+
+    async def open(self) -> None:
+        def connect() -> None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("PRAGMA busy_timeout=10000")
+                db.executescript(_SCHEMA)
+                row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                if row is None:
+                    db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                elif int(row[0]) > SCHEMA_VERSION:
+                    raise StateError(
+                        f"state store {self.path} was written by a newer ebi-mirror "
+                        f"(schema {row[0]}); upgrade ebi-mirror"
+                    )
+            except (sqlite3.Error, OSError) as exc:
+                raise StateError(f"cannot open state store {self.path}: {exc}") from exc
+            self._db = db
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, connect)
+
+    async def aclose(self) -> None:
+        def close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._thread, close)
+        finally:
+            self._thread.shutdown(wait=False)
+
+    async def begin_run(self) -> int:
+        def begin(db: sqlite3.Connection) -> int:
+            with db:
+                row = db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
+                run = int(row[0]) + 1 if row else 1
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (str(run),))
+            return run
+
+        return await self._call(begin)
+
+    async def last_run(self) -> int:
+        def last(db: sqlite3.Connection) -> int:
+            row = db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._call(last)
+
+    async def plan(self, tasks: Sequence[FileTask], run: int) -> list[PlannedFile]:
+        def plan(db: sqlite3.Connection) -> list[PlannedFile]:
+            now = time.time()
+            out: list[PlannedFile] = []
+            with db:
+                for task in tasks:
+                    row = db.execute(
+                        "SELECT status, checksum, size, run, md5, bytes FROM files WHERE path=?",
+                        (task.path,),
+                    ).fetchone()
+                    if row is None:
+                        db.execute(
+                            "INSERT INTO files (path, source, accession, url, size, checksum,"
+                            " verify, run, updated) VALUES (?,?,?,?,?,?,?,?,?)",
+                            (
+                                task.path,
+                                task.source,
+                                task.accession,
+                                task.url,
+                                task.size,
+                                task.checksum,
+                                task.verify,
+                                run,
+                                now,
+                            ),
+                        )
+                        out.append(
+                            PlannedFile(task=task, status=TaskStatus.PENDING, md5=None, bytes=None)
+                        )
+                        continue
+                    status, checksum, size, seen_run, md5, nbytes = row
+                    if seen_run == run:
+                        continue  # planned twice in one run (a study and one of its runs)
+                    status = TaskStatus(status)
+                    if status is TaskStatus.VERIFIED and (
+                        checksum != task.checksum or (task.size is not None and size != task.size)
+                    ):
+                        # The archive now describes a different file: fetch it again.
+                        status = TaskStatus.PENDING
+                    db.execute(
+                        "UPDATE files SET source=?, accession=?, url=?, size=?, checksum=?,"
+                        " verify=?, run=?, status=?, updated=? WHERE path=?",
+                        (
+                            task.source,
+                            task.accession,
+                            task.url,
+                            task.size,
+                            task.checksum,
+                            task.verify,
+                            run,
+                            status.value,
+                            now,
+                            task.path,
+                        ),
+                    )
+                    out.append(PlannedFile(task=task, status=status, md5=md5, bytes=nbytes))
+            return out
+
+        return await self._call(plan)
+
+    async def _update(self, sql: str, args: tuple[object, ...]) -> None:
+        def update(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(sql, args)
+
+        await self._call(update)
+
+    async def mark_verified(self, path: str, *, md5: str, size: int, verified_by: str) -> None:
+        await self._update(
+            "UPDATE files SET status='verified', md5=?, bytes=?, verified_by=?, reason=NULL,"
+            " validator=NULL, updated=? WHERE path=?",
+            (md5, size, verified_by, time.time(), path),
+        )
+
+    async def mark_failed(self, path: str, reason: str) -> None:
+        await self._update(
+            "UPDATE files SET status='failed', reason=?, updated=? WHERE path=?",
+            (reason, time.time(), path),
+        )
+
+    async def mark_pending(self, path: str) -> None:
+        await self._update(
+            "UPDATE files SET status='pending', md5=NULL, verified_by=NULL, updated=? WHERE path=?",
+            (time.time(), path),
+        )
+
+    async def get_validator(self, path: str) -> str | None:
+        def get(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT validator FROM files WHERE path=?", (path,)).fetchone()
+            return row[0] if row else None
+
+        return await self._call(get)
+
+    async def set_validator(self, path: str, validator: str | None) -> None:
+        await self._update("UPDATE files SET validator=? WHERE path=?", (validator, path))
+
+    async def counts(self, run: int) -> dict[TaskStatus, tuple[int, int]]:
+        def counts(db: sqlite3.Connection) -> dict[TaskStatus, tuple[int, int]]:
+            out = {status: (0, 0) for status in TaskStatus}
+            for status, n, nbytes in db.execute(
+                "SELECT status, COUNT(*), COALESCE(SUM(COALESCE(bytes, size)), 0)"
+                " FROM files WHERE run=? GROUP BY status",
+                (run,),
+            ):
+                out[TaskStatus(status)] = (n, nbytes)
+            return out
+
+        return await self._call(counts)
+
+    async def files(self, run: int) -> AsyncIterator[StoredFile]:
+        after = ""
+        while True:
+
+            def page(db: sqlite3.Connection, after: str = after) -> list[tuple[object, ...]]:
+                return db.execute(
+                    f"SELECT {_COLUMNS} FROM files WHERE run=? AND path>? ORDER BY path LIMIT 2000",
+                    (run, after),
+                ).fetchall()
+
+            rows = await self._call(page)
+            if not rows:
+                return
+            for row in rows:
+                yield _stored(row)
+            after = str(rows[-1][0])
+
+
+def _stored(row: tuple[object, ...]) -> StoredFile:
+    (
+        path,
+        source,
+        accession,
+        url,
+        size,
+        checksum,
+        verify,
+        status,
+        md5,
+        nbytes,
+        verified_by,
+        reason,
+    ) = row
+    return StoredFile(
+        path=str(path),
+        source=str(source),
+        accession=str(accession),
+        url=str(url),
+        size=size if isinstance(size, int) else None,
+        checksum=checksum if isinstance(checksum, str) else None,
+        verify=str(verify),
+        status=TaskStatus(str(status)),
+        md5=md5 if isinstance(md5, str) else None,
+        bytes=nbytes if isinstance(nbytes, int) else None,
+        verified_by=verified_by if isinstance(verified_by, str) else None,
+        reason=reason if isinstance(reason, str) else None,
+    )

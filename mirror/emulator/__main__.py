@@ -1,0 +1,109 @@
+"""``python -m mirror.emulator``: run the emulator until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._catalog import Catalog
+from ._faults import Fault
+from ._server import Emulator
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mirror.emulator",
+        description="Serve an emulated ENA (Portal API + file host) on loopback.",
+    )
+    parser.add_argument("--catalog", default="demo", help="'demo' (default) or a catalog JSON")
+    parser.add_argument("--faults", type=Path, help="JSON list of faults (or {'faults': [...]})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fault RNG")
+    parser.add_argument("--log", type=Path, help="append one JSON line per request here")
+    parser.add_argument("--www-port", type=int, default=0, help="Portal API port (0: any free)")
+    parser.add_argument("--ftp-port", type=int, default=0, help="file host port (0: any free)")
+    parser.add_argument("--ready-file", type=Path, help="write endpoints + pid here once listening")
+    parser.add_argument(
+        "--portal-rate-limit",
+        type=int,
+        default=50,
+        help="portal requests/s per client before 429 (ENA: 50; 0 disables)",
+    )
+    parser.add_argument("--portal-retry-after", type=int, help="add Retry-After to portal 429s")
+    parser.add_argument("--bandwidth", type=int, help="cap every file response at bytes/s")
+    parser.add_argument("--no-range", action="store_true", help="ignore Range: always 200")
+    return parser
+
+
+def _load_catalog(spec: str) -> Catalog:
+    if spec == "demo":
+        return Catalog.demo()
+    return Catalog.from_dict(json.loads(Path(spec).read_text(encoding="utf-8")))
+
+
+def _load_faults(path: Path | None) -> list[Fault]:
+    if path is None:
+        return []
+    data: Any = json.loads(path.read_text(encoding="utf-8"))
+    items = data["faults"] if isinstance(data, dict) else data
+    return [Fault.from_dict(item) for item in items]
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    # Readers poll for the file: they must never see it half-written.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(tmp, path)
+
+
+async def _serve(args: argparse.Namespace, catalog: Catalog, faults: list[Fault]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    emulator = Emulator(
+        catalog,
+        faults=faults,
+        seed=args.seed,
+        log_path=args.log,
+        portal_rate_limit=args.portal_rate_limit or None,
+        portal_retry_after=args.portal_retry_after,
+        bandwidth=args.bandwidth,
+        range_support=not args.no_range,
+        ports={"www": args.www_port, "ftp": args.ftp_port},
+    )
+    async with emulator:
+        ready = json.dumps({"endpoints": emulator.endpoints, "pid": os.getpid()})
+        if args.ready_file is not None:
+            _write_atomically(args.ready_file, ready)
+        print(ready, flush=True)
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        catalog = _load_catalog(args.catalog)
+        faults = _load_faults(args.faults)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"mirror.emulator: cannot load input: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is not on Windows
+        asyncio.run(_serve(args, catalog, faults))
+    else:
+        uvloop.run(_serve(args, catalog, faults))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

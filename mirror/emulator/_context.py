@@ -1,0 +1,101 @@
+"""State shared by every emulated host: catalog, faults, log, options, and the app keys."""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from aiohttp import web
+
+from ._catalog import Catalog
+from ._faults import Fault, FaultSet
+from ._log import Exchange, RequestLog
+
+__all__ = [
+    "CONTEXT",
+    "EXCHANGE",
+    "Context",
+    "Options",
+    "SlidingWindow",
+    "fault_response",
+    "status_response",
+]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Options:
+    """Emulator-wide behaviour; faults change single requests, these change all of them."""
+
+    bandwidth: int | None = None
+    range_support: bool = True
+    portal_rate_limit: int | None = 50
+    portal_retry_after: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.bandwidth is not None and self.bandwidth <= 0:
+            raise ValueError("bandwidth must be > 0 bytes/s, or None")
+        if self.portal_rate_limit is not None and self.portal_rate_limit <= 0:
+            raise ValueError("portal_rate_limit must be > 0 requests/s, or None")
+        if self.portal_retry_after is not None and self.portal_retry_after < 0:
+            raise ValueError("portal_retry_after must be >= 0")
+
+
+class SlidingWindow:
+    """At most ``limit`` accepted requests per client in any one-second window.
+
+    ENA: "upper limit at 50 requests per second … rejected with error 'Too Many
+    Requests' (HTTP status code 429)", per user IP. Rejected requests are not counted,
+    so a client that keeps retrying too fast is throttled, not locked out.
+    """
+
+    def __init__(self, limit: int, period: float = 1.0) -> None:
+        self._limit = limit
+        self._period = period
+        self._accepted: dict[str, collections.deque[float]] = {}
+
+    def admit(self, client: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        times = self._accepted.setdefault(client, collections.deque())
+        while times and now - times[0] >= self._period:
+            times.popleft()
+        if len(times) >= self._limit:
+            return False
+        times.append(now)
+        return True
+
+
+class Context:
+    """Everything a handler needs, stored once per emulated host app under CONTEXT."""
+
+    def __init__(
+        self, *, catalog: Catalog, faults: FaultSet, log: RequestLog, options: Options
+    ) -> None:
+        self.catalog = catalog
+        self.faults = faults
+        self.log = log
+        self.options = options
+        limit = options.portal_rate_limit
+        self.portal_window = SlidingWindow(limit) if limit is not None else None
+
+
+CONTEXT = web.AppKey("mirror_emulator_context", Context)
+EXCHANGE = web.RequestKey("mirror_emulator_exchange", Exchange)
+
+
+def status_response(status: int, *, retry_after: int | None = None) -> web.Response:
+    """A bare error answer, like a proxy or an overloaded server would give."""
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return web.Response(status=status, text=_reason(status), headers=headers)
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def fault_response(fault: Fault) -> web.Response:
+    return status_response(fault.status, retry_after=fault.retry_after)

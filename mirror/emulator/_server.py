@@ -1,0 +1,247 @@
+"""The Emulator: one aiohttp site per emulated host, each on its own loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from ._catalog import Catalog
+from ._content import content_bytes, md5_of
+from ._context import CONTEXT, EXCHANGE, Context, Options
+from ._ena import PORTAL_PREFIX, build_portal_app
+from ._faults import Fault, FaultSet
+from ._files import add_file_routes
+from ._layout import FTP_HOST
+from ._log import Exchange, LogEntry, RequestLog
+from ._records import EnaFile
+
+__all__ = ["Emulator"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _www(app: web.Application) -> None:
+    app.add_subapp(PORTAL_PREFIX, build_portal_app())
+
+
+# Each emulated host is a separate app on a separate port, because the engine
+# rate-limits per host:port as it must against the real services. More services join
+# a host by mounting their app here (MGnify, the CRAM registry and Webin will sit on
+# "www"); more hosts (enterobase, ega) are more entries.
+_HOSTS: Mapping[str, Callable[[web.Application], None]] = {"www": _www, "ftp": add_file_routes}
+# Public endpoint name → (host, path prefix on that host).
+_ENDPOINTS: Mapping[str, tuple[str, str]] = {
+    "ena_portal": ("www", PORTAL_PREFIX),
+    "ena_files": ("ftp", ""),
+}
+_SHUTDOWN_TIMEOUT = 2.0
+
+
+def _record(host: str) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        ctx = request.config_dict[CONTEXT]
+        exchange = Exchange(
+            t=time.time(),
+            host=host,
+            method=request.method,
+            path=request.path,
+            query=request.query_string,
+            range=request.headers.get("Range"),
+        )
+        request[EXCHANGE] = exchange
+        slot = ctx.log.reserve()
+        status: int | None = None
+        try:
+            if request.method == "POST":
+                # aiohttp caches the body, so the handler's request.post() still works.
+                exchange.form = (await request.read()).decode("utf-8", "replace")
+            response = await handler(request)
+            status = response.status
+            if isinstance(response, web.Response) and request.method != "HEAD":
+                # Whole-body answers are sent after we return; their size is known.
+                exchange.bytes += response.content_length or 0
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            exchange.bytes += len(exc.text.encode()) if exc.text else 0
+            raise
+        finally:
+            final = status if status is not None else exchange.status
+            ctx.log.fill(slot, exchange.entry(final if final is not None else 500))
+
+    return middleware
+
+
+class Emulator:
+    """ENA on loopback: the Portal API on a ``www`` port, the file tree on an ``ftp`` port.
+
+    Use as ``async with Emulator(Catalog.demo()) as emu:`` and point clients at
+    ``emu.endpoints["ena_portal"]`` and ``emu.endpoints["ena_files"]``. Faults can be
+    added and cleared while it runs; ``emu.log`` lists every request in arrival order.
+
+    Args:
+        catalog: what ENA holds; ``Catalog.demo()`` when None.
+        faults: initial fault rules (``emu.faults`` changes them later).
+        seed: seed of the RNG that decides ``Fault.probability``.
+        log_path: also append each LogEntry as a JSON line here (flushed per line).
+        keep_log: keep entries in memory for ``emu.log`` (off for huge benchmarks).
+        portal_rate_limit: Portal API requests per client in any 1 s window before
+            429 (ENA's documented 50); None disables.
+        portal_retry_after: seconds for a Retry-After on those 429s; ENA sends none.
+        bandwidth: cap every file-host response at this many bytes/s.
+        range_support: False makes the file host ignore Range (200, full body) and
+            send ``Accept-Ranges: none``.
+        ports: fixed port per host name (``{"www": 8080, "ftp": 8081}``); 0 = any.
+        host: the address to bind, loopback by default.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog | None = None,
+        *,
+        faults: Iterable[Fault] = (),
+        seed: int = 0,
+        log_path: str | os.PathLike[str] | None = None,
+        keep_log: bool = True,
+        portal_rate_limit: int | None = 50,
+        portal_retry_after: int | None = None,
+        bandwidth: int | None = None,
+        range_support: bool = True,
+        ports: Mapping[str, int] | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.catalog = catalog if catalog is not None else Catalog.demo()
+        self.faults = FaultSet(faults, seed=seed)
+        self._log = RequestLog(log_path, keep=keep_log)
+        options = Options(
+            bandwidth=bandwidth,
+            range_support=range_support,
+            portal_rate_limit=portal_rate_limit,
+            portal_retry_after=portal_retry_after,
+        )
+        self._context = Context(
+            catalog=self.catalog, faults=self.faults, log=self._log, options=options
+        )
+        unknown = set(ports or {}) - set(_HOSTS)
+        if unknown:
+            raise ValueError(f"unknown host(s) {sorted(unknown)}; hosts are {sorted(_HOSTS)}")
+        self._ports = {name: (ports or {}).get(name, 0) for name in _HOSTS}
+        self._host = host
+        self._runners: dict[str, web.AppRunner] = {}
+        self._bound: dict[str, int] = {}
+
+    async def start(self) -> None:
+        if self._runners:
+            raise RuntimeError("emulator already started")
+        self._log.open_file()
+        try:
+            for name, register in _HOSTS.items():
+                app = web.Application(middlewares=[_record(name)])
+                app[CONTEXT] = self._context
+                register(app)
+                runner = web.AppRunner(
+                    app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_TIMEOUT
+                )
+                await runner.setup()
+                self._runners[name] = runner
+                sock = _listen(self._host, self._ports[name])
+                self._bound[name] = sock.getsockname()[1]
+                await web.SockSite(runner, sock, backlog=1024).start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        runners, self._runners = self._runners, {}
+        for runner in runners.values():
+            await runner.cleanup()
+        self._bound.clear()
+        self._log.close_file()
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Bound port per host name (``www``, ``ftp``); empty until started."""
+        return dict(self._bound)
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """Base URLs: ``ena_portal`` (…/ena/portal/api) and ``ena_files`` (the vol1 root)."""
+        if not self._bound:
+            raise RuntimeError("emulator not started")
+        return {
+            name: f"http://{self._host}:{self._bound[host]}{prefix}"
+            for name, (host, prefix) in _ENDPOINTS.items()
+        }
+
+    @property
+    def log(self) -> list[LogEntry]:
+        """Finished requests in arrival order (a snapshot list)."""
+        return self._log.entries()
+
+    def clear_log(self) -> None:
+        self._log.clear()
+
+    async def wait_idle(self) -> None:
+        """Return once no request is in flight, so ``log`` has every request so far.
+
+        A client can read the last byte before the server's handler returns; tests
+        that inspect the log right after a download await this first.
+        """
+        await self._log.wait_idle()
+
+    def file(self, path: str) -> EnaFile:
+        """The catalog file at ``path``: ``vol1/…``, ``/vol1/…``, or any URL of it."""
+        key = path
+        _scheme, sep, rest = key.partition("://")
+        if sep:
+            key = rest.partition("/")[2]
+        key = key.removeprefix(FTP_HOST).lstrip("/")
+        found = self.catalog.file(key)
+        if found is None:
+            raise KeyError(path)
+        return found
+
+    def file_bytes(self, path: str) -> bytes:
+        """The exact bytes served for ``path``; for small files."""
+        found = self.file(path)
+        return content_bytes(found.path, found.size)
+
+    def file_md5(self, path: str) -> str:
+        """MD5 hex of ``path``'s bytes, as the reports give it (cached)."""
+        found = self.file(path)
+        return md5_of(found.path, found.size)
+
+    def file_url(self, path: str) -> str:
+        """``path`` on the emulated file host, e.g. for a direct GET."""
+        return f"{self.endpoints['ena_files']}/{self.file(path).path}"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # A fixed --www-port/--ftp-port must be reusable right after a restart.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock

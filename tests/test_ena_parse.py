@@ -1,0 +1,61 @@
+"""Parsing ENA file-report rows: aligned ;-lists, three-FASTQ runs, no-scheme URLs."""
+
+from __future__ import annotations
+
+import pytest
+
+from mirror._exceptions import SourceError
+from mirror.sources.ena import FamilyFile, file_url, parse_family
+
+BASE = "ftp.sra.ebi.ac.uk/vol1/fastq/ERR110/003/ERR1109373"
+
+
+def test_three_fastq_run_keeps_every_file_with_its_own_md5() -> None:
+    # ERR1109373 has unpaired reads plus _1 and _2 (fetchngs#331 paired the wrong MD5s).
+    row = {
+        "fastq_ftp": f"{BASE}/ERR1109373.fastq.gz;{BASE}/ERR1109373_1.fastq.gz;"
+        f"{BASE}/ERR1109373_2.fastq.gz",
+        "fastq_md5": "AAAA0000aaaa0000aaaa0000aaaa0000;bbbb;cccc",
+        "fastq_bytes": "10;20;30",
+    }
+    assert parse_family(row, "fastq") == [
+        FamilyFile(f"{BASE}/ERR1109373.fastq.gz", "aaaa0000aaaa0000aaaa0000aaaa0000", 10),
+        FamilyFile(f"{BASE}/ERR1109373_1.fastq.gz", "bbbb", 20),
+        FamilyFile(f"{BASE}/ERR1109373_2.fastq.gz", "cccc", 30),
+    ]
+
+
+def test_run_without_files() -> None:
+    assert parse_family({"fastq_ftp": "", "fastq_md5": "", "fastq_bytes": ""}, "fastq") == []
+    assert parse_family({}, "submitted") == []
+
+
+def test_paired_layout_with_one_file() -> None:
+    row = {"fastq_ftp": f"{BASE}/x.fastq.gz", "fastq_md5": "ab", "fastq_bytes": "5"}
+    assert parse_family(row, "fastq") == [FamilyFile(f"{BASE}/x.fastq.gz", "ab", 5)]
+
+
+def test_misaligned_lists_are_refused() -> None:
+    row = {"fastq_ftp": "h/a;h/b", "fastq_md5": "x", "fastq_bytes": "1;2"}
+    with pytest.raises(SourceError, match="fastq_ftp lists 2 files but fastq_md5 lists 1"):
+        parse_family(row, "fastq")
+
+
+def test_missing_md5_and_size_are_none() -> None:
+    row = {"submitted_ftp": "h/a.bam;h/a.bai", "submitted_md5": ";", "submitted_bytes": ";"}
+    assert parse_family(row, "submitted") == [
+        FamilyFile("h/a.bam", None, None),
+        FamilyFile("h/a.bai", None, None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "url"),
+    [
+        (f"{BASE}/x.gz", "http://127.0.0.1:9/vol1/fastq/ERR110/003/ERR1109373/x.gz"),
+        (f"ftp://{BASE}/x.gz", "http://127.0.0.1:9/vol1/fastq/ERR110/003/ERR1109373/x.gz"),
+        ("ftp.ebi.ac.uk/pub/databases/ena/x.gz", "https://ftp.ebi.ac.uk/pub/databases/ena/x.gz"),
+    ],
+)
+def test_file_url_maps_the_ena_host_to_the_files_endpoint(value: str, url: str) -> None:
+    assert file_url(value, "http://127.0.0.1:9/") == url

@@ -1,0 +1,245 @@
+"""The engine end to end on ENA, against the emulator over loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import mirror
+from mirror.emulator import Catalog, Emulator, Fault
+
+from .conftest import FAST_RETRY, ena_manifest, file_requests, md5_of_file, read_index
+
+MIXED = ["PRJEB40001", "SAMEA110000010", "ERR120000001", "SRR9320616"]
+
+
+async def test_study_sample_and_runs_end_verified_and_rerun_sends_no_file_request(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    dest = tmp_path / "data"
+    doc = ena_manifest(emulator.endpoints, dest, MIXED, files=["fastq", "submitted"])
+    summary = await mirror.run(doc, retry=FAST_RETRY)
+
+    catalog_runs = {r.accession: r for r in Catalog.demo().runs}
+    expected: dict[str, str] = {}
+    for acc in (
+        "ERR164407",
+        "ERR4080001",
+        "ERR4080002",
+        "ERR4080003",
+        "ERR11000001",
+        "ERR11000002",
+        "ERR120000001",
+        "SRR9320616",
+    ):
+        run = catalog_runs[acc]
+        for f in (*run.fastq, *run.submitted):
+            expected[f"ena/{acc}/{f.path.rsplit('/', 1)[-1]}"] = f.path
+    # The study also holds an analysis: its submitted file comes with `submitted`.
+    (analysis,) = Catalog.demo().analyses
+    for f in analysis.submitted:
+        expected[f"ena/{analysis.accession}/{f.path.rsplit('/', 1)[-1]}"] = f.path
+    assert len(expected) >= 12
+    assert summary.planned == len(expected)
+    assert summary.verified == len(expected)
+    assert (summary.failed, summary.pending, summary.exit_code) == (0, 0, 0)
+
+    for rel, served in expected.items():
+        local = dest / rel
+        assert local.read_bytes() == emulator.file_bytes(served), rel
+        assert md5_of_file(local) == emulator.file_md5(served)
+    # The run with three FASTQs keeps all three, each checked against its own MD5.
+    assert sorted(p.name for p in (dest / "ena/ERR4080002").iterdir()) == [
+        "ERR4080002.fastq.gz",
+        "ERR4080002_1.fastq.gz",
+        "ERR4080002_2.fastq.gz",
+    ]
+    assert not list(dest.rglob("*.part"))
+
+    index = read_index(dest)
+    assert {row["path"] for row in index} == set(expected)
+    assert {row["status"] for row in index} == {"verified"}
+    assert {row["verified_by"] for row in index} == {"md5"}
+    for row in index:
+        assert row["md5"] == md5_of_file(dest / row["path"])
+        assert int(row["bytes"]) == (dest / row["path"]).stat().st_size
+    runs_tsv = (dest / "metadata/ena/runs.tsv").read_text().splitlines()
+    assert runs_tsv[0].split("\t")[0] == "run_accession"
+    assert len(runs_tsv) == 1 + 8
+    await emulator.wait_idle()
+
+    # Batch lookups: one POST /search per accession type, not one per accession.
+    searches = [e for e in emulator.log if e.path.endswith("/search")]
+    assert all(e.method == "POST" for e in searches)
+    assert len(searches) <= 6
+
+    before = len(emulator.log)
+    again = await mirror.run(doc, retry=FAST_RETRY)
+    await emulator.wait_idle()
+    assert (again.verified, again.skipped, again.exit_code) == (len(expected), len(expected), 0)
+    assert file_requests(emulator.log[before:]) == []
+
+
+async def test_mirror_events_drive_the_run(emulator: Emulator, tmp_path: Path) -> None:
+    doc = ena_manifest(emulator.endpoints, tmp_path, ["ERR4080002"])
+    kinds: list[str] = []
+    async with mirror.Mirror(doc, retry=FAST_RETRY) as m:
+        async for event in m.events():
+            kinds.append(event.kind)
+    assert kinds.count("file-verified") == 3
+    assert kinds[-1] == "run-finished"
+    assert "plan-finished" in kinds
+    assert m.summary.verified == 3
+
+
+async def test_runs_inside_a_busy_loop(emulator: Emulator, tmp_path: Path) -> None:
+    ticks = 0
+
+    async def busy() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(busy())
+    try:
+        doc = ena_manifest(emulator.endpoints, tmp_path, ["ERR164407", "ERR4080001"])
+        summary = await mirror.run(doc, retry=FAST_RETRY)
+    finally:
+        other.cancel()
+    assert (summary.planned, summary.verified, summary.failed) == (4, 4, 0)
+    assert summary.bytes == sum(
+        (tmp_path / p).stat().st_size for p in [r["path"] for r in read_index(tmp_path)]
+    )
+    assert ticks > 100  # the other task kept running while we mirrored
+
+
+async def test_faults_on_ten_percent_of_requests_still_end_verified(tmp_path: Path) -> None:
+    faults = [
+        Fault(kind="status", status=429, retry_after=1, probability=0.02),
+        Fault(kind="status", status=503, probability=0.02),
+        Fault(kind="reset", host="ftp", after_bytes=50_000, probability=0.02),
+        Fault(kind="truncate", host="ftp", after_bytes=20_000, probability=0.02),
+        Fault(kind="corrupt", host="ftp", probability=0.02),
+        Fault(kind="short", host="ftp", after_bytes=1000, probability=0.02),
+    ]
+    catalog = Catalog.generate(
+        3, runs_per_study=60, files_per_run=2, file_size=150_000, size_spread=0.5
+    )
+    async with Emulator(catalog, faults=faults, seed=11) as emu:
+        doc = ena_manifest(emu.endpoints, tmp_path, ["PRJEB70000"], workers=16)
+        summary = await mirror.run(doc, retry=FAST_RETRY)
+        await emu.wait_idle()
+        log = emu.log
+    assert (summary.planned, summary.verified, summary.failed) == (120, 120, 0)
+    applied = {e.fault for e in log if e.fault}
+    assert {"status", "reset", "truncate", "corrupt", "short"} <= applied
+    for row in read_index(tmp_path):
+        assert row["status"] == "verified"
+        assert md5_of_file(tmp_path / row["path"]) == row["md5"]
+    expected = {
+        f.path.rsplit("/", 1)[-1]: md5
+        for f, md5 in ((f, emu.file_md5(f.path)) for r in catalog.iter_runs() for f in r.fastq)
+    }
+    for row in read_index(tmp_path):
+        assert expected[row["path"].rsplit("/", 1)[-1]] == row["md5"]
+
+
+async def test_always_corrupt_file_fails_alone_and_never_lands(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    emulator.faults.add(Fault(kind="corrupt", match="*/ERR4080001_2.fastq.gz"))
+    doc = ena_manifest(emulator.endpoints, tmp_path, ["ERR4080001", "ERR164407"])
+    summary = await mirror.run(doc, retry=FAST_RETRY)
+    await emulator.wait_idle()
+    assert (summary.planned, summary.verified, summary.failed, summary.exit_code) == (4, 3, 1, 1)
+    bad = tmp_path / "ena/ERR4080001/ERR4080001_2.fastq.gz"
+    assert not bad.exists()
+    assert not bad.with_name(bad.name + ".part").exists()
+    rows = {r["path"]: r for r in read_index(tmp_path)}
+    assert rows["ena/ERR4080001/ERR4080001_2.fastq.gz"]["status"] == "failed"
+    assert "MD5 mismatch" in rows["ena/ERR4080001/ERR4080001_2.fastq.gz"]["reason"]
+    tries = [e for e in file_requests(emulator.log) if e.path.endswith("ERR4080001_2.fastq.gz")]
+    assert len(tries) == 3  # three wrong digests in a row is not a transient fault
+
+    # A re-run retries only the failed file.
+    emulator.faults.clear()
+    before = len(emulator.log)
+    again = await mirror.run(doc, retry=FAST_RETRY)
+    await emulator.wait_idle()
+    assert (again.verified, again.failed, again.exit_code) == (4, 0, 0)
+    assert [e.path.rsplit("/", 1)[-1] for e in file_requests(emulator.log[before:])] == [
+        "ERR4080001_2.fastq.gz"
+    ]
+
+
+async def test_rate_limit_holds_in_every_second_with_64_workers(tmp_path: Path) -> None:
+    catalog = Catalog.generate(5, runs_per_study=150, files_per_run=2, file_size=2048)
+    async with Emulator(catalog, portal_rate_limit=None) as emu:
+        host = emu.endpoints["ena_files"].split("//", 1)[1]
+        www = emu.endpoints["ena_portal"].split("//", 1)[1].split("/", 1)[0]
+        doc = ena_manifest(
+            emu.endpoints,
+            tmp_path,
+            ["PRJEB70000"],
+            workers=64,
+            hosts={host: {"rate": 20, "connections": 64}, www: {"rate": 20}},
+        )
+        summary = await mirror.run(doc, retry=FAST_RETRY)
+        await emu.wait_idle()
+        log = emu.log
+    assert (summary.planned, summary.verified) == (300, 300)
+    for which in ("ftp", "www"):
+        times = sorted(e.t for e in log if e.host == which)
+        # No window [t, t+1s) holds more than 20 request arrivals.
+        j = 0
+        for i, t in enumerate(times):
+            while times[j] <= t - 1.0:
+                j += 1
+            assert i - j + 1 <= 20, f"{i - j + 1} requests to {which} within one second"
+    assert len([e for e in log if e.host == "ftp"]) == 300
+
+
+async def test_server_ignoring_range_restarts_cleanly(tmp_path: Path) -> None:
+    path = "vol1/fastq/ERR164/007/ERR164407/ERR164407_1.fastq.gz"
+    async with Emulator(Catalog.demo(), range_support=False) as emu:
+        # A download interrupted after 1 MB, as a killed run leaves it.
+        part = tmp_path / "ena/ERR164407/ERR164407_1.fastq.gz.part"
+        part.parent.mkdir(parents=True)
+        part.write_bytes(emu.file_bytes(path)[:1_000_000])
+        doc = ena_manifest(emu.endpoints, tmp_path, ["ERR164407"])
+        summary = await mirror.run(doc, retry=FAST_RETRY)
+        await emu.wait_idle()
+        tries = [e for e in file_requests(emu.log) if e.path.endswith("ERR164407_1.fastq.gz")]
+        expected = emu.file_bytes(path)
+    assert (summary.verified, summary.failed) == (2, 0)
+    assert (tmp_path / "ena/ERR164407/ERR164407_1.fastq.gz").read_bytes() == expected
+    # Asked to resume, answered 200 with everything: one request, restarted from zero.
+    assert [(e.range, e.status, e.bytes) for e in tries] == [("bytes=1000000-", 200, len(expected))]
+    assert not part.exists()
+
+
+async def test_gzip_content_encoding_is_not_decoded(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.faults.add(Fault(kind="gzip_header", host="ftp"))
+    doc = ena_manifest(emulator.endpoints, tmp_path, ["ERR11000001"])
+    summary = await mirror.run(doc, retry=FAST_RETRY)
+    await emulator.wait_idle()
+    assert (summary.verified, summary.failed) == (2, 0)
+    assert all(e.fault == "gzip_header" for e in file_requests(emulator.log))
+
+
+async def test_unknown_accessions_and_empty_runs_warn_without_failing(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    doc = ena_manifest(emulator.endpoints, tmp_path, ["ERR4080003", "ERR9999999", "ERA1234567"])
+    warnings: list[str] = []
+    async with mirror.Mirror(doc, retry=FAST_RETRY) as m:
+        async for event in m.events():
+            if event.kind == "warning":
+                warnings.append(getattr(event, "message", ""))
+    assert m.summary.planned == 0
+    assert m.summary.exit_code == 0
+    text = "\n".join(warnings)
+    assert "ERR4080003: no fastq files (it has submitted files" in text
+    assert "ERR9999999: no public runs or analyses found" in text
+    assert "ERA1234567: no public runs or analyses found" in text

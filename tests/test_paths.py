@@ -1,0 +1,53 @@
+"""Server-given names: refused when unsafe, never rewritten into something else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mirror._exceptions import UnsafePathError
+from mirror._paths import join_under, name_from_url, part_path, safe_name
+
+
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "../x", "/etc/passwd", "a/b", "a\\b", "x\x00y", "x\ny", "f.part"]
+)
+def test_unsafe_names_are_refused(name: str) -> None:
+    with pytest.raises(UnsafePathError):
+        safe_name(name)
+
+
+@pytest.mark.parametrize("name", ["ERR164407_1.fastq.gz", "a b.txt", "..hidden", "x..y"])
+def test_plain_names_pass(name: str) -> None:
+    assert safe_name(name) == name
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        (
+            "ftp.sra.ebi.ac.uk/vol1/fastq/ERR164/007/ERR164407/ERR164407_1.fastq.gz",
+            "ERR164407_1.fastq.gz",
+        ),
+        ("https://host/analyses/MGYA1/file/a%20b.tsv?format=json", "a b.tsv"),
+        ("http://h/x/..%2F..%2Fevil", None),
+        ("http://h/dir/", None),
+    ],
+)
+def test_name_from_url(url: str, name: str | None) -> None:
+    if name is None:
+        with pytest.raises(UnsafePathError):
+            name_from_url(url)
+    else:
+        assert name_from_url(url) == name
+
+
+def test_join_under_refuses_escape(tmp_path: Path) -> None:
+    assert join_under(tmp_path, "ena/ERR1/x.gz") == tmp_path / "ena" / "ERR1" / "x.gz"
+    with pytest.raises(UnsafePathError):
+        join_under(tmp_path, "ena/../../x")
+
+
+def test_part_path_is_beside_the_file(tmp_path: Path) -> None:
+    assert part_path(tmp_path / "x.gz") == tmp_path / "x.gz.part"

@@ -1,0 +1,63 @@
+"""Backoff delays and Retry-After parsing."""
+
+from __future__ import annotations
+
+import random
+from email.utils import formatdate
+
+import pytest
+
+from mirror._retry import RetryPolicy, next_delay, parse_retry_after
+
+
+def test_delays_grow_and_stay_capped() -> None:
+    policy = RetryPolicy(attempts=10, base=1.0, cap=8.0)
+    rng = random.Random(1)
+    delays = [next_delay(policy, n, rng=rng) for n in range(1, 10)]
+    assert all(d is not None for d in delays)
+    ceilings = [min(8.0, 2 ** (n - 1)) for n in range(1, 10)]
+    for d, ceiling in zip(delays, ceilings, strict=True):
+        assert d is not None
+        assert ceiling / 2 <= d <= ceiling
+
+
+def test_gives_up_after_the_last_attempt() -> None:
+    policy = RetryPolicy(attempts=3)
+    assert next_delay(policy, 2) is not None
+    assert next_delay(policy, 3) is None
+
+
+def test_retry_after_is_a_floor() -> None:
+    policy = RetryPolicy(base=0.1, cap=1.0)
+    assert next_delay(policy, 1, retry_after=7.0) == 7.0
+
+
+def test_retry_after_is_clipped() -> None:
+    policy = RetryPolicy(max_wait=60.0)
+    assert next_delay(policy, 1, retry_after=86400.0) == 60.0
+
+
+def test_jitter_spreads_workers() -> None:
+    policy = RetryPolicy(base=1.0, cap=30.0)
+    rng = random.Random(7)
+    assert len({next_delay(policy, 4, rng=rng) for _ in range(20)}) > 15
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("3", 3.0), (" 0.5 ", 0.5), ("-4", 0.0), ("", None), (None, None), ("soon", None)],
+)
+def test_parse_retry_after_seconds(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value) == expected
+
+
+def test_parse_retry_after_http_date() -> None:
+    now = 1_700_000_000.0
+    got = parse_retry_after(formatdate(now + 30, usegmt=True), now=now)
+    assert got is not None
+    assert 29.0 <= got <= 31.0
+
+
+def test_policy_validates() -> None:
+    with pytest.raises(ValueError, match="attempts"):
+        RetryPolicy(attempts=0)
