@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +60,16 @@ class Mirror:
         self._retry = retry
         self._interval = progress_interval
         self._summary: Summary | None = None
-        self._used = False
+        self._events: AsyncGenerator[Event, None] | None = None
 
     async def __aenter__(self) -> Mirror:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        return None
+        # Leaving the block ends the run even if the loop over events() broke off
+        # early: an abandoned async generator would otherwise run on until collected.
+        if self._events is not None:
+            await self._events.aclose()
 
     @property
     def summary(self) -> Summary:
@@ -84,15 +87,18 @@ class Mirror:
             progress_interval=self._interval,
         )
 
-    async def events(self) -> AsyncIterator[Event]:
+    def events(self) -> AsyncIterator[Event]:
         """Run the mirror, yielding typed progress events; ends with :class:`RunFinished`.
 
-        Breaking out of the loop (or cancelling the consumer) cancels the run; the
-        state is saved and a later run resumes.
+        Breaking out of the loop cancels the run when the ``async with`` block ends
+        (or the consumer is cancelled); the state is saved and a later run resumes.
         """
-        if self._used:
+        if self._events is not None:
             raise RuntimeError("a Mirror runs once; build a new one to run again")
-        self._used = True
+        self._events = self._drive()
+        return self._events
+
+    async def _drive(self) -> AsyncGenerator[Event, None]:
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
         engine = self.engine(queue.put_nowait)
 

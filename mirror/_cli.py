@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from ._api import Mirror
-from ._config import Manifest
+from ._config import DEFAULT_ENDPOINTS, Manifest
 from ._display import Display, JsonDisplay, PlainDisplay, RichDisplay, human_bytes
 from ._exceptions import CredentialsError, ManifestError, MirrorError
 from ._manifest import load_manifest, manifest_from_accessions
@@ -121,6 +121,14 @@ def _parser() -> argparse.ArgumentParser:
         "--input",
         metavar="FILE",
         help="read accessions from FILE, one per line ('-' for stdin)",
+    )
+    get.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="another base URL for a service, e.g. "
+        "ena_portal=http://127.0.0.1:8080/ena/portal/api (repeatable)",
     )
 
     plan = add(
@@ -268,9 +276,27 @@ async def _get(args: argparse.Namespace, err: Console) -> int:
         )
     dest = _dir(args.dest or ".")
     manifest = manifest_from_accessions(accessions, dest=dest, workers=args.workers or 16)
+    if args.endpoint:
+        manifest = dataclasses.replace(
+            manifest, endpoints={**manifest.endpoints, **_endpoints(args.endpoint)}
+        )
     m = Mirror(manifest, state=args.state)
     summary = await _drive(m, args, err)
     return _finish(summary, m.manifest, args, err)
+
+
+def _endpoints(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, url = pair.partition("=")
+        if not sep or name not in DEFAULT_ENDPOINTS or not url.startswith(("http://", "https://")):
+            raise ManifestError(
+                f"--endpoint {pair!r}: expected NAME=URL with NAME one of "
+                f"{', '.join(DEFAULT_ENDPOINTS)}",
+                file="<command line>",
+            )
+        out[name] = url.rstrip("/")
+    return out
 
 
 def _dir(path: str) -> Path:

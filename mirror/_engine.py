@@ -302,7 +302,15 @@ class Engine:
                 )
                 try:
                     got = await fetch(
-                        task, final, http, store, progress=progress, verifier=verifier
+                        task,
+                        final,
+                        http,
+                        store,
+                        progress=progress,
+                        verifier=verifier,
+                        commit=lambda got: store.mark_verified(
+                            task.path, md5=got.md5, size=got.size, verified_by=got.verified_by
+                        ),
                     )
                 except TransferError as exc:
                     if isinstance(exc, ChecksumMismatch):
@@ -328,10 +336,6 @@ class Engine:
                 except OSError as exc:
                     await self._fail(task, store, f"cannot write {final}: {exc.strerror or exc}")
                     return
-                # Only after the rename: a verified row always names a complete file.
-                await store.mark_verified(
-                    task.path, md5=got.md5, size=got.size, verified_by=got.verified_by
-                )
                 self.stats.verified += 1
                 self.stats.done_bytes += got.size
                 logger.info("%s: verified (%s, %d bytes)", task.path, got.verified_by, got.size)

@@ -22,10 +22,10 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from ._exceptions import (
     ChecksumMismatch,
@@ -188,6 +188,7 @@ async def fetch(
     *,
     progress: Callable[[int], None] = lambda n: None,
     verifier: Verifier | None = None,
+    commit: Callable[[Fetched], Awaitable[None]] | None = None,
 ) -> Fetched:
     """Download ``task`` to ``final`` (via ``final.part``), or raise a :class:`TransferError`.
 
@@ -207,7 +208,7 @@ async def fetch(
         if task.size is None or offset < task.size:
             received = await _receive(task, http, validators, sink, offset, progress)
         await asyncio.to_thread(sink.close)
-        return await _finish(task, final, sink, received, verifier)
+        return await _finish(task, final, sink, received, verifier, commit or _nothing)
     finally:
         await asyncio.to_thread(sink.close)
 
@@ -263,14 +264,16 @@ async def _receive(
     return received
 
 
-async def _stream(chunks: object, sink: _Sink, progress: Callable[[int], None]) -> int:
+async def _stream(
+    chunks: AsyncIterator[bytes], sink: _Sink, progress: Callable[[int], None]
+) -> int:
     """Copy ``chunks`` into ``sink``: one batch in the thread while the next arrives."""
     loop = asyncio.get_running_loop()
     pending: asyncio.Future[None] | None = None
     buf = bytearray()
     received = 0
     try:
-        async for chunk in chunks:  # type: ignore[attr-defined]
+        async for chunk in chunks:
             buf += chunk
             if len(buf) >= BATCH:
                 if pending is not None:
@@ -290,8 +293,17 @@ async def _stream(chunks: object, sink: _Sink, progress: Callable[[int], None]) 
     return received
 
 
+async def _nothing(_: Fetched) -> None:
+    return None
+
+
 async def _finish(
-    task: FileTask, final: Path, sink: _Sink, received: int, verifier: Verifier | None
+    task: FileTask,
+    final: Path,
+    sink: _Sink,
+    received: int,
+    verifier: Verifier | None,
+    commit: Callable[[Fetched], Awaitable[None]],
 ) -> Fetched:
     size = sink.size
     if task.size is not None and size != task.size:
@@ -304,12 +316,12 @@ async def _finish(
     md5 = sink.md5.hexdigest()
     verified_by = "size"
     if task.checksum and task.verify in ("md5", "sha1"):
-        got = md5 if task.verify == "md5" else (sink.sha1.hexdigest() if sink.sha1 else "")
-        if got != task.checksum.lower():
+        digest = md5 if task.verify == "md5" else (sink.sha1.hexdigest() if sink.sha1 else "")
+        if digest != task.checksum.lower():
             # These bytes are wrong somewhere we cannot tell: drop them all.
             await asyncio.to_thread(_unlink, sink.path)
             raise ChecksumMismatch(
-                f"{task.verify.upper()} mismatch for {task.path}: got {got}, "
+                f"{task.verify.upper()} mismatch for {task.path}: got {digest}, "
                 f"the archive lists {task.checksum}",
                 url=task.url,
             )
@@ -321,9 +333,30 @@ async def _finish(
             await asyncio.to_thread(_unlink, sink.path)
             raise
         verified_by = task.verify
-    # os.replace is atomic on POSIX: readers see the old name absent or the whole file.
-    await asyncio.to_thread(os.replace, sink.path, final)
-    return Fetched(md5=md5, size=size, verified_by=verified_by, received=received)
+    got = Fetched(md5=md5, size=size, verified_by=verified_by, received=received)
+
+    async def land() -> None:
+        # os.replace is atomic on POSIX: readers see no file or the whole file. The
+        # store hears of it only afterwards, so a "verified" row always has its file.
+        await asyncio.to_thread(os.replace, sink.path, final)
+        await commit(got)
+
+    await _uncancellable(land())
+    return got
+
+
+async def _uncancellable(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` to the end even if we are cancelled meanwhile, then re-raise.
+
+    Renaming a file into place and recording it must not be split by a Ctrl-C: a
+    file at its final path that the store does not know is fetched again next run.
+    """
+    task = asyncio.ensure_future(coro)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
 
 
 def _content_length(value: str | None) -> int | None:

@@ -215,3 +215,52 @@ def test_help_teaches(tmp_path: Path) -> None:
     assert result.returncode == 0
     for word in ("demo", "run", "plan", "status", "verify", "get", "exit codes"):
         assert word in result.stdout
+
+
+def test_plan_get_and_verify(emulator_process: Any, tmp_path: Path) -> None:
+    emu = emulator_process(Catalog.demo())
+    manifest = write_manifest(
+        tmp_path / "m.yaml", ena_manifest(emu.endpoints, tmp_path / "data", ["ERR164407"])
+    )
+    plan = mirror_cmd("plan", str(manifest))
+    assert plan.returncode == 0, plan.stderr
+    size = sum(f.size for r in Catalog.demo().runs if r.accession == "ERR164407" for f in r.fastq)
+    assert plan.stdout.startswith(f"2 files, {size} bytes")
+    assert not (tmp_path / "data/ena").exists()
+    assert [e for e in emu.log() if e["host"] == "ftp"] == []
+
+    run = mirror_cmd("run", str(manifest), "-q")
+    assert run.returncode == 0, run.stderr
+    ok = mirror_cmd("verify", str(manifest))
+    assert (ok.returncode, ok.stdout.strip()) == (0, "2 files re-hashed, 0 mismatched")
+
+    # Someone edits a verified file: verify notices, and the next run fetches it again.
+    victim = tmp_path / "data/ena/ERR164407/ERR164407_2.fastq.gz"
+    data = bytearray(victim.read_bytes())
+    data[100] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    bad = mirror_cmd("verify", str(manifest))
+    assert bad.returncode == 1
+    assert bad.stdout.splitlines()[0].startswith("ena/ERR164407/ERR164407_2.fastq.gz\tmismatch")
+    again = mirror_cmd("run", str(manifest), "-q")
+    assert again.returncode == 0
+    assert mirror_cmd("verify", str(manifest)).returncode == 0
+
+    # The manifest-free path: same engine, layout and exit codes, into --dest.
+    get = mirror_cmd(
+        "get",
+        "ERR4080002",
+        "--dest",
+        str(tmp_path / "get"),
+        "-q",
+        *[f"--endpoint={k}={v}" for k, v in emu.endpoints.items()],
+    )
+    assert get.returncode == 0, get.stderr
+    assert sorted(p.name for p in (tmp_path / "get/ena/ERR4080002").iterdir()) == [
+        "ERR4080002.fastq.gz",
+        "ERR4080002_1.fastq.gz",
+        "ERR4080002_2.fastq.gz",
+    ]
+    bad_get = mirror_cmd("get", "XRR1", "--dest", str(tmp_path / "get"))
+    assert bad_get.returncode == 2
+    assert "'XRR1' is not an ENA, MGnify or EGA accession" in bad_get.stderr

@@ -243,3 +243,30 @@ async def test_unknown_accessions_and_empty_runs_warn_without_failing(
     assert "ERR4080003: no fastq files (it has submitted files" in text
     assert "ERR9999999: no public runs or analyses found" in text
     assert "ERA1234567: no public runs or analyses found" in text
+
+
+async def test_downloads_start_before_planning_ends_and_a_cancelled_run_resumes(
+    tmp_path: Path,
+) -> None:
+    catalog = Catalog.generate(9, runs_per_study=2000, files_per_run=1, file_size=512)
+    async with Emulator(catalog, portal_rate_limit=None) as emu:
+        doc = ena_manifest(emu.endpoints, tmp_path, ["PRJEB70000"], workers=4)
+        seen: list[str] = []
+        async with mirror.Mirror(doc, retry=FAST_RETRY) as m:
+            async for event in m.events():
+                seen.append(event.kind)
+                if event.kind == "file-verified":
+                    break  # the consumer walks away: the run is cancelled
+        assert "plan-finished" not in seen
+        # Nothing half-done is at a final path; the index says what is verified.
+        rows = read_index(tmp_path)
+        verified = [r for r in rows if r["status"] == "verified"]
+        assert 1 <= len(verified) < 2000
+        for row in rows:
+            local = tmp_path / row["path"]
+            if row["status"] == "verified":
+                assert md5_of_file(local) == row["md5"]
+            else:
+                assert not local.exists()
+        summary = await mirror.run(doc, retry=FAST_RETRY)
+    assert (summary.planned, summary.verified, summary.skipped) == (2000, 2000, len(verified))
