@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         "--verbose",
         action="count",
         default=0,
-        help="more detail (-v each file, -vv debug logging)",
+        help="more detail: -v a line per file, -vv retries and throttling, -vvv debug",
     )
     common.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
 
@@ -176,8 +176,8 @@ def _positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _logging(args)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    _logging(args, err)
     commands: dict[str, Callable[[argparse.Namespace, Console], Coroutine[Any, Any, int]]] = {
         "run": _run,
         "get": _get,
@@ -226,17 +226,14 @@ async def _cancellable(coro: Awaitable[int]) -> int:
                 loop.remove_signal_handler(sig)
 
 
-def _logging(args: argparse.Namespace) -> None:
-    level = logging.WARNING
-    if args.verbose >= 2:
-        level = logging.DEBUG
-    elif args.quiet or not args.verbose:
-        level = logging.ERROR  # warnings reach the user as events, not log lines
-    else:
-        level = logging.INFO
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _logging(args: argparse.Namespace, err: Console) -> None:
+    """Warnings and per-file lines reach people as events; logging is for -vv and -vvv."""
+    from rich.logging import RichHandler
+
+    level = {0: logging.ERROR, 1: logging.ERROR, 2: logging.INFO}.get(args.verbose, logging.DEBUG)
+    # Through rich's console, so log lines print above the live progress bars.
+    handler = RichHandler(console=err, show_path=False, markup=False, rich_tracebacks=False)
+    logging.basicConfig(level=level, handlers=[handler], format="%(name)s: %(message)s")
 
 
 def _manifest(args: argparse.Namespace) -> Manifest:

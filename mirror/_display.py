@@ -100,7 +100,7 @@ class RichDisplay(Display):
         self.progress = Progress(
             TextColumn("{task.description}", markup=False),
             BarColumn(bar_width=30),
-            DownloadColumn(),
+            DownloadColumn(binary_units=True),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
             console=console,

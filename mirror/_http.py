@@ -67,9 +67,9 @@ class HostGate:
     ``rate`` on top of the steady flow, which can put twice ``rate`` into one
     sliding second; a window of the last ``rate`` start times cannot.
 
-    A 429 or 503 halves the effective rate (and pauses the host for ``Retry-After``
-    when the server gives one); each quiet second afterwards adds one request per
-    second back, up to the configured rate.
+    A 429 or 503 halves the effective rate (at most once a second) and, when the
+    server sends ``Retry-After``, pauses the host that long; each quiet second
+    afterwards gives back a quarter, up to the configured rate.
     """
 
     def __init__(self, limit: HostLimit) -> None:
@@ -80,6 +80,9 @@ class HostGate:
         self._pace_lock = asyncio.Lock()
         self._paused_until = 0.0
         self._last_change = 0.0
+        self._last_cut = float("-inf")
+        #: Pace of an unlimited host when it first asked us to slow down.
+        self._before = 0.0
 
     @property
     def rate(self) -> float | None:
@@ -110,25 +113,42 @@ class HostGate:
             self._recover(now)
 
     def throttled(self, retry_after: float | None) -> None:
-        """The host answered 429/503: slow down, and pause if it said for how long."""
+        """The host answered 429/503: slow down, and pause if it said for how long.
+
+        Many requests in flight at once hear the same "slow down"; halving once per
+        answer would take the rate to the floor on a single burst. So the rate is cut
+        at most once per window (the AIMD rule TCP uses per round trip).
+        """
         now = asyncio.get_running_loop().time()
+        if retry_after:
+            # Only a server that names a time gets a host-wide pause; a bare 429/503
+            # cuts the rate, and the request that got it backs off on its own.
+            self._paused_until = max(self._paused_until, now + retry_after)
+        if now - self._last_cut < WINDOW:
+            return
         recent = sum(1 for t in self._starts if t > now - WINDOW)
-        current = self._rate if self._rate is not None else max(2, recent)
+        if self._rate is None:
+            self._before = max(2.0, float(recent))
+        current = self._rate if self._rate is not None else self._before
         self._rate = max(1.0, current / 2)
-        self._last_change = now
-        self._paused_until = max(self._paused_until, now + (retry_after or 1.0))
-        logger.info("throttled: rate now %.1f/s, paused %.1fs", self._rate, retry_after or 1.0)
+        self._last_cut = self._last_change = now
+        logger.info("throttled: rate now %.1f/s, paused %.1fs", self._rate, retry_after or 0.0)
 
     def _recover(self, now: float) -> None:
+        """After each quiet second, grow the rate by a quarter (at least one request/s).
+
+        A host with a configured rate climbs back to it; a host without one is let
+        go again once it is back at the pace it had when it first complained.
+        """
         if self._rate is None or self._rate == self.limit.rate:
             return
         if now - self._last_change < 1.0:
             return
         self._last_change = now
-        self._rate += 1
-        if self.limit.rate is not None and self._rate >= self.limit.rate:
-            self._rate = self.limit.rate
-        elif self.limit.rate is None and self._rate > 1000:
+        self._rate += max(1.0, self._rate / 4)
+        if self.limit.rate is not None:
+            self._rate = min(self._rate, self.limit.rate)
+        elif self._rate >= self._before:
             self._rate = None
 
 

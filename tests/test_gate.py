@@ -74,4 +74,6 @@ async def test_unlimited_host_gets_a_rate_after_a_429() -> None:
     assert gate.rate is None
     gate.throttled(retry_after=None)
     assert gate.rate == 5
+    gate.throttled(retry_after=None)
+    assert gate.rate == 5  # the same burst's answers cut once, not once each
     assert WINDOW > 1.0
