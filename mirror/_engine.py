@@ -119,12 +119,7 @@ class Engine:
         try:
             run_id = await store.begin_run()
             async with Http(self.manifest.host_limit, retry=self.retry) as http:
-                ctx = SourceContext(
-                    http=http,
-                    endpoints=self.manifest.endpoints,
-                    metadata=MetadataWriter(self.dest / "metadata"),
-                    warn=self._warn,
-                )
+                ctx = self._context(http)
                 await self._pipeline([make(ctx) for make in sources_ready], store, http, run_id)
             counts = await store.counts(run_id)
         finally:
@@ -150,12 +145,7 @@ class Engine:
         files = total = 0
         seen: set[str] = set()
         async with Http(self.manifest.host_limit, retry=self.retry) as http:
-            ctx = SourceContext(
-                http=http,
-                endpoints=self.manifest.endpoints,
-                metadata=MetadataWriter(self.dest / "metadata"),
-                warn=self._warn,
-            )
+            ctx = self._context(http)
             for make in makers:
                 try:
                     async for batch in make(ctx).expand():
@@ -174,6 +164,14 @@ class Engine:
         return list(self._plan_errors)
 
     # -- sources ---------------------------------------------------------------------
+
+    def _context(self, http: Http) -> SourceContext:
+        return SourceContext(
+            http=http,
+            endpoints=self.manifest.endpoints,
+            metadata=MetadataWriter(self.dest / "metadata"),
+            warn=self._warn,
+        )
 
     def _check_sources(self) -> list[Callable[[SourceContext], Source]]:
         """Build a constructor per source, failing (exit 2) before any request."""

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .._accessions import ena_kind
+from .._accessions import PortalType, ena_kind, portal_type
 from .._config import EnaFamily, EnaSpec
 from .._exceptions import HTTPStatusError, SourceError, TransferError, UnsafePathError
 from .._http import redact_url
@@ -70,23 +70,10 @@ _EXTRA: dict[Result, tuple[str, ...]] = {
     ),
     "analysis": ("analysis_type", "scientific_name"),
 }
-#: Accession kind → includeAccessionType, per result.
-_TYPES: dict[Result, dict[str, str]] = {
-    "read_run": {
-        "project": "study",
-        "study": "study",
-        "biosample": "sample",
-        "sample": "sample",
-        "experiment": "experiment",
-        "run": "run",
-    },
-    "analysis": {
-        "project": "study",
-        "study": "study",
-        "biosample": "sample",
-        "sample": "sample",
-        "analysis": "analysis",
-    },
+#: The includeAccessionType values each result can be searched by.
+_SEARCHABLE: dict[Result, frozenset[str]] = {
+    "read_run": frozenset({"study", "sample", "experiment", "run"}),
+    "analysis": frozenset({"study", "sample", "analysis"}),
 }
 
 
@@ -179,14 +166,16 @@ class EnaSource:
             families = self._families(result)
             if not families:
                 continue
-            by_type: dict[str, list[str]] = {}
+            by_type: dict[PortalType, list[str]] = {}
             submissions: list[str] = []
             for acc in self.spec.accessions:
                 kind = ena_kind(acc)
                 if kind == "submission":
-                    submissions.append(acc)
-                elif kind is not None and kind in _TYPES[result]:
-                    by_type.setdefault(_TYPES[result][kind], []).append(acc)
+                    submissions.append(acc)  # /filereport only: no includeAccessionType
+                    continue
+                acc_type = portal_type(kind) if kind is not None else None
+                if acc_type is not None and acc_type in _SEARCHABLE[result]:
+                    by_type.setdefault(acc_type, []).append(acc)
             if not by_type and not submissions:
                 continue
             fields = await self._fields(result, families)
