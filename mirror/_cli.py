@@ -327,7 +327,7 @@ def _finish(summary: Summary, manifest: Manifest, args: argparse.Namespace, err:
         err.print(
             "; ".join(parts) + f"; downloaded {human_bytes(summary.downloaded)}", markup=False
         )
-        for reason in summary.errors:
+        for reason in (*summary.refused, *summary.errors):
             err.print(f"error: {reason}", markup=False)
         err.print(f"files: {manifest.dest}  index: {manifest.dest / 'index.tsv'}", markup=False)
         if summary.exit_code:
@@ -348,6 +348,8 @@ async def _plan(args: argparse.Namespace, err: Console) -> int:
         )
     else:
         print(f"{files} files, {total} bytes ({human_bytes(total)})")
+    if engine.refused:
+        return EXIT_USAGE
     return EXIT_FAILED if engine.plan_errors else EXIT_OK
 
 

@@ -31,7 +31,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ._config import CramRefsSpec, EgaSpec, EnaSpec, EnterobaseSpec, Manifest, MgnifySpec
-from ._exceptions import ChecksumMismatch, ManifestError, MirrorError, TransferError
+from ._credentials import Credentials, Secret
+from ._exceptions import (
+    ChecksumMismatch,
+    CredentialsError,
+    ManifestError,
+    MirrorError,
+    TransferError,
+)
 from ._fetch import Verifier, fetch
 from ._http import Http, redact_url
 from ._index import write_index
@@ -53,6 +60,9 @@ from ._paths import join_under
 from ._retry import RetryPolicy, next_delay
 from ._state import PlannedFile, Store, open_store
 from .sources import Source, SourceContext
+from .sources.ena import EnaSource
+from .sources.enterobase import EnterobaseSource
+from .sources.mgnify import MgnifySource
 
 __all__ = ["Engine"]
 
@@ -98,8 +108,10 @@ class Engine:
         state: str | None = None,
         retry: RetryPolicy | None = None,
         progress_interval: float = PROGRESS_INTERVAL,
+        credentials: Credentials | None = None,
     ) -> None:
         self.manifest = manifest
+        self.credentials = credentials or Credentials.from_environment()
         self.dest = manifest.dest
         self._emit = emit
         self._state_url = state
@@ -107,6 +119,7 @@ class Engine:
         self._interval = progress_interval
         self.stats = _Stats()
         self._plan_errors: list[str] = []
+        self._refused: list[str] = []
         self._rng = random.Random()
 
     # -- public ----------------------------------------------------------------------
@@ -137,6 +150,7 @@ class Engine:
             downloaded=self.stats.received,
             skipped=self.stats.skipped,
             errors=tuple(self._plan_errors),
+            refused=tuple(self._refused),
         )
 
     async def plan_only(self) -> tuple[int, int]:
@@ -154,6 +168,9 @@ class Engine:
                                 seen.add(task.path)
                                 files += 1
                                 total += task.size or 0
+                except CredentialsError as exc:
+                    self._refused.append(str(exc))
+                    self._warn(str(exc))
                 except MirrorError as exc:
                     self._plan_errors.append(str(exc))
                     self._warn(f"planning failed: {exc}")
@@ -162,6 +179,10 @@ class Engine:
     @property
     def plan_errors(self) -> list[str]:
         return list(self._plan_errors)
+
+    @property
+    def refused(self) -> list[str]:
+        return list(self._refused)
 
     # -- sources ---------------------------------------------------------------------
 
@@ -174,26 +195,41 @@ class Engine:
         )
 
     def _check_sources(self) -> list[Callable[[SourceContext], Source]]:
-        """Build a constructor per source, failing (exit 2) before any request."""
-        from .sources.ena import EnaSource
+        """Build a constructor per source, failing (exit 2) before any request.
 
+        Credentials are looked up here, so a missing token stops the run before
+        anything is planned or downloaded.
+        """
         makers: list[Callable[[SourceContext], Source]] = []
         for i, spec in enumerate(self.manifest.sources):
             if isinstance(spec, EnaSpec):
                 makers.append(functools.partial(EnaSource, spec))
-            elif isinstance(spec, MgnifySpec | EnterobaseSpec | EgaSpec | CramRefsSpec):
-                kind = {
-                    MgnifySpec: "mgnify",
-                    EnterobaseSpec: "enterobase",
-                    EgaSpec: "ega",
-                    CramRefsSpec: "cram_refs",
-                }[type(spec)]
+            elif isinstance(spec, MgnifySpec):
+                makers.append(functools.partial(MgnifySource, spec))
+            elif isinstance(spec, EnterobaseSpec):
+                token = self._enterobase_token(i)
+                makers.append(functools.partial(_enterobase, spec, token))
+            else:
+                kind = {EgaSpec: "ega", CramRefsSpec: "cram_refs"}[type(spec)]
                 raise ManifestError(
                     f"the {kind} source is not available in this version of ebi-mirror",
                     file=self.manifest.origin,
                     key=f"sources[{i}].{kind}",
                 )
         return makers
+
+    def _enterobase_token(self, index: int) -> Secret:
+        token = self.credentials.get("ENTEROBASE_TOKEN")
+        if token is None:
+            found = self.credentials.for_host(self.manifest.endpoints["enterobase"])
+            token = found[0] if found and found[0] else None
+        if token is None:
+            raise CredentialsError(
+                f"sources[{index}].enterobase: ENTEROBASE_TOKEN is not set. EnteroBase needs "
+                "an API token (ask the EnteroBase team for API access to the database); put "
+                "it in ENTEROBASE_TOKEN, or as the login of a ~/.netrc entry for its host"
+            )
+        return token
 
     # -- the pipeline ----------------------------------------------------------------
 
@@ -225,6 +261,9 @@ class Engine:
                 async for batch in source.expand():
                     for planned in await store.plan(batch, run_id):
                         await self._enqueue(planned, store, queue)
+            except CredentialsError as exc:
+                self._refused.append(f"{source.name}: {exc}")
+                self._warn(f"{source.name}: {exc}")
             except MirrorError as exc:
                 self._plan_errors.append(f"{source.name}: {exc}")
                 self._warn(f"{source.name}: planning stopped: {exc}")
@@ -241,6 +280,9 @@ class Engine:
         task = planned.task
         self.stats.planned += 1
         self.stats.planned_bytes += task.size or 0
+        if task.error is not None:
+            await self._fail(task, store, task.error)
+            return
         if planned.status is TaskStatus.VERIFIED:
             final = join_under(self.dest, task.path)
             size = await asyncio.to_thread(_size_of, final)
@@ -378,6 +420,10 @@ class Engine:
                 for p, e in list(s.active.items())[:20]
             ),
         )
+
+
+def _enterobase(spec: EnterobaseSpec, token: Secret, ctx: SourceContext) -> Source:
+    return EnterobaseSource(spec, ctx, token)
 
 
 def _size_of(path: Path) -> int | None:

@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -32,6 +32,8 @@ __all__ = ["HostGate", "Http", "Response", "host_key", "redact_url"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+#: Query parameters: a mapping, or pairs when a name repeats (EnteroBase only_fields).
+Params = Mapping[str, str] | Sequence[tuple[str, str]]
 
 USER_AGENT = "ebi-mirror/0.1"
 #: Safety margin on the one-second window: the server counts arrivals, we count
@@ -269,7 +271,7 @@ class Http:
         url: str,
         *,
         headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
+        params: Params | None = None,
         data: Mapping[str, str] | bytes | None = None,
         auth: tuple[str, str] | None = None,
         expect: tuple[int, ...] = (200,),
@@ -322,7 +324,7 @@ class Http:
         self,
         url: str,
         *,
-        params: Mapping[str, str] | None = None,
+        params: Params | None = None,
         headers: Mapping[str, str] | None = None,
         auth: tuple[str, str] | None = None,
     ) -> Any:

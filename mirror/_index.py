@@ -26,14 +26,19 @@ _PAGE = 2000
 
 
 async def write_index(store: Store, run: int, dest: Path) -> Path:
-    """Rewrite ``dest/index.tsv`` from the store, streamed and atomic, for ``run``'s files."""
+    """Rewrite ``dest/index.tsv`` from the store, streamed and atomic.
+
+    Lists every file planned by ``run`` and every file verified by an earlier run.
+    """
     path = dest / "index.tsv"
     tmp = dest / ".mirror" / "index.tsv.tmp"
     await asyncio.to_thread(tmp.parent.mkdir, parents=True, exist_ok=True)
     out = await asyncio.to_thread(tmp.open, "w", encoding="utf-8")
     try:
         lines = ["\t".join(INDEX_COLUMNS)]
-        async for f in store.files(run):
+        # An incremental pull (EnteroBase reldate) plans only what is new: the files
+        # verified by earlier runs are still part of the mirror, so they stay listed.
+        async for f in store.files(run, with_verified=True):
             size = f.bytes if f.bytes is not None else (f.size or 0)
             lines.append(
                 "\t".join(

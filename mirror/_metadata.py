@@ -70,6 +70,20 @@ class MetadataWriter:
 
         await asyncio.to_thread(write)
 
+    async def write_jsonl(self, relative: str, docs: Sequence[Any]) -> None:
+        """Replace ``relative`` with one JSON document per line (atomically)."""
+        path = join_under(self.root, relative)
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            with tmp.open("w", encoding="utf-8") as f:
+                for doc in docs:
+                    f.write(json.dumps(doc, sort_keys=True) + "\n")
+            os.replace(tmp, path)
+
+        await asyncio.to_thread(write)
+
     async def append_jsonl(self, relative: str, docs: Sequence[Any]) -> None:
         path = join_under(self.root, relative)
 

@@ -52,6 +52,9 @@ class FileTask:
     verify: Verify = "md5"
     #: Extra request headers (auth); never stored, never logged.
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    #: Set when the source already knows this file cannot be fetched (an unsafe
+    #: name, say): the engine records it as failed with this reason, sends nothing.
+    error: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -70,10 +73,14 @@ class Summary:
     skipped: int = 0
     #: Sources that could not be expanded completely (their reasons).
     errors: tuple[str, ...] = ()
+    #: Sources whose credentials the archive refused (their reasons).
+    refused: tuple[str, ...] = ()
 
     @property
     def exit_code(self) -> int:
-        """0 when every planned file is verified, else 1 (SPEC.md exit codes)."""
+        """SPEC.md: 2 credentials refused, 1 some files failed or unplanned, 0 all verified."""
+        if self.refused:
+            return 2
         return 1 if self.failed or self.pending or self.errors else 0
 
 

@@ -75,8 +75,9 @@ class Store(Protocol):
         """Files and bytes by status among the files planned in ``run``."""
         ...
 
-    def files(self, run: int) -> AsyncIterator[StoredFile]:
-        """Every file planned in ``run``, in path order."""
+    def files(self, run: int, *, with_verified: bool = False) -> AsyncIterator[StoredFile]:
+        """Every file planned in ``run`` (and, ``with_verified``, every verified file of
+        earlier runs: still on disk), in path order."""
         ...
 
     async def aclose(self) -> None: ...

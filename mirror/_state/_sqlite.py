@@ -230,13 +230,15 @@ class SQLiteStore:
 
         return await self._call(counts)
 
-    async def files(self, run: int) -> AsyncIterator[StoredFile]:
+    async def files(self, run: int, *, with_verified: bool = False) -> AsyncIterator[StoredFile]:
+        where = "(run=? OR status='verified')" if with_verified else "run=?"
         after = ""
         while True:
 
             def page(db: sqlite3.Connection, after: str = after) -> list[tuple[object, ...]]:
                 return db.execute(
-                    f"SELECT {_COLUMNS} FROM files WHERE run=? AND path>? ORDER BY path LIMIT 2000",
+                    f"SELECT {_COLUMNS} FROM files WHERE {where} AND path>? ORDER BY path"
+                    " LIMIT 2000",
                     (run, after),
                 ).fetchall()
 

@@ -1,0 +1,190 @@
+"""EnteroBase: a query paged by limit/offset, records kept, assemblies fetched.
+
+Facts this module relies on (ARCHIVES.md, research/mgnify-enterobase-cram.md):
+
+* HTTP Basic with the API token as the user name and an empty password, on API
+  calls and on ``download_fasta_link`` alike. Tokens expire every six months.
+* Results sit under a resource key (``Assemblies``, ``Strains``; ``straindata`` is
+  a dict keyed by strain barcode); ``links.paging.next`` leads on and is absent or
+  ``{}`` at the end. ``records`` is unreliable; ``total_records`` is for progress.
+* ``only_fields`` is documented as a repeated parameter (the prose says
+  ``onlyfields``; official scripts send a comma list): we repeat it.
+* Policy: 3 requests/s hard limit (503 past it), and "1–2 s between requests". The
+  default host limit (1 request/s, 1 connection) lives in the host table, not here.
+* No checksums: assemblies are checked by size and completeness; their MD5 is
+  recorded in the index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from .._config import DEFAULT_ENDPOINTS, EnterobaseSpec
+from .._credentials import Secret
+from .._exceptions import CredentialsError, HTTPStatusError, SourceError
+from .._models import FileTask
+from .._paths import join_under, safe_name
+from . import SourceContext
+from ._links import rewrite
+from ._paging import iter_paging_next
+
+__all__ = ["EnterobaseSource", "records_of"]
+
+logger = logging.getLogger(__name__)
+
+PAGE = 100
+_KEYS = {"assemblies": "Assemblies", "strains": "Strains", "traces": "Traces"}
+_REFUSED = (
+    "EnteroBase refused the API token in ENTEROBASE_TOKEN (HTTP {status}). Tokens expire "
+    "every six months: renew it at EnteroBase (or ask its team for API access to the "
+    "'{db}' database), then set ENTEROBASE_TOKEN again"
+)
+
+
+def records_of(doc: dict[str, Any], resource: str) -> list[dict[str, Any]]:
+    """The records of one page, whatever shape the resource uses.
+
+    Most methods answer a list under a capitalised key; ``straindata`` answers a
+    dict keyed by strain barcode, whose key we keep as ``strain_barcode``.
+    """
+    key = _KEYS.get(resource)
+    value: Any = doc.get(key) if key else None
+    if value is None:
+        candidates = [v for k, v in doc.items() if k != "links" and isinstance(v, list | dict)]
+        value = candidates[0] if len(candidates) == 1 else None
+    if isinstance(value, dict):
+        return [
+            {"strain_barcode": barcode, **item} if isinstance(item, dict) else {"value": item}
+            for barcode, item in value.items()
+        ]
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, dict)]
+    if value is None:
+        return []
+    raise SourceError(f"EnteroBase: unexpected {resource} answer: {type(value).__name__}")
+
+
+class EnterobaseSource:
+    """Expands an ``enterobase:`` manifest entry: records, and assemblies when asked."""
+
+    name = "enterobase"
+
+    def __init__(self, spec: EnterobaseSpec, ctx: SourceContext, token: Secret) -> None:
+        self.spec = spec
+        self.ctx = ctx
+        self.base = ctx.endpoints["enterobase"].rstrip("/")
+        self._default = DEFAULT_ENDPOINTS["enterobase"]
+        self._auth = (token.value, "")
+        raw = base64.b64encode(f"{token.value}:".encode()).decode("ascii")
+        self._headers = (("Authorization", f"Basic {raw}"),)
+
+    def _follow(self, url: str) -> str:
+        return rewrite(url, self.base, self._default)
+
+    def _params(self) -> list[tuple[str, str]]:
+        spec = self.spec
+        params = [("limit", str(PAGE)), ("offset", "0")]
+        if spec.orderby:
+            params.append(("orderby", spec.orderby))
+        if spec.sortorder:
+            params.append(("sortorder", spec.sortorder))
+        if spec.reldate is not None:
+            params.append(("reldate", str(spec.reldate)))
+        fields = list(spec.only_fields)
+        if fields and spec.assemblies:
+            for needed in ("assembly_barcode", "download_fasta_link"):
+                if needed not in fields:
+                    fields.append(needed)
+        params += [("only_fields", f) for f in fields]
+        params += sorted(spec.query.items())
+        return params
+
+    async def expand(self) -> AsyncIterator[list[FileTask]]:
+        db = safe_name(self.spec.database)
+        resource = self.spec.resource
+        url = f"{self.base}/{db}/{resource}"
+        records = 0
+        seen: dict[str, dict[str, Any]] = {}
+        try:
+            async for doc in iter_paging_next(
+                self.ctx.http, url, params=self._params(), auth=self._auth, follow=self._follow
+            ):
+                page = records_of(doc, resource)
+                if not page:
+                    break
+                records += len(page)
+                total = (doc.get("links") or {}).get("total_records")
+                logger.info("EnteroBase %s/%s: %d of %s records", db, resource, records, total)
+                for record in page:
+                    seen[_barcode(record)] = record
+                tasks = [t for r in page if (t := self._task(db, r)) is not None]
+                if tasks:
+                    yield tasks
+        except HTTPStatusError as exc:
+            if exc.status in (401, 403):
+                raise CredentialsError(_REFUSED.format(status=exc.status, db=db)) from None
+            raise SourceError(f"EnteroBase {db}/{resource}: {exc}") from exc
+        await self._keep(db, resource, seen)
+        if not records:
+            self.ctx.warn(f"EnteroBase {db}/{resource}: the query matched no records")
+
+    def _task(self, db: str, record: dict[str, Any]) -> FileTask | None:
+        if not self.spec.assemblies:
+            return None
+        barcode = record.get("assembly_barcode")
+        link = record.get("download_fasta_link")
+        if not isinstance(barcode, str) or not isinstance(link, str) or not link:
+            self.ctx.warn(
+                f"EnteroBase {db}: a record without an assembly to download ({_barcode(record)})"
+            )
+            return None
+        return FileTask(
+            source="enterobase",
+            accession=barcode,
+            url=self._follow(link),
+            path=f"enterobase/{db}/{safe_name(barcode + '.fasta')}",
+            verify="size",
+            headers=self._headers,
+        )
+
+    async def _keep(self, db: str, resource: str, records: dict[str, dict[str, Any]]) -> None:
+        """Merge this run's records into ``metadata/enterobase/{db}/{resource}.jsonl``.
+
+        Keyed by barcode, so a re-run does not duplicate lines and an incremental
+        (``reldate``) run adds the new records to the ones already kept.
+        """
+        relative = f"enterobase/{db}/{resource}.jsonl"
+        path = join_under(self.ctx.metadata.root, relative)
+        merged = await asyncio.to_thread(_read_jsonl, path)
+        merged.update(records)
+        await self.ctx.metadata.write_jsonl(relative, list(merged.values()))
+
+
+def _barcode(record: dict[str, Any]) -> str:
+    for key in ("assembly_barcode", "strain_barcode", "barcode", "uberstrain"):
+        value = record.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return json.dumps(record, sort_keys=True)
+
+
+def _read_jsonl(path: Path) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    if not os.path.exists(path):
+        return out
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                out[_barcode(record)] = record
+    return out

@@ -1,0 +1,218 @@
+"""MGnify: studies → analyses → downloads, through the v1 JSON:API, into file tasks.
+
+Facts this module relies on (ARCHIVES.md, research/mgnify-enterobase-cram.md):
+
+* Lists page by number (``page``, ``page_size``; ``meta.pagination.pages``) or, on
+  some endpoints, by cursor (only ``links.next``); both are walked by
+  :mod:`._paging`. Links are absolute and name the public host.
+* A download item gives the file name (``alias``), its group (``group-type``, whose
+  casing is inconsistent across pipeline configs), ``file-format.name``,
+  ``description.label``, ``relationships.pipeline.data.id`` and a SHA1 in
+  ``file-checksum`` that is an empty string for analyses never back-filled.
+* Large outputs are chunked into ``_1 … _N`` items: each is its own task.
+* Analyses that failed QC have no downloads: reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+from urllib.parse import quote
+
+from .._config import DEFAULT_ENDPOINTS, MgnifySpec
+from .._exceptions import HTTPStatusError, SourceError, UnsafePathError
+from .._models import FileTask
+from .._paths import safe_name
+from .._streams import produced
+from . import SourceContext
+from ._links import rewrite
+from ._paging import iter_jsonapi
+
+__all__ = ["MgnifySource", "download_task"]
+
+logger = logging.getLogger(__name__)
+
+#: Analyses expanded at once (each lists its downloads); the host gate bounds requests.
+ANALYSES_AT_ONCE = 4
+
+
+def _lower(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(v.casefold() for v in values)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def download_task(analysis: str, item: dict[str, Any], follow: Any = lambda u: u) -> FileTask:
+    """The file task for one ``analysis-job-downloads`` item.
+
+    A name that cannot be a file name under ``mgnify/{analysis}/`` (``../x``,
+    ``/etc/x``, empty) still becomes a task, one that fails without a request, so
+    the run reports it with the rest instead of dropping it silently.
+    """
+    attrs = item.get("attributes") or {}
+    alias = _text(attrs.get("alias")) or _text(item.get("id"))
+    url = follow(_text((item.get("links") or {}).get("self")))
+    checksum = attrs.get("file-checksum") or {}
+    digest = _text(checksum.get("checksum")).strip().lower()
+    sha1 = digest if _text(checksum.get("checksum-algorithm")).upper() == "SHA1" else ""
+    error = None
+    try:
+        name = safe_name(alias)
+    except UnsafePathError as exc:
+        name = quote(alias, safe="") or "(empty name)"
+        if name in (".", ".."):
+            name = f"(unsafe name {alias!r})"
+        error = f"MGnify {analysis}: {exc}; not downloaded"
+    if not url and error is None:
+        error = f"MGnify {analysis}: download {alias!r} has no links.self URL"
+    return FileTask(
+        source="mgnify",
+        accession=analysis,
+        url=url,
+        path=f"mgnify/{analysis}/{name}",
+        checksum=sha1 or None,
+        verify="sha1" if sha1 else "size",
+        error=error,
+    )
+
+
+class MgnifySource:
+    """Expands an ``mgnify:`` manifest entry through the MGnify v1 API."""
+
+    name = "mgnify"
+
+    def __init__(self, spec: MgnifySpec, ctx: SourceContext) -> None:
+        self.spec = spec
+        self.ctx = ctx
+        self.base = ctx.endpoints["mgnify"].rstrip("/")
+        self._default = DEFAULT_ENDPOINTS["mgnify"]
+        self._groups = _lower(spec.groups)
+        self._formats = _lower(spec.formats)
+        self._labels = _lower(spec.labels)
+
+    def _follow(self, url: str) -> str:
+        return rewrite(url, self.base, self._default)
+
+    async def expand(self) -> AsyncIterator[list[FileTask]]:
+        async for batch in produced(self._run):
+            yield batch
+
+    async def _run(self, emit: Callable[[list[FileTask]], Awaitable[None]]) -> None:
+        """List analyses and expand :data:`ANALYSES_AT_ONCE` of them at a time."""
+        analyses: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=100)
+
+        async def list_analyses() -> None:
+            for study in self.spec.studies:
+                async for record in self._study_analyses(study):
+                    await analyses.put(record)
+            for accession in self.spec.analyses:
+                found = await self._analysis(accession)
+                if found is not None:
+                    await analyses.put(found)
+            for _ in range(ANALYSES_AT_ONCE):
+                await analyses.put(None)
+
+        async def expand_analyses() -> None:
+            while (record := await analyses.get()) is not None:
+                tasks = await self._downloads(record)
+                if tasks:
+                    await emit(tasks)
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(list_analyses())
+            for _ in range(ANALYSES_AT_ONCE):
+                tg.create_task(expand_analyses())
+
+    async def _study_analyses(self, study: str) -> AsyncIterator[dict[str, Any]]:
+        params = []
+        if self.spec.pipeline_version:
+            params.append(("pipeline_version", self.spec.pipeline_version))
+        url = f"{self.base}/studies/{study}/analyses"
+        found = 0
+        try:
+            async for page in iter_jsonapi(self.ctx.http, url, params=params, follow=self._follow):
+                for record in page:
+                    if self._pipeline_ok(record):
+                        found += 1
+                        yield record
+        except HTTPStatusError as exc:
+            if exc.status == 404:
+                self.ctx.warn(f"MGnify: {study}: no such study")
+                return
+            raise SourceError(f"MGnify: {study}: {exc}") from exc
+        if not found:
+            version = self.spec.pipeline_version
+            self.ctx.warn(
+                f"MGnify: {study}: no analyses"
+                + (f" with pipeline version {version}" if version else "")
+            )
+
+    async def _analysis(self, accession: str) -> dict[str, Any] | None:
+        try:
+            doc = await self.ctx.http.get_json(f"{self.base}/analyses/{accession}")
+        except HTTPStatusError as exc:
+            if exc.status == 404:
+                self.ctx.warn(f"MGnify: {accession}: no such analysis")
+                return None
+            raise SourceError(f"MGnify: {accession}: {exc}") from exc
+        record = doc.get("data") if isinstance(doc, dict) else None
+        if not isinstance(record, dict):
+            raise SourceError(f"MGnify: {accession}: not a JSON:API resource document")
+        return record if self._pipeline_ok(record) else None
+
+    def _pipeline_ok(self, record: dict[str, Any]) -> bool:
+        wanted = self.spec.pipeline_version
+        if not wanted:
+            return True
+        got = _text((record.get("attributes") or {}).get("pipeline-version"))
+        return not got or got == wanted
+
+    async def _downloads(self, record: dict[str, Any]) -> list[FileTask]:
+        accession = _text(record.get("id")) or _text(
+            (record.get("attributes") or {}).get("accession")
+        )
+        if not accession:
+            raise SourceError("MGnify: an analysis record without an id")
+        await self.ctx.metadata.write_json(f"mgnify/{safe_name(accession)}.json", record)
+        related = (
+            ((record.get("relationships") or {}).get("downloads") or {}).get("links") or {}
+        ).get("related")
+        url = (
+            self._follow(related)
+            if isinstance(related, str) and related
+            else (f"{self.base}/analyses/{accession}/downloads")
+        )
+        tasks: list[FileTask] = []
+        listed = 0
+        async for page in iter_jsonapi(self.ctx.http, url, follow=self._follow):
+            for item in page:
+                listed += 1
+                if self._wanted(item):
+                    tasks.append(download_task(accession, item, self._follow))
+        if not listed:
+            status = _text((record.get("attributes") or {}).get("analysis-status"))
+            self.ctx.warn(
+                f"MGnify: {accession}: no downloads"
+                + (f" (analysis status: {status})" if status else "")
+            )
+        return tasks
+
+    def _wanted(self, item: dict[str, Any]) -> bool:
+        attrs = item.get("attributes") or {}
+        if self._groups and _text(attrs.get("group-type")).casefold() not in self._groups:
+            return False
+        fmt = _text((attrs.get("file-format") or {}).get("name"))
+        if self._formats and fmt.casefold() not in self._formats:
+            return False
+        label = _text((attrs.get("description") or {}).get("label"))
+        if self._labels and label.casefold() not in self._labels:
+            return False
+        pipeline = (
+            ((item.get("relationships") or {}).get("pipeline") or {}).get("data") or {}
+        ).get("id")
+        wanted = self.spec.pipeline_version
+        return not (wanted and isinstance(pipeline, str) and pipeline != wanted)
