@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ._config import Manifest
+from ._credentials import Credentials
 from ._engine import Engine
 from ._manifest import load_manifest
 from ._models import Event, RunFinished, Summary
@@ -54,8 +55,10 @@ class Mirror:
         state: str | None = None,
         retry: RetryPolicy | None = None,
         progress_interval: float = 0.5,
+        credentials: Mapping[str, str] | None = None,
     ) -> None:
         self.manifest = _resolve(manifest, dest=dest, workers=workers)
+        self._credentials = Credentials(env=dict(credentials)) if credentials is not None else None
         self._state = state
         self._retry = retry
         self._interval = progress_interval
@@ -85,6 +88,7 @@ class Mirror:
             state=self._state,
             retry=self._retry,
             progress_interval=self._interval,
+            credentials=self._credentials,
         )
 
     def events(self) -> AsyncIterator[Event]:
@@ -128,6 +132,7 @@ async def run(
     workers: int | None = None,
     state: str | None = None,
     retry: RetryPolicy | None = None,
+    credentials: Mapping[str, str] | None = None,
 ) -> Summary:
     """Mirror everything ``manifest`` names; return the counts.
 
@@ -136,6 +141,11 @@ async def run(
     ``asyncio.run`` and never changes the loop policy. Files that fail are counted
     in ``summary.failed`` (not raised); errors in the manifest raise
     :class:`mirror.ManifestError` before any network request.
+
+    Credentials come from the environment (``ENTEROBASE_TOKEN``, ``EGA_USERNAME``, …)
+    or ``~/.netrc``; ``credentials`` gives them by the same names instead.
     """
-    m = Mirror(manifest, dest=dest, workers=workers, state=state, retry=retry)
+    m = Mirror(
+        manifest, dest=dest, workers=workers, state=state, retry=retry, credentials=credentials
+    )
     return await m.engine().run()

@@ -31,6 +31,7 @@ from ._models import Summary, TaskStatus
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEMO_TOKEN = "demo-token"
 
 _EPILOG = """\
 examples:
@@ -407,7 +408,7 @@ async def _demo(args: argparse.Namespace, err: Console) -> int:
 
     manifest = load_manifest(args.manifest or _demo_manifest())
     dest = _dir(args.dest or "mirror-demo")
-    async with Emulator(Catalog.demo()) as emu:
+    async with Emulator(Catalog.demo(), enterobase_tokens=(DEMO_TOKEN,)) as emu:
         manifest = dataclasses.replace(
             manifest,
             dest=dest,
@@ -418,7 +419,9 @@ async def _demo(args: argparse.Namespace, err: Console) -> int:
             err.print(
                 f"archive emulator listening on {', '.join(emu.endpoints.values())}", markup=False
             )
-        m = Mirror(manifest, workers=args.workers, state=args.state)
+        # The emulator's own EnteroBase token, not one from the environment.
+        demo_token = {"ENTEROBASE_TOKEN": DEMO_TOKEN}
+        m = Mirror(manifest, workers=args.workers, state=args.state, credentials=demo_token)
         summary = await _drive(m, args, err)
         requests = len(emu.log)
     code = _finish(summary, m.manifest, args, err)

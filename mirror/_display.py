@@ -84,8 +84,10 @@ class PlainDisplay(Display):
                 highlight=False,
             )
         elif isinstance(event, m.PlanFinished) and not self.quiet:
+            unsized = f" (+{event.unsized} of unknown size)" if event.unsized else ""
             self.console.print(
-                f"planned {event.files} files, {human_bytes(event.bytes)}", highlight=False
+                f"planned {event.files} files, {human_bytes(event.bytes)}{unsized}",
+                highlight=False,
             )
 
 

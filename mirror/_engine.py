@@ -79,6 +79,7 @@ class _Stats:
     def __init__(self) -> None:
         self.planned = 0
         self.planned_bytes = 0
+        self.unsized = 0
         self.verified = 0
         self.failed = 0
         self.skipped = 0
@@ -272,7 +273,13 @@ class Engine:
             for source in sources:
                 tg.create_task(one(source))
         self.stats.planning = False
-        self._emit(PlanFinished(files=self.stats.planned, bytes=self.stats.planned_bytes))
+        self._emit(
+            PlanFinished(
+                files=self.stats.planned,
+                bytes=self.stats.planned_bytes,
+                unsized=self.stats.unsized,
+            )
+        )
 
     async def _enqueue(
         self, planned: PlannedFile, store: Store, queue: asyncio.Queue[FileTask | None]
@@ -280,6 +287,7 @@ class Engine:
         task = planned.task
         self.stats.planned += 1
         self.stats.planned_bytes += task.size or 0
+        self.stats.unsized += task.size is None
         if task.error is not None:
             await self._fail(task, store, task.error)
             return

@@ -7,6 +7,7 @@ This is the only module that imports aiohttp. Sources and the fetcher get an
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -28,7 +29,7 @@ from ._exceptions import (
 )
 from ._retry import RetryPolicy, next_delay, parse_retry_after
 
-__all__ = ["HostGate", "Http", "Response", "host_key", "redact_url"]
+__all__ = ["HostGate", "Http", "Response", "basic_auth", "host_key", "redact_url"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,6 +41,12 @@ USER_AGENT = "ebi-mirror/0.1"
 #: departures, and the two clocks see the same requests a few milliseconds apart.
 WINDOW = 1.05
 _SECRET_PARAMS = frozenset({"session", "token", "access_token", "password", "pass", "key"})
+
+
+def basic_auth(user: str, password: str) -> str:
+    """An ``Authorization`` value for HTTP Basic (RFC 7617, UTF-8)."""
+    raw = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return f"Basic {raw}"
 
 
 def host_key(url: str) -> str:
@@ -284,12 +291,11 @@ class Http:
         if self._session is None:
             raise RuntimeError("Http used outside 'async with'")
         gate = self.gate(url)
-        basic = aiohttp.BasicAuth(auth[0], auth[1]) if auth else None
+        if auth is not None:
+            headers = {**(headers or {}), "Authorization": basic_auth(*auth)}
         async with gate.slot():
             with _mapped(url):
-                cm = self._session.request(
-                    method, url, headers=headers, params=params, data=data, auth=basic
-                )
+                cm = self._session.request(method, url, headers=headers, params=params, data=data)
                 raw = await cm.__aenter__()
             try:
                 if raw.status not in expect:

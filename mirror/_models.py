@@ -128,6 +128,8 @@ class Warning_(Event):
 class PlanFinished(Event):
     files: int
     bytes: int
+    #: Files whose size the archive does not give (MGnify, EnteroBase): not in ``bytes``.
+    unsized: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -1,12 +1,21 @@
-"""An ENA emulator on loopback: Portal API, file host, injectable faults, request log."""
+"""An archive emulator on loopback: ENA (Portal API, file host), MGnify v1, EnteroBase v2.0.
+
+Injectable faults and a request log on every host.
+"""
 
 from __future__ import annotations
 
 from ._catalog import Catalog as Catalog
-from ._content import iter_range as iter_range, md5_of as md5_of
+from ._content import iter_range as iter_range, md5_of as md5_of, sha1_of as sha1_of
+from ._enterobase_records import EnterobaseAssembly as EnterobaseAssembly
 from ._faults import Fault as Fault, FaultSet as FaultSet
 from ._generated import GeneratedStudy as GeneratedStudy
 from ._log import LogEntry as LogEntry
+from ._mgnify_records import (
+    MgnifyAnalysis as MgnifyAnalysis,
+    MgnifyDownload as MgnifyDownload,
+    MgnifyStudy as MgnifyStudy,
+)
 from ._records import EnaAnalysis as EnaAnalysis, EnaFile as EnaFile, EnaRun as EnaRun
 from ._server import Emulator as Emulator
 
@@ -16,10 +25,15 @@ __all__ = [
     "EnaAnalysis",
     "EnaFile",
     "EnaRun",
+    "EnterobaseAssembly",
     "Fault",
     "FaultSet",
     "GeneratedStudy",
     "LogEntry",
+    "MgnifyAnalysis",
+    "MgnifyDownload",
+    "MgnifyStudy",
     "iter_range",
     "md5_of",
+    "sha1_of",
 ]

@@ -10,6 +10,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from ._server import Emulator
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mirror.emulator",
-        description="Serve an emulated ENA (Portal API + file host) on loopback.",
+        description="Serve emulated archives on loopback: ENA (Portal API + file host), "
+        "MGnify v1 and EnteroBase v2.0.",
     )
     parser.add_argument("--catalog", default="demo", help="'demo' (default) or a catalog JSON")
     parser.add_argument("--faults", type=Path, help="JSON list of faults (or {'faults': [...]})")
@@ -29,6 +31,25 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log", type=Path, help="append one JSON line per request here")
     parser.add_argument("--www-port", type=int, default=0, help="Portal API port (0: any free)")
     parser.add_argument("--ftp-port", type=int, default=0, help="file host port (0: any free)")
+    parser.add_argument(
+        "--enterobase-port", type=int, default=0, help="EnteroBase host port (0: any free)"
+    )
+    parser.add_argument(
+        "--enterobase-token",
+        action="append",
+        dest="enterobase_tokens",
+        metavar="TOKEN",
+        help="an EnteroBase API token to accept (repeatable; default: test-token)",
+    )
+    parser.add_argument(
+        "--enterobase-rate-limit",
+        type=int,
+        default=3,
+        help="EnteroBase requests/s per client before 503 (EnteroBase: 3; 0 disables)",
+    )
+    parser.add_argument(
+        "--today", type=date.fromisoformat, help="the emulator's date (YYYY-MM-DD) for reldate"
+    )
     parser.add_argument("--ready-file", type=Path, help="write endpoints + pid here once listening")
     parser.add_argument(
         "--portal-rate-limit",
@@ -78,7 +99,10 @@ async def _serve(args: argparse.Namespace, catalog: Catalog, faults: list[Fault]
         portal_retry_after=args.portal_retry_after,
         bandwidth=args.bandwidth,
         range_support=not args.no_range,
-        ports={"www": args.www_port, "ftp": args.ftp_port},
+        ports={"www": args.www_port, "ftp": args.ftp_port, "enterobase": args.enterobase_port},
+        enterobase_tokens=args.enterobase_tokens or ("test-token",),
+        enterobase_rate_limit=args.enterobase_rate_limit or None,
+        today=args.today,
     )
     async with emulator:
         ready = json.dumps({"endpoints": emulator.endpoints, "pid": os.getpid()})

@@ -1,7 +1,9 @@
-"""The catalog: which runs, analyses and files the emulated ENA holds."""
+"""The catalog: what the emulated archives hold (ENA runs and files, MGnify, EnteroBase)."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import functools
 import itertools
 from collections import defaultdict
@@ -9,7 +11,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._enterobase_records import EnterobaseAssembly, generate_assemblies
 from ._generated import GeneratedStudy
+from ._mgnify_records import MgnifyAnalysis, MgnifyStudy
 from ._records import EnaAnalysis, EnaFile, EnaRun
 
 __all__ = ["Catalog"]
@@ -57,15 +61,20 @@ def _lookup(
 
 @dataclass(frozen=True, kw_only=True)
 class Catalog:
-    """Explicit runs and analyses, plus procedurally generated studies.
+    """Explicit runs and analyses, procedurally generated studies, MGnify and EnteroBase.
 
     Lookups take an accession and an ``includeAccessionType``-style kind (``"run"``,
     ``"experiment"``, ``"sample"``, ``"study"``, ``"analysis"``) or None for any.
+    MGnify studies are looked up by MGYS or ERP accession, analyses by MGYA.
+    EnteroBase records only seed the emulator's live store (``emu.enterobase_release``
+    adds to that, not to the frozen catalog).
     """
 
     runs: tuple[EnaRun, ...] = ()
     analyses: tuple[EnaAnalysis, ...] = ()
     generated_studies: tuple[GeneratedStudy, ...] = ()
+    mgnify_studies: tuple[MgnifyStudy, ...] = ()
+    enterobase_assemblies: tuple[EnterobaseAssembly, ...] = ()
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -77,6 +86,11 @@ class Catalog:
         if len(indexes) != len(self.generated_studies):
             raise ValueError("generated studies need distinct indexes")
         self._files  # noqa: B018 (builds the index now, so duplicate paths fail early)
+        self._mgnify  # noqa: B018 (the same for duplicate MGnify accessions)
+        barcodes = {(r.database, r.assembly_barcode) for r in self.enterobase_assemblies}
+        strains = {(r.database, r.strain_barcode) for r in self.enterobase_assemblies}
+        if not len(barcodes) == len(strains) == len(self.enterobase_assemblies):
+            raise ValueError("duplicate EnteroBase assembly or strain barcode in catalog")
 
     def _records(self) -> Iterator[EnaRun | EnaAnalysis]:
         yield from self.runs
@@ -91,6 +105,33 @@ class Catalog:
                     raise ValueError(f"duplicate file path {item.path} in catalog")
                 files[item.path] = item
         return files
+
+    @functools.cached_property
+    def _mgnify(self) -> dict[str, MgnifyStudy | MgnifyAnalysis]:
+        index: dict[str, MgnifyStudy | MgnifyAnalysis] = {}
+        for study in self.mgnify_studies:
+            records: tuple[MgnifyStudy | MgnifyAnalysis, ...] = (study, *study.analyses)
+            for record in records:
+                if record.accession in index:
+                    raise ValueError(f"duplicate MGnify accession {record.accession} in catalog")
+                index[record.accession] = record
+        for study in self.mgnify_studies:
+            # The API takes a study's ENA accession (ERP…) wherever it takes MGYS.
+            if study.secondary_accession:
+                index.setdefault(study.secondary_accession, study)
+        return index
+
+    def mgnify_study(self, accession: str) -> MgnifyStudy | None:
+        found = self._mgnify.get(accession.strip().upper())
+        return found if isinstance(found, MgnifyStudy) else None
+
+    def mgnify_analysis(self, accession: str) -> MgnifyAnalysis | None:
+        found = self._mgnify.get(accession.strip().upper())
+        return found if isinstance(found, MgnifyAnalysis) else None
+
+    def iter_mgnify_analyses(self) -> Iterator[MgnifyAnalysis]:
+        for study in self.mgnify_studies:
+            yield from study.analyses
 
     @functools.cached_property
     def _run_index(self) -> dict[tuple[str, str], list[Any]]:
@@ -140,10 +181,68 @@ class Catalog:
 
     @classmethod
     def demo(cls) -> Catalog:
-        """The small fixed catalog: 8 runs in 4 studies, 1 analysis, 21 files (1 KiB–3 MiB)."""
+        """The small fixed catalog.
+
+        ENA: 8 runs in 4 studies, 1 analysis, 21 files (1 KiB–3 MiB). MGnify: study
+        MGYS00005001 (3 analyses, 12 downloads). EnteroBase: 12 senterica records.
+        """
         from ._demo import demo_catalog
 
         return demo_catalog()
+
+    @classmethod
+    def generate_mgnify(
+        cls,
+        seed: int = 0,
+        *,
+        studies: int = 1,
+        analyses: int = 150,
+        first: str = "MGYS00009001",
+        cursor: bool = False,
+    ) -> Catalog:
+        """``studies`` generated MGnify studies from ``first`` on (see ``MgnifyStudy.generate``)."""
+        number = int(first[4:])
+        return cls(
+            mgnify_studies=tuple(
+                MgnifyStudy.generate(f"MGYS{number + j:08d}", analyses, seed, cursor=cursor)
+                for j in range(studies)
+            )
+        )
+
+    @classmethod
+    def generate_enterobase(
+        cls,
+        database: str = "senterica",
+        records: int = 250,
+        seed: int = 0,
+        *,
+        serotypes: tuple[str, ...] = ("Agona", "Typhimurium"),
+        until: datetime.date = datetime.date(2024, 6, 1),
+        days: int = 365,
+        fasta_size: tuple[int, int] = (4096, 32768),
+    ) -> Catalog:
+        """``records`` EnteroBase strains with assemblies (see ``generate_assemblies``)."""
+        return cls(
+            enterobase_assemblies=generate_assemblies(
+                database,
+                records,
+                seed,
+                serotypes=serotypes,
+                until=until,
+                days=days,
+                fasta_size=fasta_size,
+            )
+        )
+
+    def merge(self, *others: Catalog) -> Catalog:
+        """One catalog holding the records of this one and of ``others``."""
+        joined = {
+            field.name: tuple(
+                itertools.chain.from_iterable(getattr(each, field.name) for each in (self, *others))
+            )
+            for field in dataclasses.fields(self)
+        }
+        return Catalog(**joined)
 
     @classmethod
     def generate(
@@ -178,6 +277,8 @@ class Catalog:
             "runs": [run.to_dict() for run in self.runs],
             "analyses": [analysis.to_dict() for analysis in self.analyses],
             "generated_studies": [study.to_dict() for study in self.generated_studies],
+            "mgnify_studies": [study.to_dict() for study in self.mgnify_studies],
+            "enterobase_assemblies": [r.to_dict() for r in self.enterobase_assemblies],
         }
 
     @classmethod
@@ -187,5 +288,11 @@ class Catalog:
             analyses=tuple(EnaAnalysis.from_dict(item) for item in data.get("analyses", ())),
             generated_studies=tuple(
                 GeneratedStudy.from_dict(item) for item in data.get("generated_studies", ())
+            ),
+            mgnify_studies=tuple(
+                MgnifyStudy.from_dict(item) for item in data.get("mgnify_studies", ())
+            ),
+            enterobase_assemblies=tuple(
+                EnterobaseAssembly.from_dict(item) for item in data.get("enterobase_assemblies", ())
             ),
         )

@@ -6,7 +6,7 @@ import functools
 import hashlib
 from collections.abc import Iterator
 
-__all__ = ["BLOCK_SIZE", "content_bytes", "iter_range", "md5_of"]
+__all__ = ["BLOCK_SIZE", "content_bytes", "iter_range", "md5_of", "sha1_of"]
 
 BLOCK_SIZE = 1 << 20
 # Odd multiplier (Knuth's golden-ratio constant): spreads the per-chunk rotations so
@@ -78,6 +78,15 @@ def md5_of(path: str, size: int) -> str:
     if size <= BLOCK_SIZE:
         return hashlib.md5(_block(path, size)).hexdigest()
     digest = hashlib.md5()
+    for piece in iter_range(path, size):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=16384)
+def sha1_of(path: str, size: int) -> str:
+    """SHA-1 hex digest of the generated file (MGnify lists SHA1, not MD5), cached."""
+    digest = hashlib.sha1()
     for piece in iter_range(path, size):
         digest.update(piece)
     return digest.hexdigest()

@@ -10,6 +10,7 @@ from http import HTTPStatus
 from aiohttp import web
 
 from ._catalog import Catalog
+from ._enterobase_records import Clock, EnterobaseStore
 from ._faults import Fault, FaultSet
 from ._log import Exchange, RequestLog
 
@@ -32,12 +33,22 @@ class Options:
     range_support: bool = True
     portal_rate_limit: int | None = 50
     portal_retry_after: int | None = None
+    mgnify_public_links: bool = True
+    enterobase_public_links: bool = True
+    enterobase_tokens: frozenset[str] = frozenset({"test-token"})
+    enterobase_expired_tokens: frozenset[str] = frozenset()
+    enterobase_rate_limit: int | None = 3
 
     def __post_init__(self) -> None:
         if self.bandwidth is not None and self.bandwidth <= 0:
             raise ValueError("bandwidth must be > 0 bytes/s, or None")
-        if self.portal_rate_limit is not None and self.portal_rate_limit <= 0:
-            raise ValueError("portal_rate_limit must be > 0 requests/s, or None")
+        for name in ("portal_rate_limit", "enterobase_rate_limit"):
+            limit = getattr(self, name)
+            if limit is not None and limit <= 0:
+                raise ValueError(f"{name} must be > 0 requests/s, or None")
+        if any(not token or ":" in token for token in self.enterobase_tokens):
+            # Basic auth splits user:password at the first colon.
+            raise ValueError("EnteroBase tokens must be non-empty and contain no ':'")
         if self.portal_retry_after is not None and self.portal_retry_after < 0:
             raise ValueError("portal_retry_after must be >= 0")
 
@@ -46,8 +57,9 @@ class SlidingWindow:
     """At most ``limit`` accepted requests per client in any one-second window.
 
     ENA: "upper limit at 50 requests per second … rejected with error 'Too Many
-    Requests' (HTTP status code 429)", per user IP. Rejected requests are not counted,
-    so a client that keeps retrying too fast is throttled, not locked out.
+    Requests' (HTTP status code 429)", per user IP; EnteroBase: 3 per second, 503
+    past it. Rejected requests are not counted, so a client that keeps retrying too
+    fast is throttled, not locked out.
     """
 
     def __init__(self, limit: int, period: float = 1.0) -> None:
@@ -70,14 +82,24 @@ class Context:
     """Everything a handler needs, stored once per emulated host app under CONTEXT."""
 
     def __init__(
-        self, *, catalog: Catalog, faults: FaultSet, log: RequestLog, options: Options
+        self,
+        *,
+        catalog: Catalog,
+        faults: FaultSet,
+        log: RequestLog,
+        options: Options,
+        clock: Clock | None = None,
     ) -> None:
         self.catalog = catalog
         self.faults = faults
         self.log = log
         self.options = options
+        self.clock = clock or Clock()
+        self.enterobase = EnterobaseStore(catalog.enterobase_assemblies)
         limit = options.portal_rate_limit
         self.portal_window = SlidingWindow(limit) if limit is not None else None
+        limit = options.enterobase_rate_limit
+        self.enterobase_window = SlidingWindow(limit) if limit is not None else None
 
 
 CONTEXT = web.AppKey("mirror_emulator_context", Context)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+
 from ._catalog import Catalog
+from ._enterobase_records import generate_assemblies
 from ._layout import analysis_dir, fastq_dir, run_dir, sra_path
+from ._mgnify_generate import demo_mgnify_study
 from ._records import EnaAnalysis, EnaFile, EnaRun
 
 __all__ = ["demo_catalog"]
@@ -169,4 +173,14 @@ def demo_catalog() -> Catalog:
             srr9320616,
         ),
         analyses=(analysis,),
+        mgnify_studies=(demo_mgnify_study(),),
+        # Released over the 30 days before 2024-06-01, none on that day itself.
+        enterobase_assemblies=generate_assemblies(
+            "senterica",
+            12,
+            serotypes=("Agona", "Typhimurium", "Enteritidis"),
+            until=datetime.date(2024, 6, 1),
+            days=30,
+            fasta_size=(2048, 16384),
+        ),
     )

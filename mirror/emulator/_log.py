@@ -18,8 +18,10 @@ class LogEntry:
 
     ``t`` is ``time.time()`` at arrival; ``bytes`` counts body bytes handed to the
     socket (so an aborted transfer shows how far it got); ``fault`` is the kind of the
-    fault applied (``"rate_limit"`` for the portal's own 429), or None. ``form`` is
-    the raw body of a POST (a /search ``includeAccessions`` batch), else None.
+    fault applied (``"rate_limit"`` for the portal's own 429 and EnteroBase's own
+    503), or None. ``form`` is the raw body of a POST (a /search
+    ``includeAccessions`` batch), else None. Request headers are never logged, so
+    no credential (EnteroBase's Basic token) reaches the log.
     """
 
     t: float

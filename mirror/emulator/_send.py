@@ -10,10 +10,11 @@ import struct
 from aiohttp import web
 
 from ._content import BLOCK_SIZE
+from ._context import CONTEXT, EXCHANGE, fault_response
 from ._faults import Fault
 from ._log import Exchange
 
-__all__ = ["Sender"]
+__all__ = ["Sender", "send_document"]
 
 Buffer = bytes | bytearray | memoryview
 # Paced bodies go out in pieces of ~1/8 s, so a rate cap is smooth at any speed.
@@ -113,3 +114,53 @@ class Sender:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         transport.close()
+
+
+async def send_document(
+    request: web.Request,
+    body: bytes,
+    *,
+    host: str,
+    status: int = 200,
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> web.StreamResponse:
+    """Send a whole JSON answer, with the faults a metadata call can meet.
+
+    ``status`` and ``gzip_header`` apply to any answer; ``reset``, ``truncate`` and
+    ``short`` cut the body after ``after_bytes`` (if it is longer), so a client sees
+    a half JSON document; ``slow`` paces it.
+    """
+    ctx = request.config_dict[CONTEXT]
+    exchange = request[EXCHANGE]
+    has_body = request.method != "HEAD"
+
+    def applicable(fault: Fault) -> bool:
+        if fault.kind in ("status", "gzip_header"):
+            return True
+        if not has_body:
+            return False
+        if fault.kind in ("reset", "truncate", "short"):
+            return fault.after_bytes < len(body)
+        return fault.kind == "slow"
+
+    fault = ctx.faults.pick(host=host, path=request.path, applicable=applicable)
+    if fault is not None:
+        exchange.fault = fault.kind
+        if fault.kind == "status":
+            return fault_response(fault)
+    if fault is not None and fault.kind == "short":
+        body = body[: len(body) - fault.after_bytes]
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_type = content_type
+    response.content_length = len(body)
+    if fault is not None and fault.kind == "gzip_header":
+        response.headers["Content-Encoding"] = "gzip"
+    exchange.status = status
+    await response.prepare(request)
+    if not has_body:
+        return response
+    slow = fault.bytes_per_second if fault is not None and fault.kind == "slow" else None
+    cut = fault if fault is not None and fault.kind in ("reset", "truncate") else None
+    await Sender(request, response, exchange, rate=slow, cut=cut).send(body)
+    return response

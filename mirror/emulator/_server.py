@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from ._catalog import Catalog
-from ._content import content_bytes, md5_of
+from ._content import content_bytes, md5_of, sha1_of
 from ._context import CONTEXT, EXCHANGE, Context, Options
 from ._ena import PORTAL_PREFIX, build_portal_app
+from ._enterobase import ENTEROBASE_PREFIX, add_enterobase_routes
+from ._enterobase_records import Clock, EnterobaseAssembly, fasta_bytes
 from ._faults import Fault, FaultSet
 from ._files import add_file_routes
 from ._layout import FTP_HOST
 from ._log import Exchange, LogEntry, RequestLog
+from ._mgnify import MGNIFY_PREFIX, build_mgnify_app
+from ._mgnify_records import MgnifyDownload, download_key
 from ._records import EnaFile
 
 __all__ = ["Emulator"]
@@ -28,17 +33,25 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _www(app: web.Application) -> None:
     app.add_subapp(PORTAL_PREFIX, build_portal_app())
+    app.add_subapp(MGNIFY_PREFIX, build_mgnify_app())
 
 
 # Each emulated host is a separate app on a separate port, because the engine
 # rate-limits per host:port as it must against the real services. More services join
-# a host by mounting their app here (MGnify, the CRAM registry and Webin will sit on
-# "www"); more hosts (enterobase, ega) are more entries.
-_HOSTS: Mapping[str, Callable[[web.Application], None]] = {"www": _www, "ftp": add_file_routes}
-# Public endpoint name → (host, path prefix on that host).
+# a host by mounting their app here (the CRAM registry and Webin will sit on "www");
+# more hosts (ega) are more entries.
+_HOSTS: Mapping[str, Callable[[web.Application], None]] = {
+    "www": _www,
+    "ftp": add_file_routes,
+    "enterobase": add_enterobase_routes,
+}
+# Public endpoint name → (host, path prefix on that host); the names are the
+# engine's endpoint keys.
 _ENDPOINTS: Mapping[str, tuple[str, str]] = {
     "ena_portal": ("www", PORTAL_PREFIX),
     "ena_files": ("ftp", ""),
+    "mgnify": ("www", MGNIFY_PREFIX),
+    "enterobase": ("enterobase", ENTEROBASE_PREFIX),
 }
 _SHUTDOWN_TIMEOUT = 2.0
 
@@ -80,11 +93,13 @@ def _record(host: str) -> Middleware:
 
 
 class Emulator:
-    """ENA on loopback: the Portal API on a ``www`` port, the file tree on an ``ftp`` port.
+    """The archives on loopback, one port per host.
 
-    Use as ``async with Emulator(Catalog.demo()) as emu:`` and point clients at
-    ``emu.endpoints["ena_portal"]`` and ``emu.endpoints["ena_files"]``. Faults can be
-    added and cleared while it runs; ``emu.log`` lists every request in arrival order.
+    ``www``: ENA's Portal API and MGnify's v1 API; ``ftp``: ENA's file tree;
+    ``enterobase``: EnteroBase's API v2.0 and its FASTA downloads. Use as ``async with
+    Emulator(Catalog.demo()) as emu:`` and point clients at ``emu.endpoints[...]``
+    (``ena_portal``, ``ena_files``, ``mgnify``, ``enterobase``). Faults can be added and
+    cleared while it runs; ``emu.log`` lists every request in arrival order.
 
     Args:
         catalog: what ENA holds; ``Catalog.demo()`` when None.
@@ -98,8 +113,19 @@ class Emulator:
         bandwidth: cap every file-host response at this many bytes/s.
         range_support: False makes the file host ignore Range (200, full body) and
             send ``Accept-Ranges: none``.
-        ports: fixed port per host name (``{"www": 8080, "ftp": 8081}``); 0 = any.
+        ports: fixed port per host name (``{"www": 8080, "ftp": 8081,
+            "enterobase": 8082}``); 0 = any.
         host: the address to bind, loopback by default.
+        mgnify_public_links: MGnify's absolute links name https://www.ebi.ac.uk, as the
+            real service's do; False names the emulator instead.
+        enterobase_tokens: API tokens EnteroBase accepts (Basic user name).
+        enterobase_expired_tokens: tokens refused with 401 as expired ones are.
+        enterobase_rate_limit: EnteroBase requests per client in any 1 s window
+            before 503 (its documented 3); None disables.
+        enterobase_public_links: EnteroBase's next and download links name
+            http://enterobase.warwick.ac.uk, as the real ones do; False: the emulator.
+        today: the emulator's calendar day (what ``reldate`` counts back from);
+            None follows the real UTC date.
     """
 
     def __init__(
@@ -116,6 +142,12 @@ class Emulator:
         range_support: bool = True,
         ports: Mapping[str, int] | None = None,
         host: str = "127.0.0.1",
+        mgnify_public_links: bool = True,
+        enterobase_tokens: Iterable[str] = ("test-token",),
+        enterobase_expired_tokens: Iterable[str] = (),
+        enterobase_rate_limit: int | None = 3,
+        enterobase_public_links: bool = True,
+        today: datetime.date | None = None,
     ) -> None:
         self.catalog = catalog if catalog is not None else Catalog.demo()
         self.faults = FaultSet(faults, seed=seed)
@@ -125,9 +157,19 @@ class Emulator:
             range_support=range_support,
             portal_rate_limit=portal_rate_limit,
             portal_retry_after=portal_retry_after,
+            mgnify_public_links=mgnify_public_links,
+            enterobase_public_links=enterobase_public_links,
+            enterobase_tokens=frozenset(enterobase_tokens),
+            enterobase_expired_tokens=frozenset(enterobase_expired_tokens),
+            enterobase_rate_limit=enterobase_rate_limit,
         )
+        self._clock = Clock(today)
         self._context = Context(
-            catalog=self.catalog, faults=self.faults, log=self._log, options=options
+            catalog=self.catalog,
+            faults=self.faults,
+            log=self._log,
+            options=options,
+            clock=self._clock,
         )
         unknown = set(ports or {}) - set(_HOSTS)
         if unknown:
@@ -179,12 +221,13 @@ class Emulator:
 
     @property
     def ports(self) -> dict[str, int]:
-        """Bound port per host name (``www``, ``ftp``); empty until started."""
+        """Bound port per host name (``www``, ``ftp``, ``enterobase``); empty until started."""
         return dict(self._bound)
 
     @property
     def endpoints(self) -> dict[str, str]:
-        """Base URLs: ``ena_portal`` (…/ena/portal/api) and ``ena_files`` (the vol1 root)."""
+        """Base URLs: ``ena_portal`` (…/ena/portal/api), ``ena_files`` (the vol1 root),
+        ``mgnify`` (…/metagenomics/api/v1) and ``enterobase`` (…/api/v2.0)."""
         if not self._bound:
             raise RuntimeError("emulator not started")
         return {
@@ -233,6 +276,62 @@ class Emulator:
     def file_url(self, path: str) -> str:
         """``path`` on the emulated file host, e.g. for a direct GET."""
         return f"{self.endpoints['ena_files']}/{self.file(path).path}"
+
+    # MGnify.
+
+    def mgnify_download(self, analysis: str, alias: str) -> MgnifyDownload:
+        """A download of an MGnify analysis (MGYA…) by its alias."""
+        found = self.catalog.mgnify_analysis(analysis)
+        item = found.download(alias) if found is not None else None
+        if item is None:
+            raise KeyError(f"{analysis}/{alias}")
+        return item
+
+    def mgnify_bytes(self, analysis: str, alias: str) -> bytes:
+        """The exact bytes served at ``analyses/{analysis}/file/{alias}``."""
+        return content_bytes(
+            download_key(analysis, alias), self.mgnify_download(analysis, alias).size
+        )
+
+    def mgnify_sha1(self, analysis: str, alias: str) -> str:
+        """SHA1 hex of a download's bytes, listed or not (the listing omits un-back-filled ones)."""
+        return sha1_of(download_key(analysis, alias), self.mgnify_download(analysis, alias).size)
+
+    # EnteroBase.
+
+    @property
+    def today(self) -> datetime.date:
+        """The emulator's calendar day; EnteroBase's ``reldate`` counts back from it."""
+        return self._clock.today
+
+    def set_today(self, today: datetime.date | None) -> None:
+        """Move the emulator's clock (None: follow the real UTC date again)."""
+        self._clock.set(today)
+
+    def enterobase_records(self, database: str = "senterica") -> list[EnterobaseAssembly]:
+        """The records the running EnteroBase holds, runtime releases included."""
+        return list(self._context.enterobase.records(database))
+
+    def enterobase_release(
+        self,
+        database: str = "senterica",
+        count: int = 1,
+        *,
+        seed: int = 0,
+        serotypes: Sequence[str] = ("Agona", "Typhimurium"),
+        fasta_size: tuple[int, int] = (4096, 32768),
+    ) -> tuple[EnterobaseAssembly, ...]:
+        """Release ``count`` new records today, so that ``reldate=1`` finds just them."""
+        return self._context.enterobase.release(
+            database, count, today=self.today, seed=seed, serotypes=serotypes, fasta_size=fasta_size
+        )
+
+    def enterobase_fasta(self, database: str, barcode: str) -> bytes:
+        """The FASTA served for an assembly barcode (``SAL_AA0001AA_AS``)."""
+        record = self._context.enterobase.assembly(database, barcode)
+        if record is None:
+            raise KeyError(f"{database}/{barcode}")
+        return fasta_bytes(barcode, record.fasta_size)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -18,17 +18,18 @@ Facts this module relies on (ARCHIVES.md, research/mgnify-enterobase-cram.md):
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._config import DEFAULT_ENDPOINTS, EnterobaseSpec
 from .._credentials import Secret
 from .._exceptions import CredentialsError, HTTPStatusError, SourceError
+from .._http import basic_auth
 from .._models import FileTask
 from .._paths import join_under, safe_name
 from . import SourceContext
@@ -82,11 +83,32 @@ class EnterobaseSource:
         self.base = ctx.endpoints["enterobase"].rstrip("/")
         self._default = DEFAULT_ENDPOINTS["enterobase"]
         self._auth = (token.value, "")
-        raw = base64.b64encode(f"{token.value}:".encode()).decode("ascii")
-        self._headers = (("Authorization", f"Basic {raw}"),)
+        self._headers = (("Authorization", basic_auth(token.value, "")),)
 
     def _follow(self, url: str) -> str:
         return rewrite(url, self.base, self._default)
+
+    def _next(self, url: str) -> str:
+        """The ``paging.next`` link, with every ``only_fields`` value we asked for.
+
+        EnteroBase's next links keep one value of a repeated parameter (its own
+        examples show it), so later pages would quietly lose fields, the download
+        link among them; the link's offset and filters are kept as given.
+        """
+        parts = urlsplit(self._follow(url))
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        ours = [("only_fields", f) for f in self._fields()]
+        if ours:
+            query = [(k, v) for k, v in query if k != "only_fields"] + ours
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    def _fields(self) -> list[str]:
+        fields = list(self.spec.only_fields)
+        if fields and self.spec.assemblies:
+            for needed in ("assembly_barcode", "download_fasta_link"):
+                if needed not in fields:
+                    fields.append(needed)
+        return fields
 
     def _params(self) -> list[tuple[str, str]]:
         spec = self.spec
@@ -97,12 +119,7 @@ class EnterobaseSource:
             params.append(("sortorder", spec.sortorder))
         if spec.reldate is not None:
             params.append(("reldate", str(spec.reldate)))
-        fields = list(spec.only_fields)
-        if fields and spec.assemblies:
-            for needed in ("assembly_barcode", "download_fasta_link"):
-                if needed not in fields:
-                    fields.append(needed)
-        params += [("only_fields", f) for f in fields]
+        params += [("only_fields", f) for f in self._fields()]
         params += sorted(spec.query.items())
         return params
 
@@ -114,7 +131,7 @@ class EnterobaseSource:
         seen: dict[str, dict[str, Any]] = {}
         try:
             async for doc in iter_paging_next(
-                self.ctx.http, url, params=self._params(), auth=self._auth, follow=self._follow
+                self.ctx.http, url, params=self._params(), auth=self._auth, follow=self._next
             ):
                 page = records_of(doc, resource)
                 if not page:

@@ -1,0 +1,175 @@
+"""MGnify end to end against the emulator: pages, filters, SHA1, unsafe names, faults."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import mirror
+from mirror.emulator import (
+    Catalog,
+    Emulator,
+    Fault,
+    MgnifyAnalysis,
+    MgnifyDownload,
+    MgnifyStudy,
+)
+
+from .conftest import FAST_RETRY, read_index
+
+STUDY = "MGYS00009001"
+
+
+def mgnify_manifest(emu: Emulator, dest: Path, **source: Any) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "dest": str(dest),
+        "workers": 8,
+        "endpoints": emu.endpoints,
+        "sources": [{"mgnify": source}],
+    }
+
+
+def expected_files(
+    catalog: Catalog, version: str, groups: set[str], formats: set[str]
+) -> dict[str, MgnifyDownload]:
+    out = {}
+    for analysis in catalog.iter_mgnify_analyses():
+        if analysis.pipeline_version != version:
+            continue
+        for d in analysis.downloads:
+            if d.group_type.casefold() in groups and d.format_name.casefold() in formats:
+                out[f"mgnify/{analysis.accession}/{d.alias}"] = d
+    return out
+
+
+async def test_study_of_150_analyses_filtered_ends_with_exactly_the_expected_files(
+    tmp_path: Path,
+) -> None:
+    # 250 analyses, 151 of them pipeline 5.0: the filtered listing is two pages of 100.
+    catalog = Catalog.generate_mgnify(seed=6, analyses=250)
+    assert sum(a.pipeline_version == "5.0" for a in catalog.iter_mgnify_analyses()) == 151
+    groups = {"taxonomic analysis ssu rrna", "functional analysis"}
+    formats = {"tsv", "fasta"}
+    expected = expected_files(catalog, "5.0", groups, formats)
+    assert len(expected) > 50
+    async with Emulator(catalog) as emu:
+        doc = mgnify_manifest(
+            emu,
+            tmp_path,
+            studies=[STUDY],
+            pipeline_version="5.0",
+            groups=["Taxonomic analysis SSU rRNA", "FUNCTIONAL ANALYSIS"],
+            formats=["tsv", "FASTA"],
+        )
+        summary = await mirror.run(doc, retry=FAST_RETRY)
+        await emu.wait_idle()
+        log = emu.log
+        for path, d in expected.items():
+            analysis = path.split("/")[1]
+            assert (tmp_path / path).read_bytes() == emu.mgnify_bytes(analysis, d.alias)
+
+        before = len(emu.log)
+        again = await mirror.run(doc, retry=FAST_RETRY)
+        await emu.wait_idle()
+        rerun_files = [e for e in emu.log[before:] if "/file/" in e.path]
+
+    assert (summary.planned, summary.verified, summary.failed) == (len(expected),) * 2 + (0,)
+    assert summary.exit_code == 0
+    rows = {r["path"]: r for r in read_index(tmp_path)}
+    assert set(rows) == set(expected)
+    for path, d in expected.items():
+        row = rows[path]
+        assert row["status"] == "verified"
+        assert row["verified_by"] == ("sha1" if d.sha1 else "size")
+        assert row["md5"] == hashlib.md5((tmp_path / path).read_bytes()).hexdigest()
+    # The analyses list spans several pages, fetched with page_size=100.
+    listing = [e for e in log if e.path.endswith(f"/studies/{STUDY}/analyses")]
+    assert len(listing) == 2
+    assert all("page_size=100" in e.query and "pipeline_version=5.0" in e.query for e in listing)
+    # Each analysis's JSON record is kept.
+    kept = {p.stem for p in (tmp_path / "metadata" / "mgnify").glob("MGYA*.json")}
+    assert {p.split("/")[1] for p in expected} <= kept
+    assert (again.verified, again.skipped, again.exit_code) == (len(expected),) * 2 + (0,)
+    assert rerun_files == []
+
+
+async def test_cursor_paged_downloads_and_analyses_without_downloads(tmp_path: Path) -> None:
+    catalog = Catalog.generate_mgnify(seed=5, analyses=30, cursor=True)
+    async with Emulator(catalog) as emu:
+        doc = mgnify_manifest(emu, tmp_path, studies=[STUDY])
+        warnings: list[str] = []
+        async with mirror.Mirror(doc, retry=FAST_RETRY) as m:
+            async for event in m.events():
+                if event.kind == "warning":
+                    warnings.append(getattr(event, "message", ""))
+    everything = sum(len(a.downloads) for a in catalog.iter_mgnify_analyses())
+    assert (m.summary.planned, m.summary.verified) == (everything, everything)
+    # Older analyses were never back-filled with SHA1s: checked by size instead.
+    assert {r["verified_by"] for r in read_index(tmp_path)} == {"sha1", "size"}
+    no_downloads = [a.accession for a in catalog.iter_mgnify_analyses() if not a.downloads]
+    assert no_downloads
+    for acc in no_downloads:
+        assert any(acc in w and "no downloads" in w for w in warnings)
+
+
+def _files_under(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def evil_catalog() -> Catalog:
+    downloads = (
+        MgnifyDownload(
+            alias="good.tsv",
+            label="x",
+            group_type="Functional analysis",
+            format_name="TSV",
+            size=4000,
+        ),
+        MgnifyDownload(
+            alias="../../evil.txt",
+            label="x",
+            group_type="Functional analysis",
+            format_name="TSV",
+            size=100,
+        ),
+    )
+    analysis = MgnifyAnalysis(accession="MGYA00007001", study="MGYS00007001", downloads=downloads)
+    return Catalog(mgnify_studies=(MgnifyStudy(accession="MGYS00007001", analyses=(analysis,)),))
+
+
+async def test_unsafe_alias_fails_alone_and_nothing_lands_outside_dest(tmp_path: Path) -> None:
+    dest = tmp_path / "inside" / "dest"
+    async with Emulator(evil_catalog()) as emu:
+        summary = await mirror.run(
+            mgnify_manifest(emu, dest, analyses=["MGYA00007001"]), retry=FAST_RETRY
+        )
+        await emu.wait_idle()
+        requested = [e.path for e in emu.log if "/file/" in e.path]
+    assert (summary.planned, summary.verified, summary.failed, summary.exit_code) == (2, 1, 1, 1)
+    landed = sorted(str(p.relative_to(tmp_path)) for p in _files_under(tmp_path))
+    assert "inside/dest/mgnify/MGYA00007001/good.tsv" in landed
+    assert not any(p.endswith("evil.txt") for p in landed)
+    assert all("evil" not in p for p in requested)
+    (row,) = [r for r in read_index(dest) if r["status"] == "failed"]
+    assert "unsafe file name '../../evil.txt'" in row["reason"]
+
+
+async def test_faults_on_the_api_and_files_still_end_verified(tmp_path: Path) -> None:
+    catalog = Catalog.generate_mgnify(seed=8, analyses=20)
+    faults = [
+        Fault(kind="status", host="www", status=429, retry_after=1, probability=0.1, times=2),
+        Fault(kind="status", host="www", status=503, probability=0.1, times=2),
+        Fault(kind="reset", host="www", match="*/file/*", after_bytes=1000, probability=0.1),
+        Fault(kind="truncate", host="www", match="*/file/*", after_bytes=500, probability=0.1),
+    ]
+    async with Emulator(catalog, faults=faults, seed=4) as emu:
+        summary = await mirror.run(
+            mgnify_manifest(emu, tmp_path, studies=[STUDY]), retry=FAST_RETRY
+        )
+        await emu.wait_idle()
+        kinds = {e.fault for e in emu.log if e.fault}
+    everything = sum(len(a.downloads) for a in catalog.iter_mgnify_analyses())
+    assert (summary.planned, summary.verified, summary.failed) == (everything, everything, 0)
+    assert {"status", "reset", "truncate"} <= kinds
