@@ -31,6 +31,9 @@ DEFAULT_ENDPOINTS: Mapping[str, str] = MappingProxyType(
         "enterobase": "https://enterobase.warwick.ac.uk/api/v2.0",
         "ega_access": "https://ega.ebi.ac.uk/ega/rest/access/v2",
         "ega_download": "http://ega.ebi.ac.uk/ega/rest/download/v2",
+        # The current EGA Data API (pyega3's default server file).
+        "ega_auth": "https://ega.ebi.ac.uk:8443/ega-openid-connect-server/token",
+        "ega_data": "https://ega.ebi.ac.uk:8443/v2",
         "cram_registry": "https://www.ebi.ac.uk/ena/cram",
         "webin": "https://wwwdev.ebi.ac.uk/ena/submit/webin-v2",
     }
