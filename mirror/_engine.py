@@ -26,28 +26,23 @@ import contextlib
 import functools
 import logging
 import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from ._config import CramRefsSpec, EgaSpec, EnaSpec, EnterobaseSpec, Manifest, MgnifySpec
 from ._credentials import Credentials, Secret
+from ._download import Downloader, Stats
 from ._exceptions import (
-    ChecksumMismatch,
     CredentialsError,
     ManifestError,
     MirrorError,
-    TransferError,
 )
-from ._fetch import Verifier, fetch
-from ._http import Http, redact_url
+from ._http import Http
 from ._index import write_index
 from ._metadata import MetadataWriter
 from ._models import (
     ActiveFile,
     Event,
-    FileFailed,
-    FileStarted,
     FileTask,
     FileVerified,
     PlanFinished,
@@ -57,45 +52,23 @@ from ._models import (
     Warning_,
 )
 from ._paths import join_under
-from ._retry import RetryPolicy, next_delay
+from ._retry import RetryPolicy
 from ._state import PlannedFile, Store, open_store
-from .sources import Source, SourceContext
+from .sources import FileHooks, Source, SourceContext
 from .sources.ena import EnaSource
 from .sources.enterobase import EnterobaseSource
 from .sources.mgnify import MgnifySource
 
 __all__ = ["Engine"]
 
+#: A queued download: the task and its source's hooks, if it has any.
+_Item = tuple[FileTask, "FileHooks | None"]
+
 logger = logging.getLogger(__name__)
 
 #: A file whose digest is wrong this many times in a row is not a transient fault.
 CHECKSUM_ATTEMPTS = 3
 PROGRESS_INTERVAL = 0.5
-
-
-class _Stats:
-    """Live counters for progress events; the store stays the source of truth."""
-
-    def __init__(self) -> None:
-        self.planned = 0
-        self.planned_bytes = 0
-        self.unsized = 0
-        self.verified = 0
-        self.failed = 0
-        self.skipped = 0
-        self.done_bytes = 0
-        self.received = 0
-        self.planning = True
-        self.active: dict[str, list[int | None]] = {}
-        self.started = time.monotonic()
-        self._window: list[tuple[float, int]] = []
-
-    def rate(self) -> float:
-        now = time.monotonic()
-        self._window.append((now, self.received))
-        self._window = [(t, b) for t, b in self._window if t >= now - 5] or [(now, self.received)]
-        t0, b0 = self._window[0]
-        return (self.received - b0) / (now - t0) if now > t0 else 0.0
 
 
 class Engine:
@@ -118,7 +91,7 @@ class Engine:
         self._state_url = state
         self.retry = retry or RetryPolicy()
         self._interval = progress_interval
-        self.stats = _Stats()
+        self.stats = Stats()
         self._plan_errors: list[str] = []
         self._refused: list[str] = []
         self._rng = random.Random()
@@ -236,14 +209,22 @@ class Engine:
 
     async def _pipeline(self, sources: list[Source], store: Store, http: Http, run_id: int) -> None:
         n_workers = self.manifest.workers
-        queue: asyncio.Queue[FileTask | None] = asyncio.Queue(maxsize=n_workers * 2)
+        queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=n_workers * 2)
+        downloader = Downloader(
+            dest=self.dest,
+            http=http,
+            store=store,
+            retry=self.retry,
+            stats=self.stats,
+            emit=self._emit,
+        )
         async with asyncio.TaskGroup() as outer:
             ticker = outer.create_task(self._tick())
             try:
                 async with asyncio.TaskGroup() as tg:
                     for _ in range(n_workers):
-                        tg.create_task(self._worker(queue, store, http))
-                    await self._produce(sources, store, queue, run_id)
+                        tg.create_task(self._worker(queue, downloader))
+                    await self._produce(sources, store, queue, run_id, downloader)
                     for _ in range(n_workers):
                         await queue.put(None)
             finally:
@@ -254,14 +235,16 @@ class Engine:
         self,
         sources: list[Source],
         store: Store,
-        queue: asyncio.Queue[FileTask | None],
+        queue: asyncio.Queue[_Item | None],
         run_id: int,
+        downloader: Downloader,
     ) -> None:
         async def one(source: Source) -> None:
+            hooks: FileHooks | None = getattr(source, "hooks", None)
             try:
                 async for batch in source.expand():
                     for planned in await store.plan(batch, run_id):
-                        await self._enqueue(planned, store, queue)
+                        await self._enqueue(planned, store, queue, downloader, hooks)
             except CredentialsError as exc:
                 self._refused.append(f"{source.name}: {exc}")
                 self._warn(f"{source.name}: {exc}")
@@ -282,14 +265,19 @@ class Engine:
         )
 
     async def _enqueue(
-        self, planned: PlannedFile, store: Store, queue: asyncio.Queue[FileTask | None]
+        self,
+        planned: PlannedFile,
+        store: Store,
+        queue: asyncio.Queue[_Item | None],
+        downloader: Downloader,
+        hooks: FileHooks | None,
     ) -> None:
         task = planned.task
         self.stats.planned += 1
         self.stats.planned_bytes += task.size or 0
         self.stats.unsized += task.size is None
         if task.error is not None:
-            await self._fail(task, store, task.error)
+            await downloader.fail(task, task.error, hooks)
             return
         if planned.status is TaskStatus.VERIFIED:
             final = join_under(self.dest, task.path)
@@ -308,99 +296,18 @@ class Engine:
                         skipped=True,
                     )
                 )
+                if hooks is not None:
+                    await hooks.settled(task, True)
                 return
             self._warn(
                 f"{task.path}: verified earlier but missing or changed on disk; fetching it again"
             )
             await store.mark_pending(task.path)
-        await queue.put(task)
+        await queue.put((task, hooks))
 
-    async def _worker(
-        self,
-        queue: asyncio.Queue[FileTask | None],
-        store: Store,
-        http: Http,
-        verifier: Verifier | None = None,
-    ) -> None:
-        while (task := await queue.get()) is not None:
-            await self._download(task, store, http, verifier)
-
-    async def _download(
-        self, task: FileTask, store: Store, http: Http, verifier: Verifier | None
-    ) -> None:
-        attempt = mismatches = 0
-        active = self.stats.active
-        try:
-            final = join_under(self.dest, task.path)
-        except MirrorError as exc:
-            await self._fail(task, store, str(exc))
-            return
-        try:
-            while True:
-                attempt += 1
-                entry: list[int | None] = [0, task.size]
-                active[task.path] = entry
-
-                def progress(n: int, entry: list[int | None] = entry) -> None:
-                    entry[0] = (entry[0] or 0) + n
-                    self.stats.received += n
-
-                self._emit(
-                    FileStarted(path=task.path, url=redact_url(task.url), size=task.size, offset=0)
-                )
-                try:
-                    got = await fetch(
-                        task,
-                        final,
-                        http,
-                        store,
-                        progress=progress,
-                        verifier=verifier,
-                        commit=lambda got: store.mark_verified(
-                            task.path, md5=got.md5, size=got.size, verified_by=got.verified_by
-                        ),
-                    )
-                except TransferError as exc:
-                    if isinstance(exc, ChecksumMismatch):
-                        mismatches += 1
-                    delay = None
-                    if exc.retryable and mismatches < CHECKSUM_ATTEMPTS:
-                        delay = next_delay(
-                            self.retry,
-                            attempt,
-                            rng=self._rng,
-                            retry_after=getattr(exc, "retry_after", None),
-                        )
-                    if delay is None:
-                        await self._fail(task, store, str(exc))
-                        return
-                    logger.info("%s: %s; retry %d in %.1fs", task.path, exc, attempt, delay)
-                    self._emit(FileFailed(path=task.path, reason=str(exc), final=False))
-                    await asyncio.sleep(delay)
-                    continue
-                except MirrorError as exc:
-                    await self._fail(task, store, str(exc))
-                    return
-                except OSError as exc:
-                    await self._fail(task, store, f"cannot write {final}: {exc.strerror or exc}")
-                    return
-                self.stats.verified += 1
-                self.stats.done_bytes += got.size
-                logger.info("%s: verified (%s, %d bytes)", task.path, got.verified_by, got.size)
-                self._emit(
-                    FileVerified(
-                        path=task.path, bytes=got.size, md5=got.md5, verified_by=got.verified_by
-                    )
-                )
-                return
-        finally:
-            active.pop(task.path, None)
-
-    async def _fail(self, task: FileTask, store: Store, reason: str) -> None:
-        await store.mark_failed(task.path, reason)
-        self.stats.failed += 1
-        logger.warning("%s: failed: %s", task.path, reason)
-        self._emit(FileFailed(path=task.path, reason=reason, final=True))
+    async def _worker(self, queue: asyncio.Queue[_Item | None], downloader: Downloader) -> None:
+        while (item := await queue.get()) is not None:
+            await downloader.download(*item)
 
     # -- events ----------------------------------------------------------------------
 

@@ -41,8 +41,10 @@ __all__ = [
     "BATCH",
     "Fetched",
     "RangeAction",
+    "Received",
     "decide",
     "fetch",
+    "finish_part",
     "hash_file",
     "parse_content_range",
     "resume_headers",
@@ -75,7 +77,7 @@ class Fetched:
 
 
 #: An extra check run on the complete ``.part`` before the rename (EGA ``/results``).
-Verifier = Callable[[FileTask, str, int], Awaitable[None]]
+Verifier = Callable[[FileTask, "Received"], Awaitable[None]]
 
 
 class RangeAction(enum.Enum):
@@ -145,6 +147,8 @@ class _Sink:
         self.md5 = hashlib.md5()
         self.sha1 = hashlib.sha1() if sha1 else None
         self.size = 0
+        #: Where the bytes of this attempt begin (what was already on disk).
+        self.started_at = 0
         self._file: BinaryIO | None = None
 
     def resume(self) -> int:
@@ -152,6 +156,7 @@ class _Sink:
         self._file = self.path.open("r+b" if self.path.exists() else "w+b")
         while chunk := self._file.read(_READ):
             self._update(chunk)
+        self.started_at = self.size
         return self.size
 
     def restart(self) -> None:
@@ -162,6 +167,7 @@ class _Sink:
         self.md5 = hashlib.md5()
         self.sha1 = hashlib.sha1() if self.sha1 is not None else None
         self.size = 0
+        self.started_at = 0
 
     def write(self, data: bytes | bytearray) -> None:
         assert self._file is not None
@@ -198,6 +204,8 @@ async def fetch(
     """
     part = part_path(final)
     await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
+    # A .part left by a segmented download is full-size with holes: not a prefix.
+    await asyncio.to_thread(_drop_segmented, part)
     sink = _Sink(part, sha1=task.verify == "sha1")
     try:
         offset = await asyncio.to_thread(sink.resume)
@@ -208,7 +216,14 @@ async def fetch(
         if task.size is None or offset < task.size:
             received = await _receive(task, http, validators, sink, offset, progress)
         await asyncio.to_thread(sink.close)
-        return await _finish(task, final, sink, received, verifier, commit or _nothing)
+        got = Received(
+            md5=sink.md5.hexdigest(),
+            size=sink.size,
+            path=sink.path,
+            offset=sink.started_at,
+            sha1=sink.sha1.hexdigest() if sink.sha1 else None,
+        )
+        return await finish_part(task, final, got, received, verifier, commit)
     finally:
         await asyncio.to_thread(sink.close)
 
@@ -293,33 +308,43 @@ async def _stream(
     return received
 
 
-async def _nothing(_: Fetched) -> None:
-    return None
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Received:
+    """A complete ``.part`` file, about to be checked: what a verifier is told."""
+
+    md5: str
+    size: int
+    path: Path
+    #: Where this attempt's response began (past 0 when it resumed a ``.part``).
+    offset: int
+    sha1: str | None = None
 
 
-async def _finish(
+async def finish_part(
     task: FileTask,
     final: Path,
-    sink: _Sink,
+    got: Received,
     received: int,
     verifier: Verifier | None,
-    commit: Callable[[Fetched], Awaitable[None]],
+    commit: Callable[[Fetched], Awaitable[None]] | None,
 ) -> Fetched:
-    size = sink.size
-    if task.size is not None and size != task.size:
-        if size > task.size:
-            await asyncio.to_thread(_unlink, sink.path)
+    """Check a complete ``.part`` (size, checksum, ``verifier``), then land it.
+
+    Bytes that fail a check are deleted: a wrong digest says something is wrong
+    somewhere, not where, so nothing of them can be trusted for a resume.
+    """
+    if task.size is not None and got.size != task.size:
+        if got.size > task.size:
+            await asyncio.to_thread(_unlink, got.path)
         raise IncompleteDownload(
-            f"{redact_url(task.url)}: got {size} bytes, the archive lists {task.size}",
+            f"{redact_url(task.url)}: got {got.size} bytes, the archive lists {task.size}",
             url=task.url,
         )
-    md5 = sink.md5.hexdigest()
     verified_by = "size"
     if task.checksum and task.verify in ("md5", "sha1"):
-        digest = md5 if task.verify == "md5" else (sink.sha1.hexdigest() if sink.sha1 else "")
+        digest = got.md5 if task.verify == "md5" else (got.sha1 or "")
         if digest != task.checksum.lower():
-            # These bytes are wrong somewhere we cannot tell: drop them all.
-            await asyncio.to_thread(_unlink, sink.path)
+            await asyncio.to_thread(_unlink, got.path)
             raise ChecksumMismatch(
                 f"{task.verify.upper()} mismatch for {task.path}: got {digest}, "
                 f"the archive lists {task.checksum}",
@@ -328,21 +353,22 @@ async def _finish(
         verified_by = task.verify
     if verifier is not None:
         try:
-            await verifier(task, md5, size)
+            await verifier(task, got)
         except TransferError:
-            await asyncio.to_thread(_unlink, sink.path)
+            await asyncio.to_thread(_unlink, got.path)
             raise
         verified_by = task.verify
-    got = Fetched(md5=md5, size=size, verified_by=verified_by, received=received)
+    fetched = Fetched(md5=got.md5, size=got.size, verified_by=verified_by, received=received)
 
     async def land() -> None:
         # os.replace is atomic on POSIX: readers see no file or the whole file. The
         # store hears of it only afterwards, so a "verified" row always has its file.
-        await asyncio.to_thread(os.replace, sink.path, final)
-        await commit(got)
+        await asyncio.to_thread(os.replace, got.path, final)
+        if commit is not None:
+            await commit(fetched)
 
     await _uncancellable(land())
-    return got
+    return fetched
 
 
 async def _uncancellable(coro: Coroutine[Any, Any, None]) -> None:
@@ -364,6 +390,13 @@ def _content_length(value: str | None) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _drop_segmented(part: Path) -> None:
+    sidecar = part.with_name(part.name + ".slices")
+    if sidecar.exists():
+        part.unlink(missing_ok=True)
+        sidecar.unlink()
 
 
 def _unlink(path: Path) -> None:

@@ -81,8 +81,9 @@ class HostGate:
     afterwards gives back a quarter, up to the configured rate.
     """
 
-    def __init__(self, limit: HostLimit) -> None:
+    def __init__(self, limit: HostLimit, key: str = "") -> None:
         self.limit = limit
+        self.key = key
         self._rate: float | None = limit.rate
         self._connections = asyncio.Semaphore(limit.connections)
         self._starts: deque[float] = deque()
@@ -268,7 +269,7 @@ class Http:
         key = host_key(url)
         gate = self._gates.get(key)
         if gate is None:
-            gate = self._gates[key] = HostGate(self._limits(key))
+            gate = self._gates[key] = HostGate(self._limits(key), key)
         return gate
 
     @contextlib.asynccontextmanager

@@ -229,6 +229,24 @@ async def test_server_ignoring_range_restarts_cleanly(tmp_path: Path) -> None:
     assert not part.exists()
 
 
+async def test_partial_download_resumes_with_range(tmp_path: Path) -> None:
+    path = "vol1/fastq/ERR164/007/ERR164407/ERR164407_1.fastq.gz"
+    async with Emulator(Catalog.demo()) as emu:
+        part = tmp_path / "ena/ERR164407/ERR164407_1.fastq.gz.part"
+        part.parent.mkdir(parents=True)
+        part.write_bytes(emu.file_bytes(path)[:1_000_000])
+        doc = ena_manifest(emu.endpoints, tmp_path, ["ERR164407"])
+        summary = await mirror.run(doc, retry=FAST_RETRY)
+        await emu.wait_idle()
+        tries = [e for e in file_requests(emu.log) if e.path.endswith("ERR164407_1.fastq.gz")]
+        expected = emu.file_bytes(path)
+    assert (summary.verified, summary.failed) == (2, 0)
+    assert (tmp_path / "ena/ERR164407/ERR164407_1.fastq.gz").read_bytes() == expected
+    assert [(e.range, e.status, e.bytes) for e in tries] == [
+        ("bytes=1000000-", 206, len(expected) - 1_000_000)
+    ]
+
+
 async def test_gzip_content_encoding_is_not_decoded(emulator: Emulator, tmp_path: Path) -> None:
     emulator.faults.add(Fault(kind="gzip_header", host="ftp"))
     doc = ena_manifest(emulator.endpoints, tmp_path, ["ERR11000001"])
