@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 #: A file whose digest is wrong this many times in a row is not a transient fault.
 CHECKSUM_ATTEMPTS = 3
 #: Files at least this large go over several connections in Range slices.
-SEGMENT_MIN = 256 << 20
+SEGMENT_MIN = 512 << 20
 #: Slice size: EGA's Data API serves at most 100 MiB a request (pyega3's default).
 SLICE = 64 << 20
 #: Connections per segmented file (bounded again by the host's ``connections``).
@@ -170,7 +170,8 @@ class Downloader:
 
         verifier = hooks.verify if hooks is not None else None
         gate = self.http.gate(task.url)
-        if self._segmented(task, gate.key):
+        parallel = hooks is None or getattr(hooks, "parallel_ranges", True)
+        if parallel and self._segmented(task, gate.key):
             headers = None
             if hooks is not None:
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import random
 from collections.abc import Callable
@@ -55,6 +56,8 @@ from ._paths import join_under
 from ._retry import RetryPolicy
 from ._state import PlannedFile, Store, open_store
 from .sources import FileHooks, Source, SourceContext
+from .sources.ega import EgaLogin, EgaTicketSource
+from .sources.ega_data import EgaDataSource
 from .sources.ena import EnaSource
 from .sources.enterobase import EnterobaseSource
 from .sources.mgnify import MgnifySource
@@ -166,6 +169,8 @@ class Engine:
             endpoints=self.manifest.endpoints,
             metadata=MetadataWriter(self.dest / "metadata"),
             warn=self._warn,
+            # Names server-side state (EGA request labels) so a resumed run finds it.
+            mirror_id=hashlib.sha1(str(self.dest).encode()).hexdigest()[:12],
         )
 
     def _check_sources(self) -> list[Callable[[SourceContext], Source]]:
@@ -183,14 +188,45 @@ class Engine:
             elif isinstance(spec, EnterobaseSpec):
                 token = self._enterobase_token(i)
                 makers.append(functools.partial(_enterobase, spec, token))
+            elif isinstance(spec, EgaSpec):
+                makers.append(functools.partial(_ega, spec, self._ega_login(i, spec)))
             else:
-                kind = {EgaSpec: "ega", CramRefsSpec: "cram_refs"}[type(spec)]
+                kind = {CramRefsSpec: "cram_refs"}[type(spec)]
                 raise ManifestError(
                     f"the {kind} source is not available in this version of ebi-mirror",
                     file=self.manifest.origin,
                     key=f"sources[{i}].{kind}",
                 )
         return makers
+
+    def _ega_login(self, index: int, spec: EgaSpec) -> EgaLogin:
+        creds = self.credentials
+        user, password = creds.get("EGA_USERNAME"), creds.get("EGA_PASSWORD")
+        if user is None or password is None:
+            key = "ega_access" if spec.protocol == "tickets" else "ega_auth"
+            found = creds.for_host(self.manifest.endpoints[key])
+            if found is not None and found[0] and found[1]:
+                user, password = user or found[0], password or found[1]
+        missing = [n for n, v in (("EGA_USERNAME", user), ("EGA_PASSWORD", password)) if not v]
+        rekey = creds.get("EGA_REKEY")
+        if spec.protocol == "tickets" and rekey is None:
+            missing.append("EGA_REKEY")
+        if missing or user is None or password is None:
+            raise CredentialsError(
+                f"sources[{index}].ega: {' and '.join(missing)} not set. EGA needs your account "
+                "(EGA_USERNAME, EGA_PASSWORD, or a ~/.netrc entry for its host)"
+                + (
+                    " and, for tickets, the re-encryption key EGA_REKEY"
+                    if spec.protocol == "tickets"
+                    else ""
+                )
+            )
+        return EgaLogin(
+            username=user.value,
+            password=password,
+            rekey=rekey,
+            client_secret=creds.get("EGA_CLIENT_SECRET"),
+        )
 
     def _enterobase_token(self, index: int) -> Secret:
         token = self.credentials.get("ENTEROBASE_TOKEN")
@@ -335,6 +371,18 @@ class Engine:
                 for p, e in list(s.active.items())[:20]
             ),
         )
+
+
+def _ega(spec: EgaSpec, login: EgaLogin, ctx: SourceContext) -> Source:
+    if spec.protocol == "tickets":
+        return EgaTicketSource(spec.datasets, spec.files, ctx, login)
+    return EgaDataSource(
+        spec.datasets,
+        spec.files,
+        ctx,
+        login,
+        client_secret=login.client_secret.value if login.client_secret else "",
+    )
 
 
 def _enterobase(spec: EnterobaseSpec, token: Secret, ctx: SourceContext) -> Source:

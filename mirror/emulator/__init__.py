@@ -1,4 +1,4 @@
-"""An archive emulator on loopback: ENA (Portal API, file host), MGnify v1, EnteroBase v2.0.
+"""An archive emulator on loopback: ENA (Portal API, file host), MGnify v1, EnteroBase v2.0, EGA.
 
 Injectable faults and a request log on every host.
 """
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from ._catalog import Catalog as Catalog
 from ._content import iter_range as iter_range, md5_of as md5_of, sha1_of as sha1_of
+from ._ega_records import EgaDataset as EgaDataset, EgaFile as EgaFile
+from ._ega_state import EgaStats as EgaStats, EgaTicket as EgaTicket
 from ._enterobase_records import EnterobaseAssembly as EnterobaseAssembly
 from ._faults import Fault as Fault, FaultSet as FaultSet
 from ._generated import GeneratedStudy as GeneratedStudy
@@ -21,6 +23,10 @@ from ._server import Emulator as Emulator
 
 __all__ = [
     "Catalog",
+    "EgaDataset",
+    "EgaFile",
+    "EgaStats",
+    "EgaTicket",
     "Emulator",
     "EnaAnalysis",
     "EnaFile",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ._catalog import Catalog
+from ._ega_state import DEFAULT_EGA_USERS
 from ._faults import Fault
 from ._server import Emulator
 
@@ -23,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mirror.emulator",
         description="Serve emulated archives on loopback: ENA (Portal API + file host), "
-        "MGnify v1 and EnteroBase v2.0.",
+        "MGnify v1, EnteroBase v2.0 and EGA (REST v2 + Data API).",
     )
     parser.add_argument("--catalog", default="demo", help="'demo' (default) or a catalog JSON")
     parser.add_argument("--faults", type=Path, help="JSON list of faults (or {'faults': [...]})")
@@ -47,6 +48,30 @@ def _parser() -> argparse.ArgumentParser:
         default=3,
         help="EnteroBase requests/s per client before 503 (EnteroBase: 3; 0 disables)",
     )
+    parser.add_argument("--ega-port", type=int, default=0, help="EGA host port (0: any free)")
+    parser.add_argument(
+        "--ega-user",
+        action="append",
+        dest="ega_users",
+        type=_user,
+        metavar="USER:PASSWORD",
+        help="an EGA account (repeatable; default: testuser@ebi.ac.uk:testpassword)",
+    )
+    parser.add_argument(
+        "--ega-session-idle",
+        type=float,
+        default=600.0,
+        help="seconds an unused EGA REST v2 session lives (EGA: 600)",
+    )
+    parser.add_argument(
+        "--ega-token-ttl",
+        type=float,
+        default=3600.0,
+        help="lifetime in seconds of an EGA Data API bearer token (default 3600)",
+    )
+    parser.add_argument(
+        "--ega-no-range", action="store_true", help="EGA REST v2 streams ignore Range: 200"
+    )
     parser.add_argument(
         "--today", type=date.fromisoformat, help="the emulator's date (YYYY-MM-DD) for reldate"
     )
@@ -61,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--bandwidth", type=int, help="cap every file response at bytes/s")
     parser.add_argument("--no-range", action="store_true", help="ignore Range: always 200")
     return parser
+
+
+def _user(spec: str) -> tuple[str, str]:
+    user, colon, password = spec.partition(":")
+    if not colon or not user:
+        raise argparse.ArgumentTypeError(f"expected USER:PASSWORD, got {spec!r}")
+    return user, password
 
 
 def _load_catalog(spec: str) -> Catalog:
@@ -99,10 +131,19 @@ async def _serve(args: argparse.Namespace, catalog: Catalog, faults: list[Fault]
         portal_retry_after=args.portal_retry_after,
         bandwidth=args.bandwidth,
         range_support=not args.no_range,
-        ports={"www": args.www_port, "ftp": args.ftp_port, "enterobase": args.enterobase_port},
+        ports={
+            "www": args.www_port,
+            "ftp": args.ftp_port,
+            "enterobase": args.enterobase_port,
+            "ega": args.ega_port,
+        },
         enterobase_tokens=args.enterobase_tokens or ("test-token",),
         enterobase_rate_limit=args.enterobase_rate_limit or None,
         today=args.today,
+        ega_users=dict(args.ega_users) if args.ega_users else DEFAULT_EGA_USERS,
+        ega_session_idle=args.ega_session_idle,
+        ega_token_ttl=args.ega_token_ttl,
+        ega_range_support=not args.ega_no_range,
     )
     async with emulator:
         ready = json.dumps({"endpoints": emulator.endpoints, "pid": os.getpid()})

@@ -1,4 +1,4 @@
-"""The catalog: what the emulated archives hold (ENA runs and files, MGnify, EnteroBase)."""
+"""The catalog: what the emulated archives hold (ENA runs and files, MGnify, EnteroBase, EGA)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._ega_records import EgaDataset, EgaFile
 from ._enterobase_records import EnterobaseAssembly, generate_assemblies
 from ._generated import GeneratedStudy
 from ._mgnify_records import MgnifyAnalysis, MgnifyStudy
@@ -61,13 +62,14 @@ def _lookup(
 
 @dataclass(frozen=True, kw_only=True)
 class Catalog:
-    """Explicit runs and analyses, procedurally generated studies, MGnify and EnteroBase.
+    """Explicit runs and analyses, procedurally generated studies, MGnify, EnteroBase, EGA.
 
     Lookups take an accession and an ``includeAccessionType``-style kind (``"run"``,
     ``"experiment"``, ``"sample"``, ``"study"``, ``"analysis"``) or None for any.
     MGnify studies are looked up by MGYS or ERP accession, analyses by MGYA.
     EnteroBase records only seed the emulator's live store (``emu.enterobase_release``
-    adds to that, not to the frozen catalog).
+    adds to that, not to the frozen catalog). EGA datasets (EGAD…) and their files
+    (EGAF…) serve both EGA protocols.
     """
 
     runs: tuple[EnaRun, ...] = ()
@@ -75,6 +77,7 @@ class Catalog:
     generated_studies: tuple[GeneratedStudy, ...] = ()
     mgnify_studies: tuple[MgnifyStudy, ...] = ()
     enterobase_assemblies: tuple[EnterobaseAssembly, ...] = ()
+    ega_datasets: tuple[EgaDataset, ...] = ()
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -87,6 +90,7 @@ class Catalog:
             raise ValueError("generated studies need distinct indexes")
         self._files  # noqa: B018 (builds the index now, so duplicate paths fail early)
         self._mgnify  # noqa: B018 (the same for duplicate MGnify accessions)
+        self._ega  # noqa: B018 (and for duplicate EGA accessions)
         barcodes = {(r.database, r.assembly_barcode) for r in self.enterobase_assemblies}
         strains = {(r.database, r.strain_barcode) for r in self.enterobase_assemblies}
         if not len(barcodes) == len(strains) == len(self.enterobase_assemblies):
@@ -120,6 +124,26 @@ class Catalog:
             if study.secondary_accession:
                 index.setdefault(study.secondary_accession, study)
         return index
+
+    @functools.cached_property
+    def _ega(self) -> dict[str, EgaDataset | EgaFile]:
+        index: dict[str, EgaDataset | EgaFile] = {}
+        for dataset in self.ega_datasets:
+            records: tuple[EgaDataset | EgaFile, ...] = (dataset, *dataset.files)
+            for record in records:
+                key = record.dataset_id if isinstance(record, EgaDataset) else record.file_id
+                if key in index:
+                    raise ValueError(f"duplicate EGA accession {key} in catalog")
+                index[key] = record
+        return index
+
+    def ega_dataset(self, accession: str) -> EgaDataset | None:
+        found = self._ega.get(accession.strip().upper())
+        return found if isinstance(found, EgaDataset) else None
+
+    def ega_file(self, accession: str) -> EgaFile | None:
+        found = self._ega.get(accession.strip().upper())
+        return found if isinstance(found, EgaFile) else None
 
     def mgnify_study(self, accession: str) -> MgnifyStudy | None:
         found = self._mgnify.get(accession.strip().upper())
@@ -185,6 +209,7 @@ class Catalog:
 
         ENA: 8 runs in 4 studies, 1 analysis, 21 files (1 KiB–3 MiB). MGnify: study
         MGYS00005001 (3 analyses, 12 downloads). EnteroBase: 12 senterica records.
+        EGA: dataset EGAD00010000805 (3 files, ~440 KiB in all).
         """
         from ._demo import demo_catalog
 
@@ -234,6 +259,26 @@ class Catalog:
             )
         )
 
+    @classmethod
+    def generate_ega(
+        cls,
+        dataset: str = "EGAD00010000805",
+        files: int = 5,
+        size: int = 256 * 1024,
+        seed: int = 0,
+        *,
+        size_spread: float = 0.0,
+        first_file: int | None = None,
+    ) -> Catalog:
+        """One generated EGA dataset (see ``EgaDataset.generate``)."""
+        return cls(
+            ega_datasets=(
+                EgaDataset.generate(
+                    dataset, files, size, seed, size_spread=size_spread, first_file=first_file
+                ),
+            )
+        )
+
     def merge(self, *others: Catalog) -> Catalog:
         """One catalog holding the records of this one and of ``others``."""
         joined = {
@@ -279,6 +324,7 @@ class Catalog:
             "generated_studies": [study.to_dict() for study in self.generated_studies],
             "mgnify_studies": [study.to_dict() for study in self.mgnify_studies],
             "enterobase_assemblies": [r.to_dict() for r in self.enterobase_assemblies],
+            "ega_datasets": [dataset.to_dict() for dataset in self.ega_datasets],
         }
 
     @classmethod
@@ -295,4 +341,5 @@ class Catalog:
             enterobase_assemblies=tuple(
                 EnterobaseAssembly.from_dict(item) for item in data.get("enterobase_assemblies", ())
             ),
+            ega_datasets=tuple(EgaDataset.from_dict(item) for item in data.get("ega_datasets", ())),
         )

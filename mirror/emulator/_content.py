@@ -6,7 +6,15 @@ import functools
 import hashlib
 from collections.abc import Iterator
 
-__all__ = ["BLOCK_SIZE", "content_bytes", "iter_range", "md5_of", "sha1_of"]
+__all__ = [
+    "BLOCK_SIZE",
+    "content_block",
+    "content_bytes",
+    "iter_blocks",
+    "iter_range",
+    "md5_of",
+    "sha1_of",
+]
 
 BLOCK_SIZE = 1 << 20
 # Odd multiplier (Knuth's golden-ratio constant): spreads the per-chunk rotations so
@@ -30,7 +38,8 @@ def _generate(path: str, size: int) -> bytes:
 _cached_block = functools.lru_cache(maxsize=64)(_generate)
 
 
-def _block(path: str, size: int) -> bytes:
+def content_block(path: str, size: int) -> bytes:
+    """The block a file's chunks are rotations of (``min(size, BLOCK_SIZE)`` bytes)."""
     return _cached_block(path, size) if size > _CACHE_ABOVE else _generate(path, size)
 
 
@@ -55,15 +64,23 @@ def iter_range(
         raise ValueError("chunk must be positive")
     if start == end:
         return
-    block = memoryview(_block(path, size))
-    length = len(block)
+    yield from iter_blocks(content_block(path, size), start, end, chunk)
+
+
+def iter_blocks(
+    block: bytes, start: int, end: int, chunk: int = BLOCK_SIZE
+) -> Iterator[memoryview]:
+    """Bytes ``[start, end)`` of a file whose chunk ``k`` is ``block`` rotated as in
+    ``iter_range``; other files built that way (EGA's rekeyed streams) reuse it."""
+    view = memoryview(block)
+    length = len(view)
     pos = start
     while pos < end:
         index, within = divmod(pos, length)
         src = (_rotation(index, length) + within) % length
         # One piece never crosses the block's wrap-around point nor a chunk boundary.
         take = min(end - pos, length - within, length - src, chunk)
-        yield block[src : src + take]
+        yield view[src : src + take]
         pos += take
 
 
@@ -76,7 +93,7 @@ def content_bytes(path: str, size: int, start: int = 0, end: int | None = None) 
 def md5_of(path: str, size: int) -> str:
     """MD5 hex digest of the generated file, computed by hashing the stream (cached)."""
     if size <= BLOCK_SIZE:
-        return hashlib.md5(_block(path, size)).hexdigest()
+        return hashlib.md5(content_block(path, size)).hexdigest()
     digest = hashlib.md5()
     for piece in iter_range(path, size):
         digest.update(piece)

@@ -10,6 +10,7 @@ from http import HTTPStatus
 from aiohttp import web
 
 from ._catalog import Catalog
+from ._ega_state import EgaState
 from ._enterobase_records import Clock, EnterobaseStore
 from ._faults import Fault, FaultSet
 from ._log import Exchange, RequestLog
@@ -89,6 +90,7 @@ class Context:
         log: RequestLog,
         options: Options,
         clock: Clock | None = None,
+        ega: EgaState | None = None,
     ) -> None:
         self.catalog = catalog
         self.faults = faults
@@ -96,6 +98,7 @@ class Context:
         self.options = options
         self.clock = clock or Clock()
         self.enterobase = EnterobaseStore(catalog.enterobase_assemblies)
+        self.ega = ega if ega is not None else EgaState(catalog.ega_datasets)
         limit = options.portal_rate_limit
         self.portal_window = SlidingWindow(limit) if limit is not None else None
         limit = options.enterobase_rate_limit

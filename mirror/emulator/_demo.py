@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 
 from ._catalog import Catalog
+from ._ega_records import EgaDataset, EgaFile
 from ._enterobase_records import generate_assemblies
 from ._layout import analysis_dir, fastq_dir, run_dir, sra_path
 from ._mgnify_generate import demo_mgnify_study
@@ -45,6 +46,24 @@ def _fastq(
 
 def _sra(accession: str, size: int) -> tuple[EnaFile, ...]:
     return (EnaFile(path=sra_path(accession), size=size),)
+
+
+def _ega_demo() -> EgaDataset:
+    # The docs' example dataset and file (331-01-3TD.CEL.cip, EGAF00000867414), made
+    # small; one size odd and one just past 256 KiB, so block and XOR edges are hit.
+    dataset = "EGAD00010000805"
+    files = (
+        ("EGAF00000867414", "/arrays/331-01-3TD.CEL.cip", 100_003),
+        ("EGAF00000867415", "/bams/sample1.bam.cip", 256 * KIB + 5),
+        ("EGAF00000867416", "/bams/sample1.bam.bai.cip", 80 * KIB),
+    )
+    return EgaDataset(
+        dataset_id=dataset,
+        files=tuple(
+            EgaFile(file_id=file_id, file_name=name, size=size, dataset=dataset)
+            for file_id, name, size in files
+        ),
+    )
 
 
 def demo_catalog() -> Catalog:
@@ -183,4 +202,5 @@ def demo_catalog() -> Catalog:
             days=30,
             fasta_size=(2048, 16384),
         ),
+        ega_datasets=(_ega_demo(),),
     )

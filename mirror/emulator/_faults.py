@@ -37,11 +37,12 @@ class Fault:
 
     ``match`` is an fnmatch glob on the URL path (with or without its leading ``/``),
     ``host`` limits the rule to one emulated host (``"www"``, ``"ftp"``,
-    ``"enterobase"``); ``times`` caps how many requests get it; ``probability`` draws
-    from the emulator's seeded RNG, so a run is reproducible. On the Portal API
-    (chunked bodies of unknown length) only status, gzip_header, slow, reset and
-    truncate apply; on MGnify's and EnteroBase's JSON answers 'short' too; a cut fires
-    only if the body is longer than ``after_bytes``.
+    ``"enterobase"``, ``"ega"``); ``times`` caps how many requests get it;
+    ``probability`` draws from the emulator's seeded RNG, so a run is reproducible. On
+    the Portal API (chunked bodies of unknown length) only status, gzip_header, slow,
+    reset and truncate apply; on MGnify's, EnteroBase's and EGA's JSON answers 'short'
+    too; EGA's streams and plain files take every kind. A cut fires only if the body
+    is longer than ``after_bytes``.
     """
 
     kind: FaultKind

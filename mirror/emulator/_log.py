@@ -8,8 +8,28 @@ import json
 import os
 from dataclasses import dataclass
 from typing import IO, Any
+from urllib.parse import unquote_plus
 
-__all__ = ["Exchange", "LogEntry", "RequestLog"]
+__all__ = ["SECRET_PARAMETERS", "Exchange", "LogEntry", "RequestLog", "redact_query"]
+
+#: Query parameters whose values never reach the log: EGA's session token (?session=)
+#: and its URL login's password (?pass=), and the usual OAuth2 names for good measure.
+SECRET_PARAMETERS = frozenset(
+    {"session", "pass", "password", "access_token", "client_secret", "rekey"}
+)
+
+
+def redact_query(query: str) -> str:
+    """``query`` with each secret parameter's value replaced by ``***``."""
+    if not query:
+        return query
+    parts = []
+    for part in query.split("&"):
+        name, eq, _value = part.partition("=")
+        if eq and unquote_plus(name).strip().lower() in SECRET_PARAMETERS:
+            part = f"{name}=***"
+        parts.append(part)
+    return "&".join(parts)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -20,8 +40,11 @@ class LogEntry:
     socket (so an aborted transfer shows how far it got); ``fault`` is the kind of the
     fault applied (``"rate_limit"`` for the portal's own 429 and EnteroBase's own
     503), or None. ``form`` is the raw body of a POST (a /search
-    ``includeAccessions`` batch), else None. Request headers are never logged, so
-    no credential (EnteroBase's Basic token) reaches the log.
+    ``includeAccessions`` batch), else None; it stays None on the EGA host, whose
+    POSTs carry passwords and rekeys. ``query`` has the values of SECRET_PARAMETERS
+    (EGA's ``session=``, ``pass=``) replaced by ``***``. Request headers are never
+    logged, so no credential (EnteroBase's Basic token, EGA's Basic login or bearer
+    token) reaches the log.
     """
 
     t: float

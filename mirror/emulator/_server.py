@@ -15,13 +15,16 @@ from aiohttp.typedefs import Middleware
 from ._catalog import Catalog
 from ._content import content_bytes, md5_of, sha1_of
 from ._context import CONTEXT, EXCHANGE, Context, Options
+from ._ega import ACCESS_PREFIX, DATA_PREFIX, DOWNLOAD_PREFIX, TOKEN_PATH, add_ega_routes
+from ._ega_controls import EgaControls
+from ._ega_state import DEFAULT_EGA_USERS, EgaState
 from ._ena import PORTAL_PREFIX, build_portal_app
 from ._enterobase import ENTEROBASE_PREFIX, add_enterobase_routes
 from ._enterobase_records import Clock, EnterobaseAssembly, fasta_bytes
 from ._faults import Fault, FaultSet
 from ._files import add_file_routes
 from ._layout import FTP_HOST
-from ._log import Exchange, LogEntry, RequestLog
+from ._log import Exchange, LogEntry, RequestLog, redact_query
 from ._mgnify import MGNIFY_PREFIX, build_mgnify_app
 from ._mgnify_records import MgnifyDownload, download_key
 from ._records import EnaFile
@@ -39,11 +42,13 @@ def _www(app: web.Application) -> None:
 # Each emulated host is a separate app on a separate port, because the engine
 # rate-limits per host:port as it must against the real services. More services join
 # a host by mounting their app here (the CRAM registry and Webin will sit on "www");
-# more hosts (ega) are more entries.
+# more hosts are more entries. EGA's access, download and Data API servers share
+# one host: its rate limits are per user, not per server.
 _HOSTS: Mapping[str, Callable[[web.Application], None]] = {
     "www": _www,
     "ftp": add_file_routes,
     "enterobase": add_enterobase_routes,
+    "ega": add_ega_routes,
 }
 # Public endpoint name → (host, path prefix on that host); the names are the
 # engine's endpoint keys.
@@ -52,7 +57,13 @@ _ENDPOINTS: Mapping[str, tuple[str, str]] = {
     "ena_files": ("ftp", ""),
     "mgnify": ("www", MGNIFY_PREFIX),
     "enterobase": ("enterobase", ENTEROBASE_PREFIX),
+    "ega_access": ("ega", ACCESS_PREFIX),
+    "ega_download": ("ega", DOWNLOAD_PREFIX),
+    "ega_auth": ("ega", TOKEN_PATH),
+    "ega_data": ("ega", DATA_PREFIX),
 }
+# Hosts whose POST bodies are never logged: EGA's carry passwords and rekeys.
+_FORMLESS_HOSTS = frozenset({"ega"})
 _SHUTDOWN_TIMEOUT = 2.0
 
 
@@ -65,14 +76,15 @@ def _record(host: str) -> Middleware:
             host=host,
             method=request.method,
             path=request.path,
-            query=request.query_string,
+            # EGA's ?session= and ?pass= values are secrets: logged as ***.
+            query=redact_query(request.query_string),
             range=request.headers.get("Range"),
         )
         request[EXCHANGE] = exchange
         slot = ctx.log.reserve()
         status: int | None = None
         try:
-            if request.method == "POST":
+            if request.method == "POST" and host not in _FORMLESS_HOSTS:
                 # aiohttp caches the body, so the handler's request.post() still works.
                 exchange.form = (await request.read()).decode("utf-8", "replace")
             response = await handler(request)
@@ -92,14 +104,17 @@ def _record(host: str) -> Middleware:
     return middleware
 
 
-class Emulator:
+class Emulator(EgaControls):
     """The archives on loopback, one port per host.
 
     ``www``: ENA's Portal API and MGnify's v1 API; ``ftp``: ENA's file tree;
-    ``enterobase``: EnteroBase's API v2.0 and its FASTA downloads. Use as ``async with
-    Emulator(Catalog.demo()) as emu:`` and point clients at ``emu.endpoints[...]``
-    (``ena_portal``, ``ena_files``, ``mgnify``, ``enterobase``). Faults can be added and
-    cleared while it runs; ``emu.log`` lists every request in arrival order.
+    ``enterobase``: EnteroBase's API v2.0 and its FASTA downloads; ``ega``: EGA's REST
+    API v2 (access and download servers) and its current Data API (token, metadata,
+    plain files). Use as ``async with Emulator(Catalog.demo()) as emu:`` and point
+    clients at ``emu.endpoints[...]`` (``ena_portal``, ``ena_files``, ``mgnify``,
+    ``enterobase``, ``ega_access``, ``ega_download``, ``ega_auth``, ``ega_data``).
+    Faults can be added and cleared while it runs; ``emu.log`` lists every request in
+    arrival order.
 
     Args:
         catalog: what ENA holds; ``Catalog.demo()`` when None.
@@ -114,7 +129,7 @@ class Emulator:
         range_support: False makes the file host ignore Range (200, full body) and
             send ``Accept-Ranges: none``.
         ports: fixed port per host name (``{"www": 8080, "ftp": 8081,
-            "enterobase": 8082}``); 0 = any.
+            "enterobase": 8082, "ega": 8083}``); 0 = any.
         host: the address to bind, loopback by default.
         mgnify_public_links: MGnify's absolute links name https://www.ebi.ac.uk, as the
             real service's do; False names the emulator instead.
@@ -126,6 +141,14 @@ class Emulator:
             http://enterobase.warwick.ac.uk, as the real ones do; False: the emulator.
         today: the emulator's calendar day (what ``reldate`` counts back from);
             None follows the real UTC date.
+        ega_users: EGA accounts, user name → password (both protocols).
+        ega_grants: user → the datasets it may access; None: everyone, everything.
+        ega_session_idle: seconds a REST v2 session lives unused (EGA: 10 minutes).
+        ega_token_ttl: lifetime in seconds of a Data API bearer token.
+        ega_ticket_ttl: seconds before an undownloaded ticket is removed (7 days).
+        ega_range_support: False makes REST v2 streams ignore Range (200, whole);
+            the Data API always honours it.
+        ega_wrong_results: file IDs whose ``/results`` report a wrong MD5.
     """
 
     def __init__(
@@ -148,6 +171,13 @@ class Emulator:
         enterobase_rate_limit: int | None = 3,
         enterobase_public_links: bool = True,
         today: datetime.date | None = None,
+        ega_users: Mapping[str, str] = DEFAULT_EGA_USERS,
+        ega_grants: Mapping[str, Iterable[str]] | None = None,
+        ega_session_idle: float = 600.0,
+        ega_token_ttl: float = 3600.0,
+        ega_ticket_ttl: float = 7 * 86400.0,
+        ega_range_support: bool = True,
+        ega_wrong_results: Iterable[str] = (),
     ) -> None:
         self.catalog = catalog if catalog is not None else Catalog.demo()
         self.faults = FaultSet(faults, seed=seed)
@@ -164,12 +194,24 @@ class Emulator:
             enterobase_rate_limit=enterobase_rate_limit,
         )
         self._clock = Clock(today)
+        ega = EgaState(
+            self.catalog.ega_datasets,
+            users=ega_users,
+            grants=ega_grants,
+            session_idle=ega_session_idle,
+            token_ttl=ega_token_ttl,
+            ticket_ttl=ega_ticket_ttl,
+            range_support=ega_range_support,
+            wrong_results=ega_wrong_results,
+            seed=seed,
+        )
         self._context = Context(
             catalog=self.catalog,
             faults=self.faults,
             log=self._log,
             options=options,
             clock=self._clock,
+            ega=ega,
         )
         unknown = set(ports or {}) - set(_HOSTS)
         if unknown:
@@ -221,13 +263,16 @@ class Emulator:
 
     @property
     def ports(self) -> dict[str, int]:
-        """Bound port per host name (``www``, ``ftp``, ``enterobase``); empty until started."""
+        """Bound port per host name (``www``, ``ftp``, ``enterobase``, ``ega``); empty until
+        started."""
         return dict(self._bound)
 
     @property
     def endpoints(self) -> dict[str, str]:
         """Base URLs: ``ena_portal`` (…/ena/portal/api), ``ena_files`` (the vol1 root),
-        ``mgnify`` (…/metagenomics/api/v1) and ``enterobase`` (…/api/v2.0)."""
+        ``mgnify`` (…/metagenomics/api/v1), ``enterobase`` (…/api/v2.0), ``ega_access``
+        (…/ega/rest/access/v2), ``ega_download`` (…/ega/rest/download/v2), ``ega_auth``
+        (…/ega-openid-connect-server/token) and ``ega_data`` (…/v2)."""
         if not self._bound:
             raise RuntimeError("emulator not started")
         return {

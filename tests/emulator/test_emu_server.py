@@ -31,7 +31,7 @@ async def test_endpoints_are_separate_loopback_hosts(emu: Emulator) -> None:
     assert portal.endswith("/ena/portal/api")
     assert files.startswith("http://127.0.0.1:")
     assert portal.split("/")[2] != files.split("/")[2]
-    assert set(emu.ports) == {"www", "ftp", "enterobase"}
+    assert set(emu.ports) == {"www", "ftp", "enterobase", "ega"}
 
 
 async def test_log_entries(tmp_path: Path, session: aiohttp.ClientSession) -> None:

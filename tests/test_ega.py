@@ -1,0 +1,247 @@
+"""EGA end to end: tickets (expiry, lost sessions, /results) and the Data API (slices)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import mirror
+from mirror import RetryPolicy
+from mirror.emulator import Catalog, EgaDataset, EgaFile, Emulator, Fault
+
+from .conftest import mirror_cmd, read_index
+from .test_cli import slices_done, wait_for
+
+USER, PASSWORD, REKEY = "testuser@ebi.ac.uk", "pw-S3CRET-4a1f", "rekey-S3CRET-9b2c"
+CREDS = {"EGA_USERNAME": USER, "EGA_PASSWORD": PASSWORD, "EGA_REKEY": REKEY}
+DATASET = "EGAD00010000805"
+#: Waits long enough for an event handler in the same loop to act between attempts.
+SLOW_RETRY = RetryPolicy(attempts=8, base=0.3, cap=0.6)
+
+
+def ega_manifest(
+    endpoints: dict[str, str], dest: Path, protocol: str = "tickets", **source: Any
+) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "dest": str(dest),
+        "workers": 4,
+        "endpoints": endpoints,
+        "sources": [{"ega": {"datasets": [DATASET], "protocol": protocol, **source}}],
+    }
+
+
+def md5_file(path: Path) -> str:
+    h = hashlib.md5()
+    with path.open("rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+async def test_five_files_over_tickets_with_a_ticket_expiring_and_a_session_lost(
+    tmp_path: Path,
+) -> None:
+    catalog = Catalog.generate_ega(dataset=DATASET, files=5, size=400_000, size_spread=0.5)
+    victim = catalog.ega_datasets[0].files[2]
+    async with Emulator(catalog, ega_users={USER: PASSWORD}) as emu:
+        # The victim's first stream breaks mid-way; at that moment its ticket expires
+        # (the 7-day removal) and every session is lost (the 10-minute idle timeout).
+        emu.faults.add(
+            Fault(kind="reset", host="ega", match="*/downloads/*", after_bytes=150_000, times=1)
+        )
+        expired: list[bool] = []
+        async with mirror.Mirror(
+            ega_manifest(emu.endpoints, tmp_path), retry=SLOW_RETRY, credentials=CREDS
+        ) as m:
+            async for event in m.events():
+                if event.kind == "file-failed" and not expired:
+                    path = getattr(event, "path", "")
+                    tickets = [t for t in emu.ega_tickets(user=USER) if t.file.file_id in path]
+                    expired += [emu.ega_expire_ticket(t.ticket) for t in tickets]
+                    emu.ega_expire_sessions()
+        await emu.wait_idle()
+        stats = emu.ega_stats()
+        expected = {
+            f.file_id: emu.ega_stream_md5(f.file_id, REKEY) for f in catalog.ega_datasets[0].files
+        }
+        labels = {t.label for t in emu.ega_tickets(user=USER)}
+    assert expired == [True]
+    summary = m.summary
+    assert (summary.planned, summary.verified, summary.failed, summary.exit_code) == (5, 5, 0, 0)
+    rows = read_index(tmp_path)
+    assert {r["verified_by"] for r in rows} == {"ega-results"}
+    for f in catalog.ega_datasets[0].files:
+        local = tmp_path / f"ega/{DATASET}/{f.file_id}/{Path(f.file_name).name}"
+        assert md5_file(local) == expected[f.file_id]
+    assert stats.logins == 2  # the lost session was logged in again, transparently
+    assert stats.tickets_issued == 6  # 5, then one more for the expired ticket
+    assert labels == set()  # the request was deleted once the dataset was complete
+    assert victim.file_id in expected
+
+
+def test_sigkill_during_a_1gb_ticket_stream_then_rerun(
+    emulator_process: Any, tmp_path: Path
+) -> None:
+    size = 1 << 30
+    catalog = Catalog(
+        ega_datasets=(
+            EgaDataset(
+                dataset_id=DATASET,
+                files=(
+                    EgaFile(
+                        file_id="EGAF00000900001",
+                        file_name="/bams/big.bam.cip",
+                        size=size,
+                        dataset=DATASET,
+                    ),
+                ),
+            ),
+        )
+    )
+    for ranges in (True, False):
+        work = tmp_path / ("206" if ranges else "200")
+        work.mkdir()
+        # Streams paced at 300 MB/s: time enough to kill one a third of the way in.
+        faults = work / "faults.json"
+        faults.write_text(
+            json.dumps(
+                [
+                    Fault(
+                        kind="slow", host="ega", match="*/downloads/*", bytes_per_second=300_000_000
+                    ).to_dict()
+                ]
+            )
+        )
+        extra = ["--ega-user", f"{USER}:{PASSWORD}", "--faults", str(faults)]
+        emu = emulator_process(catalog, *extra, *([] if ranges else ["--ega-no-range"]))
+        manifest = work / "m.yaml"
+        manifest.write_text(yaml.safe_dump(ega_manifest(emu.endpoints, work / "data")))
+        env = {**os.environ, **CREDS}
+        part = work / "data/ega" / DATASET / "EGAF00000900001" / "big.bam.cip.part"
+        held = _kill_midway(manifest, env, functools.partial(_size, part), 300_000_000)
+        assert 0 < held < size
+        done = mirror_cmd("run", str(manifest), "-q", env=CREDS)
+        assert done.returncode == 0, done.stderr
+        rows = read_index(work / "data")
+        assert [(r["status"], r["verified_by"]) for r in rows] == [("verified", "ega-results")]
+        streams = [e for e in emu.log() if "/downloads/" in e["path"]]
+        served = sum(e["bytes"] for e in streams)
+        if ranges:
+            assert streams[-1]["status"] == 206
+            assert served <= 1.15 * size, f"served {served} for {size}"
+        else:
+            assert streams[-1]["status"] == 200  # asked to resume, restarted, completed
+        for text in (done.stdout, done.stderr, emu.log_path.read_text()):
+            assert PASSWORD not in text
+            assert REKEY not in text
+
+
+async def test_results_md5_that_disagrees_fails_the_file(tmp_path: Path) -> None:
+    catalog = Catalog.generate_ega(dataset=DATASET, files=3, size=50_000)
+    bad = catalog.ega_datasets[0].files[1]
+    async with Emulator(
+        catalog, ega_users={USER: PASSWORD}, ega_wrong_results=(bad.file_id,)
+    ) as emu:
+        summary = await mirror.run(
+            ega_manifest(emu.endpoints, tmp_path),
+            credentials=CREDS,
+            retry=RetryPolicy(attempts=5, base=0.01, cap=0.05),
+        )
+    assert (summary.planned, summary.verified, summary.failed, summary.exit_code) == (3, 2, 1, 1)
+    final = tmp_path / f"ega/{DATASET}/{bad.file_id}/{Path(bad.file_name).name}"
+    assert not final.exists()
+    assert not final.with_name(final.name + ".part").exists()
+    (row,) = [r for r in read_index(tmp_path) if r["status"] == "failed"]
+    assert "EGA /results" in row["reason"]
+
+
+def test_data_api_2gb_file_in_slices_killed_and_resumed(
+    emulator_process: Any, tmp_path: Path
+) -> None:
+    size = 2 << 30
+    catalog = Catalog(
+        ega_datasets=(
+            EgaDataset(
+                dataset_id=DATASET,
+                files=(
+                    EgaFile(
+                        file_id="EGAF00000900002",
+                        file_name="/wgs/sample.cram",
+                        size=size,
+                        dataset=DATASET,
+                    ),
+                ),
+            ),
+        )
+    )
+    # Each slice paced at 100 MB/s: with 8 at once, time enough to kill it mid-way.
+    faults = tmp_path / "faults.json"
+    slow = Fault(kind="slow", host="ega", match="*/files/*", bytes_per_second=100_000_000)
+    faults.write_text(json.dumps([slow.to_dict()]))
+    emu = emulator_process(
+        catalog, "--ega-user", f"{USER}:{PASSWORD}", "--ega-token-ttl", "3", "--faults", str(faults)
+    )
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        yaml.safe_dump(ega_manifest(emu.endpoints, tmp_path / "data", protocol="data-api"))
+    )
+    env = {**os.environ, **CREDS}
+    part = tmp_path / "data/ega" / DATASET / "EGAF00000900002" / "sample.cram.part"
+    held = _kill_midway(manifest, env, lambda: slices_done(part), 500_000_000)
+    assert 0 < held < size
+    killed = len(emu.log())
+    done = mirror_cmd("run", str(manifest), "-q", "--json", env=CREDS)
+    assert done.returncode == 0, done.stderr
+    final = tmp_path / "data/ega" / DATASET / "EGAF00000900002" / "sample.cram"
+    assert final.stat().st_size == size
+    (row,) = read_index(tmp_path / "data")
+    assert (row["status"], row["verified_by"]) == ("verified", "md5")
+    slices = [e for e in emu.log() if "/files/EGAF00000900002" in e["path"]]
+    first_run = slices[:killed] if len(slices) >= killed else slices
+    assert len({e["range"] for e in first_run if e["range"]}) >= 4  # parallel slices
+    resumed = [e for e in emu.log()[killed:] if "/files/" in e["path"]]
+    starts = [int(e["range"].removeprefix("bytes=").split("-")[0]) for e in resumed]
+    assert any(start % (64 << 20) for start in starts)  # byte-level resume inside a slice
+    grants = [e for e in emu.log() if e["path"].endswith("/token")]
+    assert len(grants) >= 2  # the 3-second token was refreshed during the transfer
+    for text in (done.stdout, done.stderr, emu.log_path.read_text()):
+        assert PASSWORD not in text
+    for path in (tmp_path / "data").rglob("*"):
+        if path.is_file() and path.stat().st_size < 10_000_000:
+            data = path.read_bytes()
+            assert PASSWORD.encode() not in data
+    assert json.loads(done.stdout.splitlines()[-1])["event"] == "run-finished"
+
+
+def _kill_midway(manifest: Path, env: dict[str, str], held: Callable[[], int], past: int) -> int:
+    """Start ``mirror run``, SIGKILL it once ``held()`` bytes exceed ``past``; return them."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mirror", "run", str(manifest), "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        wait_for(lambda: held() > past or proc.poll() is not None, "the transfer")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    return held()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
