@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 import mirror
@@ -50,8 +52,9 @@ def md5_file(path: Path) -> str:
 
 
 async def test_five_files_over_tickets_with_a_ticket_expiring_and_a_session_lost(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     catalog = Catalog.generate_ega(dataset=DATASET, files=5, size=400_000, size_spread=0.5)
     victim = catalog.ega_datasets[0].files[2]
     async with Emulator(catalog, ega_users={USER: PASSWORD}) as emu:
@@ -61,10 +64,12 @@ async def test_five_files_over_tickets_with_a_ticket_expiring_and_a_session_lost
             Fault(kind="reset", host="ega", match="*/downloads/*", after_bytes=150_000, times=1)
         )
         expired: list[bool] = []
+        seen: list[str] = []
         async with mirror.Mirror(
             ega_manifest(emu.endpoints, tmp_path), retry=SLOW_RETRY, credentials=CREDS
         ) as m:
             async for event in m.events():
+                seen.append(repr(event))
                 if event.kind == "file-failed" and not expired:
                     path = getattr(event, "path", "")
                     tickets = [t for t in emu.ega_tickets(user=USER) if t.file.file_id in path]
@@ -76,6 +81,7 @@ async def test_five_files_over_tickets_with_a_ticket_expiring_and_a_session_lost
             f.file_id: emu.ega_stream_md5(f.file_id, REKEY) for f in catalog.ega_datasets[0].files
         }
         labels = {t.label for t in emu.ega_tickets(user=USER)}
+        sessions = emu.ega_session_tokens()
     assert expired == [True]
     summary = m.summary
     assert (summary.planned, summary.verified, summary.failed, summary.exit_code) == (5, 5, 0, 0)
@@ -87,7 +93,13 @@ async def test_five_files_over_tickets_with_a_ticket_expiring_and_a_session_lost
     assert stats.logins == 2  # the lost session was logged in again, transparently
     assert stats.tickets_issued == 6  # 5, then one more for the expired ticket
     assert labels == set()  # the request was deleted once the dataset was complete
-    assert victim.file_id in expected
+    # No password, rekey or session token in any log line, event, or file under dest.
+    secrets = [PASSWORD, REKEY, *sessions]
+    assert len(sessions) == 2
+    text = caplog.text + "\n".join(seen) + str(summary)
+    for secret in secrets:
+        assert secret not in text
+    assert _files_holding(tmp_path, secrets) == []    assert victim.file_id in expected
 
 
 def test_sigkill_during_a_1gb_ticket_stream_then_rerun(
@@ -238,6 +250,11 @@ def _kill_midway(manifest: Path, env: dict[str, str], held: Callable[[], int], p
     finally:
         proc.wait()
     return held()
+
+
+def _files_holding(root: Path, secrets: list[str]) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()
+            and any(secret.encode() in p.read_bytes() for secret in secrets)]
 
 
 def _size(path: Path) -> int:

@@ -57,6 +57,10 @@ class EgaControls:
         """End every REST v2 session now (their next use answers 991); how many there were."""
         return self._context.ega.expire_sessions()
 
+    def ega_session_tokens(self) -> list[str]:
+        """Every REST v2 session token issued so far (to check none leaked anywhere)."""
+        return list(self._context.ega.issued_sessions)
+
     def ega_expire_tokens(self) -> int:
         """Invalidate every Data API bearer token now (next use: 401); how many there were."""
         return self._context.ega.expire_tokens()

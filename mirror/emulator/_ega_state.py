@@ -131,6 +131,8 @@ class EgaState:
         self.clock = EgaClock()
         self._rng = random.Random(f"ega\0{seed}")
         self._sessions: dict[str, tuple[str, float]] = {}
+        #: Every session token handed out, so tests can look for leaks of them.
+        self.issued_sessions: list[str] = []
         self._tickets: dict[str, EgaTicket] = {}
         self._results: dict[str, EgaResult] = {}
         self._bearers: dict[str, tuple[str, float]] = {}
@@ -174,6 +176,7 @@ class EgaState:
             del self._sessions[old]
         token = self._uuid()
         self._sessions[token] = (user, now)
+        self.issued_sessions.append(token)
         self.count("logins")
         return token
 
