@@ -99,7 +99,8 @@ async def test_five_files_over_tickets_with_a_ticket_expiring_and_a_session_lost
     text = caplog.text + "\n".join(seen) + str(summary)
     for secret in secrets:
         assert secret not in text
-    assert _files_holding(tmp_path, secrets) == []    assert victim.file_id in expected
+    assert _files_holding(tmp_path, secrets) == []
+    assert victim.file_id in expected
 
 
 def test_sigkill_during_a_1gb_ticket_stream_then_rerun(
@@ -253,8 +254,11 @@ def _kill_midway(manifest: Path, env: dict[str, str], held: Callable[[], int], p
 
 
 def _files_holding(root: Path, secrets: list[str]) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file()
-            and any(secret.encode() in p.read_bytes() for secret in secrets)]
+    return [
+        p
+        for p in root.rglob("*")
+        if p.is_file() and any(secret.encode() in p.read_bytes() for secret in secrets)
+    ]
 
 
 def _size(path: Path) -> int:
