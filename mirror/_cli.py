@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -22,7 +23,7 @@ from typing import Any
 from rich.console import Console
 
 from ._api import Mirror
-from ._config import DEFAULT_ENDPOINTS, Manifest
+from ._config import DEFAULT_ENDPOINTS, HostLimit, Manifest
 from ._display import Display, JsonDisplay, PlainDisplay, RichDisplay, human_bytes
 from ._exceptions import CredentialsError, ManifestError, MirrorError
 from ._manifest import load_manifest, manifest_from_accessions
@@ -31,6 +32,7 @@ from ._models import Summary, TaskStatus
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+PRODUCTION_WEBIN = "https://www.ebi.ac.uk/ena/submit/webin-v2"
 DEMO_TOKEN = "demo-token"
 
 _EPILOG = """\
@@ -41,6 +43,7 @@ examples:
   mirror get ERR164407 PRJEB1787      no manifest: accessions straight from the command line
   mirror status manifest.yaml         what is verified, pending, failed (and why)
   mirror verify manifest.yaml         re-hash local files against the recorded MD5s
+  mirror submit --queue study.json    submit to ENA Webin (test service) and keep the receipt
 
 exit codes: 0 all verified, 1 some files failed (re-run retries them),
             2 usage/manifest/credentials error, 130 interrupted (re-run resumes)
@@ -157,6 +160,48 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("manifest")
 
+    submit = sub.add_parser(
+        "submit",
+        help="submit XML or JSON documents to ENA through Webin REST V2",
+        description="Submit each DOCUMENT (one JSON or XML document each) to the Webin REST V2 "
+        "TEST service unless --production is given, write its receipt next to it "
+        "(doc.json -> doc.receipt.json, doc.xml -> doc.receipt.xml) and print the accessions. "
+        "Credentials: WEBIN_USERNAME and WEBIN_PASSWORD, or ~/.netrc. Exit 0 when every "
+        "receipt says success, 1 when one does not (its errors printed), 2 for usage or "
+        "credentials errors.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    submit.add_argument("documents", nargs="+", metavar="DOCUMENT", type=Path)
+    submit.add_argument(
+        "--queue",
+        action="store_true",
+        help="use /submit/queue and poll for the receipt (large submissions); "
+        "an interrupted run resumes polling the same submission",
+    )
+    submit.add_argument(
+        "--validate",
+        action="store_true",
+        help="add the VALIDATE action: a dry run that creates nothing",
+    )
+    submit.add_argument(
+        "--production",
+        action="store_true",
+        help="submit to the production service (default: the test service, wiped daily)",
+    )
+    submit.add_argument(
+        "--endpoint", metavar="URL", help="another Webin REST V2 base URL (or set MIRROR_WEBIN_URL)"
+    )
+    submit.add_argument(
+        "--poll-interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="first wait between polls of a queued submission (default 2)",
+    )
+    submit.add_argument("--json", action="store_true", help="one JSON line per document")
+    submit.add_argument("-v", "--verbose", action="count", default=0)
+    submit.add_argument("-q", "--quiet", action="store_true")
+
     demo = add(
         "demo",
         "mirror a small demo data set from a local archive emulator, offline",
@@ -186,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": _status,
         "verify": _verify,
         "demo": _demo,
+        "submit": _submit,
     }
     try:
         return _run_async(commands[args.command](args, err))
@@ -432,6 +478,81 @@ async def _demo(args: argparse.Namespace, err: Console) -> int:
             markup=False,
         )
     return code
+
+
+async def _submit(args: argparse.Namespace, err: Console) -> int:
+    from ._credentials import Credentials
+    from ._http import Http
+    from .submit.webin import Submission, existing_accession, submit_all
+
+    base = (
+        args.endpoint
+        or os.environ.get("MIRROR_WEBIN_URL")
+        or (PRODUCTION_WEBIN if args.production else DEFAULT_ENDPOINTS["webin"])
+    )
+    if not base.startswith(("http://", "https://")):
+        raise ManifestError(f"--endpoint {base!r}: expected an http(s) URL", file="<command line>")
+    missing = [d for d in args.documents if not _is_file(d)]
+    if missing:
+        raise ManifestError(f"no such document: {missing[0]}", file="<command line>")
+    creds = Credentials.from_environment()
+    user, password = creds.get("WEBIN_USERNAME"), creds.get("WEBIN_PASSWORD")
+    if user is None or password is None:
+        found = creds.for_host(base)
+        if found is not None and found[0] and found[1]:
+            user, password = user or found[0], password or found[1]
+    if user is None or password is None:
+        raise CredentialsError(
+            "WEBIN_USERNAME and WEBIN_PASSWORD are not set (or no ~/.netrc entry for the "
+            "Webin host): Webin submissions need your Webin account"
+        )
+    how = Submission(
+        base=base.rstrip("/"),
+        username=user.value,
+        password=password,
+        queue=args.queue,
+        validate=args.validate,
+        poll_interval=args.poll_interval,
+    )
+    say = (
+        (lambda line: None)
+        if args.json or args.quiet
+        else (lambda line: err.print(line, markup=False))
+    )
+    target = "production" if base.rstrip("/") == PRODUCTION_WEBIN else "test"
+    if not args.json and not args.quiet and not args.endpoint:
+        err.print(f"submitting to the Webin {target} service", markup=False)
+    async with Http(lambda host: HostLimit(rate=10, connections=4)) as http:
+        outcomes = await submit_all(list(args.documents), how, http, say=say)
+    for o in outcomes:
+        if args.json:
+            print(
+                _json(
+                    {
+                        "document": str(o.document),
+                        "success": o.success,
+                        "receipt": str(o.receipt),
+                        "submissionId": o.submission_id,
+                        "accessions": [
+                            {"type": t, "alias": a, "accession": acc} for t, a, acc in o.accessions
+                        ],
+                        "errors": list(o.errors),
+                    }
+                )
+            )
+            continue
+        print(f"{o.document}: {'success' if o.success else 'FAILED'}; receipt {o.receipt}")
+        for kind, alias, accession in o.accessions:
+            print(f"  {kind:<10} {accession or '-':<14} {alias}")
+        for error in o.errors:
+            print(f"  error: {error}")
+            if (existing := existing_accession(error)) is not None:
+                print(f"  (the alias already exists as {existing}; use MODIFY to change it)")
+    return EXIT_OK if all(o.success for o in outcomes) else EXIT_FAILED
+
+
+def _is_file(path: Path) -> bool:
+    return path.is_file()
 
 
 def _demo_manifest() -> Path:

@@ -14,7 +14,7 @@ from ._exceptions import ChecksumMismatch, MirrorError, TransferError
 from ._fetch import Fetched, fetch
 from ._http import Http, redact_url
 from ._models import Event, FileFailed, FileStarted, FileTask, FileVerified
-from ._paths import join_under
+from ._paths import final_path
 from ._retry import RetryPolicy, next_delay
 from ._segments import RangesUnsupported, fetch_segmented
 from ._state import Store
@@ -91,7 +91,7 @@ class Downloader:
 
     async def download(self, task: FileTask, hooks: FileHooks | None = None) -> None:
         try:
-            final = join_under(self.dest, task.path)
+            final = final_path(self.dest, task.path, task.root)
         except MirrorError as exc:
             await self.fail(task, str(exc), hooks)
             return

@@ -35,7 +35,6 @@ from ._credentials import Credentials, Secret
 from ._download import Downloader, Stats
 from ._exceptions import (
     CredentialsError,
-    ManifestError,
     MirrorError,
 )
 from ._http import Http
@@ -52,10 +51,11 @@ from ._models import (
     TaskStatus,
     Warning_,
 )
-from ._paths import join_under
+from ._paths import final_path
 from ._retry import RetryPolicy
 from ._state import PlannedFile, Store, open_store
 from .sources import FileHooks, Source, SourceContext
+from .sources.cram import CramRefSource
 from .sources.ega import EgaLogin, EgaTicketSource
 from .sources.ega_data import EgaDataSource
 from .sources.ena import EnaSource
@@ -190,13 +190,8 @@ class Engine:
                 makers.append(functools.partial(_enterobase, spec, token))
             elif isinstance(spec, EgaSpec):
                 makers.append(functools.partial(_ega, spec, self._ega_login(i, spec)))
-            else:
-                kind = {CramRefsSpec: "cram_refs"}[type(spec)]
-                raise ManifestError(
-                    f"the {kind} source is not available in this version of ebi-mirror",
-                    file=self.manifest.origin,
-                    key=f"sources[{i}].{kind}",
-                )
+            elif isinstance(spec, CramRefsSpec):
+                makers.append(functools.partial(CramRefSource, spec))
         return makers
 
     def _ega_login(self, index: int, spec: EgaSpec) -> EgaLogin:
@@ -316,7 +311,7 @@ class Engine:
             await downloader.fail(task, task.error, hooks)
             return
         if planned.status is TaskStatus.VERIFIED:
-            final = join_under(self.dest, task.path)
+            final = final_path(self.dest, task.path, task.root)
             size = await asyncio.to_thread(_size_of, final)
             if size is not None and size == planned.bytes:
                 # Verified in an earlier run and still there: no request at all.

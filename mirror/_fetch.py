@@ -363,6 +363,8 @@ async def finish_part(
     async def land() -> None:
         # os.replace is atomic on POSIX: readers see no file or the whole file. The
         # store hears of it only afterwards, so a "verified" row always has its file.
+        if task.mode is not None:
+            await asyncio.to_thread(os.chmod, got.path, task.mode)
         await asyncio.to_thread(os.replace, got.path, final)
         if commit is not None:
             await commit(fetched)

@@ -55,6 +55,12 @@ class FileTask:
     #: Set when the source already knows this file cannot be fetched (an unsafe
     #: name, say): the engine records it as failed with this reason, sends nothing.
     error: str | None = None
+    #: An absolute directory ``path`` is relative to, instead of ``dest`` (the
+    #: samtools reference cache lives outside the mirror).
+    root: str | None = None
+    #: Permission bits given to the file before it is renamed into place (0o444 for
+    #: reference cache entries, as htslib writes them).
+    mode: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 from ._exceptions import UnsafePathError
 
-__all__ = ["PART_SUFFIX", "join_under", "name_from_url", "part_path", "safe_name"]
+__all__ = ["PART_SUFFIX", "final_path", "join_under", "name_from_url", "part_path", "safe_name"]
 
 PART_SUFFIX = ".part"
 _FORBIDDEN = set("/\\\x00")
@@ -43,6 +43,11 @@ def join_under(root: Path, relative: str) -> Path:
     for part in parts:
         safe_name(part)
     return root.joinpath(*parts)
+
+
+def final_path(dest: Path, path: str, root: str | None = None) -> Path:
+    """Where a task's file lands: under its own ``root`` if it has one, else ``dest``."""
+    return join_under(Path(root) if root else dest, path)
 
 
 def part_path(final: Path) -> Path:

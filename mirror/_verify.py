@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ._fetch import hash_file
 from ._models import TaskStatus
-from ._paths import join_under
+from ._paths import final_path
 from ._state import StoredFile, open_store
 
 __all__ = ["verify_local"]
@@ -31,7 +31,7 @@ async def verify_local(
         nonlocal checked
         while (f := await queue.get()) is not None:
             try:
-                md5, size = await asyncio.to_thread(hash_file, join_under(dest, f.path))
+                md5, size = await asyncio.to_thread(hash_file, final_path(dest, f.path, f.root))
             except OSError as exc:
                 bad.append((f.path, f"cannot read: {exc.strerror or exc}"))
                 await store.mark_pending(f.path)

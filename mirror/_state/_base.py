@@ -29,6 +29,8 @@ class StoredFile:
     bytes: int | None = None
     verified_by: str | None = None
     reason: str | None = None
+    #: Set when the file lives outside ``dest`` (reference cache): its directory.
+    root: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

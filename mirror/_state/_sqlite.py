@@ -34,13 +34,15 @@ CREATE TABLE IF NOT EXISTS files (
     verified_by TEXT,
     reason      TEXT,
     validator   TEXT,
+    root        TEXT,
     run         INTEGER NOT NULL DEFAULT 0,
     updated     REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS files_run ON files (run, status);
 """
 _COLUMNS = (
-    "path, source, accession, url, size, checksum, verify, status, md5, bytes, verified_by, reason"
+    "path, source, accession, url, size, checksum, verify, status, md5, bytes, verified_by,"
+    " reason, root"
 )
 
 
@@ -79,6 +81,9 @@ class SQLiteStore:
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.execute("PRAGMA busy_timeout=10000")
                 db.executescript(_SCHEMA)
+                columns = {r[1] for r in db.execute("PRAGMA table_info(files)")}
+                if "root" not in columns:  # stores written before the reference cache
+                    db.execute("ALTER TABLE files ADD COLUMN root TEXT")
                 row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
                 if row is None:
                     db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -134,7 +139,7 @@ class SQLiteStore:
                     if row is None:
                         db.execute(
                             "INSERT INTO files (path, source, accession, url, size, checksum,"
-                            " verify, run, updated) VALUES (?,?,?,?,?,?,?,?,?)",
+                            " verify, root, run, updated) VALUES (?,?,?,?,?,?,?,?,?,?)",
                             (
                                 task.path,
                                 task.source,
@@ -143,6 +148,7 @@ class SQLiteStore:
                                 task.size,
                                 task.checksum,
                                 task.verify,
+                                task.root,
                                 run,
                                 now,
                             ),
@@ -162,7 +168,7 @@ class SQLiteStore:
                         status = TaskStatus.PENDING
                     db.execute(
                         "UPDATE files SET source=?, accession=?, url=?, size=?, checksum=?,"
-                        " verify=?, run=?, status=?, updated=? WHERE path=?",
+                        " verify=?, root=?, run=?, status=?, updated=? WHERE path=?",
                         (
                             task.source,
                             task.accession,
@@ -170,6 +176,7 @@ class SQLiteStore:
                             task.size,
                             task.checksum,
                             task.verify,
+                            task.root,
                             run,
                             status.value,
                             now,
@@ -264,6 +271,7 @@ def _stored(row: tuple[object, ...]) -> StoredFile:
         nbytes,
         verified_by,
         reason,
+        root,
     ) = row
     return StoredFile(
         path=str(path),
@@ -278,4 +286,5 @@ def _stored(row: tuple[object, ...]) -> StoredFile:
         bytes=nbytes if isinstance(nbytes, int) else None,
         verified_by=verified_by if isinstance(verified_by, str) else None,
         reason=reason if isinstance(reason, str) else None,
+        root=root if isinstance(root, str) else None,
     )

@@ -1,0 +1,1 @@
+"""Submissions to ENA: Webin REST V2."""
