@@ -14,7 +14,7 @@ from ._exceptions import ChecksumMismatch, MirrorError, TransferError
 from ._fetch import Fetched, fetch
 from ._http import Http, redact_url
 from ._models import Event, FileFailed, FileStarted, FileTask, FileVerified
-from ._paths import final_path
+from ._paths import final_path, part_path
 from ._retry import RetryPolicy, next_delay
 from ._segments import RangesUnsupported, fetch_segmented
 from ._state import Store
@@ -82,6 +82,8 @@ class Downloader:
         self._no_ranges: set[str] = set()
 
     async def fail(self, task: FileTask, reason: str, hooks: FileHooks | None = None) -> None:
+        # An empty .part is no progress to keep, only litter (in a shared cache, too).
+        await asyncio.to_thread(_drop_empty_part, self.dest, task)
         await self.store.mark_failed(task.path, reason)
         self.stats.failed += 1
         logger.warning("%s: failed: %s", task.path, reason)
@@ -207,6 +209,15 @@ class Downloader:
             and task.verify != "sha1"  # the in-order hasher computes MD5 only
             and host not in self._no_ranges
         )
+
+
+def _drop_empty_part(dest: Path, task: FileTask) -> None:
+    try:
+        part = part_path(final_path(dest, task.path, task.root))
+        if part.stat().st_size == 0:
+            part.unlink()
+    except (OSError, MirrorError):
+        pass
 
 
 def _with_headers(task: FileTask, extra: Mapping[str, str]) -> FileTask:

@@ -131,26 +131,33 @@ class Engine:
         )
 
     async def plan_only(self) -> tuple[int, int]:
-        """Expand the sources and count files and bytes, downloading nothing."""
+        """Expand the sources and count files and bytes, downloading nothing.
+
+        The plan goes through the state store, as a run's does: duplicates (a study
+        and one of its runs) are dropped there, and memory stays flat however large
+        the plan. ``mirror status`` then shows the planned files as pending.
+        """
         makers = self._check_sources()
         files = total = 0
-        seen: set[str] = set()
-        async with Http(self.manifest.host_limit, retry=self.retry) as http:
-            ctx = self._context(http)
-            for make in makers:
-                try:
-                    async for batch in make(ctx).expand():
-                        for task in batch:
-                            if task.path not in seen:
-                                seen.add(task.path)
+        store = await open_store(self._state_url, self.dest)
+        try:
+            run_id = await store.begin_run()
+            async with Http(self.manifest.host_limit, retry=self.retry) as http:
+                ctx = self._context(http)
+                for make in makers:
+                    try:
+                        async for batch in make(ctx).expand():
+                            for planned in await store.plan(batch, run_id):
                                 files += 1
-                                total += task.size or 0
-                except CredentialsError as exc:
-                    self._refused.append(str(exc))
-                    self._warn(str(exc))
-                except MirrorError as exc:
-                    self._plan_errors.append(str(exc))
-                    self._warn(f"planning failed: {exc}")
+                                total += planned.task.size or 0
+                    except CredentialsError as exc:
+                        self._refused.append(str(exc))
+                        self._warn(str(exc))
+                    except MirrorError as exc:
+                        self._plan_errors.append(str(exc))
+                        self._warn(f"planning failed: {exc}")
+        finally:
+            await store.aclose()
         return files, total
 
     @property

@@ -18,13 +18,15 @@ from ._catalog import Catalog
 from ._ega_state import DEFAULT_EGA_USERS
 from ._faults import Fault
 from ._server import Emulator
+from ._webin_records import DEFAULT_WEBIN_ACCOUNTS
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mirror.emulator",
-        description="Serve emulated archives on loopback: ENA (Portal API + file host), "
-        "MGnify v1, EnteroBase v2.0 and EGA (REST v2 + Data API).",
+        description="Serve emulated archives on loopback: ENA (Portal API, file host, CRAM "
+        "reference registry, Webin REST V2), MGnify v1, EnteroBase v2.0 and EGA (REST v2 + "
+        "Data API).",
     )
     parser.add_argument("--catalog", default="demo", help="'demo' (default) or a catalog JSON")
     parser.add_argument("--faults", type=Path, help="JSON list of faults (or {'faults': [...]})")
@@ -73,6 +75,20 @@ def _parser() -> argparse.ArgumentParser:
         "--ega-no-range", action="store_true", help="EGA REST v2 streams ignore Range: 200"
     )
     parser.add_argument(
+        "--webin-account",
+        action="append",
+        dest="webin_accounts",
+        type=_user,
+        metavar="NAME:PASSWORD",
+        help="a Webin submission account (repeatable; default: Webin-12345:webin-password)",
+    )
+    parser.add_argument(
+        "--webin-poll-pending",
+        type=_non_negative,
+        default=2,
+        help="polls of a queued Webin submission answered 202 before its receipt (default 2)",
+    )
+    parser.add_argument(
         "--today", type=date.fromisoformat, help="the emulator's date (YYYY-MM-DD) for reldate"
     )
     parser.add_argument("--ready-file", type=Path, help="write endpoints + pid here once listening")
@@ -93,6 +109,16 @@ def _user(spec: str) -> tuple[str, str]:
     if not colon or not user:
         raise argparse.ArgumentTypeError(f"expected USER:PASSWORD, got {spec!r}")
     return user, password
+
+
+def _non_negative(spec: str) -> int:
+    try:
+        value = int(spec)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a count >= 0, got {spec!r}")
+    return value
 
 
 def _load_catalog(spec: str) -> Catalog:
@@ -144,6 +170,8 @@ async def _serve(args: argparse.Namespace, catalog: Catalog, faults: list[Fault]
         ega_session_idle=args.ega_session_idle,
         ega_token_ttl=args.ega_token_ttl,
         ega_range_support=not args.ega_no_range,
+        webin_accounts=dict(args.webin_accounts) if args.webin_accounts else DEFAULT_WEBIN_ACCOUNTS,
+        webin_poll_pending=args.webin_poll_pending,
     )
     async with emulator:
         ready = json.dumps({"endpoints": emulator.endpoints, "pid": os.getpid()})

@@ -1,4 +1,5 @@
-"""The catalog: what the emulated archives hold (ENA runs and files, MGnify, EnteroBase, EGA)."""
+"""The catalog: what the emulated archives hold (ENA runs, files and CRAM references, MGnify,
+EnteroBase, EGA)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._cram_records import CramReference, generate_cram_references
 from ._ega_records import EgaDataset, EgaFile
 from ._enterobase_records import EnterobaseAssembly, generate_assemblies
 from ._generated import GeneratedStudy
@@ -69,7 +71,8 @@ class Catalog:
     MGnify studies are looked up by MGYS or ERP accession, analyses by MGYA.
     EnteroBase records only seed the emulator's live store (``emu.enterobase_release``
     adds to that, not to the frozen catalog). EGA datasets (EGAD…) and their files
-    (EGAF…) serve both EGA protocols.
+    (EGAF…) serve both EGA protocols. CRAM references are looked up by the MD5 or
+    SHA1 of their uppercase bases.
     """
 
     runs: tuple[EnaRun, ...] = ()
@@ -78,6 +81,7 @@ class Catalog:
     mgnify_studies: tuple[MgnifyStudy, ...] = ()
     enterobase_assemblies: tuple[EnterobaseAssembly, ...] = ()
     ega_datasets: tuple[EgaDataset, ...] = ()
+    cram_references: tuple[CramReference, ...] = ()
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -95,6 +99,9 @@ class Catalog:
         strains = {(r.database, r.strain_barcode) for r in self.enterobase_assemblies}
         if not len(barcodes) == len(strains) == len(self.enterobase_assemblies):
             raise ValueError("duplicate EnteroBase assembly or strain barcode in catalog")
+        # Names only: checksums are computed on the first lookup, not for every catalog.
+        if len({ref.name for ref in self.cram_references}) != len(self.cram_references):
+            raise ValueError("duplicate CRAM reference name in catalog")
 
     def _records(self) -> Iterator[EnaRun | EnaAnalysis]:
         yield from self.runs
@@ -136,6 +143,24 @@ class Catalog:
                     raise ValueError(f"duplicate EGA accession {key} in catalog")
                 index[key] = record
         return index
+
+    @functools.cached_property
+    def _cram(self) -> dict[str, CramReference]:
+        # One index for both: an MD5 is 32 hex digits, a SHA1 40, so keys never clash.
+        index: dict[str, CramReference] = {}
+        for ref in self.cram_references:
+            index.setdefault(ref.md5, ref)
+            index.setdefault(ref.sha1, ref)
+        return index
+
+    def cram_by_md5(self, md5: str) -> CramReference | None:
+        """The reference whose uppercase bases have this MD5 (hex, any case), or None."""
+        key = md5.strip().lower()
+        return self._cram.get(key) if len(key) == 32 else None
+
+    def cram_by_sha1(self, sha1: str) -> CramReference | None:
+        key = sha1.strip().lower()
+        return self._cram.get(key) if len(key) == 40 else None
 
     def ega_dataset(self, accession: str) -> EgaDataset | None:
         found = self._ega.get(accession.strip().upper())
@@ -209,7 +234,8 @@ class Catalog:
 
         ENA: 8 runs in 4 studies, 1 analysis, 21 files (1 KiB–3 MiB). MGnify: study
         MGYS00005001 (3 analyses, 12 downloads). EnteroBase: 12 senterica records.
-        EGA: dataset EGAD00010000805 (3 files, ~440 KiB in all).
+        EGA: dataset EGAD00010000805 (3 files, ~440 KiB in all). CRAM registry: MT
+        (16,569 bases), phiX174 (5,386) and chr22_part (1 MiB + 3).
         """
         from ._demo import demo_catalog
 
@@ -279,6 +305,23 @@ class Catalog:
             )
         )
 
+    @classmethod
+    def generate_cram(
+        cls,
+        count: int = 5,
+        length: int = 64 * 1024,
+        seed: int = 0,
+        *,
+        prefix: str = "chr",
+        size_spread: float = 0.0,
+    ) -> Catalog:
+        """``count`` generated CRAM references (see ``generate_cram_references``)."""
+        return cls(
+            cram_references=generate_cram_references(
+                count, length, seed, prefix=prefix, size_spread=size_spread
+            )
+        )
+
     def merge(self, *others: Catalog) -> Catalog:
         """One catalog holding the records of this one and of ``others``."""
         joined = {
@@ -325,6 +368,7 @@ class Catalog:
             "mgnify_studies": [study.to_dict() for study in self.mgnify_studies],
             "enterobase_assemblies": [r.to_dict() for r in self.enterobase_assemblies],
             "ega_datasets": [dataset.to_dict() for dataset in self.ega_datasets],
+            "cram_references": [ref.to_dict() for ref in self.cram_references],
         }
 
     @classmethod
@@ -342,4 +386,7 @@ class Catalog:
                 EnterobaseAssembly.from_dict(item) for item in data.get("enterobase_assemblies", ())
             ),
             ega_datasets=tuple(EgaDataset.from_dict(item) for item in data.get("ega_datasets", ())),
+            cram_references=tuple(
+                CramReference.from_dict(item) for item in data.get("cram_references", ())
+            ),
         )

@@ -14,6 +14,7 @@ from ._ega_state import EgaState
 from ._enterobase_records import Clock, EnterobaseStore
 from ._faults import Fault, FaultSet
 from ._log import Exchange, RequestLog
+from ._webin_state import WebinState
 
 __all__ = [
     "CONTEXT",
@@ -91,6 +92,7 @@ class Context:
         options: Options,
         clock: Clock | None = None,
         ega: EgaState | None = None,
+        webin: WebinState | None = None,
     ) -> None:
         self.catalog = catalog
         self.faults = faults
@@ -99,6 +101,7 @@ class Context:
         self.clock = clock or Clock()
         self.enterobase = EnterobaseStore(catalog.enterobase_assemblies)
         self.ega = ega if ega is not None else EgaState(catalog.ega_datasets)
+        self.webin = webin if webin is not None else WebinState()
         limit = options.portal_rate_limit
         self.portal_window = SlidingWindow(limit) if limit is not None else None
         limit = options.enterobase_rate_limit

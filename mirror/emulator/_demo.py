@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 
 from ._catalog import Catalog
+from ._cram_records import CramReference
 from ._ega_records import EgaDataset, EgaFile
 from ._enterobase_records import generate_assemblies
 from ._layout import analysis_dir, fastq_dir, run_dir, sra_path
@@ -63,6 +64,16 @@ def _ega_demo() -> EgaDataset:
             EgaFile(file_id=file_id, file_name=name, size=size, dataset=dataset)
             for file_id, name, size in files
         ),
+    )
+
+
+def _cram_demo() -> tuple[CramReference, ...]:
+    # Real references' lengths (human mitochondrion, phiX174), and one just past
+    # 1 MiB so that ranges and resumes cross the file host's block size.
+    return (
+        CramReference(name="MT", length=16_569),
+        CramReference(name="phiX174", length=5_386),
+        CramReference(name="chr22_part", length=MIB + 3),
     )
 
 
@@ -203,4 +214,5 @@ def demo_catalog() -> Catalog:
             fasta_size=(2048, 16384),
         ),
         ega_datasets=(_ega_demo(),),
+        cram_references=_cram_demo(),
     )

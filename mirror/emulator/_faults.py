@@ -41,8 +41,11 @@ class Fault:
     ``probability`` draws from the emulator's seeded RNG, so a run is reproducible. On
     the Portal API (chunked bodies of unknown length) only status, gzip_header, slow,
     reset and truncate apply; on MGnify's, EnteroBase's and EGA's JSON answers 'short'
-    too; EGA's streams and plain files take every kind. A cut fires only if the body
-    is longer than ``after_bytes``.
+    too; EGA's streams and plain files and the CRAM registry's sequences take every
+    kind. On Webin a status fault answers before anything is processed (nothing is
+    submitted); reset, truncate, short, slow and gzip_header hit the receipt after the
+    submission is processed (it is made, the client may never see its receipt). A cut
+    fires only if the body is longer than ``after_bytes``.
     """
 
     kind: FaultKind

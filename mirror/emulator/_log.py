@@ -41,10 +41,10 @@ class LogEntry:
     fault applied (``"rate_limit"`` for the portal's own 429 and EnteroBase's own
     503), or None. ``form`` is the raw body of a POST (a /search
     ``includeAccessions`` batch), else None; it stays None on the EGA host, whose
-    POSTs carry passwords and rekeys. ``query`` has the values of SECRET_PARAMETERS
-    (EGA's ``session=``, ``pass=``) replaced by ``***``. Request headers are never
-    logged, so no credential (EnteroBase's Basic token, EGA's Basic login or bearer
-    token) reaches the log.
+    POSTs carry passwords and rekeys, and for Webin submissions. ``query`` has the
+    values of SECRET_PARAMETERS (EGA's ``session=``, ``pass=``) replaced by ``***``.
+    Request headers are never logged, so no credential (EnteroBase's Basic token,
+    EGA's Basic login or bearer token, a Webin password) reaches the log.
     """
 
     t: float

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import Collection
 
 from aiohttp import web
 
@@ -124,18 +125,22 @@ async def send_document(
     status: int = 200,
     content_type: str = "application/json",
     headers: dict[str, str] | None = None,
+    kinds: Collection[str] | None = None,
 ) -> web.StreamResponse:
     """Send a whole JSON answer, with the faults a metadata call can meet.
 
     ``status`` and ``gzip_header`` apply to any answer; ``reset``, ``truncate`` and
     ``short`` cut the body after ``after_bytes`` (if it is longer), so a client sees
-    a half JSON document; ``slow`` paces it.
+    a half JSON document; ``slow`` paces it. ``kinds`` limits the faults that may
+    apply (None: all): Webin decides its status faults before it processes anything.
     """
     ctx = request.config_dict[CONTEXT]
     exchange = request[EXCHANGE]
     has_body = request.method != "HEAD"
 
     def applicable(fault: Fault) -> bool:
+        if kinds is not None and fault.kind not in kinds:
+            return False
         if fault.kind in ("status", "gzip_header"):
             return True
         if not has_body:

@@ -5,45 +5,49 @@ from __future__ import annotations
 import datetime
 import os
 import socket
-import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from ._catalog import Catalog
 from ._content import content_bytes, md5_of, sha1_of
-from ._context import CONTEXT, EXCHANGE, Context, Options
+from ._context import CONTEXT, Context, Options
+from ._cram import CRAM_PREFIX, build_cram_app
 from ._ega import ACCESS_PREFIX, DATA_PREFIX, DOWNLOAD_PREFIX, TOKEN_PATH, add_ega_routes
 from ._ega_controls import EgaControls
 from ._ega_state import DEFAULT_EGA_USERS, EgaState
 from ._ena import PORTAL_PREFIX, build_portal_app
+from ._ena_controls import EnaControls
 from ._enterobase import ENTEROBASE_PREFIX, add_enterobase_routes
 from ._enterobase_records import Clock, EnterobaseAssembly, fasta_bytes
 from ._faults import Fault, FaultSet
 from ._files import add_file_routes
 from ._layout import FTP_HOST
-from ._log import Exchange, LogEntry, RequestLog, redact_query
+from ._log import LogEntry, RequestLog
 from ._mgnify import MGNIFY_PREFIX, build_mgnify_app
 from ._mgnify_records import MgnifyDownload, download_key
+from ._middleware import record
 from ._records import EnaFile
+from ._webin import WEBIN_PREFIX, build_webin_app
+from ._webin_records import DEFAULT_WEBIN_ACCOUNTS
+from ._webin_state import WebinState
 
 __all__ = ["Emulator"]
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _www(app: web.Application) -> None:
     app.add_subapp(PORTAL_PREFIX, build_portal_app())
     app.add_subapp(MGNIFY_PREFIX, build_mgnify_app())
+    app.add_subapp(CRAM_PREFIX, build_cram_app())
+    app.add_subapp(WEBIN_PREFIX, build_webin_app())
 
 
 # Each emulated host is a separate app on a separate port, because the engine
 # rate-limits per host:port as it must against the real services. More services join
-# a host by mounting their app here (the CRAM registry and Webin will sit on "www");
-# more hosts are more entries. EGA's access, download and Data API servers share
-# one host: its rate limits are per user, not per server.
+# a host by mounting their app here; more hosts are more entries. EGA's access,
+# download and Data API servers share one host: its rate limits are per user, not
+# per server.
 _HOSTS: Mapping[str, Callable[[web.Application], None]] = {
     "www": _www,
     "ftp": add_file_routes,
@@ -61,58 +65,26 @@ _ENDPOINTS: Mapping[str, tuple[str, str]] = {
     "ega_download": ("ega", DOWNLOAD_PREFIX),
     "ega_auth": ("ega", TOKEN_PATH),
     "ega_data": ("ega", DATA_PREFIX),
+    "cram_registry": ("www", CRAM_PREFIX),
+    "webin": ("www", WEBIN_PREFIX),
 }
-# Hosts whose POST bodies are never logged: EGA's carry passwords and rekeys.
-_FORMLESS_HOSTS = frozenset({"ega"})
 _SHUTDOWN_TIMEOUT = 2.0
+# Request bodies up to this size: Webin takes documents of up to 15 MB (aiohttp's
+# default is 1 MiB), and a Portal includeAccessions batch can be long too.
+_MAX_BODY = 32 * 1024 * 1024
 
 
-def _record(host: str) -> Middleware:
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        ctx = request.config_dict[CONTEXT]
-        exchange = Exchange(
-            t=time.time(),
-            host=host,
-            method=request.method,
-            path=request.path,
-            # EGA's ?session= and ?pass= values are secrets: logged as ***.
-            query=redact_query(request.query_string),
-            range=request.headers.get("Range"),
-        )
-        request[EXCHANGE] = exchange
-        slot = ctx.log.reserve()
-        status: int | None = None
-        try:
-            if request.method == "POST" and host not in _FORMLESS_HOSTS:
-                # aiohttp caches the body, so the handler's request.post() still works.
-                exchange.form = (await request.read()).decode("utf-8", "replace")
-            response = await handler(request)
-            status = response.status
-            if isinstance(response, web.Response) and request.method != "HEAD":
-                # Whole-body answers are sent after we return; their size is known.
-                exchange.bytes += response.content_length or 0
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            exchange.bytes += len(exc.text.encode()) if exc.text else 0
-            raise
-        finally:
-            final = status if status is not None else exchange.status
-            ctx.log.fill(slot, exchange.entry(final if final is not None else 500))
-
-    return middleware
-
-
-class Emulator(EgaControls):
+class Emulator(EgaControls, EnaControls):
     """The archives on loopback, one port per host.
 
-    ``www``: ENA's Portal API and MGnify's v1 API; ``ftp``: ENA's file tree;
+    ``www``: ENA's Portal API, CRAM reference registry and Webin REST V2 submission
+    service, and MGnify's v1 API; ``ftp``: ENA's file tree;
     ``enterobase``: EnteroBase's API v2.0 and its FASTA downloads; ``ega``: EGA's REST
     API v2 (access and download servers) and its current Data API (token, metadata,
     plain files). Use as ``async with Emulator(Catalog.demo()) as emu:`` and point
     clients at ``emu.endpoints[...]`` (``ena_portal``, ``ena_files``, ``mgnify``,
-    ``enterobase``, ``ega_access``, ``ega_download``, ``ega_auth``, ``ega_data``).
+    ``enterobase``, ``ega_access``, ``ega_download``, ``ega_auth``, ``ega_data``,
+    ``cram_registry``, ``webin``).
     Faults can be added and cleared while it runs; ``emu.log`` lists every request in
     arrival order.
 
@@ -149,6 +121,9 @@ class Emulator(EgaControls):
         ega_range_support: False makes REST v2 streams ignore Range (200, whole);
             the Data API always honours it.
         ega_wrong_results: file IDs whose ``/results`` report a wrong MD5.
+        webin_accounts: Webin submission accounts, name (``Webin-…``) → password.
+        webin_poll_pending: polls of a queued submission answered 202 before its
+            receipt comes (each submission's own count).
     """
 
     def __init__(
@@ -178,6 +153,8 @@ class Emulator(EgaControls):
         ega_ticket_ttl: float = 7 * 86400.0,
         ega_range_support: bool = True,
         ega_wrong_results: Iterable[str] = (),
+        webin_accounts: Mapping[str, str] = DEFAULT_WEBIN_ACCOUNTS,
+        webin_poll_pending: int = 2,
     ) -> None:
         self.catalog = catalog if catalog is not None else Catalog.demo()
         self.faults = FaultSet(faults, seed=seed)
@@ -212,6 +189,7 @@ class Emulator(EgaControls):
             options=options,
             clock=self._clock,
             ega=ega,
+            webin=WebinState(webin_accounts, poll_pending=webin_poll_pending),
         )
         unknown = set(ports or {}) - set(_HOSTS)
         if unknown:
@@ -227,7 +205,7 @@ class Emulator(EgaControls):
         self._log.open_file()
         try:
             for name, register in _HOSTS.items():
-                app = web.Application(middlewares=[_record(name)])
+                app = web.Application(middlewares=[record(name)], client_max_size=_MAX_BODY)
                 app[CONTEXT] = self._context
                 register(app)
                 runner = web.AppRunner(
@@ -272,7 +250,8 @@ class Emulator(EgaControls):
         """Base URLs: ``ena_portal`` (…/ena/portal/api), ``ena_files`` (the vol1 root),
         ``mgnify`` (…/metagenomics/api/v1), ``enterobase`` (…/api/v2.0), ``ega_access``
         (…/ega/rest/access/v2), ``ega_download`` (…/ega/rest/download/v2), ``ega_auth``
-        (…/ega-openid-connect-server/token) and ``ega_data`` (…/v2)."""
+        (…/ega-openid-connect-server/token), ``ega_data`` (…/v2), ``cram_registry``
+        (…/ena/cram) and ``webin`` (…/ena/submit/webin-v2)."""
         if not self._bound:
             raise RuntimeError("emulator not started")
         return {
