@@ -116,7 +116,7 @@ def _git(repo: Path, *args: str) -> str:
         )
     except OSError:
         return ""
-    return done.stdout.strip()
+    return done.stdout.rstrip()
 
 
 def machine_info(tools: dict[str, str], repo: Path) -> dict[str, Any]:
@@ -145,6 +145,6 @@ def machine_info(tools: dict[str, str], repo: Path) -> dict[str, Any]:
             name: {"path": path, "version": _first_line([path, *versions.get(name, [])])}
             for name, path in tools.items()
         },
-        "git_commit": _git(repo, "rev-parse", "HEAD"),
+        "git_commit": _git(repo, "rev-parse", "HEAD").strip(),
         "git_dirty": _git(repo, "status", "--short", "--untracked-files=no").splitlines(),
     }

@@ -45,6 +45,17 @@ def profile_command(py_spy: str, argv: list[str], raw: Path) -> list[str]:
     ]
 
 
+#: Leaf frames of threads that wait rather than work. py-spy's idle detection misses
+#: pool threads parked in ``SimpleQueue.get`` (a C call), so they are dropped here;
+#: ``--gil`` is no better on this Python (it credits the GIL to those threads too).
+_IDLE_LEAVES = (
+    "_worker (concurrent/futures/thread.py",
+    "wait (threading.py",
+    "Condition.wait (threading.py",
+    "Event.wait (threading.py",
+)
+
+
 def _function(frame: str) -> str:
     m = _FRAME.match(frame.strip())
     if m is None:
@@ -58,6 +69,9 @@ class Profile:
     threads: Counter[str] = field(default_factory=Counter)
     self_time: Counter[str] = field(default_factory=Counter)
     inclusive: Counter[str] = field(default_factory=Counter)
+    #: Self samples of the event-loop thread by source line.
+    loop_lines: Counter[str] = field(default_factory=Counter)
+    idle: int = 0
 
     def to_dict(self, top: int = 25) -> dict[str, Any]:
         def pct(c: Counter[str]) -> list[tuple[str, float]]:
@@ -69,19 +83,22 @@ class Profile:
             "threads_pct": pct(self.threads),
             "self_pct": pct(self.self_time),
             "inclusive_pct": pct(self.inclusive),
+            "event_loop_lines_pct": pct(self.loop_lines),
+            "idle_samples_dropped": self.idle,
         }
 
     def text(self, top: int = 15) -> str:
         if not self.samples:
             return "  (no samples)"
         lines = [
-            f"  {self.samples} samples at {RATE} Hz holding the GIL "
-            f"({self.samples / RATE:.2f} s of Python-level CPU, profiler overhead included)"
+            f"  {self.samples} busy samples at {RATE} Hz over all threads "
+            f"({self.idle} idle pool-thread samples dropped); % of busy samples"
         ]
         for title, counter in (
             ("threads", self.threads),
             ("self", self.self_time),
             ("inclusive", self.inclusive),
+            ("event-loop thread, self by line", self.loop_lines),
         ):
             lines.append(f"  by {title}:")
             for name, n in counter.most_common(top):
@@ -100,7 +117,12 @@ def summarise(raw: Path) -> Profile:
         frames = stack.split(";")
         thread = frames[0] if frames[0].startswith(("thread", "process")) else "?"
         calls = [f for f in frames if not f.startswith(("thread", "process"))]
+        if calls and calls[-1].startswith(_IDLE_LEAVES):
+            prof.idle += n
+            continue
         prof.samples += n
+        if calls and thread.endswith("MainThread"):
+            prof.loop_lines[calls[-1]] += n
         prof.threads[thread] += n
         if calls:
             prof.self_time[_function(calls[-1])] += n

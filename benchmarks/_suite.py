@@ -167,7 +167,7 @@ class Suite:
     def profile(self, key: str, dataset: Dataset, runner: Runner) -> None:
         """Two more runs of ``runner`` (not counted in the table), each verified.
 
-        One under ``py-spy record --gil`` (where the Python-level CPU goes), one under
+        One under ``py-spy record`` (busy samples by thread, function and line), one under
         :mod:`benchmarks._probe` (CPU per thread, and every hop to a thread timed).
         """
         if self.py_spy is None or self.profile_dir is None:
@@ -179,7 +179,7 @@ class Suite:
         verify(runner.name, ((runner.location(out, f), f.size, f.md5) for f in dataset.files))
         self.discard(out, last=False)
         entry: dict[str, Any] = {"tool": runner.name, "raw": str(raw), **prof.to_dict()}
-        self.say(f"  {key} py-spy --gil of {runner.name} ({raw}):\n{prof.text()}")
+        self.say(f"  {key} py-spy of {runner.name} ({raw}):\n{prof.text()}")
         command = runner.command(out)
         if command[: len(self.mirror)] == self.mirror:
             out = self.fresh(key, f"{runner.slug}-probed")
