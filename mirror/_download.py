@@ -31,7 +31,7 @@ SEGMENT_MIN = 512 << 20
 #: Slice size: EGA's Data API serves at most 100 MiB a request (pyega3's default).
 SLICE = 64 << 20
 #: Connections per segmented file (bounded again by the host's ``connections``).
-SEGMENT_CONNECTIONS = 8
+SEGMENT_CONNECTIONS = 4
 
 
 class Stats:

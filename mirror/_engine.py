@@ -281,8 +281,13 @@ class Engine:
             hooks: FileHooks | None = getattr(source, "hooks", None)
             try:
                 async for batch in source.expand():
-                    for planned in await store.plan(batch, run_id):
-                        await self._enqueue(planned, store, queue, downloader, hooks)
+                    plan = await store.plan(batch, run_id)
+                    # One trip to a thread for every size a batch needs checked.
+                    sizes = await asyncio.to_thread(self._sizes_on_disk, plan)
+                    for planned in plan:
+                        await self._enqueue(
+                            planned, store, queue, downloader, hooks, sizes.get(planned.task.path)
+                        )
             except CredentialsError as exc:
                 self._refused.append(f"{source.name}: {exc}")
                 self._warn(f"{source.name}: {exc}")
@@ -309,6 +314,7 @@ class Engine:
         queue: asyncio.Queue[_Item | None],
         downloader: Downloader,
         hooks: FileHooks | None,
+        size: int | None,
     ) -> None:
         task = planned.task
         self.stats.planned += 1
@@ -318,8 +324,6 @@ class Engine:
             await downloader.fail(task, task.error, hooks)
             return
         if planned.status is TaskStatus.VERIFIED:
-            final = final_path(self.dest, task.path, task.root)
-            size = await asyncio.to_thread(_size_of, final)
             if size is not None and size == planned.bytes:
                 # Verified in an earlier run and still there: no request at all.
                 self.stats.verified += 1
@@ -342,6 +346,14 @@ class Engine:
             )
             await store.mark_pending(task.path)
         await queue.put((task, hooks))
+
+    def _sizes_on_disk(self, plan: list[PlannedFile]) -> dict[str, int | None]:
+        """Sizes of the files the store says are verified (blocking: run in a thread)."""
+        return {
+            p.task.path: _size_of(final_path(self.dest, p.task.path, p.task.root))
+            for p in plan
+            if p.status is TaskStatus.VERIFIED
+        }
 
     async def _worker(self, queue: asyncio.Queue[_Item | None], downloader: Downloader) -> None:
         while (item := await queue.get()) is not None:

@@ -25,7 +25,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from ._exceptions import (
     ChecksumMismatch,
@@ -51,9 +51,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Bytes gathered before one write+hash hop to a thread.
 BATCH = 4 << 20
+#: Files at least this large keep their ETag/Last-Modified for an If-Range resume.
+VALIDATE_FROM = 16 << 20
 _READ = 8 << 20
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
@@ -151,9 +154,28 @@ class _Sink:
         self.started_at = 0
         self._file: BinaryIO | None = None
 
+    @property
+    def is_open(self) -> bool:
+        return self._file is not None
+
+    def open(self, size: int | None) -> int:
+        """Make the directory, then resume the ``.part`` (or start it): bytes held."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A .part left by a segmented download is full-size with holes: not a prefix.
+        _drop_segmented(self.path)
+        held = self.resume()
+        if size is not None and held > size:
+            self.restart()
+            held = 0
+        return held
+
     def resume(self) -> int:
         """Open the existing ``.part`` for appending and hash what it holds."""
-        self._file = self.path.open("r+b" if self.path.exists() else "w+b")
+        try:
+            self._file = self.path.open("r+b")
+        except FileNotFoundError:
+            self._file = self.path.open("w+b")
+            return 0
         while chunk := self._file.read(_READ):
             self._update(chunk)
         self.started_at = self.size
@@ -162,17 +184,19 @@ class _Sink:
     def restart(self) -> None:
         if self._file is None:
             self._file = self.path.open("w+b")
-        self._file.seek(0)
-        self._file.truncate()
+        elif self.size:
+            self._file.seek(0)
+            self._file.truncate()
         self.md5 = hashlib.md5()
         self.sha1 = hashlib.sha1() if self.sha1 is not None else None
         self.size = 0
         self.started_at = 0
 
-    def write(self, data: bytes | bytearray) -> None:
+    def write(self, chunks: list[bytes]) -> None:
         assert self._file is not None
-        self._file.write(data)
-        self._update(data)
+        for data in chunks:
+            self._file.write(data)
+            self._update(data)
 
     def _update(self, data: bytes | bytearray) -> None:
         self.md5.update(data)
@@ -202,16 +226,10 @@ async def fetch(
     so the next attempt (or the next run) resumes from it. Bytes that cannot be
     trusted (a checksum mismatch, a changed remote file) are dropped first.
     """
-    part = part_path(final)
-    await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
-    # A .part left by a segmented download is full-size with holes: not a prefix.
-    await asyncio.to_thread(_drop_segmented, part)
-    sink = _Sink(part, sha1=task.verify == "sha1")
+    sink = _Sink(part_path(final), sha1=task.verify == "sha1")
     try:
-        offset = await asyncio.to_thread(sink.resume)
-        if task.size is not None and offset > task.size:
-            await asyncio.to_thread(sink.restart)
-            offset = 0
+        # One trip to a thread for all the file work before the request.
+        offset = await acquire_in_thread(sink.open, task.size)
         received = 0
         if task.size is None or offset < task.size:
             received = await _receive(task, http, validators, sink, offset, progress)
@@ -225,7 +243,8 @@ async def fetch(
         )
         return await finish_part(task, final, got, received, verifier, commit)
     finally:
-        await asyncio.to_thread(sink.close)
+        if sink.is_open:
+            await asyncio.to_thread(sink.close)
 
 
 async def _receive(
@@ -264,7 +283,8 @@ async def _receive(
                 f"lists {task.size}",
                 url=task.url,
             )
-        if offset == 0:
+        if offset == 0 and (task.size is None or task.size >= VALIDATE_FROM):
+            # Only worth a store write where a resume could save real time.
             tag = resp.headers.get("ETag")
             validator = (
                 tag if tag and not tag.startswith("W/") else resp.headers.get("Last-Modified")
@@ -282,29 +302,34 @@ async def _receive(
 async def _stream(
     chunks: AsyncIterator[bytes], sink: _Sink, progress: Callable[[int], None]
 ) -> int:
-    """Copy ``chunks`` into ``sink``: one batch in the thread while the next arrives."""
+    """Copy ``chunks`` into ``sink``: one batch in the thread while the next arrives.
+
+    Chunks are handed over as a list, not joined: joining would copy every byte once
+    more on the event loop's thread.
+    """
     loop = asyncio.get_running_loop()
     pending: asyncio.Future[None] | None = None
-    buf = bytearray()
-    received = 0
+    batch: list[bytes] = []
+    size = received = 0
     try:
         async for chunk in chunks:
-            buf += chunk
-            if len(buf) >= BATCH:
+            batch.append(chunk)
+            size += len(chunk)
+            if size >= BATCH:
                 if pending is not None:
                     await pending
-                pending = loop.run_in_executor(None, sink.write, buf)
-                received += len(buf)
-                progress(len(buf))
-                buf = bytearray()
+                pending = loop.run_in_executor(None, sink.write, batch)
+                received += size
+                progress(size)
+                batch, size = [], 0
     finally:
         # Whatever arrived is good bytes: keep it for the resume, even on error.
         if pending is not None:
             await pending
-        if buf:
-            await loop.run_in_executor(None, sink.write, buf)
-            received += len(buf)
-            progress(len(buf))
+        if batch:
+            await loop.run_in_executor(None, sink.write, batch)
+            received += size
+            progress(size)
     return received
 
 
@@ -371,6 +396,20 @@ async def finish_part(
 
     await _uncancellable(land())
     return fetched
+
+
+async def acquire_in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a thread, for calls that acquire something (open a file).
+
+    If we are cancelled while the thread runs, the thread still completes: wait
+    for it before re-raising, so the caller's cleanup sees what was acquired.
+    """
+    job = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        await asyncio.gather(job, return_exceptions=True)
+        raise
 
 
 async def _uncancellable(coro: Coroutine[Any, Any, None]) -> None:

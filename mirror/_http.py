@@ -197,10 +197,17 @@ class Response:
             ) from exc
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """Body bytes as they arrive, in whatever sizes the socket gives."""
+        """Body bytes as they arrive, in whatever sizes the socket gives.
+
+        ``readchunk`` hands over aiohttp's buffered pieces one by one, where
+        ``readany`` would first join them (one more copy of every byte).
+        """
         reader = self._raw.content
         with _mapped(self.url):
-            while chunk := await reader.readany():
+            while True:
+                chunk, _ = await reader.readchunk()
+                if not chunk:
+                    return
                 yield chunk
 
     async def lines(self) -> AsyncIterator[str]:
