@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._ega import w6_ega_data_api
 from ._env import ToolMissing, ensure_tools, machine_info
 from ._planning import w4_planning, w5_memory
 from ._profile import find_py_spy
@@ -31,6 +32,7 @@ WORKLOADS: dict[int, tuple[Workload, tuple[str, ...], tuple[str, ...]]] = {
     3: (w3_medium, ("nginx", "aria2c"), ()),
     4: (w4_planning, ("nginx",), ()),
     5: (w5_memory, (), ()),
+    6: (w6_ega_data_api, ("curl",), ()),
 }
 
 
@@ -60,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workloads",
         type=_workloads,
         default=list(WORKLOADS),
-        metavar="1,2,3,4,5",
+        metavar="1,2,3,4,5,6",
         help="which workloads to run (default: all)",
     )
     p.add_argument(

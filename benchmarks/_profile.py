@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,12 +132,18 @@ def summarise(raw: Path) -> Profile:
     return prof
 
 
-def run_profile(py_spy: str, argv: list[str], out: Path, log: Path) -> Profile:
+def run_profile(
+    py_spy: str, argv: list[str], out: Path, log: Path, *, env: Mapping[str, str] | None = None
+) -> Profile:
     """Record ``argv`` once to ``out.raw`` (summarised) and return the summary."""
     raw = out.with_suffix(".raw")
     out.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as f:
         subprocess.run(
-            profile_command(py_spy, argv, raw), stdout=f, stderr=subprocess.STDOUT, check=True
+            profile_command(py_spy, argv, raw),
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            check=True,
+            env=dict(env) if env is not None else None,
         )
     return summarise(raw)

@@ -1,4 +1,5 @@
-"""The servers the suite starts on 127.0.0.1: nginx for files, the emulator for the Portal API.
+"""The servers the suite starts on 127.0.0.1: nginx for files, the emulator for the Portal API
+(and, in W6, for EGA's Data API and the file itself).
 
 Each is started in its own process with its own files under the work directory, and
 stopped by the PID it wrote (never by name).
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -181,11 +183,15 @@ class Nginx:
 
 
 class Emulator:
-    """``python -m mirror.emulator`` for a catalog, with a JSON-lines request log."""
+    """``python -m mirror.emulator`` for a catalog, with a JSON-lines request log.
 
-    def __init__(self, catalog: dict[str, Any], workdir: Path) -> None:
+    ``args`` are more command-line options (``--ega-user …``).
+    """
+
+    def __init__(self, catalog: dict[str, Any], workdir: Path, *, args: Sequence[str] = ()) -> None:
         self.workdir = workdir.resolve()
         self.catalog = catalog
+        self.args = tuple(args)
         self.log = self.workdir / "requests.jsonl"
         self.endpoints: dict[str, str] = {}
         self.pid = 0
@@ -213,6 +219,7 @@ class Emulator:
                     "0",
                     "--log",
                     str(self.log),
+                    *self.args,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=out,

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ._data import Dataset, FileSpec, verify
+from ._data import FileSpec, verify
 from ._measure import Measurement, run_measured
 from ._probe import summary as probe_summary
 from ._profile import run_profile
 
-__all__ = ["Runner", "Suite", "mirror_command", "write_manifest"]
+__all__ = ["Around", "FileSet", "Runner", "Suite", "mirror_command", "write_manifest"]
 
 
 def mirror_command() -> list[str]:
@@ -52,6 +54,21 @@ def write_manifest(
     return path
 
 
+class FileSet(Protocol):
+    """What a head-to-head downloads: the files every run must leave, and their bytes."""
+
+    @property
+    def files(self) -> Sequence[FileSpec]: ...
+
+    @property
+    def bytes(self) -> int: ...
+
+
+#: Entered around each measured run; the dict it yields, filled by its exit, goes into
+#: the run's ``Measurement.extra`` (W6: the emulator's CPU, the run's clock window).
+Around = Callable[[], AbstractContextManager[dict[str, Any]]]
+
+
 @dataclass(frozen=True)
 class Runner:
     """One tool in a head-to-head: its command for an output directory, and its layout."""
@@ -59,6 +76,11 @@ class Runner:
     name: str
     command: Callable[[Path], list[str]]
     location: Callable[[Path, FileSpec], Path]
+    #: Environment variables added for this tool's runs (W6: EGA credentials).
+    env: Mapping[str, str] | None = None
+
+    def environ(self) -> dict[str, str] | None:
+        return {**os.environ, **self.env} if self.env else None
 
     @property
     def slug(self) -> str:
@@ -136,9 +158,17 @@ class Suite:
             shutil.rmtree(path, ignore_errors=True)
 
     def alternate(
-        self, key: str, dataset: Dataset, runners: Sequence[Runner]
+        self,
+        key: str,
+        dataset: FileSet,
+        runners: Sequence[Runner],
+        *,
+        around: Around | None = None,
     ) -> dict[str, list[Measurement]]:
-        """Run every tool once per repetition, in turn (A B C A B C …), verifying each run."""
+        """Run every tool once per repetition, in turn (A B C A B C …), verifying each run.
+
+        ``around``, if given, is entered around each measured run (see :data:`Around`).
+        """
         results: dict[str, list[Measurement]] = {r.name: [] for r in runners}
         if dataset.bytes >= BALLAST_ABOVE:
             self.ballast[key] = ballast(self.work / "runs" / key / "ballast", dataset.bytes)
@@ -146,9 +176,15 @@ class Suite:
             for runner in runners:
                 out = self.fresh(key, runner.slug)
                 os.sync()  # start from no dirty pages: the last run's writeback is not ours
-                m = run_measured(
-                    runner.name, runner.command(out), log=self.log(key, f"{runner.slug}-{rep}")
-                )
+                watch = around() if around is not None else _nothing()
+                with watch as observed:
+                    m = run_measured(
+                        runner.name,
+                        runner.command(out),
+                        log=self.log(key, f"{runner.slug}-{rep}"),
+                        env=runner.environ(),
+                    )
+                m.extra.update(observed)
                 checked = verify(
                     runner.name,
                     ((runner.location(out, f), f.size, f.md5) for f in dataset.files),
@@ -164,7 +200,7 @@ class Suite:
             self.profile(key, dataset, runners[0])
         return results
 
-    def profile(self, key: str, dataset: Dataset, runner: Runner) -> None:
+    def profile(self, key: str, dataset: FileSet, runner: Runner) -> None:
         """Two more runs of ``runner`` (not counted in the table), each verified.
 
         One under ``py-spy record`` (busy samples by thread, function and line), one under
@@ -175,7 +211,9 @@ class Suite:
         self.profile_dir.mkdir(parents=True, exist_ok=True)
         out = self.fresh(key, f"{runner.slug}-profiled")
         raw = self.profile_dir / f"{key}-{runner.slug}.raw"
-        prof = run_profile(self.py_spy, runner.command(out), raw, self.log(key, "profile"))
+        prof = run_profile(
+            self.py_spy, runner.command(out), raw, self.log(key, "profile"), env=runner.environ()
+        )
         verify(runner.name, ((runner.location(out, f), f.size, f.md5) for f in dataset.files))
         self.discard(out, last=False)
         entry: dict[str, Any] = {"tool": runner.name, "raw": str(raw), **prof.to_dict()}
@@ -190,7 +228,10 @@ class Suite:
                 "probe",
                 [*probe, *command[len(self.mirror) :]],
                 log=self.log(key, "probe"),
-                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+                env={
+                    **(runner.environ() or os.environ),
+                    "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+                },
             )
             verify(runner.name, ((runner.location(out, f), f.size, f.md5) for f in dataset.files))
             self.discard(out, last=False)
@@ -198,3 +239,8 @@ class Suite:
             entry["probe"] = doc
             self.say(probe_summary(doc))
         self.profiles[key] = entry
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[dict[str, Any]]:
+    yield {}

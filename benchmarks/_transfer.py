@@ -13,7 +13,7 @@ from ._data import Dataset, prepare
 from ._measure import Measurement, run_measured
 from ._results import GIB, Row, Target, Unit, WorkloadResult, median_ratio
 from ._servers import Emulator, Nginx
-from ._suite import Runner, Suite, flat_location, mirror_location, write_manifest
+from ._suite import FileSet, Runner, Suite, flat_location, mirror_location, write_manifest
 
 __all__ = ["md5_floor", "w1_big_file", "w2_many_small", "w3_medium"]
 
@@ -67,7 +67,7 @@ def _warm(suite: Suite, key: str, manifest: Path) -> None:
     )
 
 
-def _rows(results: dict[str, list[Measurement]], dataset: Dataset, unit: Unit) -> list[Row]:
+def _rows(results: dict[str, list[Measurement]], dataset: FileSet, unit: Unit) -> list[Row]:
     ours = results[MIRROR]
     rows = []
     for tool, runs in results.items():

@@ -74,7 +74,8 @@ class HostGate:
     ``connections`` requests open at once, and never more than ``rate`` request
     starts in any one-second window. aiolimiter's leaky bucket admits a burst of
     ``rate`` on top of the steady flow, which can put twice ``rate`` into one
-    sliding second; a window of the last ``rate`` start times cannot.
+    sliding second; a window of the last ``rate`` start times cannot. Starts are
+    also spaced at least ``1/rate`` apart (with the window's margin).
 
     A 429 or 503 halves the effective rate (at most once a second) and, when the
     server sends ``Retry-After``, pauses the host that long; each quiet second
@@ -114,8 +115,13 @@ class HostGate:
                 while self._starts and self._starts[0] <= now - WINDOW:
                     self._starts.popleft()
                 wait = self._paused_until - now
-                if self._rate is not None and len(self._starts) >= max(1, int(self._rate)):
-                    wait = max(wait, self._starts[-int(max(1, self._rate))] + WINDOW - now)
+                if self._rate is not None:
+                    # Evenly spaced, not in bursts: a burst queues at the server, and
+                    # the arrivals it spreads out can crowd into the next second.
+                    if self._starts:
+                        wait = max(wait, self._starts[-1] + WINDOW / self._rate - now)
+                    if len(self._starts) >= max(1, int(self._rate)):
+                        wait = max(wait, self._starts[-int(max(1, self._rate))] + WINDOW - now)
                 if wait <= 0:
                     break
                 await asyncio.sleep(wait)
