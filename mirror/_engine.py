@@ -26,7 +26,6 @@ import contextlib
 import functools
 import hashlib
 import logging
-import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,8 +68,6 @@ _Item = tuple[FileTask, "FileHooks | None"]
 
 logger = logging.getLogger(__name__)
 
-#: A file whose digest is wrong this many times in a row is not a transient fault.
-CHECKSUM_ATTEMPTS = 3
 PROGRESS_INTERVAL = 0.5
 
 
@@ -97,7 +94,6 @@ class Engine:
         self.stats = Stats()
         self._plan_errors: list[str] = []
         self._refused: list[str] = []
-        self._rng = random.Random()
 
     # -- public ----------------------------------------------------------------------
 

@@ -84,17 +84,6 @@ class MetadataWriter:
 
         await asyncio.to_thread(write)
 
-    async def append_jsonl(self, relative: str, docs: Sequence[Any]) -> None:
-        path = join_under(self.root, relative)
-
-        def append() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as f:
-                for doc in docs:
-                    f.write(json.dumps(doc, sort_keys=True) + "\n")
-
-        await asyncio.to_thread(append)
-
 
 def _cell(value: str) -> str:
     return value.replace("\t", " ").replace("\n", " ")
