@@ -430,8 +430,7 @@ async def _status(args: argparse.Namespace, err: Console) -> int:
             n, b = counts[status]
             print(f"{status.value:<9} {n:>8} files {human_bytes(b):>12}")
         for f in failed:
-            where = f"{f.root.rstrip('/')}/{f.path}" if f.root else f.path
-            print(f"{where}\tfailed\t{f.reason or ''}")
+            print(f"{f.location}\tfailed\t{f.reason or ''}")
     return EXIT_FAILED if failed or counts[TaskStatus.PENDING][0] else EXIT_OK
 
 

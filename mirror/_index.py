@@ -46,7 +46,7 @@ async def write_index(store: Store, run: int, dest: Path) -> Path:
                     for v in (
                         f.source,
                         f.accession,
-                        f"{f.root.rstrip('/')}/{f.path}" if f.root else f.path,
+                        f.location,
                         str(size),
                         f.md5 or "",
                         redact_url(f.url),

@@ -107,21 +107,7 @@ def test_sigkill_during_a_1gb_ticket_stream_then_rerun(
     emulator_process: Any, tmp_path: Path
 ) -> None:
     size = 1 << 30
-    catalog = Catalog(
-        ega_datasets=(
-            EgaDataset(
-                dataset_id=DATASET,
-                files=(
-                    EgaFile(
-                        file_id="EGAF00000900001",
-                        file_name="/bams/big.bam.cip",
-                        size=size,
-                        dataset=DATASET,
-                    ),
-                ),
-            ),
-        )
-    )
+    catalog = one_file("EGAF00000900001", "/bams/big.bam.cip", size)
     for ranges in (True, False):
         work = tmp_path / ("206" if ranges else "200")
         work.mkdir()
@@ -183,21 +169,7 @@ def test_data_api_2gb_file_in_slices_killed_and_resumed(
     emulator_process: Any, tmp_path: Path
 ) -> None:
     size = 2 << 30
-    catalog = Catalog(
-        ega_datasets=(
-            EgaDataset(
-                dataset_id=DATASET,
-                files=(
-                    EgaFile(
-                        file_id="EGAF00000900002",
-                        file_name="/wgs/sample.cram",
-                        size=size,
-                        dataset=DATASET,
-                    ),
-                ),
-            ),
-        )
-    )
+    catalog = one_file("EGAF00000900002", "/wgs/sample.cram", size)
     # Each slice paced at 100 MB/s: with 8 at once, time enough to kill it mid-way.
     faults = tmp_path / "faults.json"
     slow = Fault(kind="slow", host="ega", match="*/files/*", bytes_per_second=100_000_000)
@@ -251,6 +223,18 @@ def _kill_midway(manifest: Path, env: dict[str, str], held: Callable[[], int], p
     finally:
         proc.wait()
     return held()
+
+
+def one_file(file_id: str, file_name: str, size: int) -> Catalog:
+    """A catalog of one EGA dataset holding one file."""
+    return Catalog(
+        ega_datasets=(
+            EgaDataset(
+                dataset_id=DATASET,
+                files=(EgaFile(file_id=file_id, file_name=file_name, size=size, dataset=DATASET),),
+            ),
+        )
+    )
 
 
 def _files_holding(root: Path, secrets: list[str]) -> list[Path]:

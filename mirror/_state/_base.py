@@ -32,6 +32,11 @@ class StoredFile:
     #: Set when the file lives outside ``dest`` (reference cache): its directory.
     root: str | None = None
 
+    @property
+    def location(self) -> str:
+        """``path`` relative to ``dest``, or absolute when the file lives under ``root``."""
+        return f"{self.root.rstrip('/')}/{self.path}" if self.root else self.path
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PlannedFile:
