@@ -31,7 +31,8 @@ class Fault:
       shorter than they should be: it looks complete, only a size check catches it.
     - ``corrupt``: one byte flipped at file offset ``offset`` (default: the middle);
       applies only to a response whose range covers that offset.
-    - ``slow``: the body is paced at ``bytes_per_second``.
+    - ``slow``: the body is paced at ``bytes_per_second``; on files, with ``offset``,
+      only a response whose range covers that offset (one slow slice).
     - ``no_range``: the Range header is ignored: 200 and the full body.
     - ``gzip_header``: ``Content-Encoding: gzip`` on an unchanged body.
 

@@ -172,6 +172,8 @@ async def send_blob(
             return fault.after_bytes < plan.end - plan.start
         if kind == "corrupt":
             return plan.start <= fault.corrupt_offset(size) < plan.end
+        if kind == "slow" and fault.offset is not None:
+            return plan.start <= fault.offset < plan.end  # one slow slice of a file
         return kind == "slow"
 
     fault = ctx.faults.pick(host=host, path=request.path, applicable=applicable)

@@ -1,0 +1,114 @@
+"""Parallel Range slices against the emulator: a slow slice, a resume from a scattered sidecar."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mirror import _segments
+from mirror._config import HostLimit
+from mirror._http import Http
+from mirror._models import FileTask
+from mirror.emulator import Catalog, Emulator, EnaFile, EnaRun, Fault, md5_of
+
+SIZE = 12 << 20
+SLICE = 1 << 20
+PATH = "vol1/fastq/ERR600/001/ERR6000001/ERR6000001.fastq.gz"
+
+
+def catalog() -> Catalog:
+    run = EnaRun(
+        accession="ERR6000001",
+        experiment="ERX6000001",
+        sample="SAMEA6000001",
+        secondary_sample="ERS6000001",
+        study="PRJEB60001",
+        secondary_study="ERP160001",
+        library_layout="SINGLE",
+        fastq=(EnaFile(path=PATH, size=SIZE),),
+    )
+    return Catalog(runs=(run,))
+
+
+def task(emu: Emulator) -> FileTask:
+    return FileTask(
+        source="ena",
+        accession="ERR6000001",
+        url=emu.file_url(PATH),
+        path="ERR6000001.fastq.gz",
+        size=SIZE,
+        checksum=md5_of(PATH, SIZE),
+    )
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Slices of 1 MiB written 64 KiB at a time: the real sizes scaled down 64-fold.
+    monkeypatch.setattr(_segments, "SLICE_BATCH", 64 << 10)
+
+
+def limits(_host: str) -> HostLimit:
+    return HostLimit(connections=8)
+
+
+async def test_resume_with_far_slices_done_and_the_first_one_not_finishes(
+    tmp_path: Path, small_batches: None
+) -> None:
+    # A killed run left every slice but the first complete, the first a quarter done:
+    # only the rest of that one slice is asked for, and the file hashes whole.
+    async with Emulator(catalog()) as emu, Http(limits) as http:
+        body = emu.file_bytes(PATH)
+        final = tmp_path / "out" / "ERR6000001.fastq.gz"
+        final.parent.mkdir()
+        part = final.with_name(final.name + ".part")
+        count = SIZE // SLICE
+        done = [SLICE // 4] + [SLICE] * (count - 1)
+        part.with_name(part.name + ".slices").write_text(
+            json.dumps({"size": SIZE, "slice": SLICE, "done": done})
+        )
+        part.write_bytes(body[: SLICE // 4] + b"\0" * (SLICE - SLICE // 4) + body[SLICE:])
+        got = await asyncio.wait_for(
+            _segments.fetch_segmented(task(emu), final, http, connections=4, slice_size=SLICE),
+            timeout=30,
+        )
+        await emu.wait_idle()
+        ranges = [e.range for e in emu.log if e.path.endswith(".fastq.gz")]
+    assert got.md5 == md5_of(PATH, SIZE)
+    assert final.read_bytes() == body
+    assert ranges == [f"bytes={SLICE // 4}-{SLICE - 1}"]
+    assert not part.exists()
+    assert not part.with_name(part.name + ".slices").exists()
+
+
+async def test_a_slow_first_slice_does_not_hold_back_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_batches: None
+) -> None:
+    # On a real link one connection is often slower than the rest: the hasher waits
+    # for the frontier, and the other slices must go on meanwhile, not queue behind it.
+    writes: list[tuple[int, int]] = []
+    real_pwritev = os.pwritev
+
+    def recording_pwritev(fd: int, buffers: Any, offset: int) -> int:
+        n = real_pwritev(fd, buffers, offset)
+        writes.append((offset, n))
+        return n
+
+    monkeypatch.setattr(os, "pwritev", recording_pwritev)
+    async with Emulator(catalog()) as emu, Http(limits) as http:
+        emu.faults.add(Fault(kind="slow", match=f"*{PATH}", offset=0, bytes_per_second=2 << 20))
+        final = tmp_path / "out" / "ERR6000001.fastq.gz"
+        got = await _segments.fetch_segmented(
+            task(emu), final, http, connections=4, slice_size=SLICE
+        )
+        assert final.read_bytes() == emu.file_bytes(PATH)
+    assert got.md5 == md5_of(PATH, SIZE)
+    assert sum(n for _, n in writes) == SIZE
+    # Every other slice was written while the slow one had less than half of its bytes.
+    last_other = max(i for i, (offset, _) in enumerate(writes) if offset >= SLICE)
+    first_slow = sum(n for offset, n in writes[:last_other] if offset < SLICE)
+    assert first_slow < SLICE // 2, f"{first_slow} bytes of the slow slice came first"
