@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from mirror import RetryPolicy
-from mirror.emulator import Catalog, Emulator, LogEntry
+from mirror.emulator import Catalog, Emulator, EnaFile, EnaRun, LogEntry
 
 #: Retries as in production, but with short waits so fault tests stay fast.
 FAST_RETRY = RetryPolicy(attempts=10, base=0.02, cap=0.2)
@@ -56,6 +56,21 @@ def file_requests(log: Sequence[LogEntry]) -> list[LogEntry]:
 
 def md5_of_file(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def one_fastq_catalog(series: int, path: str, size: int) -> Catalog:
+    """One single-end run (``ERR{series}000001``, in study ``PRJEB{series}0001``) of one file."""
+    run = EnaRun(
+        accession=f"ERR{series}000001",
+        experiment=f"ERX{series}000001",
+        sample=f"SAMEA{series}000001",
+        secondary_sample=f"ERS{series}000001",
+        study=f"PRJEB{series}0001",
+        secondary_study=f"ERP1{series}0001",
+        library_layout="SINGLE",
+        fastq=(EnaFile(path=path, size=size),),
+    )
+    return Catalog(runs=(run,))
 
 
 def read_index(dest: Path) -> list[dict[str, str]]:

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from mirror.emulator import Catalog, EnaFile, EnaRun, Fault, md5_of
+from mirror.emulator import Catalog, Fault, md5_of
 
-from .conftest import ena_manifest, mirror_cmd, read_index
+from .conftest import ena_manifest, mirror_cmd, one_fastq_catalog, read_index
 
 BIG = 300_000_000
 BIG_PATH = "vol1/fastq/ERR500/001/ERR5000001/ERR5000001.fastq.gz"
@@ -29,17 +29,7 @@ def write_manifest(path: Path, doc: dict[str, Any]) -> Path:
 
 
 def big_catalog() -> Catalog:
-    run = EnaRun(
-        accession="ERR5000001",
-        experiment="ERX5000001",
-        sample="SAMEA5000001",
-        secondary_sample="ERS5000001",
-        study="PRJEB50001",
-        secondary_study="ERP150001",
-        library_layout="SINGLE",
-        fastq=(EnaFile(path=BIG_PATH, size=BIG),),
-    )
-    return Catalog(runs=(run,))
+    return one_fastq_catalog(5, BIG_PATH, BIG)
 
 
 def wait_for(condition: Any, what: str, timeout: float = 60) -> None:

@@ -14,7 +14,9 @@ from mirror import _segments
 from mirror._config import HostLimit
 from mirror._http import Http
 from mirror._models import FileTask
-from mirror.emulator import Catalog, Emulator, EnaFile, EnaRun, Fault, md5_of
+from mirror.emulator import Catalog, Emulator, Fault, md5_of
+
+from .conftest import one_fastq_catalog
 
 SIZE = 12 << 20
 SLICE = 1 << 20
@@ -22,17 +24,7 @@ PATH = "vol1/fastq/ERR600/001/ERR6000001/ERR6000001.fastq.gz"
 
 
 def catalog() -> Catalog:
-    run = EnaRun(
-        accession="ERR6000001",
-        experiment="ERX6000001",
-        sample="SAMEA6000001",
-        secondary_sample="ERS6000001",
-        study="PRJEB60001",
-        secondary_study="ERP160001",
-        library_layout="SINGLE",
-        fastq=(EnaFile(path=PATH, size=SIZE),),
-    )
-    return Catalog(runs=(run,))
+    return one_fastq_catalog(6, PATH, SIZE)
 
 
 def task(emu: Emulator) -> FileTask:
