@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import collections
 import time
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ __all__ = [
     "Context",
     "Options",
     "SlidingWindow",
+    "basic_credentials",
     "fault_response",
     "status_response",
 ]
@@ -127,3 +130,16 @@ def _reason(status: int) -> str:
 
 def fault_response(fault: Fault) -> web.Response:
     return status_response(fault.status, retry_after=fault.retry_after)
+
+
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """(user, password) of a Basic Authorization header, still URL-encoded if it was."""
+    scheme, _, value = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, colon, password = decoded.partition(":")
+    return (user, password) if colon and user else None

@@ -8,14 +8,13 @@ from collections.abc import Awaitable, Callable, Iterator
 
 from aiohttp import web
 
-from ._context import CONTEXT
+from ._context import CONTEXT, basic_credentials
 from ._ega_data import DATA_PREFIX, TOKEN_PATH, add_data_api_routes
 from ._ega_records import EgaFile, stream_md5, stream_pieces
 from ._ega_state import EgaState
 from ._ega_wire import (
     JSON_OBJECT,
     Reply,
-    basic_credentials,
     file_object,
     form_object,
     send_reply,

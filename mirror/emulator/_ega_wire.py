@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +18,6 @@ __all__ = [
     "JSON_ARRAY",
     "JSON_OBJECT",
     "Reply",
-    "basic_credentials",
     "file_object",
     "form_object",
     "lenient_object",
@@ -189,16 +186,3 @@ async def form_object(request: web.Request, name: str) -> dict[str, str] | None:
         if key == name:
             return lenient_object(value)
     return None
-
-
-def basic_credentials(header: str | None) -> tuple[str, str] | None:
-    """(user, password) of a Basic Authorization header, still URL-encoded if it was."""
-    scheme, _, value = (header or "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, colon, password = decoded.partition(":")
-    return (user, password) if colon and user else None

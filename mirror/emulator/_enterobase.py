@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -15,7 +13,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from multidict import MultiMapping
 
-from ._context import CONTEXT, EXCHANGE, status_response
+from ._context import CONTEXT, EXCHANGE, basic_credentials, status_response
 from ._enterobase_records import DATABASES, EnterobaseAssembly, fasta_bytes, iter_fasta
 from ._files import missing, send_blob
 from ._send import send_document
@@ -276,15 +274,8 @@ async def _download(request: web.Request) -> web.StreamResponse:
 
 def _token(header: str | None) -> str | None:
     """The user name of a Basic Authorization header: EnteroBase's API token."""
-    scheme, _, value = (header or "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, _, _password = decoded.partition(":")
-    return user or None
+    credentials = basic_credentials(header)
+    return credentials[0] if credentials is not None else None
 
 
 @web.middleware

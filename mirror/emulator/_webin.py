@@ -6,8 +6,7 @@ from pathlib import PurePosixPath
 
 from aiohttp import BodyPartReader, web
 
-from ._context import CONTEXT, EXCHANGE, fault_response
-from ._ega_wire import basic_credentials
+from ._context import CONTEXT, EXCHANGE, basic_credentials, fault_response
 from ._send import send_document
 from ._webin_doc import Document, DocumentError, Format, parse_document, sniff
 from ._webin_wire import (
