@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import os
-import signal
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -16,6 +12,7 @@ import pytest
 from mirror.emulator import Catalog, EgaDataset, EgaFile, Emulator
 
 from .ega_helpers import DATASET, FILE_A, PASSWORD, USER, bearer, download, new_request
+from .helpers import emulator_cli
 
 
 def test_catalog_holds_ega_datasets() -> None:
@@ -82,17 +79,12 @@ async def test_secrets_never_reach_the_log(tmp_path: Path, session: aiohttp.Clie
 
 
 async def test_cli_ega_options(tmp_path: Path, session: aiohttp.ClientSession) -> None:
-    ready_path = tmp_path / "ready.json"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mirror.emulator", "--ready-file", str(ready_path),
+    async with emulator_cli(
+        tmp_path,
         "--ega-user", "alice@example.org:s3cret", "--ega-user", "bob@example.org:pw:with:colons",
         "--ega-session-idle", "30", "--ega-token-ttl", "5", "--ega-no-range",
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        await asyncio.wait_for(proc.stdout.readline(), timeout=30)
-        endpoints = json.loads(ready_path.read_text())["endpoints"]
+    ) as ready:  # fmt: skip
+        endpoints = ready["endpoints"]
         assert {"ega_access", "ega_download", "ega_auth", "ega_data"} <= set(endpoints)
         assert len({endpoints[k].split("/")[2] for k in endpoints if k.startswith("ega")}) == 1
         access = endpoints["ega_access"]
@@ -121,9 +113,3 @@ async def test_cli_ega_options(tmp_path: Path, session: aiohttp.ClientSession) -
         url = f"{endpoints['ega_download']}/downloads/{ticket}"
         async with session.get(url, headers={"Range": "bytes=0-0"}) as r:
             assert (r.status, len(await r.read())) == (200, 100_003)
-        os.kill(proc.pid, signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
-import json
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,8 @@ import aiohttp
 import pytest
 
 from mirror.emulator import Catalog, Emulator, EnterobaseAssembly, Fault
+
+from .helpers import emulator_cli
 
 PUBLIC = "http://enterobase.warwick.ac.uk"
 TODAY = datetime.date(2024, 6, 1)
@@ -290,17 +290,12 @@ def test_generator_is_deterministic() -> None:
 async def test_cli_serves_mgnify_and_enterobase(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
-    ready_path = tmp_path / "ready.json"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mirror.emulator", "--ready-file", str(ready_path),
+    async with emulator_cli(
+        tmp_path,
         "--enterobase-token", "tok-a", "--enterobase-token", "tok-b",
         "--enterobase-rate-limit", "0", "--today", "2024-06-01",
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        await asyncio.wait_for(proc.stdout.readline(), timeout=30)
-        endpoints = json.loads(ready_path.read_text())["endpoints"]
+    ) as ready:  # fmt: skip
+        endpoints = ready["endpoints"]
         assert endpoints["mgnify"].endswith("/metagenomics/api/v1")
         assert endpoints["enterobase"].endswith("/api/v2.0")
         url = endpoints["enterobase"] + "/senterica/assemblies?reldate=30"
@@ -311,9 +306,3 @@ async def test_cli_serves_mgnify_and_enterobase(
                     assert (await response.json())["links"]["total_records"] == 12
         async with session.get(endpoints["mgnify"] + "/studies/MGYS00005001") as response:
             assert response.status == 200
-        proc.terminate()
-        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()

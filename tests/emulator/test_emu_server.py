@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
-import signal
 import sys
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import aiohttp
 import mirror.emulator
 from mirror.emulator import Catalog, Emulator, Fault, LogEntry
 
-from .helpers import FASTQ_1
+from .helpers import FASTQ_1, emulator_cli
 
 
 def test_public_names() -> None:
@@ -164,19 +162,12 @@ async def test_cli_subprocess_serves_and_stops_on_sigterm(
     catalog_path.write_text(json.dumps(Catalog.demo().to_dict()))
     faults_path = tmp_path / "faults.json"
     faults_path.write_text(json.dumps([Fault(kind="status", status=503, times=1).to_dict()]))
-    ready_path, log_path = tmp_path / "ready.json", tmp_path / "log.jsonl"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mirror.emulator",
+    log_path = tmp_path / "log.jsonl"
+    async with emulator_cli(
+        tmp_path,
         "--catalog", str(catalog_path), "--faults", str(faults_path), "--seed", "3",
-        "--ready-file", str(ready_path), "--log", str(log_path), "--portal-rate-limit", "0",
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
-        ready = json.loads(ready_path.read_text())
-        assert json.loads(line) == ready
-        assert ready["pid"] == proc.pid
+        "--log", str(log_path), "--portal-rate-limit", "0",
+    ) as ready:  # fmt: skip
         url = ready["endpoints"]["ena_files"] + "/" + FASTQ_1
         statuses, sizes = [], []
         for _ in range(2):
@@ -185,12 +176,6 @@ async def test_cli_subprocess_serves_and_stops_on_sigterm(
                 sizes.append(len(await response.read()))
         assert statuses == [503, 206]
         assert sizes[1] == 100
-        os.kill(ready["pid"], signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     entries = [json.loads(line) for line in log_path.read_text().splitlines()]
     assert [(e["status"], e["bytes"], e["fault"]) for e in entries] == [
         (503, len("Service Unavailable"), "status"),

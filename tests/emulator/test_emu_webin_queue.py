@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import json
-import os
-import signal
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,6 +12,7 @@ import pytest
 
 from mirror.emulator import Catalog, Emulator, Fault
 
+from .helpers import emulator_cli
 from .webin_helpers import TEST_INFO, accessions, auth, json_doc, submit_json, xml_doc
 
 
@@ -174,16 +171,11 @@ async def test_cli_webin_accounts_poll_pending_and_endpoints(
 ) -> None:
     catalog_path = tmp_path / "catalog.json"
     catalog_path.write_text(json.dumps(Catalog.generate_cram(count=2, length=3000).to_dict()))
-    ready_path = tmp_path / "ready.json"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mirror.emulator", "--catalog", str(catalog_path),
+    async with emulator_cli(
+        tmp_path, "--catalog", str(catalog_path),
         "--webin-account", "Webin-7:seven", "--webin-poll-pending", "0",
-        "--ready-file", str(ready_path), stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        await asyncio.wait_for(proc.stdout.readline(), timeout=30)
-        endpoints = json.loads(ready_path.read_text())["endpoints"]
+    ) as ready:  # fmt: skip
+        endpoints = ready["endpoints"]
         assert endpoints["cram_registry"].endswith("/ena/cram")
         assert endpoints["webin"].endswith("/ena/submit/webin-v2")
         ref = Catalog.from_dict(json.loads(catalog_path.read_text())).cram_references[1]
@@ -198,9 +190,3 @@ async def test_cli_webin_accounts_poll_pending_and_endpoints(
         async with session.get(poll, headers=headers) as response:
             assert response.status == 200  # no polls pending
             assert (await response.json())["success"] is True
-        os.kill(proc.pid, signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
