@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 __all__ = ["Emulator", "Nginx", "ServerError", "free_port"]
 
@@ -100,7 +100,32 @@ http {{
 """
 
 
-class Nginx:
+class _Server:
+    """A server process this suite started: ``with`` starts it, and stops it by its PID."""
+
+    pid: int
+    _proc: subprocess.Popen[bytes] | None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        _stop_pid(self.pid or self._proc.pid, self._proc)
+        self._proc = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class Nginx(_Server):
     """nginx serving ``root`` (so ``/vol1/...`` URLs map to ``root/vol1/...``)."""
 
     def __init__(self, binary: str, root: Path, prefix: Path, *, access_log: bool = False) -> None:
@@ -156,12 +181,6 @@ class Nginx:
             time.sleep(0.02)
         self.pid = int(pidfile.read_text().strip())
 
-    def stop(self) -> None:
-        if self._proc is None:
-            return
-        _stop_pid(self.pid or self._proc.pid, self._proc)
-        self._proc = None
-
     def requests(self) -> int:
         """Requests in the access log so far (only with ``access_log=True``)."""
         if self.access_log is None:
@@ -172,17 +191,8 @@ class Nginx:
         except FileNotFoundError:
             return 0
 
-    def __enter__(self) -> Nginx:
-        self.start()
-        return self
 
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-class Emulator:
+class Emulator(_Server):
     """``python -m mirror.emulator`` for a catalog, with a JSON-lines request log.
 
     ``args`` are more command-line options (``--ega-user …``).
@@ -254,18 +264,3 @@ class Emulator:
                 return sum(1 for line in f if needle in line)
         except FileNotFoundError:
             return 0
-
-    def stop(self) -> None:
-        if self._proc is None:
-            return
-        _stop_pid(self.pid or self._proc.pid, self._proc)
-        self._proc = None
-
-    def __enter__(self) -> Emulator:
-        self.start()
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
