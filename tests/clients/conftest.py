@@ -1,0 +1,19 @@
+"""Where each client's virtual environment is (see README.md beside this file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.clients
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def client_bin(name: str, executable: str) -> Path:
+    """``executable`` of client ``name``, installed by ``tests/clients/install.sh``."""
+    path = ROOT / ".venv-clients" / name / "bin" / executable
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run bash tests/clients/install.sh first")
+    return path
