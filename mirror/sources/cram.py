@@ -73,6 +73,8 @@ class CramRefSource:
         self.cache = spec.cache
         self.hooks = self
         self.present = 0
+        #: CRAM files whose header could not be read (one line each).
+        self.unreadable: list[str] = []
 
     async def expand(self) -> AsyncIterator[list[FileTask]]:
         md5s = [m.lower() for m in self.spec.md5]
@@ -96,6 +98,10 @@ class CramRefSource:
             logger.info("CRAM references: %d already in %s", self.present, self.cache)
         if tasks:
             yield tasks
+        if self.unreadable:
+            # After the readable ones are planned: a CRAM whose references cannot be
+            # listed is a failed part of the pull, not a pull with nothing to do.
+            raise MirrorError("cannot list the references of " + "; ".join(self.unreadable))
 
     def _task(self, accession: str, url: str, path: str, checksum: str, verify: str) -> FileTask:
         return FileTask(
@@ -118,7 +124,7 @@ class CramRefSource:
             try:
                 text = await asyncio.to_thread(read_header_text, path)
             except HeaderError as exc:
-                self.ctx.warn(f"CRAM references: {exc}")
+                self.unreadable.append(str(exc))
                 continue
             refs = references(text)
             missing = [r.name for r in refs if not r.md5]
