@@ -6,6 +6,7 @@ samtools decode them from it with no FASTA and no network.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import stat
 from collections.abc import Sequence
@@ -16,9 +17,10 @@ import pytest
 import yaml
 
 import mirror
+from mirror._verify import verify_local
 from mirror.emulator import Catalog, CramReference, Emulator
 
-from .conftest import FAST_RETRY, mirror_cmd
+from .conftest import FAST_RETRY, mirror_cmd, read_index
 from .hts_files import (
     RefSeq,
     decode,
@@ -173,24 +175,34 @@ def test_five_checksums_one_unknown_then_a_cram_files_m5_tags(
     assert f"/ena/cram/md5/{refs[-1].md5}" in [e["path"] for e in emu.log()]
 
 
-def test_sha1_names_are_filed_under_their_md5(emulator_process: Any, tmp_path: Path) -> None:
+async def test_sha1_names_are_filed_under_their_md5_and_index_and_verify_agree(
+    tmp_path: Path,
+) -> None:
     catalog = Catalog.generate_cram(count=2, length=20_000, seed=5)
-    emu = emulator_process(catalog)
     cache = tmp_path / "hts-ref"
-    manifest = tmp_path / "m.yaml"
-    manifest.write_text(
-        yaml.safe_dump(
-            cram_manifest(
-                emu.endpoints, tmp_path / "d", cache, sha1=[r.sha1 for r in catalog.cram_references]
-            )
+    dest = tmp_path / "d"
+    async with Emulator(catalog, seed=7) as emu:
+        doc = cram_manifest(
+            emu.endpoints, dest, cache, sha1=[r.sha1 for r in catalog.cram_references]
         )
-    )
-    run = mirror_cmd("run", str(manifest))
-    assert run.returncode == 0, run.stderr
-    check_cache(cache, catalog)
-    before = len(emu.log())
-    assert mirror_cmd("run", str(manifest)).returncode == 0
-    assert [e for e in emu.log()[before:] if "/ena/cram/" in e["path"]] == []
+        summary = await mirror.run(doc, retry=FAST_RETRY)
+        assert (summary.verified, summary.exit_code) == (2, 0)
+        check_cache(cache, catalog)
+        # Every row of the index names a file that is there, with the MD5 it lists.
+        rows = read_index(dest)
+        assert sorted(row["md5"] for row in rows) == sorted(r.md5 for r in catalog.cram_references)
+        for row in rows:
+            assert row["status"] == "verified"
+            data = await asyncio.to_thread(Path(row["path"]).read_bytes)
+            assert hashlib.md5(data).hexdigest() == row["md5"]
+        assert await verify_local(dest, None) == (2, [])
+
+        # A re-run asks nothing, and the files it lists are still there.
+        emu.clear_log()
+        summary = await mirror.run(doc, retry=FAST_RETRY)
+        assert (summary.exit_code, cram_requests(emu)) == (0, [])
+        assert read_index(dest) == rows
+        assert (await verify_local(dest, None))[1] == []
 
 
 async def test_an_unreadable_cram_fails_the_pull_by_name_the_others_land(tmp_path: Path) -> None:
