@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sqlite3
 import stat
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 import mirror
+from mirror._models import Warning_
 from mirror._verify import verify_local
 from mirror.emulator import Catalog, CramReference, Emulator
 
@@ -203,6 +205,62 @@ async def test_sha1_names_are_filed_under_their_md5_and_index_and_verify_agree(
         assert (summary.exit_code, cram_requests(emu)) == (0, [])
         assert read_index(dest) == rows
         assert (await verify_local(dest, None))[1] == []
+
+
+async def test_two_caches_with_one_dest_each_get_every_reference(tmp_path: Path) -> None:
+    catalog = Catalog.generate_cram(count=2, length=5_000, seed=9)
+    md5s = [r.md5 for r in catalog.cram_references]
+    dest = tmp_path / "d"
+    first, second, third = (tmp_path / name for name in ("cache-a", "cache-b", "cache-c"))
+    async with Emulator(catalog, seed=7) as emu:
+        # Two entries of one manifest: the same checksums into two caches.
+        doc = cram_manifest(emu.endpoints, dest, first, md5=md5s)
+        doc["sources"].append({"cram_refs": {"cache": str(second), "md5": md5s}})
+        summary = await mirror.run(doc, retry=FAST_RETRY)
+        assert (summary.planned, summary.verified, summary.exit_code) == (4, 4, 0)
+        check_cache(first, catalog)
+        check_cache(second, catalog)
+
+        # A later run with the same dest and a third cache: nothing taken for missing.
+        warnings: list[str] = []
+        async with mirror.Mirror(
+            cram_manifest(emu.endpoints, dest, third, md5=md5s), retry=FAST_RETRY
+        ) as m:
+            async for event in m.events():
+                if isinstance(event, Warning_):
+                    warnings.append(event.message)
+        assert (m.summary.planned, m.summary.verified, m.summary.skipped) == (2, 2, 0)
+        assert warnings == []
+        check_cache(third, catalog)
+
+    rows = read_index(dest)
+    assert sorted(row["path"] for row in rows) == sorted(
+        str(entry(cache, md5)) for cache in (first, second, third) for md5 in md5s
+    )
+    assert {row["status"] for row in rows} == {"verified"}
+    checked, bad = await verify_local(dest, None)
+    assert checked >= 2
+    assert bad == []
+
+
+async def test_a_store_that_keyed_cache_entries_by_path_alone_is_rekeyed(tmp_path: Path) -> None:
+    catalog = Catalog.generate_cram(count=2, length=5_000, seed=13)
+    md5s = [r.md5 for r in catalog.cram_references]
+    dest, cache = tmp_path / "d", tmp_path / "hts-ref"
+    async with Emulator(catalog, seed=7) as emu:
+        doc = cram_manifest(emu.endpoints, dest, cache, md5=md5s)
+        assert (await mirror.run(doc, retry=FAST_RETRY)).verified == 2
+        # The rows as an earlier version wrote them: the path alone, without the root.
+        with sqlite3.connect(dest / ".mirror" / "state.sqlite") as db:
+            db.execute("UPDATE files SET path = substr(path, length(root) + 2)")
+            db.execute("DELETE FROM meta WHERE key = 'rooted_keys'")
+        db.close()
+        entry(cache, md5s[0]).unlink()
+        summary = await mirror.run(doc, retry=FAST_RETRY)
+        assert (summary.planned, summary.verified) == (1, 1)
+    rows = read_index(dest)
+    assert sorted(row["path"] for row in rows) == sorted(str(entry(cache, m)) for m in md5s)
+    check_cache(cache, catalog)
 
 
 async def test_an_unreadable_cram_fails_the_pull_by_name_the_others_land(tmp_path: Path) -> None:
