@@ -206,6 +206,13 @@ async def test_sha1_names_are_filed_under_their_md5_and_index_and_verify_agree(
         assert read_index(dest) == rows
         assert (await verify_local(dest, None))[1] == []
 
+        # An entry removed from the cache is filed again from the fetched file.
+        first = catalog.cram_references[0]
+        entry(cache, first.md5).unlink()
+        summary = await mirror.run(doc, retry=FAST_RETRY)
+        assert (summary.skipped, summary.exit_code, cram_requests(emu)) == (1, 0, [])
+        check_cache(cache, catalog)
+
 
 async def test_two_caches_with_one_dest_each_get_every_reference(tmp_path: Path) -> None:
     catalog = Catalog.generate_cram(count=2, length=5_000, seed=9)
