@@ -156,8 +156,7 @@ def _cram_text(f: _Reader) -> str:
     data = _exactly(tape, size, "the CRAM header block")
     if crc:
         _check_crc(tape, "the CRAM header block")
-    # The specification allows only gzip for this block, and samtools, htsjdk and
-    # cramtools write it raw or gzip.
+    # CRAMv3 allows only gzip for this block; samtools writes it gzip (raw at level 0).
     if method == 1:
         data = gzip.decompress(data)
     elif method != 0:
