@@ -84,7 +84,7 @@ class Downloader:
     async def fail(self, task: FileTask, reason: str, hooks: FileHooks | None = None) -> None:
         # An empty .part is no progress to keep, only litter (in a shared cache, too).
         await asyncio.to_thread(_drop_empty_part, self.dest, task)
-        await self.store.mark_failed(task.path, reason)
+        await self.store.mark_failed(task.key, reason)
         self.stats.failed += 1
         logger.warning("%s: failed: %s", task.path, reason)
         self.emit(FileFailed(path=task.path, reason=reason, final=True))
@@ -167,7 +167,7 @@ class Downloader:
         async def commit(got: Fetched) -> None:
             # Only after the rename: a verified row always names a complete file.
             await self.store.mark_verified(
-                task.path, md5=got.md5, size=got.size, verified_by=got.verified_by
+                task.key, md5=got.md5, size=got.size, verified_by=got.verified_by
             )
 
         verifier = hooks.verify if hooks is not None else None

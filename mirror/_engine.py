@@ -282,7 +282,7 @@ class Engine:
                     sizes = await asyncio.to_thread(self._sizes_on_disk, plan)
                     for planned in plan:
                         await self._enqueue(
-                            planned, store, queue, downloader, hooks, sizes.get(planned.task.path)
+                            planned, store, queue, downloader, hooks, sizes.get(planned.task.key)
                         )
             except CredentialsError as exc:
                 self._refused.append(f"{source.name}: {exc}")
@@ -340,13 +340,13 @@ class Engine:
             self._warn(
                 f"{task.path}: verified earlier but missing or changed on disk; fetching it again"
             )
-            await store.mark_pending(task.path)
+            await store.mark_pending(task.key)
         await queue.put((task, hooks))
 
     def _sizes_on_disk(self, plan: list[PlannedFile]) -> dict[str, int | None]:
         """Sizes of the files the store says are verified (blocking: run in a thread)."""
         return {
-            p.task.path: _size_of(final_path(self.dest, p.task.path, p.task.root))
+            p.task.key: _size_of(final_path(self.dest, p.task.path, p.task.root))
             for p in plan
             if p.status is TaskStatus.VERIFIED
         }

@@ -255,7 +255,7 @@ async def _receive(
     offset: int,
     progress: Callable[[int], None],
 ) -> int:
-    validator = await validators.get_validator(task.path) if offset else None
+    validator = await validators.get_validator(task.key) if offset else None
     headers = dict(task.headers)
     headers.update(resume_headers(offset, validator))
     received = 0
@@ -265,7 +265,7 @@ async def _receive(
             return 0
         if action is RangeAction.CHANGED:
             await asyncio.to_thread(sink.restart)
-            await validators.set_validator(task.path, None)
+            await validators.set_validator(task.key, None)
             raise RemoteFileChanged(
                 f"{redact_url(task.url)}: the server's file no longer matches the partial "
                 f"download (Content-Range {resp.headers.get('Content-Range')!r}); starting again",
@@ -289,7 +289,7 @@ async def _receive(
             validator = (
                 tag if tag and not tag.startswith("W/") else resp.headers.get("Last-Modified")
             )
-            await validators.set_validator(task.path, validator)
+            await validators.set_validator(task.key, validator)
         received = await _stream(resp.chunks(), sink, progress)
     if length is not None and received < length:
         raise IncompleteDownload(

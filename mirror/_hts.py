@@ -2,27 +2,29 @@
 
 No samtools needed. What the formats say (hts-specs, CRAMv3.pdf §6–§8, SAMv1.pdf §4.2):
 
-* CRAM: a 26-byte file definition (``CRAM``, major, minor, 20-byte id), then the
-  header container: ``int32`` length, ITF8 records, LTF8 record counter, LTF8 bases,
-  ITF8 block count, ITF8 landmark array, and (CRAM 3) a CRC32. Its first block
-  (method byte, content type byte, ITF8 content id, ITF8 compressed and raw sizes,
-  data, CRC32 in CRAM 3) holds an ``int32`` text length and the SAM header text.
-  Block data may be raw or gzip/bzip2/lzma compressed.
+* CRAM (CRAMv3.tex "File definition", "Container header structure", "Block
+  structure"; CRAMv2.1.tex for 2.x): a 26-byte file definition (``CRAM``, major,
+  minor, 20-byte file id), then the header container. Its header: ``int32`` length,
+  ITF8 reference sequence id, ITF8 start, ITF8 alignment span, ITF8 number of
+  records, record counter (LTF8 in 3.x, ITF8 in 2.x), LTF8 bases, ITF8 number of
+  blocks, ITF8 array of landmarks, and in 3.x an ``int32`` CRC32 of all of it.
+  Its first block (byte method, byte content type 0 = FILE_HEADER, ITF8 content id,
+  ITF8 compressed and raw sizes, the data, and in 3.x a CRC32) holds an ``int32``
+  text length and the SAM header text. 3.0 and 3.1 share this layout. The header
+  block is raw or gzip (the only compression the specification allows for it).
 * BAM: BGZF (concatenated gzip members) of ``BAM\\1``, ``int32 l_text``, the text.
 * SAM: the ``@``-lines at the top of the text file (gzip-compressed or not).
 """
 
 from __future__ import annotations
 
-import bz2
 import gzip
 import io
-import lzma
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 __all__ = ["HeaderError", "Reference", "read_header_text", "references"]
 
@@ -40,7 +42,30 @@ class Reference:
     md5: str | None
 
 
-def _itf8(f: BinaryIO) -> int:
+class _Reader(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+
+class _Recorder:
+    """Reads from ``f`` and keeps what it read, for the CRC32 that follows it."""
+
+    def __init__(self, f: _Reader) -> None:
+        self.f = f
+        self.seen = bytearray()
+
+    def read(self, n: int, /) -> bytes:
+        data = self.f.read(n)
+        self.seen += data
+        return data
+
+    def take(self) -> bytes:
+        """The bytes read since the last call."""
+        out = bytes(self.seen)
+        self.seen.clear()
+        return out
+
+
+def _itf8(f: _Reader) -> int:
     first = _byte(f)
     if first < 0x80:
         return first
@@ -55,7 +80,7 @@ def _itf8(f: BinaryIO) -> int:
     return value - (1 << 32) if value & (1 << 31) else value
 
 
-def _ltf8(f: BinaryIO) -> int:
+def _ltf8(f: _Reader) -> int:
     first = _byte(f)
     extra = 0
     mask = 0x80
@@ -65,53 +90,88 @@ def _ltf8(f: BinaryIO) -> int:
     value = first & (mask - 1) if extra < 7 else 0
     for _ in range(extra):
         value = (value << 8) | _byte(f)
-    return value
+    return value - (1 << 64) if value & (1 << 63) else value
 
 
-def _byte(f: BinaryIO) -> int:
+def _byte(f: _Reader) -> int:
     b = f.read(1)
     if not b:
-        raise HeaderError("the file ends inside its header")
+        raise HeaderError("the file ends inside the CRAM header")
     return b[0]
 
 
-def _cram_text(f: BinaryIO) -> str:
-    definition = f.read(26)
-    if len(definition) < 26 or definition[:4] != b"CRAM":
+def _exactly(f: _Reader, n: int, what: str) -> bytes:
+    data = f.read(n)
+    if len(data) < n:
+        raise HeaderError(f"the file ends inside {what}")
+    return data
+
+
+def _check_crc(f: _Recorder, what: str) -> None:
+    covered = f.take()
+    (stored,) = struct.unpack("<I", _exactly(f, 4, what))
+    f.take()
+    if zlib.crc32(covered) != stored:
+        raise HeaderError(f"{what} fails its CRC32 check (damaged, or not CRAM)")
+
+
+_METHODS = {2: "bzip2", 3: "lzma", 4: "rANS 4x8", 5: "rANS Nx16", 6: "adaptive arithmetic"}
+_METHODS |= {7: "fqzcomp", 8: "name tokeniser"}
+
+
+def _cram_text(f: _Reader) -> str:
+    definition = _exactly(f, 26, "the CRAM file definition")
+    if definition[:4] != b"CRAM":
         raise HeaderError("not a CRAM file")
-    major = definition[4]
+    major, minor = definition[4], definition[5]
     if major not in (2, 3):
-        raise HeaderError(f"CRAM version {major}.{definition[5]} is not supported")
-    (_length,) = struct.unpack("<i", f.read(4))
-    _itf8(f)  # records
-    _ltf8(f) if major >= 3 else _itf8(f)  # record counter
-    _ltf8(f)  # bases
-    blocks = _itf8(f)
-    for _ in range(_itf8(f)):  # landmarks
-        _itf8(f)
-    if major >= 3:
-        f.read(4)  # CRC32 of the container header
+        raise HeaderError(f"CRAM version {major}.{minor} is not supported (2.x and 3.x are)")
+    crc = major >= 3  # CRAM 3 added a CRC32 to container and block headers
+    tape = _Recorder(f)
+    # The header container's header: length, reference id, start, span, records,
+    # record counter (LTF8 since 3.0, ITF8 before), bases, blocks, landmarks, CRC32.
+    _exactly(tape, 4, "the CRAM header container")  # length of its blocks
+    for _ in range(4):  # reference sequence id, start, alignment span, number of records
+        _itf8(tape)
+    _ltf8(tape) if crc else _itf8(tape)  # record counter
+    _ltf8(tape)  # bases
+    blocks = _itf8(tape)
+    for _ in range(_itf8(tape)):  # landmarks
+        _itf8(tape)
+    if crc:
+        _check_crc(tape, "the CRAM header container")
     if blocks < 1:
         raise HeaderError("the CRAM header container has no blocks")
-    method = _byte(f)
-    _byte(f)  # content type (FILE_HEADER)
-    _itf8(f)  # content id
-    size = _itf8(f)
-    raw_size = _itf8(f)
-    data = f.read(size)
-    if len(data) < size:
-        raise HeaderError("the CRAM header block is truncated")
+    tape.take()
+    # Its first block: method, content type, content id, sizes, data, CRC32.
+    method = _byte(tape)
+    content_type = _byte(tape)
+    _itf8(tape)  # content id
+    size = _itf8(tape)
+    raw_size = _itf8(tape)
+    if content_type != 0:
+        raise HeaderError(f"the first CRAM block holds content type {content_type}, not the header")
+    if size < 0 or raw_size < 4:
+        raise HeaderError("the CRAM header block has an impossible size")
+    data = _exactly(tape, size, "the CRAM header block")
+    if crc:
+        _check_crc(tape, "the CRAM header block")
+    # CRAMv3 allows only gzip for this block; samtools writes it gzip (raw at level 0).
     if method == 1:
         data = gzip.decompress(data)
-    elif method == 2:
-        data = bz2.decompress(data)
-    elif method == 3:
-        data = lzma.decompress(data)
     elif method != 0:
-        raise HeaderError(f"CRAM header block compression method {method} is not supported")
-    if len(data) < 4 or (method == 0 and len(data) != raw_size):
-        raise HeaderError("the CRAM header block has the wrong size")
+        name = _METHODS.get(method, "unknown")
+        raise HeaderError(
+            f"the CRAM header block is compressed with method {method} ({name}); "
+            "only raw and gzip header blocks can be read"
+        )
+    if len(data) != raw_size:
+        raise HeaderError(
+            f"the CRAM header block holds {len(data)} bytes, its header says {raw_size}"
+        )
     (text_length,) = struct.unpack("<i", data[:4])
+    if not 0 <= text_length <= len(data) - 4:
+        raise HeaderError(f"the CRAM header text length {text_length} exceeds its block")
     return data[4 : 4 + text_length].decode("utf-8", errors="replace")
 
 
@@ -138,7 +198,10 @@ def _sam_text(path: Path) -> str:
 
 
 def read_header_text(path: Path) -> str:
-    """The SAM header text of a CRAM, BAM or SAM file (blocking: call in a thread)."""
+    """The SAM header text of a CRAM, BAM or SAM file (blocking: call in a thread).
+
+    Raises :class:`HeaderError` naming ``path`` and what is wrong with it.
+    """
     try:
         with path.open("rb") as f:
             magic = f.read(4)
@@ -151,7 +214,9 @@ def read_header_text(path: Path) -> str:
             except HeaderError:
                 return _sam_text(path)
         return _sam_text(path)
-    except (OSError, EOFError, zlib.error, lzma.LZMAError, struct.error) as exc:
+    except HeaderError as exc:
+        raise HeaderError(f"{path}: {exc}") from exc
+    except (OSError, EOFError, zlib.error, struct.error) as exc:
         raise HeaderError(f"cannot read {path}: {exc}") from exc
 
 

@@ -38,8 +38,9 @@ class TaskStatus(enum.StrEnum):
 class FileTask:
     """One file to fetch: produced by a source, consumed by a worker.
 
-    ``path`` is relative to ``dest`` (POSIX separators) and is the task's identity:
-    two sources planning the same path plan the same file.
+    ``path`` is relative to ``dest`` (POSIX separators), or to ``root`` when set;
+    ``key`` is the task's identity: two sources planning the same key plan the same
+    file.
     """
 
     source: str
@@ -61,6 +62,12 @@ class FileTask:
     #: Permission bits given to the file before it is renamed into place (0o444 for
     #: reference cache entries, as htslib writes them).
     mode: int | None = None
+
+    @property
+    def key(self) -> str:
+        """The file's identity in the state store: ``path``, or ``root/path`` with a root
+        (the same MD5 path in two reference caches is two files)."""
+        return f"{self.root.rstrip('/')}/{self.path}" if self.root else self.path
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

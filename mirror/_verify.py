@@ -33,15 +33,15 @@ async def verify_local(
             try:
                 md5, size = await asyncio.to_thread(hash_file, final_path(dest, f.path, f.root))
             except OSError as exc:
-                bad.append((f.path, f"cannot read: {exc.strerror or exc}"))
-                await store.mark_pending(f.path)
+                bad.append((f.location, f"cannot read: {exc.strerror or exc}"))
+                await store.mark_pending(f.location)
                 continue
             checked += 1
             if md5 != f.md5 or (f.bytes is not None and size != f.bytes):
                 bad.append(
-                    (f.path, f"md5 {md5} ({size} bytes), recorded {f.md5} ({f.bytes} bytes)")
+                    (f.location, f"md5 {md5} ({size} bytes), recorded {f.md5} ({f.bytes} bytes)")
                 )
-                await store.mark_pending(f.path)
+                await store.mark_pending(f.location)
 
     try:
         run = await store.last_run()

@@ -51,6 +51,9 @@ class PlannedFile:
 class Store(Protocol):
     """Where every planned file stands. Only the engine writes to it.
 
+    A file is named by its :attr:`FileTask.key` (``StoredFile.location``): its path,
+    or ``root/path`` for a file under a root of its own (a reference cache).
+
     The order of writes is the contract a crash relies on: a file is marked
     ``verified`` only after its rename to the final path, so a verified row always
     names a complete file (until someone deletes it, which ``plan`` notices).

@@ -84,6 +84,14 @@ class SQLiteStore:
                 columns = {r[1] for r in db.execute("PRAGMA table_info(files)")}
                 if "root" not in columns:  # stores written before the reference cache
                     db.execute("ALTER TABLE files ADD COLUMN root TEXT")
+                # A file under a root of its own is keyed by root/path (FileTask.key);
+                # stores written before keyed it by the path alone: re-key them once.
+                if db.execute("SELECT 1 FROM meta WHERE key='rooted_keys'").fetchone() is None:
+                    db.execute(
+                        "UPDATE files SET path = rtrim(root, '/') || '/' || path"
+                        " WHERE root IS NOT NULL AND substr(path, 1, 1) != '/'"
+                    )
+                    db.execute("INSERT INTO meta VALUES ('rooted_keys', '1')")
                 row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
                 if row is None:
                     db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -134,14 +142,14 @@ class SQLiteStore:
                 for task in tasks:
                     row = db.execute(
                         "SELECT status, checksum, size, run, md5, bytes FROM files WHERE path=?",
-                        (task.path,),
+                        (task.key,),
                     ).fetchone()
                     if row is None:
                         db.execute(
                             "INSERT INTO files (path, source, accession, url, size, checksum,"
                             " verify, root, run, updated) VALUES (?,?,?,?,?,?,?,?,?,?)",
                             (
-                                task.path,
+                                task.key,
                                 task.source,
                                 task.accession,
                                 task.url,
@@ -180,7 +188,7 @@ class SQLiteStore:
                             run,
                             status.value,
                             now,
-                            task.path,
+                            task.key,
                         ),
                     )
                     out.append(PlannedFile(task=task, status=status, md5=md5, bytes=nbytes))
@@ -273,8 +281,11 @@ def _stored(row: tuple[object, ...]) -> StoredFile:
         reason,
         root,
     ) = row
+    relative = str(path)  # the ``path`` column holds FileTask.key: root/path with a root
+    if isinstance(root, str) and relative.startswith(root.rstrip("/") + "/"):
+        relative = relative[len(root.rstrip("/")) + 1 :]
     return StoredFile(
-        path=str(path),
+        path=relative,
         source=str(source),
         accession=str(accession),
         url=str(url),

@@ -12,8 +12,10 @@ Facts this module relies on (seed 000, research/mgnify-enterobase-cram.md (c)):
 * An entry already present with the right MD5 is left alone (and costs no request):
   the cache may be shared with samtools and with other mirrors.
 
-SHA1-named sequences are fetched by SHA1 into ``{cache}/.sha1/`` and then filed
-under their MD5, with a one-line note of that MD5 so a re-run finds them.
+SHA1-named sequences are fetched by SHA1 into ``{cache}/.sha1/{sha1}`` and then
+filed under their MD5 as a hard link (a copy where links are refused), with a
+one-line note of that MD5 so a re-run finds them. The fetched file stays: the state
+store, ``index.tsv`` and ``mirror verify`` name the file the engine wrote.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import glob
 import hashlib
 import logging
 import os
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -73,6 +76,8 @@ class CramRefSource:
         self.cache = spec.cache
         self.hooks = self
         self.present = 0
+        #: CRAM files whose header could not be read (one line each).
+        self.unreadable: list[str] = []
 
     async def expand(self) -> AsyncIterator[list[FileTask]]:
         md5s = [m.lower() for m in self.spec.md5]
@@ -96,6 +101,10 @@ class CramRefSource:
             logger.info("CRAM references: %d already in %s", self.present, self.cache)
         if tasks:
             yield tasks
+        if self.unreadable:
+            # After the readable ones are planned: a CRAM whose references cannot be
+            # listed is a failed part of the pull, not a pull with nothing to do.
+            raise MirrorError("cannot list the references of " + "; ".join(self.unreadable))
 
     def _task(self, accession: str, url: str, path: str, checksum: str, verify: str) -> FileTask:
         return FileTask(
@@ -118,7 +127,7 @@ class CramRefSource:
             try:
                 text = await asyncio.to_thread(read_header_text, path)
             except HeaderError as exc:
-                self.ctx.warn(f"CRAM references: {exc}")
+                self.unreadable.append(str(exc))
                 continue
             refs = references(text)
             missing = [r.name for r in refs if not r.md5]
@@ -161,12 +170,17 @@ class CramRefSource:
 
     def _file_by_md5(self, sha1: str) -> None:
         fetched = self.cache / ".sha1" / sha1
-        if not fetched.exists():
-            return  # skipped as already filed
         md5 = _digest(fetched, "md5")
         if md5 is None:
-            return
+            return  # not fetched in this run, and already filed
         final = self.cache / cache_path(md5)
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(fetched, final)
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(fetched, tmp)
+        except OSError:  # a file system without hard links: the same bytes, copied
+            shutil.copyfile(fetched, tmp)
+            tmp.chmod(0o444)
+        os.replace(tmp, final)
         (self.cache / ".sha1" / f"{sha1}.md5").write_text(md5 + "\n")
