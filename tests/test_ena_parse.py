@@ -59,3 +59,22 @@ def test_missing_md5_and_size_are_none() -> None:
 )
 def test_file_url_maps_the_ena_host_to_the_files_endpoint(value: str, url: str) -> None:
     assert file_url(value, "http://127.0.0.1:9/") == url
+
+
+@pytest.mark.parametrize(
+    ("value", "url"),
+    [
+        # Sanger lane#tag names: '#' is part of the path, not a fragment.
+        (
+            "ftp.sra.ebi.ac.uk/vol1/run/ERR325/ERR3256745/27604_8#1.cram",
+            "http://127.0.0.1:9/vol1/run/ERR325/ERR3256745/27604_8%231.cram",
+        ),
+        (
+            "ftp.sra.ebi.ac.uk/vol1/run/x/a b%41?c.fq",
+            "http://127.0.0.1:9/vol1/run/x/a%20b%2541%3Fc.fq",
+        ),
+        ("ftp.sra.ebi.ac.uk/vol1/run/x/é.fq", "http://127.0.0.1:9/vol1/run/x/%C3%A9.fq"),
+    ],
+)
+def test_ftp_values_are_paths_and_are_percent_encoded(value: str, url: str) -> None:
+    assert file_url(value, "http://127.0.0.1:9") == url

@@ -21,6 +21,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import quote
 
 from .._accessions import PortalType, ena_kind, portal_type
 from .._config import EnaFamily, EnaSpec
@@ -28,7 +29,7 @@ from .._exceptions import HTTPStatusError, SourceError, TransferError, UnsafePat
 from .._http import redact_url
 from .._metadata import TableWriter
 from .._models import FileTask
-from .._paths import name_from_url, safe_name
+from .._paths import name_from_path, safe_name
 from .._retry import next_delay
 from . import SourceContext
 
@@ -85,11 +86,16 @@ class FamilyFile:
 
 
 def file_url(value: str, files_base: str) -> str:
-    """A ``*_ftp`` value (``ftp.sra.ebi.ac.uk/vol1/…``, no scheme) as an HTTP(S) URL."""
+    """A ``*_ftp`` value (``ftp.sra.ebi.ac.uk/vol1/…``, no scheme) as an HTTP(S) URL.
+
+    The value is a path, not a URL: every character of it is literal, so it is
+    percent-encoded here (``27604_8#1.cram`` → ``27604_8%231.cram``), once.
+    """
     value = value.strip()
     if "://" in value:
         value = value.split("://", 1)[1]
     host, _, path = value.partition("/")
+    path = quote(path, safe="/")
     if host == ENA_FILES_HOST:
         return f"{files_base.rstrip('/')}/{path}"
     return f"https://{host}/{path}"
@@ -359,7 +365,7 @@ class EnaSource:
                 continue
             for f in files:
                 try:
-                    name = name_from_url(f.url)
+                    name = name_from_path(f.url)
                     path = f"ena/{safe_name(accession)}/{name}"
                 except UnsafePathError as exc:
                     self.ctx.warn(f"ENA: {accession}: {exc}")
