@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mirror._exceptions import SourceError
-from mirror.sources.ena import FamilyFile, file_url, parse_family
+from mirror.sources.ena import FamilyFile, ReportParser, file_url, parse_family
 
 BASE = "ftp.sra.ebi.ac.uk/vol1/fastq/ERR110/003/ERR1109373"
 
@@ -78,3 +78,53 @@ def test_file_url_maps_the_ena_host_to_the_files_endpoint(value: str, url: str) 
 )
 def test_ftp_values_are_paths_and_are_percent_encoded(value: str, url: str) -> None:
     assert file_url(value, "http://127.0.0.1:9") == url
+
+
+def _feed_bytewise(parser: ReportParser, body: bytes) -> list[dict[str, str]]:
+    rows = []
+    for i in range(len(body)):
+        rows += parser.feed(body[i : i + 1])
+    return rows + parser.close()
+
+
+def test_report_rows_survive_any_split_of_the_body() -> None:
+    tsv = "run_accession\tsubmitted_ftp\r\nERR1\th/é#1.cram\r\n\r\nERR2\t\n".encode()
+    assert _feed_bytewise(ReportParser(), tsv) == [
+        {"run_accession": "ERR1", "submitted_ftp": "h/é#1.cram"},
+        {"run_accession": "ERR2", "submitted_ftp": ""},
+    ]
+    # The Portal's JSON: a list of flat objects, values as strings ("" when empty).
+    doc = (
+        ' [{"run_accession":"ERR1","fastq_ftp":"h/a;h/b","n":3},\n'
+        ' {"run_accession":"ERR2","x":null}]'
+    )
+    assert _feed_bytewise(ReportParser(), doc.encode()) == [
+        {"run_accession": "ERR1", "fastq_ftp": "h/a;h/b", "n": "3"},
+        {"run_accession": "ERR2", "x": ""},
+    ]
+    assert ReportParser().feed(b"[]") == []
+
+
+def test_a_report_without_a_last_newline_keeps_its_last_row() -> None:
+    parser = ReportParser()
+    assert parser.feed(b"run_accession\nERR1\nERR2") == [{"run_accession": "ERR1"}]
+    assert parser.close() == [{"run_accession": "ERR2"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'[{"run_accession":"ERR1"}', "JSON report ends early"),
+        (b'[{"run_accession":"ERR1"', "malformed JSON"),
+        (b'["ERR1"]', "not an object"),
+        (b"run_accession\n" + b"x" * 200, "longer than 100 characters"),
+    ],
+)
+def test_broken_reports_are_refused(body: bytes, message: str) -> None:
+    def parse() -> None:
+        parser = ReportParser(limit=100)
+        parser.feed(body)
+        parser.close()
+
+    with pytest.raises(SourceError, match=message):
+        parse()

@@ -17,6 +17,8 @@ Facts this module relies on (ARCHIVES.md, research/ena-peers.md):
 from __future__ import annotations
 
 import asyncio
+import codecs
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from .._paths import name_from_path, safe_name
 from .._retry import next_delay
 from . import SourceContext
 
-__all__ = ["ENA_FILES_HOST", "EnaSource", "file_url", "parse_family"]
+__all__ = ["ENA_FILES_HOST", "EnaSource", "ReportParser", "file_url", "parse_family"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +44,17 @@ Result = Literal["read_run", "analysis"]
 ENA_FILES_HOST = "ftp.sra.ebi.ac.uk"
 CHUNK = 1000
 BATCH = 500
+#: Longest report row (characters) held in memory: about 500,000 files of one run.
+MAX_ROW = 64 * 1024 * 1024
+_JSON = json.JSONDecoder()
 
 _RUN_FAMILIES: tuple[EnaFamily, ...] = ("fastq", "submitted", "sra")
 _ANALYSIS_FAMILIES: tuple[EnaFamily, ...] = ("submitted", "generated")
+#: The order in which a row's families claim file names (see _Places).
+_ORDER: dict[Result, tuple[EnaFamily, ...]] = {
+    "read_run": _RUN_FAMILIES,
+    "analysis": _ANALYSIS_FAMILIES,
+}
 _KEYS: dict[Result, tuple[str, ...]] = {
     "read_run": (
         "run_accession",
@@ -136,6 +146,143 @@ async def _marking(
 def _split(value: str) -> list[str]:
     value = value.strip()
     return [v.strip() for v in value.split(";")] if value else []
+
+
+class _Places:
+    """Where each file of one run (or analysis) lands under ``ena/{accession}/``.
+
+    A name lands as given; a name already taken there by another file lands under
+    ``{family}/``; if that is taken too, the file is planned to fail, its reason
+    naming both files it clashes with. The store keys files by path, so two files
+    at one path would otherwise silently become one.
+    """
+
+    def __init__(self, accession: str) -> None:
+        self.accession = accession
+        self._taken: dict[str, str] = {}
+
+    def claim(
+        self, name: str, family: str, position: int, url: str
+    ) -> tuple[str, str | None] | None:
+        """(path under the accession directory, error or None); None for a repeat of
+        a file already placed (the same URL listed twice is one file)."""
+        for relative in (name, f"{family}/{name}"):
+            holder = self._taken.get(relative)
+            if holder is None:
+                self._taken[relative] = url
+                return relative, None
+            if holder == url:
+                return None
+        relative = f"{family}/{position}/{name}"
+        self._taken[relative] = url
+        first, second = self._taken[name], self._taken[f"{family}/{name}"]
+        return relative, (
+            f"ENA {self.accession}: {url} has the same file name as {first} and {second}; "
+            "not downloaded"
+        )
+
+
+class ReportParser:
+    """Rows of a Portal report fed in pieces as they arrive: TSV or JSON.
+
+    TSV is a header line, then one row a line; JSON is a list of flat objects whose
+    values are strings (``""`` when empty). The first character tells them apart
+    (a TSV header never starts with ``[``). Lines are split here, not by the HTTP
+    client, which refuses a line past 2 MiB: one run's row lists every file of the
+    run (3,000 ONT files make 400 KB). Work stays linear in the body's length
+    however long a row is; a row beyond ``limit`` characters is refused rather
+    than buffered without end.
+    """
+
+    def __init__(self, *, limit: int = MAX_ROW) -> None:
+        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._limit = limit
+        self._pending: list[str] = []
+        self._pending_size = 0
+        self._json: bool | None = None
+        self._header: list[str] | None = None
+        self._opened = False
+        self._ended = False
+
+    def feed(self, data: bytes) -> list[dict[str, str]]:
+        return self._take(self._text.decode(data), final=False)
+
+    def close(self) -> list[dict[str, str]]:
+        rows = self._take(self._text.decode(b"", final=True), final=True)
+        if self._json and not self._ended:
+            raise SourceError("ENA Portal: the JSON report ends early (no closing ']')")
+        return rows
+
+    def _take(self, text: str, *, final: bool) -> list[dict[str, str]]:
+        if self._json is None:
+            start = ("".join(self._pending) + text).lstrip()
+            if not start and not final:
+                self._pending = [start]
+                return []
+            self._pending, self._pending_size = [], 0
+            text = start
+            self._json = start.startswith("[")
+        # A row can only end where a line ends (TSV) or an object closes (JSON):
+        # until one arrives, keep the piece without looking at the rest again.
+        if not final and ("}" if self._json else "\n") not in text:
+            self._pending.append(text)
+            self._pending_size += len(text)
+            if self._pending_size > self._limit:
+                raise SourceError(
+                    f"ENA Portal: a report row longer than {self._limit:,} characters; refused"
+                )
+            return []
+        buf = "".join(self._pending) + text
+        self._pending, self._pending_size = [], 0
+        rows, rest = self._json_rows(buf, final) if self._json else self._tsv_rows(buf, final)
+        if rest:
+            self._pending, self._pending_size = [rest], len(rest)
+            if len(rest) > self._limit:
+                raise SourceError(
+                    f"ENA Portal: a report row longer than {self._limit:,} characters; refused"
+                )
+        return rows
+
+    def _tsv_rows(self, buf: str, final: bool) -> tuple[list[dict[str, str]], str]:
+        lines = buf.split("\n")
+        rest = "" if final else lines.pop()
+        rows = []
+        for raw in lines:
+            line = raw.rstrip("\r")
+            if not line.strip():
+                continue
+            if self._header is None:
+                self._header = line.split("\t")
+                continue
+            rows.append(dict(zip(self._header, line.split("\t"), strict=False)))
+        return rows, rest
+
+    def _json_rows(self, buf: str, final: bool) -> tuple[list[dict[str, str]], str]:
+        rows: list[dict[str, str]] = []
+        pos = 0
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n,":
+                pos += 1
+            if pos == len(buf) or self._ended:
+                break
+            if not self._opened:  # _take saw "[" first
+                self._opened = True
+                pos += 1
+                continue
+            if buf[pos] == "]":
+                self._ended = True
+                pos += 1
+                continue
+            try:
+                item, pos = _JSON.raw_decode(buf, pos)
+            except json.JSONDecodeError as exc:
+                if final:
+                    raise SourceError(f"ENA Portal: malformed JSON report: {exc}") from exc
+                break  # an object cut by the end of this piece: wait for the rest
+            if not isinstance(item, dict):
+                raise SourceError(f"ENA Portal: a JSON report row is not an object: {item!r}")
+            rows.append({str(k): "" if v is None else str(v) for k, v in item.items()})
+        return rows, buf[pos:]
 
 
 class EnaSource:
@@ -250,7 +397,7 @@ class EnaSource:
             "format": "tsv",
             "limit": "0",
         }
-        async for row in self._tsv("POST", f"{self.portal}/search", data=form):
+        async for row in self._report("POST", f"{self.portal}/search", data=form):
             yield row
 
     async def _filereport(
@@ -263,10 +410,10 @@ class EnaSource:
             "format": "tsv",
             "limit": "0",
         }
-        async for row in self._tsv("GET", f"{self.portal}/filereport", params=params):
+        async for row in self._report("GET", f"{self.portal}/filereport", params=params):
             yield row
 
-    async def _tsv(
+    async def _report(
         self,
         method: str,
         url: str,
@@ -274,7 +421,7 @@ class EnaSource:
         data: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
     ) -> AsyncIterator[dict[str, str]]:
-        """Rows of a TSV answer, streamed, keyed by header; resumed on a retry.
+        """Rows of a report, streamed, keyed by column; resumed on a retry.
 
         A retry after a dropped connection re-sends the request and skips the rows
         already yielded, so memory stays flat however long the report is.
@@ -291,19 +438,18 @@ class EnaSource:
                 ) as resp:
                     if resp.status == 204:
                         return  # ENA's "no content": nothing public for this accession
-                    header: list[str] | None = None
-                    async for line in resp.lines():
-                        if not line.strip():
-                            continue
-                        if header is None:
-                            header = line.split("\t")
-                            continue
+                    parser = ReportParser()
+                    async for chunk in resp.chunks():
+                        for row in parser.feed(chunk):
+                            seen += 1
+                            if seen > done:
+                                done += 1
+                                yield row
+                    for row in parser.close():
                         seen += 1
-                        if seen <= done:
-                            continue
-                        values = line.split("\t")
-                        done += 1
-                        yield dict(zip(header, values, strict=False))
+                        if seen > done:
+                            done += 1
+                            yield row
                 return
             except HTTPStatusError as exc:
                 if exc.status == 400:
@@ -357,28 +503,45 @@ class EnaSource:
         self, result: Result, families: Sequence[EnaFamily], accession: str, row: dict[str, str]
     ) -> list[FileTask]:
         tasks: list[FileTask] = []
-        for family in families:
+        places = _Places(accession)
+        # Every family listed in the row claims its names, in a fixed order, whether
+        # asked for or not: where a file lands never depends on which families (or
+        # in which order) the manifest names.
+        for family in _ORDER[result]:
+            wanted = family in families
             try:
-                files = parse_family(row, family)
+                files = (
+                    parse_family(row, family)
+                    if wanted
+                    else [
+                        FamilyFile(url, None, None) for url in _split(row.get(f"{family}_ftp", ""))
+                    ]
+                )
             except SourceError as exc:
                 self.ctx.warn(f"ENA: {accession}: {exc}; skipping its {family} files")
                 continue
-            for f in files:
+            for position, f in enumerate(files, 1):
                 try:
                     name = name_from_path(f.url)
-                    path = f"ena/{safe_name(accession)}/{name}"
+                    prefix = f"ena/{safe_name(accession)}"
                 except UnsafePathError as exc:
-                    self.ctx.warn(f"ENA: {accession}: {exc}")
+                    if wanted:
+                        self.ctx.warn(f"ENA: {accession}: {exc}")
                     continue
+                place = places.claim(name, family, position, f.url)
+                if place is None or not wanted:
+                    continue
+                relative, error = place
                 tasks.append(
                     FileTask(
                         source="ena",
                         accession=accession,
                         url=file_url(f.url, self.files_base),
-                        path=path,
+                        path=f"{prefix}/{relative}",
                         size=f.size,
                         checksum=f.md5,
                         verify="md5" if f.md5 else "size",
+                        error=error,
                     )
                 )
         if not tasks:
