@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
 
-from .._accessions import PortalType, ena_kind, portal_type
+from .._accessions import EnaKind, PortalType, ena_kind, portal_type
 from .._config import EnaFamily, EnaSpec
 from .._exceptions import HTTPStatusError, SourceError, TransferError, UnsafePathError
 from .._http import redact_url
@@ -35,7 +35,15 @@ from .._paths import name_from_path, safe_name
 from .._retry import next_delay
 from . import SourceContext
 
-__all__ = ["ENA_FILES_HOST", "EnaSource", "ReportParser", "file_url", "parse_family"]
+__all__ = [
+    "ENA_FILES_HOST",
+    "QUERY_CHUNK",
+    "EnaSource",
+    "PortalRefused",
+    "ReportParser",
+    "file_url",
+    "parse_family",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +75,7 @@ _KEYS: dict[Result, tuple[str, ...]] = {
     "analysis": (
         "analysis_accession",
         "sample_accession",
+        "secondary_sample_accession",
         "study_accession",
         "secondary_study_accession",
     ),
@@ -81,11 +90,23 @@ _EXTRA: dict[Result, tuple[str, ...]] = {
     ),
     "analysis": ("analysis_type", "scientific_name"),
 }
+#: Accessions ENA's File Downloader never sends as ``includeAccessions`` (it takes
+#: primary ones only): searched by the report field that holds them instead.
+_SECONDARY_FIELD: dict[EnaKind, str] = {
+    "study": "secondary_study_accession",
+    "sample": "secondary_sample_accession",
+}
+#: Accessions OR'd into one ``query=`` (a few KB of form body).
+QUERY_CHUNK = 100
 #: The includeAccessionType values each result can be searched by.
 _SEARCHABLE: dict[Result, frozenset[str]] = {
     "read_run": frozenset({"study", "sample", "experiment", "run"}),
     "analysis": frozenset({"study", "sample", "analysis"}),
 }
+
+
+class PortalRefused(SourceError):
+    """The Portal answered 400: the query itself is wrong (a field, a value)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,16 +341,24 @@ class EnaSource:
             if not families:
                 continue
             by_type: dict[PortalType, list[str]] = {}
+            by_field: dict[str, list[str]] = {}
             submissions: list[str] = []
             for acc in self.spec.accessions:
                 kind = ena_kind(acc)
                 if kind == "submission":
-                    submissions.append(acc)  # /filereport only: no includeAccessionType
+                    if result == "read_run":
+                        submissions.append(acc)  # /filereport, documented for read_run
+                    else:
+                        by_field.setdefault("submission_accession", []).append(acc)
                     continue
                 acc_type = portal_type(kind) if kind is not None else None
-                if acc_type is not None and acc_type in _SEARCHABLE[result]:
+                if kind is None or acc_type is None or acc_type not in _SEARCHABLE[result]:
+                    continue
+                if kind in _SECONDARY_FIELD:
+                    by_field.setdefault(_SECONDARY_FIELD[kind], []).append(acc)
+                else:
                     by_type.setdefault(acc_type, []).append(acc)
-            if not by_type and not submissions:
+            if not by_type and not by_field and not submissions:
                 continue
             fields = await self._fields(result, families)
             table = self.ctx.metadata.table(
@@ -342,6 +371,19 @@ class EnaSource:
                         rows = self._search(result, acc_type, chunk, fields)
                         async for batch in self._tasks(result, families, rows, unmatched, table):
                             yield batch
+                for field, accessions in by_field.items():
+                    if field == "submission_accession":
+                        for acc in accessions:
+                            async for batch in self._submission_analyses(
+                                acc, families, fields, unmatched, table
+                            ):
+                                yield batch
+                        continue
+                    for i in range(0, len(accessions), QUERY_CHUNK):
+                        chunk = accessions[i : i + QUERY_CHUNK]
+                        rows = self._query(result, field, chunk, fields)
+                        async for batch in self._tasks(result, families, rows, unmatched, table):
+                            yield batch
                 for acc in submissions:
                     # Report rows do not name the submission they belong to.
                     rows = _marking(self._filereport(result, acc, fields), acc, unmatched)
@@ -349,6 +391,34 @@ class EnaSource:
                         yield batch
             finally:
                 await table.close()
+
+    async def _submission_analyses(
+        self,
+        accession: str,
+        families: Sequence[EnaFamily],
+        fields: Sequence[str],
+        unmatched: set[str],
+        table: TableWriter,
+    ) -> AsyncIterator[list[FileTask]]:
+        """The analyses of one submission, searched by ``submission_accession``.
+
+        ENA documents ``/filereport`` with a submission for runs only; whether the
+        Portal lists analyses by submission is not documented. A refusal (400) is
+        a warning: the submission's runs are planned all the same.
+        """
+        rows = _marking(
+            self._query("analysis", "submission_accession", [accession], fields),
+            accession,
+            unmatched,
+        )
+        try:
+            async for batch in self._tasks("analysis", families, rows, unmatched, table):
+                yield batch
+        except PortalRefused as exc:
+            self.ctx.warn(
+                f"ENA: {accession}: the ENA Portal could not list analyses by submission "
+                f"({exc}); only its runs are planned"
+            )
 
     async def _fields(self, result: Result, families: Sequence[str]) -> list[str]:
         """The fields to ask for: ours, less any the service says it does not know."""
@@ -393,6 +463,20 @@ class EnaSource:
             "result": result,
             "includeAccessionType": acc_type,
             "includeAccessions": ",".join(accessions),
+            "fields": ",".join(fields),
+            "format": "tsv",
+            "limit": "0",
+        }
+        async for row in self._report("POST", f"{self.portal}/search", data=form):
+            yield row
+
+    async def _query(
+        self, result: Result, field: str, accessions: Sequence[str], fields: Sequence[str]
+    ) -> AsyncIterator[dict[str, str]]:
+        """Rows whose ``field`` is one of ``accessions`` (quoted, as ENA wants values)."""
+        form = {
+            "result": result,
+            "query": " OR ".join(f'{field}="{acc}"' for acc in accessions),
             "fields": ",".join(fields),
             "format": "tsv",
             "limit": "0",
@@ -453,7 +537,7 @@ class EnaSource:
                 return
             except HTTPStatusError as exc:
                 if exc.status == 400:
-                    raise SourceError(f"ENA Portal rejected the query: {exc}") from exc
+                    raise PortalRefused(f"ENA Portal rejected the query: {exc}") from exc
                 if not exc.retryable:
                     raise SourceError(f"ENA Portal: {exc}") from exc
                 await self._backoff(url, attempt, exc)
