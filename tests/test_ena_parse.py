@@ -128,3 +128,10 @@ def test_broken_reports_are_refused(body: bytes, message: str) -> None:
 
     with pytest.raises(SourceError, match=message):
         parse()
+
+
+def test_a_byte_count_no_file_can_have_is_refused() -> None:
+    # Past 2**63 - 1 no file system (and no state store) can hold the size.
+    row = {"fastq_ftp": "h/a;h/b", "fastq_md5": "aa;bb", "fastq_bytes": "10;99999999999999999999"}
+    with pytest.raises(SourceError, match="fastq_bytes value '99999999999999999999'"):
+        parse_family(row, "fastq")

@@ -11,6 +11,7 @@ the files it lists: names, URLs, sizes where given, MD5s.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,10 @@ import pytest
 import yaml
 from aiohttp import web
 
+import mirror
 from mirror._state import open_store
 
-from .conftest import mirror_cmd
+from .conftest import FAST_RETRY, mirror_cmd, read_index
 from .replay import RECORDINGS, Answer, Chooser, Replay
 
 ENA = RECORDINGS / "ena"
@@ -431,3 +433,49 @@ async def test_a_run_row_longer_than_the_http_clients_line_limit(tmp_path: Path)
     for i in (0, 12_345, n - 1):
         p = by_name[f"FAR12345_pass_abcdef12_{i}.fast5"]
         assert (p.size, p.md5) == (4000 + i, f"{i:032x}")
+
+
+async def test_a_report_without_sizes_downloads_and_verifies_by_md5(tmp_path: Path) -> None:
+    # The enaBrowserTools row's shape: no *_bytes column at all. The size is unknown
+    # until the body ends; the MD5 decides, and a wrong body never lands.
+    good, bad = b"@r1\nACGT\n+\nIIII\n" * 500, b"x" * 1000
+    rows = {
+        "ERR2512031_1.fastq.gz": (good, hashlib.md5(good).hexdigest()),
+        "ERR2512031_2.fastq.gz": (bad, "0" * 32),
+    }
+    folder = "vol1/fastq/ERR251/001/ERR2512031"
+    body = "fastq_ftp\tfastq_md5\trun_accession\n" + "\t".join(
+        [
+            ";".join(f"ftp.sra.ebi.ac.uk/{folder}/{name}" for name in rows),
+            ";".join(md5 for _, md5 in rows.values()),
+            "ERR2512031",
+        ]
+    )
+    portal = Portal("ebt_ERR2512031_search.tsv", "read_run")
+    routes = portal.routes()
+
+    def report(request: web.Request, form: bytes) -> Answer | None:
+        if portal.report(request, form) is None:
+            return None
+        return Answer(body=body.encode(), content_type="text/plain")
+
+    routes["/portal/search"] = report
+    for name, (data, _) in rows.items():
+        routes[f"{FILES}/{folder}/{name}"] = Answer(
+            body=data, content_type="application/octet-stream"
+        )
+    async with Replay(routes) as replay:
+        doc = {
+            "version": 1,
+            "dest": str(tmp_path),
+            "endpoints": {"ena_portal": f"{replay.base}/portal", "ena_files": replay.base + FILES},
+            "sources": [{"ena": {"accessions": ["ERR2512031"]}}],
+        }
+        summary = await mirror.run(doc, retry=FAST_RETRY)
+    assert (summary.verified, summary.failed) == (1, 1)
+    assert (tmp_path / "ena/ERR2512031/ERR2512031_1.fastq.gz").read_bytes() == good
+    assert not (tmp_path / "ena/ERR2512031/ERR2512031_2.fastq.gz").exists()
+    index = {row["path"]: row for row in read_index(tmp_path)}
+    assert index["ena/ERR2512031/ERR2512031_1.fastq.gz"]["verified_by"] == "md5"
+    assert index["ena/ERR2512031/ERR2512031_1.fastq.gz"]["bytes"] == str(len(good))
+    assert index["ena/ERR2512031/ERR2512031_2.fastq.gz"]["status"] == "failed"

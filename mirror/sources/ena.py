@@ -52,6 +52,8 @@ Result = Literal["read_run", "analysis"]
 ENA_FILES_HOST = "ftp.sra.ebi.ac.uk"
 CHUNK = 1000
 BATCH = 500
+#: Largest size a file (and the state store's integer) can have.
+_MAX_SIZE = 2**63 - 1
 #: Longest report row (characters) held in memory: about 500,000 files of one run.
 MAX_ROW = 64 * 1024 * 1024
 _JSON = json.JSONDecoder()
@@ -152,6 +154,8 @@ def parse_family(row: dict[str, str], family: str) -> list[FamilyFile]:
     for i, url in enumerate(urls):
         md5 = md5s[i].lower() if md5s and md5s[i] else None
         size = int(sizes[i]) if sizes and sizes[i].isdigit() else None
+        if size is not None and size > _MAX_SIZE:
+            raise SourceError(f"{family}_bytes value {sizes[i]!r} is not a file size")
         out.append(FamilyFile(url=url, md5=md5, size=size))
     return out
 
