@@ -4,7 +4,12 @@ Facts this module relies on (ARCHIVES.md, research/ena-peers.md):
 
 * ``POST /search`` with ``includeAccessions`` (≤ 1,000 a request) and
   ``includeAccessionType`` expands studies, samples, experiments and runs in one
-  request per 1,000 accessions (ENA's own File Downloader does the same).
+  request per 1,000 accessions (ENA's own File Downloader does the same, with
+  primary accessions only). Secondary ones (ERP…, ERS…) are searched by the
+  field that holds them (``query=secondary_study_accession="ERP…" OR …``);
+  a submission (ERA…) through ``/filereport`` for its runs.
+* ``*_ftp`` values are paths, not URLs (``27604_8#1.cram`` is one name): encoded
+  for the request, taken literally for the file name.
 * ``{family}_ftp``, ``_md5`` and ``_bytes`` hold ``;``-separated lists aligned by
   position; URLs have no scheme. Runs may have three FASTQs (unpaired + _1 + _2),
   one file though PAIRED, or none at all: take the lists as given, never derive
