@@ -479,3 +479,14 @@ async def test_a_report_without_sizes_downloads_and_verifies_by_md5(tmp_path: Pa
     assert index["ena/ERR2512031/ERR2512031_1.fastq.gz"]["verified_by"] == "md5"
     assert index["ena/ERR2512031/ERR2512031_1.fastq.gz"]["bytes"] == str(len(good))
     assert index["ena/ERR2512031/ERR2512031_2.fastq.gz"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("result", ["read_run", "analysis"])
+def test_the_fields_searched_by_are_real_portal_fields(result: str) -> None:
+    # Secondary and submission accessions are searched by these (ena.py); both
+    # recorded field lists hold them.
+    assert {
+        "secondary_study_accession",
+        "secondary_sample_accession",
+        "submission_accession",
+    } <= KNOWN[result]
