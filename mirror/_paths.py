@@ -8,7 +8,15 @@ from urllib.parse import unquote, urlsplit
 
 from ._exceptions import UnsafePathError
 
-__all__ = ["PART_SUFFIX", "final_path", "join_under", "name_from_url", "part_path", "safe_name"]
+__all__ = [
+    "PART_SUFFIX",
+    "final_path",
+    "join_under",
+    "name_from_path",
+    "name_from_url",
+    "part_path",
+    "safe_name",
+]
 
 PART_SUFFIX = ".part"
 _FORBIDDEN = set("/\\\x00")
@@ -35,6 +43,16 @@ def name_from_url(url: str) -> str:
     """The last path segment of ``url``, percent-decoded and checked by :func:`safe_name`."""
     path = urlsplit(url if "://" in url else "//" + url).path
     return safe_name(unquote(posixpath.basename(path)))
+
+
+def name_from_path(path: str) -> str:
+    """The last segment of a plain path (``host/dir/name``), taken literally.
+
+    ENA's ``*_ftp`` values are paths, not URLs: ``27604_8#1.cram`` is a whole file
+    name (Sanger's lane#tag), ``%20`` is three characters. Nothing is decoded or cut
+    at ``#`` or ``?``; the name is checked by :func:`safe_name`.
+    """
+    return safe_name(path.rsplit("/", 1)[-1])
 
 
 def join_under(root: Path, relative: str) -> Path:

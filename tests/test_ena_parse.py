@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mirror._exceptions import SourceError
-from mirror.sources.ena import FamilyFile, file_url, parse_family
+from mirror.sources.ena import FamilyFile, ReportParser, file_url, parse_family
 
 BASE = "ftp.sra.ebi.ac.uk/vol1/fastq/ERR110/003/ERR1109373"
 
@@ -59,3 +59,79 @@ def test_missing_md5_and_size_are_none() -> None:
 )
 def test_file_url_maps_the_ena_host_to_the_files_endpoint(value: str, url: str) -> None:
     assert file_url(value, "http://127.0.0.1:9/") == url
+
+
+@pytest.mark.parametrize(
+    ("value", "url"),
+    [
+        # Sanger lane#tag names: '#' is part of the path, not a fragment.
+        (
+            "ftp.sra.ebi.ac.uk/vol1/run/ERR325/ERR3256745/27604_8#1.cram",
+            "http://127.0.0.1:9/vol1/run/ERR325/ERR3256745/27604_8%231.cram",
+        ),
+        (
+            "ftp.sra.ebi.ac.uk/vol1/run/x/a b%41?c.fq",
+            "http://127.0.0.1:9/vol1/run/x/a%20b%2541%3Fc.fq",
+        ),
+        ("ftp.sra.ebi.ac.uk/vol1/run/x/é.fq", "http://127.0.0.1:9/vol1/run/x/%C3%A9.fq"),
+    ],
+)
+def test_ftp_values_are_paths_and_are_percent_encoded(value: str, url: str) -> None:
+    assert file_url(value, "http://127.0.0.1:9") == url
+
+
+def _feed_bytewise(parser: ReportParser, body: bytes) -> list[dict[str, str]]:
+    rows = []
+    for i in range(len(body)):
+        rows += parser.feed(body[i : i + 1])
+    return rows + parser.close()
+
+
+def test_report_rows_survive_any_split_of_the_body() -> None:
+    tsv = "run_accession\tsubmitted_ftp\r\nERR1\th/é#1.cram\r\n\r\nERR2\t\n".encode()
+    assert _feed_bytewise(ReportParser(), tsv) == [
+        {"run_accession": "ERR1", "submitted_ftp": "h/é#1.cram"},
+        {"run_accession": "ERR2", "submitted_ftp": ""},
+    ]
+    # The Portal's JSON: a list of flat objects, values as strings ("" when empty).
+    doc = (
+        ' [{"run_accession":"ERR1","fastq_ftp":"h/a;h/b","n":3},\n'
+        ' {"run_accession":"ERR2","x":null}]'
+    )
+    assert _feed_bytewise(ReportParser(), doc.encode()) == [
+        {"run_accession": "ERR1", "fastq_ftp": "h/a;h/b", "n": "3"},
+        {"run_accession": "ERR2", "x": ""},
+    ]
+    assert ReportParser().feed(b"[]") == []
+
+
+def test_a_report_without_a_last_newline_keeps_its_last_row() -> None:
+    parser = ReportParser()
+    assert parser.feed(b"run_accession\nERR1\nERR2") == [{"run_accession": "ERR1"}]
+    assert parser.close() == [{"run_accession": "ERR2"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'[{"run_accession":"ERR1"}', "JSON report ends early"),
+        (b'[{"run_accession":"ERR1"', "malformed JSON"),
+        (b'["ERR1"]', "not an object"),
+        (b"run_accession\n" + b"x" * 200, "longer than 100 characters"),
+    ],
+)
+def test_broken_reports_are_refused(body: bytes, message: str) -> None:
+    def parse() -> None:
+        parser = ReportParser(limit=100)
+        parser.feed(body)
+        parser.close()
+
+    with pytest.raises(SourceError, match=message):
+        parse()
+
+
+def test_a_byte_count_no_file_can_have_is_refused() -> None:
+    # Past 2**63 - 1 no file system (and no state store) can hold the size.
+    row = {"fastq_ftp": "h/a;h/b", "fastq_md5": "aa;bb", "fastq_bytes": "10;99999999999999999999"}
+    with pytest.raises(SourceError, match="fastq_bytes value '99999999999999999999'"):
+        parse_family(row, "fastq")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mirror._exceptions import UnsafePathError
-from mirror._paths import join_under, name_from_url, part_path, safe_name
+from mirror._paths import join_under, name_from_path, name_from_url, part_path, safe_name
 
 
 @pytest.mark.parametrize(
@@ -51,3 +51,22 @@ def test_join_under_refuses_escape(tmp_path: Path) -> None:
 
 def test_part_path_is_beside_the_file(tmp_path: Path) -> None:
     assert part_path(tmp_path / "x.gz") == tmp_path / "x.gz.part"
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("ftp.sra.ebi.ac.uk/vol1/run/ERR325/ERR3256745/27604_8#1.cram", "27604_8#1.cram"),
+        # A path is not a URL: nothing in it is an escape, a query or a fragment.
+        ("ftp.sra.ebi.ac.uk/vol1/run/x/a%20b?c.fq", "a%20b?c.fq"),
+        ("ftp.sra.ebi.ac.uk/vol1/err/ERR251/001/ERR2512031", "ERR2512031"),
+        ("ftp.sra.ebi.ac.uk/vol1/run/x/", None),
+        ("ftp.sra.ebi.ac.uk/vol1/run/x/..", None),
+    ],
+)
+def test_name_from_path_keeps_the_literal_name(path: str, name: str | None) -> None:
+    if name is None:
+        with pytest.raises(UnsafePathError):
+            name_from_path(path)
+    else:
+        assert name_from_path(path) == name

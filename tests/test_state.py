@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,34 @@ async def test_unknown_store_url_is_a_clear_error(tmp_path: Path) -> None:
         await open_store("mysql://x", tmp_path)
     with pytest.raises(StateError, match="PostgreSQL"):
         await open_store("postgresql://db/mirror", tmp_path)
+
+
+async def test_a_batch_that_fails_midway_leaves_nothing_planned(tmp_path: Path) -> None:
+    # SQLite cannot hold the third size: the batch fails at its third row, after two
+    # rows were written. One batch is one transaction: none of it may stay.
+    store = await open_store(None, tmp_path)
+    try:
+        run = await store.begin_run()
+        with pytest.raises(StateError, match="state store"):
+            await store.plan([task("a"), task("b"), task("c", size=2**64)], run)
+        assert [f.path async for f in store.files(run)] == []
+        assert await store.counts(run) == {status: (0, 0) for status in TaskStatus}
+        # The store is still usable: the next batch plans normally.
+        assert [p.task.path for p in await store.plan([task("a")], run)] == ["a"]
+    finally:
+        await store.aclose()
+
+
+async def test_two_connections_never_start_the_same_run(tmp_path: Path) -> None:
+    # begin_run reads the last run number and writes the next: two processes sharing a
+    # store must never both read N and both write N + 1.
+    first = await open_store(None, tmp_path)
+    second = await open_store(None, tmp_path)
+    try:
+        runs = await asyncio.gather(
+            *(store.begin_run() for _ in range(150) for store in (first, second))
+        )
+    finally:
+        await first.aclose()
+        await second.aclose()
+    assert sorted(runs) == list(range(1, 301))

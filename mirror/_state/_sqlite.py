@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -46,6 +47,26 @@ _COLUMNS = (
 )
 
 
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction: all of the block's statements land, or none.
+
+    The connection runs in autocommit mode (``isolation_level=None``), where
+    ``with db:`` opens no transaction at all and every statement commits alone.
+    ``BEGIN IMMEDIATE`` takes the write lock before the first read, so a
+    read-then-write (the next run number, a file's earlier status) cannot
+    interleave with another process sharing the store.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 class SQLiteStore:
     """The default :class:`~mirror._state.Store`: ``dest/.mirror/state.sqlite``.
 
@@ -67,7 +88,8 @@ class SQLiteStore:
                 raise StateError(f"state store {self.path} is closed")
             try:
                 return fn(self._db)
-            except sqlite3.Error as exc:
+            # OverflowError: an integer SQLite cannot store (a size past 2**63).
+            except (sqlite3.Error, OverflowError) as exc:
                 raise StateError(f"state store {self.path}: {exc}") from exc
 
         return await asyncio.get_running_loop().run_in_executor(self._thread, run)
@@ -80,26 +102,30 @@ class SQLiteStore:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.execute("PRAGMA busy_timeout=10000")
-                db.executescript(_SCHEMA)
-                columns = {r[1] for r in db.execute("PRAGMA table_info(files)")}
-                if "root" not in columns:  # stores written before the reference cache
-                    db.execute("ALTER TABLE files ADD COLUMN root TEXT")
-                # A file under a root of its own is keyed by root/path (FileTask.key);
-                # stores written before keyed it by the path alone: re-key them once.
-                if db.execute("SELECT 1 FROM meta WHERE key='rooted_keys'").fetchone() is None:
-                    db.execute(
-                        "UPDATE files SET path = rtrim(root, '/') || '/' || path"
-                        " WHERE root IS NOT NULL AND substr(path, 1, 1) != '/'"
-                    )
-                    db.execute("INSERT INTO meta VALUES ('rooted_keys', '1')")
-                row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                if row is None:
-                    db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-                elif int(row[0]) > SCHEMA_VERSION:
-                    raise StateError(
-                        f"state store {self.path} was written by a newer ebi-mirror "
-                        f"(schema {row[0]}); upgrade ebi-mirror"
-                    )
+                # Two processes opening one new store must not both create or migrate it.
+                with _transaction(db):
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    columns = {r[1] for r in db.execute("PRAGMA table_info(files)")}
+                    if "root" not in columns:  # stores written before the reference cache
+                        db.execute("ALTER TABLE files ADD COLUMN root TEXT")
+                    # A file under a root of its own is keyed by root/path (FileTask.key);
+                    # stores written before keyed it by the path alone: re-key them once.
+                    if db.execute("SELECT 1 FROM meta WHERE key='rooted_keys'").fetchone() is None:
+                        db.execute(
+                            "UPDATE files SET path = rtrim(root, '/') || '/' || path"
+                            " WHERE root IS NOT NULL AND substr(path, 1, 1) != '/'"
+                        )
+                        db.execute("INSERT INTO meta VALUES ('rooted_keys', '1')")
+                    row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                    if row is None:
+                        db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                    elif int(row[0]) > SCHEMA_VERSION:
+                        raise StateError(
+                            f"state store {self.path} was written by a newer ebi-mirror "
+                            f"(schema {row[0]}); upgrade ebi-mirror"
+                        )
             except (sqlite3.Error, OSError) as exc:
                 raise StateError(f"cannot open state store {self.path}: {exc}") from exc
             self._db = db
@@ -119,7 +145,7 @@ class SQLiteStore:
 
     async def begin_run(self) -> int:
         def begin(db: sqlite3.Connection) -> int:
-            with db:
+            with _transaction(db):
                 row = db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
                 run = int(row[0]) + 1 if row else 1
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (str(run),))
@@ -138,7 +164,7 @@ class SQLiteStore:
         def plan(db: sqlite3.Connection) -> list[PlannedFile]:
             now = time.time()
             out: list[PlannedFile] = []
-            with db:
+            with _transaction(db):
                 for task in tasks:
                     row = db.execute(
                         "SELECT status, checksum, size, run, md5, bytes FROM files WHERE path=?",
@@ -198,7 +224,7 @@ class SQLiteStore:
 
     async def _update(self, sql: str, args: tuple[object, ...]) -> None:
         def update(db: sqlite3.Connection) -> None:
-            with db:
+            with _transaction(db):
                 db.execute(sql, args)
 
         await self._call(update)

@@ -4,7 +4,12 @@ Facts this module relies on (ARCHIVES.md, research/ena-peers.md):
 
 * ``POST /search`` with ``includeAccessions`` (≤ 1,000 a request) and
   ``includeAccessionType`` expands studies, samples, experiments and runs in one
-  request per 1,000 accessions (ENA's own File Downloader does the same).
+  request per 1,000 accessions (ENA's own File Downloader does the same, with
+  primary accessions only). Secondary ones (ERP…, ERS…) are searched by the
+  field that holds them (``query=secondary_study_accession="ERP…" OR …``);
+  a submission (ERA…) through ``/filereport`` for its runs.
+* ``*_ftp`` values are paths, not URLs (``27604_8#1.cram`` is one name): encoded
+  for the request, taken literally for the file name.
 * ``{family}_ftp``, ``_md5`` and ``_bytes`` hold ``;``-separated lists aligned by
   position; URLs have no scheme. Runs may have three FASTQs (unpaired + _1 + _2),
   one file though PAIRED, or none at all: take the lists as given, never derive
@@ -17,22 +22,33 @@ Facts this module relies on (ARCHIVES.md, research/ena-peers.md):
 from __future__ import annotations
 
 import asyncio
+import codecs
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import quote
 
-from .._accessions import PortalType, ena_kind, portal_type
+from .._accessions import EnaKind, PortalType, ena_kind, portal_type
 from .._config import EnaFamily, EnaSpec
 from .._exceptions import HTTPStatusError, SourceError, TransferError, UnsafePathError
 from .._http import redact_url
 from .._metadata import TableWriter
 from .._models import FileTask
-from .._paths import name_from_url, safe_name
+from .._paths import name_from_path, safe_name
 from .._retry import next_delay
 from . import SourceContext
 
-__all__ = ["ENA_FILES_HOST", "EnaSource", "file_url", "parse_family"]
+__all__ = [
+    "ENA_FILES_HOST",
+    "QUERY_CHUNK",
+    "EnaSource",
+    "PortalRefused",
+    "ReportParser",
+    "file_url",
+    "parse_family",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +57,19 @@ Result = Literal["read_run", "analysis"]
 ENA_FILES_HOST = "ftp.sra.ebi.ac.uk"
 CHUNK = 1000
 BATCH = 500
+#: Largest size a file (and the state store's integer) can have.
+_MAX_SIZE = 2**63 - 1
+#: Longest report row (characters) held in memory: about 500,000 files of one run.
+MAX_ROW = 64 * 1024 * 1024
+_JSON = json.JSONDecoder()
 
 _RUN_FAMILIES: tuple[EnaFamily, ...] = ("fastq", "submitted", "sra")
 _ANALYSIS_FAMILIES: tuple[EnaFamily, ...] = ("submitted", "generated")
+#: The order in which a row's families claim file names (see _Places).
+_ORDER: dict[Result, tuple[EnaFamily, ...]] = {
+    "read_run": _RUN_FAMILIES,
+    "analysis": _ANALYSIS_FAMILIES,
+}
 _KEYS: dict[Result, tuple[str, ...]] = {
     "read_run": (
         "run_accession",
@@ -56,6 +82,7 @@ _KEYS: dict[Result, tuple[str, ...]] = {
     "analysis": (
         "analysis_accession",
         "sample_accession",
+        "secondary_sample_accession",
         "study_accession",
         "secondary_study_accession",
     ),
@@ -70,11 +97,23 @@ _EXTRA: dict[Result, tuple[str, ...]] = {
     ),
     "analysis": ("analysis_type", "scientific_name"),
 }
+#: Accessions ENA's File Downloader never sends as ``includeAccessions`` (it takes
+#: primary ones only): searched by the report field that holds them instead.
+_SECONDARY_FIELD: dict[EnaKind, str] = {
+    "study": "secondary_study_accession",
+    "sample": "secondary_sample_accession",
+}
+#: Accessions OR'd into one ``query=`` (a few KB of form body).
+QUERY_CHUNK = 100
 #: The includeAccessionType values each result can be searched by.
 _SEARCHABLE: dict[Result, frozenset[str]] = {
     "read_run": frozenset({"study", "sample", "experiment", "run"}),
     "analysis": frozenset({"study", "sample", "analysis"}),
 }
+
+
+class PortalRefused(SourceError):
+    """The Portal answered 400: the query itself is wrong (a field, a value)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +124,16 @@ class FamilyFile:
 
 
 def file_url(value: str, files_base: str) -> str:
-    """A ``*_ftp`` value (``ftp.sra.ebi.ac.uk/vol1/…``, no scheme) as an HTTP(S) URL."""
+    """A ``*_ftp`` value (``ftp.sra.ebi.ac.uk/vol1/…``, no scheme) as an HTTP(S) URL.
+
+    The value is a path, not a URL: every character of it is literal, so it is
+    percent-encoded here (``27604_8#1.cram`` → ``27604_8%231.cram``), once.
+    """
     value = value.strip()
     if "://" in value:
         value = value.split("://", 1)[1]
     host, _, path = value.partition("/")
+    path = quote(path, safe="/")
     if host == ENA_FILES_HOST:
         return f"{files_base.rstrip('/')}/{path}"
     return f"https://{host}/{path}"
@@ -115,6 +159,8 @@ def parse_family(row: dict[str, str], family: str) -> list[FamilyFile]:
     for i, url in enumerate(urls):
         md5 = md5s[i].lower() if md5s and md5s[i] else None
         size = int(sizes[i]) if sizes and sizes[i].isdigit() else None
+        if size is not None and size > _MAX_SIZE:
+            raise SourceError(f"{family}_bytes value {sizes[i]!r} is not a file size")
         out.append(FamilyFile(url=url, md5=md5, size=size))
     return out
 
@@ -130,6 +176,143 @@ async def _marking(
 def _split(value: str) -> list[str]:
     value = value.strip()
     return [v.strip() for v in value.split(";")] if value else []
+
+
+class _Places:
+    """Where each file of one run (or analysis) lands under ``ena/{accession}/``.
+
+    A name lands as given; a name already taken there by another file lands under
+    ``{family}/``; if that is taken too, the file is planned to fail, its reason
+    naming both files it clashes with. The store keys files by path, so two files
+    at one path would otherwise silently become one.
+    """
+
+    def __init__(self, accession: str) -> None:
+        self.accession = accession
+        self._taken: dict[str, str] = {}
+
+    def claim(
+        self, name: str, family: str, position: int, url: str
+    ) -> tuple[str, str | None] | None:
+        """(path under the accession directory, error or None); None for a repeat of
+        a file already placed (the same URL listed twice is one file)."""
+        for relative in (name, f"{family}/{name}"):
+            holder = self._taken.get(relative)
+            if holder is None:
+                self._taken[relative] = url
+                return relative, None
+            if holder == url:
+                return None
+        relative = f"{family}/{position}/{name}"
+        self._taken[relative] = url
+        first, second = self._taken[name], self._taken[f"{family}/{name}"]
+        return relative, (
+            f"ENA {self.accession}: {url} has the same file name as {first} and {second}; "
+            "not downloaded"
+        )
+
+
+class ReportParser:
+    """Rows of a Portal report fed in pieces as they arrive: TSV or JSON.
+
+    TSV is a header line, then one row a line; JSON is a list of flat objects whose
+    values are strings (``""`` when empty). The first character tells them apart
+    (a TSV header never starts with ``[``). Lines are split here, not by the HTTP
+    client, which refuses a line past 2 MiB: one run's row lists every file of the
+    run (3,000 ONT files make 400 KB). Work stays linear in the body's length
+    however long a row is; a row beyond ``limit`` characters is refused rather
+    than buffered without end.
+    """
+
+    def __init__(self, *, limit: int = MAX_ROW) -> None:
+        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._limit = limit
+        self._pending: list[str] = []
+        self._pending_size = 0
+        self._json: bool | None = None
+        self._header: list[str] | None = None
+        self._opened = False
+        self._ended = False
+
+    def feed(self, data: bytes) -> list[dict[str, str]]:
+        return self._take(self._text.decode(data), final=False)
+
+    def close(self) -> list[dict[str, str]]:
+        rows = self._take(self._text.decode(b"", final=True), final=True)
+        if self._json and not self._ended:
+            raise SourceError("ENA Portal: the JSON report ends early (no closing ']')")
+        return rows
+
+    def _take(self, text: str, *, final: bool) -> list[dict[str, str]]:
+        if self._json is None:
+            start = ("".join(self._pending) + text).lstrip()
+            if not start and not final:
+                self._pending = [start]
+                return []
+            self._pending, self._pending_size = [], 0
+            text = start
+            self._json = start.startswith("[")
+        # A row can only end where a line ends (TSV) or an object closes (JSON):
+        # until one arrives, keep the piece without looking at the rest again.
+        if not final and ("}" if self._json else "\n") not in text:
+            self._pending.append(text)
+            self._pending_size += len(text)
+            if self._pending_size > self._limit:
+                raise SourceError(
+                    f"ENA Portal: a report row longer than {self._limit:,} characters; refused"
+                )
+            return []
+        buf = "".join(self._pending) + text
+        self._pending, self._pending_size = [], 0
+        rows, rest = self._json_rows(buf, final) if self._json else self._tsv_rows(buf, final)
+        if rest:
+            self._pending, self._pending_size = [rest], len(rest)
+            if len(rest) > self._limit:
+                raise SourceError(
+                    f"ENA Portal: a report row longer than {self._limit:,} characters; refused"
+                )
+        return rows
+
+    def _tsv_rows(self, buf: str, final: bool) -> tuple[list[dict[str, str]], str]:
+        lines = buf.split("\n")
+        rest = "" if final else lines.pop()
+        rows = []
+        for raw in lines:
+            line = raw.rstrip("\r")
+            if not line.strip():
+                continue
+            if self._header is None:
+                self._header = line.split("\t")
+                continue
+            rows.append(dict(zip(self._header, line.split("\t"), strict=False)))
+        return rows, rest
+
+    def _json_rows(self, buf: str, final: bool) -> tuple[list[dict[str, str]], str]:
+        rows: list[dict[str, str]] = []
+        pos = 0
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n,":
+                pos += 1
+            if pos == len(buf) or self._ended:
+                break
+            if not self._opened:  # _take saw "[" first
+                self._opened = True
+                pos += 1
+                continue
+            if buf[pos] == "]":
+                self._ended = True
+                pos += 1
+                continue
+            try:
+                item, pos = _JSON.raw_decode(buf, pos)
+            except json.JSONDecodeError as exc:
+                if final:
+                    raise SourceError(f"ENA Portal: malformed JSON report: {exc}") from exc
+                break  # an object cut by the end of this piece: wait for the rest
+            if not isinstance(item, dict):
+                raise SourceError(f"ENA Portal: a JSON report row is not an object: {item!r}")
+            rows.append({str(k): "" if v is None else str(v) for k, v in item.items()})
+        return rows, buf[pos:]
 
 
 class EnaSource:
@@ -167,16 +350,24 @@ class EnaSource:
             if not families:
                 continue
             by_type: dict[PortalType, list[str]] = {}
+            by_field: dict[str, list[str]] = {}
             submissions: list[str] = []
             for acc in self.spec.accessions:
                 kind = ena_kind(acc)
                 if kind == "submission":
-                    submissions.append(acc)  # /filereport only: no includeAccessionType
+                    if result == "read_run":
+                        submissions.append(acc)  # /filereport, documented for read_run
+                    else:
+                        by_field.setdefault("submission_accession", []).append(acc)
                     continue
                 acc_type = portal_type(kind) if kind is not None else None
-                if acc_type is not None and acc_type in _SEARCHABLE[result]:
+                if kind is None or acc_type is None or acc_type not in _SEARCHABLE[result]:
+                    continue
+                if kind in _SECONDARY_FIELD:
+                    by_field.setdefault(_SECONDARY_FIELD[kind], []).append(acc)
+                else:
                     by_type.setdefault(acc_type, []).append(acc)
-            if not by_type and not submissions:
+            if not by_type and not by_field and not submissions:
                 continue
             fields = await self._fields(result, families)
             table = self.ctx.metadata.table(
@@ -189,6 +380,19 @@ class EnaSource:
                         rows = self._search(result, acc_type, chunk, fields)
                         async for batch in self._tasks(result, families, rows, unmatched, table):
                             yield batch
+                for field, accessions in by_field.items():
+                    if field == "submission_accession":
+                        for acc in accessions:
+                            async for batch in self._submission_analyses(
+                                acc, families, fields, unmatched, table
+                            ):
+                                yield batch
+                        continue
+                    for i in range(0, len(accessions), QUERY_CHUNK):
+                        chunk = accessions[i : i + QUERY_CHUNK]
+                        rows = self._query(result, field, chunk, fields)
+                        async for batch in self._tasks(result, families, rows, unmatched, table):
+                            yield batch
                 for acc in submissions:
                     # Report rows do not name the submission they belong to.
                     rows = _marking(self._filereport(result, acc, fields), acc, unmatched)
@@ -196,6 +400,34 @@ class EnaSource:
                         yield batch
             finally:
                 await table.close()
+
+    async def _submission_analyses(
+        self,
+        accession: str,
+        families: Sequence[EnaFamily],
+        fields: Sequence[str],
+        unmatched: set[str],
+        table: TableWriter,
+    ) -> AsyncIterator[list[FileTask]]:
+        """The analyses of one submission, searched by ``submission_accession``.
+
+        ENA documents ``/filereport`` with a submission for runs only; whether the
+        Portal lists analyses by submission is not documented. A refusal (400) is
+        a warning: the submission's runs are planned all the same.
+        """
+        rows = _marking(
+            self._query("analysis", "submission_accession", [accession], fields),
+            accession,
+            unmatched,
+        )
+        try:
+            async for batch in self._tasks("analysis", families, rows, unmatched, table):
+                yield batch
+        except PortalRefused as exc:
+            self.ctx.warn(
+                f"ENA: {accession}: the ENA Portal could not list analyses by submission "
+                f"({exc}); only its runs are planned"
+            )
 
     async def _fields(self, result: Result, families: Sequence[str]) -> list[str]:
         """The fields to ask for: ours, less any the service says it does not know."""
@@ -244,7 +476,21 @@ class EnaSource:
             "format": "tsv",
             "limit": "0",
         }
-        async for row in self._tsv("POST", f"{self.portal}/search", data=form):
+        async for row in self._report("POST", f"{self.portal}/search", data=form):
+            yield row
+
+    async def _query(
+        self, result: Result, field: str, accessions: Sequence[str], fields: Sequence[str]
+    ) -> AsyncIterator[dict[str, str]]:
+        """Rows whose ``field`` is one of ``accessions`` (quoted, as ENA wants values)."""
+        form = {
+            "result": result,
+            "query": " OR ".join(f'{field}="{acc}"' for acc in accessions),
+            "fields": ",".join(fields),
+            "format": "tsv",
+            "limit": "0",
+        }
+        async for row in self._report("POST", f"{self.portal}/search", data=form):
             yield row
 
     async def _filereport(
@@ -257,10 +503,10 @@ class EnaSource:
             "format": "tsv",
             "limit": "0",
         }
-        async for row in self._tsv("GET", f"{self.portal}/filereport", params=params):
+        async for row in self._report("GET", f"{self.portal}/filereport", params=params):
             yield row
 
-    async def _tsv(
+    async def _report(
         self,
         method: str,
         url: str,
@@ -268,7 +514,7 @@ class EnaSource:
         data: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
     ) -> AsyncIterator[dict[str, str]]:
-        """Rows of a TSV answer, streamed, keyed by header; resumed on a retry.
+        """Rows of a report, streamed, keyed by column; resumed on a retry.
 
         A retry after a dropped connection re-sends the request and skips the rows
         already yielded, so memory stays flat however long the report is.
@@ -285,23 +531,22 @@ class EnaSource:
                 ) as resp:
                     if resp.status == 204:
                         return  # ENA's "no content": nothing public for this accession
-                    header: list[str] | None = None
-                    async for line in resp.lines():
-                        if not line.strip():
-                            continue
-                        if header is None:
-                            header = line.split("\t")
-                            continue
+                    parser = ReportParser()
+                    async for chunk in resp.chunks():
+                        for row in parser.feed(chunk):
+                            seen += 1
+                            if seen > done:
+                                done += 1
+                                yield row
+                    for row in parser.close():
                         seen += 1
-                        if seen <= done:
-                            continue
-                        values = line.split("\t")
-                        done += 1
-                        yield dict(zip(header, values, strict=False))
+                        if seen > done:
+                            done += 1
+                            yield row
                 return
             except HTTPStatusError as exc:
                 if exc.status == 400:
-                    raise SourceError(f"ENA Portal rejected the query: {exc}") from exc
+                    raise PortalRefused(f"ENA Portal rejected the query: {exc}") from exc
                 if not exc.retryable:
                     raise SourceError(f"ENA Portal: {exc}") from exc
                 await self._backoff(url, attempt, exc)
@@ -351,28 +596,45 @@ class EnaSource:
         self, result: Result, families: Sequence[EnaFamily], accession: str, row: dict[str, str]
     ) -> list[FileTask]:
         tasks: list[FileTask] = []
-        for family in families:
+        places = _Places(accession)
+        # Every family listed in the row claims its names, in a fixed order, whether
+        # asked for or not: where a file lands never depends on which families (or
+        # in which order) the manifest names.
+        for family in _ORDER[result]:
+            wanted = family in families
             try:
-                files = parse_family(row, family)
+                files = (
+                    parse_family(row, family)
+                    if wanted
+                    else [
+                        FamilyFile(url, None, None) for url in _split(row.get(f"{family}_ftp", ""))
+                    ]
+                )
             except SourceError as exc:
                 self.ctx.warn(f"ENA: {accession}: {exc}; skipping its {family} files")
                 continue
-            for f in files:
+            for position, f in enumerate(files, 1):
                 try:
-                    name = name_from_url(f.url)
-                    path = f"ena/{safe_name(accession)}/{name}"
+                    name = name_from_path(f.url)
+                    prefix = f"ena/{safe_name(accession)}"
                 except UnsafePathError as exc:
-                    self.ctx.warn(f"ENA: {accession}: {exc}")
+                    if wanted:
+                        self.ctx.warn(f"ENA: {accession}: {exc}")
                     continue
+                place = places.claim(name, family, position, f.url)
+                if place is None or not wanted:
+                    continue
+                relative, error = place
                 tasks.append(
                     FileTask(
                         source="ena",
                         accession=accession,
                         url=file_url(f.url, self.files_base),
-                        path=path,
+                        path=f"{prefix}/{relative}",
                         size=f.size,
                         checksum=f.md5,
                         verify="md5" if f.md5 else "size",
+                        error=error,
                     )
                 )
         if not tasks:
