@@ -19,6 +19,7 @@ __all__ = [
     "Summary",
     "TaskStatus",
     "Verify",
+    "WarningEvent",
     "Warning_",
 ]
 
@@ -126,8 +127,14 @@ class FileFailed(Event):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Warning_(Event):
+class WarningEvent(Event):
+    """Something the person running the pull should know; the run carries on."""
+
     message: str
+
+
+#: The earlier name of :class:`WarningEvent`.
+Warning_ = WarningEvent
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -166,7 +173,7 @@ _KINDS = {
     "FileStarted": "file-started",
     "FileVerified": "file-verified",
     "FileFailed": "file-failed",
-    "Warning_": "warning",
+    "WarningEvent": "warning",
     "PlanFinished": "plan-finished",
     "Progress": "progress",
     "RunFinished": "run-finished",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .._exceptions import StateError
+from .._exceptions import StateError, StateUrlError
 from .._models import FileTask, TaskStatus
 
 __all__ = ["PlannedFile", "Store", "StoredFile", "open_store"]
@@ -96,16 +96,25 @@ async def open_store(url: str | None, dest: Path) -> Store:
 
     if url is None:
         path = dest / ".mirror" / "state.sqlite"
-    elif url.startswith("sqlite:///"):
+    elif url.startswith("sqlite:///") and url != "sqlite:///":
         path = Path(url.removeprefix("sqlite:///"))
         if not path.is_absolute():
             path = Path.cwd() / path
     elif url.startswith(("postgresql://", "postgres://")):
-        raise StateError(
-            "the PostgreSQL state store is not available in this version; use sqlite:///PATH"
+        raise StateUrlError(
+            "the PostgreSQL state store is not available in this version; use sqlite:///PATH",
+            file="--state",
         )
     else:
-        raise StateError(f"unknown state store URL {url!r}: expected sqlite:///PATH")
+        raise StateUrlError(
+            f"unknown state store URL {url!r}: expected sqlite:///PATH", file="--state"
+        )
     store = SQLiteStore(path)
-    await store.open()
+    try:
+        await store.open()
+    except StateError as exc:
+        if url is None:
+            raise
+        # The store the user named cannot be used: a usage error, nothing was done.
+        raise StateUrlError(str(exc), file="--state") from exc
     return store
