@@ -15,10 +15,11 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._exceptions import MirrorError
 from ._paths import join_under
 
 __all__ = ["MetadataWriter", "TableWriter"]
@@ -44,7 +45,7 @@ class TableWriter:
             self._file = self._tmp.open("w", encoding="utf-8", newline="")
             self._file.write("\t".join(self.columns) + "\n")
             if self._owner is not None:
-                self._owner.opened(self._tmp)
+                self._owner.opened(self)
         return self._file
 
     async def write(self, rows: Sequence[dict[str, str]]) -> None:
@@ -54,7 +55,7 @@ class TableWriter:
                 f.write("\t".join(_cell(row.get(c, "")) for c in self.columns) + "\n")
             self.rows += len(rows)
 
-        await asyncio.to_thread(write)
+        await _in_thread(self.path, write)
 
     async def close(self) -> None:
         def close() -> None:
@@ -65,9 +66,18 @@ class TableWriter:
             if self._owner is None:
                 os.replace(self._tmp, self.path)
             else:
-                self._owner.settle(self._tmp, self.path)
+                self._owner.settle(self, self._tmp)
 
-        await asyncio.to_thread(close)
+        await _in_thread(self.path, close)
+
+    def abandon(self) -> None:
+        """Close and remove the temporary file of a table that will not be finished."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                self._tmp.unlink()
 
 
 class MetadataWriter:
@@ -82,19 +92,20 @@ class MetadataWriter:
         # A thread lock: tables are closed in worker threads.
         self._lock = threading.Lock()
         self._written: set[Path] = set()
-        self._open: set[Path] = set()
+        self._open: list[TableWriter] = []
 
     def table(self, relative: str, columns: Sequence[str]) -> TableWriter:
         return TableWriter(join_under(self.root, relative), columns, self)
 
-    def opened(self, tmp: Path) -> None:
+    def opened(self, table: TableWriter) -> None:
         with self._lock:
-            self._open.add(tmp)
+            self._open.append(table)
 
-    def settle(self, tmp: Path, path: Path) -> None:
-        """Put the finished table ``tmp`` at ``path``, merged with this run's earlier one."""
+    def settle(self, table: TableWriter, tmp: Path) -> None:
+        """Put ``table``'s finished ``tmp`` in place, merged with this run's earlier one."""
+        path = table.path
         with self._lock:
-            self._open.discard(tmp)
+            self._open.remove(table)
             if path in self._written and path.exists():
                 _merge_into(tmp, path)
             else:
@@ -104,21 +115,29 @@ class MetadataWriter:
     def discard(self) -> None:
         """Remove the temporary files of tables never closed (their source failed)."""
         with self._lock:
-            for tmp in self._open:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
+            for table in self._open:
+                table.abandon()
             self._open.clear()
 
     async def write_json(self, relative: str, doc: Any) -> None:
         path = join_under(self.root, relative)
         text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
-        await asyncio.to_thread(_write_atomic, path, [text])
+        await _in_thread(path, lambda: _write_atomic(path, [text]))
 
     async def write_jsonl(self, relative: str, docs: Sequence[Any]) -> None:
         """Replace ``relative`` with one JSON document per line (atomically)."""
         path = join_under(self.root, relative)
         lines = [json.dumps(doc, sort_keys=True) + "\n" for doc in docs]
-        await asyncio.to_thread(_write_atomic, path, lines)
+        await _in_thread(path, lambda: _write_atomic(path, lines))
+
+
+async def _in_thread(path: Path, work: Callable[[], None]) -> None:
+    """Run a blocking write; a full disk or a read-only ``dest`` stops the source that
+    wrote, with one line naming the file, not the run with a traceback."""
+    try:
+        await asyncio.to_thread(work)
+    except OSError as exc:
+        raise MirrorError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def _temporary(path: Path) -> Path:
