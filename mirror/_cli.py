@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--state",
         metavar="URL",
-        help="state store, sqlite:///PATH (default DEST/.mirror/state.sqlite)",
+        help="state store, sqlite:///PATH (default: MIRROR_STATE, else DEST/.mirror/state.sqlite)",
     )
     common.add_argument(
         "--json",
@@ -229,6 +229,8 @@ def _positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "state", "") is None:
+        args.state = os.environ.get("MIRROR_STATE") or None
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     _logging(args, err)
     commands: dict[str, Callable[[argparse.Namespace, Console], Coroutine[Any, Any, int]]] = {

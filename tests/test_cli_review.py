@@ -46,12 +46,14 @@ def test_a_bad_state_url_is_a_usage_error(tmp_path: Path, command: str) -> None:
     # Nothing listens on port 9: the store must be refused before any request.
     endpoints = {"ena_portal": "http://127.0.0.1:9/ena/portal/api"}
     m = write(tmp_path / "m.yaml", ena_manifest(endpoints, tmp_path / "data", ["ERR164407"]))
-    out = mirror_cmd(command, str(m), "--state", "mysql://db/pulls")
-    assert out.returncode == 2, out.stderr
-    assert out.stderr.strip().splitlines() == [
-        "mirror: error: --state: unknown state store URL 'mysql://db/pulls': "
-        "expected sqlite:///PATH"
-    ]
+    for how, env in ((["--state", "mysql://db/pulls"], {}), ([], {"MIRROR_STATE": "mysql://x"})):
+        out = mirror_cmd(command, str(m), *how, env=env)
+        assert out.returncode == 2, out.stderr
+        url = how[1] if how else env["MIRROR_STATE"]
+        assert out.stderr.strip().splitlines() == [
+            f"mirror: error: --state (or MIRROR_STATE): unknown state store URL {url!r}: "
+            "expected sqlite:///PATH"
+        ]
 
 
 async def test_an_engine_runs_once(emulator: Emulator, tmp_path: Path) -> None:

@@ -90,6 +90,10 @@ class Store(Protocol):
     async def aclose(self) -> None: ...
 
 
+#: How a user names the store, for messages about one that cannot be used.
+_NAMED_BY = "--state (or MIRROR_STATE)"
+
+
 async def open_store(url: str | None, dest: Path) -> Store:
     """Open the store named by ``url`` (``sqlite:///PATH``; default ``dest/.mirror/...``)."""
     from ._sqlite import SQLiteStore
@@ -103,11 +107,11 @@ async def open_store(url: str | None, dest: Path) -> Store:
     elif url.startswith(("postgresql://", "postgres://")):
         raise StateUrlError(
             "the PostgreSQL state store is not available in this version; use sqlite:///PATH",
-            file="--state",
+            file=_NAMED_BY,
         )
     else:
         raise StateUrlError(
-            f"unknown state store URL {url!r}: expected sqlite:///PATH", file="--state"
+            f"unknown state store URL {url!r}: expected sqlite:///PATH", file=_NAMED_BY
         )
     store = SQLiteStore(path)
     try:
@@ -116,5 +120,5 @@ async def open_store(url: str | None, dest: Path) -> Store:
         if url is None:
             raise
         # The store the user named cannot be used: a usage error, nothing was done.
-        raise StateUrlError(str(exc), file="--state") from exc
+        raise StateUrlError(str(exc), file=_NAMED_BY) from exc
     return store
