@@ -85,10 +85,15 @@ class Summary:
 
     @property
     def exit_code(self) -> int:
-        """SPEC.md: 2 credentials refused, 1 some files failed or unplanned, 0 all verified."""
-        if self.refused:
+        """SPEC.md: 2 credentials refused and nothing verified, 1 some files failed or a
+        source could not be planned, 0 all verified.
+
+        Credentials refused while other sources' files were verified is 1: the run did
+        its work for those, and "nothing downloaded" is what 2 promises.
+        """
+        if self.refused and not self.verified:
             return 2
-        return 1 if self.failed or self.pending or self.errors else 0
+        return 1 if self.failed or self.pending or self.errors or self.refused else 0
 
 
 # --- events --------------------------------------------------------------------------

@@ -231,3 +231,25 @@ def test_a_submission_whose_answer_is_lost_is_never_sent_twice(
         assert len(line) == 1, out.stderr
         assert str(doc) in line[0]
         assert len(webin_posts(emu)) == before + 1
+
+
+def test_ega_refusing_the_password_costs_only_the_ega_source(
+    emulator_process: Any, tmp_path: Path
+) -> None:
+    emu = emulator_process(Catalog.demo(), "--ega-user", "someone@example.org:right-password")
+    ega = {"ega": {"datasets": ["EGAD00010000805"], "protocol": "data-api"}}
+    m = manifest(tmp_path / "m.yaml", emu.endpoints, ega, ena(ENA_RUN))
+    env = {"EGA_USERNAME": "someone@example.org", "EGA_PASSWORD": "wrong-password"}
+    run = mirror_cmd("run", str(m), "-q", env=env)
+    # Files were downloaded, so this is not "a credentials error, nothing downloaded" (2).
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    refused = lines_with("sources[0].ega", run.stderr)
+    assert len(refused) == 1, run.stderr
+    assert "wrong-password" not in run.stderr
+    assert_verified(tmp_path / "data", "ena", {ENA_RUN})
+    # With nothing else to download, the same refusal is a credentials error.
+    alone = manifest(tmp_path / "alone.yaml", emu.endpoints, ega)
+    only = mirror_cmd("run", str(alone), "-q", env=env)
+    assert only.returncode == 2, only.stderr
+    assert len(lines_with("sources[0].ega", only.stderr)) == 1
