@@ -181,7 +181,8 @@ class Engine:
         errors = expected_errors(exc)
         if errors is None:
             return False
-        for error in errors:
+        # Producers running side by side often meet the same refusal: say it once.
+        for error in {str(e): e for e in errors}.values():
             line = f"{name}: {error}"
             if isinstance(error, CredentialsError):
                 self._refused.append(line)

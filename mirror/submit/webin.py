@@ -302,10 +302,10 @@ async def _post(
                 if not exc.retryable:
                     raise
                 raise SourceError(
-                    f"{document}: Webin may have received this submission, but the answer "
-                    f"was lost ({exc}); it is not sent again, because a second submission "
-                    f"could be made twice. Check the account {auth[0]}'s submissions (Webin "
-                    "Portal) before re-running"
+                    f"{document}: Webin may have received this submission but its answer "
+                    f"was lost ({exc}); not sent again, as a second POST could submit "
+                    f"everything twice: check the submissions of {auth[0]} (Webin Portal) "
+                    "before re-running"
                 ) from exc
             delay = next_delay(http.retry, attempt, retry_after=getattr(exc, "retry_after", None))
             if delay is None:
