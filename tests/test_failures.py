@@ -8,6 +8,7 @@ the sources that did not fail is verified on disk.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import subprocess
@@ -20,6 +21,7 @@ import yaml
 from mirror.emulator import Catalog, Fault
 
 from .conftest import mirror_cmd, read_index
+from .replay import Answer, Replay
 
 INVALID_CHOICE = "Select a valid choice. 6.0 is not one of the available choices."
 ENA_RUN = "ERR120000001"
@@ -253,3 +255,37 @@ def test_ega_refusing_the_password_costs_only_the_ega_source(
     only = mirror_cmd("run", str(alone), "-q", env=env)
     assert only.returncode == 2, only.stderr
     assert len(lines_with("sources[0].ega", only.stderr)) == 1
+
+
+async def test_the_recorded_mgnify_400_is_one_line_with_its_message(tmp_path: Path) -> None:
+    # The answer MGnify really gives for pipeline_version=5 (recorded), replayed.
+    path = "/metagenomics/api/v1/studies/MGYS00000001/analyses"
+    recorded = Answer.recorded("mgnify/study_MGYS00000001_analyses_pv5_invalid.json", status=400)
+    async with Replay({path: recorded}) as replay:
+        m = tmp_path / "m.yaml"
+        doc = {
+            "version": 1,
+            "dest": "data",
+            "endpoints": {"mgnify": f"{replay.base}/metagenomics/api/v1"},
+            "sources": [{"mgnify": {"studies": ["MGYS00000001"], "pipeline_version": "6.0"}}],
+        }
+        m.write_text(yaml.safe_dump(doc))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "mirror",
+            "plan",
+            str(m),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    stderr = err.decode()
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    line = lines_with("Select a valid choice. 5 is not one of the available choices.", stderr)
+    assert len(line) == 1, stderr
+    assert "sources[0].mgnify" in line[0]
+    assert "HTTP 400" in line[0]
+    assert [p for _, p, _, _ in replay.log] == [path]
+    assert out.decode().startswith("0 files")
