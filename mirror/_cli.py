@@ -407,11 +407,20 @@ async def _plan(args: argparse.Namespace, err: Console) -> int:
     engine = m.engine(JsonDisplay().handle if args.json else _display(args, err).handle)
     files, total = await engine.plan_only()
     if args.json:
-        print(
-            _json({"event": "plan", "files": files, "bytes": total, "errors": engine.plan_errors})
-        )
+        doc = {
+            "event": "plan",
+            "files": files,
+            "bytes": total,
+            "errors": engine.plan_errors,
+            "refused": engine.refused,
+        }
+        print(_json(doc))
     else:
         print(f"{files} files, {total} bytes ({human_bytes(total)})")
+        if args.quiet:
+            # Quiet hides warnings as they come: each source that stopped, once, here.
+            for reason in (*engine.refused, *engine.plan_errors):
+                err.print(f"error: {reason}", markup=False)
     if engine.refused:
         return EXIT_USAGE
     return EXIT_FAILED if engine.plan_errors else EXIT_OK

@@ -79,11 +79,15 @@ def test_mgnify_400_is_one_line_and_the_ena_files_are_all_verified(
         rows = assert_verified(tmp_path / "data", "ena", {ENA_RUN})
         assert len(rows) == 2
     # Planning stops alike: the same line, the ENA files still counted.
-    plan = mirror_cmd("plan", str(m))
-    assert plan.returncode == 1
-    assert "Traceback" not in plan.stderr
-    assert len(lines_with(INVALID_CHOICE, plan.stderr)) == 1
-    assert plan.stdout.startswith("2 files")
+    for flags in ((), ("-q",)):
+        plan = mirror_cmd("plan", str(m), *flags)
+        assert plan.returncode == 1
+        assert "Traceback" not in plan.stderr
+        assert len(lines_with(INVALID_CHOICE, plan.stderr)) == 1, plan.stderr
+        assert plan.stdout.startswith("2 files")
+    as_json = json.loads(mirror_cmd("plan", str(m), "--json").stdout.splitlines()[-1])
+    assert as_json["files"] == 2
+    assert [INVALID_CHOICE in e for e in as_json["errors"]] == [True]
 
 
 def test_pipeline_version_5_is_asked_as_5_0(emulator_process: Any, tmp_path: Path) -> None:
