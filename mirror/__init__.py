@@ -12,8 +12,10 @@ from ._exceptions import (
     CredentialsError as CredentialsError,
     ManifestError as ManifestError,
     MirrorError as MirrorError,
+    NotConnected as NotConnected,
     SourceError as SourceError,
     StateError as StateError,
+    StateUrlError as StateUrlError,
     TransferError as TransferError,
 )
 from ._manifest import load_manifest as load_manifest
@@ -28,6 +30,7 @@ from ._models import (
     RunFinished as RunFinished,
     Summary as Summary,
     TaskStatus as TaskStatus,
+    WarningEvent as WarningEvent,
 )
 from ._retry import RetryPolicy as RetryPolicy
 
@@ -45,15 +48,18 @@ __all__ = [
     "ManifestError",
     "Mirror",
     "MirrorError",
+    "NotConnected",
     "PlanFinished",
     "Progress",
     "RetryPolicy",
     "RunFinished",
     "SourceError",
     "StateError",
+    "StateUrlError",
     "Summary",
     "TaskStatus",
     "TransferError",
+    "WarningEvent",
     "load_manifest",
     "run",
 ]

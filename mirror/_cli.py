@@ -25,7 +25,7 @@ from rich.console import Console
 from ._api import Mirror
 from ._config import DEFAULT_ENDPOINTS, HostLimit, Manifest
 from ._display import Display, JsonDisplay, PlainDisplay, RichDisplay, human_bytes
-from ._exceptions import CredentialsError, ManifestError, MirrorError
+from ._exceptions import CredentialsError, ManifestError, MirrorError, collapsed, is_usage_error
 from ._manifest import load_manifest, manifest_from_accessions
 from ._models import Summary, TaskStatus
 
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--state",
         metavar="URL",
-        help="state store, sqlite:///PATH (default DEST/.mirror/state.sqlite)",
+        help="state store, sqlite:///PATH (default: MIRROR_STATE, else DEST/.mirror/state.sqlite)",
     )
     common.add_argument(
         "--json",
@@ -125,6 +125,13 @@ def _parser() -> argparse.ArgumentParser:
         "--input",
         metavar="FILE",
         help="read accessions from FILE, one per line ('-' for stdin)",
+    )
+    get.add_argument(
+        "--files",
+        metavar="FAMILIES",
+        help="ENA file families to fetch, comma-separated: fastq, submitted, sra (runs), "
+        "generated (analyses); e.g. --files fastq,submitted. Default: fastq for runs, "
+        "submitted and generated for analyses",
     )
     get.add_argument(
         "--endpoint",
@@ -222,6 +229,8 @@ def _positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "state", "") is None:
+        args.state = os.environ.get("MIRROR_STATE") or None
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     _logging(args, err)
     commands: dict[str, Callable[[argparse.Namespace, Console], Coroutine[Any, Any, int]]] = {
@@ -234,13 +243,13 @@ def main(argv: list[str] | None = None) -> int:
         "submit": _submit,
     }
     try:
-        return _run_async(commands[args.command](args, err))
-    except (ManifestError, CredentialsError) as exc:
-        err.print(f"mirror: error: {exc}", markup=False)
-        return EXIT_USAGE
+        with collapsed():
+            return _run_async(commands[args.command](args, err))
     except MirrorError as exc:
-        err.print(f"mirror: error: {exc}", markup=False)
-        return EXIT_FAILED
+        # One line per error: the first, then any others a task group held.
+        for line in (str(exc), *getattr(exc, "__notes__", ())):
+            err.print(f"mirror: error: {line}", markup=False)
+        return EXIT_USAGE if is_usage_error(exc) else EXIT_FAILED
     except KeyboardInterrupt:
         err.print("mirror: interrupted; state saved, re-run to resume", markup=False)
         return EXIT_INTERRUPTED
@@ -319,7 +328,10 @@ async def _get(args: argparse.Namespace, err: Console) -> int:
             "no accessions given (on the command line or with -i FILE)", file="<command line>"
         )
     dest = _dir(args.dest or ".")
-    manifest = manifest_from_accessions(accessions, dest=dest, workers=args.workers or 16)
+    files = None if args.files is None else args.files.split(",")
+    manifest = manifest_from_accessions(
+        accessions, dest=dest, workers=args.workers or 16, files=files
+    )
     if args.endpoint:
         manifest = dataclasses.replace(
             manifest, endpoints={**manifest.endpoints, **_endpoints(args.endpoint)}
@@ -371,11 +383,16 @@ def _finish(summary: Summary, manifest: Manifest, args: argparse.Namespace, err:
             parts.append(f"{summary.failed} failed")
         if summary.pending:
             parts.append(f"{summary.pending} pending")
+        stopped = len(summary.refused) + len(summary.errors)
+        if stopped:
+            parts.append(f"{stopped} source{'s' if stopped > 1 else ''} could not be planned")
         err.print(
             "; ".join(parts) + f"; downloaded {human_bytes(summary.downloaded)}", markup=False
         )
-        for reason in (*summary.refused, *summary.errors):
-            err.print(f"error: {reason}", markup=False)
+        if args.quiet:
+            # Otherwise each was shown once already, as the run went, with its reason.
+            for reason in (*summary.refused, *summary.errors):
+                err.print(f"error: {reason}", markup=False)
         err.print(f"files: {manifest.dest}  index: {manifest.dest / 'index.tsv'}", markup=False)
         if summary.exit_code:
             err.print(
@@ -386,15 +403,24 @@ def _finish(summary: Summary, manifest: Manifest, args: argparse.Namespace, err:
 
 
 async def _plan(args: argparse.Namespace, err: Console) -> int:
-    m = Mirror(_manifest(args), dest=args.dest, workers=args.workers)
+    m = Mirror(_manifest(args), dest=args.dest, workers=args.workers, state=args.state)
     engine = m.engine(JsonDisplay().handle if args.json else _display(args, err).handle)
     files, total = await engine.plan_only()
     if args.json:
-        print(
-            _json({"event": "plan", "files": files, "bytes": total, "errors": engine.plan_errors})
-        )
+        doc = {
+            "event": "plan",
+            "files": files,
+            "bytes": total,
+            "errors": engine.plan_errors,
+            "refused": engine.refused,
+        }
+        print(_json(doc))
     else:
         print(f"{files} files, {total} bytes ({human_bytes(total)})")
+        if args.quiet:
+            # Quiet hides warnings as they come: each source that stopped, once, here.
+            for reason in (*engine.refused, *engine.plan_errors):
+                err.print(f"error: {reason}", markup=False)
     if engine.refused:
         return EXIT_USAGE
     return EXIT_FAILED if engine.plan_errors else EXIT_OK
@@ -556,9 +582,8 @@ def _is_file(path: Path) -> bool:
 
 
 def _demo_manifest() -> Path:
-    local = Path("configs/demo.yaml")
-    if local.is_file():
-        return local
+    # Always the packaged one: a configs/demo.yaml in the current directory may be
+    # anything (another checkout, a user's edit) and is not what the help promises.
     return Path(__file__).parent / "emulator" / "demo.yaml"
 
 

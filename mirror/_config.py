@@ -73,6 +73,10 @@ class EnaSpec:
     accessions: tuple[str, ...]
     #: File families to fetch; ``None`` means fastq for runs, submitted+generated for analyses.
     files: tuple[EnaFamily, ...] | None = None
+    #: Built from ``mirror get``'s command line, where families are chosen with ``--files``
+    #: (a manifest's with ``files:``): messages then name the right one. Not part of
+    #: what the entry asks for, so not compared.
+    from_command_line: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -34,7 +34,8 @@ from ._credentials import Credentials, Secret
 from ._download import Downloader, Stats
 from ._exceptions import (
     CredentialsError,
-    MirrorError,
+    collapsed,
+    expected_errors,
 )
 from ._http import Http
 from ._index import write_index
@@ -48,7 +49,7 @@ from ._models import (
     Progress,
     Summary,
     TaskStatus,
-    Warning_,
+    WarningEvent,
 )
 from ._paths import final_path
 from ._retry import RetryPolicy
@@ -94,11 +95,16 @@ class Engine:
         self.stats = Stats()
         self._plan_errors: list[str] = []
         self._refused: list[str] = []
+        self._started = False
 
     # -- public ----------------------------------------------------------------------
 
     async def run(self) -> Summary:
-        """Plan and download until every file is verified or failed; return the counts."""
+        """Plan and download until every file is verified or failed; return the counts.
+
+        An engine runs once: its counts, errors and statistics belong to that run.
+        """
+        self._once()
         sources_ready = self._check_sources()
         store = await open_store(self._state_url, self.dest)
         run_id = 0
@@ -106,7 +112,13 @@ class Engine:
             run_id = await store.begin_run()
             async with Http(self.manifest.host_limit, retry=self.retry) as http:
                 ctx = self._context(http)
-                await self._pipeline([make(ctx) for make in sources_ready], store, http, run_id)
+                try:
+                    with collapsed():
+                        await self._pipeline(
+                            [make(ctx) for make in sources_ready], store, http, run_id
+                        )
+                finally:
+                    await asyncio.to_thread(ctx.metadata.discard)
             counts = await store.counts(run_id)
         finally:
             try:
@@ -133,6 +145,7 @@ class Engine:
         and one of its runs) are dropped there, and memory stays flat however large
         the plan. ``mirror status`` then shows the planned files as pending.
         """
+        self._once()
         makers = self._check_sources()
         files = total = 0
         store = await open_store(self._state_url, self.dest)
@@ -140,21 +153,43 @@ class Engine:
             run_id = await store.begin_run()
             async with Http(self.manifest.host_limit, retry=self.retry) as http:
                 ctx = self._context(http)
-                for make in makers:
+                for i, make in enumerate(makers):
+                    source = make(ctx)
                     try:
-                        async for batch in make(ctx).expand():
+                        async for batch in source.expand():
                             for planned in await store.plan(batch, run_id):
                                 files += 1
                                 total += planned.task.size or 0
-                    except CredentialsError as exc:
-                        self._refused.append(str(exc))
-                        self._warn(str(exc))
-                    except MirrorError as exc:
-                        self._plan_errors.append(str(exc))
-                        self._warn(f"planning failed: {exc}")
+                    except Exception as exc:
+                        if not self._source_failed(f"sources[{i}].{source.name}", exc):
+                            raise
         finally:
             await store.aclose()
         return files, total
+
+    def _once(self) -> None:
+        if self._started:
+            raise RuntimeError("an Engine runs once; build a new one to run again")
+        self._started = True
+
+    def _source_failed(self, name: str, exc: Exception) -> bool:
+        """Record a source that stopped with expected errors; ``False`` for anything else.
+
+        A source's own task groups hand over an ``ExceptionGroup``: each error in it
+        is one line naming the source. Credentials refused count as ``refused``.
+        """
+        errors = expected_errors(exc)
+        if errors is None:
+            return False
+        # Producers running side by side often meet the same refusal: say it once.
+        for error in {str(e): e for e in errors}.values():
+            line = f"{name}: {error}"
+            if isinstance(error, CredentialsError):
+                self._refused.append(line)
+            else:
+                self._plan_errors.append(line)
+            self._warn(f"{name}: planning stopped: {error}")
+        return True
 
     @property
     def plan_errors(self) -> list[str]:
@@ -173,7 +208,7 @@ class Engine:
             metadata=MetadataWriter(self.dest / "metadata"),
             warn=self._warn,
             # Names server-side state (EGA request labels) so a resumed run finds it.
-            mirror_id=hashlib.sha1(str(self.dest).encode()).hexdigest()[:12],
+            mirror_id=hashlib.sha1(str(self.dest.resolve()).encode()).hexdigest()[:12],
         )
 
     def _check_sources(self) -> list[Callable[[SourceContext], Source]]:
@@ -273,7 +308,7 @@ class Engine:
         run_id: int,
         downloader: Downloader,
     ) -> None:
-        async def one(source: Source) -> None:
+        async def one(i: int, source: Source) -> None:
             hooks: FileHooks | None = getattr(source, "hooks", None)
             try:
                 async for batch in source.expand():
@@ -284,16 +319,14 @@ class Engine:
                         await self._enqueue(
                             planned, store, queue, downloader, hooks, sizes.get(planned.task.key)
                         )
-            except CredentialsError as exc:
-                self._refused.append(f"{source.name}: {exc}")
-                self._warn(f"{source.name}: {exc}")
-            except MirrorError as exc:
-                self._plan_errors.append(f"{source.name}: {exc}")
-                self._warn(f"{source.name}: planning stopped: {exc}")
+            except Exception as exc:
+                # The other sources and the downloads already queued carry on.
+                if not self._source_failed(f"sources[{i}].{source.name}", exc):
+                    raise
 
         async with asyncio.TaskGroup() as tg:
-            for source in sources:
-                tg.create_task(one(source))
+            for i, source in enumerate(sources):
+                tg.create_task(one(i, source))
         self.stats.planning = False
         self._emit(
             PlanFinished(
@@ -359,7 +392,7 @@ class Engine:
 
     def _warn(self, message: str) -> None:
         logger.warning("%s", message)
-        self._emit(Warning_(message=message))
+        self._emit(WarningEvent(message=message))
 
     async def _tick(self) -> None:
         while True:

@@ -8,11 +8,13 @@ worth retrying is a property of its class, decided here and nowhere else::
     ├── CredentialsError       missing or refused credentials            (exit 2)
     ├── SourceError            an archive API answered something we cannot use
     ├── StateError             the state store cannot be opened or written
+    │   └── StateUrlError      the store named by --state cannot be used  (exit 2)
     ├── UnsafePathError        a server-given name cannot be made safe
     └── TransferError          one request or one download went wrong   (retryable)
         ├── HTTPStatusError    a status we did not expect (5xx retryable, 4xx not)
         │   └── RateLimited    429/503: slow the host down, honour Retry-After
         ├── ConnectionFailed   reset, refused, timeout, dropped mid-body
+        │   └── NotConnected   no connection was made: the request never left
         ├── IncompleteDownload fewer bytes than the plan or Content-Length said
         ├── ChecksumMismatch   the bytes arrived but their digest is wrong
         └── RemoteFileChanged  the server's file is not the one we were resuming
@@ -23,6 +25,9 @@ which file or URL, and what to do about it when there is something to do.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 __all__ = [
     "ChecksumMismatch",
     "ConnectionFailed",
@@ -31,12 +36,17 @@ __all__ = [
     "IncompleteDownload",
     "ManifestError",
     "MirrorError",
+    "NotConnected",
     "RateLimited",
     "RemoteFileChanged",
     "SourceError",
     "StateError",
+    "StateUrlError",
     "TransferError",
     "UnsafePathError",
+    "collapsed",
+    "expected_errors",
+    "is_usage_error",
 ]
 
 
@@ -45,8 +55,6 @@ class MirrorError(Exception):
 
     #: Whether trying the same thing again later may succeed.
     retryable: bool = False
-    #: Short kebab-case name, shown by the CLI and kept in the state store.
-    reference: str = "mirror-error"
 
 
 class ManifestError(MirrorError):
@@ -54,8 +62,6 @@ class ManifestError(MirrorError):
 
     ``str(err)`` is the one-line form ``manifest.yaml:12: sources[0].ena.accessions[1]: …``.
     """
-
-    reference = "manifest-error"
 
     def __init__(
         self, message: str, *, file: str | None = None, line: int | None = None, key: str = ""
@@ -73,32 +79,30 @@ class ManifestError(MirrorError):
 class CredentialsError(MirrorError):
     """Credentials are missing, or the archive refused them."""
 
-    reference = "credentials-error"
-
 
 class SourceError(MirrorError):
     """An archive's API answered in a way the source cannot turn into files."""
-
-    reference = "source-error"
 
 
 class StateError(MirrorError):
     """The state store could not be opened, read or written."""
 
-    reference = "state-error"
+
+class StateUrlError(StateError, ManifestError):
+    """The state store the user named (``--state``, ``MIRROR_STATE``) cannot be used.
+
+    A usage error like a bad manifest (exit 2): nothing was planned or downloaded.
+    """
 
 
 class UnsafePathError(MirrorError):
     """A server-given file name would land outside ``dest`` or is empty."""
-
-    reference = "unsafe-path"
 
 
 class TransferError(MirrorError):
     """One request or download failed in a way that may go away on its own."""
 
     retryable = True
-    reference = "transfer-error"
 
     def __init__(self, message: str, *, url: str = "") -> None:
         self.url = url
@@ -107,8 +111,6 @@ class TransferError(MirrorError):
 
 class HTTPStatusError(TransferError):
     """The server answered with a status the caller did not expect."""
-
-    reference = "http-status"
 
     def __init__(self, status: int, message: str, *, url: str = "") -> None:
         self.status = status
@@ -119,8 +121,6 @@ class HTTPStatusError(TransferError):
 
 class RateLimited(HTTPStatusError):
     """429 Too Many Requests or 503: the host asks us to slow down."""
-
-    reference = "rate-limited"
 
     def __init__(
         self, status: int, message: str, *, url: str = "", retry_after: float | None = None
@@ -133,22 +133,80 @@ class RateLimited(HTTPStatusError):
 class ConnectionFailed(TransferError):
     """The connection failed: refused, reset, timed out, or closed mid-body."""
 
-    reference = "connection-failed"
+
+class NotConnected(ConnectionFailed):
+    """No connection was made (refused, no such host, connect timeout).
+
+    The request was never sent, so even a request that must not be repeated
+    blindly (a submission) may be sent again.
+    """
 
 
 class IncompleteDownload(TransferError):
     """The body ended before the size given by the plan or by Content-Length."""
 
-    reference = "incomplete-download"
-
 
 class ChecksumMismatch(TransferError):
     """Every byte arrived, but the digest differs from the archive's."""
-
-    reference = "checksum-mismatch"
 
 
 class RemoteFileChanged(TransferError):
     """The server's file changed under a resumed download (size or validator)."""
 
-    reference = "remote-file-changed"
+
+# --- task groups ----------------------------------------------------------------------
+# A TaskGroup wraps whatever its tasks raise in an ExceptionGroup, which ``except
+# MirrorError`` never catches. Every boundary where a group can leave (the engine's
+# pipeline, a source's producers, submissions, the command line) turns it back into the
+# error it stands for, so an expected failure reaches the user as its one-line message.
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+def expected_errors(exc: BaseException) -> list[MirrorError] | None:
+    """The :class:`MirrorError` s ``exc`` stands for: itself, or every leaf of a group.
+
+    ``None`` when anything else is among them (a bug, or a cancellation), which the
+    caller then lets through unchanged.
+    """
+    leaves = list(_leaves(exc))
+    if leaves and all(isinstance(e, MirrorError) for e in leaves):
+        return [e for e in leaves if isinstance(e, MirrorError)]
+    return None
+
+
+def is_usage_error(exc: MirrorError) -> bool:
+    """Whether ``exc`` means bad input or credentials (exit 2), not a failed transfer."""
+    return isinstance(exc, ManifestError | CredentialsError)
+
+
+@contextlib.contextmanager
+def collapsed() -> Iterator[None]:
+    """Re-raise a TaskGroup's ``ExceptionGroup`` as the one error it stands for.
+
+    A group holding a cancellation, ``KeyboardInterrupt`` or ``SystemExit`` re-raises
+    that (never swallowed); a group of :class:`MirrorError` s re-raises the first usage
+    error among them, else the first, with the others' messages added as notes; a
+    group holding anything else leaves unchanged, traceback and all.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        for leaf in leaves:
+            if not isinstance(leaf, Exception):
+                raise leaf from None
+        errors = expected_errors(group)
+        if errors is None:
+            raise
+        first = next((e for e in errors if is_usage_error(e)), errors[0])
+        for other in errors:
+            if other is not first:
+                first.add_note(str(other))
+        raise first from None

@@ -24,7 +24,9 @@ from ._exceptions import (
     ConnectionFailed,
     HTTPStatusError,
     MirrorError,
+    NotConnected,
     RateLimited,
+    SourceError,
     TransferError,
 )
 from ._retry import RetryPolicy, next_delay, parse_retry_after
@@ -40,6 +42,8 @@ USER_AGENT = "ebi-mirror/0.1"
 #: Safety margin on the one-second window: the server counts arrivals, we count
 #: departures, and the two clocks see the same requests a few milliseconds apart.
 WINDOW = 1.05
+#: Answers of JSON cut short before a GET gives up on them (see ``Response.json``).
+BAD_JSON_ATTEMPTS = 3
 _SECRET_PARAMS = frozenset({"session", "token", "access_token", "password", "pass", "key"})
 
 
@@ -194,13 +198,26 @@ class Response:
         return (await self.read()).decode("utf-8", errors="replace")
 
     async def json(self) -> Any:
+        """The body as JSON (``None`` when empty).
+
+        A body that starts as JSON but does not parse was most likely cut short on the
+        way: :class:`TransferError`, worth another try. Anything else (an HTML page, a
+        proxy's notice) is what the server chose to send, and sending the same request
+        again a second later gets the same: :class:`SourceError`, at once, naming the
+        URL and the content type.
+        """
         body = await self.read()
         try:
             return json.loads(body) if body.strip() else None
         except ValueError as exc:
-            raise TransferError(
-                f"{redact_url(self.url)}: expected JSON, got {body[:80]!r}", url=self.url
-            ) from exc
+            shown = redact_url(self.url)
+            kind = self.headers.get("Content-Type") or "no Content-Type"
+            if body.lstrip()[:1] in (b"{", b"[") and "html" not in kind.lower():
+                raise _DamagedJson(
+                    f"{shown}: JSON cut short or damaged ({len(body)} bytes, {exc})", url=self.url
+                ) from exc
+            start = _short(body[:200].decode("utf-8", errors="replace"))
+            raise SourceError(f"{shown}: expected JSON, got {kind}: {start!r}") from exc
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive, in whatever sizes the socket gives.
@@ -222,6 +239,10 @@ class Response:
                 yield raw.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
+class _DamagedJson(TransferError):
+    """A body that starts as JSON and does not parse: likely cut short, worth a retry."""
+
+
 @contextlib.contextmanager
 def _mapped(url: str) -> Any:
     """Translate aiohttp and socket errors into :class:`ConnectionFailed`."""
@@ -233,6 +254,9 @@ def _mapped(url: str) -> Any:
         raise ConnectionFailed(
             f"connection dropped mid-body from {redact_url(url)}: {exc}", url=url
         ) from exc
+    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+        reason = type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc)
+        raise NotConnected(f"{redact_url(url)}: {reason or type(exc).__name__}", url=url) from exc
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         reason = type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc)
         raise ConnectionFailed(
@@ -348,11 +372,24 @@ class Http:
         headers: Mapping[str, str] | None = None,
         auth: tuple[str, str] | None = None,
     ) -> Any:
-        """GET ``url`` and decode its JSON body, with retries."""
+        """GET ``url`` and decode its JSON body, with retries.
+
+        A JSON body cut short is fetched again, but only ``BAD_JSON_ATTEMPTS`` times:
+        a server that keeps sending broken JSON is not going to stop within the
+        minutes the full retry budget lasts.
+        """
+        damaged = 0
 
         async def once() -> Any:
+            nonlocal damaged
             async with self.request("GET", url, params=params, headers=headers, auth=auth) as r:
-                return await r.json()
+                try:
+                    return await r.json()
+                except _DamagedJson as exc:
+                    damaged += 1
+                    if damaged >= BAD_JSON_ATTEMPTS:
+                        raise SourceError(f"{exc}; {damaged} times, giving up") from exc
+                    raise
 
         return await self.retrying(redact_url(url), once)
 
@@ -389,5 +426,14 @@ def _short(body: str) -> str:
                 if isinstance(doc.get(key), str):
                     text = doc[key]
                     break
+            else:
+                # JSON:API (MGnify): {"errors": [{"detail": "Select a valid choice. …"}]}
+                details = [
+                    str(e["detail"])
+                    for e in doc.get("errors") or ()
+                    if isinstance(e, dict) and e.get("detail")
+                ]
+                if details:
+                    text = "; ".join(details)
     text = " ".join(text.split())
     return text[:200] + ("…" if len(text) > 200 else "")

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final, Literal, TypeGuard
+from typing import Final, Literal, TypeGuard, cast
 from urllib.parse import urlsplit
 
 import yaml
@@ -28,6 +28,7 @@ from ._accessions import (
 from ._config import (
     DEFAULT_ENDPOINTS,
     DEFAULT_HOSTS,
+    ENA_FILE_FAMILIES,
     CramRefsSpec,
     EgaSpec,
     EnaFamily,
@@ -159,20 +160,23 @@ def manifest_from_accessions(
     dest: Path,
     workers: int = 16,
     origin: str = "<command line>",
+    files: Sequence[str] | None = None,
 ) -> Manifest:
     """Build the manifest of ``mirror get``: each accession's archive told by its prefix.
 
     Sources come in a fixed order (ENA, MGnify, EGA), each with its accessions in the
     order given, duplicates dropped. Surrounding blanks are stripped and blank entries
     (empty lines of an ``-i`` file) skipped. An unknown accession raises ``ManifestError``.
+    ``files`` chooses the ENA file families (``--files``), as ``files:`` does in a manifest.
     """
     if isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
         raise ManifestError(f"workers must be from 1 to {MAX_WORKERS}, got {workers}", file=origin)
+    families = None if files is None else _families_given(files, origin)
     ena: dict[str, None] = {}
     studies: dict[str, None] = {}
     analyses: dict[str, None] = {}
     datasets: dict[str, None] = {}
-    files: dict[str, None] = {}
+    ega_files: dict[str, None] = {}
     for given in accessions:
         acc = given.strip()
         if not acc:
@@ -183,7 +187,7 @@ def manifest_from_accessions(
         elif archive == "mgnify":
             (studies if is_mgnify_study(acc) else analyses)[acc] = None
         elif archive == "ega":
-            (datasets if is_ega_dataset(acc) else files)[acc] = None
+            (datasets if is_ega_dataset(acc) else ega_files)[acc] = None
         else:
             raise ManifestError(
                 f"{_show(acc)} is not an ENA, MGnify or EGA accession{_case_hint(acc)}",
@@ -191,19 +195,40 @@ def manifest_from_accessions(
             )
     sources: list[SourceSpec] = []
     if ena:
-        sources.append(EnaSpec(accessions=tuple(ena)))
+        sources.append(EnaSpec(accessions=tuple(ena), files=families, from_command_line=True))
     if studies or analyses:
         sources.append(MgnifySpec(studies=tuple(studies), analyses=tuple(analyses)))
-    if datasets or files:
-        sources.append(EgaSpec(datasets=tuple(datasets), files=tuple(files)))
+    if datasets or ega_files:
+        sources.append(EgaSpec(datasets=tuple(datasets), files=tuple(ega_files)))
     if not sources:
         raise ManifestError("no accessions given", file=origin)
     return Manifest(
-        dest=_absolute(Path(dest)),
+        dest=_absolute(Path(dest)).resolve(),
         sources=tuple(sources),
         workers=workers,
         origin=origin,
     )
+
+
+def _families_given(files: Sequence[str], origin: str) -> tuple[EnaFamily, ...]:
+    chosen: dict[EnaFamily, None] = {}
+    for given in files:
+        name = given.strip().lower()
+        if not name:
+            continue
+        if name not in ENA_FILE_FAMILIES:
+            raise ManifestError(
+                f"--files: {_show(given)} is not an ENA file family; expected any of "
+                f"{', '.join(ENA_FILE_FAMILIES)}",
+                file=origin,
+            )
+        chosen[cast(EnaFamily, name)] = None
+    if not chosen:
+        raise ManifestError(
+            f"--files: no file family given; expected any of {', '.join(ENA_FILE_FAMILIES)}",
+            file=origin,
+        )
+    return tuple(chosen)
 
 
 # --------------------------------------------------------------------------- YAML nodes
@@ -471,7 +496,11 @@ def _build(value: object, w: _Where, *, origin: str | None) -> Manifest:
     dest = top.get("dest")
     if dest is None:
         dest = _DEFAULT_DEST
-    dest_path = w.resolve(_path_text(w, ("dest",), dest, allow_pathlike=w.file == DICT_ORIGIN))
+    # Symlinks resolved, as for --dest: the same directory must have one name whatever
+    # the current directory, or state named after it (EGA request labels) changes.
+    dest_path = w.resolve(
+        _path_text(w, ("dest",), dest, allow_pathlike=w.file == DICT_ORIGIN)
+    ).resolve()
     workers = top.get("workers")
     n_workers = 16 if workers is None else _int(w, ("workers",), workers, low=1, high=MAX_WORKERS)
     hosts = _hosts(w, ("hosts",), top.get("hosts"))
@@ -854,7 +883,9 @@ def _mgnify(w: _Where, path: _Path, body: dict[str, object]) -> MgnifySpec:
 def _pipeline_version(w: _Where, path: _Path, value: object) -> str:
     here = (*path, "pipeline_version")
     if isinstance(value, str):
-        return _text(w, here, value, "a version such as '5.0'")
+        text = _text(w, here, value, "a version such as '5.0'")
+        # MGnify's filter takes only its own spelling ("5.0"): "5" is answered with 400.
+        return f"{text}.0" if text.isdigit() else text
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise w.expected(here, "a version such as '5.0'", value)
     # ``5.10`` unquoted is the float 5.1: prefer the text as written when we have it.

@@ -19,6 +19,7 @@ __all__ = [
     "Summary",
     "TaskStatus",
     "Verify",
+    "WarningEvent",
     "Warning_",
 ]
 
@@ -91,10 +92,15 @@ class Summary:
 
     @property
     def exit_code(self) -> int:
-        """SPEC.md: 2 credentials refused, 1 some files failed or unplanned, 0 all verified."""
-        if self.refused:
+        """SPEC.md: 2 credentials refused and nothing verified, 1 some files failed or a
+        source could not be planned, 0 all verified.
+
+        Credentials refused while other sources' files were verified is 1: the run did
+        its work for those, and "nothing downloaded" is what 2 promises.
+        """
+        if self.refused and not self.verified:
             return 2
-        return 1 if self.failed or self.pending or self.errors else 0
+        return 1 if self.failed or self.pending or self.errors or self.refused else 0
 
 
 # --- events --------------------------------------------------------------------------
@@ -133,8 +139,14 @@ class FileFailed(Event):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Warning_(Event):
+class WarningEvent(Event):
+    """Something the person running the pull should know; the run carries on."""
+
     message: str
+
+
+#: The earlier name of :class:`WarningEvent`.
+Warning_ = WarningEvent
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -173,7 +185,7 @@ _KINDS = {
     "FileStarted": "file-started",
     "FileVerified": "file-verified",
     "FileFailed": "file-failed",
-    "Warning_": "warning",
+    "WarningEvent": "warning",
     "PlanFinished": "plan-finished",
     "Progress": "progress",
     "RunFinished": "run-finished",

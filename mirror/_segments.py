@@ -53,8 +53,6 @@ SAVE_EVERY = 32 << 20
 class RangesUnsupported(TransferError):
     """The server answered a ranged request with the whole file."""
 
-    reference = "ranges-unsupported"
-
 
 def plan_slices(size: int, slice_size: int) -> list[tuple[int, int]]:
     """``(start, end)`` half-open byte ranges of at most ``slice_size`` covering ``size``."""

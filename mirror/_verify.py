@@ -16,7 +16,8 @@ __all__ = ["verify_local"]
 async def verify_local(
     dest: Path, state: str | None, *, jobs: int = 2
 ) -> tuple[int, list[tuple[str, str]]]:
-    """Re-hash every verified file of the last run; mark mismatches pending.
+    """Re-hash every verified file of the pull (whichever run verified it); mark
+    mismatches pending.
 
     Returns how many files were re-hashed and ``(path, reason)`` for each mismatch.
     ``jobs`` threads hash at once (MD5 is one core's work per file); files stream
@@ -48,7 +49,8 @@ async def verify_local(
         async with asyncio.TaskGroup() as tg:
             for _ in range(jobs):
                 tg.create_task(checker())
-            async for f in store.files(run):
+            # Every verified file of the pull, not only those the last run planned.
+            async for f in store.files(run, with_verified=True):
                 if f.status is TaskStatus.VERIFIED:
                     await queue.put(f)
             for _ in range(jobs):

@@ -17,3 +17,22 @@ def test_library_call_is_a_coroutine_function() -> None:
     import inspect
 
     assert inspect.iscoroutinefunction(mirror.run)
+
+
+def test_every_event_the_engine_emits_is_exported() -> None:
+    # The engine emits warnings as events; a consumer of Mirror.events() must be able
+    # to name their type without reaching into a private module.
+    assert mirror.WarningEvent.__name__ == "WarningEvent"
+    event = mirror.WarningEvent(message="m")
+    assert isinstance(event, mirror.Event)
+    assert event.kind == "warning"
+    from mirror._models import Warning_
+
+    assert Warning_ is mirror.WarningEvent
+
+
+def test_error_tree_has_no_dead_fields() -> None:
+    import mirror._exceptions as errors
+
+    classes = [c for c in vars(errors).values() if isinstance(c, type)]
+    assert all("reference" not in vars(c) for c in classes if issubclass(c, mirror.MirrorError))

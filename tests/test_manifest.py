@@ -1074,3 +1074,47 @@ def test_manifest_from_accessions_errors(
 def test_manifest_from_accessions_workers(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="workers must be from 1 to 1024, got 0"):
         manifest_from_accessions(["ERR2842367"], dest=tmp_path, workers=0)
+
+
+def test_dest_names_one_directory_from_any_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The manifest lives in a directory reached through a symlink: from inside it
+    # (the kernel's cwd is the real path) and from outside (through the link) the
+    # dest must be the same, absolute and resolved as --dest is, because state on
+    # the archives' side (EGA request labels) is named after it.
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    (real / "m.yaml").write_text(
+        "version: 1\ndest: data\nsources:\n  - ena: {accessions: [ERR164407]}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    outside = load_manifest("link/m.yaml").dest
+    monkeypatch.chdir(tmp_path / "link")
+    inside = load_manifest("m.yaml").dest
+    assert outside == inside == (real / "data").resolve()
+
+
+@pytest.mark.parametrize(
+    ("written", "asked"),
+    [
+        ('"5"', "5.0"),
+        ("5", "5.0"),
+        ('"4"', "4.0"),
+        ("4.1", "4.1"),
+        ('"4.1"', "4.1"),
+        ("5.0", "5.0"),
+    ],
+)
+def test_pipeline_version_is_spelled_as_mgnify_does(
+    tmp_path: Path, written: str, asked: str
+) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "version: 1\nsources:\n  - mgnify:\n      studies: [MGYS00002008]\n"
+        f"      pipeline_version: {written}\n"
+    )
+    (spec,) = load_manifest(path).sources
+    assert isinstance(spec, MgnifySpec)
+    assert spec.pipeline_version == asked

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .._exceptions import StateError
+from .._exceptions import StateError, StateUrlError
 from .._models import FileTask, TaskStatus
 
 __all__ = ["PlannedFile", "Store", "StoredFile", "open_store"]
@@ -93,22 +93,35 @@ class Store(Protocol):
     async def aclose(self) -> None: ...
 
 
+#: How a user names the store, for messages about one that cannot be used.
+_NAMED_BY = "--state (or MIRROR_STATE)"
+
+
 async def open_store(url: str | None, dest: Path) -> Store:
     """Open the store named by ``url`` (``sqlite:///PATH``; default ``dest/.mirror/...``)."""
     from ._sqlite import SQLiteStore
 
     if url is None:
         path = dest / ".mirror" / "state.sqlite"
-    elif url.startswith("sqlite:///"):
+    elif url.startswith("sqlite:///") and url != "sqlite:///":
         path = Path(url.removeprefix("sqlite:///"))
         if not path.is_absolute():
             path = Path.cwd() / path
     elif url.startswith(("postgresql://", "postgres://")):
-        raise StateError(
-            "the PostgreSQL state store is not available in this version; use sqlite:///PATH"
+        raise StateUrlError(
+            "the PostgreSQL state store is not available in this version; use sqlite:///PATH",
+            file=_NAMED_BY,
         )
     else:
-        raise StateError(f"unknown state store URL {url!r}: expected sqlite:///PATH")
+        raise StateUrlError(
+            f"unknown state store URL {url!r}: expected sqlite:///PATH", file=_NAMED_BY
+        )
     store = SQLiteStore(path)
-    await store.open()
+    try:
+        await store.open()
+    except StateError as exc:
+        if url is None:
+            raise
+        # The store the user named cannot be used: a usage error, nothing was done.
+        raise StateUrlError(str(exc), file=_NAMED_BY) from exc
     return store

@@ -643,7 +643,12 @@ class EnaSource:
                 for fam in ("fastq", "submitted", "sra", "generated")
                 if fam not in families and row.get(f"{fam}_ftp")
             ]
-            hint = f" (it has {', '.join(others)} files: add them to 'files')" if others else ""
+            how = (
+                f"add --files {','.join((*families, *others))}"
+                if self.spec.from_command_line
+                else "add them to 'files'"
+            )
+            hint = f" (it has {', '.join(others)} files: {how})" if others else ""
             fams = "/".join(families)
             self.ctx.warn(f"ENA: {accession}: no {fams} files{hint}")
         return tasks

@@ -14,6 +14,16 @@ Facts this module relies on (seed 002, research/ega-webin.md (b)):
 A queued submission's id is written next to the document *before* polling starts, so
 a run killed while polling polls the same submission when re-run; it never submits
 the document twice.
+
+A POST is sent again only when it cannot have reached the service: no connection was
+made, or Webin answered 429 (turned away before anything was processed). After a 5xx,
+a reset or a lost answer the submission may have been made, and a second one could
+create every object twice (new aliases) or fail on the first's aliases; the document
+then fails with a message saying so, for the user to check the account and re-run.
+Polls are GETs and retried as usual.
+
+Every document is read and parsed before the first is sent: a malformed one is a usage
+error (exit 2) naming its file, line and column, and nothing is submitted.
 """
 
 from __future__ import annotations
@@ -30,8 +40,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._credentials import Secret
-from .._exceptions import CredentialsError, HTTPStatusError, SourceError
+from .._exceptions import (
+    CredentialsError,
+    HTTPStatusError,
+    ManifestError,
+    NotConnected,
+    SourceError,
+    TransferError,
+    collapsed,
+)
 from .._http import Http, redact_url
+from .._retry import next_delay
 from ..sources._links import rewrite
 
 __all__ = ["Outcome", "Submission", "receipt_path", "state_path", "submit_all"]
@@ -149,16 +168,54 @@ def parse_receipt(text: str, kind: Kind) -> tuple[bool, list[tuple[str, str, str
 async def submit_all(
     documents: list[Path], how: Submission, http: Http, *, say: Callable[[str], None]
 ) -> list[Outcome]:
-    """Submit every document concurrently (the host gate sets the pace)."""
-    async with asyncio.TaskGroup() as tg:
-        tasks = [tg.create_task(_submit(doc, how, http, say)) for doc in documents]
+    """Submit every document concurrently (the host gate sets the pace).
+
+    All are read and checked first: a malformed document raises ``ManifestError``
+    before anything is sent.
+    """
+    bodies = [await asyncio.to_thread(_read_document, doc) for doc in documents]
+    with collapsed():
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(_submit(doc, body, how, http, say))
+                for doc, body in zip(documents, bodies, strict=True)
+            ]
     return [t.result() for t in tasks]
 
 
+def _read_document(document: Path) -> bytes:
+    """The bytes of ``document``, checked to be the JSON or XML its name says."""
+    try:
+        body = document.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"cannot read: {exc.strerror or exc}", file=str(document)) from exc
+    kind = kind_of(document, body)
+    try:
+        if kind == "json":
+            if not isinstance(json.loads(body), dict):
+                raise ManifestError("expected a JSON object (a Webin document)", file=str(document))
+        else:
+            ET.fromstring(body)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(
+            f"not valid JSON: {exc.msg} (column {exc.colno})",
+            file=str(document),
+            line=exc.lineno,
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"not UTF-8 text: {exc.reason}", file=str(document)) from exc
+    except ET.ParseError as exc:
+        line, column = exc.position
+        reason = str(exc).split(":", 1)[0]
+        raise ManifestError(
+            f"not well-formed XML: {reason} (column {column + 1})", file=str(document), line=line
+        ) from exc
+    return body
+
+
 async def _submit(
-    document: Path, how: Submission, http: Http, say: Callable[[str], None]
+    document: Path, body: bytes, how: Submission, http: Http, say: Callable[[str], None]
 ) -> Outcome:
-    body = await asyncio.to_thread(document.read_bytes)
     kind = kind_of(document, body)
     if how.validate:
         body = with_validate(body, kind)
@@ -174,7 +231,7 @@ async def _submit(
             resumed = True
             say(f"{document.name}: resuming queued submission {submission_id}")
         else:
-            answer = await _post(http, f"{how.base}/submit/queue", body, headers, auth)
+            answer = await _post(http, f"{how.base}/submit/queue", body, headers, auth, document)
             submission_id, poll = _queued(answer, kind, how.base)
             # Written before the first poll: a kill from here on resumes by polling.
             await asyncio.to_thread(
@@ -183,7 +240,7 @@ async def _submit(
             say(f"{document.name}: queued as {submission_id}")
         text = await _poll(http, rewrite(poll, how.base, how.public_base), headers, auth, how)
     else:
-        text = await _post(http, f"{how.base}/submit", body, headers, auth)
+        text = await _post(http, f"{how.base}/submit", body, headers, auth, document)
     receipt = receipt_path(document, kind)
     await asyncio.to_thread(_write_atomic, receipt, text)
     if how.queue:
@@ -204,8 +261,15 @@ async def _submit(
 
 
 async def _post(
-    http: Http, url: str, body: bytes, headers: dict[str, str], auth: tuple[str, str]
+    http: Http,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    auth: tuple[str, str],
+    document: Path,
 ) -> str:
+    """POST a submission; sent again only when it cannot have reached the service."""
+
     async def once() -> str:
         async with http.request(
             "POST",
@@ -227,7 +291,27 @@ async def _post(
                 )
             return text
 
-    return await http.retrying(redact_url(url), once)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await once()
+        except TransferError as exc:
+            turned_away = isinstance(exc, NotConnected) or getattr(exc, "status", None) == 429
+            if not turned_away:
+                if not exc.retryable:
+                    raise
+                raise SourceError(
+                    f"{document}: Webin may have received this submission but its answer "
+                    f"was lost ({exc}); not sent again, as a second POST could submit "
+                    f"everything twice: check the submissions of {auth[0]} (Webin Portal) "
+                    "before re-running"
+                ) from exc
+            delay = next_delay(http.retry, attempt, retry_after=getattr(exc, "retry_after", None))
+            if delay is None:
+                raise
+            logger.info("%s: %s; retry %d in %.1fs", redact_url(url), exc, attempt, delay)
+            await asyncio.sleep(delay)
 
 
 def _queued(answer: str, kind: Kind, base: str) -> tuple[str, str]:
