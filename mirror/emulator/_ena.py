@@ -248,10 +248,10 @@ async def _stream(request: web.Request, report: Report, fault: Fault | None) -> 
 
 def _return_fields(ctx: Context, params: Params) -> web.Response:
     result = _result(params)
-    rows = [(field.name, field.description) for field in result.fields.values()]
+    rows = [(field.name, field.description, field.type) for field in result.fields.values()]
     if _is_json(params):
-        return web.json_response([{"columnId": n, "description": d} for n, d in rows])
-    text = "columnId\tdescription\n" + "".join(f"{n}\t{d}\n" for n, d in rows)
+        return web.json_response([{"columnId": n, "description": d, "type": t} for n, d, t in rows])
+    text = "columnId\tdescription\ttype\n" + "".join(f"{n}\t{d}\t{t}\n" for n, d, t in rows)
     return web.Response(text=text, content_type="text/plain")
 
 
