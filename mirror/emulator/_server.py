@@ -72,7 +72,6 @@ _ENDPOINTS: Mapping[str, tuple[str, str]] = {
     "cram_registry": ("www", CRAM_PREFIX),
     "webin": ("www", WEBIN_PREFIX),
     "ena_browser": ("www", BROWSER_PREFIX),
-    "ena_taxonomy": ("www", TAXONOMY_PREFIX),
 }
 _SHUTDOWN_TIMEOUT = 2.0
 # Request bodies up to this size: Webin takes documents of up to 15 MB (aiohttp's
@@ -287,13 +286,18 @@ class Emulator(EgaControls, EnaControls):
         ``mgnify`` (…/metagenomics/api/v1), ``enterobase`` (…/api/v2.0), ``ega_access``
         (…/ega/rest/access/v2), ``ega_download`` (…/ega/rest/download/v2), ``ega_auth``
         (…/ega-openid-connect-server/token), ``ega_data`` (…/v2), ``cram_registry``
-        (…/ena/cram), ``webin`` (…/ena/submit/webin-v2), ``ena_browser``
-        (…/ena/browser/api) and ``ena_taxonomy`` (…/ena/taxonomy/rest); ``https://``
-        for the hosts served over TLS."""
+        (…/ena/cram), ``webin`` (…/ena/submit/webin-v2) and ``ena_browser``
+        (…/ena/browser/api); ``https://`` for the hosts served over TLS. These are
+        the engine's endpoint keys; see ``taxonomy_url`` for ENA's taxonomy service."""
         if not self._bound:
             raise RuntimeError("emulator not started")
         bases = self._context.bases
         return {name: f"{bases[host]}{prefix}" for name, (host, prefix) in _ENDPOINTS.items()}
+
+    @property
+    def taxonomy_url(self) -> str:
+        """ENA's taxonomy REST service (…/ena/taxonomy/rest), which the engine does not use."""
+        return self.endpoints["ena_browser"].removesuffix(BROWSER_PREFIX) + TAXONOMY_PREFIX
 
     @property
     def log(self) -> list[LogEntry]:

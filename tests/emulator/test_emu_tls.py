@@ -123,7 +123,7 @@ async def test_browser_run_xml_as_enas(emu: Emulator, session: aiohttp.ClientSes
 
 
 async def test_taxonomy_lookups(emu: Emulator, session: aiohttp.ClientSession) -> None:
-    base = emu.endpoints["ena_taxonomy"]
+    base = emu.taxonomy_url
     async with session.get(base + "/scientific-name/Homo%20sapiens") as response:
         assert response.status == 200
         (taxon,) = await response.json()
