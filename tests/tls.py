@@ -13,7 +13,14 @@ from pathlib import Path
 
 __all__ = ["TlsFiles", "make_ca"]
 
-NAMES = ("127.0.0.1", "localhost", "www.ebi.ac.uk", "ftp.sra.ebi.ac.uk")
+NAMES = (
+    "127.0.0.1",
+    "localhost",
+    "www.ebi.ac.uk",
+    "ftp.sra.ebi.ac.uk",
+    # NCBI E-utilities: ffq asks them too; its test answers them from a loopback stub.
+    "eutils.ncbi.nlm.nih.gov",
+)
 
 
 @dataclass(frozen=True)
