@@ -27,15 +27,23 @@ class Emulated:
     env: dict[str, str]
 
     async def run(
-        self, python: Path, command: str, *args: str, cwd: Path, limit: float = 120
+        self,
+        python: Path,
+        command: str,
+        *args: str,
+        cwd: Path,
+        limit: float = 120,
+        launcher: Path = REDIRECT,
+        stdin: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """``command`` (a console script of the venv of ``python``) through redirect.py;
-        in a thread, so the emulator on this event loop keeps answering."""
+        """``command`` (a console script of the venv of ``python``) through ``launcher``
+        (redirect.py); in a thread, so the emulator on this event loop keeps answering."""
         return await asyncio.to_thread(
             subprocess.run,
-            [str(python), str(REDIRECT), command, *args],
+            [str(python), str(launcher), command, *args],
             cwd=cwd,
             env=self.env,
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=limit,
