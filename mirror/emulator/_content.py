@@ -14,11 +14,13 @@ import hashlib
 import struct
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 __all__ = [
     "BLOCK_SIZE",
     "content_block",
     "content_bytes",
+    "gzip_trailer",
     "is_gzip",
     "iter_blocks",
     "iter_range",
@@ -98,6 +100,12 @@ _STORED_MAX = 0xFFFF
 _STORED_FRAME = _STORED_HEAD + _STORED_MAX
 #: Smallest valid member: header, one empty final stored block, trailer.
 _GZIP_MIN = len(_GZIP_HEADER) + _STORED_HEAD + _GZIP_TRAILER
+# Full blocks come in groups of 16 (1 MiB of payload): group k is the file's framed
+# group block with its 16 stored blocks rotated by a k-dependent count, so any range
+# of a big member is served as views of one cached buffer, like the plain files.
+_GROUP = 16
+_GROUP_PAYLOAD = _GROUP * _STORED_MAX
+_GROUP_FRAMED = _GROUP * _STORED_FRAME
 
 
 def is_gzip(path: str, size: int) -> bool:
@@ -105,86 +113,161 @@ def is_gzip(path: str, size: int) -> bool:
     return path.endswith(".gz") and size >= _GZIP_MIN
 
 
-@functools.lru_cache(maxsize=4096)
-def _gzip_layout(size: int) -> tuple[int, tuple[int, ...]]:
-    """(payload size, block lengths): ``n`` stored blocks exactly fill ``size``.
+@dataclass(frozen=True, slots=True)
+class _Member:
+    """Where things are in a member of ``size`` bytes."""
 
-    With ``n = ceil((size - 18) / 65540)`` the payload ``size - 18 - 5n`` fits in n
-    blocks; they are filled greedily, so all but the last one or two are full (a
-    final block may be empty, which deflate allows).
-    """
+    payload: int  # uncompressed bytes
+    blocks: int  # stored blocks, the last one final
+    groups: int  # whole groups of 16 full, non-final blocks at the start
+    tail_at: int  # file offset of the first block after the groups
+
+    @property
+    def trailer_at(self) -> int:
+        return (
+            self.tail_at
+            + (self.blocks - self.groups * _GROUP) * _STORED_HEAD
+            + (self.payload - self.groups * _GROUP_PAYLOAD)
+        )
+
+
+@functools.lru_cache(maxsize=4096)
+def _member(size: int) -> _Member:
+    # With n = ceil((size - 18) / 65540) blocks, the payload size - 18 - 5n fits in
+    # them; they are filled greedily, so only the last one or two are not full (a
+    # final block may be empty, which deflate allows).
     room = size - len(_GZIP_HEADER) - _GZIP_TRAILER
     blocks = -(-room // _STORED_FRAME)
     payload = room - _STORED_HEAD * blocks
-    full = min(payload // _STORED_MAX, blocks)
-    tail = []
-    left = payload - full * _STORED_MAX
-    for _ in range(blocks - full):
-        take = min(left, _STORED_MAX)
-        tail.append(take)
-        left -= take
-    return payload, tuple(tail)
+    full = min(payload // _STORED_MAX, blocks - 1)  # the final block is never grouped
+    groups = full // _GROUP
+    return _Member(
+        payload=payload,
+        blocks=blocks,
+        groups=groups,
+        tail_at=len(_GZIP_HEADER) + groups * _GROUP_FRAMED,
+    )
+
+
+def _base(path: str, size: int) -> bytes:
+    """The payload the blocks are cut from: at most one group (1 MiB) of it."""
+    member = _member(size)
+    material = f"{path}\0{size}\0gzip".encode()
+    return hashlib.shake_128(material).digest(min(member.payload, _GROUP_PAYLOAD))
+
+
+_cached_base = functools.lru_cache(maxsize=64)(_base)
 
 
 def _block_head(length: int, final: bool) -> bytes:
     return struct.pack("<BHH", 1 if final else 0, length, length ^ 0xFFFF)
 
 
-@functools.lru_cache(maxsize=1024)
-def _gzip_trailer(path: str, size: int) -> bytes:
-    payload, _tail = _gzip_layout(size)
+@functools.lru_cache(maxsize=16)
+def _framed_group(path: str, size: int) -> bytes:
+    base = _cached_base(path, size)
+    head = _block_head(_STORED_MAX, False)
+    return b"".join(head + base[j * _STORED_MAX : (j + 1) * _STORED_MAX] for j in range(_GROUP))
+
+
+def _group_turn(index: int) -> int:
+    # 7 is prime to 16: neighbouring groups differ, so a resume at the wrong MiB
+    # changes the MD5 rather than landing on identical bytes.
+    return (index * 7) % _GROUP
+
+
+def _tail_blocks(size: int) -> Iterator[tuple[int, int]]:
+    """(payload start in the base, length) of each block after the groups."""
+    member = _member(size)
+    left = member.payload - member.groups * _GROUP_PAYLOAD
+    for index in range(member.groups * _GROUP, member.blocks):
+        length = min(left, _STORED_MAX)
+        yield (index % _GROUP) * _STORED_MAX, length
+        left -= length
+
+
+@functools.lru_cache(maxsize=64)
+def _tail(path: str, size: int) -> bytes:
+    """The blocks after the groups, framed (at most 17 blocks, about 1 MiB)."""
+    base = _base(path, size)
+    count = _member(size).blocks - _member(size).groups * _GROUP
+    return b"".join(
+        _block_head(length, n == count - 1) + base[start : start + length]
+        for n, (start, length) in enumerate(_tail_blocks(size))
+    )
+
+
+@functools.cache
+def _shift_tables() -> tuple[tuple[int, ...], ...]:
+    """CRC-32 state after one group of payload, as a linear map of the state before.
+
+    zlib.crc32(data, c) ^ zlib.crc32(data, 0) depends on c alone and linearly (the
+    CRC register is affine in its start value), so the map is measured on zeros once
+    and kept as four byte-indexed tables.
+    """
+    zeros = bytes(_GROUP_PAYLOAD)
+    origin = zlib.crc32(zeros, 0)
+    columns = [zlib.crc32(zeros, 1 << bit) ^ origin for bit in range(32)]
+    tables = []
+    for byte in range(4):
+        table = []
+        for value in range(256):
+            out = 0
+            for bit in range(8):
+                if value >> bit & 1:
+                    out ^= columns[byte * 8 + bit]
+            table.append(out)
+        tables.append(tuple(table))
+    return tuple(tables)
+
+
+@functools.lru_cache(maxsize=4096)
+def gzip_trailer(path: str, size: int) -> bytes:
+    """The member's CRC-32 and length: from one CRC per group rotation (at most 16
+    passes over 1 MiB) and the tail, whatever the size; cached."""
+    member = _member(size)
+    base = _cached_base(path, size) if member.groups else _base(path, size)
     crc = 0
-    for piece in _raw_range(path, payload, 0, payload, BLOCK_SIZE):
-        crc = zlib.crc32(piece, crc)
-    return struct.pack("<II", crc, payload & 0xFFFFFFFF)
-
-
-def _gzip_blocks(size: int) -> Iterator[tuple[int, int, int, bool]]:
-    """(file offset, payload offset, length, final) of every stored block, in order."""
-    payload, tail = _gzip_layout(size)
-    full = (payload - sum(tail)) // _STORED_MAX
-    count = full + len(tail)
-    offset, inner = len(_GZIP_HEADER), 0
-    for index in range(count):
-        length = _STORED_MAX if index < full else tail[index - full]
-        yield offset, inner, length, index == count - 1
-        offset += _STORED_HEAD + length
-        inner += length
+    if member.groups:
+        t0, t1, t2, t3 = _shift_tables()
+        turns: dict[int, int] = {}
+        for index in range(member.groups):
+            turn = _group_turn(index)
+            if turn not in turns:
+                cut = turn * _STORED_MAX
+                turns[turn] = zlib.crc32(base[:cut], zlib.crc32(base[cut:]))
+            crc = (
+                t0[crc & 0xFF] ^ t1[crc >> 8 & 0xFF] ^ t2[crc >> 16 & 0xFF] ^ t3[crc >> 24]
+            ) ^ turns[turn]
+    view = memoryview(base)
+    for start, length in _tail_blocks(size):
+        crc = zlib.crc32(view[start : start + length], crc)
+    return struct.pack("<II", crc, member.payload & 0xFFFFFFFF)
 
 
 def _gzip_pieces(path: str, size: int, start: int, end: int, chunk: int) -> Iterator[Buffer]:
+    member = _member(size)
     header_end = len(_GZIP_HEADER)
     if start < header_end:
         yield _GZIP_HEADER[start : min(end, header_end)]
-    payload, tail = _gzip_layout(size)
-    full = (payload - sum(tail)) // _STORED_MAX
-    # Jump straight to the first block the range touches: full blocks are all alike.
-    first = max(0, min((start - header_end) // _STORED_FRAME, full))
-    blocks = _gzip_blocks(size)
-    for _ in range(first):
-        next(blocks)
-    trailer_at = size - _GZIP_TRAILER
-    for offset, inner, length, final in blocks if start < trailer_at else ():
-        stop = offset + _STORED_HEAD + length
-        if stop <= start:
-            continue
-        if offset >= end:
-            return
-        low, high = max(start, offset), min(end, stop)
-        head = _block_head(length, final)[max(0, low - offset) : max(0, high - offset)]
-        data_low = max(low, offset + _STORED_HEAD) - offset - _STORED_HEAD
-        data_high = high - offset - _STORED_HEAD
-        step = max(1, chunk - _STORED_HEAD)
-        pieces = _raw_range(path, payload, inner + data_low, inner + max(data_low, data_high), step)
-        # One stored block is at most 64 KiB: join its 5-byte head to its bytes so a
-        # sender writes whole blocks, not 5-byte scraps.
-        for n, piece in enumerate(pieces):
-            yield head + piece if n == 0 and head else piece
-            head = b""
-        if head:
-            yield head
+    low, high = max(start, header_end), min(end, member.tail_at)
+    if low < high:
+        group = memoryview(_framed_group(path, size))
+        pos = low
+        while pos < high:
+            index, within = divmod(pos - header_end, _GROUP_FRAMED)
+            src = (_group_turn(index) * _STORED_FRAME + within) % _GROUP_FRAMED
+            take = min(high - pos, _GROUP_FRAMED - within, _GROUP_FRAMED - src, chunk)
+            yield group[src : src + take]
+            pos += take
+    trailer_at = member.trailer_at
+    low, high = max(start, member.tail_at), min(end, trailer_at)
+    if low < high:
+        tail = memoryview(_tail(path, size))
+        for at in range(low, high, chunk):
+            yield tail[at - member.tail_at : min(at + chunk, high) - member.tail_at]
     if end > trailer_at:
-        trailer = _gzip_trailer(path, size)
+        trailer = gzip_trailer(path, size)
         yield trailer[max(0, start - trailer_at) : end - trailer_at]
 
 
