@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import ssl
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -145,3 +147,15 @@ async def test_cli_serves_https(tmp_path: Path, tls: TlsFiles) -> None:
         ):
             text = await response.text()
         assert ready["endpoints"]["ena_portal"] + "/filereport?accession=ERR164407" in text
+
+
+def test_cli_refuses_a_certificate_without_its_key(tls: TlsFiles) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mirror.emulator", "--tls-cert", str(tls.cert)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr == "mirror.emulator: --tls-cert and --tls-key go together\n"
