@@ -156,14 +156,16 @@ def _base(path: str, size: int) -> bytes:
     return hashlib.shake_128(material).digest(min(member.payload, _GROUP_PAYLOAD))
 
 
-_cached_base = functools.lru_cache(maxsize=64)(_base)
+_cached_base = functools.lru_cache(maxsize=16)(_base)
 
 
 def _block_head(length: int, final: bool) -> bytes:
     return struct.pack("<BHH", 1 if final else 0, length, length ^ 0xFFFF)
 
 
-@functools.lru_cache(maxsize=16)
+# As many served groups as plain blocks (64 MiB); the bases behind them are needed
+# again only for a tail or a trailer.
+@functools.lru_cache(maxsize=64)
 def _framed_group(path: str, size: int) -> bytes:
     base = _cached_base(path, size)
     head = _block_head(_STORED_MAX, False)
