@@ -101,6 +101,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--portal-retry-after", type=int, help="add Retry-After to portal 429s")
     parser.add_argument("--bandwidth", type=int, help="cap every file response at bytes/s")
     parser.add_argument("--no-range", action="store_true", help="ignore Range: always 200")
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve HTTPS")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--tls-host",
+        action="append",
+        dest="tls_hosts",
+        choices=("www", "ftp", "enterobase", "ega"),
+        help="a host to serve over HTTPS (repeatable; default: all, given --tls-cert)",
+    )
+    parser.add_argument(
+        "--local-links",
+        action="store_true",
+        help="absolute links (ENA *_ftp values, Browser XML, MGnify, EnteroBase) name the "
+        "emulator's own hosts",
+    )
     return parser
 
 
@@ -172,6 +187,10 @@ async def _serve(args: argparse.Namespace, catalog: Catalog, faults: list[Fault]
         ega_range_support=not args.ega_no_range,
         webin_accounts=dict(args.webin_accounts) if args.webin_accounts else DEFAULT_WEBIN_ACCOUNTS,
         webin_poll_pending=args.webin_poll_pending,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_hosts=args.tls_hosts,
+        local_links=args.local_links,
     )
     async with emulator:
         ready = json.dumps({"endpoints": emulator.endpoints, "pid": os.getpid()})
@@ -183,6 +202,9 @@ async def _serve(args: argparse.Namespace, catalog: Catalog, faults: list[Fault]
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("mirror.emulator: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
     try:
         catalog = _load_catalog(args.catalog)
         faults = _load_faults(args.faults)

@@ -43,6 +43,9 @@ class Options:
     enterobase_tokens: frozenset[str] = frozenset({"test-token"})
     enterobase_expired_tokens: frozenset[str] = frozenset()
     enterobase_rate_limit: int | None = 3
+    # ENA's absolute links (``*_ftp`` values, Browser XML links) name the emulator's
+    # own hosts instead of ftp.sra.ebi.ac.uk and www.ebi.ac.uk.
+    local_links: bool = False
 
     def __post_init__(self) -> None:
         if self.bandwidth is not None and self.bandwidth <= 0:
@@ -105,11 +108,25 @@ class Context:
         self.enterobase = EnterobaseStore(catalog.enterobase_assemblies)
         self.ega = ega if ega is not None else EgaState(catalog.ega_datasets)
         self.webin = webin if webin is not None else WebinState()
+        # Host name -> "scheme://address:port", filled once the sites are bound.
+        self.bases: dict[str, str] = {}
         limit = options.portal_rate_limit
         self.portal_window = SlidingWindow(limit) if limit is not None else None
         limit = options.enterobase_rate_limit
         self.enterobase_window = SlidingWindow(limit) if limit is not None else None
 
+    def public_base(self, host: str) -> str:
+        """Scheme and authority an absolute link to ``host`` names (``www``, ``ftp``)."""
+        if self.options.local_links and host in self.bases:
+            return self.bases[host]
+        return _PUBLIC_BASES[host]
+
+    def ftp_host(self) -> str:
+        """The host part of ``*_ftp`` values: ``ftp.sra.ebi.ac.uk``, or the file host."""
+        return self.public_base("ftp").partition("://")[2]
+
+
+_PUBLIC_BASES = {"www": "https://www.ebi.ac.uk", "ftp": "https://ftp.sra.ebi.ac.uk"}
 
 CONTEXT = web.AppKey("mirror_emulator_context", Context)
 EXCHANGE = web.RequestKey("mirror_emulator_exchange", Exchange)

@@ -16,6 +16,7 @@ from ._content import md5_of
 from ._context import CONTEXT, EXCHANGE, Context, fault_response, status_response
 from ._faults import Fault
 from ._fields import RESULTS, ResultType
+from ._layout import FTP_HOST
 from ._query import Node, QueryError, accession_terms, matches, parse
 from ._records import accession_kind
 from ._send import Sender
@@ -212,6 +213,10 @@ def _peek(report: Report) -> Report | web.Response:
 
 async def _stream(request: web.Request, report: Report, fault: Fault | None) -> web.StreamResponse:
     fields = [report.result.fields[name] for name in report.columns]
+    ctx = request.config_dict[CONTEXT]
+    host = ctx.ftp_host()
+    # *_ftp values name ftp.sra.ebi.ac.uk; with local links, the emulator's file host.
+    relink = [name.endswith("_ftp") for name in report.columns]
     wants_md5 = any(name.endswith("_md5") for name in report.columns)
     response = web.StreamResponse(status=200)
     response.content_type = "application/json" if report.json else "text/plain"
@@ -229,6 +234,11 @@ async def _stream(request: web.Request, report: Report, fault: Fault | None) -> 
         if wants_md5:
             await _warm_md5(report.result, record)
         values = [field.get(record) for field in fields]
+        if host != FTP_HOST:
+            values = [
+                v.replace(FTP_HOST + "/", host + "/") if swap else v
+                for v, swap in zip(values, relink, strict=True)
+            ]
         if report.json:
             # ENA's JSON has every value as a string, multi-file values ';'-joined.
             line = ("," if n else "") + json.dumps(dict(zip(report.columns, values, strict=True)))
@@ -248,10 +258,10 @@ async def _stream(request: web.Request, report: Report, fault: Fault | None) -> 
 
 def _return_fields(ctx: Context, params: Params) -> web.Response:
     result = _result(params)
-    rows = [(field.name, field.description) for field in result.fields.values()]
+    rows = [(field.name, field.description, field.type) for field in result.fields.values()]
     if _is_json(params):
-        return web.json_response([{"columnId": n, "description": d} for n, d in rows])
-    text = "columnId\tdescription\n" + "".join(f"{n}\t{d}\n" for n, d in rows)
+        return web.json_response([{"columnId": n, "description": d, "type": t} for n, d, t in rows])
+    text = "columnId\tdescription\ttype\n" + "".join(f"{n}\t{d}\t{t}\n" for n, d, t in rows)
     return web.Response(text=text, content_type="text/plain")
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from operator import attrgetter
 from typing import Any
 
@@ -22,6 +24,8 @@ class Field:
     name: str
     description: str
     get: Getter
+    # The type /returnFields gives (text, number, date, list, taxonomy, ...).
+    type: str = "text"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,8 +88,24 @@ def _extra(name: str, description: str) -> Field:
     return Field(name=name, description=description, get=lambda r: r.extra.get(name, ""))
 
 
-def _table(*fields: Field) -> dict[str, Field]:
-    return {field.name: field for field in fields}
+def _table(result: str, *known: Field) -> dict[str, Field]:
+    """Every field ENA returns for ``result``, in the order of its /returnFields.
+
+    The names and types are ENA's own list (``returnFields_{result}.json``, recorded
+    from the live service); fields the catalog has values for use ``known``'s getters,
+    every other one comes from the record's ``extra`` (empty when absent), so any name
+    ENA accepts is accepted and any other is refused as ENA refuses it.
+    """
+    text = resources.files(__package__).joinpath(f"returnFields_{result}.json").read_text()
+    by_name = {field.name: field for field in known}
+    table: dict[str, Field] = {}
+    for item in json.loads(text):
+        name, kind = item["columnId"], item["type"]
+        field = by_name.pop(name, None) or _extra(name, name.replace("_", " "))
+        table[name] = Field(name=name, description=field.description, get=field.get, type=kind)
+    if by_name:
+        raise ValueError(f"fields {sorted(by_name)} are not in ENA's list for {result}")
+    return table
 
 
 _COMMON_EXTRA = (
@@ -98,6 +118,7 @@ READ_RUN = ResultType(
     name="read_run",
     accession_field="run_accession",
     fields=_table(
+        "read_run",
         _attr("run_accession", "accession", "run accession"),
         _attr("experiment_accession", "experiment", "experiment accession"),
         _attr("sample_accession", "sample", "sample accession"),
@@ -139,6 +160,7 @@ ANALYSIS = ResultType(
     name="analysis",
     accession_field="analysis_accession",
     fields=_table(
+        "analysis",
         _attr("analysis_accession", "accession", "analysis accession"),
         _attr("study_accession", "study", "study accession"),
         _attr("secondary_study_accession", "secondary_study", "secondary study accession"),

@@ -153,6 +153,12 @@ def parse(text: str, known: Callable[[str], bool]) -> Node:
     """Parse ``text``; ``known(field)`` says which field names may be searched."""
     if not text.strip():
         raise QueryError("Invalid query: empty")
+    tokens = _tokens(text)
+    if len(tokens) == 1 and tokens[0][0] == "quoted":
+        # The whole query in one pair of quotes, as fastq-dl sends it
+        # (query="(study_accession=X OR secondary_study_accession=X)"): ENA reads
+        # the quoted text as the query.
+        return parse(tokens[0][1], known)
     return _Parser(text, known).parse()
 
 

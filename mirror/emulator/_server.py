@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+import ssl
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 
 from aiohttp import web
 
+from ._browser import BROWSER_PREFIX, TAXONOMY_PREFIX, build_browser_app, build_taxonomy_app
 from ._catalog import Catalog
 from ._content import content_bytes, md5_of, sha1_of
 from ._context import CONTEXT, Context, Options
@@ -41,6 +43,8 @@ def _www(app: web.Application) -> None:
     app.add_subapp(MGNIFY_PREFIX, build_mgnify_app())
     app.add_subapp(CRAM_PREFIX, build_cram_app())
     app.add_subapp(WEBIN_PREFIX, build_webin_app())
+    app.add_subapp(BROWSER_PREFIX, build_browser_app())
+    app.add_subapp(TAXONOMY_PREFIX, build_taxonomy_app())
 
 
 # Each emulated host is a separate app on a separate port, because the engine
@@ -67,6 +71,7 @@ _ENDPOINTS: Mapping[str, tuple[str, str]] = {
     "ega_data": ("ega", DATA_PREFIX),
     "cram_registry": ("www", CRAM_PREFIX),
     "webin": ("www", WEBIN_PREFIX),
+    "ena_browser": ("www", BROWSER_PREFIX),
 }
 _SHUTDOWN_TIMEOUT = 2.0
 # Request bodies up to this size: Webin takes documents of up to 15 MB (aiohttp's
@@ -124,6 +129,15 @@ class Emulator(EgaControls, EnaControls):
         webin_accounts: Webin submission accounts, name (``Webin-…``) → password.
         webin_poll_pending: polls of a queued submission answered 202 before its
             receipt comes (each submission's own count).
+        tls_cert, tls_key: PEM certificate chain and key: serve HTTPS (the archives'
+            own transport) instead of HTTP; clients trust the issuing CA, e.g. through
+            ``SSL_CERT_FILE``. The certificate should name 127.0.0.1 (or ``host``).
+        tls_hosts: the hosts that serve HTTPS when a certificate is given (default:
+            all); the others stay on HTTP, for clients that fetch ``http://`` links.
+        local_links: absolute links name the emulator's own hosts, never the public
+            ones: ENA's ``*_ftp`` values become ``127.0.0.1:PORT/vol1/…`` and Browser
+            XML links name its Portal; MGnify's and EnteroBase's links too. For
+            clients that follow the links they are given.
     """
 
     def __init__(
@@ -155,6 +169,10 @@ class Emulator(EgaControls, EnaControls):
         ega_wrong_results: Iterable[str] = (),
         webin_accounts: Mapping[str, str] = DEFAULT_WEBIN_ACCOUNTS,
         webin_poll_pending: int = 2,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        tls_hosts: Iterable[str] | None = None,
+        local_links: bool = False,
     ) -> None:
         self.catalog = catalog if catalog is not None else Catalog.demo()
         self.faults = FaultSet(faults, seed=seed)
@@ -164,11 +182,12 @@ class Emulator(EgaControls, EnaControls):
             range_support=range_support,
             portal_rate_limit=portal_rate_limit,
             portal_retry_after=portal_retry_after,
-            mgnify_public_links=mgnify_public_links,
-            enterobase_public_links=enterobase_public_links,
+            mgnify_public_links=mgnify_public_links and not local_links,
+            enterobase_public_links=enterobase_public_links and not local_links,
             enterobase_tokens=frozenset(enterobase_tokens),
             enterobase_expired_tokens=frozenset(enterobase_expired_tokens),
             enterobase_rate_limit=enterobase_rate_limit,
+            local_links=local_links,
         )
         self._clock = Clock(today)
         ega = EgaState(
@@ -195,6 +214,18 @@ class Emulator(EgaControls, EnaControls):
         if unknown:
             raise ValueError(f"unknown host(s) {sorted(unknown)}; hosts are {sorted(_HOSTS)}")
         self._ports = {name: (ports or {}).get(name, 0) for name in _HOSTS}
+        self._tls: ssl.SSLContext | None = None
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if tls_cert is not None and tls_key is not None:
+            self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._tls.load_cert_chain(tls_cert, tls_key)
+        self._tls_hosts = frozenset(_HOSTS if tls_hosts is None else tls_hosts)
+        if self._tls_hosts - set(_HOSTS):
+            raise ValueError(
+                f"unknown TLS host(s) {sorted(self._tls_hosts - set(_HOSTS))}; "
+                f"hosts are {sorted(_HOSTS)}"
+            )
         self._host = host
         self._runners: dict[str, web.AppRunner] = {}
         self._bound: dict[str, int] = {}
@@ -215,7 +246,10 @@ class Emulator(EgaControls, EnaControls):
                 self._runners[name] = runner
                 sock = _listen(self._host, self._ports[name])
                 self._bound[name] = sock.getsockname()[1]
-                await web.SockSite(runner, sock, backlog=1024).start()
+                tls = self._tls if name in self._tls_hosts else None
+                await web.SockSite(runner, sock, backlog=1024, ssl_context=tls).start()
+                scheme = "https" if tls is not None else "http"
+                self._context.bases[name] = f"{scheme}://{self._host}:{self._bound[name]}"
         except BaseException:
             await self.stop()
             raise
@@ -225,6 +259,7 @@ class Emulator(EgaControls, EnaControls):
         for runner in runners.values():
             await runner.cleanup()
         self._bound.clear()
+        self._context.bases.clear()
         self._log.close_file()
 
     async def __aenter__(self) -> Emulator:
@@ -251,13 +286,18 @@ class Emulator(EgaControls, EnaControls):
         ``mgnify`` (…/metagenomics/api/v1), ``enterobase`` (…/api/v2.0), ``ega_access``
         (…/ega/rest/access/v2), ``ega_download`` (…/ega/rest/download/v2), ``ega_auth``
         (…/ega-openid-connect-server/token), ``ega_data`` (…/v2), ``cram_registry``
-        (…/ena/cram) and ``webin`` (…/ena/submit/webin-v2)."""
+        (…/ena/cram), ``webin`` (…/ena/submit/webin-v2) and ``ena_browser``
+        (…/ena/browser/api); ``https://`` for the hosts served over TLS. These are
+        the engine's endpoint keys; see ``taxonomy_url`` for ENA's taxonomy service."""
         if not self._bound:
             raise RuntimeError("emulator not started")
-        return {
-            name: f"http://{self._host}:{self._bound[host]}{prefix}"
-            for name, (host, prefix) in _ENDPOINTS.items()
-        }
+        bases = self._context.bases
+        return {name: f"{bases[host]}{prefix}" for name, (host, prefix) in _ENDPOINTS.items()}
+
+    @property
+    def taxonomy_url(self) -> str:
+        """ENA's taxonomy REST service (…/ena/taxonomy/rest), which the engine does not use."""
+        return self.endpoints["ena_browser"].removesuffix(BROWSER_PREFIX) + TAXONOMY_PREFIX
 
     @property
     def log(self) -> list[LogEntry]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 
 import pytest
@@ -159,3 +160,40 @@ def test_generated_file_names(files_per_run: int, names: list[str], layout: str)
     run = GeneratedStudy(index=1, runs=1, files_per_run=files_per_run).run(0)
     assert [f.path.rsplit("/", 1)[1].replace(run.accession, "X") for f in run.fastq] == names
     assert run.library_layout == layout
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(23, id="empty-member"),
+        pytest.param(65_553, id="one-full-block"),
+        pytest.param(65_560, id="slack-below-a-block-head"),
+        pytest.param(3 * MIB + 17, id="many-blocks"),
+    ],
+)
+def test_gz_file_is_a_valid_gzip_member_of_its_size(size: int) -> None:
+    data = content_bytes("vol1/fastq/ERR1/ERR1_1.fastq.gz", size)
+    assert len(data) == size
+    inner = gzip.decompress(data)  # checks the CRC-32 and length trailer
+    assert len(inner) == size - 18 - 5 * -(-(size - 18) // 65_540)
+    assert md5_of("vol1/fastq/ERR1/ERR1_1.fastq.gz", size) == hashlib.md5(data).hexdigest()
+
+
+def test_gz_ranges_are_slices_of_the_whole_from_any_offset() -> None:
+    path, size = "vol1/run/x.bam.gz", 2 * MIB + 131_085
+    whole = content_bytes(path, size)
+    for start, end in [
+        (0, 1),
+        (9, 16),
+        (65_545, 65_560),
+        (MIB - 3, MIB + 70_000),
+        (size - 9, size),
+    ]:
+        pieces = list(iter_range(path, size, start, end, chunk=4096))
+        assert all(len(piece) <= 4096 for piece in pieces)
+        assert b"".join(pieces) == whole[start:end]
+
+
+def test_gz_content_differs_from_the_same_name_without_gz() -> None:
+    assert content_bytes("vol1/a.fastq", 4096)[:2] != b"\x1f\x8b"
+    assert content_bytes("vol1/a.fastq.gz", 4096)[:2] == b"\x1f\x8b"

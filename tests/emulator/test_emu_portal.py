@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from mirror.emulator import Catalog, Emulator
 
 FASTQ_FIELDS = "fastq_ftp,fastq_md5,fastq_bytes"
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real-responses" / "ena"
 
 
 def _tsv(text: str) -> tuple[list[str], list[dict[str, str]]]:
@@ -230,6 +232,11 @@ async def test_search_bad_requests(
         ),
         pytest.param('scientific_name="human gut metagenome"', None, id="scan"),
         pytest.param("tax_eq(408170) AND NOT library_layout=PAIRED", ["ERR11000002"], id="not"),
+        pytest.param(
+            '"(study_accession=ERP124002 OR secondary_study_accession=ERP124002)"',
+            ["ERR11000001", "ERR11000002"],
+            id="fastq-dl-whole-query-quoted",
+        ),
     ],
 )
 async def test_search_query(
@@ -268,12 +275,55 @@ async def test_fields_all(emu: Emulator, session: aiohttp.ClientSession) -> None
     assert row["sra_bytes"] == str(2 * 1024 * 1024 + 17)
 
 
+@pytest.mark.parametrize("result", ["read_run", "analysis"])
+async def test_return_fields_are_enas_recorded_list(
+    emu: Emulator, session: aiohttp.ClientSession, result: str
+) -> None:
+    recorded = json.loads((REAL / f"returnFields_{result}.json").read_text())
+    url = emu.endpoints["ena_portal"] + "/returnFields"
+    status, text, _ = await _get(session, url, result=result, format="json")
+    assert status == 200
+    answered = json.loads(text)
+    assert [(f["columnId"], f["type"]) for f in answered] == [
+        (f["columnId"], f["type"]) for f in recorded
+    ]
+    assert len(answered) == {"read_run": 195, "analysis": 137}[result]
+    # Every one of them is accepted by /search, in one request, as by ENA.
+    names = ",".join(f["columnId"] for f in recorded)
+    status, text, _ = await _get(
+        session, emu.endpoints["ena_portal"] + "/search", result=result, fields=names, limit="1"
+    )
+    assert status == 200
+    assert len(_tsv(text)[0]) == len(recorded)
+    _, text, _ = await _get(
+        session, emu.endpoints["ena_portal"] + "/search", result=result, fields="all", limit="1"
+    )
+    assert sorted(_tsv(text)[0]) == sorted(f["columnId"] for f in recorded)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "parent_study",
+        "fastq_url",
+        # The fields ENA dropped in May 2023; its answer then, as fastq-dl#15 shows it.
+        "cram_index_ftp,cram_index_aspera,cram_index_galaxy",
+    ],
+)
+async def test_a_field_outside_enas_list_is_refused(
+    emu: Emulator, session: aiohttp.ClientSession, name: str
+) -> None:
+    url = emu.endpoints["ena_portal"] + "/search"
+    status, text, _ = await _get(session, url, result="read_run", fields=f"sample_title,{name}")
+    assert (status, text) == (400, f"Invalid fieldName(s) supplied: {name}")
+
+
 async def test_return_fields(emu: Emulator, session: aiohttp.ClientSession) -> None:
     url = emu.endpoints["ena_portal"] + "/returnFields"
     status, text, _ = await _get(session, url, result="read_run")
     assert status == 200
     header, rows = _tsv(text)
-    assert header == ["columnId", "description"]
+    assert header == ["columnId", "description", "type"]
     names = {row["columnId"] for row in rows}
     assert names >= {
         "run_accession", "experiment_accession", "sample_accession",
