@@ -6,9 +6,15 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.clients
-
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under this directory ``clients`` (a conftest's ``pytestmark`` is not)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.clients)
 
 
 def client_bin(name: str, executable: str) -> Path:
