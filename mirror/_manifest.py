@@ -857,7 +857,11 @@ def _mgnify(w: _Where, path: _Path, body: dict[str, object]) -> MgnifySpec:
         body,
         "studies",
         item="MGnify study accession",
-        check=_pattern_check(is_mgnify_study, "a MGnify study accession (MGYS and 8 digits)"),
+        # MGnify looks a study up by its ENA study or BioProject accession too.
+        check=_pattern_check(
+            lambda acc: is_mgnify_study(acc) or ena_kind(acc) in ("study", "project"),
+            "a MGnify study accession (MGYS and 8 digits) or an ENA study (ERP…, PRJ…)",
+        ),
     )
     analyses = _optional_strings(
         w,

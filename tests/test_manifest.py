@@ -758,7 +758,8 @@ ERROR_CASES = [
     pytest.param(
         _source("mgnify", "studies: [MGYS2008]\n"),
         "manifest.yaml:3: sources[0].mgnify.studies[0]: "
-        "'MGYS2008' is not a MGnify study accession (MGYS and 8 digits)",
+        "'MGYS2008' is not a MGnify study accession (MGYS and 8 digits) "
+        "or an ENA study (ERP…, PRJ…)",
         id="mgnify-bad-study",
     ),
     pytest.param(

@@ -6,6 +6,9 @@ from typing import Any
 
 import pytest
 
+from mirror._config import MgnifySpec
+from mirror._exceptions import ManifestError
+from mirror._manifest import load_manifest
 from mirror.sources.enterobase import records_of
 from mirror.sources.mgnify import download_task
 
@@ -79,3 +82,16 @@ def test_enterobase_list_under_its_resource_key() -> None:
     doc = {"Assemblies": [{"assembly_barcode": "SAL_IA5204AA_AS"}], "links": {}}
     assert records_of(doc, "assemblies") == [{"assembly_barcode": "SAL_IA5204AA_AS"}]
     assert records_of({"Assemblies": [], "links": {}}, "assemblies") == []
+
+
+@pytest.mark.parametrize("study", ["MGYS00000001", "ERP136943", "SRP000001", "DRP000001"])
+def test_manifest_takes_study_accessions_mgnify_takes(study: str) -> None:
+    """MGnify looks a study up by MGYS, its ENA study (ERP/SRP/DRP) or BioProject."""
+    manifest = load_manifest({"sources": [{"mgnify": {"studies": [study, "PRJEB52249"]}}]})
+    assert manifest.sources == (MgnifySpec(studies=(study, "PRJEB52249")),)
+
+
+@pytest.mark.parametrize("wrong", ["ERR2842367", "MGYA00000001", "SAMEA2619376"])
+def test_manifest_refuses_what_is_not_a_study(wrong: str) -> None:
+    with pytest.raises(ManifestError, match=f"'{wrong}' is not a MGnify study accession"):
+        load_manifest({"sources": [{"mgnify": {"studies": [wrong]}}]})

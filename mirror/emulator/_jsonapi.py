@@ -22,6 +22,7 @@ from aiohttp import web
 from ._context import CONTEXT
 
 __all__ = [
+    "JSON",
     "JSONAPI",
     "ApiError",
     "Listing",
@@ -35,10 +36,13 @@ __all__ = [
 T = TypeVar("T")
 
 JSONAPI = "application/vnd.api+json"
+#: What emgapi answers with: its default renderer is plain JSON, whatever the document.
+JSON = "application/json"
 # What the real service writes into every absolute link, whatever host was asked.
 PUBLIC_ORIGIN = "https://www.ebi.ac.uk"
 PAGE_SIZE = 25
 MAX_PAGE_SIZE = 250
+_LATEST, _V1 = "/metagenomics/api/latest/", "/metagenomics/api/v1/"
 # DRF accepts this word as the number of the last page.
 _LAST = "last"
 
@@ -46,24 +50,23 @@ _LAST = "last"
 class ApiError(Exception):
     """An error answer: a JSON:API ``errors`` document with this status and detail."""
 
-    def __init__(self, status: int, detail: str, *, code: str = "not_found") -> None:
+    def __init__(
+        self, status: int, detail: str, *, code: str = "not_found", pointer: str = ""
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.code = code
+        self.pointer = pointer
 
 
 def error_document(error: ApiError) -> dict[str, Any]:
-    return {
-        "errors": [
-            {
-                "detail": error.detail,
-                "status": str(error.status),
-                "source": {"pointer": "/data"},
-                "code": error.code,
-            }
-        ]
-    }
+    """The JSON:API exception handler's document: ``source`` only for a field's error."""
+    item: dict[str, Any] = {"detail": error.detail, "status": str(error.status)}
+    if error.pointer:
+        item["source"] = {"pointer": error.pointer}
+    item["code"] = error.code
+    return {"errors": [item]}
 
 
 def document(doc: dict[str, Any]) -> bytes:
@@ -88,7 +91,9 @@ def _replace_query(request: web.Request, key: str, value: str) -> str:
     query = parse.parse_qs(request.query_string, keep_blank_values=True)
     query[key] = [value]
     encoded = parse.urlencode(sorted(query.items()), doseq=True)
-    return f"{origin(request)}{request.rel_url.raw_path}?{encoded}"
+    # ``latest`` is the public host's alias of v1: emgapi itself only knows v1.
+    path = request.rel_url.raw_path.replace(_LATEST, _V1, 1)
+    return f"{origin(request)}{path}?{encoded}"
 
 
 def _positive(raw: str | None, default: int, cap: int | None) -> int:

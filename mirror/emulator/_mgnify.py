@@ -13,7 +13,7 @@ from ._content import sha1_of
 from ._context import CONTEXT, Context
 from ._files import missing, send_blob
 from ._jsonapi import (
-    JSONAPI,
+    JSON,
     ApiError,
     Listing,
     cursor_page,
@@ -23,6 +23,7 @@ from ._jsonapi import (
     origin,
 )
 from ._mgnify_records import (
+    MGNIFY_LATEST,
     MGNIFY_PREFIX,
     PIPELINE_VERSIONS,
     MgnifyAnalysis,
@@ -32,20 +33,24 @@ from ._mgnify_records import (
 )
 from ._send import send_document
 
-__all__ = ["MGNIFY_PREFIX", "build_mgnify_app"]
+__all__ = ["MGNIFY_LATEST", "MGNIFY_PREFIX", "build_mgnify_app", "find_study"]
 
 # SHA1 of a big generated file takes a while: compute it off the loop.
 _THREAD_SHA1_ABOVE = 8 * 1024 * 1024
 # Relationships emgapi lists on an analysis that the emulator only links to, and the
 # URL path under the analysis of each.
 _ANALYSIS_LINKS: dict[str, tuple[str, ...]] = {
-    "taxonomy-ssu": ("taxonomy", "ssu"),
-    "taxonomy-lsu": ("taxonomy", "lsu"),
-    "go-terms": ("go-terms",),
-    "go-slim": ("go-slim",),
     "interpro-identifiers": ("interpro-identifiers",),
+    "taxonomy-lsu": ("taxonomy", "lsu"),
+    "taxonomy-itsunite": ("taxonomy", "unite"),
+    "go-terms": ("go-terms",),
+    "genome-properties": ("genome-properties",),
+    "taxonomy": ("taxonomy",),
+    "go-slim": ("go-slim",),
+    "taxonomy-itsonedb": ("taxonomy", "itsonedb"),
+    "taxonomy-ssu": ("taxonomy", "ssu"),
+    "antismash-gene-clusters": ("antismash-gene-clusters",),
 }
-_STUDY_LINKS = ("samples", "biomes", "publications", "geocoordinates")
 
 Handler = Callable[[web.Request], Awaitable[dict[str, Any]]]
 
@@ -74,24 +79,41 @@ def _study_item(study: MgnifyStudy, links: _Links) -> dict[str, Any]:
     acc = study.accession
     samples = {a.sample for a in study.analyses if a.sample}
     times = [a.complete_time for a in study.analyses]
-    relationships = {name: links.related("studies", acc, name) for name in _STUDY_LINKS}
-    relationships["analyses"] = links.related("studies", acc, "analyses")
-    relationships["downloads"] = links.related("studies", acc, "downloads")
+    # Keys and their order as emgapi's StudySerializer writes them.
+    relationships: dict[str, Any] = {
+        "geocoordinates": links.related("studies", acc, "geocoordinates"),
+        "studies": {**links.related("studies", acc, "studies"), "data": []},
+        "downloads": links.related("studies", acc, "downloads"),
+        "analyses": links.related("studies", acc, "analyses"),
+        "samples": links.related("studies", acc, "samples"),
+        "publications": links.related("studies", acc, "publications"),
+        "biomes": {
+            **links.related("studies", acc, "biomes"),
+            "data": [
+                {
+                    "type": "biomes",
+                    "id": biome,
+                    "links": {"self": links.url("biomes", quote(biome, safe=":"))},
+                }
+                for biome in study.biomes
+            ],
+        },
+    }
     return {
         "type": "studies",
         "id": acc,
         "attributes": {
             "accession": acc,
             "bioproject": study.bioproject,
-            "secondary-accession": study.secondary_accession,
-            "study-name": study.name,
             "samples-count": len(samples),
+            "is-private": False,
+            "last-update": max(times) if times else None,
+            "secondary-accession": study.secondary_accession,
             "centre-name": "EMBL-EBI",
-            "is-public": True,
             "public-release-date": None,
             "study-abstract": study.name,
+            "study-name": study.name,
             "data-origination": "SUBMITTED",
-            "last-update": max(times) if times else None,
         },
         "relationships": relationships,
         "links": {"self": links.url("studies", acc)},
@@ -100,33 +122,42 @@ def _study_item(study: MgnifyStudy, links: _Links) -> dict[str, Any]:
 
 def _analysis_item(analysis: MgnifyAnalysis, links: _Links) -> dict[str, Any]:
     acc = analysis.accession
+    # emgapi writes a to-one relationship that is empty as ``{"data": null}``, no links.
+    empty: dict[str, Any] = {"data": None}
+    sample, run, assembly = analysis.sample, analysis.run, analysis.assembly
     relationships: dict[str, Any] = {
-        "study": links.resource("studies", analysis.study, "studies", analysis.study),
-        "downloads": links.related("analyses", acc, "downloads"),
+        name: links.related("analyses", acc, *path) for name, path in _ANALYSIS_LINKS.items()
     }
-    if analysis.sample:
-        relationships["sample"] = links.resource(
-            "samples", analysis.sample, "samples", analysis.sample
-        )
-    if analysis.run:
-        relationships["run"] = links.resource("runs", analysis.run, "runs", analysis.run)
-    for name, path in _ANALYSIS_LINKS.items():
-        relationships[name] = links.related("analyses", acc, *path)
+    relationships.update(
+        {
+            "run": links.resource("runs", run, "runs", run) if run else empty,
+            "sample": links.resource("samples", sample, "samples", sample) if sample else empty,
+            "downloads": links.related("analyses", acc, "downloads"),
+            "study": links.resource("studies", analysis.study, "studies", analysis.study),
+            "assembly": (
+                links.resource("assemblies", assembly, "assemblies", assembly)
+                if assembly
+                else empty
+            ),
+        }
+    )
     return {
         "type": "analysis-jobs",
         "id": acc,
         "attributes": {
-            "accession": acc,
             "pipeline-version": analysis.pipeline_version,
             "experiment-type": analysis.experiment_type,
-            "analysis-status": analysis.status,
-            "complete-time": analysis.complete_time,
-            "instrument-platform": analysis.instrument_platform,
-            "instrument-model": analysis.instrument_model,
-            "is-public": True,
             "analysis-summary": [
                 {"key": "Downloadable result files", "value": str(len(analysis.downloads))}
             ],
+            "accession": acc,
+            "analysis-status": analysis.status,
+            "is-private": False,
+            "last-update": analysis.complete_time,
+            "mgx-accession": None,
+            "complete-time": analysis.complete_time,
+            "instrument-platform": analysis.instrument_platform,
+            "instrument-model": analysis.instrument_model,
         },
         "relationships": relationships,
         "links": {"self": links.url("analyses", acc)},
@@ -140,20 +171,25 @@ def _download_item(analysis: MgnifyAnalysis, item: MgnifyDownload, links: _Links
         "id": item.alias,
         "attributes": {
             "alias": item.alias,
-            "description": {"label": item.label, "description": item.description},
-            "group-type": item.group_type,
             "file-format": {
                 "name": item.format_name,
                 "extension": item.format_extension,
                 "compression": item.compression,
             },
+            "description": {"label": item.label, "description": item.description},
+            "group-type": item.group_type,
             # emgapi: checksum "" and algorithm "" where no checksum was back-filled.
             "file-checksum": {
                 "checksum": checksum,
                 "checksum-algorithm": "SHA1" if checksum else "",
             },
         },
-        "relationships": {"pipeline": {"data": {"type": "pipelines", "id": item.pipeline}}},
+        "relationships": {
+            "pipeline": {
+                "data": {"type": "pipelines", "id": item.pipeline},
+                "links": {"related": links.url("pipelines", item.pipeline)},
+            }
+        },
         # The alias is one path segment: "/" in it is sent as %2F.
         "links": {
             "self": links.url("analyses", analysis.accession, "file", quote(item.alias, safe=""))
@@ -161,8 +197,25 @@ def _download_item(analysis: MgnifyAnalysis, item: MgnifyDownload, links: _Links
     }
 
 
+def find_study(ctx: Context, accession: str) -> MgnifyStudy | None:
+    """emgapi's ``study_accession_query``: the number after ``MGYS``, else the ENA study
+    (``secondary_accession``) or BioProject (``project_id``) accession."""
+    wanted = accession.strip().upper()
+    try:
+        number: int | None = int(wanted.lstrip("MGYS"))
+    except ValueError:
+        number = None
+    for study in ctx.catalog.mgnify_studies:
+        if number is not None:
+            if int(study.accession[4:]) == number:
+                return study
+        elif wanted in (study.secondary_accession, study.bioproject):
+            return study
+    return None
+
+
 def _study(ctx: Context, request: web.Request) -> MgnifyStudy:
-    study = ctx.catalog.mgnify_study(request.match_info["accession"])
+    study = find_study(ctx, request.match_info["accession"])
     if study is None:
         raise ApiError(404, "Not found.")
     return study
@@ -183,7 +236,9 @@ def _filtered(
     version = query.get("pipeline_version")
     if version and version not in PIPELINE_VERSIONS:
         detail = f"Select a valid choice. {version} is not one of the available choices."
-        raise ApiError(400, detail, code="invalid_choice")
+        raise ApiError(
+            400, detail, code="invalid_choice", pointer="/data/attributes/pipeline-version"
+        )
     wanted = {
         "pipeline_version": version,
         "experiment_type": query.get("experiment_type"),
@@ -191,7 +246,7 @@ def _filtered(
         "accession": query.get("accession"),
     }
     study = query.get("study_accession")
-    found = ctx.catalog.mgnify_study(study) if study else None
+    found = find_study(ctx, study) if study else None
     result = []
     for analysis in analyses:
         values = {
@@ -223,7 +278,10 @@ async def _get_study(request: web.Request) -> dict[str, Any]:
 
 async def _study_analyses(request: web.Request) -> dict[str, Any]:
     ctx = request.config_dict[CONTEXT]
-    page = number_page(request, _filtered(ctx, request, _study(ctx, request).analyses))
+    # A list filtered by the study: an unknown study is an empty list, not a 404.
+    study = find_study(ctx, request.match_info["accession"])
+    found = study.analyses if study is not None else ()
+    page = number_page(request, _filtered(ctx, request, found))
     links = _Links(request)
     return page.document([_analysis_item(a, links) for a in page.items])
 
@@ -267,7 +325,7 @@ async def _file(request: web.Request) -> web.StreamResponse:
     item = analysis.download(alias) if analysis is not None else None
     if analysis is None or item is None:
         body = document(error_document(ApiError(404, "Not found.")))
-        return missing(request, "www", web.Response(status=404, body=body, content_type=JSONAPI))
+        return missing(request, "www", web.Response(status=404, body=body, content_type=JSON))
     # emgapi answers with X-Accel-Redirect, so nginx serves the bytes (and ranges).
     headers = {"Content-Disposition": f"attachment; filename={alias}"}
     return await send_blob(
@@ -286,10 +344,9 @@ def _endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamR
             doc = await handler(request)
         except ApiError as exc:
             status, doc = exc.status, error_document(exc)
-        # ?format=json picks emgapi's plain-JSON renderer; same document, other type.
-        kind = "application/json" if request.query.get("format") == "json" else JSONAPI
+        # emgapi's default renderer writes JSON:API documents as application/json.
         return await send_document(
-            request, document(doc), host="www", status=status, content_type=kind
+            request, document(doc), host="www", status=status, content_type=JSON
         )
 
     return endpoint

@@ -222,6 +222,7 @@ def demo_mgnify_study() -> MgnifyStudy:
         bioproject="PRJEB35001",
         secondary_accession="ERP117001",
         name="Demo gut metagenome time series",
+        biomes=("root:Host-associated:Human:Digestive system",),
         analyses=(
             MgnifyAnalysis(
                 accession="MGYA00005001",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "MGNIFY_LATEST",
     "MGNIFY_PREFIX",
     "PIPELINE_VERSIONS",
     "MgnifyAnalysis",
@@ -17,6 +18,8 @@ __all__ = [
 ]
 
 MGNIFY_PREFIX = "/metagenomics/api/v1"
+#: The public host's alias of v1, the base address MGnify's own toolkit uses.
+MGNIFY_LATEST = "/metagenomics/api/latest"
 _STUDY = re.compile(r"MGYS[0-9]{8}")
 _ANALYSIS = re.compile(r"MGYA[0-9]{8}")
 # The pipeline_version filter's choices in emgapi (filters.py); others answer 400.
@@ -78,6 +81,7 @@ class MgnifyDownload:
 class MgnifyAnalysis:
     """An analysis job (MGYA) of a study's run.
 
+    ``run`` or ``assembly`` is what was analysed (an ERR or ERZ accession).
     ``status`` is emgapi's ``analysis-status``; analyses that did not pass QC have no
     downloads. ``cursor=True`` serves its downloads list with cursor pagination (as
     emgapi does for contigs), so a client's cursor lister can be tested on it.
@@ -89,6 +93,7 @@ class MgnifyAnalysis:
     experiment_type: str = "metagenomic"
     run: str = ""
     sample: str = ""
+    assembly: str = ""
     downloads: tuple[MgnifyDownload, ...] = ()
     status: str = "completed"
     complete_time: str = "2023-03-01T12:00:00"
@@ -119,6 +124,7 @@ class MgnifyAnalysis:
             "experiment_type": self.experiment_type,
             "run": self.run,
             "sample": self.sample,
+            "assembly": self.assembly,
             "downloads": [d.to_dict() for d in self.downloads],
             "status": self.status,
             "complete_time": self.complete_time,
@@ -135,13 +141,17 @@ class MgnifyAnalysis:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MgnifyStudy:
-    """A study (MGYS) with its analyses; ``secondary_accession`` is the ENA ERP."""
+    """A study (MGYS) with its analyses; ``secondary_accession`` is the ENA ERP.
+
+    ``biomes`` are GOLD-style lineages (``root:Host-associated:Human:Digestive system``).
+    """
 
     accession: str
     analyses: tuple[MgnifyAnalysis, ...] = ()
     bioproject: str = ""
     secondary_accession: str = ""
     name: str = ""
+    biomes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if _STUDY.fullmatch(self.accession) is None:
@@ -180,9 +190,11 @@ class MgnifyStudy:
             "bioproject": self.bioproject,
             "secondary_accession": self.secondary_accession,
             "name": self.name,
+            "biomes": list(self.biomes),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MgnifyStudy:
         analyses = tuple(MgnifyAnalysis.from_dict(a) for a in data.get("analyses", ()))
-        return cls(**{**data, "analyses": analyses})
+        biomes = tuple(data.get("biomes", ()))
+        return cls(**{**data, "analyses": analyses, "biomes": biomes})

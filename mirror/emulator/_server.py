@@ -27,7 +27,7 @@ from ._faults import Fault, FaultSet
 from ._files import add_file_routes
 from ._layout import FTP_HOST
 from ._log import LogEntry, RequestLog
-from ._mgnify import MGNIFY_PREFIX, build_mgnify_app
+from ._mgnify import MGNIFY_LATEST, MGNIFY_PREFIX, build_mgnify_app
 from ._mgnify_records import MgnifyDownload, download_key
 from ._middleware import record
 from ._records import EnaFile
@@ -41,6 +41,7 @@ __all__ = ["Emulator"]
 def _www(app: web.Application) -> None:
     app.add_subapp(PORTAL_PREFIX, build_portal_app())
     app.add_subapp(MGNIFY_PREFIX, build_mgnify_app())
+    app.add_subapp(MGNIFY_LATEST, build_mgnify_app())
     app.add_subapp(CRAM_PREFIX, build_cram_app())
     app.add_subapp(WEBIN_PREFIX, build_webin_app())
     app.add_subapp(BROWSER_PREFIX, build_browser_app())

@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,13 @@ from . import SourceContext
 from ._links import rewrite
 from ._paging import iter_paging_next
 
-__all__ = ["EnterobaseSource", "records_of"]
+__all__ = ["MERGE_SUFFIX", "EnterobaseSource", "records_of"]
 
 logger = logging.getLogger(__name__)
 
 PAGE = 100
+#: Beside ``{resource}.jsonl`` while a listing runs: the records merged so far.
+MERGE_SUFFIX = ".merge.sqlite"
 _KEYS = {"assemblies": "Assemblies", "strains": "Strains", "traces": "Traces"}
 _REFUSED = (
     "EnteroBase refused the API token in ENTEROBASE_TOKEN (HTTP {status}). Tokens expire "
@@ -89,17 +92,17 @@ class EnterobaseSource:
         return rewrite(url, self.base, self._default)
 
     def _next(self, url: str) -> str:
-        """The ``paging.next`` link, with every ``only_fields`` value we asked for.
+        """The ``paging.next`` link, with exactly the ``only_fields`` we asked for.
 
         EnteroBase's next links keep one value of a repeated parameter (its own
-        examples show it), so later pages would quietly lose fields, the download
-        link among them; the link's offset and filters are kept as given.
+        examples show it), or name fields we never asked for, so later pages would
+        quietly lose fields, the download link among them; the link's offset and
+        filters are kept as given.
         """
         parts = urlsplit(self._follow(url))
         query = parse_qsl(parts.query, keep_blank_values=True)
         ours = [("only_fields", f) for f in self._fields()]
-        if ours:
-            query = [(k, v) for k, v in query if k != "only_fields"] + ours
+        query = [(k, v) for k, v in query if k != "only_fields"] + ours
         return urlunsplit(parts._replace(query=urlencode(query)))
 
     def _fields(self) -> list[str]:
@@ -124,11 +127,14 @@ class EnterobaseSource:
         return params
 
     async def expand(self) -> AsyncIterator[list[FileTask]]:
+        """Plan and keep page by page: nothing but the current page is held in memory."""
         db = safe_name(self.spec.database)
         resource = self.spec.resource
         url = f"{self.base}/{db}/{resource}"
         records = 0
-        seen: dict[str, dict[str, Any]] = {}
+        kept = await _Kept.open(
+            join_under(self.ctx.metadata.root, f"enterobase/{db}/{resource}.jsonl")
+        )
         try:
             async for doc in iter_paging_next(
                 self.ctx.http, url, params=self._params(), auth=self._auth, follow=self._next
@@ -139,16 +145,19 @@ class EnterobaseSource:
                 records += len(page)
                 total = (doc.get("links") or {}).get("total_records")
                 logger.info("EnteroBase %s/%s: %d of %s records", db, resource, records, total)
-                for record in page:
-                    seen[_barcode(record)] = record
+                await kept.add(page)
                 tasks = [t for r in page if (t := self._task(db, r)) is not None]
                 if tasks:
                     yield tasks
         except HTTPStatusError as exc:
+            await kept.discard()
             if exc.status in (401, 403):
                 raise CredentialsError(_REFUSED.format(status=exc.status, db=db)) from None
             raise SourceError(f"EnteroBase {db}/{resource}: {exc}") from exc
-        await self._keep(db, resource, seen)
+        except BaseException:
+            await kept.discard()
+            raise
+        await kept.finish()
         if not records:
             self.ctx.warn(f"EnteroBase {db}/{resource}: the query matched no records")
 
@@ -171,18 +180,6 @@ class EnterobaseSource:
             headers=self._headers,
         )
 
-    async def _keep(self, db: str, resource: str, records: dict[str, dict[str, Any]]) -> None:
-        """Merge this run's records into ``metadata/enterobase/{db}/{resource}.jsonl``.
-
-        Keyed by barcode, so a re-run does not duplicate lines and an incremental
-        (``reldate``) run adds the new records to the ones already kept.
-        """
-        relative = f"enterobase/{db}/{resource}.jsonl"
-        path = join_under(self.ctx.metadata.root, relative)
-        merged = await asyncio.to_thread(_read_jsonl, path)
-        merged.update(records)
-        await self.ctx.metadata.write_jsonl(relative, list(merged.values()))
-
 
 def _barcode(record: dict[str, Any]) -> str:
     for key in ("assembly_barcode", "strain_barcode", "barcode", "uberstrain"):
@@ -192,16 +189,80 @@ def _barcode(record: dict[str, Any]) -> str:
     return json.dumps(record, sort_keys=True)
 
 
-def _read_jsonl(path: Path) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    if not os.path.exists(path):
-        return out
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                out[_barcode(record)] = record
-    return out
+class _Kept:
+    """The records of ``metadata/enterobase/{db}/{resource}.jsonl``, merged by barcode.
+
+    A re-run does not duplicate lines and an incremental (``reldate``) run adds its
+    records to the ones already kept. The merge happens on disk, in a SQLite file
+    beside the target (:data:`MERGE_SUFFIX`), so memory stays flat however many
+    records the query matches; the ``.jsonl`` is replaced atomically at the end and
+    left as it was if the listing fails.
+    """
+
+    def __init__(self, target: Path, db: sqlite3.Connection) -> None:
+        self.target = target
+        self._db = db
+        self._seq = 0
+
+    @classmethod
+    async def open(cls, target: Path) -> _Kept:
+        def open_() -> _Kept:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            merge = target.with_name(target.name + MERGE_SUFFIX)
+            merge.unlink(missing_ok=True)  # left by a killed run: its records are refetched
+            db = sqlite3.connect(merge, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute("CREATE TABLE r (barcode TEXT PRIMARY KEY, seq INTEGER, doc TEXT)")
+            kept = cls(target, db)
+            if target.exists():
+                with open(target, encoding="utf-8") as f:
+                    batch: list[dict[str, Any]] = []
+                    for line in f:
+                        try:
+                            record = json.loads(line)
+                        except ValueError:
+                            continue
+                        if isinstance(record, dict):
+                            batch.append(record)
+                        if len(batch) >= 1000:
+                            kept._insert(batch)
+                            batch = []
+                    kept._insert(batch)
+            return kept
+
+        return await asyncio.to_thread(open_)
+
+    def _insert(self, records: list[dict[str, Any]]) -> None:
+        rows = []
+        for record in records:
+            self._seq += 1
+            rows.append((_barcode(record), self._seq, json.dumps(record, sort_keys=True)))
+        # A barcode seen before keeps its place and takes the newer record.
+        self._db.execute("BEGIN")
+        self._db.executemany(
+            "INSERT INTO r VALUES (?, ?, ?) ON CONFLICT(barcode) DO UPDATE SET doc=excluded.doc",
+            rows,
+        )
+        self._db.execute("COMMIT")
+
+    async def add(self, records: list[dict[str, Any]]) -> None:
+        await asyncio.to_thread(self._insert, records)
+
+    async def finish(self) -> None:
+        def finish() -> None:
+            tmp = self.target.with_name(self.target.name + ".tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
+                for (doc,) in self._db.execute("SELECT doc FROM r ORDER BY seq"):
+                    f.write(doc + "\n")
+            os.replace(tmp, self.target)
+            self._close()
+
+        await asyncio.to_thread(finish)
+
+    async def discard(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        self._db.close()
+        self.target.with_name(self.target.name + MERGE_SUFFIX).unlink(missing_ok=True)

@@ -16,13 +16,14 @@ Facts this module relies on (ARCHIVES.md, research/mgnify-enterobase-cram.md):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
 from .._config import DEFAULT_ENDPOINTS, MgnifySpec
-from .._exceptions import HTTPStatusError, SourceError, UnsafePathError
+from .._exceptions import HTTPStatusError, MirrorError, SourceError, UnsafePathError
 from .._models import FileTask
 from .._paths import safe_name
 from .._streams import produced
@@ -80,6 +81,33 @@ def download_task(analysis: str, item: dict[str, Any], follow: Any = lambda u: u
     )
 
 
+def _reason(exc: HTTPStatusError) -> str:
+    """The error as the service worded it: a JSON:API body's ``detail``s, not its JSON."""
+    text = str(exc)
+    start = text.find("{")
+    try:
+        doc = json.loads(text[start:]) if start >= 0 else None
+    except ValueError:
+        return text
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    found = [e.get("detail") for e in errors or () if isinstance(e, dict)]
+    details = [d for d in found if isinstance(d, str)]
+    return f"{text[:start].rstrip()}: {' '.join(details)}" if details else text
+
+
+def _first(group: ExceptionGroup[Exception]) -> Exception:
+    """The error a failed group stands for: the first of ours, else the first at all."""
+    leaves: list[Exception] = []
+    stack: list[Exception] = list(group.exceptions)
+    while stack:
+        exc = stack.pop(0)
+        if isinstance(exc, ExceptionGroup):
+            stack[:0] = list(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return next((e for e in leaves if isinstance(e, MirrorError)), leaves[0])
+
+
 class MgnifySource:
     """Expands an ``mgnify:`` manifest entry through the MGnify v1 API."""
 
@@ -122,10 +150,14 @@ class MgnifySource:
                 if tasks:
                     await emit(tasks)
 
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(list_analyses())
-            for _ in range(ANALYSES_AT_ONCE):
-                tg.create_task(expand_analyses())
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(list_analyses())
+                for _ in range(ANALYSES_AT_ONCE):
+                    tg.create_task(expand_analyses())
+        except ExceptionGroup as group:
+            # The source fails with its own error (one line for the user), not a group.
+            raise _first(group) from None
 
     async def _study_analyses(self, study: str) -> AsyncIterator[dict[str, Any]]:
         params = []
@@ -143,7 +175,7 @@ class MgnifySource:
             if exc.status == 404:
                 self.ctx.warn(f"MGnify: {study}: no such study")
                 return
-            raise SourceError(f"MGnify: {study}: {exc}") from exc
+            raise SourceError(f"MGnify: {study}: {_reason(exc)}") from exc
         if not found:
             version = self.spec.pipeline_version
             self.ctx.warn(
@@ -158,7 +190,7 @@ class MgnifySource:
             if exc.status == 404:
                 self.ctx.warn(f"MGnify: {accession}: no such analysis")
                 return None
-            raise SourceError(f"MGnify: {accession}: {exc}") from exc
+            raise SourceError(f"MGnify: {accession}: {_reason(exc)}") from exc
         record = doc.get("data") if isinstance(doc, dict) else None
         if not isinstance(record, dict):
             raise SourceError(f"MGnify: {accession}: not a JSON:API resource document")

@@ -34,9 +34,9 @@ def local(emu: Emulator, url: str) -> URL:
 async def get(session: aiohttp.ClientSession, url: str | URL, status: int = 200) -> dict[str, Any]:
     async with session.get(url) as response:
         assert response.status == status, await response.text()
-        assert response.headers["Content-Type"] == "application/vnd.api+json"
-        # vnd.api+json: aiohttp's .json() refuses it unless told not to check.
-        doc: dict[str, Any] = await response.json(content_type=None)
+        # emgapi's default renderer: plain application/json for JSON:API documents.
+        assert response.headers["Content-Type"] == "application/json"
+        doc: dict[str, Any] = await response.json()
     return doc
 
 
@@ -151,7 +151,12 @@ async def test_downloads_item_shape(emu: Emulator, session: aiohttp.ClientSessio
             # Never back-filled: emgapi gives empty strings.
             "file-checksum": {"checksum": "", "checksum-algorithm": ""},
         },
-        "relationships": {"pipeline": {"data": {"type": "pipelines", "id": "4.1"}}},
+        "relationships": {
+            "pipeline": {
+                "data": {"type": "pipelines", "id": "4.1"},
+                "links": {"related": f"{PUBLIC}/pipelines/4.1"},
+            }
+        },
         "links": {
             "self": f"{PUBLIC}/analyses/MGYA00005002/file/ERR3477397_MERGED_FASTQ_SSU_OTU.tsv"
         },
@@ -259,7 +264,6 @@ async def test_not_found_documents(emu: Emulator, session: aiohttp.ClientSession
     base = emu.endpoints["mgnify"]
     for path in (
         "/studies/MGYS09999999",
-        "/studies/MGYS09999999/analyses",
         "/analyses/MGYA09999999",
         "/analyses/MGYA09999999/downloads",
         "/analyses/MGYA00005001/file/nothing.tsv",
