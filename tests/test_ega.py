@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
@@ -13,15 +14,20 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 import yaml
+from aiohttp import web
 
 import mirror
 from mirror import RetryPolicy
+from mirror._state import StoredFile, open_store
 from mirror.emulator import Catalog, EgaDataset, EgaFile, Emulator, Fault
+from mirror.sources.ega_data import CLIENT_ID, CLIENT_SECRET
 
 from .conftest import mirror_cmd, read_index
+from .replay import RECORDINGS, Answer, Replay
 from .test_cli import slices_done, wait_for
 
 USER, PASSWORD, REKEY = "testuser@ebi.ac.uk", "pw-S3CRET-4a1f", "rekey-S3CRET-9b2c"
@@ -276,3 +282,131 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+# -- the Data API as EGA answers it (recorded listing) ------------------------------------
+
+RECORDED_DATASET = "EGAD00001003338"
+#: The one file of the recording that pyega3 downloads: available, not .gpg.
+RECORDED_FILE = "EGAF00001753747"
+RECORDED_PLAIN = 8_949_984 - 16
+RECORDED_TOKEN = json.loads((RECORDINGS / "ega/token_answer.json").read_text())["access_token"]
+BAD_CLIENT = b'{"error":"invalid_client","error_description":"Bad client credentials"}'
+
+
+def recorded_data_api(listing: str, content: bytes, forms: list[dict[str, str]]) -> Replay:
+    """The token endpoint, the recorded ``listing`` of the dataset, and its one file."""
+
+    def token(request: web.Request, body: bytes) -> Answer:
+        form = dict(parse_qsl(body.decode()))
+        forms.append(form)
+        # As EGA's IdP: only a registered client with its own secret gets a token.
+        if (form.get("client_id"), form.get("client_secret")) != (CLIENT_ID, CLIENT_SECRET):
+            return Answer(body=BAD_CLIENT, status=401)
+        return Answer.recorded("ega/token_answer.json")
+
+    def data(request: web.Request, body: bytes) -> Answer | None:
+        if request.headers.get("Authorization") != f"Bearer {RECORDED_TOKEN}":
+            return Answer(body=b'{"error":"invalid_token"}', status=401)
+        if request.query.get("destinationFormat") != "plain":
+            return None
+        return Answer(body=content, content_type="application/octet-stream")
+
+    return Replay(
+        {
+            "/ega-openid-connect-server/token": token,
+            f"/v2/metadata/datasets/{RECORDED_DATASET}/files": Answer.recorded(listing),
+            f"/v2/files/{RECORDED_FILE}": data,
+        }
+    )
+
+
+def recorded_manifest(replay: Replay, dest: Path) -> Path:
+    endpoints = {
+        "ega_auth": replay.base + "/ega-openid-connect-server/token",
+        "ega_data": replay.base + "/v2",
+    }
+    doc = {
+        "version": 1,
+        "dest": str(dest),
+        "endpoints": endpoints,
+        "sources": [{"ega": {"datasets": [RECORDED_DATASET], "protocol": "data-api"}}],
+    }
+    path = dest.parent / "m.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+async def planned_files(dest: Path) -> list[StoredFile]:
+    store = await open_store(None, dest)
+    try:
+        return [f async for f in store.files(await store.last_run())]
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("listing", "skipped"),
+    [
+        ("ega/dataset_files.json", ["EGAF00001753748", "EGAF00001753749 (unavailable)"]),
+        ("ega/pyega3_doc_item_v1.json", []),
+    ],
+)
+async def test_recorded_listing_plans_and_fetches_what_pyega3_would(
+    tmp_path: Path, listing: str, skipped: list[str]
+) -> None:
+    content = hashlib.sha256(b"NA12878.bam.bai").digest() * (RECORDED_PLAIN // 32 + 1)
+    content = content[:RECORDED_PLAIN]
+    dest = tmp_path / "data"
+    env = {"EGA_USERNAME": USER, "EGA_PASSWORD": PASSWORD}
+    forms: list[dict[str, str]] = []
+    async with recorded_data_api(listing, content, forms) as replay:
+        manifest = recorded_manifest(replay, dest)
+        plan = await asyncio.to_thread(mirror_cmd, "plan", str(manifest), "--json", env=env)
+        assert plan.returncode == 0, plan.stderr
+        planned = await planned_files(dest)
+        run = await asyncio.to_thread(mirror_cmd, "run", str(manifest), "-q", env=env)
+    assert json.loads(plan.stdout.splitlines()[-1])["files"] == 1
+    assert json.loads(plan.stdout.splitlines()[-1])["bytes"] == RECORDED_PLAIN
+    # Only the available file that is not .gpg, named as pyega3 names it: .cip removed.
+    path = f"ega/{RECORDED_DATASET}/{RECORDED_FILE}/NA12878.bam.bai"
+    assert [(f.path, f.accession, f.size, f.checksum, f.verify) for f in planned] == [
+        # The recorded plainChecksum is a 33-character placeholder, no MD5: pyega3
+        # then skips the check, and the size is what is left to verify.
+        (path, RECORDED_FILE, RECORDED_PLAIN, None, "size")
+    ]
+    events = [json.loads(line) for line in plan.stdout.splitlines()]
+    warnings = " ".join(str(e) for e in events if e["event"] == "warning")
+    for file_id in skipped:
+        assert file_id in warnings
+    if skipped:
+        assert "legacy .gpg file" in warnings
+        assert "not available" in warnings
+    assert run.returncode == 0, run.stderr
+    assert (dest / path).read_bytes() == content
+    assert [(r["path"], r["bytes"], r["status"]) for r in read_index(dest)] == [
+        (path, str(RECORDED_PLAIN), "verified")
+    ]
+    # Every token request carried pyega3's published client.
+    assert forms
+    assert all(f["client_id"] == CLIENT_ID for f in forms)
+    assert all(f["client_secret"] == CLIENT_SECRET for f in forms)
+
+
+async def test_own_oauth_client_from_the_environment_and_its_refusal(tmp_path: Path) -> None:
+    dest = tmp_path / "data"
+    own = {"EGA_CLIENT_ID": "my-client", "EGA_CLIENT_SECRET": "client-S3CRET-77d1"}
+    env = {"EGA_USERNAME": USER, "EGA_PASSWORD": PASSWORD, **own}
+    forms: list[dict[str, str]] = []
+    async with recorded_data_api("ega/dataset_files.json", b"", forms) as replay:
+        manifest = recorded_manifest(replay, dest)
+        plan = await asyncio.to_thread(mirror_cmd, "plan", str(manifest), env=env)
+    assert [(f["client_id"], f["client_secret"]) for f in forms] == [
+        ("my-client", "client-S3CRET-77d1")
+    ]
+    assert plan.returncode == 2, plan.stderr
+    assert "EGA refused the OAuth client (EGA_CLIENT_ID/EGA_CLIENT_SECRET" in plan.stderr
+    assert "Traceback" not in plan.stderr
+    for text in (plan.stdout, plan.stderr):
+        assert "client-S3CRET-77d1" not in text
+        assert PASSWORD not in text
