@@ -11,7 +11,7 @@ import pytest
 
 from mirror.emulator import Catalog, EgaDataset, EgaFile, Emulator
 
-from .ega_helpers import DATASET, FILE_A, PASSWORD, USER, bearer, download, new_request
+from .ega_helpers import CLIENT, DATASET, FILE_A, PASSWORD, USER, bearer, download, new_request
 from .helpers import emulator_cli
 
 
@@ -97,7 +97,7 @@ async def test_cli_ega_options(tmp_path: Path, session: aiohttp.ClientSession) -
             async with session.get(url, params={"pass": password}) as response:
                 result = (await response.json())["response"]["result"]
             assert (result[0] == "success") is (expected is not None)
-        form = {"grant_type": "password", "client_id": "c", "username": "alice@example.org"}
+        form = {"grant_type": "password", **CLIENT, "username": "alice@example.org"}
         async with session.post(endpoints["ega_auth"], data={**form, "password": "s3cret"}) as r:
             assert (await r.json())["expires_in"] == 5
         # --ega-no-range: a ranged stream request gets the whole stream.
