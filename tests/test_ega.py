@@ -191,7 +191,7 @@ def test_data_api_2gb_file_in_slices_killed_and_resumed(
     part = tmp_path / "data/ega" / DATASET / "EGAF00000900002" / "sample.cram.part"
 
     # Killed once the sidecar records 500 MB and two slices part-way: a moment where the
-    # rerun has partial slices to resume (between two waves of slices it would have none).
+    # rerun has partial slices to resume (between two waves of slices it may have none).
     def ready() -> int:
         held = slices_done(part)
         return held if held > 500_000_000 and len(_partial_slices(part)) >= 2 else 0
@@ -242,7 +242,11 @@ def _partial_slices(part: Path) -> list[tuple[int, int]]:
 
 
 def _kill_midway(manifest: Path, env: dict[str, str], held: Callable[[], int], past: int) -> int:
-    """Start ``mirror run``, SIGKILL it once ``held()`` bytes exceed ``past``; return them."""
+    """Start ``mirror run``, SIGKILL it once ``held()`` bytes exceed ``past``; return them.
+
+    The process is stopped (SIGSTOP) before the condition is checked again and the
+    kill sent, so what ``held()`` saw is exactly what the killed run left behind.
+    """
     proc = subprocess.Popen(
         [sys.executable, "-m", "mirror", "run", str(manifest), "-q"],
         stdout=subprocess.DEVNULL,
@@ -250,7 +254,14 @@ def _kill_midway(manifest: Path, env: dict[str, str], held: Callable[[], int], p
         env=env,
     )
     try:
-        wait_for(lambda: held() > past or proc.poll() is not None, "the transfer")
+        while True:
+            wait_for(lambda: held() > past or proc.poll() is not None, "the transfer")
+            if proc.poll() is not None:
+                break
+            os.kill(proc.pid, signal.SIGSTOP)
+            if held() > past:
+                break
+            os.kill(proc.pid, signal.SIGCONT)  # it changed before it stopped: go on
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
