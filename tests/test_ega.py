@@ -226,6 +226,30 @@ def test_data_api_2gb_file_in_slices_killed_and_resumed(
     assert json.loads(done.stdout.splitlines()[-1])["event"] == "run-finished"
 
 
+async def test_data_api_401s_at_once_renew_the_token_once(tmp_path: Path) -> None:
+    catalog = Catalog.generate_ega(dataset=DATASET, files=4, size=300_000)
+    files = catalog.ega_datasets[0].files
+    creds = {"EGA_USERNAME": USER, "EGA_PASSWORD": PASSWORD}
+    async with Emulator(catalog, ega_users={USER: PASSWORD}) as emu:
+        # Every file's first request meets a 401, as when the token is revoked.
+        emu.faults.add(Fault(kind="status", status=401, host="ega", match="/v2/files/*", times=4))
+        summary = await mirror.run(
+            ega_manifest(emu.endpoints, tmp_path, protocol="data-api"),
+            credentials=creds,
+            retry=RetryPolicy(attempts=4, base=0.01, cap=0.05),
+        )
+        log = emu.log
+        expected = {f.file_id: emu.ega_plain_md5(f.file_id) for f in files}
+    assert (summary.planned, summary.verified, summary.failed) == (4, 4, 0)
+    data = [e for e in log if e.path.startswith("/v2/files/")]
+    assert sorted(e.status for e in data) == [200] * 4 + [401] * 4
+    # The four 401s renew the token once between them (before: once each).
+    assert [e.status for e in log if e.path.endswith("/token")] == [200, 200]
+    for f in files:
+        name = Path(f.file_name).name.removesuffix(".cip")
+        assert md5_file(tmp_path / f"ega/{DATASET}/{f.file_id}/{name}") == expected[f.file_id]
+
+
 def _partial_slices(part: Path) -> list[tuple[int, int]]:
     """``(resume offset, end)`` of each slice the ``.slices`` sidecar records part-done."""
     try:

@@ -76,14 +76,21 @@ class EgaDataSource:
         self._expires = 0.0
         self._lifetime = 0.0
         self._lock = asyncio.Lock()
+        #: The token last sent for each file, to tell a revoked token from a renewed one.
+        self._sent: dict[str, str] = {}
         self.hooks = self
 
-    async def token(self, *, force: bool = False) -> str:
+    async def token(self, *, rejected: str | None = None) -> str:
+        """A valid token; a new one if the current one is ``rejected`` or near its end.
+
+        Many requests may meet a 401 for the same revoked token at once: the first to
+        get here renews it, the others find a token other than theirs and use it.
+        """
         async with self._lock:
             now = time.monotonic()
             if (
-                not force
-                and self._token is not None
+                self._token is not None
+                and self._token != rejected
                 and self._expires - now > self._lifetime * REFRESH_AT
             ):
                 return self._token
@@ -131,8 +138,10 @@ class EgaDataSource:
 
     async def _get(self, path: str) -> Any:
         url = f"{self.base}/{path}"
+        rejected: str | None = None
         for retry in (False, True):
-            token = await self.token(force=retry)
+            token = await self.token(rejected=rejected)
+            rejected = token
             try:
                 return await self.ctx.http.get_json(
                     url, headers={"Authorization": f"Bearer {token}"}
@@ -214,17 +223,18 @@ class EgaDataSource:
 
     async def prepare(self, task: FileTask, error: MirrorError | None) -> FileTask:
         if isinstance(error, HTTPStatusError) and error.status == 401:
-            await self.token(force=True)
+            await self.token(rejected=self._sent.pop(task.path, self._token))
         return task
 
     async def headers(self, task: FileTask) -> Mapping[str, str]:
-        return {"Authorization": f"Bearer {await self.token()}"}
+        token = self._sent[task.path] = await self.token()
+        return {"Authorization": f"Bearer {token}"}
 
     async def verify(self, task: FileTask, got: object) -> None:
         return None  # the whole-file MD5 against plainChecksum is the fetcher's own check
 
     async def settled(self, task: FileTask, verified: bool) -> None:
-        return None
+        self._sent.pop(task.path, None)
 
 
 def local_name(item: Mapping[str, Any]) -> str:
