@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from mirror.emulator import Catalog, EgaDataset, EgaFile, md5_of
+from mirror.sources.ega_data import CLIENT_ID, CLIENT_SECRET
 
 from ._data import FileSpec, VerificationFailed
 from ._measure import Measurement
@@ -85,9 +86,9 @@ def _token(auth_url: str) -> str:
     form = urllib.parse.urlencode(
         {
             "grant_type": "password",
-            "client_id": "x",
+            "client_id": CLIENT_ID,
             "scope": "openid",
-            "client_secret": "",
+            "client_secret": CLIENT_SECRET,
             "username": USER,
             "password": PASSWORD,
         }

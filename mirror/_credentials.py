@@ -45,6 +45,8 @@ class Credentials:
             "EGA_USERNAME",
             "EGA_PASSWORD",
             "EGA_REKEY",
+            "EGA_CLIENT_ID",
+            "EGA_CLIENT_SECRET",
             "ENTEROBASE_TOKEN",
             "WEBIN_USERNAME",
             "WEBIN_PASSWORD",

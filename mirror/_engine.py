@@ -258,6 +258,7 @@ class Engine:
             username=user.value,
             password=password,
             rekey=rekey,
+            client_id=creds.get("EGA_CLIENT_ID"),
             client_secret=creds.get("EGA_CLIENT_SECRET"),
         )
 
@@ -419,13 +420,7 @@ class Engine:
 def _ega(spec: EgaSpec, login: EgaLogin, ctx: SourceContext) -> Source:
     if spec.protocol == "tickets":
         return EgaTicketSource(spec.datasets, spec.files, ctx, login)
-    return EgaDataSource(
-        spec.datasets,
-        spec.files,
-        ctx,
-        login,
-        client_secret=login.client_secret.value if login.client_secret else "",
-    )
+    return EgaDataSource(spec.datasets, spec.files, ctx, login)
 
 
 def _enterobase(spec: EnterobaseSpec, token: Secret, ctx: SourceContext) -> Source:

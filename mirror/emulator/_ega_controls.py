@@ -78,6 +78,10 @@ class EgaControls:
         else:
             wrong_results.discard(file_id)
 
+    def ega_download_reports(self) -> list[dict[str, object]]:
+        """What clients posted to the Data API's ``download-stats``, in arrival order."""
+        return [dict(report) for report in self._context.ega.download_reports]
+
     def ega_stats(self) -> EgaStats:
         """Logins, lost sessions, tickets issued and removed (and why), token grants."""
         return self._context.ega.stats()

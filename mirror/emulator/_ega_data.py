@@ -1,4 +1,11 @@
-"""The current EGA Data API, as pyega3 uses it: OAuth2 password grant, metadata, plain files."""
+"""The current EGA Data API, as pyega3 uses it: OAuth2 password grant, metadata, plain files.
+
+pyega3's calls (pyega3/libs/auth_client.py, data_client.py, data_file.py): a password
+grant at ``url_auth`` with its published OAuth client, ``POST …/userinfo`` for the
+user id, ``{url_api_metadata}/datasets`` and ``/datasets/{id}/files`` and
+``/files/{id}``, Range slices of ``{url_api}/files/{id}?destinationFormat=plain``, and
+one JSON report per download attempt to ``url_api_stats`` (``/v2/download-stats``).
+"""
 
 from __future__ import annotations
 
@@ -9,19 +16,21 @@ from typing import Any
 
 from aiohttp import web
 
-from ._context import CONTEXT
+from ._context import CONTEXT, basic_credentials
 from ._ega_records import IV_SIZE, EgaFile, plain_md5
 from ._ega_state import EgaState
 from ._files import missing, send_blob
 from ._send import send_document
 
-__all__ = ["DATA_PREFIX", "TOKEN_PATH", "add_data_api_routes"]
+__all__ = ["DATA_PREFIX", "STATS_PATH", "TOKEN_PATH", "add_data_api_routes"]
 
 # pyega3's default server file: url_auth …:8443/ega-openid-connect-server/token,
 # url_api …:8443/v2 (files), url_api_metadata …/v2/metadata.
 TOKEN_PATH = "/ega-openid-connect-server/token"
 USERINFO_PATH = "/ega-openid-connect-server/userinfo"
 DATA_PREFIX = "/v2"
+#: pyega3's url_api_stats, under DATA_PREFIX.
+STATS_PATH = "/download-stats"
 # Checksums of bigger files are computed in a thread, so listings never stall the loop.
 _HASH_INLINE = 8 * 1024 * 1024
 
@@ -56,9 +65,14 @@ async def _token(request: web.Request) -> web.StreamResponse:
         return await _token_refused(
             request, 400, "unsupported_grant_type", "Use grant_type=password"
         )
-    if not fields.get("client_id"):
-        # The client secret is not checked: pyega3's is public in its server file.
-        return await _token_refused(request, 401, "invalid_client", "client_id is missing")
+    # The client authenticates in the form (client_secret_post, as pyega3 does) or
+    # with HTTP Basic (client_secret_basic); an unknown client or a wrong or missing
+    # secret is refused as the EGA IdP's Spring OAuth2 filter does.
+    client = basic_credentials(request.headers.get("Authorization"))
+    client_id, secret = client or (fields.get("client_id", ""), fields.get("client_secret", ""))
+    if not state.client_ok(client_id, secret):
+        state.count("client_refusals")
+        return await _token_refused(request, 401, "invalid_client", "Bad client credentials")
     user = state.authenticate(fields.get("username", ""), fields.get("password", ""))
     if user is None:
         return await _token_refused(request, 401, "invalid_grant", "Invalid user credentials")
@@ -103,7 +117,8 @@ async def _file_doc(item: EgaFile) -> dict[str, Any]:
         checksum = plain_md5(item)
     return {
         "fileId": item.file_id,
-        "fileName": item.file_name,
+        # The Data API's fileName is a relative archive path (EGAZ…/b37/x.bam.cip).
+        "fileName": item.file_name.lstrip("/"),
         "displayFileName": item.display_name,
         # The archived size, IV included: pyega3 subtracts 16 before asking for ranges.
         "fileSize": item.size + IV_SIZE,
@@ -111,7 +126,7 @@ async def _file_doc(item: EgaFile) -> dict[str, Any]:
         # API v1's name for it; pyega3 reads it when api_version is 1.
         "unencryptedChecksum": checksum,
         "checksumType": "MD5",
-        "fileStatus": "available",
+        "fileStatus": item.status,
         "datasetId": item.dataset,
     }
 
@@ -156,6 +171,12 @@ async def _file_data(request: web.Request, user: str) -> web.StreamResponse:
         )
     if not _state(request).may_access(user, found.dataset):
         return await _refused(request, 403, accession)
+    if not found.downloadable:
+        # pyega3 never asks for these: it skips a dataset's files that are not
+        # "available", and .gpg files altogether.
+        why = "a legacy .gpg file" if found.legacy_gpg else f"fileStatus is {found.status!r}"
+        doc = {"error": f"{accession} cannot be downloaded: {why}", "status": 400}
+        return await _json(request, doc, 400)
     destination = request.query.get("destinationFormat", "")
     if destination.lower() != "plain":
         # The service defaults to aes128 (re-encrypted); only plain is emulated, and
@@ -167,6 +188,28 @@ async def _file_data(request: web.Request, user: str) -> web.StreamResponse:
     return await send_blob(request, host="ega", key=found.content_key, size=found.size, ranges=True)
 
 
+_STATS_STATUSES = frozenset({"Succeeded", "Failed"})
+
+
+async def _download_stats(request: web.Request, user: str) -> web.StreamResponse:
+    """One report of a download attempt; pyega3 reads the answer as JSON."""
+    try:
+        doc = await request.json()
+    except ValueError:
+        doc = None
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("fileId"), str)
+        or doc.get("status") not in _STATS_STATUSES
+    ):
+        problem = {"error": "a JSON object with fileId and status (Succeeded or Failed)"}
+        return await _json(request, {**problem, "status": 400}, 400)
+    state = _state(request)
+    state.count("download_stats")
+    state.download_reports.append(dict(doc))
+    return await _json(request, {"id": len(state.download_reports), **doc})
+
+
 def add_data_api_routes(app: web.Application) -> None:
     """The token endpoint (and userinfo) at the root, the API under /v2."""
     app.router.add_post(TOKEN_PATH, _token)
@@ -176,4 +219,5 @@ def add_data_api_routes(app: web.Application) -> None:
     api.router.add_get("/metadata/datasets/{dataset}/files", _bearer(_dataset_files))
     api.router.add_get("/metadata/files/{file}", _bearer(_file_metadata))
     api.router.add_get("/files/{file}", _bearer(_file_data))
+    api.router.add_post(STATS_PATH, _bearer(_download_stats))
     app.add_subapp(DATA_PREFIX, api)

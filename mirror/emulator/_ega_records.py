@@ -14,6 +14,7 @@ from typing import Any
 from ._content import BLOCK_SIZE, content_block, iter_blocks, md5_of
 
 __all__ = [
+    "AVAILABLE",
     "EGA_DATASET",
     "EGA_FILE",
     "IV_SIZE",
@@ -34,23 +35,36 @@ IV_SIZE = 16
 _KINDS = (("/arrays", ".CEL.cip"), ("/bams", ".bam.cip"), ("/vcfs", ".vcf.gz.cip"))
 
 
+#: The Data API's ``fileStatus`` of a downloadable file; pyega3 skips every other value.
+AVAILABLE = "available"
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EgaFile:
     """One archived file. ``size`` is the plain size: the length of a plain download
-    and of a REST v2 stream; the Data API lists ``size + 16``."""
+    and of a REST v2 stream; the Data API lists ``size + 16``.
+
+    ``file_name`` is the archive path: REST v2 shows it as given (the seed's
+    ``/arrays/…``), the Data API without a leading slash (``EGAZ…/b37/x.bam.cip``).
+    ``status`` is the Data API's ``fileStatus``; a name ending ``.gpg`` is a legacy
+    GPG-encrypted file, which the Data API lists but does not serve.
+    """
 
     file_id: str
     file_name: str
     size: int
     dataset: str
+    status: str = AVAILABLE
 
     def __post_init__(self) -> None:
         if EGA_FILE.fullmatch(self.file_id) is None:
             raise ValueError(f"EGA file id {self.file_id!r} is not like EGAF00000000001")
         if EGA_DATASET.fullmatch(self.dataset) is None:
             raise ValueError(f"EGA dataset id {self.dataset!r} is not like EGAD00000000001")
-        if not self.file_name.startswith("/") or "//" in self.file_name:
-            raise ValueError(f"EGA file name must be a clean '/…' path, got {self.file_name!r}")
+        if not self.file_name.strip("/") or "//" in self.file_name:
+            raise ValueError(f"EGA file name must be a clean path, got {self.file_name!r}")
+        if not self.status:
+            raise ValueError(f"{self.file_id}: fileStatus must not be empty")
         if self.size < 0:
             raise ValueError(f"file size must be >= 0, got {self.size}")
 
@@ -64,8 +78,25 @@ class EgaFile:
         """The Data API's ``displayFileName``: the base name (pyega3 strips ``.cip``)."""
         return posixpath.basename(self.file_name)
 
+    @property
+    def legacy_gpg(self) -> bool:
+        """A GPG-encrypted file of the old archive: listed, never served plain."""
+        return self.file_name.endswith(".gpg")
+
+    @property
+    def downloadable(self) -> bool:
+        """Whether the Data API serves its bytes."""
+        return self.status == AVAILABLE and not self.legacy_gpg
+
     def to_dict(self) -> dict[str, Any]:
-        return {"file_id": self.file_id, "file_name": self.file_name, "size": self.size}
+        doc: dict[str, Any] = {
+            "file_id": self.file_id,
+            "file_name": self.file_name,
+            "size": self.size,
+        }
+        if self.status != AVAILABLE:
+            doc["status"] = self.status
+        return doc
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], dataset: str) -> EgaFile:
@@ -74,6 +105,7 @@ class EgaFile:
             file_name=data["file_name"],
             size=int(data["size"]),
             dataset=data.get("dataset", dataset),
+            status=str(data.get("status", AVAILABLE)),
         )
 
 

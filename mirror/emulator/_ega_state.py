@@ -18,7 +18,9 @@ from urllib.parse import unquote_plus
 from ._ega_records import EgaDataset, EgaFile
 
 __all__ = [
+    "DEFAULT_EGA_CLIENTS",
     "DEFAULT_EGA_USERS",
+    "PYEGA3_TEST_USER",
     "EgaClock",
     "EgaResult",
     "EgaState",
@@ -26,8 +28,21 @@ __all__ = [
     "EgaTicket",
 ]
 
-#: The docs' own example account.
-DEFAULT_EGA_USERS: Mapping[str, str] = MappingProxyType({"testuser@ebi.ac.uk": "testpassword"})
+#: The docs' own example account, and the public test account that pyega3's ``-t``
+#: logs in with (pyega3/config/default_credential_file.json).
+PYEGA3_TEST_USER = ("ega-test-data@ebi.ac.uk", "egarocks")
+DEFAULT_EGA_USERS: Mapping[str, str] = MappingProxyType(
+    {"testuser@ebi.ac.uk": "testpassword", PYEGA3_TEST_USER[0]: PYEGA3_TEST_USER[1]}
+)
+#: OAuth clients the token endpoint accepts, by id: pyega3's, as its default server
+#: file publishes it (the id in pyega3/libs/auth_client.py).
+DEFAULT_EGA_CLIENTS: Mapping[str, str] = MappingProxyType(
+    {
+        "f20cd2d3-682a-4568-a53e-4262ef54c8f4": (
+            "AMenuDLjVdVo4BSwi0QD54LL6NeVDEZRzEQUJ7hJOM3g4imDZBHHX0hNfKHPeQIGkskhtCmqAJtt_jm7EKq-rWw"
+        )
+    }
+)
 _DAY = 86400.0
 Removal = Literal["completed", "expired", "deleted"]
 
@@ -90,7 +105,9 @@ class EgaStats:
     results_mismatched: int = 0
     token_grants: int = 0
     token_refusals: int = 0
+    client_refusals: int = 0
     bearer_refusals: int = 0
+    download_stats: int = 0
 
     @property
     def tickets_removed(self) -> int:
@@ -108,6 +125,7 @@ class EgaState:
         datasets: Iterable[EgaDataset] = (),
         *,
         users: Mapping[str, str] = DEFAULT_EGA_USERS,
+        clients: Mapping[str, str] = DEFAULT_EGA_CLIENTS,
         grants: Mapping[str, Iterable[str]] | None = None,
         session_idle: float = 600.0,
         token_ttl: float = 3600.0,
@@ -122,6 +140,9 @@ class EgaState:
             raise ValueError("EGA user names must be non-empty and contain no ':'")
         self.datasets = tuple(datasets)
         self.users = dict(users)
+        self.clients = dict(clients)
+        #: What clients posted to ``download-stats``, in arrival order.
+        self.download_reports: list[dict[str, object]] = []
         self.grants = None if grants is None else {u: frozenset(d) for u, d in grants.items()}
         self.session_idle = session_idle
         self.token_ttl = token_ttl
@@ -151,6 +172,11 @@ class EgaState:
             if expected is not None and expected in (password, unquote_plus(password)):
                 return name
         return None
+
+    def client_ok(self, client_id: str, secret: str) -> bool:
+        """Whether ``client_id`` is a registered OAuth client and ``secret`` is its own."""
+        expected = self.clients.get(client_id)
+        return expected is not None and secret == expected
 
     def count(self, name: str) -> None:
         assert name in _STAT_NAMES, name

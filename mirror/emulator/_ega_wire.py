@@ -79,7 +79,7 @@ def file_object(item: EgaFile) -> dict[str, str]:
         "fileMD5": "TODO: MD5",
         "fileName": item.file_name,
         "fileSize": str(item.size),
-        "fileStatus": "available",
+        "fileStatus": item.status,
     }
 
 

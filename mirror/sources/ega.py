@@ -59,7 +59,8 @@ class EgaLogin:
     username: str
     password: Secret
     rekey: Secret | None = None
-    #: The Data API's OAuth client secret, when the server wants one.
+    #: The Data API's OAuth client (EGA_CLIENT_ID/EGA_CLIENT_SECRET); None: pyega3's.
+    client_id: Secret | None = None
     client_secret: Secret | None = None
 
 

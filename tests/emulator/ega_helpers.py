@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from mirror.emulator import Emulator
+from mirror.emulator import Catalog, EgaDataset, EgaFile, Emulator
+from mirror.sources.ega_data import CLIENT_ID, CLIENT_SECRET
 
 USER, PASSWORD = "testuser@ebi.ac.uk", "testpassword"
+#: pyega3's OAuth client, as its default server file publishes it.
+CLIENT = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
 DATASET = "EGAD00010000805"
 # The demo dataset's files: 100_003, 256 KiB + 5 and 80 KiB bytes.
 FILE_A, FILE_B, FILE_C = "EGAF00000867414", "EGAF00000867415", "EGAF00000867416"
@@ -96,15 +100,35 @@ async def bearer(
     session: aiohttp.ClientSession, emu: Emulator, password: str = PASSWORD
 ) -> dict[str, str]:
     """pyega3's password grant; the Authorization header of its token."""
-    form = {
-        "grant_type": "password",
-        "client_id": "f20cd2d3-682a-4568-a53e-4262ef54c8f4",
-        "scope": "openid",
-        "client_secret": "not-checked",
-        "username": USER,
-        "password": password,
-    }
+    form = {"grant_type": "password", **CLIENT, "scope": "openid"}
+    form |= {"username": USER, "password": password}
     async with session.post(emu.endpoints["ega_auth"], data=form) as response:
         assert response.status == 200, await response.text()
         doc = await response.json()
     return {"Authorization": f"Bearer {doc['access_token']}"}
+
+
+#: The Data API's listing of EGAD00001003338 (see the README beside it).
+RECORDED_FILES = Path(__file__).parents[1] / "fixtures/real-responses/ega/dataset_files.json"
+
+
+def recorded_items() -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = json.loads(RECORDED_FILES.read_text())
+    return items
+
+
+def recorded_catalog() -> Catalog:
+    """The recorded dataset as emulator records: names, statuses, plain sizes (IV off)."""
+    items = recorded_items()
+    dataset = str(items[0]["datasetId"])
+    files = tuple(
+        EgaFile(
+            file_id=item["fileId"],
+            file_name=item["fileName"],
+            size=int(item["fileSize"]) - 16,
+            dataset=dataset,
+            status=item["fileStatus"],
+        )
+        for item in items
+    )
+    return Catalog(ega_datasets=(EgaDataset(dataset_id=dataset, files=files),))

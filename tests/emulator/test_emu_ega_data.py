@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import AsyncIterator
 
@@ -10,7 +11,17 @@ import pytest
 
 from mirror.emulator import Catalog, Emulator, Fault
 
-from .ega_helpers import DATASET, FILE_A, FILE_B, PASSWORD, USER, bearer
+from .ega_helpers import (
+    CLIENT,
+    DATASET,
+    FILE_A,
+    FILE_B,
+    PASSWORD,
+    USER,
+    bearer,
+    recorded_catalog,
+    recorded_items,
+)
 
 BIG_DATASET = "EGAD00010000900"
 # Three 1 MiB content blocks and a bit: slices cross block boundaries.
@@ -31,14 +42,8 @@ def _big(emu: Emulator) -> str:
 
 
 async def test_password_grant(ega: Emulator, session: aiohttp.ClientSession) -> None:
-    form = {
-        "grant_type": "password",
-        "client_id": "f20cd2d3-682a-4568-a53e-4262ef54c8f4",
-        "scope": "openid",
-        "client_secret": "anything",
-        "username": USER,
-        "password": PASSWORD,
-    }
+    form = {"grant_type": "password", **CLIENT, "scope": "openid"}
+    form |= {"username": USER, "password": PASSWORD}
     async with session.post(ega.endpoints["ega_auth"], data=form) as response:
         assert response.status == 200
         doc = await response.json()
@@ -49,13 +54,24 @@ async def test_password_grant(ega: Emulator, session: aiohttp.ClientSession) -> 
         ({**form, "password": "wrong"}, 401, "invalid_grant"),
         ({**form, "username": "nobody@ebi.ac.uk"}, 401, "invalid_grant"),
         ({**form, "grant_type": "client_credentials"}, 400, "unsupported_grant_type"),
+        # The client must authenticate: pyega3's published secret, not any other.
+        ({**form, "client_secret": "anything"}, 401, "invalid_client"),
+        ({**form, "client_secret": ""}, 401, "invalid_client"),
+        ({k: v for k, v in form.items() if k != "client_secret"}, 401, "invalid_client"),
+        ({**form, "client_id": "someone-else"}, 401, "invalid_client"),
     ]
     for data, status, error in refused:
         async with session.post(ega.endpoints["ega_auth"], data=data) as response:
             assert response.status == status
             assert (await response.json())["error"] == error
+    # client_secret_basic: the same client in an Authorization header.
+    pair = f"{CLIENT['client_id']}:{CLIENT['client_secret']}".encode()
+    basic = {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+    bare = {k: v for k, v in form.items() if not k.startswith("client_")}
+    async with session.post(ega.endpoints["ega_auth"], data=bare, headers=basic) as response:
+        assert response.status == 200
     stats = ega.ega_stats()
-    assert (stats.token_grants, stats.token_refusals) == (1, 3)
+    assert (stats.token_grants, stats.token_refusals, stats.client_refusals) == (2, 7, 4)
     # userinfo names the user (pyega3's user_id).
     userinfo = ega.endpoints["ega_auth"].replace("/token", "/userinfo")
     headers = {"Authorization": f"Bearer {doc['access_token']}"}
@@ -97,7 +113,8 @@ async def test_metadata_shapes(ega: Emulator, session: aiohttp.ClientSession) ->
     plain = ega.ega_plain_bytes(FILE_A)
     assert files[0] == {
         "fileId": FILE_A,
-        "fileName": "/arrays/331-01-3TD.CEL.cip",
+        # A relative archive path, as the Data API lists it.
+        "fileName": "arrays/331-01-3TD.CEL.cip",
         "displayFileName": "331-01-3TD.CEL.cip",
         # The archived size counts a 16-byte IV; pyega3 subtracts it.
         "fileSize": len(plain) + 16,
@@ -182,3 +199,73 @@ async def test_grants_limit_both_apis(session: aiohttp.ClientSession) -> None:
         ):
             async with session.get(data + path, headers=auth) as response:
                 assert response.status == 403, path
+
+
+async def test_recorded_listing_with_status_variants_and_gpg(
+    session: aiohttp.ClientSession,
+) -> None:
+    recorded = recorded_items()
+    async with Emulator(recorded_catalog()) as emu:
+        auth = await bearer(session, emu)
+        data = emu.endpoints["ega_data"]
+        dataset = recorded[0]["datasetId"]
+        async with session.get(f"{data}/metadata/datasets/{dataset}/files", headers=auth) as r:
+            listed = await r.json()
+        # Field for field as recorded, but for the (placeholder) checksums.
+        for mine, real in zip(listed, recorded, strict=True):
+            assert set(real) <= set(mine)
+            same = set(real) - {"plainChecksum"}
+            assert {k: mine[k] for k in same} == {k: real[k] for k in same}
+        available, gpg, unavailable = (item["fileId"] for item in recorded)
+        plain = emu.ega_plain_bytes(available)
+        assert len(plain) == recorded[0]["fileSize"] - 16
+        url = f"{data}/files/{available}?destinationFormat=plain"
+        async with session.get(url, headers={**auth, "Range": "bytes=0-99"}) as r:
+            assert (r.status, await r.read()) == (206, plain[:100])
+        for file_id, why in ((gpg, "legacy .gpg"), (unavailable, "'unavailable'")):
+            url = f"{data}/files/{file_id}?destinationFormat=plain"
+            async with session.get(url, headers=auth) as r:
+                assert r.status == 400
+                assert why in (await r.json())["error"]
+
+
+async def test_download_stats_as_pyega3_posts_them(
+    ega: Emulator, session: aiohttp.ClientSession
+) -> None:
+    url = ega.endpoints["ega_data"] + "/download-stats"
+    report = {
+        "userId": USER,
+        "clientDownloadStartedAt": "2026-12-05T04:00:00",
+        "clientStatsCreatedAt": "2026-12-05T04:00:02",
+        "fileId": FILE_A,
+        "numberOfAttempts": 1,
+        "fileSizeInBytes": 100_019,
+        "numberOfConnections": 1,
+        "sessionId": "123456",
+        "status": "Succeeded",
+        "errorReason": None,
+        "errorDetails": None,
+    }
+    async with session.post(url, json=report) as response:
+        assert response.status == 401
+    auth = await bearer(session, ega)
+    async with session.post(url, json=report, headers=auth) as response:
+        assert response.status == 200
+        assert (await response.json())["fileId"] == FILE_A
+    for bad in ({**report, "status": "Maybe"}, {"status": "Failed"}, [report]):
+        async with session.post(url, json=bad, headers=auth) as response:
+            assert response.status == 400
+    assert ega.ega_download_reports() == [report]
+    assert ega.ega_stats().download_stats == 1
+
+
+async def test_pyega3_test_account(ega: Emulator, session: aiohttp.ClientSession) -> None:
+    # pyega3 -t logs in with the account of its default_credential_file.json.
+    form = {"grant_type": "password", **CLIENT, "scope": "openid"}
+    form |= {"username": "ega-test-data@ebi.ac.uk", "password": "egarocks"}
+    async with session.post(ega.endpoints["ega_auth"], data=form) as response:
+        assert response.status == 200
+        token = (await response.json())["access_token"]
+    url = ega.endpoints["ega_data"] + "/metadata/datasets"
+    async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as response:
+        assert {d["datasetId"] for d in await response.json()} >= {DATASET}

@@ -11,7 +11,17 @@ import pytest
 
 from mirror.emulator import Catalog, EgaDataset, EgaFile, Emulator
 
-from .ega_helpers import DATASET, FILE_A, PASSWORD, USER, bearer, download, new_request
+from .ega_helpers import (
+    CLIENT,
+    DATASET,
+    FILE_A,
+    PASSWORD,
+    USER,
+    bearer,
+    download,
+    new_request,
+    recorded_catalog,
+)
 from .helpers import emulator_cli
 
 
@@ -35,6 +45,18 @@ def test_catalog_holds_ega_datasets() -> None:
         demo.merge(Catalog(ega_datasets=demo.ega_datasets))
     with pytest.raises(ValueError, match="EGAF"):
         EgaFile(file_id="EGAF1", file_name="/a.cip", size=1, dataset=DATASET)
+    # Relative archive paths and fileStatus values survive a catalog file.
+    recorded = recorded_catalog()
+    assert Catalog.from_dict(json.loads(json.dumps(recorded.to_dict()))) == recorded
+    files = recorded.ega_datasets[0].files
+    assert [(f.status, f.legacy_gpg, f.downloadable) for f in files] == [
+        ("available", False, True),
+        ("available", True, False),
+        ("unavailable", False, False),
+    ]
+    for name in ("a//b.cip", "/", ""):
+        with pytest.raises(ValueError, match="clean path"):
+            EgaFile(file_id="EGAF00000000001", file_name=name, size=1, dataset=DATASET)
     with pytest.raises(ValueError, match="dataset"):
         EgaDataset(dataset_id="EGAD00000000002", files=dataset.files)
 
@@ -97,7 +119,7 @@ async def test_cli_ega_options(tmp_path: Path, session: aiohttp.ClientSession) -
             async with session.get(url, params={"pass": password}) as response:
                 result = (await response.json())["response"]["result"]
             assert (result[0] == "success") is (expected is not None)
-        form = {"grant_type": "password", "client_id": "c", "username": "alice@example.org"}
+        form = {"grant_type": "password", **CLIENT, "username": "alice@example.org"}
         async with session.post(endpoints["ega_auth"], data={**form, "password": "s3cret"}) as r:
             assert (await r.json())["expires_in"] == 5
         # --ega-no-range: a ranged stream request gets the whole stream.
