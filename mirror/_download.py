@@ -125,11 +125,6 @@ class Downloader:
             try:
                 if hooks is not None:
                     current = await hooks.prepare(task, error)
-                self.emit(
-                    FileStarted(
-                        path=task.path, url=redact_url(current.url), size=task.size, offset=0
-                    )
-                )
                 return await self._once(current, final, entry, hooks)
             except TransferError as exc:
                 error = exc
@@ -164,6 +159,11 @@ class Downloader:
             entry[0] = (entry[0] or 0) + n
             self.stats.received += n
 
+        def started(offset: int) -> None:
+            self.emit(
+                FileStarted(path=task.path, url=redact_url(task.url), size=task.size, offset=offset)
+            )
+
         async def commit(got: Fetched) -> None:
             # Only after the rename: a verified row always names a complete file.
             await self.store.mark_verified(
@@ -186,6 +186,7 @@ class Downloader:
                     final,
                     self.http,
                     progress=progress,
+                    started=started,
                     headers=headers,
                     verifier=verifier,
                     commit=commit,
@@ -199,7 +200,14 @@ class Downloader:
         if hooks is not None:
             task = _with_headers(task, await hooks.headers(task))
         return await fetch(
-            task, final, self.http, self.store, progress=progress, verifier=verifier, commit=commit
+            task,
+            final,
+            self.http,
+            self.store,
+            progress=progress,
+            started=started,
+            verifier=verifier,
+            commit=commit,
         )
 
     def _segmented(self, task: FileTask, host: str) -> bool:
