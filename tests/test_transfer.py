@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from mirror import RetryPolicy
 from mirror._config import HostLimit
@@ -121,3 +129,67 @@ async def test_file_started_carries_the_resume_offset(tmp_path: Path) -> None:
 
 def limits(_host: str) -> HostLimit:
     return HostLimit(connections=4)
+
+
+#: Bytes a test lets be in flight between the emulator's socket and the mirror's
+#: reads (kernel buffers, the last paced piece): not held by the mirror.
+IN_FLIGHT = 256 << 10
+
+
+def test_sigkill_loses_at_most_the_last_half_second(emulator_process: Any, tmp_path: Path) -> None:
+    # 1 MB/s: a 4 MiB batch would take four seconds to fill. What the emulator handed
+    # to the socket minus what is in the .part is what the kill cost.
+    rate = 1_000_000
+    path = "vol1/fastq/ERR700/009/ERR7000009/ERR7000009.fastq.gz"
+    emu = emulator_process(one_fastq_catalog(7, path, 16_000_000), "--bandwidth", str(rate))
+    manifest = tmp_path / "m.yaml"
+    doc = ena_manifest(emu.endpoints, tmp_path / "data", ["ERR7000001"])
+    manifest.write_text(yaml.safe_dump(doc))
+    part = tmp_path / "data/ena/ERR7000001/ERR7000009.fastq.gz.part"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mirror", "run", str(manifest), "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: part.exists() or proc.poll() is not None, "the .part")
+        opened = time.monotonic()
+        # Killed once 1.5 MB are on disk, or after 2.5 s of transfer whatever is there.
+        wait_until(
+            lambda: (
+                size_of(part) >= 1_500_000
+                or time.monotonic() - opened > 2.5
+                or proc.poll() is not None
+            ),
+            "the transfer",
+        )
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    held = size_of(part)
+
+    def sent() -> list[int]:
+        return [e["bytes"] for e in emu.log() if e["path"] == f"/{path}"]
+
+    wait_until(lambda: len(sent()) == 1, "the emulator to log the dropped transfer")
+    (served,) = sent()
+    assert served >= 1_000_000
+    lost = served - held
+    # The README's bound: what arrived in the last half second.
+    assert 0 <= lost <= 0.5 * rate + IN_FLIGHT, f"sent {served}, kept {held}"
+
+
+def size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def wait_until(condition: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
