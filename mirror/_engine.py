@@ -26,6 +26,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from ._credentials import Credentials, Secret
 from ._download import Downloader, Stats
 from ._exceptions import (
     CredentialsError,
+    DestinationError,
     MirrorError,
 )
 from ._http import Http
@@ -109,9 +111,17 @@ class Engine:
                 await self._pipeline([make(ctx) for make in sources_ready], store, http, run_id)
             counts = await store.counts(run_id)
         finally:
+            failing = sys.exc_info()[1] is not None
             try:
                 if run_id:
-                    await write_index(store, run_id, self.dest)
+                    try:
+                        await write_index(store, run_id, self.dest)
+                    except OSError as exc:
+                        # The run's own error (a full disk, say) is the one to report;
+                        # the next run writes the index from the store again.
+                        if not failing:
+                            raise
+                        logger.warning("index.tsv not written: %s", exc.strerror or exc)
             finally:
                 await store.aclose()
         return Summary(
@@ -252,17 +262,21 @@ class Engine:
             stats=self.stats,
             emit=self._emit,
         )
-        async with asyncio.TaskGroup() as outer:
-            ticker = outer.create_task(self._tick())
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    for _ in range(n_workers):
-                        tg.create_task(self._worker(queue, downloader))
-                    await self._produce(sources, store, queue, run_id, downloader)
-                    for _ in range(n_workers):
-                        await queue.put(None)
-            finally:
-                ticker.cancel()
+        try:
+            async with asyncio.TaskGroup() as outer:
+                ticker = outer.create_task(self._tick())
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        for _ in range(n_workers):
+                            tg.create_task(self._worker(queue, downloader))
+                        await self._produce(sources, store, queue, run_id, downloader)
+                        for _ in range(n_workers):
+                            await queue.put(None)
+                finally:
+                    ticker.cancel()
+        except* DestinationError as full:
+            # A full or read-only destination has stopped every worker: one error.
+            raise _leaf(full) from None
         self._emit(self._progress())
 
     async def _produce(
@@ -397,6 +411,11 @@ def _ega(spec: EgaSpec, login: EgaLogin, ctx: SourceContext) -> Source:
 
 def _enterobase(spec: EnterobaseSpec, token: Secret, ctx: SourceContext) -> Source:
     return EnterobaseSource(spec, ctx, token)
+
+
+def _leaf(group: BaseExceptionGroup[DestinationError]) -> DestinationError:
+    first = group.exceptions[0]
+    return first if isinstance(first, DestinationError) else _leaf(first)
 
 
 def _size_of(path: Path) -> int | None:

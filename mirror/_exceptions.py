@@ -9,6 +9,7 @@ worth retrying is a property of its class, decided here and nowhere else::
     ├── SourceError            an archive API answered something we cannot use
     ├── StateError             the state store cannot be opened or written
     ├── UnsafePathError        a server-given name cannot be made safe
+    ├── DestinationError       the disk is full or read-only: the run stops  (exit 1)
     └── TransferError          one request or one download went wrong   (retryable)
         ├── HTTPStatusError    a status we did not expect (5xx retryable, 4xx not)
         │   └── RateLimited    429/503: slow the host down, honour Retry-After
@@ -27,6 +28,7 @@ __all__ = [
     "ChecksumMismatch",
     "ConnectionFailed",
     "CredentialsError",
+    "DestinationError",
     "HTTPStatusError",
     "IncompleteDownload",
     "ManifestError",
@@ -92,6 +94,24 @@ class UnsafePathError(MirrorError):
     """A server-given file name would land outside ``dest`` or is empty."""
 
     reference = "unsafe-path"
+
+
+class DestinationError(MirrorError):
+    """The destination cannot take more files: full, over quota, or read-only.
+
+    Not one file's failure: every other file would fail the same way, so the whole
+    run stops with this one message. Nothing is marked failed; each ``.part`` keeps
+    its bytes and the next run resumes once there is room (or write access).
+    """
+
+    reference = "destination-error"
+
+    def __init__(self, message: str, *, path: str = "", needed: int | None = None) -> None:
+        #: The file that could not be written.
+        self.path = path
+        #: Bytes that file still needed when the write failed, when known.
+        self.needed = needed
+        super().__init__(message)
 
 
 class TransferError(MirrorError):
