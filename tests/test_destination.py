@@ -1,7 +1,8 @@
 """A full or read-only destination stops the run with one line; the next run resumes.
 
-These mount a real small tmpfs (the tests run as root, as in CI's container), so the
-kernel says ENOSPC and EROFS itself; each mount is undone by its fixture.
+These mount a real small tmpfs and a read-only bind mount (they need root, for
+mount), so the kernel itself answers ENOSPC and EROFS; each mount is undone by the
+test or fixture that made it.
 """
 
 from __future__ import annotations
