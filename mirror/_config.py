@@ -139,7 +139,7 @@ class Manifest:
 
     def host_limit(self, host: str) -> HostLimit:
         """Limits for ``host`` (``host`` or ``host:port``): manifest, then defaults."""
-        bare = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        bare = _bare_host(host)
         for key in (host, bare):
             if key in self.hosts:
                 return self.hosts[key]
@@ -147,3 +147,11 @@ class Manifest:
             if key in DEFAULT_HOSTS:
                 return DEFAULT_HOSTS[key]
         return HostLimit()
+
+
+def _bare_host(key: str) -> str:
+    """``key`` without its port: ``[::1]:8080`` → ``[::1]``, ``host:80`` → ``host``."""
+    head, colon, port = key.rpartition(":")
+    if colon and port.isdigit() and (head.endswith("]") or ":" not in head):
+        return head
+    return key

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from ._exceptions import ChecksumMismatch, MirrorError, TransferError
+from ._exceptions import ChecksumMismatch, DestinationError, MirrorError, TransferError
 from ._fetch import Fetched, fetch
 from ._http import Http, redact_url
 from ._models import Event, FileFailed, FileStarted, FileTask, FileVerified
@@ -32,6 +34,9 @@ SEGMENT_MIN = 512 << 20
 SLICE = 64 << 20
 #: Connections per segmented file (bounded again by the host's ``connections``).
 SEGMENT_CONNECTIONS = 4
+#: Write errors that every other file would hit too: they stop the run.
+FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class Stats:
@@ -125,11 +130,6 @@ class Downloader:
             try:
                 if hooks is not None:
                     current = await hooks.prepare(task, error)
-                self.emit(
-                    FileStarted(
-                        path=task.path, url=redact_url(current.url), size=task.size, offset=0
-                    )
-                )
                 return await self._once(current, final, entry, hooks)
             except TransferError as exc:
                 error = exc
@@ -154,6 +154,8 @@ class Downloader:
                 await self.fail(task, str(exc), hooks)
                 return None
             except OSError as exc:
+                if exc.errno in FULL or exc.errno in READ_ONLY:
+                    raise await asyncio.to_thread(_destination_error, exc, task, final) from None
                 await self.fail(task, f"cannot write {final}: {exc.strerror or exc}", hooks)
                 return None
 
@@ -163,6 +165,11 @@ class Downloader:
         def progress(n: int) -> None:
             entry[0] = (entry[0] or 0) + n
             self.stats.received += n
+
+        def started(offset: int) -> None:
+            self.emit(
+                FileStarted(path=task.path, url=redact_url(task.url), size=task.size, offset=offset)
+            )
 
         async def commit(got: Fetched) -> None:
             # Only after the rename: a verified row always names a complete file.
@@ -186,6 +193,7 @@ class Downloader:
                     final,
                     self.http,
                     progress=progress,
+                    started=started,
                     headers=headers,
                     verifier=verifier,
                     commit=commit,
@@ -199,7 +207,14 @@ class Downloader:
         if hooks is not None:
             task = _with_headers(task, await hooks.headers(task))
         return await fetch(
-            task, final, self.http, self.store, progress=progress, verifier=verifier, commit=commit
+            task,
+            final,
+            self.http,
+            self.store,
+            progress=progress,
+            started=started,
+            verifier=verifier,
+            commit=commit,
         )
 
     def _segmented(self, task: FileTask, host: str) -> bool:
@@ -209,6 +224,39 @@ class Downloader:
             and task.verify != "sha1"  # the in-order hasher computes MD5 only
             and host not in self._no_ranges
         )
+
+
+def _destination_error(exc: OSError, task: FileTask, final: Path) -> DestinationError:
+    """One line for the user: which path, why, and how much room the file still needs."""
+    where = Path(exc.filename) if isinstance(exc.filename, str) else part_path(final)
+    if exc.errno in READ_ONLY:
+        return DestinationError(
+            f"cannot write {where}: {exc.strerror or exc}; the destination must be writable. "
+            "Stopped; re-run to resume once it is",
+            path=str(where),
+        )
+    needed = None
+    if task.size is not None:
+        try:
+            needed = task.size - part_path(final).stat().st_size
+        except OSError:
+            needed = task.size
+    try:
+        st = os.statvfs(final.parent)
+        free = f"{_megabytes(st.f_bavail * st.f_frsize)} free"
+    except OSError:
+        free = "free space unknown"
+    need = f"{task.path} needs {_megabytes(needed)} more" if needed is not None else ""
+    return DestinationError(
+        f"cannot write {where}: {exc.strerror or exc} ({need + ', ' if need else ''}{free}). "
+        "Stopped; free some space and re-run to resume",
+        path=str(where),
+        needed=needed,
+    )
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
 
 
 def _drop_empty_part(dest: Path, task: FileTask) -> None:

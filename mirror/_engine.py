@@ -26,6 +26,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -121,9 +122,17 @@ class Engine:
                     await asyncio.to_thread(ctx.metadata.discard)
             counts = await store.counts(run_id)
         finally:
+            failing = sys.exc_info()[1] is not None
             try:
                 if run_id:
-                    await write_index(store, run_id, self.dest)
+                    try:
+                        await write_index(store, run_id, self.dest)
+                    except OSError as exc:
+                        # The run's own error (a full disk, say) is the one to report;
+                        # the next run writes the index from the store again.
+                        if not failing:
+                            raise
+                        logger.warning("index.tsv not written: %s", exc.strerror or exc)
             finally:
                 await store.aclose()
         return Summary(
@@ -288,6 +297,8 @@ class Engine:
             stats=self.stats,
             emit=self._emit,
         )
+        # A full or read-only destination stops every worker; the caller's collapsed()
+        # turns the group into that one error.
         async with asyncio.TaskGroup() as outer:
             ticker = outer.create_task(self._tick())
             try:

@@ -10,6 +10,7 @@ worth retrying is a property of its class, decided here and nowhere else::
     ├── StateError             the state store cannot be opened or written
     │   └── StateUrlError      the store named by --state cannot be used  (exit 2)
     ├── UnsafePathError        a server-given name cannot be made safe
+    ├── DestinationError       the disk is full or read-only: the run stops  (exit 1)
     └── TransferError          one request or one download went wrong   (retryable)
         ├── HTTPStatusError    a status we did not expect (5xx retryable, 4xx not)
         │   └── RateLimited    429/503: slow the host down, honour Retry-After
@@ -32,6 +33,7 @@ __all__ = [
     "ChecksumMismatch",
     "ConnectionFailed",
     "CredentialsError",
+    "DestinationError",
     "HTTPStatusError",
     "IncompleteDownload",
     "ManifestError",
@@ -97,6 +99,24 @@ class StateUrlError(StateError, ManifestError):
 
 class UnsafePathError(MirrorError):
     """A server-given file name would land outside ``dest`` or is empty."""
+
+
+class DestinationError(MirrorError):
+    """The destination cannot take more files: full, over quota, or read-only.
+
+    Not one file's failure: every other file would fail the same way, so the whole
+    run stops with this one message. Nothing is marked failed; each ``.part`` keeps
+    its bytes and the next run resumes once there is room (or write access).
+    """
+
+    reference = "destination-error"
+
+    def __init__(self, message: str, *, path: str = "", needed: int | None = None) -> None:
+        #: The file that could not be written.
+        self.path = path
+        #: Bytes that file still needed when the write failed, when known.
+        self.needed = needed
+        super().__init__(message)
 
 
 class TransferError(MirrorError):

@@ -7,11 +7,21 @@ file was started; a 206 whose ``Content-Range`` starts where we stopped is
 appended, a 200 means the server ignored us (or the file changed) and we start
 again from zero.
 
+A ``.part`` is only ever continued for the same file: beside the ETag the store
+keeps the checksum and size the ``.part`` was started for (:class:`PartRecord`,
+written before its first byte). When the archive now lists another checksum or
+size (ENA regenerates a FASTQ and the Portal reports its new MD5), or nothing says
+what the ``.part`` was started for, it starts again from zero: a server may keep its
+ETag, or send none, for a file whose bytes changed.
+
 The hot path is written for throughput: bytes from the socket are gathered into
 batches of :data:`BATCH` and each batch is written and hashed in a worker thread
 (hashlib releases the GIL) while the loop receives the next one, so MD5 never
 shares a core with the event loop and there is one thread hop per batch, not per
-socket read.
+socket read. A batch is also written once it is :data:`FLUSH_EVERY` old, so a
+killed process loses at most the bytes of the last half second (and never more
+than one batch) of each file: on a fast link the batch fills first, on a slow one
+the clock writes it.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import hashlib
+import json
 import logging
 import os
 import re
@@ -39,7 +50,9 @@ from ._paths import part_path
 
 __all__ = [
     "BATCH",
+    "FLUSH_EVERY",
     "Fetched",
+    "PartRecord",
     "RangeAction",
     "Received",
     "decide",
@@ -55,14 +68,14 @@ T = TypeVar("T")
 
 #: Bytes gathered before one write+hash hop to a thread.
 BATCH = 4 << 20
-#: Files at least this large keep their ETag/Last-Modified for an If-Range resume.
-VALIDATE_FROM = 16 << 20
+#: Seconds after which gathered bytes are written even if the batch is not full.
+FLUSH_EVERY = 0.5
 _READ = 8 << 20
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
 class Validators(Protocol):
-    """Where the ETag/Last-Modified of an unfinished ``.part`` is kept (the state store)."""
+    """Where the :class:`PartRecord` of an unfinished ``.part`` is kept (the state store)."""
 
     async def get_validator(self, path: str) -> str | None: ...
 
@@ -77,6 +90,47 @@ class Fetched:
     size: int
     verified_by: str
     received: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PartRecord:
+    """What a ``.part`` was started for: the archive's checksum and size, and the
+    server's ETag (or Last-Modified) for ``If-Range``. Kept as the store's validator."""
+
+    checksum: str | None
+    size: int | None
+    validator: str | None = None
+
+    @classmethod
+    def of(cls, task: FileTask, validator: str | None = None) -> PartRecord:
+        checksum = task.checksum.lower() if task.checksum else None
+        return cls(checksum=checksum, size=task.size, validator=validator)
+
+    def dumps(self) -> str:
+        return json.dumps({"checksum": self.checksum, "size": self.size, "etag": self.validator})
+
+    @classmethod
+    def loads(cls, text: str | None) -> PartRecord | None:
+        """The record in ``text``; None for nothing or anything else (an older bare ETag)."""
+        try:
+            doc = json.loads(text) if text else None
+        except ValueError:
+            return None
+        if not isinstance(doc, dict) or not {"checksum", "size", "etag"} <= doc.keys():
+            return None
+        checksum, size, etag = doc["checksum"], doc["size"], doc["etag"]
+        if not (
+            (checksum is None or isinstance(checksum, str))
+            and (size is None or (isinstance(size, int) and not isinstance(size, bool)))
+            and (etag is None or isinstance(etag, str))
+        ):
+            return None
+        return cls(checksum=checksum, size=size, validator=etag)
+
+    def same_file(self, task: FileTask) -> bool:
+        """Whether ``task`` names the file this ``.part`` was started for."""
+        other = PartRecord.of(task)
+        return (self.checksum, self.size) == (other.checksum, other.size)
 
 
 #: An extra check run on the complete ``.part`` before the rename (EGA ``/results``).
@@ -158,24 +212,26 @@ class _Sink:
     def is_open(self) -> bool:
         return self._file is not None
 
-    def open(self, size: int | None) -> int:
-        """Make the directory, then resume the ``.part`` (or start it): bytes held."""
+    def open(self) -> int:
+        """Make the directory and open the ``.part`` (or start it): bytes it holds.
+
+        The bytes are not hashed yet: the caller first decides whether to trust them
+        (:meth:`hash_held`) or start again (:meth:`restart`).
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # A .part left by a segmented download is full-size with holes: not a prefix.
         _drop_segmented(self.path)
-        held = self.resume()
-        if size is not None and held > size:
-            self.restart()
-            held = 0
-        return held
-
-    def resume(self) -> int:
-        """Open the existing ``.part`` for appending and hash what it holds."""
         try:
             self._file = self.path.open("r+b")
         except FileNotFoundError:
             self._file = self.path.open("w+b")
             return 0
+        return os.fstat(self._file.fileno()).st_size
+
+    def hash_held(self) -> int:
+        """Hash what the ``.part`` holds and continue after it: bytes held."""
+        assert self._file is not None
+        self._file.seek(0)
         while chunk := self._file.read(_READ):
             self._update(chunk)
         self.started_at = self.size
@@ -184,7 +240,7 @@ class _Sink:
     def restart(self) -> None:
         if self._file is None:
             self._file = self.path.open("w+b")
-        elif self.size:
+        else:
             self._file.seek(0)
             self._file.truncate()
         self.md5 = hashlib.md5()
@@ -197,6 +253,8 @@ class _Sink:
         for data in chunks:
             self._file.write(data)
             self._update(data)
+        # Out of our buffer into the kernel's: a killed process keeps these bytes.
+        self._file.flush()
 
     def _update(self, data: bytes | bytearray) -> None:
         self.md5.update(data)
@@ -217,10 +275,14 @@ async def fetch(
     validators: Validators,
     *,
     progress: Callable[[int], None] = lambda n: None,
+    started: Callable[[int], None] = lambda offset: None,
     verifier: Verifier | None = None,
     commit: Callable[[Fetched], Awaitable[None]] | None = None,
 ) -> Fetched:
     """Download ``task`` to ``final`` (via ``final.part``), or raise a :class:`TransferError`.
+
+    ``started`` hears the offset the download resumes from (0 for a fresh start)
+    before the request goes out.
 
     On a retryable error the ``.part`` file keeps every byte that can be trusted,
     so the next attempt (or the next run) resumes from it. Bytes that cannot be
@@ -229,10 +291,30 @@ async def fetch(
     sink = _Sink(part_path(final), sha1=task.verify == "sha1")
     try:
         # One trip to a thread for all the file work before the request.
-        offset = await acquire_in_thread(sink.open, task.size)
+        held = await acquire_in_thread(sink.open)
+        record = None
+        if held:
+            record = PartRecord.loads(await validators.get_validator(task.key))
+            if (
+                record is not None
+                and record.same_file(task)
+                and (task.size is None or held <= task.size)
+            ):
+                await asyncio.to_thread(sink.hash_held)
+            else:
+                logger.info(
+                    "%s: the partial download was started for %s; starting again",
+                    task.path,
+                    "another version of the file" if record is not None else "an unknown file",
+                )
+                record = None
+                await asyncio.to_thread(sink.restart)
+        offset = sink.size
+        started(offset)
         received = 0
         if task.size is None or offset < task.size:
-            received = await _receive(task, http, validators, sink, offset, progress)
+            validator = record.validator if record is not None else None
+            received = await _receive(task, http, validators, sink, offset, validator, progress)
         await asyncio.to_thread(sink.close)
         got = Received(
             md5=sink.md5.hexdigest(),
@@ -253,9 +335,9 @@ async def _receive(
     validators: Validators,
     sink: _Sink,
     offset: int,
+    validator: str | None,
     progress: Callable[[int], None],
 ) -> int:
-    validator = await validators.get_validator(task.key) if offset else None
     headers = dict(task.headers)
     headers.update(resume_headers(offset, validator))
     received = 0
@@ -283,14 +365,18 @@ async def _receive(
                 f"lists {task.size}",
                 url=task.url,
             )
-        if offset == 0 and (task.size is None or task.size >= VALIDATE_FROM):
-            # Only worth a store write where a resume could save real time.
+        recorded = None
+        if offset == 0:
+            # Recorded while the first bytes arrive, and before any lands in the
+            # .part: a .part is never on disk without what it was started for.
             tag = resp.headers.get("ETag")
             validator = (
                 tag if tag and not tag.startswith("W/") else resp.headers.get("Last-Modified")
             )
-            await validators.set_validator(task.key, validator)
-        received = await _stream(resp.chunks(), sink, progress)
+            recorded = asyncio.ensure_future(
+                validators.set_validator(task.key, PartRecord.of(task, validator).dumps())
+            )
+        received = await _stream(resp.chunks(), sink, progress, recorded)
     if length is not None and received < length:
         raise IncompleteDownload(
             f"{redact_url(task.url)}: body ended after {received} of {length} bytes",
@@ -300,32 +386,42 @@ async def _receive(
 
 
 async def _stream(
-    chunks: AsyncIterator[bytes], sink: _Sink, progress: Callable[[int], None]
+    chunks: AsyncIterator[bytes],
+    sink: _Sink,
+    progress: Callable[[int], None],
+    recorded: Awaitable[None] | None = None,
 ) -> int:
     """Copy ``chunks`` into ``sink``: one batch in the thread while the next arrives.
 
     Chunks are handed over as a list, not joined: joining would copy every byte once
-    more on the event loop's thread.
+    more on the event loop's thread. Nothing is written before ``recorded`` is done.
     """
     loop = asyncio.get_running_loop()
     pending: asyncio.Future[None] | None = None
     batch: list[bytes] = []
     size = received = 0
+    due = loop.time() + FLUSH_EVERY
     try:
         async for chunk in chunks:
             batch.append(chunk)
             size += len(chunk)
-            if size >= BATCH:
+            if size >= BATCH or loop.time() >= due:
                 if pending is not None:
                     await pending
+                if recorded is not None:
+                    await recorded
+                    recorded = None
                 pending = loop.run_in_executor(None, sink.write, batch)
                 received += size
                 progress(size)
                 batch, size = [], 0
+                due = loop.time() + FLUSH_EVERY
     finally:
         # Whatever arrived is good bytes: keep it for the resume, even on error.
         if pending is not None:
             await pending
+        if recorded is not None:
+            await recorded
         if batch:
             await loop.run_in_executor(None, sink.write, batch)
             received += size

@@ -54,9 +54,15 @@ def basic_auth(user: str, password: str) -> str:
 
 
 def host_key(url: str) -> str:
-    """``host`` or ``host:port`` of ``url``, the key of host limits and gates."""
+    """``host`` or ``host:port`` of ``url``, the key of host limits and gates.
+
+    Spelt as in a URL and in the manifest's ``hosts:``: lower-cased, and an IPv6
+    literal in brackets (``[::1]:8080``), which ``urlsplit().hostname`` drops.
+    """
     parts = urlsplit(url)
     host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
     return f"{host}:{parts.port}" if parts.port else host
 
 
@@ -83,7 +89,9 @@ class HostGate:
 
     A 429 or 503 halves the effective rate (at most once a second) and, when the
     server sends ``Retry-After``, pauses the host that long; each quiet second
-    afterwards gives back a quarter, up to the configured rate.
+    afterwards gives back a quarter, up to the configured rate. A cut never goes
+    below :meth:`floor`, and never raises the pace either (a host configured below
+    one request a second is halved, not lifted to one).
     """
 
     def __init__(self, limit: HostLimit, key: str = "") -> None:
@@ -103,6 +111,11 @@ class HostGate:
     def rate(self) -> float | None:
         """The rate in force now (lower than configured after throttling)."""
         return self._rate
+
+    @property
+    def floor(self) -> float:
+        """The lowest rate cuts may reach: 1/s, or half the configured rate below 2/s."""
+        return min(1.0, (self.limit.rate or 2.0) / 2)
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -150,7 +163,7 @@ class HostGate:
         if self._rate is None:
             self._before = max(2.0, float(recent))
         current = self._rate if self._rate is not None else self._before
-        self._rate = max(1.0, current / 2)
+        self._rate = min(current, max(self.floor, current / 2))
         self._last_cut = self._last_change = now
         logger.info("throttled: rate now %.1f/s, paused %.1fs", self._rate, retry_after or 0.0)
 

@@ -38,14 +38,15 @@ def next_delay(
     """Seconds to wait before attempt ``attempt + 1``, or ``None`` to give up.
 
     ``attempt`` counts the attempts made so far (1 after the first failure). Full
-    jitter (AWS architecture blog, "Exponential Backoff And Jitter") keeps many
-    workers that failed together from retrying together. A server's ``Retry-After``
-    is a floor: we never come back sooner than asked.
+    jitter (AWS architecture blog, "Exponential Backoff And Jitter"): a delay drawn
+    from the whole of ``[0, min(cap, base * 2**(attempt-1))]``, which spreads many
+    workers that failed together furthest apart. A server's ``Retry-After`` is a
+    floor: we never come back sooner than asked.
     """
     if attempt >= policy.attempts:
         return None
     ceiling = min(policy.cap, policy.base * (2 ** (attempt - 1)))
-    delay = (rng or random).uniform(ceiling / 2, ceiling)
+    delay = (rng or random).uniform(0.0, ceiling)
     if retry_after is not None:
         delay = max(delay, min(retry_after, policy.max_wait))
     return delay

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ._exceptions import IncompleteDownload, RemoteFileChanged, TransferError
 from ._fetch import (
+    FLUSH_EVERY,
     Fetched,
     Received,
     Verifier,
@@ -67,21 +68,37 @@ class _State:
 
     size: int
     slice_size: int
+    #: The archive's checksum the ``.part`` was started for: slices of a file that
+    #: has changed since (same size, new MD5) are never joined with the new one's.
+    checksum: str | None
     done: list[int]
 
     @classmethod
-    def load(cls, path: Path, size: int, slice_size: int, count: int) -> _State:
+    def load(
+        cls, path: Path, size: int, slice_size: int, checksum: str | None, count: int
+    ) -> _State:
         try:
             doc = json.loads(path.read_text())
-            if doc["size"] == size and doc["slice"] == slice_size and len(doc["done"]) == count:
-                return cls(size, slice_size, [int(x) for x in doc["done"]])
+            if (
+                doc["size"] == size
+                and doc["slice"] == slice_size
+                and doc["checksum"] == checksum
+                and len(doc["done"]) == count
+            ):
+                return cls(size, slice_size, checksum, [int(x) for x in doc["done"]])
         except (OSError, ValueError, KeyError, TypeError):
             pass
-        return cls(size, slice_size, [0] * count)
+        return cls(size, slice_size, checksum, [0] * count)
 
     def save(self, path: Path) -> None:
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"size": self.size, "slice": self.slice_size, "done": self.done}))
+        doc = {
+            "size": self.size,
+            "slice": self.slice_size,
+            "checksum": self.checksum,
+            "done": self.done,
+        }
+        tmp.write_text(json.dumps(doc))
         os.replace(tmp, path)
 
 
@@ -93,6 +110,7 @@ async def fetch_segmented(
     connections: int,
     slice_size: int,
     progress: Callable[[int], None] = lambda n: None,
+    started: Callable[[int], None] = lambda offset: None,
     headers: Callable[[], Awaitable[Mapping[str, str]]] | None = None,
     verifier: Verifier | None = None,
     commit: Callable[[Fetched], Awaitable[None]] | None = None,
@@ -105,10 +123,16 @@ async def fetch_segmented(
     sidecar = part.with_name(part.name + ".slices")
     slices = plan_slices(size, slice_size)
     await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
-    state = await asyncio.to_thread(_State.load, sidecar, size, slice_size, len(slices))
+    checksum = task.checksum.lower() if task.checksum else None
+    state = await asyncio.to_thread(_State.load, sidecar, size, slice_size, checksum, len(slices))
     if any(state.done) and not await asyncio.to_thread(part.exists):
         state.done = [0] * len(slices)  # the sidecar outlived its .part
-    fd = await acquire_in_thread(_open_sized, part, size, not any(state.done))
+    fresh = not any(state.done)
+    if fresh:
+        # Written before the first slice byte: the .part never outlives what it is for.
+        await asyncio.to_thread(state.save, sidecar)
+    fd = await acquire_in_thread(_open_sized, part, size, fresh)
+    started(sum(state.done))
     loop = asyncio.get_running_loop()
     frontier_moved = asyncio.Event()
     md5 = hashlib.md5()
@@ -153,6 +177,7 @@ async def fetch_segmented(
             saved = offset
             batch: list[bytes | memoryview] = []
             size_ = 0
+            due = loop.time() + FLUSH_EVERY
             async for chunk in resp.chunks():
                 room = end - position - size_
                 piece: bytes | memoryview = (
@@ -160,8 +185,9 @@ async def fetch_segmented(
                 )
                 batch.append(piece)
                 size_ += len(piece)
-                if size_ >= SLICE_BATCH or position + size_ >= end:
-                    await loop.run_in_executor(None, os.pwritev, fd, batch, position)
+                now = loop.time()
+                if size_ >= SLICE_BATCH or position + size_ >= end or now >= due:
+                    await loop.run_in_executor(None, _pwrite_all, fd, batch, position)
                     position += size_
                     state.done[index] = position - start
                     received += size_
@@ -169,14 +195,16 @@ async def fetch_segmented(
                     batch, size_ = [], 0
                     frontier_moved.set()
                     # The sidecar is written after the bytes it describes, every
-                    # SAVE_EVERY bytes: a kill loses at most that much of a slice.
-                    if position - saved >= SAVE_EVERY or position >= end:
+                    # SAVE_EVERY bytes or FLUSH_EVERY seconds, whichever comes first:
+                    # a kill loses at most the last half second of a slice.
+                    if position - saved >= SAVE_EVERY or position >= end or now >= due:
                         await save()
                         saved = position
+                    due = loop.time() + FLUSH_EVERY
                     if position >= end:
                         break
             if batch:
-                await loop.run_in_executor(None, os.pwritev, fd, batch, position)
+                await loop.run_in_executor(None, _pwrite_all, fd, batch, position)
                 position += size_
                 state.done[index] = position - start
                 received += size_
@@ -247,6 +275,19 @@ def _open_sized(part: Path, size: int, fresh: bool) -> int:
     if os.fstat(fd).st_size != size:
         os.ftruncate(fd, size)  # sparse: slices land at their offsets
     return fd
+
+
+def _pwrite_all(fd: int, batch: list[bytes | memoryview], position: int) -> None:
+    """``os.pwritev`` until every byte is written: a short write is not an error."""
+    views = [memoryview(b) for b in batch]
+    while views:
+        n = os.pwritev(fd, views, position)
+        position += n
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
 
 
 def _hash_range(fd: int, md5: hashlib._Hash, start: int, end: int) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mirror._fetch import RangeAction, decide, parse_content_range, resume_headers
+from mirror._fetch import PartRecord, RangeAction, decide, parse_content_range, resume_headers
+from mirror._models import FileTask
 
 
 @pytest.mark.parametrize(
@@ -56,3 +57,44 @@ def test_resume_headers_with_validator() -> None:
 
 def test_resume_headers_without_validator() -> None:
     assert resume_headers(10, None) == {"Range": "bytes=10-"}
+
+
+def _task(checksum: str | None, size: int | None) -> FileTask:
+    return FileTask(
+        source="ena", accession="E", url="http://h/x", path="x", size=size, checksum=checksum
+    )
+
+
+@pytest.mark.parametrize(
+    ("started", "now", "same"),
+    [
+        pytest.param(("ab" * 16, 1000), ("AB" * 16, 1000), True, id="same-md5-any-case"),
+        pytest.param(("ab" * 16, 1000), ("cd" * 16, 1000), False, id="new-md5-same-size"),
+        pytest.param(("ab" * 16, 1000), ("ab" * 16, 1200), False, id="new-size"),
+        pytest.param((None, None), (None, None), True, id="unsized-unchecked"),
+        pytest.param((None, None), ("ab" * 16, None), False, id="checksum-appeared"),
+    ],
+)
+def test_part_record_names_the_file_a_part_was_started_for(
+    started: tuple[str | None, int | None], now: tuple[str | None, int | None], same: bool
+) -> None:
+    record = PartRecord.loads(PartRecord.of(_task(*started), '"etag"').dumps())
+    assert record is not None
+    assert record.validator == '"etag"'
+    assert record.same_file(_task(*now)) is same
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        None,
+        "",
+        '"etag-1"',
+        "Mon, 01 Jan 2024 00:00:00 GMT",
+        "[1, 2]",
+        '{"checksum": 5, "size": 1, "etag": null}',
+    ],
+)
+def test_anything_but_a_record_is_no_record(stored: str | None) -> None:
+    # An older store's bare ETag says nothing of the checksum: the .part starts again.
+    assert PartRecord.loads(stored) is None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from pathlib import Path
 
 from mirror._config import HostLimit
-from mirror._http import WINDOW, HostGate
+from mirror._http import WINDOW, HostGate, Http, host_key
+from mirror._manifest import load_manifest
 
 
 async def test_never_more_than_rate_in_any_window() -> None:
@@ -79,3 +81,58 @@ async def test_unlimited_host_gets_a_rate_after_a_429() -> None:
     gate.throttled(retry_after=None)
     assert gate.rate == 5  # the same burst's answers cut once, not once each
     assert WINDOW > 1.0
+
+
+async def test_a_host_below_one_request_a_second_is_never_sped_up_by_a_429() -> None:
+    gate = HostGate(HostLimit(rate=0.5))
+    async with gate.slot():
+        pass
+    gate.throttled(retry_after=None)
+    assert gate.rate is not None
+    assert gate.rate < 0.5
+    assert gate.rate > 0
+
+
+def test_cuts_never_raise_the_pace_and_recovery_stops_at_the_configured_rate() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for configured in (0.2, 0.5, 1.0, 1.5, 3.0, 50.0):
+            gate = HostGate(HostLimit(rate=configured))
+            seen = [configured]
+            for _ in range(6):
+                gate._last_cut = float("-inf")  # every answer a separate window
+                gate.throttled(retry_after=None)
+                assert gate.rate is not None
+                assert gate.rate <= seen[-1]
+                seen.append(gate.rate)
+            for step in range(40):
+                gate._recover(loop.time() + 2.0 * (step + 1))
+                assert gate.rate is not None
+                assert gate.rate <= configured
+            assert gate.rate == configured
+
+    asyncio.run(main())
+
+
+def test_bracketed_ipv6_hosts_key_their_gate_as_urls_spell_them() -> None:
+    assert host_key("http://[::1]:8080/vol1/x") == "[::1]:8080"
+    assert host_key("https://[2001:db8::1]/x") == "[2001:db8::1]"
+    assert host_key("http://127.0.0.1:8080/x") == "127.0.0.1:8080"
+    assert host_key("https://FTP.sra.ebi.ac.uk/x") == "ftp.sra.ebi.ac.uk"
+
+
+async def test_ipv6_host_limits_from_the_manifest_reach_the_gate(tmp_path: Path) -> None:
+    manifest = load_manifest(
+        {
+            "version": 1,
+            "dest": str(tmp_path),
+            "hosts": {
+                "[::1]:8080": {"rate": 2, "connections": 3},
+                "[::1]": {"rate": 4, "connections": 5},
+            },
+            "sources": [{"ena": {"accessions": ["PRJEB1"]}}],
+        }
+    )
+    async with Http(manifest.host_limit) as http:
+        assert http.gate("http://[::1]:8080/vol1/a").limit == HostLimit(rate=2, connections=3)
+        assert http.gate("http://[::1]:9090/vol1/a").limit == HostLimit(rate=4, connections=5)

@@ -18,7 +18,28 @@ def test_delays_grow_and_stay_capped() -> None:
     ceilings = [min(8.0, 2 ** (n - 1)) for n in range(1, 10)]
     for d, ceiling in zip(delays, ceilings, strict=True):
         assert d is not None
-        assert ceiling / 2 <= d <= ceiling
+        assert 0 <= d <= ceiling
+
+
+def test_full_jitter_uses_the_whole_range_down_to_zero() -> None:
+    # Full jitter: uniform(0, min(cap, base * 2**n)). Equal jitter would keep every
+    # delay in the upper half, and workers that failed together stay bunched there.
+    policy = RetryPolicy(attempts=10, base=1.0, cap=8.0)
+    rng = random.Random(3)
+    delays = [next_delay(policy, 4, rng=rng) for _ in range(400)]
+    assert all(d is not None and 0 <= d <= 8.0 for d in delays)
+    lower = [d for d in delays if d is not None and d < 4.0]
+    assert 120 < len(lower) < 280
+    assert min(d for d in delays if d is not None) < 0.5
+
+
+def test_full_jitter_keeps_retry_after_as_a_floor() -> None:
+    policy = RetryPolicy(attempts=10, base=1.0, cap=8.0)
+    rng = random.Random(5)
+    for _ in range(100):
+        d = next_delay(policy, 5, rng=rng, retry_after=3.0)
+        assert d is not None
+        assert 3.0 <= d <= 8.0
 
 
 def test_gives_up_after_the_last_attempt() -> None:

@@ -61,7 +61,7 @@ async def test_resume_with_far_slices_done_and_the_first_one_not_finishes(
         count = SIZE // SLICE
         done = [SLICE // 4] + [SLICE] * (count - 1)
         part.with_name(part.name + ".slices").write_text(
-            json.dumps({"size": SIZE, "slice": SLICE, "done": done})
+            json.dumps({"size": SIZE, "slice": SLICE, "checksum": md5_of(PATH, SIZE), "done": done})
         )
         part.write_bytes(body[: SLICE // 4] + b"\0" * (SLICE - SLICE // 4) + body[SLICE:])
         got = await asyncio.wait_for(
@@ -104,3 +104,28 @@ async def test_a_slow_first_slice_does_not_hold_back_the_others(
     last_other = max(i for i, (offset, _) in enumerate(writes) if offset >= SLICE)
     first_slow = sum(n for offset, n in writes[:last_other] if offset < SLICE)
     assert first_slow < SLICE // 2, f"{first_slow} bytes of the slow slice came first"
+
+
+async def test_slices_of_a_file_whose_md5_changed_are_not_joined(tmp_path: Path) -> None:
+    # The sidecar says every slice but the first is done, for another MD5 of the same
+    # size (the archive regenerated the file): all of it is fetched again.
+    async with Emulator(catalog()) as emu, Http(limits) as http:
+        final = tmp_path / "out" / "ERR6000001.fastq.gz"
+        final.parent.mkdir()
+        part = final.with_name(final.name + ".part")
+        count = SIZE // SLICE
+        done = [0] + [SLICE] * (count - 1)
+        part.with_name(part.name + ".slices").write_text(
+            json.dumps({"size": SIZE, "slice": SLICE, "checksum": "0" * 32, "done": done})
+        )
+        part.write_bytes(b"\x55" * SIZE)  # the old file's bytes
+        got = await asyncio.wait_for(
+            _segments.fetch_segmented(task(emu), final, http, connections=4, slice_size=SLICE),
+            timeout=30,
+        )
+        await emu.wait_idle()
+        ranges = sorted(e.range or "" for e in emu.log if e.path.endswith(".fastq.gz"))
+        body = emu.file_bytes(PATH)
+    assert got.md5 == md5_of(PATH, SIZE)
+    assert final.read_bytes() == body
+    assert len(ranges) == count
