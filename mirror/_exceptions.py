@@ -7,11 +7,13 @@ worth retrying is a property of its class, decided here and nowhere else::
     ├── ManifestError          bad input: file, line and key named       (exit 2)
     ├── CredentialsError       missing or refused credentials            (exit 2)
     ├── SourceError            an archive API answered something we cannot use
+    │   └── EmptyEntry         a manifest entry matched nothing to download
     ├── StateError             the state store cannot be opened or written
     ├── UnsafePathError        a server-given name cannot be made safe
     └── TransferError          one request or one download went wrong   (retryable)
         ├── HTTPStatusError    a status we did not expect (5xx retryable, 4xx not)
         │   └── RateLimited    429/503: slow the host down, honour Retry-After
+        ├── UnexpectedAnswer   a 200 that is not the API's answer (a maintenance page)
         ├── ConnectionFailed   reset, refused, timeout, dropped mid-body
         ├── IncompleteDownload fewer bytes than the plan or Content-Length said
         ├── ChecksumMismatch   the bytes arrived but their digest is wrong
@@ -27,6 +29,7 @@ __all__ = [
     "ChecksumMismatch",
     "ConnectionFailed",
     "CredentialsError",
+    "EmptyEntry",
     "HTTPStatusError",
     "IncompleteDownload",
     "ManifestError",
@@ -36,6 +39,7 @@ __all__ = [
     "SourceError",
     "StateError",
     "TransferError",
+    "UnexpectedAnswer",
     "UnsafePathError",
 ]
 
@@ -80,6 +84,13 @@ class SourceError(MirrorError):
     """An archive's API answered in a way the source cannot turn into files."""
 
     reference = "source-error"
+
+
+class EmptyEntry(SourceError):
+    """A whole manifest entry yields no file: accessions that match nothing (a typo),
+    or a filter that none of their files passes. The message names them."""
+
+    reference = "empty-entry"
 
 
 class StateError(MirrorError):
@@ -128,6 +139,14 @@ class RateLimited(HTTPStatusError):
         super().__init__(status, message, url=url)
         self.retry_after = retry_after
         self.retryable = True
+
+
+class UnexpectedAnswer(TransferError):
+    """A success status whose body is not the API's answer: a maintenance or proxy
+    page, a JSON error object, a report without the columns asked for. Such pages
+    come and go with the outage behind them, so it is retried like one."""
+
+    reference = "unexpected-answer"
 
 
 class ConnectionFailed(TransferError):
