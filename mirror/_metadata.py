@@ -1,4 +1,12 @@
-"""Metadata records kept beside the files: ENA run rows, MGnify JSON, EnteroBase records."""
+"""Metadata records kept beside the files: ENA run rows, MGnify JSON, EnteroBase records.
+
+Tables (``metadata/ena/runs.tsv``) hold one record a line, values separated by tabs.
+Four characters in a value would break that; they are written as backslash
+escapes, as PostgreSQL's text COPY format and linear TSV do: tab
+``\\t``, line feed ``\\n``, carriage return ``\\r``, backslash ``\\\\``. Every other
+character is written as it is; no quoting, so a CSV reader with ``delimiter="\\t"``
+and ``quoting=QUOTE_NONE`` sees exactly one row per record.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +23,10 @@ __all__ = ["MetadataWriter", "TableWriter"]
 
 
 class TableWriter:
-    """A TSV table written row by row to ``NAME.tmp`` and renamed into place on close."""
+    """A TSV table written row by row to ``NAME.tmp`` and renamed into place on close.
+
+    Values are escaped as the module says: one record is always one line.
+    """
 
     def __init__(self, path: Path, columns: Sequence[str]) -> None:
         self.path = path
@@ -85,5 +96,8 @@ class MetadataWriter:
         await asyncio.to_thread(write)
 
 
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
 def _cell(value: str) -> str:
-    return value.replace("\t", " ").replace("\n", " ")
+    return value.translate(_ESCAPES)
