@@ -10,13 +10,16 @@ from typing import Any
 
 import pytest
 import yaml
+from aiohttp import web
 
+import mirror
 from mirror import RetryPolicy
 from mirror._exceptions import UnexpectedAnswer
-from mirror.emulator import Catalog, Fault
+from mirror.emulator import Catalog, Emulator, Fault
 from mirror.sources.ena import ReportParser
 
-from .conftest import ena_manifest, mirror_cmd, read_index
+from .conftest import FAST_RETRY, ena_manifest, mirror_cmd, read_index
+from .replay import Answer, Chooser, Replay
 
 #: ``mirror`` in a child process with the engine's backoff shortened (same number of
 #: attempts), so a test that spends every attempt takes a second, not a minute.
@@ -199,3 +202,53 @@ def test_runs_with_none_of_the_files_asked_for_fail_the_entry(
     assert len(errors) == 1, run.stderr
     assert "no submitted files" in errors[0]
     assert "fastq" in errors[0]  # what the run does have
+
+
+async def test_a_maintenance_page_on_filereport_fails_the_source(tmp_path: Path) -> None:
+    # A submission's runs come from /filereport: the same check, the same retries.
+    def filereport(request: web.Request, body: bytes) -> Answer:
+        return Answer(body=HTML, content_type="text/html")
+
+    def search(request: web.Request, body: bytes) -> Answer:
+        return Answer(body=b"", status=204, content_type="text/plain")
+
+    routes: dict[str, Answer | Chooser] = {
+        "/portal/returnFields": lambda request, body: Answer.recorded(
+            f"ena/returnFields_{request.query['result']}.json"
+        ),
+        "/portal/filereport": filereport,
+        "/portal/search": search,
+    }
+    async with Replay(routes) as replay:
+        doc = {
+            "version": 1,
+            "dest": str(tmp_path),
+            "endpoints": {"ena_portal": f"{replay.base}/portal", "ena_files": replay.base},
+            "sources": [{"ena": {"accessions": ["ERA7654321"]}}],
+        }
+        summary = await mirror.run(doc, retry=FAST_RETRY)
+    (error,) = summary.errors
+    assert error == (
+        f"ena: ENA Portal {replay.base}/portal/filereport kept failing "
+        f"({FAST_RETRY.attempts} attempts): the Portal answered 200 with an HTML page, "
+        "not a report (maintenance?)"
+    )
+    assert summary.exit_code == 1
+    assert [path for _, path, _, _ in replay.log].count("/portal/filereport") == (
+        FAST_RETRY.attempts
+    )
+    assert read_index(tmp_path) == []
+
+
+async def test_a_maintenance_page_on_return_fields_names_the_portal(tmp_path: Path) -> None:
+    faults = [Fault(kind="maintenance", match="*/returnFields")]
+    async with Emulator(Catalog.demo(), faults=faults, seed=7) as emu:
+        doc = ena_manifest(emu.endpoints, tmp_path, ["ERR4080001"])
+        summary = await mirror.run(doc, retry=FAST_RETRY)
+        asked = [e for e in emu.log if e.path.endswith("/returnFields")]
+        portal = emu.endpoints["ena_portal"]
+    (error,) = summary.errors
+    assert error.startswith(f"ena: ENA Portal: {portal}/returnFields")
+    assert "expected JSON, got b'<!DOCTYPE html>" in error
+    assert summary.exit_code == 1
+    assert len(asked) == FAST_RETRY.attempts
