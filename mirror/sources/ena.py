@@ -355,7 +355,7 @@ def _not_a_report(first_line: str, key: str) -> str:
     if first_line.startswith("{"):
         return f"a JSON object, not a report: {_excerpt(first_line)}"
     head = first_line.lstrip().lower()
-    if head.startswith(("<!doctype html", "<html", "<head", "<body", "<?xml")):
+    if head.startswith(("<!doctype html", "<html", "<head", "<body")):
         return "an HTML page, not a report (maintenance?)"
     return f"a body without the {key} column, beginning {_excerpt(first_line)}"
 
