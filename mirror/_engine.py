@@ -35,6 +35,7 @@ from ._credentials import Credentials, Secret
 from ._download import Downloader, Stats
 from ._exceptions import (
     CredentialsError,
+    EmptyEntry,
     collapsed,
     expected_errors,
 )
@@ -197,7 +198,9 @@ class Engine:
                 self._refused.append(line)
             else:
                 self._plan_errors.append(line)
-            self._warn(f"{name}: planning stopped: {error}")
+            # An entry that matched nothing did not stop: it is all there was.
+            stopped = "" if isinstance(error, EmptyEntry) else "planning stopped: "
+            self._warn(f"{name}: {stopped}{error}")
         return True
 
     @property

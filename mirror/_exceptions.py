@@ -7,6 +7,7 @@ worth retrying is a property of its class, decided here and nowhere else::
     ├── ManifestError          bad input: file, line and key named       (exit 2)
     ├── CredentialsError       missing or refused credentials            (exit 2)
     ├── SourceError            an archive API answered something we cannot use
+    │   └── EmptyEntry         a manifest entry matched nothing to download
     ├── StateError             the state store cannot be opened or written
     │   └── StateUrlError      the store named by --state cannot be used  (exit 2)
     ├── UnsafePathError        a server-given name cannot be made safe
@@ -14,6 +15,7 @@ worth retrying is a property of its class, decided here and nowhere else::
     └── TransferError          one request or one download went wrong   (retryable)
         ├── HTTPStatusError    a status we did not expect (5xx retryable, 4xx not)
         │   └── RateLimited    429/503: slow the host down, honour Retry-After
+        ├── UnexpectedAnswer   a 200 that is not the API's answer (a maintenance page)
         ├── ConnectionFailed   reset, refused, timeout, dropped mid-body
         │   └── NotConnected   no connection was made: the request never left
         ├── IncompleteDownload fewer bytes than the plan or Content-Length said
@@ -34,6 +36,7 @@ __all__ = [
     "ConnectionFailed",
     "CredentialsError",
     "DestinationError",
+    "EmptyEntry",
     "HTTPStatusError",
     "IncompleteDownload",
     "ManifestError",
@@ -45,6 +48,7 @@ __all__ = [
     "StateError",
     "StateUrlError",
     "TransferError",
+    "UnexpectedAnswer",
     "UnsafePathError",
     "collapsed",
     "expected_errors",
@@ -84,6 +88,11 @@ class CredentialsError(MirrorError):
 
 class SourceError(MirrorError):
     """An archive's API answered in a way the source cannot turn into files."""
+
+
+class EmptyEntry(SourceError):
+    """A whole manifest entry yields no file: accessions that match nothing (a typo),
+    or a filter that none of their files passes. The message names them."""
 
 
 class StateError(MirrorError):
@@ -148,6 +157,14 @@ class RateLimited(HTTPStatusError):
         super().__init__(status, message, url=url)
         self.retry_after = retry_after
         self.retryable = True
+
+
+class UnexpectedAnswer(TransferError):
+    """A success status whose body is not the API's answer: a maintenance or proxy
+    page, a JSON error object, a report without the columns asked for. Such pages
+    come and go with the outage behind them, so it is retried like one."""
+
+    reference = "unexpected-answer"
 
 
 class ConnectionFailed(TransferError):

@@ -5,6 +5,13 @@ name, so two sources, or two processes, never share one) and is renamed into pla
 Two sources of one run that write the same table (two ``ena:`` entries both write
 ``ena/runs.tsv``) are merged: the second close joins its rows to what the first wrote
 this run, under one lock.
+
+Tables (``metadata/ena/runs.tsv``) hold one record a line, values separated by tabs.
+Four characters in a value would break that; they are written as backslash
+escapes, as PostgreSQL's text COPY format and linear TSV do: tab
+``\\t``, line feed ``\\n``, carriage return ``\\r``, backslash ``\\\\``. Every other
+character is written as it is; no quoting, so a CSV reader with ``delimiter="\\t"``
+and ``quoting=QUOTE_NONE`` sees exactly one row per record.
 """
 
 from __future__ import annotations
@@ -26,7 +33,10 @@ __all__ = ["MetadataWriter", "TableWriter"]
 
 
 class TableWriter:
-    """A TSV table written row by row to a temporary file and renamed into place on close."""
+    """A TSV table written row by row to a temporary file and renamed into place on close.
+
+    Values are escaped as the module says: one record is always one line.
+    """
 
     def __init__(
         self, path: Path, columns: Sequence[str], owner: MetadataWriter | None = None
@@ -184,5 +194,8 @@ def _read_table(f: TextIO) -> tuple[list[str], list[list[str]]]:
     return header, [line.rstrip("\n").split("\t") for line in f if line.strip()]
 
 
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
 def _cell(value: str) -> str:
-    return value.replace("\t", " ").replace("\n", " ")
+    return value.translate(_ESCAPES)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import posixpath
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -9,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 from ._exceptions import UnsafePathError
 
 __all__ = [
+    "NAME_MAX",
     "PART_SUFFIX",
     "final_path",
     "join_under",
@@ -19,6 +22,11 @@ __all__ = [
 ]
 
 PART_SUFFIX = ".part"
+#: Longest file name, in bytes, of the file systems we write to (Linux, macOS).
+NAME_MAX = 255
+#: What is appended to a partial name: a segmented download's ``.slices``
+#: sidecar, and that sidecar's own temporary file.
+_PART_EXTRAS = len(".slices.tmp")
 _FORBIDDEN = set("/\\\x00")
 
 
@@ -69,4 +77,21 @@ def final_path(dest: Path, path: str, root: str | None = None) -> Path:
 
 
 def part_path(final: Path) -> Path:
-    return final.with_name(final.name + PART_SUFFIX)
+    """Where ``final`` is written until it is complete and checked: beside it.
+
+    ``NAME.part`` as a rule. A name too long for that (a server may give 255
+    bytes) gets ``{its first bytes}~{hash of the name}.part.part``, within
+    ``NAME_MAX`` with room for the ``.slices.tmp`` a segmented download appends.
+    It cannot be another file's partial name: that would make the other file's
+    name end in ``.part``, which :func:`safe_name` refuses, and the hash tells
+    long names with the same first bytes apart.
+    """
+    name = final.name + PART_SUFFIX
+    if len(os.fsencode(name)) + _PART_EXTRAS <= NAME_MAX:
+        return final.with_name(name)
+    raw = os.fsencode(final.name)
+    tail = f"~{hashlib.sha256(raw).hexdigest()[:16]}{PART_SUFFIX}{PART_SUFFIX}"
+    room = NAME_MAX - _PART_EXTRAS - len(tail)
+    # Cut by bytes; a character the cut splits is left out whole.
+    stem = raw[:room].decode("utf-8", errors="ignore")
+    return final.with_name(stem + tail)

@@ -103,14 +103,13 @@ def test_verify_rehashes_every_verified_file_of_the_pull(
 def test_get_chooses_file_families_with_files(emulator_process: Any, tmp_path: Path) -> None:
     emu = emulator_process(Catalog.demo())
     flags = endpoint_flags(emu.endpoints)
-    # ERR4080003 has only a submitted file: the warning teaches get's own option.
+    # ERR4080003 has only a submitted file: nothing to download (exit 1), and the
+    # message teaches get's own option.
     plain = mirror_cmd("get", "ERR4080003", "--dest", str(tmp_path / "a"), *flags)
-    assert plain.returncode == 0, plain.stderr
-    hint = [line for line in plain.stderr.splitlines() if "ERR4080003" in line]
-    assert hint == [
-        "warning: ENA: ERR4080003: no fastq files (it has submitted files: "
-        "add --files fastq,submitted)"
-    ]
+    assert plain.returncode == 1, plain.stderr
+    assert "warning: ENA: ERR4080003: no fastq files (it has submitted files: " in plain.stderr
+    assert "add --files fastq,submitted)" in plain.stderr
+    assert "add them to 'files'" not in plain.stderr
     got = mirror_cmd(
         "get", "ERR4080003", "--files", "submitted", "--dest", str(tmp_path / "b"), "-q", *flags
     )

@@ -283,7 +283,8 @@ async def test_an_unreadable_cram_fails_the_pull_by_name_the_others_land(tmp_pat
         summary = await mirror.run(doc, retry=FAST_RETRY)
     assert (summary.planned, summary.verified, summary.exit_code) == (2, 2, 1)
     assert summary.errors == (
-        f"sources[0].cram_refs: cannot list the references of {bad}: the file ends inside the CRAM header",
+        f"sources[0].cram_refs: cannot list the references of {bad}: "
+        "the file ends inside the CRAM header",
     )
     for ref in refs:
         check_entry(cache, ref.md5, ref.bases.upper().encode())

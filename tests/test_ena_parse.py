@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mirror._exceptions import SourceError
+from mirror._exceptions import SourceError, UnexpectedAnswer
 from mirror.sources.ena import FamilyFile, ReportParser, file_url, parse_family
 
 BASE = "ftp.sra.ebi.ac.uk/vol1/fastq/ERR110/003/ERR1109373"
@@ -112,21 +112,22 @@ def test_a_report_without_a_last_newline_keeps_its_last_row() -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "message"),
+    ("body", "error", "message"),
     [
-        (b'[{"run_accession":"ERR1"}', "JSON report ends early"),
-        (b'[{"run_accession":"ERR1"', "malformed JSON"),
-        (b'["ERR1"]', "not an object"),
-        (b"run_accession\n" + b"x" * 200, "longer than 100 characters"),
+        # A body cut short or not shaped as a report: retried, as a transient answer.
+        (b'[{"run_accession":"ERR1"}', UnexpectedAnswer, "JSON report that ends early"),
+        (b'[{"run_accession":"ERR1"', UnexpectedAnswer, "malformed JSON"),
+        (b'["ERR1"]', UnexpectedAnswer, "not a report row"),
+        (b"run_accession\n" + b"x" * 200, SourceError, "longer than 100 characters"),
     ],
 )
-def test_broken_reports_are_refused(body: bytes, message: str) -> None:
+def test_broken_reports_are_refused(body: bytes, error: type[Exception], message: str) -> None:
     def parse() -> None:
         parser = ReportParser(limit=100)
         parser.feed(body)
         parser.close()
 
-    with pytest.raises(SourceError, match=message):
+    with pytest.raises(error, match=message):
         parse()
 
 

@@ -89,7 +89,14 @@ class Planned:
     md5: str | None
 
 
-def plan(tmp_path: Path, base: str, accessions: list[str], files: list[str] | None) -> None:
+def plan(
+    tmp_path: Path,
+    base: str,
+    accessions: list[str],
+    files: list[str] | None,
+    *,
+    empty: bool = False,
+) -> None:
     entry: dict[str, object] = {"accessions": accessions}
     if files is not None:
         entry["files"] = files
@@ -102,9 +109,15 @@ def plan(tmp_path: Path, base: str, accessions: list[str], files: list[str] | No
     }
     manifest.write_text(yaml.safe_dump(doc))
     done = mirror_cmd("plan", str(manifest), "--json")
-    assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
-    assert json.loads(done.stdout.splitlines()[-1])["errors"] == []
+    errors = json.loads(done.stdout.splitlines()[-1])["errors"]
+    if empty:  # an entry that yields no file fails, saying why
+        assert done.returncode == 1, done.stderr
+        assert len(errors) == 1
+        assert "nothing to download" in errors[0]
+        return
+    assert done.returncode == 0, done.stderr
+    assert errors == []
 
 
 async def planned_files(dest: Path) -> list[Planned]:
@@ -389,7 +402,7 @@ async def test_recorded_answer_plans_exactly_its_files(
 ) -> None:
     portal = Portal(recording, result)
     async with Replay(portal.routes()) as replay:
-        await asyncio.to_thread(plan, tmp_path, replay.base, accessions, files)
+        await asyncio.to_thread(plan, tmp_path, replay.base, accessions, files, empty=not expected)
     got = await planned_files(tmp_path / "data")
     base = replay.base
     want = sorted(expected, key=lambda p: p.path)

@@ -13,7 +13,7 @@ from aiohttp import ClientResponse
 from aioresponses import aioresponses
 
 from mirror._config import DEFAULT_ENDPOINTS, EnaSpec, HostLimit
-from mirror._exceptions import SourceError
+from mirror._exceptions import EmptyEntry, SourceError
 from mirror._http import Http
 from mirror._metadata import MetadataWriter
 from mirror._models import FileTask
@@ -86,7 +86,8 @@ async def test_runs_are_looked_up_in_batches_of_1000(http: Http, tmp_path: Path)
         mock.get(f"{PORTAL}/returnFields?format=json&result=read_run", payload=FIELDS)
         for _ in range(3):
             mock.post(f"{PORTAL}/search", body="run_accession\tfastq_ftp\n", status=200)
-        await collect(source(http, tmp_path, accessions, warnings))
+        with pytest.raises(EmptyEntry) as caught:
+            await collect(source(http, tmp_path, accessions, warnings))
         posts = [
             call
             for (method, url), calls in mock.requests.items()
@@ -104,7 +105,10 @@ async def test_runs_are_looked_up_in_batches_of_1000(http: Http, tmp_path: Path)
         assert "fastq_md5" in data["fields"].split(",")
         sizes.append(len(data["includeAccessions"].split(",")))
     assert sizes == [1000, 1000, 500]
-    assert len(warnings) == 2500  # none of them matched a row
+    # None of them matched a row: one line names the first ones and counts the rest.
+    assert "ERR1000000, ERR1000001, " in str(caught.value)
+    assert "and 2,480 more matched nothing" in str(caught.value)
+    assert warnings == []
 
 
 async def test_invalid_field_answer_is_a_clear_error(http: Http, tmp_path: Path) -> None:
@@ -149,14 +153,14 @@ async def test_column_order_does_not_matter(http: Http, tmp_path: Path) -> None:
     assert tasks[0].url == "https://ftp.sra.ebi.ac.uk/vol1/a/ERR164407_1.fastq.gz"
 
 
-async def test_submission_no_content_is_a_warning(http: Http, tmp_path: Path) -> None:
+async def test_submission_no_content_matches_nothing(http: Http, tmp_path: Path) -> None:
     warnings: list[str] = []
     with aioresponses() as mock:
         mock.get(f"{PORTAL}/returnFields?format=json&result=read_run", payload=FIELDS)
         mock.get(re.compile(rf"{re.escape(PORTAL)}/filereport\?.*"), status=204, body="")
-        tasks = await collect(source(http, tmp_path, ["ERA2421642"], warnings))
-    assert tasks == []
-    assert warnings == [
-        "ENA: ERA2421642: no public runs or analyses found (not yet public, suppressed, "
-        "or not an accession ENA knows)"
-    ]
+        with pytest.raises(EmptyEntry) as caught:
+            await collect(source(http, tmp_path, ["ERA2421642"], warnings))
+    assert str(caught.value) == (
+        "nothing to download: ERA2421642 matched nothing: no public runs or analyses found "
+        "(not yet public, suppressed, or not an accession ENA knows)"
+    )

@@ -257,7 +257,7 @@ async def test_gzip_content_encoding_is_not_decoded(emulator: Emulator, tmp_path
     assert all(e.fault == "gzip_header" for e in file_requests(emulator.log))
 
 
-async def test_unknown_accessions_and_empty_runs_warn_without_failing(
+async def test_unknown_accessions_and_empty_runs_fail_the_entry_naming_them(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     doc = ena_manifest(emulator.endpoints, tmp_path, ["ERR4080003", "ERR9999999", "ERA1234567"])
@@ -267,11 +267,12 @@ async def test_unknown_accessions_and_empty_runs_warn_without_failing(
             if event.kind == "warning":
                 warnings.append(getattr(event, "message", ""))
     assert m.summary.planned == 0
-    assert m.summary.exit_code == 0
-    text = "\n".join(warnings)
-    assert "ERR4080003: no fastq files (it has submitted files" in text
-    assert "ERR9999999: no public runs or analyses found" in text
-    assert "ERA1234567: no public runs or analyses found" in text
+    # Nothing to download is not a success: one error says why.
+    assert m.summary.exit_code == 1
+    (error,) = m.summary.errors
+    assert "ERR9999999, ERA1234567 matched nothing: no public runs or analyses found" in error
+    assert "have no fastq files (they have submitted files" in error
+    assert "ERR4080003: no fastq files (it has submitted files" in "\n".join(warnings)
 
 
 async def test_downloads_start_before_planning_ends_and_a_cancelled_run_resumes(

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from mirror._exceptions import UnsafePathError
-from mirror._paths import join_under, name_from_path, name_from_url, part_path, safe_name
+from mirror._paths import (
+    NAME_MAX,
+    join_under,
+    name_from_path,
+    name_from_url,
+    part_path,
+    safe_name,
+)
 
 
 @pytest.mark.parametrize(
@@ -70,3 +78,30 @@ def test_name_from_path_keeps_the_literal_name(path: str, name: str | None) -> N
             name_from_path(path)
     else:
         assert name_from_path(path) == name
+
+
+@pytest.mark.parametrize("length", [NAME_MAX - 16, NAME_MAX - 15, NAME_MAX - 2, NAME_MAX])
+def test_a_partial_name_stays_within_the_file_name_limit(tmp_path: Path, length: int) -> None:
+    name = "R" * (length - len(".fastq.gz")) + ".fastq.gz"
+    part = part_path(tmp_path / name)
+    assert part.parent == tmp_path
+    # Room for the sidecar of a segmented download and its own temporary file, too.
+    assert len(os.fsencode(part.name + ".slices.tmp")) <= NAME_MAX
+    for path in (tmp_path / name, part, part.with_name(part.name + ".slices.tmp")):
+        path.write_bytes(b"")
+    if length + len(".part.slices.tmp") <= NAME_MAX:
+        assert part.name == name + ".part"
+        return
+    # Shortened: another long name sharing its first bytes gets another partial
+    # file, and no name a server could give (none ends in .part) has a partial name
+    # that is this one.
+    assert part_path(tmp_path / (name[:-1] + "x")) != part
+    with pytest.raises(UnsafePathError):
+        safe_name(part.name.removesuffix(".part"))
+
+
+def test_a_multibyte_name_is_shortened_by_bytes_not_characters(tmp_path: Path) -> None:
+    name = "é" * 120 + ".fq"  # 243 bytes
+    part = part_path(tmp_path / name)
+    assert len(os.fsencode(part.name + ".slices.tmp")) <= NAME_MAX
+    part.with_name(part.name + ".slices.tmp").write_bytes(b"")

@@ -39,6 +39,11 @@ _KIND_OF_PATTERN = {
     "analysis": "analysis",
 }
 _BODY_FAULTS = frozenset({"reset", "truncate", "slow"})
+_MAINTENANCE = (
+    "<!DOCTYPE html>\n<html><head><title>Service maintenance</title></head>\n"
+    "<body><h1>We'll be back soon</h1>\n"
+    "<p>This service is undergoing maintenance.</p></body></html>\n"
+)
 
 Params = dict[str, str]
 
@@ -297,7 +302,7 @@ def _endpoint(build: Builder) -> Callable[[web.Request], Awaitable[web.StreamRes
         streams = isinstance(answer, Report)
 
         def applicable(fault: Fault) -> bool:
-            if fault.kind in ("status", "gzip_header"):
+            if fault.kind in ("status", "gzip_header", "maintenance"):
                 return True
             return streams and fault.kind in _BODY_FAULTS
 
@@ -306,6 +311,8 @@ def _endpoint(build: Builder) -> Callable[[web.Request], Awaitable[web.StreamRes
             request[EXCHANGE].fault = fault.kind
             if fault.kind == "status":
                 return fault_response(fault)
+            if fault.kind == "maintenance":
+                return web.Response(text=_MAINTENANCE, content_type="text/html")
         if isinstance(answer, Report):
             return await _stream(request, answer, fault)
         if fault is not None and fault.kind == "gzip_header":

@@ -12,7 +12,15 @@ from typing import Any, Literal, get_args
 __all__ = ["Fault", "FaultKind", "FaultSet"]
 
 FaultKind = Literal[
-    "status", "reset", "truncate", "short", "corrupt", "slow", "no_range", "gzip_header"
+    "status",
+    "reset",
+    "truncate",
+    "short",
+    "corrupt",
+    "slow",
+    "no_range",
+    "gzip_header",
+    "maintenance",
 ]
 _KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 
@@ -35,13 +43,15 @@ class Fault:
       only a response whose range covers that offset (one slow slice).
     - ``no_range``: the Range header is ignored: 200 and the full body.
     - ``gzip_header``: ``Content-Encoding: gzip`` on an unchanged body.
+    - ``maintenance``: 200 with an HTML page instead of the answer, as a site under
+      maintenance (or a captive proxy) serves it; Portal API only.
 
     ``match`` is an fnmatch glob on the URL path (with or without its leading ``/``),
     ``host`` limits the rule to one emulated host (``"www"``, ``"ftp"``,
     ``"enterobase"``, ``"ega"``); ``times`` caps how many requests get it;
     ``probability`` draws from the emulator's seeded RNG, so a run is reproducible. On
-    the Portal API (chunked bodies of unknown length) only status, gzip_header, slow,
-    reset and truncate apply; on MGnify's, EnteroBase's and EGA's JSON answers 'short'
+    the Portal API (chunked bodies of unknown length) only status, maintenance, gzip_header,
+    slow, reset and truncate apply; on MGnify's, EnteroBase's and EGA's JSON answers 'short'
     too; EGA's streams and plain files and the CRAM registry's sequences take every
     kind. On Webin a status fault answers before anything is processed (nothing is
     submitted); reset, truncate, short, slow and gzip_header hit the receipt after the

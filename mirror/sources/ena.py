@@ -32,7 +32,14 @@ from urllib.parse import quote
 
 from .._accessions import EnaKind, PortalType, ena_kind, portal_type
 from .._config import EnaFamily, EnaSpec
-from .._exceptions import HTTPStatusError, SourceError, TransferError, UnsafePathError
+from .._exceptions import (
+    EmptyEntry,
+    HTTPStatusError,
+    SourceError,
+    TransferError,
+    UnexpectedAnswer,
+    UnsafePathError,
+)
 from .._http import redact_url
 from .._metadata import TableWriter
 from .._models import FileTask
@@ -64,6 +71,7 @@ MAX_ROW = 64 * 1024 * 1024
 _JSON = json.JSONDecoder()
 
 _RUN_FAMILIES: tuple[EnaFamily, ...] = ("fastq", "submitted", "sra")
+_ALL_FAMILIES: tuple[EnaFamily, ...] = ("fastq", "submitted", "sra", "generated")
 _ANALYSIS_FAMILIES: tuple[EnaFamily, ...] = ("submitted", "generated")
 #: The order in which a row's families claim file names (see _Places).
 _ORDER: dict[Result, tuple[EnaFamily, ...]] = {
@@ -222,10 +230,16 @@ class ReportParser:
     run (3,000 ONT files make 400 KB). Work stays linear in the body's length
     however long a row is; a row beyond ``limit`` characters is refused rather
     than buffered without end.
+
+    With ``key`` (``run_accession``), a body that is not a report of that result
+    raises :class:`UnexpectedAnswer` as soon as that shows: an HTML page (a
+    maintenance or proxy page), a JSON object (an error document), rows without the
+    key column. An empty body, or a header without rows, is a report of no rows.
     """
 
-    def __init__(self, *, limit: int = MAX_ROW) -> None:
+    def __init__(self, *, key: str | None = None, limit: int = MAX_ROW) -> None:
         self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._key = key
         self._limit = limit
         self._pending: list[str] = []
         self._pending_size = 0
@@ -233,6 +247,7 @@ class ReportParser:
         self._header: list[str] | None = None
         self._opened = False
         self._ended = False
+        self._checked = False
 
     def feed(self, data: bytes) -> list[dict[str, str]]:
         return self._take(self._text.decode(data), final=False)
@@ -240,7 +255,7 @@ class ReportParser:
     def close(self) -> list[dict[str, str]]:
         rows = self._take(self._text.decode(b"", final=True), final=True)
         if self._json and not self._ended:
-            raise SourceError("ENA Portal: the JSON report ends early (no closing ']')")
+            raise UnexpectedAnswer("a JSON report that ends early (no closing ']')")
         return rows
 
     def _take(self, text: str, *, final: bool) -> list[dict[str, str]]:
@@ -283,6 +298,8 @@ class ReportParser:
                 continue
             if self._header is None:
                 self._header = line.split("\t")
+                if self._key is not None and self._key not in self._header:
+                    raise UnexpectedAnswer(_not_a_report(line, self._key))
                 continue
             rows.append(dict(zip(self._header, line.split("\t"), strict=False)))
         return rows, rest
@@ -307,12 +324,40 @@ class ReportParser:
                 item, pos = _JSON.raw_decode(buf, pos)
             except json.JSONDecodeError as exc:
                 if final:
-                    raise SourceError(f"ENA Portal: malformed JSON report: {exc}") from exc
+                    raise UnexpectedAnswer(f"a malformed JSON report ({exc})") from exc
                 break  # an object cut by the end of this piece: wait for the rest
             if not isinstance(item, dict):
-                raise SourceError(f"ENA Portal: a JSON report row is not an object: {item!r}")
+                raise UnexpectedAnswer(
+                    f"JSON that is not a report row: {_excerpt(json.dumps(item))}"
+                )
+            if self._key is not None and not self._checked and self._key not in item:
+                raise UnexpectedAnswer(
+                    f"JSON rows without {self._key}: {_excerpt(json.dumps(item))}"
+                )
+            self._checked = True
             rows.append({str(k): "" if v is None else str(v) for k, v in item.items()})
         return rows, buf[pos:]
+
+
+def _listing(names: Sequence[str], shown: int = 20) -> str:
+    """``a, b, c`` (the first ``shown``, then how many more): one line however many."""
+    more = f" and {len(names) - shown:,} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _excerpt(text: str) -> str:
+    """The start of a body, on one line, for a message."""
+    return repr(text[:80] + ("…" if len(text) > 80 else ""))
+
+
+def _not_a_report(first_line: str, key: str) -> str:
+    """What a body whose first line is no report header looks like, for a message."""
+    if first_line.startswith("{"):
+        return f"a JSON object, not a report: {_excerpt(first_line)}"
+    head = first_line.lstrip().lower()
+    if head.startswith(("<!doctype html", "<html", "<head", "<body")):
+        return "an HTML page, not a report (maintenance?)"
+    return f"a body without the {key} column, beginning {_excerpt(first_line)}"
 
 
 class EnaSource:
@@ -325,6 +370,18 @@ class EnaSource:
         self.ctx = ctx
         self.portal = ctx.endpoints["ena_portal"].rstrip("/")
         self.files_base = ctx.endpoints["ena_files"]
+        #: Report rows taken (runs and analyses), and the families of those that
+        #: had none of the files asked for: what an empty entry's error names.
+        self._found = 0
+        self._asked: set[str] = set()
+        self._others: set[str] = set()
+
+    def _how_to_add(self, others: Sequence[str]) -> str:
+        """The hint for families a run has but were not asked for, in the user's terms."""
+        if self.spec.from_command_line:
+            asked = [f for f in _ALL_FAMILIES if f in self._asked or f in (self.spec.files or ())]
+            return f"add --files {','.join((*asked, *others))}"
+        return "add them to 'files'"
 
     def _families(self, result: Result) -> tuple[EnaFamily, ...]:
         if self.spec.files is None:
@@ -333,16 +390,38 @@ class EnaSource:
         return tuple(f for f in self.spec.files if f in allowed)
 
     async def expand(self) -> AsyncIterator[list[FileTask]]:
-        # An accession that matched no row in any report is worth a warning; a study
-        # with runs but no analyses (or the reverse) is not.
+        """The entry's files; :class:`EmptyEntry` when it has none at all.
+
+        An accession that matched no row in any report is named (a study with runs
+        but no analyses, or the reverse, is not): in a warning when the rest of the
+        entry has files, in the error when nothing does, so a typo never ends as a
+        run that verified all of its zero files.
+        """
         unmatched = set(self.spec.accessions)
+        planned = 0
         async for batch in self._expand(unmatched):
+            planned += len(batch)
             yield batch
-        for acc in sorted(unmatched, key=self.spec.accessions.index):
-            self.ctx.warn(
-                f"ENA: {acc}: no public runs or analyses found (not yet public, suppressed, "
-                "or not an accession ENA knows)"
+        missing = sorted(unmatched, key=self.spec.accessions.index)
+        nothing = (
+            f"{_listing(missing)} matched nothing: no public runs or analyses found "
+            "(not yet public, suppressed, or not an accession ENA knows)"
+        )
+        if planned:
+            if missing:
+                self.ctx.warn(f"ENA: {nothing}")
+            return
+        reasons = [nothing] if missing else []
+        if self._found:
+            asked = "/".join(f for f in _ALL_FAMILIES if f in self._asked)
+            found = [f for f in _ALL_FAMILIES if f in self._others]
+            hint = (
+                f" (they have {', '.join(found)} files: {self._how_to_add(found)})" if found else ""
             )
+            reasons.append(
+                f"the runs and analyses found ({self._found}) have no {asked} files{hint}"
+            )
+        raise EmptyEntry(f"nothing to download: {'; '.join(reasons)}")
 
     async def _expand(self, unmatched: set[str]) -> AsyncIterator[list[FileTask]]:
         for result in ("read_run", "analysis"):
@@ -461,6 +540,8 @@ class EnaSource:
         except HTTPStatusError as exc:
             logger.info("returnFields unavailable (%s); requesting fields unchecked", exc)
             return None
+        except TransferError as exc:  # retried already; a maintenance page, say
+            raise SourceError(f"ENA Portal: {exc}") from exc
         if not isinstance(doc, list):
             return None
         return {str(item.get("columnId")) for item in doc if isinstance(item, dict)}
@@ -476,7 +557,7 @@ class EnaSource:
             "format": "tsv",
             "limit": "0",
         }
-        async for row in self._report("POST", f"{self.portal}/search", data=form):
+        async for row in self._report(result, "POST", f"{self.portal}/search", data=form):
             yield row
 
     async def _query(
@@ -490,7 +571,7 @@ class EnaSource:
             "format": "tsv",
             "limit": "0",
         }
-        async for row in self._report("POST", f"{self.portal}/search", data=form):
+        async for row in self._report(result, "POST", f"{self.portal}/search", data=form):
             yield row
 
     async def _filereport(
@@ -503,11 +584,12 @@ class EnaSource:
             "format": "tsv",
             "limit": "0",
         }
-        async for row in self._report("GET", f"{self.portal}/filereport", params=params):
+        async for row in self._report(result, "GET", f"{self.portal}/filereport", params=params):
             yield row
 
     async def _report(
         self,
+        result: Result,
         method: str,
         url: str,
         *,
@@ -517,7 +599,9 @@ class EnaSource:
         """Rows of a report, streamed, keyed by column; resumed on a retry.
 
         A retry after a dropped connection re-sends the request and skips the rows
-        already yielded, so memory stays flat however long the report is.
+        already yielded, so memory stays flat however long the report is. A 200
+        that is not a report (a maintenance page) is retried the same way: taking
+        it for a report of no rows would plan nothing and call that success.
         """
         done = 0
         attempt = 0
@@ -531,7 +615,7 @@ class EnaSource:
                 ) as resp:
                     if resp.status == 204:
                         return  # ENA's "no content": nothing public for this accession
-                    parser = ReportParser()
+                    parser = ReportParser(key=_KEYS[result][0])
                     async for chunk in resp.chunks():
                         for row in parser.feed(chunk):
                             seen += 1
@@ -550,15 +634,21 @@ class EnaSource:
                 if not exc.retryable:
                     raise SourceError(f"ENA Portal: {exc}") from exc
                 await self._backoff(url, attempt, exc)
+            except UnexpectedAnswer as exc:
+                await self._backoff(url, attempt, exc, f"the Portal answered 200 with {exc}")
             except TransferError as exc:
                 await self._backoff(url, attempt, exc)
 
-    async def _backoff(self, url: str, attempt: int, exc: TransferError) -> None:
+    async def _backoff(
+        self, url: str, attempt: int, exc: TransferError, what: str | None = None
+    ) -> None:
         delay = next_delay(
             self.ctx.http.retry, attempt, retry_after=getattr(exc, "retry_after", None)
         )
         if delay is None:
-            raise SourceError(f"ENA Portal {redact_url(url)} kept failing: {exc}") from exc
+            raise SourceError(
+                f"ENA Portal {redact_url(url)} kept failing ({attempt} attempts): {what or exc}"
+            ) from exc
         logger.info("ENA Portal: %s; retrying in %.1fs", exc, delay)
         await asyncio.sleep(delay)
 
@@ -581,6 +671,7 @@ class EnaSource:
                 self.ctx.warn(f"ENA: skipping a report row with no valid {key}: {accession!r}")
                 continue
             meta.append(row)
+            self._found += 1
             batch += self._row_tasks(result, families, accession, row)
             if len(batch) >= BATCH:
                 await table.write(meta)
@@ -638,17 +729,12 @@ class EnaSource:
                     )
                 )
         if not tasks:
-            others = [
-                fam
-                for fam in ("fastq", "submitted", "sra", "generated")
-                if fam not in families and row.get(f"{fam}_ftp")
-            ]
-            how = (
-                f"add --files {','.join((*families, *others))}"
-                if self.spec.from_command_line
-                else "add them to 'files'"
+            others = [fam for fam in _ALL_FAMILIES if fam not in families and row.get(f"{fam}_ftp")]
+            self._others.update(others)
+            self._asked.update(families)
+            hint = (
+                f" (it has {', '.join(others)} files: {self._how_to_add(others)})" if others else ""
             )
-            hint = f" (it has {', '.join(others)} files: {how})" if others else ""
             fams = "/".join(families)
             self.ctx.warn(f"ENA: {accession}: no {fams} files{hint}")
         return tasks
