@@ -217,10 +217,14 @@ async def fetch(
     validators: Validators,
     *,
     progress: Callable[[int], None] = lambda n: None,
+    started: Callable[[int], None] = lambda offset: None,
     verifier: Verifier | None = None,
     commit: Callable[[Fetched], Awaitable[None]] | None = None,
 ) -> Fetched:
     """Download ``task`` to ``final`` (via ``final.part``), or raise a :class:`TransferError`.
+
+    ``progress`` hears each piece of body as it arrives; ``started`` the offset the
+    file stands at when a transfer (re)starts (0 when the server sends it whole).
 
     On a retryable error the ``.part`` file keeps every byte that can be trusted,
     so the next attempt (or the next run) resumes from it. Bytes that cannot be
@@ -230,9 +234,10 @@ async def fetch(
     try:
         # One trip to a thread for all the file work before the request.
         offset = await acquire_in_thread(sink.open, task.size)
+        started(offset)
         received = 0
         if task.size is None or offset < task.size:
-            received = await _receive(task, http, validators, sink, offset, progress)
+            received = await _receive(task, http, validators, sink, offset, progress, started)
         await asyncio.to_thread(sink.close)
         got = Received(
             md5=sink.md5.hexdigest(),
@@ -254,6 +259,7 @@ async def _receive(
     sink: _Sink,
     offset: int,
     progress: Callable[[int], None],
+    started: Callable[[int], None],
 ) -> int:
     validator = await validators.get_validator(task.key) if offset else None
     headers = dict(task.headers)
@@ -276,6 +282,7 @@ async def _receive(
                 logger.info("%s: server sent the whole file; restarting from 0", task.path)
             await asyncio.to_thread(sink.restart)
             offset = 0
+            started(0)
         length = _content_length(resp.headers.get("Content-Length"))
         if task.size is not None and length is not None and offset + length != task.size:
             raise IncompleteDownload(
@@ -315,12 +322,13 @@ async def _stream(
         async for chunk in chunks:
             batch.append(chunk)
             size += len(chunk)
+            # Reported as it arrives, not per batch: a display moves with the bytes.
+            progress(len(chunk))
             if size >= BATCH:
                 if pending is not None:
                     await pending
                 pending = loop.run_in_executor(None, sink.write, batch)
                 received += size
-                progress(size)
                 batch, size = [], 0
     finally:
         # Whatever arrived is good bytes: keep it for the resume, even on error.
@@ -329,7 +337,6 @@ async def _stream(
         if batch:
             await loop.run_in_executor(None, sink.write, batch)
             received += size
-            progress(size)
     return received
 
 

@@ -95,11 +95,16 @@ async def fetch_segmented(
     connections: int,
     slice_size: int,
     progress: Callable[[int], None] = lambda n: None,
+    started: Callable[[int], None] = lambda offset: None,
     headers: Callable[[], Awaitable[Mapping[str, str]]] | None = None,
     verifier: Verifier | None = None,
     commit: Callable[[Fetched], Awaitable[None]] | None = None,
 ) -> Fetched:
-    """Download ``task`` (whose ``size`` must be known) in parallel Range slices."""
+    """Download ``task`` (whose ``size`` must be known) in parallel Range slices.
+
+    ``progress`` hears each piece of body as it arrives; ``started`` how many bytes
+    the slices already hold when the transfer (re)starts.
+    """
     if task.size is None:
         raise ValueError("a segmented download needs the file's size")
     size = task.size
@@ -111,6 +116,7 @@ async def fetch_segmented(
     if any(state.done) and not await asyncio.to_thread(part.exists):
         state.done = [0] * len(slices)  # the sidecar outlived its .part
     fd = await acquire_in_thread(_open_sized, part, size, not any(state.done))
+    started(sum(state.done))
     loop = asyncio.get_running_loop()
     frontier_moved = asyncio.Event()
     md5 = hashlib.md5()
@@ -162,12 +168,12 @@ async def fetch_segmented(
                 )
                 batch.append(piece)
                 size_ += len(piece)
+                progress(len(piece))
                 if size_ >= SLICE_BATCH or position + size_ >= end:
                     await loop.run_in_executor(None, os.pwritev, fd, batch, position)
                     position += size_
                     state.done[index] = position - start
                     received += size_
-                    progress(size_)
                     batch, size_ = [], 0
                     frontier_moved.set()
                     # The sidecar is written after the bytes it describes, every
@@ -182,7 +188,6 @@ async def fetch_segmented(
                 position += size_
                 state.done[index] = position - start
                 received += size_
-                progress(size_)
                 frontier_moved.set()
                 await save()
         if position < end:
