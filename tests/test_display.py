@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from rich.console import Console
 import mirror
 from mirror import _models as m
 from mirror._display import PlainDisplay, RichDisplay
+from mirror._download import Stats
 from mirror._meter import MIN_SPAN, RateMeter, eta
 from mirror.emulator import Emulator, Fault
 
@@ -262,6 +264,49 @@ async def test_a_fetch_that_restarts_from_zero_does_not_count_its_bytes_twice(
     peak = done.index(max(d for d in done if d <= 2_000_000))
     assert any(d < 1_000_000 for d in done[peak:])
     assert seen[-1].bytes_done == SIZE
+
+
+async def test_a_file_waiting_on_retry_after_says_which_host_and_for_how_long(
+    tmp_path: Path,
+) -> None:
+    faults = [Fault(kind="status", host="ftp", status=503, retry_after=2, times=1)]
+    async with Emulator(one_fastq_catalog(7, PATH, 100_000), faults=faults) as emu:
+        doc = ena_manifest(emu.endpoints, tmp_path / "data", ["ERR7000001"])
+        host = emu.endpoints["ena_files"].removeprefix("http://")
+        seen: list[m.Progress] = []
+        async with mirror.Mirror(doc, retry=FAST_RETRY, progress_interval=0.05) as run:
+            async for event in run.events():
+                if isinstance(event, m.Progress):
+                    seen.append(event)
+        assert run.summary.verified == 1
+    waits = [p for p in seen if p.waiting]
+    assert waits
+    said = rf"waiting for {re.escape(host)}: rate limit \(503, Retry-After 2 s\)"
+    assert all(
+        re.fullmatch(said + ", retry in [012] s", line) for p in waits for line in p.waiting
+    ), waits[0].waiting
+    # Counting down, and shown on the file itself too.
+    assert waits[0].waiting[0].endswith("retry in 2 s")
+    assert waits[-1].waiting[0].endswith(("retry in 0 s", "retry in 1 s"))
+    assert [a.waiting for a in waits[0].active] == [
+        f"waiting for {host}: rate limit (503, Retry-After 2 s)"
+    ]
+    assert not seen[-1].waiting
+
+
+def test_planning_that_adds_no_file_for_a_while_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    # Only the module's own clock: the test's event loop and pytest keep the real one.
+    monkeypatch.setattr("mirror._download.time", SimpleNamespace(monotonic=clock))
+    stats = Stats()
+    clock.now += 4
+    assert stats.planning_idle() == 4.0
+    stats.planned = 3
+    assert stats.planning_idle() == 0.0
+    clock.now += 12
+    assert stats.planning_idle() == 12.0
+    stats.planning = False
+    assert stats.planning_idle() == 0.0
 
 
 # -- the command line, as cron or nohup runs it -----------------------------------------
