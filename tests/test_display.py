@@ -266,6 +266,35 @@ async def test_a_fetch_that_restarts_from_zero_does_not_count_its_bytes_twice(
     assert seen[-1].bytes_done == SIZE
 
 
+async def test_a_sliced_fetch_that_loses_unsaved_slices_does_not_count_them_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Parallel slices of 2 MiB for files from 1 MiB: the real sizes scaled down. One
+    # slice's answer is reset mid-way; the retry goes on from the slices' saved state,
+    # which is behind what had arrived, so those bytes come (and are shown) again.
+    monkeypatch.setattr("mirror._download.SEGMENT_MIN", 1 << 20)
+    monkeypatch.setattr("mirror._download.SLICE", 2 << 20)
+    size = 8_000_000
+    faults = [Fault(kind="reset", host="ftp", after_bytes=1_500_000, times=1)]
+    async with Emulator(
+        one_fastq_catalog(7, PATH, size), faults=faults, bandwidth=4_000_000
+    ) as emu:
+        doc = ena_manifest(emu.endpoints, tmp_path / "data", ["ERR7000001"])
+        seen: list[m.Progress] = []
+        async with mirror.Mirror(doc, retry=FAST_RETRY, progress_interval=0.02) as run:
+            async for event in run.events():
+                if isinstance(event, m.Progress):
+                    seen.append(event)
+        assert run.summary.verified == 1
+        await emu.wait_idle()
+        ranged = [e for e in emu.log if e.host == "ftp" and e.range is not None]
+    assert len(ranged) > 4  # four slices, and at least one asked again
+    done = [a.done for p in seen for a in p.active]
+    assert max(done) <= size, f"{max(done)} bytes shown of a {size}-byte file"
+    assert all(p.bytes_done <= p.bytes_total for p in seen)
+    assert seen[-1].bytes_done == size
+
+
 async def test_a_file_waiting_on_retry_after_says_which_host_and_for_how_long(
     tmp_path: Path,
 ) -> None:
