@@ -24,7 +24,7 @@ from rich.console import Console
 
 from ._api import Mirror
 from ._config import DEFAULT_ENDPOINTS, HostLimit, Manifest
-from ._display import Display, JsonDisplay, PlainDisplay, RichDisplay, human_bytes
+from ._display import PLAIN_INTERVAL, Display, JsonDisplay, PlainDisplay, RichDisplay, human_bytes
 from ._exceptions import CredentialsError, ManifestError, MirrorError, collapsed, is_usage_error
 from ._manifest import load_manifest, manifest_from_accessions
 from ._models import Summary, TaskStatus
@@ -83,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
         help="more detail: -v a line per file, -vv retries and throttling, -vvv debug",
     )
     common.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+    common.add_argument(
+        "--progress-interval",
+        type=_seconds,
+        default=PLAIN_INTERVAL,
+        metavar="SECONDS",
+        help="when stderr is not a terminal, a progress line this often "
+        f"(default {PLAIN_INTERVAL:.0f})",
+    )
 
     p = argparse.ArgumentParser(
         prog="mirror",
@@ -227,6 +235,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds above 0")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "state", "") is None:
@@ -301,7 +319,9 @@ def _display(args: argparse.Namespace, err: Console) -> Display:
         return JsonDisplay()
     if err.is_terminal and not args.quiet:
         return RichDisplay(err, verbose=args.verbose > 0)
-    return PlainDisplay(err, verbose=args.verbose > 0, quiet=args.quiet)
+    return PlainDisplay(
+        err, verbose=args.verbose > 0, quiet=args.quiet, interval=args.progress_interval
+    )
 
 
 async def _drive(m: Mirror, args: argparse.Namespace, err: Console) -> Summary:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ._exceptions import ChecksumMismatch, DestinationError, MirrorError, TransferError
 from ._fetch import Fetched, fetch
-from ._http import Http, redact_url
+from ._http import Http, host_key, redact_url
+from ._meter import RateMeter
 from ._models import Event, FileFailed, FileStarted, FileTask, FileVerified
 from ._paths import final_path, part_path
 from ._retry import RetryPolicy, next_delay
@@ -52,15 +53,25 @@ class Stats:
         self.done_bytes = 0
         self.received = 0
         self.planning = True
+        #: Per file being fetched: [bytes of it on disk or received in this attempt, size].
         self.active: dict[str, list[int | None]] = {}
-        self._window: list[tuple[float, int]] = []
+        #: Files sleeping before a retry: (monotonic time the sleep ends, why).
+        self.waiting: dict[str, tuple[float, str]] = {}
+        self.meter = RateMeter()
+        #: Sizes of the files that failed for good: bytes no one will wait for.
+        self.failed_bytes = 0
+        self._planned_seen = (0, time.monotonic())
 
-    def rate(self) -> float:
+    def rate(self) -> float | None:
+        """Smoothed network rate; None until bytes have flowed long enough to say."""
+        return self.meter.sample(self.received)
+
+    def planning_idle(self) -> float:
+        """Seconds since planning last added a file (0 once it is over)."""
         now = time.monotonic()
-        self._window.append((now, self.received))
-        self._window = [(t, b) for t, b in self._window if t >= now - 5] or [(now, self.received)]
-        t0, b0 = self._window[0]
-        return (self.received - b0) / (now - t0) if now > t0 else 0.0
+        if self.planned != self._planned_seen[0]:
+            self._planned_seen = (self.planned, now)
+        return now - self._planned_seen[1] if self.planning else 0.0
 
 
 class Downloader:
@@ -91,6 +102,7 @@ class Downloader:
         await asyncio.to_thread(_drop_empty_part, self.dest, task)
         await self.store.mark_failed(task.key, reason)
         self.stats.failed += 1
+        self.stats.failed_bytes += task.size or 0
         logger.warning("%s: failed: %s", task.path, reason)
         self.emit(FileFailed(path=task.path, reason=reason, final=True))
         if hooks is not None:
@@ -149,7 +161,11 @@ class Downloader:
                     return None
                 logger.info("%s: %s; retry %d in %.1fs", task.path, exc, attempt, delay)
                 self.emit(FileFailed(path=task.path, reason=str(exc), final=False))
-                await asyncio.sleep(delay)
+                self.stats.waiting[task.path] = (time.monotonic() + delay, _why(current, exc))
+                try:
+                    await asyncio.sleep(delay)
+                finally:
+                    self.stats.waiting.pop(task.path, None)
             except MirrorError as exc:
                 await self.fail(task, str(exc), hooks)
                 return None
@@ -167,6 +183,9 @@ class Downloader:
             self.stats.received += n
 
         def started(offset: int) -> None:
+            # Each attempt restates where the file stands: bytes of an attempt that
+            # were dropped (a restart, an unsaved slice) are not counted twice.
+            entry[0] = offset
             self.emit(
                 FileStarted(path=task.path, url=redact_url(task.url), size=task.size, offset=offset)
             )
@@ -203,7 +222,6 @@ class Downloader:
             except RangesUnsupported:
                 self._no_ranges.add(gate.key)
                 logger.info("%s does not serve ranges: one stream per file", gate.key)
-                entry[0] = 0
         if hooks is not None:
             task = _with_headers(task, await hooks.headers(task))
         return await fetch(
@@ -257,6 +275,17 @@ def _destination_error(exc: OSError, task: FileTask, final: Path) -> Destination
 
 def _megabytes(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
+
+
+def _why(task: FileTask, exc: TransferError) -> str:
+    """What a file's retry waits for, for the progress display."""
+    host = host_key(task.url)
+    status = getattr(exc, "status", None)
+    retry_after = getattr(exc, "retry_after", None)
+    if status in (429, 503):
+        told = f", Retry-After {retry_after:.0f} s" if retry_after else ""
+        return f"waiting for {host}: rate limit ({status}{told})"
+    return f"waiting for {host}: {exc}"
 
 
 def _drop_empty_part(dest: Path, task: FileTask) -> None:

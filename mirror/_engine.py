@@ -27,6 +27,7 @@ import functools
 import hashlib
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from ._exceptions import (
 from ._http import Http
 from ._index import write_index
 from ._metadata import MetadataWriter
+from ._meter import eta
 from ._models import (
     ActiveFile,
     Event,
@@ -72,6 +74,8 @@ _Item = tuple[FileTask, "FileHooks | None"]
 logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.5
+#: Planning that adds no file for this many seconds is shown as waiting.
+PLANNING_QUIET = 5.0
 
 
 class Engine:
@@ -416,16 +420,38 @@ class Engine:
 
     def _progress(self) -> Progress:
         s = self.stats
+        done = s.done_bytes + sum(int(e[0] or 0) for e in s.active.values())
+        rate = s.rate()
+        now = time.monotonic()
+        waits: dict[str, list[float]] = {}
+        for until, why in list(s.waiting.values()):
+            waits.setdefault(why, []).append(until - now)
+        waiting = [
+            f"{why}, retry in {max(0.0, min(left)):.0f} s"
+            + (f" ({len(left)} files)" if len(left) > 1 else "")
+            for why, left in waits.items()
+        ]
+        idle = s.planning_idle()
+        if idle >= PLANNING_QUIET:
+            waiting.append(f"planning: no new files for {idle:.0f} s, waiting for the archives")
         return Progress(
             planned=s.planned,
             planning=s.planning,
             verified=s.verified,
             failed=s.failed,
-            bytes_done=s.done_bytes + sum(int(e[0] or 0) for e in s.active.values()),
+            bytes_done=done,
             bytes_total=s.planned_bytes,
-            rate=s.rate(),
+            rate=rate,
+            eta=eta(s.planned_bytes - s.failed_bytes - done, rate),
+            unsized=s.unsized,
+            waiting=tuple(waiting),
             active=tuple(
-                ActiveFile(path=p, done=int(e[0] or 0), size=e[1])
+                ActiveFile(
+                    path=p,
+                    done=int(e[0] or 0),
+                    size=e[1],
+                    waiting=s.waiting[p][1] if p in s.waiting else None,
+                )
                 for p, e in list(s.active.items())[:20]
             ),
         )

@@ -281,8 +281,9 @@ async def fetch(
 ) -> Fetched:
     """Download ``task`` to ``final`` (via ``final.part``), or raise a :class:`TransferError`.
 
-    ``started`` hears the offset the download resumes from (0 for a fresh start)
-    before the request goes out.
+    ``progress`` hears each piece of body as it arrives; ``started`` the offset the
+    file stands at when a transfer (re)starts, before the request goes out (0 for a
+    fresh start, and again 0 when the server sends the whole file).
 
     On a retryable error the ``.part`` file keeps every byte that can be trusted,
     so the next attempt (or the next run) resumes from it. Bytes that cannot be
@@ -314,7 +315,9 @@ async def fetch(
         received = 0
         if task.size is None or offset < task.size:
             validator = record.validator if record is not None else None
-            received = await _receive(task, http, validators, sink, offset, validator, progress)
+            received = await _receive(
+                task, http, validators, sink, offset, validator, progress, started
+            )
         await asyncio.to_thread(sink.close)
         got = Received(
             md5=sink.md5.hexdigest(),
@@ -337,6 +340,7 @@ async def _receive(
     offset: int,
     validator: str | None,
     progress: Callable[[int], None],
+    started: Callable[[int], None],
 ) -> int:
     headers = dict(task.headers)
     headers.update(resume_headers(offset, validator))
@@ -356,6 +360,7 @@ async def _receive(
         if action is RangeAction.RESTART:
             if offset:
                 logger.info("%s: server sent the whole file; restarting from 0", task.path)
+                started(0)
             await asyncio.to_thread(sink.restart)
             offset = 0
         length = _content_length(resp.headers.get("Content-Length"))
@@ -405,6 +410,8 @@ async def _stream(
         async for chunk in chunks:
             batch.append(chunk)
             size += len(chunk)
+            # Reported as it arrives, not per batch: a display moves with the bytes.
+            progress(len(chunk))
             if size >= BATCH or loop.time() >= due:
                 if pending is not None:
                     await pending
@@ -413,7 +420,6 @@ async def _stream(
                     recorded = None
                 pending = loop.run_in_executor(None, sink.write, batch)
                 received += size
-                progress(size)
                 batch, size = [], 0
                 due = loop.time() + FLUSH_EVERY
     finally:
@@ -425,7 +431,6 @@ async def _stream(
         if batch:
             await loop.run_in_executor(None, sink.write, batch)
             received += size
-            progress(size)
     return received
 
 

@@ -160,20 +160,36 @@ class PlanFinished(Event):
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ActiveFile:
     path: str
+    #: Bytes of the file on disk or received so far (a restart from zero starts again).
     done: int
     size: int | None
+    #: Set while the file sleeps before a retry: what it waits for.
+    waiting: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Progress(Event):
+    """The state of a run, sent every progress interval.
+
+    While ``planning`` is true, ``planned`` and ``bytes_total`` still grow. ``rate``
+    (bytes/s, smoothed) and ``eta`` (seconds) are None until there is enough signal
+    to estimate them; ``eta`` counts only the bytes planned so far, and not the
+    ``unsized`` files.
+    """
+
     planned: int
     planning: bool
     verified: int
     failed: int
     bytes_done: int
     bytes_total: int
-    rate: float
+    rate: float | None
     active: tuple[ActiveFile, ...] = ()
+    eta: float | None = None
+    #: Files planned so far whose size the archive does not give.
+    unsized: int = 0
+    #: What stalled phases wait for, one line each (a host's rate limit, planning).
+    waiting: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

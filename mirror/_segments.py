@@ -115,7 +115,11 @@ async def fetch_segmented(
     verifier: Verifier | None = None,
     commit: Callable[[Fetched], Awaitable[None]] | None = None,
 ) -> Fetched:
-    """Download ``task`` (whose ``size`` must be known) in parallel Range slices."""
+    """Download ``task`` (whose ``size`` must be known) in parallel Range slices.
+
+    ``progress`` hears each piece of body as it arrives; ``started`` how many bytes
+    the slices already hold when the transfer (re)starts.
+    """
     if task.size is None:
         raise ValueError("a segmented download needs the file's size")
     size = task.size
@@ -185,13 +189,13 @@ async def fetch_segmented(
                 )
                 batch.append(piece)
                 size_ += len(piece)
+                progress(len(piece))
                 now = loop.time()
                 if size_ >= SLICE_BATCH or position + size_ >= end or now >= due:
                     await loop.run_in_executor(None, _pwrite_all, fd, batch, position)
                     position += size_
                     state.done[index] = position - start
                     received += size_
-                    progress(size_)
                     batch, size_ = [], 0
                     frontier_moved.set()
                     # The sidecar is written after the bytes it describes, every
@@ -208,7 +212,6 @@ async def fetch_segmented(
                 position += size_
                 state.done[index] = position - start
                 received += size_
-                progress(size_)
                 frontier_moved.set()
                 await save()
         if position < end:
