@@ -414,16 +414,17 @@ async def _raise_for(raw: aiohttp.ClientResponse, url: str, gate: HostGate) -> N
         body = ""
     detail = _short(body) or raw.reason or ""
     shown = redact_url(url)
+    said = f"{shown}: HTTP {raw.status}" + (f": {detail}" if detail else "")
     if raw.status in (429, 503):
         retry_after = parse_retry_after(raw.headers.get("Retry-After"))
         gate.throttled(retry_after)
         raise RateLimited(
             raw.status,
-            f"{shown}: HTTP {raw.status} {detail}".strip(),
+            said,
             url=url,
             retry_after=retry_after,
         )
-    raise HTTPStatusError(raw.status, f"{shown}: HTTP {raw.status} {detail}".strip(), url=url)
+    raise HTTPStatusError(raw.status, said, url=url)
 
 
 def _short(body: str) -> str:

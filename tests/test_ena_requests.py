@@ -120,7 +120,7 @@ async def test_invalid_field_answer_is_a_clear_error(http: Http, tmp_path: Path)
         with pytest.raises(SourceError) as err:
             await collect(source(http, tmp_path, ["ERR164407"], []))
     assert str(err.value) == (
-        f"ENA Portal rejected the query: {PORTAL}/search: HTTP 400 "
+        f"ENA Portal rejected the query: {PORTAL}/search: HTTP 400: "
         "Invalid fieldName(s) supplied: library_layout"
     )
 

@@ -114,6 +114,43 @@ async def test_cursor_paged_downloads_and_analyses_without_downloads(tmp_path: P
         assert any(acc in w and "no downloads" in w for w in warnings)
 
 
+async def test_a_filter_that_matches_nothing_fails_the_entry_naming_what_exists(
+    tmp_path: Path,
+) -> None:
+    catalog = Catalog.generate_mgnify(seed=5, analyses=6)
+    formats = sorted(
+        {d.format_name for a in catalog.iter_mgnify_analyses() for d in a.downloads},
+        key=str.casefold,
+    )
+    async with Emulator(catalog) as emu:
+        doc = mgnify_manifest(emu, tmp_path, studies=[STUDY], formats=["TSVV"])
+        summary = await mirror.run(doc, retry=FAST_RETRY)
+        files = [e for e in emu.log if "/file/" in e.path]
+    assert (summary.planned, summary.exit_code, files) == (0, 1, [])
+    [error] = summary.errors
+    assert error.startswith("sources[0].mgnify: nothing to download: ")
+    assert f"formats 'TSVV' matched no download (the formats listed: {', '.join(formats)})" in (
+        error
+    )
+
+
+async def test_one_filter_value_that_matches_nothing_is_a_warning(tmp_path: Path) -> None:
+    catalog = Catalog.generate_mgnify(seed=5, analyses=6)
+    async with Emulator(catalog) as emu:
+        doc = mgnify_manifest(emu, tmp_path, studies=[STUDY], formats=["TSV", "tssv"])
+        warnings: list[str] = []
+        async with mirror.Mirror(doc, retry=FAST_RETRY) as m:
+            async for event in m.events():
+                if event.kind == "warning":
+                    warnings.append(getattr(event, "message", ""))
+    assert m.summary.planned == m.summary.verified > 0
+    assert m.summary.exit_code == 0
+    assert [w for w in warnings if "matched no download" in w] == [
+        w for w in warnings if w.startswith("MGnify: formats 'tssv' matched no download")
+    ]
+    assert any("matched no download" in w for w in warnings)
+
+
 def _files_under(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()]
 

@@ -155,11 +155,12 @@ async def test_plan_is_exactly_the_recorded_downloads(
 
 
 async def test_unknown_study_plans_nothing_and_says_so(tmp_path: Path) -> None:
-    """An unknown study is a 200 with an empty list: a warning naming it, exit 0."""
+    """An unknown study is a 200 with an empty list: the entry yields nothing, exit 1."""
     async with Replay(routes()) as replay:
         code, out, err = await plan(tmp_path, replay, studies=["MGYS99999999"])
-    assert (code, out) == (0, "0 files, 0 bytes (0 B)\n")
+    assert (code, out) == (1, "0 files, 0 bytes (0 B)\n")
     assert "MGYS99999999: no analyses" in err
+    assert "nothing to download: MGYS99999999 listed no downloads" in err
     assert "Traceback" not in err
 
 

@@ -16,14 +16,13 @@ Facts this module relies on (ARCHIVES.md, research/mgnify-enterobase-cram.md):
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
 from .._config import DEFAULT_ENDPOINTS, MgnifySpec
-from .._exceptions import HTTPStatusError, MirrorError, SourceError, UnsafePathError
+from .._exceptions import EmptyEntry, HTTPStatusError, SourceError, UnsafePathError, collapsed
 from .._models import FileTask
 from .._paths import safe_name
 from .._streams import produced
@@ -81,33 +80,6 @@ def download_task(analysis: str, item: dict[str, Any], follow: Any = lambda u: u
     )
 
 
-def _reason(exc: HTTPStatusError) -> str:
-    """The error as the service worded it: a JSON:API body's ``detail``s, not its JSON."""
-    text = str(exc)
-    start = text.find("{")
-    try:
-        doc = json.loads(text[start:]) if start >= 0 else None
-    except ValueError:
-        return text
-    errors = doc.get("errors") if isinstance(doc, dict) else None
-    found = [e.get("detail") for e in errors or () if isinstance(e, dict)]
-    details = [d for d in found if isinstance(d, str)]
-    return f"{text[:start].rstrip()}: {' '.join(details)}" if details else text
-
-
-def _first(group: ExceptionGroup[Exception]) -> Exception:
-    """The error a failed group stands for: the first of ours, else the first at all."""
-    leaves: list[Exception] = []
-    stack: list[Exception] = list(group.exceptions)
-    while stack:
-        exc = stack.pop(0)
-        if isinstance(exc, ExceptionGroup):
-            stack[:0] = list(exc.exceptions)
-        else:
-            leaves.append(exc)
-    return next((e for e in leaves if isinstance(e, MirrorError)), leaves[0])
-
-
 class MgnifySource:
     """Expands an ``mgnify:`` manifest entry through the MGnify v1 API."""
 
@@ -121,6 +93,10 @@ class MgnifySource:
         self._groups = _lower(spec.groups)
         self._formats = _lower(spec.formats)
         self._labels = _lower(spec.labels)
+        #: Per filter, every value the listed downloads carry (as the service spells it):
+        #: a filter that matches nothing is reported with the values that exist.
+        self._seen: dict[str, set[str]] = {"groups": set(), "formats": set(), "labels": set()}
+        self._listed = self._planned = 0
 
     def _follow(self, url: str) -> str:
         return rewrite(url, self.base, self._default)
@@ -148,16 +124,16 @@ class MgnifySource:
             while (record := await analyses.get()) is not None:
                 tasks = await self._downloads(record)
                 if tasks:
+                    self._planned += len(tasks)
                     await emit(tasks)
 
-        try:
+        # The source fails with its own error (one line for the user), not a group.
+        with collapsed():
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(list_analyses())
                 for _ in range(ANALYSES_AT_ONCE):
                     tg.create_task(expand_analyses())
-        except ExceptionGroup as group:
-            # The source fails with its own error (one line for the user), not a group.
-            raise _first(group) from None
+        self._report_filters()
 
     async def _study_analyses(self, study: str) -> AsyncIterator[dict[str, Any]]:
         params = []
@@ -175,7 +151,7 @@ class MgnifySource:
             if exc.status == 404:
                 self.ctx.warn(f"MGnify: {study}: no such study")
                 return
-            raise SourceError(f"MGnify: {study}: {_reason(exc)}") from exc
+            raise SourceError(f"MGnify: {study}: {exc}") from exc
         if not found:
             version = self.spec.pipeline_version
             self.ctx.warn(
@@ -190,7 +166,7 @@ class MgnifySource:
             if exc.status == 404:
                 self.ctx.warn(f"MGnify: {accession}: no such analysis")
                 return None
-            raise SourceError(f"MGnify: {accession}: {_reason(exc)}") from exc
+            raise SourceError(f"MGnify: {accession}: {exc}") from exc
         record = doc.get("data") if isinstance(doc, dict) else None
         if not isinstance(record, dict):
             raise SourceError(f"MGnify: {accession}: not a JSON:API resource document")
@@ -223,8 +199,10 @@ class MgnifySource:
         async for page in iter_jsonapi(self.ctx.http, url, follow=self._follow):
             for item in page:
                 listed += 1
+                self._note(item)
                 if self._wanted(item):
                     tasks.append(download_task(accession, item, self._follow))
+        self._listed += listed
         if not listed:
             status = _text((record.get("attributes") or {}).get("analysis-status"))
             self.ctx.warn(
@@ -232,6 +210,48 @@ class MgnifySource:
                 + (f" (analysis status: {status})" if status else "")
             )
         return tasks
+
+    def _note(self, item: dict[str, Any]) -> None:
+        attrs = item.get("attributes") or {}
+        for key, value in (
+            ("groups", attrs.get("group-type")),
+            ("formats", (attrs.get("file-format") or {}).get("name")),
+            ("labels", (attrs.get("description") or {}).get("label")),
+        ):
+            if _text(value):
+                self._seen[key].add(_text(value))
+
+    def _report_filters(self) -> None:
+        """Name filter values no download carries; fail the entry if it planned nothing.
+
+        A typo in ``formats:`` or ``groups:`` otherwise looks like an empty study: the
+        values that do exist are listed so the user can correct it.
+        """
+        unmatched: list[str] = []
+        for key, wanted in (
+            ("groups", self.spec.groups),
+            ("formats", self.spec.formats),
+            ("labels", self.spec.labels),
+        ):
+            seen = {v.casefold() for v in self._seen[key]}
+            missing = [v for v in wanted if v.casefold() not in seen]
+            if missing and self._listed:
+                have = ", ".join(sorted(self._seen[key], key=str.casefold)) or "none"
+                unmatched.append(
+                    f"{key} {', '.join(repr(v) for v in missing)} matched no download "
+                    f"(the {key} listed: {have})"
+                )
+        if self._planned:
+            for line in unmatched:
+                self.ctx.warn(f"MGnify: {line}")
+            return
+        asked = ", ".join((*self.spec.studies, *self.spec.analyses))
+        if not self._listed:
+            raise EmptyEntry(f"nothing to download: {asked} listed no downloads")
+        why = "; ".join(unmatched) or "no download passes the filters"
+        raise EmptyEntry(
+            f"nothing to download: {self._listed} downloads of {asked} listed, none kept: {why}"
+        )
 
     def _wanted(self, item: dict[str, Any]) -> bool:
         attrs = item.get("attributes") or {}
