@@ -31,7 +31,7 @@ from ._mgnify import MGNIFY_LATEST, MGNIFY_PREFIX, build_mgnify_app
 from ._mgnify_records import MgnifyDownload, download_key
 from ._middleware import record
 from ._records import EnaFile
-from ._webin import WEBIN_PREFIX, build_webin_app
+from ._webin import DROPBOX_PREFIX, WEBIN_PREFIX, build_dropbox_app, build_webin_app
 from ._webin_records import DEFAULT_WEBIN_ACCOUNTS
 from ._webin_state import WebinState
 
@@ -44,6 +44,7 @@ def _www(app: web.Application) -> None:
     app.add_subapp(MGNIFY_LATEST, build_mgnify_app())
     app.add_subapp(CRAM_PREFIX, build_cram_app())
     app.add_subapp(WEBIN_PREFIX, build_webin_app())
+    app.add_subapp(DROPBOX_PREFIX, build_dropbox_app())
     app.add_subapp(BROWSER_PREFIX, build_browser_app())
     app.add_subapp(TAXONOMY_PREFIX, build_taxonomy_app())
 
