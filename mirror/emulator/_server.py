@@ -84,8 +84,8 @@ _MAX_BODY = 32 * 1024 * 1024
 class Emulator(EgaControls, EnaControls):
     """The archives on loopback, one port per host.
 
-    ``www``: ENA's Portal API, CRAM reference registry and Webin REST V2 submission
-    service, and MGnify's v1 API; ``ftp``: ENA's file tree;
+    ``www``: ENA's Portal API, CRAM reference registry and Webin submission services
+    (REST V2 and the drop-box), and MGnify's v1 API; ``ftp``: ENA's file tree;
     ``enterobase``: EnteroBase's API v2.0 and its FASTA downloads; ``ega``: EGA's REST
     API v2 (access and download servers) and its current Data API (token, metadata,
     plain files). Use as ``async with Emulator(Catalog.demo()) as emu:`` and point
