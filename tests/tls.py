@@ -17,6 +17,8 @@ NAMES = (
     "127.0.0.1",
     "localhost",
     "www.ebi.ac.uk",
+    # ENA's test service: clients' --dev/--test switches submit there.
+    "wwwdev.ebi.ac.uk",
     "ftp.sra.ebi.ac.uk",
     # NCBI E-utilities: ffq asks them too; its test answers them from a loopback stub.
     "eutils.ncbi.nlm.nih.gov",

@@ -10,7 +10,7 @@ from aiohttp.typedefs import Middleware
 
 from ._context import CONTEXT, EXCHANGE
 from ._log import Exchange, redact_query
-from ._webin import WEBIN_PREFIX
+from ._webin import DROPBOX_PREFIX, WEBIN_PREFIX
 
 __all__ = ["record"]
 
@@ -19,7 +19,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Where POST bodies are never logged, by host: path prefixes. EGA's bodies carry
 # passwords and rekeys; Webin's are whole submission documents (unpublished metadata,
 # up to 15 MB) that the log has no use for.
-_FORMLESS: Mapping[str, tuple[str, ...]] = {"ega": ("/",), "www": (WEBIN_PREFIX,)}
+_FORMLESS: Mapping[str, tuple[str, ...]] = {"ega": ("/",), "www": (WEBIN_PREFIX, DROPBOX_PREFIX)}
 
 
 def record(host: str) -> Middleware:

@@ -31,7 +31,7 @@ from ._mgnify import MGNIFY_LATEST, MGNIFY_PREFIX, build_mgnify_app
 from ._mgnify_records import MgnifyDownload, download_key
 from ._middleware import record
 from ._records import EnaFile
-from ._webin import WEBIN_PREFIX, build_webin_app
+from ._webin import DROPBOX_PREFIX, WEBIN_PREFIX, build_dropbox_app, build_webin_app
 from ._webin_records import DEFAULT_WEBIN_ACCOUNTS
 from ._webin_state import WebinState
 
@@ -44,6 +44,7 @@ def _www(app: web.Application) -> None:
     app.add_subapp(MGNIFY_LATEST, build_mgnify_app())
     app.add_subapp(CRAM_PREFIX, build_cram_app())
     app.add_subapp(WEBIN_PREFIX, build_webin_app())
+    app.add_subapp(DROPBOX_PREFIX, build_dropbox_app())
     app.add_subapp(BROWSER_PREFIX, build_browser_app())
     app.add_subapp(TAXONOMY_PREFIX, build_taxonomy_app())
 
@@ -83,8 +84,8 @@ _MAX_BODY = 32 * 1024 * 1024
 class Emulator(EgaControls, EnaControls):
     """The archives on loopback, one port per host.
 
-    ``www``: ENA's Portal API, CRAM reference registry and Webin REST V2 submission
-    service, and MGnify's v1 API; ``ftp``: ENA's file tree;
+    ``www``: ENA's Portal API, CRAM reference registry and Webin submission services
+    (REST V2 and the drop-box), and MGnify's v1 API; ``ftp``: ENA's file tree;
     ``enterobase``: EnteroBase's API v2.0 and its FASTA downloads; ``ega``: EGA's REST
     API v2 (access and download servers) and its current Data API (token, metadata,
     plain files). Use as ``async with Emulator(Catalog.demo()) as emu:`` and point

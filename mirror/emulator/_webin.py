@@ -1,7 +1,10 @@
-"""ENA's Webin REST V2 submission service (``/ena/submit/webin-v2``): submit, queue, poll."""
+"""ENA's Webin submission services: REST V2 (``/ena/submit/webin-v2``: submit, queue,
+poll) and the older drop-box (``/ena/submit/drop-box/submit/``), one XML document per
+object type as a multipart form part, which ena-upload-cli still uses."""
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import PurePosixPath
 
 from aiohttp import BodyPartReader, web
@@ -18,9 +21,10 @@ from ._webin_wire import (
     receipt_body,
 )
 
-__all__ = ["WEBIN_PREFIX", "build_webin_app"]
+__all__ = ["DROPBOX_PREFIX", "WEBIN_PREFIX", "build_dropbox_app", "build_webin_app"]
 
 WEBIN_PREFIX = "/ena/submit/webin-v2"
+DROPBOX_PREFIX = "/ena/submit/drop-box"
 # Faults a Webin answer can meet once the submission is processed: the receipt lost
 # or damaged in transit. Status faults are decided before (see _gate).
 _BODY_FAULTS = frozenset({"reset", "truncate", "short", "slow", "gzip_header"})
@@ -160,6 +164,55 @@ async def _poll(request: web.Request) -> web.StreamResponse:
     # Without a preference in Accept, the receipt comes as the queue answer did.
     out = negotiate(accept, fmt)
     return await _send(request, receipt_body(receipt, out), out)
+
+
+async def _dropbox_parts(request: web.Request) -> Document | DocumentError:
+    """The form parts (SUBMISSION, STUDY, SAMPLE, …: one ``*_SET`` document each) read
+    as the one ``<WEBIN>`` document holding them all, as REST V2 takes them."""
+    if request.content_type != "multipart/form-data":
+        raise _BadRequest
+    webin = ET.Element("WEBIN")
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                await part.release()
+                continue
+            data = bytes(await part.read())
+            try:
+                webin.append(ET.fromstring(data))
+            except ET.ParseError as exc:
+                return DocumentError(f"Invalid {part.name} XML: {exc}.")
+    except ValueError as exc:  # aiohttp's word for a malformed multipart body
+        raise _BadRequest from exc
+    if not len(webin):
+        raise _BadRequest
+    try:
+        return parse_document(ET.tostring(webin), "xml")
+    except DocumentError as exc:
+        return exc
+
+
+async def _dropbox_submit(request: web.Request) -> web.StreamResponse:
+    gate = _gate(request)
+    if not isinstance(gate, str):
+        return gate
+    ctx = request.config_dict[CONTEXT]
+    try:
+        doc = await _dropbox_parts(request)
+    except _BadRequest:
+        return _error(request, 400, "Bad Request", negotiate(request.headers.get("Accept"), "json"))
+    receipt = ctx.webin.submit(gate, doc, today=ctx.clock.today)
+    # The drop-box answers an XML receipt only, whatever Accept says.
+    return await _send(request, receipt_body(receipt, "xml"), "xml")
+
+
+def build_dropbox_app() -> web.Application:
+    """The drop-box, mounted at DROPBOX_PREFIX on the ``www`` host."""
+    app = web.Application()
+    app.router.add_post("/submit/", _dropbox_submit)
+    app.router.add_post("/submit", _dropbox_submit)
+    return app
 
 
 def build_webin_app() -> web.Application:
