@@ -118,8 +118,6 @@ class DestinationError(MirrorError):
     its bytes and the next run resumes once there is room (or write access).
     """
 
-    reference = "destination-error"
-
     def __init__(self, message: str, *, path: str = "", needed: int | None = None) -> None:
         #: The file that could not be written.
         self.path = path
@@ -163,8 +161,6 @@ class UnexpectedAnswer(TransferError):
     """A success status whose body is not the API's answer: a maintenance or proxy
     page, a JSON error object, a report without the columns asked for. Such pages
     come and go with the outage behind them, so it is retried like one."""
-
-    reference = "unexpected-answer"
 
 
 class ConnectionFailed(TransferError):
