@@ -16,6 +16,8 @@ import logging
 import os
 import signal
 import sys
+import time
+import typing
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -54,8 +56,16 @@ WEBIN_PASSWORD) or ~/.netrc, never from the manifest.
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that says where to read more."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        message = message.removeprefix("argument ")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--dest", metavar="DIR", help="root of the local mirror (overrides the manifest's dest)"
     )
@@ -84,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="mirror",
         description="Bulk, resumable, MD5-verified downloads from EMBL-EBI archives "
         "(ENA, MGnify, EnteroBase, EGA, CRAM references).",
@@ -221,9 +231,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
     return value
 
 
@@ -246,13 +259,52 @@ def main(argv: list[str] | None = None) -> int:
         with collapsed():
             return _run_async(commands[args.command](args, err))
     except MirrorError as exc:
-        # One line per error: the first, then any others a task group held.
-        for line in (str(exc), *getattr(exc, "__notes__", ())):
+        # One line per error: the first, then any others a task group held (once each:
+        # workers side by side often meet the same one).
+        lines = list(dict.fromkeys((str(exc), *getattr(exc, "__notes__", ()))))
+        for line in lines:
             err.print(f"mirror: error: {line}", markup=False)
-        return EXIT_USAGE if is_usage_error(exc) else EXIT_FAILED
+        code = EXIT_USAGE if is_usage_error(exc) else EXIT_FAILED
+        if getattr(args, "json", False) and args.command in _STREAMING:
+            # A consumer of the event stream learns the end from the stream itself.
+            with contextlib.suppress(BrokenPipeError):
+                print(_json(_failed_event(code, lines)), flush=True)
+        return code
     except KeyboardInterrupt:
         err.print("mirror: interrupted; state saved, re-run to resume", markup=False)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Whoever read our output stopped reading (``mirror get --json ... | head``):
+        # stop as an interruption would, quietly; the state is saved.
+        _silence_stdout()
+        return EXIT_INTERRUPTED
+    except BaseExceptionGroup as group:
+        if group.subgroup(BrokenPipeError) is None:
+            raise
+        _silence_stdout()
+        return EXIT_INTERRUPTED
+
+
+#: Commands whose ``--json`` output is a stream of events ending in ``run-finished``.
+_STREAMING = frozenset({"run", "get", "demo"})
+
+
+def _failed_event(code: int, errors: list[str]) -> dict[str, object]:
+    return {
+        "event": "run-finished",
+        "time": round(time.time(), 3),
+        "summary": None,
+        "exit_code": code,
+        "errors": errors,
+    }
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _run_async(coro: Coroutine[Any, Any, int]) -> int:

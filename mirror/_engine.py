@@ -34,6 +34,9 @@ from ._credentials import Credentials, Secret
 from ._download import Downloader, Stats
 from ._exceptions import (
     CredentialsError,
+    ManifestError,
+    MirrorError,
+    StateError,
     collapsed,
     expected_errors,
 )
@@ -106,8 +109,10 @@ class Engine:
         """
         self._once()
         sources_ready = self._check_sources()
+        await asyncio.to_thread(self._check_dest)
         store = await open_store(self._state_url, self.dest)
         run_id = 0
+        failing: BaseException | None = None
         try:
             run_id = await store.begin_run()
             async with Http(self.manifest.host_limit, retry=self.retry) as http:
@@ -120,10 +125,13 @@ class Engine:
                 finally:
                     await asyncio.to_thread(ctx.metadata.discard)
             counts = await store.counts(run_id)
+        except BaseException as exc:
+            failing = exc
+            raise
         finally:
             try:
                 if run_id:
-                    await write_index(store, run_id, self.dest)
+                    await self._write_index(store, run_id, failing)
             finally:
                 await store.aclose()
         return Summary(
@@ -167,6 +175,25 @@ class Engine:
             await store.aclose()
         return files, total
 
+    def _check_dest(self) -> None:
+        """Refuse a ``dest`` whose ``index.tsv`` cannot be written, before any download."""
+        index = self.dest / "index.tsv"
+        if index.is_dir() or (index.exists() and not index.is_file()):
+            raise ManifestError(
+                "is not a file; the mirror lists its files there: move it away and re-run",
+                file=str(index),
+            )
+
+    async def _write_index(self, store: Store, run_id: int, failing: BaseException | None) -> None:
+        try:
+            await write_index(store, run_id, self.dest)
+        except MirrorError as exc:
+            if failing is None:
+                raise
+            # The error that stopped the run is the one to tell; this one follows it.
+            if isinstance(failing, MirrorError):
+                failing.add_note(str(exc))
+
     def _once(self) -> None:
         if self._started:
             raise RuntimeError("an Engine runs once; build a new one to run again")
@@ -179,7 +206,8 @@ class Engine:
         is one line naming the source. Credentials refused count as ``refused``.
         """
         errors = expected_errors(exc)
-        if errors is None:
+        # A state store that cannot be written (a full disk) stops the run, not a source.
+        if errors is None or any(isinstance(e, StateError) for e in errors):
             return False
         # Producers running side by side often meet the same refusal: say it once.
         for error in {str(e): e for e in errors}.values():
@@ -218,18 +246,28 @@ class Engine:
         anything is planned or downloaded.
         """
         makers: list[Callable[[SourceContext], Source]] = []
+        missing: list[CredentialsError] = []
         for i, spec in enumerate(self.manifest.sources):
-            if isinstance(spec, EnaSpec):
-                makers.append(functools.partial(EnaSource, spec))
-            elif isinstance(spec, MgnifySpec):
-                makers.append(functools.partial(MgnifySource, spec))
-            elif isinstance(spec, EnterobaseSpec):
-                token = self._enterobase_token(i)
-                makers.append(functools.partial(_enterobase, spec, token))
-            elif isinstance(spec, EgaSpec):
-                makers.append(functools.partial(_ega, spec, self._ega_login(i, spec)))
-            elif isinstance(spec, CramRefsSpec):
-                makers.append(functools.partial(CramRefSource, spec))
+            try:
+                if isinstance(spec, EnaSpec):
+                    makers.append(functools.partial(EnaSource, spec))
+                elif isinstance(spec, MgnifySpec):
+                    makers.append(functools.partial(MgnifySource, spec))
+                elif isinstance(spec, EnterobaseSpec):
+                    token = self._enterobase_token(i)
+                    makers.append(functools.partial(_enterobase, spec, token))
+                elif isinstance(spec, EgaSpec):
+                    makers.append(functools.partial(_ega, spec, self._ega_login(i, spec)))
+                elif isinstance(spec, CramRefsSpec):
+                    makers.append(functools.partial(CramRefSource, spec))
+            except CredentialsError as exc:
+                missing.append(exc)
+        if missing:
+            # Every source's missing credentials at once: one fix, then one re-run.
+            first = missing[0]
+            for other in missing[1:]:
+                first.add_note(str(other))
+            raise first
         return makers
 
     def _ega_login(self, index: int, spec: EgaSpec) -> EgaLogin:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -90,9 +91,22 @@ class SQLiteStore:
                 return fn(self._db)
             # OverflowError: an integer SQLite cannot store (a size past 2**63).
             except (sqlite3.Error, OverflowError) as exc:
-                raise StateError(f"state store {self.path}: {exc}") from exc
+                raise StateError(self._describe(exc)) from exc
 
         return await asyncio.get_running_loop().run_in_executor(self._thread, run)
+
+    def _describe(self, exc: BaseException, doing: str = "state store") -> str:
+        """One line for a failed statement; a full disk says where and how much is left."""
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            try:
+                free = f"{_mib(shutil.disk_usage(self.path.parent).free)} free"
+            except OSError:
+                free = "free space unknown"
+            return (
+                f"{doing} {self.path}: the disk is full ({free} on {self.path.parent}); "
+                "free some space and re-run to resume"
+            )
+        return f"{doing} {self.path}: {exc}"
 
     async def open(self) -> None:
         def connect() -> None:
@@ -127,7 +141,7 @@ class SQLiteStore:
                             f"(schema {row[0]}); upgrade ebi-mirror"
                         )
             except (sqlite3.Error, OSError) as exc:
-                raise StateError(f"cannot open state store {self.path}: {exc}") from exc
+                raise StateError(self._describe(exc, "cannot open state store")) from exc
             self._db = db
 
         await asyncio.get_running_loop().run_in_executor(self._thread, connect)
@@ -289,6 +303,10 @@ class SQLiteStore:
             for row in rows:
                 yield _stored(row)
             after = str(rows[-1][0])
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
 
 
 def _stored(row: tuple[object, ...]) -> StoredFile:

@@ -92,8 +92,8 @@ class EgaDataSource:
             except HTTPStatusError as exc:
                 if exc.status in (400, 401, 403):
                     raise CredentialsError(
-                        f"EGA refused the login of {self.login.username} "
-                        f"(EGA_USERNAME/EGA_PASSWORD): HTTP {exc.status}"
+                        # The user name is personal data: it stays out of messages and logs.
+                        f"EGA refused the login (EGA_USERNAME/EGA_PASSWORD): HTTP {exc.status}"
                     ) from None
                 raise
             if not isinstance(doc, dict) or not isinstance(doc.get("access_token"), str):
@@ -101,7 +101,7 @@ class EgaDataSource:
             self._token = doc["access_token"]
             self._lifetime = float(doc.get("expires_in") or 3600)
             self._expires = now + self._lifetime
-            logger.info("EGA: token for %s, valid %.0fs", self.login.username, self._lifetime)
+            logger.info("EGA: token valid %.0fs", self._lifetime)
             return self._token
 
     async def _get(self, path: str) -> Any:
