@@ -28,7 +28,7 @@ from ._api import Mirror
 from ._config import DEFAULT_ENDPOINTS, HostLimit, Manifest
 from ._display import Display, JsonDisplay, PlainDisplay, RichDisplay, human_bytes
 from ._exceptions import CredentialsError, ManifestError, MirrorError, collapsed, is_usage_error
-from ._manifest import load_manifest, manifest_from_accessions
+from ._manifest import accessions_from_text, load_manifest, manifest_from_accessions
 from ._models import Summary, TaskStatus
 
 __all__ = ["main"]
@@ -134,7 +134,8 @@ def _parser() -> argparse.ArgumentParser:
         "-i",
         "--input",
         metavar="FILE",
-        help="read accessions from FILE, one per line ('-' for stdin)",
+        help="read accessions from FILE ('-' for stdin): one or more a line, separated by "
+        "tabs, commas or blanks; '#' starts a comment",
     )
     get.add_argument(
         "--files",
@@ -373,7 +374,8 @@ async def _get(args: argparse.Namespace, err: Console) -> int:
     accessions = list(args.accessions)
     if args.input:
         text = sys.stdin.read() if args.input == "-" else _read(args.input)
-        accessions += [line.split("#", 1)[0].strip() for line in text.splitlines()]
+        name = "<stdin>" if args.input == "-" else args.input
+        accessions += accessions_from_text(text, file=name)
     accessions = [a for a in accessions if a]
     if not accessions:
         raise ManifestError(
@@ -417,9 +419,16 @@ def _has_state(dest: Path) -> bool:
 
 def _read(path: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise ManifestError(f"cannot read accession list: {exc.strerror}", file=path) from exc
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ManifestError(
+            f"cannot read accession list: not UTF-8 text ({exc.reason})", file=path, line=line
+        ) from exc
 
 
 def _finish(summary: Summary, manifest: Manifest, args: argparse.Namespace, err: Console) -> int:

@@ -41,7 +41,13 @@ from ._config import (
 )
 from ._exceptions import ManifestError
 
-__all__ = ["DICT_ORIGIN", "MAX_WORKERS", "load_manifest", "manifest_from_accessions"]
+__all__ = [
+    "DICT_ORIGIN",
+    "MAX_WORKERS",
+    "accessions_from_text",
+    "load_manifest",
+    "manifest_from_accessions",
+]
 
 #: What errors name as the "file" when the manifest was given as a mapping.
 DICT_ORIGIN: Final = "<dict>"
@@ -213,6 +219,35 @@ def manifest_from_accessions(
         workers=workers,
         origin=origin,
     )
+
+
+def accessions_from_text(text: str, *, file: str) -> list[str]:
+    """The accessions of an ``-i`` list: one or more a line, tab-, comma- or blank-separated.
+
+    A byte-order mark, blank lines and ``#`` comments are allowed. Every entry that is
+    not an accession is reported, each with its line: one ``ManifestError`` whose notes
+    hold the others, so a long list is fixed in one pass.
+    """
+    found: list[str] = []
+    bad: list[ManifestError] = []
+    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
+        for entry in _ENTRY_SEPARATORS.split(line.split("#", 1)[0]):
+            if not entry:
+                continue
+            if archive_of(entry) is None:
+                message = f"{_show(entry)} is not an ENA, MGnify or EGA accession"
+                bad.append(ManifestError(message + _case_hint(entry), file=file, line=number))
+            else:
+                found.append(entry)
+    if bad:
+        first = bad[0]
+        for other in bad[1:]:
+            first.add_note(str(other))
+        raise first
+    return found
+
+
+_ENTRY_SEPARATORS: Final = re.compile(r"[\s,;]+")
 
 
 def _families_given(files: Sequence[str], origin: str) -> tuple[EnaFamily, ...]:

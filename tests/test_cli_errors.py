@@ -22,7 +22,7 @@ from mirror._cli import main
 from mirror._state._sqlite import SQLiteStore
 from mirror.emulator import Catalog, EnaFile, EnaRun
 
-from .conftest import mirror_cmd
+from .conftest import mirror_cmd, read_index
 
 ENA_RUN = "ERR120000001"
 
@@ -249,3 +249,36 @@ def test_the_ega_user_name_never_reaches_logs_or_files(
     for path in (tmp_path / "data").rglob("*"):
         if path.is_file():
             assert b"someone.private" not in path.read_bytes(), path
+
+
+def test_get_reads_a_list_with_a_bom_tabs_commas_and_comments(
+    emulator_process: Any, tmp_path: Path
+) -> None:
+    emu = emulator_process(Catalog.demo())
+    listing = tmp_path / "runs.tsv"
+    listing.write_bytes(
+        b"\xef\xbb\xbfERR4080002\tERR164407\n# from the spreadsheet\n\n"
+        b"ERR4080001,ERR4080002  # again\n"
+    )
+    endpoints = [f"--endpoint={k}={v}" for k, v in emu.endpoints.items()]
+    out = mirror_cmd("get", "-i", str(listing), "--dest", str(tmp_path / "d"), "-q", *endpoints)
+    assert out.returncode == 0, out.stderr
+    assert {r["accession"] for r in read_index(tmp_path / "d")} == {
+        "ERR4080002",
+        "ERR164407",
+        "ERR4080001",
+    }
+
+
+def test_get_names_every_bad_entry_of_a_list_with_its_line(tmp_path: Path) -> None:
+    listing = tmp_path / "runs.txt"
+    listing.write_text("ERR164407\nXRR1, ERR4080001\n# fine\nerr4080002\tnope\n")
+    out = mirror_cmd("get", "-i", str(listing), "--dest", str(tmp_path / "d"))
+    assert out.returncode == 2, out.stderr
+    assert error_lines(out.stderr) == [
+        f"mirror: error: {listing}:2: 'XRR1' is not an ENA, MGnify or EGA accession",
+        f"mirror: error: {listing}:4: 'err4080002' is not an ENA, MGnify or EGA accession "
+        "(accessions are upper case: 'ERR4080002')",
+        f"mirror: error: {listing}:4: 'nope' is not an ENA, MGnify or EGA accession",
+    ]
+    assert not (tmp_path / "d").exists()
