@@ -78,7 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--state",
         metavar="URL",
-        help="state store, sqlite:///PATH (default: MIRROR_STATE, else DEST/.mirror/state.sqlite)",
+        help="state store: a path, or sqlite:///PATH (relative to the current directory; "
+        "sqlite:////abs/path is absolute). Default: MIRROR_STATE, else "
+        "DEST/.mirror/state.sqlite",
     )
     common.add_argument(
         "--json",
@@ -164,19 +166,20 @@ def _parser() -> argparse.ArgumentParser:
     status = add(
         "status",
         "counts by status from the state store, and why files failed",
-        "Read the state store of a manifest's DEST (no network): files and bytes "
-        "verified, pending and failed, then one line per failed file with its reason.",
+        "Read the state store of a manifest's DEST, or of --dest DIR (no network): files "
+        "and bytes of the whole pull verified, pending and failed, the sources that "
+        "could not be planned, then one line per failed file with its reason.",
     )
-    status.add_argument("manifest")
+    status.add_argument("manifest", nargs="?", help="manifest (or give --dest DIR)")
 
     verify = add(
         "verify",
         "re-hash local files against the recorded MD5s",
         "Re-read every verified file and compare its MD5 with the one recorded when "
         "it was downloaded. Mismatches are reported and marked pending, so the next "
-        "'mirror run' fetches them again.",
+        "'mirror run' fetches them again. Give the manifest or --dest DIR.",
     )
-    verify.add_argument("manifest")
+    verify.add_argument("manifest", nargs="?", help="manifest (or give --dest DIR)")
 
     submit = sub.add_parser(
         "submit",
@@ -472,12 +475,14 @@ async def _plan(args: argparse.Namespace, err: Console) -> int:
             "event": "plan",
             "files": files,
             "bytes": total,
+            "unsized": engine.unsized,
             "errors": engine.plan_errors,
             "refused": engine.refused,
         }
         print(_json(doc))
     else:
-        print(f"{files} files, {total} bytes ({human_bytes(total)})")
+        unknown = f"; {engine.unsized} of unknown size (not counted)" if engine.unsized else ""
+        print(f"{files} files, {total} bytes ({human_bytes(total)}){unknown}")
         if args.quiet:
             # Quiet hides warnings as they come: each source that stopped, once, here.
             for reason in (*engine.refused, *engine.plan_errors):
@@ -487,19 +492,32 @@ async def _plan(args: argparse.Namespace, err: Console) -> int:
     return EXIT_FAILED if engine.plan_errors else EXIT_OK
 
 
+def _pull_dest(args: argparse.Namespace) -> Path:
+    """The ``dest`` of ``status``/``verify``: ``--dest``, else the manifest's."""
+    if args.dest:
+        return _dir(args.dest)
+    if args.manifest is None:
+        raise ManifestError(
+            f"give the manifest or --dest DIR (the directory 'mirror run' or "
+            f"'mirror get' filled): mirror {args.command} --dest DIR",
+            file="<command line>",
+        )
+    return _manifest(args).dest
+
+
 async def _status(args: argparse.Namespace, err: Console) -> int:
     from ._state import open_store
 
-    manifest = _manifest(args)
-    dest = _dir(args.dest) if args.dest else manifest.dest
+    dest = _pull_dest(args)
     if args.state is None and not _has_state(dest):
-        print(f"no state yet under {dest}: run 'mirror run {args.manifest}' first")
+        print(f"no state yet under {dest}: run 'mirror run' or 'mirror get' there first")
         return EXIT_OK
     store = await open_store(args.state, dest)
     try:
-        run = await store.last_run()
-        counts = await store.counts(run)
-        failed = [f async for f in store.files(run) if f.status is TaskStatus.FAILED]
+        # The whole pull: every file any run or process of it planned, not only the last.
+        counts = await store.counts(None)
+        failed = [f async for f in store.files(None) if f.status is TaskStatus.FAILED]
+        problems = await store.problems()
     finally:
         await store.aclose()
     if args.json:
@@ -509,6 +527,8 @@ async def _status(args: argparse.Namespace, err: Console) -> int:
                     "event": "status",
                     **{s.value: {"files": n, "bytes": b} for s, (n, b) in counts.items()},
                     "failures": [{"path": f.path, "reason": f.reason} for f in failed],
+                    "errors": [m for k, m in problems if k == "error"],
+                    "refused": [m for k, m in problems if k == "refused"],
                 }
             )
         )
@@ -516,16 +536,25 @@ async def _status(args: argparse.Namespace, err: Console) -> int:
         for status in (TaskStatus.VERIFIED, TaskStatus.PENDING, TaskStatus.FAILED):
             n, b = counts[status]
             print(f"{status.value:<9} {n:>8} files {human_bytes(b):>12}")
+        for kind, message in problems:
+            what = "credentials refused" if kind == "refused" else "not planned"
+            print(f"{message.split(':', 1)[0]}\t{what}\t{message.split(':', 1)[-1].strip()}")
         for f in failed:
             print(f"{f.location}\tfailed\t{f.reason or ''}")
-    return EXIT_FAILED if failed or counts[TaskStatus.PENDING][0] else EXIT_OK
+    if failed or counts[TaskStatus.PENDING][0] or problems:
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 async def _verify(args: argparse.Namespace, err: Console) -> int:
     from ._verify import verify_local
 
-    manifest = _manifest(args)
-    dest = _dir(args.dest) if args.dest else manifest.dest
+    dest = _pull_dest(args)
+    if args.state is None and not _has_state(dest):
+        raise ManifestError(
+            "no state store here (.mirror/state.sqlite): nothing was mirrored into it",
+            file=str(dest),
+        )
     checked, bad = await verify_local(dest, args.state)
     for path, reason in bad:
         print(f"{path}\tmismatch\t{reason}")

@@ -99,6 +99,8 @@ class Engine:
         self._plan_errors: list[str] = []
         self._refused: list[str] = []
         self._started = False
+        #: Files planned without a size (the archive gives none): their bytes are unknown.
+        self.unsized = 0
 
     # -- public ----------------------------------------------------------------------
 
@@ -168,9 +170,11 @@ class Engine:
                             for planned in await store.plan(batch, run_id):
                                 files += 1
                                 total += planned.task.size or 0
+                                self.unsized += planned.task.size is None
                     except Exception as exc:
                         if not self._source_failed(f"sources[{i}].{source.name}", exc):
                             raise
+            await self._record_problems(store, run_id)
         finally:
             await store.aclose()
         return files, total
@@ -186,6 +190,7 @@ class Engine:
 
     async def _write_index(self, store: Store, run_id: int, failing: BaseException | None) -> None:
         try:
+            await self._record_problems(store, run_id)
             await write_index(store, run_id, self.dest)
         except MirrorError as exc:
             if failing is None:
@@ -193,6 +198,12 @@ class Engine:
             # The error that stopped the run is the one to tell; this one follows it.
             if isinstance(failing, MirrorError):
                 failing.add_note(str(exc))
+
+    async def _record_problems(self, store: Store, run_id: int) -> None:
+        """Keep each source that could not be planned, so ``mirror status`` can tell later."""
+        for kind, lines in (("refused", self._refused), ("error", self._plan_errors)):
+            for line in lines:
+                await store.record_problem(run_id, kind, line)
 
     def _once(self) -> None:
         if self._started:
@@ -401,7 +412,7 @@ class Engine:
                         path=task.path,
                         bytes=size,
                         md5=planned.md5 or "",
-                        verified_by="",
+                        verified_by=planned.verified_by or "",
                         skipped=True,
                     )
                 )
