@@ -20,7 +20,7 @@ import yaml
 
 from mirror._cli import main
 from mirror._state._sqlite import SQLiteStore
-from mirror.emulator import Catalog, EnaFile, EnaRun
+from mirror.emulator import Catalog, EnaFile, EnaRun, Fault
 
 from .conftest import mirror_cmd, read_index
 
@@ -282,3 +282,26 @@ def test_get_names_every_bad_entry_of_a_list_with_its_line(tmp_path: Path) -> No
         f"mirror: error: {listing}:4: 'nope' is not an ENA, MGnify or EGA accession",
     ]
     assert not (tmp_path / "d").exists()
+
+
+def test_an_mgnify_answer_cut_short_every_time_is_one_line_naming_the_url(
+    emulator_process: Any, tmp_path: Path
+) -> None:
+    faults = tmp_path / "faults.json"
+    cut = Fault(kind="short", host="www", match="*/metagenomics/api/*", after_bytes=200)
+    faults.write_text(json.dumps([cut.to_dict()]))
+    emu = emulator_process(Catalog.demo(), "--faults", str(faults))
+    m = write_manifest(
+        tmp_path / "m.yaml", emu.endpoints, {"mgnify": {"studies": ["MGYS00005001"]}}
+    )
+    out = mirror_cmd("run", str(m), "-q")
+    assert out.returncode == 1, out.stderr
+    (line,) = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    url = f"{emu.endpoints['mgnify']}/studies/MGYS00005001/analyses?page_size=100"
+    assert line.startswith(f"error: sources[0].mgnify: {url}: JSON cut short or damaged"), line
+    assert "Traceback" not in out.stderr
+    as_json = mirror_cmd("run", str(m), "--json")
+    assert as_json.returncode == 1, as_json.stderr
+    finished = last_event(as_json.stdout)
+    assert finished["event"] == "run-finished"
+    assert finished["summary"]["errors"] == [line.removeprefix("error: ")]
