@@ -189,15 +189,15 @@ class Engine:
             )
 
     async def _write_index(self, store: Store, run_id: int, failing: BaseException | None) -> None:
-        try:
-            await self._record_problems(store, run_id)
-            await write_index(store, run_id, self.dest)
-        except MirrorError as exc:
-            if failing is None:
-                raise
-            # The error that stopped the run is the one to tell; this one follows it.
-            if isinstance(failing, MirrorError):
-                failing.add_note(str(exc))
+        for step in (write_index(store, run_id, self.dest), self._record_problems(store, run_id)):
+            try:
+                await step
+            except MirrorError as exc:
+                if failing is None:
+                    raise
+                # The error that stopped the run is the one to tell; this one follows it.
+                if isinstance(failing, MirrorError):
+                    failing.add_note(str(exc))
 
     async def _record_problems(self, store: Store, run_id: int) -> None:
         """Keep each source that could not be planned, so ``mirror status`` can tell later."""

@@ -141,7 +141,13 @@ def load_manifest(
     if isinstance(source, Mapping):
         base = _absolute(Path(base_dir) if base_dir is not None else Path.cwd())
         where = _Where(file=DICT_ORIGIN, lines={}, raw={}, base=base)
-        return _build(source, where, origin=None)
+        try:
+            return _build(source, where, origin=None)
+        except RecursionError:
+            # A mapping has no YAML events to count depth by: its walk is the check.
+            raise ManifestError(
+                "nested too deeply; a manifest needs a few levels", file=DICT_ORIGIN
+            ) from None
 
     file = os.fspath(source)
     try:

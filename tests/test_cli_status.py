@@ -136,3 +136,13 @@ def test_skipped_files_say_what_they_were_verified_by(
     verified = [e for e in events if e["event"] == "file-verified"]
     assert len(verified) == 3
     assert {(e["skipped"], e["verified_by"]) for e in verified} == {(True, "md5")}
+
+
+def test_verify_by_dest_where_nothing_was_mirrored_is_one_line(tmp_path: Path) -> None:
+    out = mirror_cmd("verify", "--dest", str(tmp_path))
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"mirror: error: {tmp_path}: no state store here (.mirror/state.sqlite): "
+        "nothing was mirrored into it"
+    ]
+    assert not (tmp_path / ".mirror").exists()
