@@ -275,7 +275,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(_json(_failed_event(code, lines)), flush=True)
         return code
     except KeyboardInterrupt:
-        err.print("mirror: interrupted; state saved, re-run to resume", markup=False)
+        message = "interrupted; state saved, re-run to resume"
+        err.print(f"mirror: {message}", markup=False)
+        if getattr(args, "json", False) and args.command in _STREAMING:
+            with contextlib.suppress(BrokenPipeError):
+                print(_json(_failed_event(EXIT_INTERRUPTED, [message])), flush=True)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # Whoever read our output stopped reading (``mirror get --json ... | head``):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import resource
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -305,3 +306,25 @@ def test_an_mgnify_answer_cut_short_every_time_is_one_line_naming_the_url(
     finished = last_event(as_json.stdout)
     assert finished["event"] == "run-finished"
     assert finished["summary"]["errors"] == [line.removeprefix("error: ")]
+
+
+def test_an_interrupted_json_run_still_ends_its_stream(
+    emulator_process: Any, tmp_path: Path
+) -> None:
+    emu = emulator_process(Catalog.demo(), "--bandwidth", "100000")
+    m = write_manifest(tmp_path / "m.yaml", emu.endpoints, ena("ERR164407"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mirror", "run", str(m), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    while json.loads(proc.stdout.readline())["event"] != "file-started":
+        pass
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    finished = last_event(rest)
+    assert (finished["event"], finished["exit_code"]) == ("run-finished", 130)
