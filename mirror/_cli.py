@@ -44,6 +44,7 @@ examples:
   mirror run manifest.yaml            download and verify everything; re-run to resume
   mirror get ERR164407 PRJEB1787      no manifest: accessions straight from the command line
   mirror status manifest.yaml         what is verified, pending, failed (and why)
+  mirror status --dest ./pull         the same for a directory 'mirror get' filled
   mirror verify manifest.yaml         re-hash local files against the recorded MD5s
   mirror submit --queue study.json    submit to ENA Webin (test service) and keep the receipt
 
