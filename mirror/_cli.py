@@ -16,6 +16,8 @@ import logging
 import os
 import signal
 import sys
+import time
+import typing
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from ._api import Mirror
 from ._config import DEFAULT_ENDPOINTS, HostLimit, Manifest
 from ._display import PLAIN_INTERVAL, Display, JsonDisplay, PlainDisplay, RichDisplay, human_bytes
 from ._exceptions import CredentialsError, ManifestError, MirrorError, collapsed, is_usage_error
-from ._manifest import load_manifest, manifest_from_accessions
+from ._manifest import accessions_from_text, load_manifest, manifest_from_accessions
 from ._models import Summary, TaskStatus
 
 __all__ = ["main"]
@@ -42,6 +44,7 @@ examples:
   mirror run manifest.yaml            download and verify everything; re-run to resume
   mirror get ERR164407 PRJEB1787      no manifest: accessions straight from the command line
   mirror status manifest.yaml         what is verified, pending, failed (and why)
+  mirror status --dest ./pull         the same for a directory 'mirror get' filled
   mirror verify manifest.yaml         re-hash local files against the recorded MD5s
   mirror submit --queue study.json    submit to ENA Webin (test service) and keep the receipt
 
@@ -54,8 +57,16 @@ WEBIN_PASSWORD) or ~/.netrc, never from the manifest.
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that says where to read more."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        message = message.removeprefix("argument ")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--dest", metavar="DIR", help="root of the local mirror (overrides the manifest's dest)"
     )
@@ -68,7 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--state",
         metavar="URL",
-        help="state store, sqlite:///PATH (default: MIRROR_STATE, else DEST/.mirror/state.sqlite)",
+        help="state store: a path, or sqlite:///PATH (relative to the current directory; "
+        "sqlite:////abs/path is absolute). Default: MIRROR_STATE, else "
+        "DEST/.mirror/state.sqlite",
     )
     common.add_argument(
         "--json",
@@ -92,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
         f"(default {PLAIN_INTERVAL:.0f})",
     )
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="mirror",
         description="Bulk, resumable, MD5-verified downloads from EMBL-EBI archives "
         "(ENA, MGnify, EnteroBase, EGA, CRAM references).",
@@ -132,7 +145,8 @@ def _parser() -> argparse.ArgumentParser:
         "-i",
         "--input",
         metavar="FILE",
-        help="read accessions from FILE, one per line ('-' for stdin)",
+        help="read accessions from FILE ('-' for stdin): one or more a line, separated by "
+        "tabs, commas or blanks; '#' starts a comment",
     )
     get.add_argument(
         "--files",
@@ -161,19 +175,20 @@ def _parser() -> argparse.ArgumentParser:
     status = add(
         "status",
         "counts by status from the state store, and why files failed",
-        "Read the state store of a manifest's DEST (no network): files and bytes "
-        "verified, pending and failed, then one line per failed file with its reason.",
+        "Read the state store of a manifest's DEST, or of --dest DIR (no network): files "
+        "and bytes of the whole pull verified, pending and failed, the sources that "
+        "could not be planned, then one line per failed file with its reason.",
     )
-    status.add_argument("manifest")
+    status.add_argument("manifest", nargs="?", help="manifest (or give --dest DIR)")
 
     verify = add(
         "verify",
         "re-hash local files against the recorded MD5s",
         "Re-read every verified file and compare its MD5 with the one recorded when "
         "it was downloaded. Mismatches are reported and marked pending, so the next "
-        "'mirror run' fetches them again.",
+        "'mirror run' fetches them again. Give the manifest or --dest DIR.",
     )
-    verify.add_argument("manifest")
+    verify.add_argument("manifest", nargs="?", help="manifest (or give --dest DIR)")
 
     submit = sub.add_parser(
         "submit",
@@ -229,9 +244,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
     return value
 
 
@@ -264,13 +282,56 @@ def main(argv: list[str] | None = None) -> int:
         with collapsed():
             return _run_async(commands[args.command](args, err))
     except MirrorError as exc:
-        # One line per error: the first, then any others a task group held.
-        for line in (str(exc), *getattr(exc, "__notes__", ())):
+        # One line per error: the first, then any others a task group held (once each:
+        # workers side by side often meet the same one).
+        lines = list(dict.fromkeys((str(exc), *getattr(exc, "__notes__", ()))))
+        for line in lines:
             err.print(f"mirror: error: {line}", markup=False)
-        return EXIT_USAGE if is_usage_error(exc) else EXIT_FAILED
+        code = EXIT_USAGE if is_usage_error(exc) else EXIT_FAILED
+        if getattr(args, "json", False) and args.command in _STREAMING:
+            # A consumer of the event stream learns the end from the stream itself.
+            with contextlib.suppress(BrokenPipeError):
+                print(_json(_failed_event(code, lines)), flush=True)
+        return code
     except KeyboardInterrupt:
-        err.print("mirror: interrupted; state saved, re-run to resume", markup=False)
+        message = "interrupted; state saved, re-run to resume"
+        err.print(f"mirror: {message}", markup=False)
+        if getattr(args, "json", False) and args.command in _STREAMING:
+            with contextlib.suppress(BrokenPipeError):
+                print(_json(_failed_event(EXIT_INTERRUPTED, [message])), flush=True)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Whoever read our output stopped reading (``mirror get --json ... | head``):
+        # stop as an interruption would, quietly; the state is saved.
+        _silence_stdout()
+        return EXIT_INTERRUPTED
+    except BaseExceptionGroup as group:
+        if group.subgroup(BrokenPipeError) is None:
+            raise
+        _silence_stdout()
+        return EXIT_INTERRUPTED
+
+
+#: Commands whose ``--json`` output is a stream of events ending in ``run-finished``.
+_STREAMING = frozenset({"run", "get", "demo"})
+
+
+def _failed_event(code: int, errors: list[str]) -> dict[str, object]:
+    return {
+        "event": "run-finished",
+        "time": round(time.time(), 3),
+        "summary": None,
+        "exit_code": code,
+        "errors": errors,
+    }
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _run_async(coro: Coroutine[Any, Any, int]) -> int:
@@ -341,7 +402,8 @@ async def _get(args: argparse.Namespace, err: Console) -> int:
     accessions = list(args.accessions)
     if args.input:
         text = sys.stdin.read() if args.input == "-" else _read(args.input)
-        accessions += [line.split("#", 1)[0].strip() for line in text.splitlines()]
+        name = "<stdin>" if args.input == "-" else args.input
+        accessions += accessions_from_text(text, file=name)
     accessions = [a for a in accessions if a]
     if not accessions:
         raise ManifestError(
@@ -385,9 +447,16 @@ def _has_state(dest: Path) -> bool:
 
 def _read(path: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise ManifestError(f"cannot read accession list: {exc.strerror}", file=path) from exc
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ManifestError(
+            f"cannot read accession list: not UTF-8 text ({exc.reason})", file=path, line=line
+        ) from exc
 
 
 def _finish(summary: Summary, manifest: Manifest, args: argparse.Namespace, err: Console) -> int:
@@ -431,12 +500,14 @@ async def _plan(args: argparse.Namespace, err: Console) -> int:
             "event": "plan",
             "files": files,
             "bytes": total,
+            "unsized": engine.unsized,
             "errors": engine.plan_errors,
             "refused": engine.refused,
         }
         print(_json(doc))
     else:
-        print(f"{files} files, {total} bytes ({human_bytes(total)})")
+        unknown = f"; {engine.unsized} of unknown size (not counted)" if engine.unsized else ""
+        print(f"{files} files, {total} bytes ({human_bytes(total)}){unknown}")
         if args.quiet:
             # Quiet hides warnings as they come: each source that stopped, once, here.
             for reason in (*engine.refused, *engine.plan_errors):
@@ -446,19 +517,32 @@ async def _plan(args: argparse.Namespace, err: Console) -> int:
     return EXIT_FAILED if engine.plan_errors else EXIT_OK
 
 
+def _pull_dest(args: argparse.Namespace) -> Path:
+    """The ``dest`` of ``status``/``verify``: ``--dest``, else the manifest's."""
+    if args.dest:
+        return _dir(args.dest)
+    if args.manifest is None:
+        raise ManifestError(
+            f"give the manifest or --dest DIR (the directory 'mirror run' or "
+            f"'mirror get' filled): mirror {args.command} --dest DIR",
+            file="<command line>",
+        )
+    return _manifest(args).dest
+
+
 async def _status(args: argparse.Namespace, err: Console) -> int:
     from ._state import open_store
 
-    manifest = _manifest(args)
-    dest = _dir(args.dest) if args.dest else manifest.dest
+    dest = _pull_dest(args)
     if args.state is None and not _has_state(dest):
-        print(f"no state yet under {dest}: run 'mirror run {args.manifest}' first")
+        print(f"no state yet under {dest}: run 'mirror run' or 'mirror get' there first")
         return EXIT_OK
     store = await open_store(args.state, dest)
     try:
-        run = await store.last_run()
-        counts = await store.counts(run)
-        failed = [f async for f in store.files(run) if f.status is TaskStatus.FAILED]
+        # The whole pull: every file any run or process of it planned, not only the last.
+        counts = await store.counts(None)
+        failed = [f async for f in store.files(None) if f.status is TaskStatus.FAILED]
+        problems = await store.problems()
     finally:
         await store.aclose()
     if args.json:
@@ -468,6 +552,8 @@ async def _status(args: argparse.Namespace, err: Console) -> int:
                     "event": "status",
                     **{s.value: {"files": n, "bytes": b} for s, (n, b) in counts.items()},
                     "failures": [{"path": f.path, "reason": f.reason} for f in failed],
+                    "errors": [m for k, m in problems if k == "error"],
+                    "refused": [m for k, m in problems if k == "refused"],
                 }
             )
         )
@@ -475,16 +561,25 @@ async def _status(args: argparse.Namespace, err: Console) -> int:
         for status in (TaskStatus.VERIFIED, TaskStatus.PENDING, TaskStatus.FAILED):
             n, b = counts[status]
             print(f"{status.value:<9} {n:>8} files {human_bytes(b):>12}")
+        for kind, message in problems:
+            what = "credentials refused" if kind == "refused" else "not planned"
+            print(f"{message.split(':', 1)[0]}\t{what}\t{message.split(':', 1)[-1].strip()}")
         for f in failed:
             print(f"{f.location}\tfailed\t{f.reason or ''}")
-    return EXIT_FAILED if failed or counts[TaskStatus.PENDING][0] else EXIT_OK
+    if failed or counts[TaskStatus.PENDING][0] or problems:
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 async def _verify(args: argparse.Namespace, err: Console) -> int:
     from ._verify import verify_local
 
-    manifest = _manifest(args)
-    dest = _dir(args.dest) if args.dest else manifest.dest
+    dest = _pull_dest(args)
+    if args.state is None and not _has_state(dest):
+        raise ManifestError(
+            "no state store here (.mirror/state.sqlite): nothing was mirrored into it",
+            file=str(dest),
+        )
     checked, bad = await verify_local(dest, args.state)
     for path, reason in bad:
         print(f"{path}\tmismatch\t{reason}")

@@ -26,7 +26,6 @@ import contextlib
 import functools
 import hashlib
 import logging
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +36,9 @@ from ._download import Downloader, Stats
 from ._exceptions import (
     CredentialsError,
     EmptyEntry,
+    ManifestError,
+    MirrorError,
+    StateError,
     collapsed,
     expected_errors,
 )
@@ -102,6 +104,8 @@ class Engine:
         self._plan_errors: list[str] = []
         self._refused: list[str] = []
         self._started = False
+        #: Files planned without a size (the archive gives none): their bytes are unknown.
+        self.unsized = 0
 
     # -- public ----------------------------------------------------------------------
 
@@ -112,8 +116,10 @@ class Engine:
         """
         self._once()
         sources_ready = self._check_sources()
+        await asyncio.to_thread(self._check_dest)
         store = await open_store(self._state_url, self.dest)
         run_id = 0
+        failing: BaseException | None = None
         try:
             run_id = await store.begin_run()
             async with Http(self.manifest.host_limit, retry=self.retry) as http:
@@ -126,18 +132,13 @@ class Engine:
                 finally:
                     await asyncio.to_thread(ctx.metadata.discard)
             counts = await store.counts(run_id)
+        except BaseException as exc:
+            failing = exc
+            raise
         finally:
-            failing = sys.exc_info()[1] is not None
             try:
                 if run_id:
-                    try:
-                        await write_index(store, run_id, self.dest)
-                    except OSError as exc:
-                        # The run's own error (a full disk, say) is the one to report;
-                        # the next run writes the index from the store again.
-                        if not failing:
-                            raise
-                        logger.warning("index.tsv not written: %s", exc.strerror or exc)
+                    await self._write_index(store, run_id, failing)
             finally:
                 await store.aclose()
         return Summary(
@@ -174,12 +175,44 @@ class Engine:
                             for planned in await store.plan(batch, run_id):
                                 files += 1
                                 total += planned.task.size or 0
+                                self.unsized += planned.task.size is None
                     except Exception as exc:
                         if not self._source_failed(f"sources[{i}].{source.name}", exc):
                             raise
+            await self._record_problems(store, run_id)
         finally:
             await store.aclose()
         return files, total
+
+    def _check_dest(self) -> None:
+        """Refuse a ``dest`` whose ``index.tsv`` cannot be written, before any download."""
+        index = self.dest / "index.tsv"
+        if index.is_dir() or (index.exists() and not index.is_file()):
+            raise ManifestError(
+                "is not a file; the mirror lists its files there: move it away and re-run",
+                file=str(index),
+            )
+
+    async def _write_index(self, store: Store, run_id: int, failing: BaseException | None) -> None:
+        steps = (
+            functools.partial(write_index, store, run_id, self.dest),
+            functools.partial(self._record_problems, store, run_id),
+        )
+        for step in steps:
+            try:
+                await step()
+            except MirrorError as exc:
+                if failing is None:
+                    raise
+                # The error that stopped the run is the one to tell; this one follows it.
+                if isinstance(failing, MirrorError):
+                    failing.add_note(str(exc))
+
+    async def _record_problems(self, store: Store, run_id: int) -> None:
+        """Keep each source that could not be planned, so ``mirror status`` can tell later."""
+        for kind, lines in (("refused", self._refused), ("error", self._plan_errors)):
+            for line in lines:
+                await store.record_problem(run_id, kind, line)
 
     def _once(self) -> None:
         if self._started:
@@ -193,7 +226,8 @@ class Engine:
         is one line naming the source. Credentials refused count as ``refused``.
         """
         errors = expected_errors(exc)
-        if errors is None:
+        # A state store that cannot be written (a full disk) stops the run, not a source.
+        if errors is None or any(isinstance(e, StateError) for e in errors):
             return False
         # Producers running side by side often meet the same refusal: say it once.
         for error in {str(e): e for e in errors}.values():
@@ -234,18 +268,28 @@ class Engine:
         anything is planned or downloaded.
         """
         makers: list[Callable[[SourceContext], Source]] = []
+        missing: list[CredentialsError] = []
         for i, spec in enumerate(self.manifest.sources):
-            if isinstance(spec, EnaSpec):
-                makers.append(functools.partial(EnaSource, spec))
-            elif isinstance(spec, MgnifySpec):
-                makers.append(functools.partial(MgnifySource, spec))
-            elif isinstance(spec, EnterobaseSpec):
-                token = self._enterobase_token(i)
-                makers.append(functools.partial(_enterobase, spec, token))
-            elif isinstance(spec, EgaSpec):
-                makers.append(functools.partial(_ega, spec, self._ega_login(i, spec)))
-            elif isinstance(spec, CramRefsSpec):
-                makers.append(functools.partial(CramRefSource, spec))
+            try:
+                if isinstance(spec, EnaSpec):
+                    makers.append(functools.partial(EnaSource, spec))
+                elif isinstance(spec, MgnifySpec):
+                    makers.append(functools.partial(MgnifySource, spec))
+                elif isinstance(spec, EnterobaseSpec):
+                    token = self._enterobase_token(i)
+                    makers.append(functools.partial(_enterobase, spec, token))
+                elif isinstance(spec, EgaSpec):
+                    makers.append(functools.partial(_ega, spec, self._ega_login(i, spec)))
+                elif isinstance(spec, CramRefsSpec):
+                    makers.append(functools.partial(CramRefSource, spec))
+            except CredentialsError as exc:
+                missing.append(exc)
+        if missing:
+            # Every source's missing credentials at once: one fix, then one re-run.
+            first = missing[0]
+            for other in missing[1:]:
+                first.add_note(str(other))
+            raise first
         return makers
 
     def _ega_login(self, index: int, spec: EgaSpec) -> EgaLogin:
@@ -382,7 +426,7 @@ class Engine:
                         path=task.path,
                         bytes=size,
                         md5=planned.md5 or "",
-                        verified_by="",
+                        verified_by=planned.verified_by or "",
                         skipped=True,
                     )
                 )

@@ -6,6 +6,7 @@ import asyncio
 import os
 from pathlib import Path
 
+from ._exceptions import StateError
 from ._http import redact_url
 from ._state import Store
 
@@ -31,6 +32,16 @@ async def write_index(store: Store, run: int, dest: Path) -> Path:
     Lists every file planned by ``run`` and every file verified by an earlier run.
     """
     path = dest / "index.tsv"
+    try:
+        return await _write(store, run, dest, path)
+    except OSError as exc:
+        raise StateError(
+            f"cannot write {path}: {exc.strerror or exc}; the files and the state store "
+            "are kept: re-run once it can be written"
+        ) from exc
+
+
+async def _write(store: Store, run: int, dest: Path, path: Path) -> Path:
     tmp = dest / ".mirror" / "index.tsv.tmp"
     await asyncio.to_thread(tmp.parent.mkdir, parents=True, exist_ok=True)
     out = await asyncio.to_thread(tmp.open, "w", encoding="utf-8")

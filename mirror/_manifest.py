@@ -41,7 +41,13 @@ from ._config import (
 )
 from ._exceptions import ManifestError
 
-__all__ = ["DICT_ORIGIN", "MAX_WORKERS", "load_manifest", "manifest_from_accessions"]
+__all__ = [
+    "DICT_ORIGIN",
+    "MAX_WORKERS",
+    "accessions_from_text",
+    "load_manifest",
+    "manifest_from_accessions",
+]
 
 #: What errors name as the "file" when the manifest was given as a mapping.
 DICT_ORIGIN: Final = "<dict>"
@@ -112,6 +118,11 @@ _CREDENTIALS_MESSAGE: Final = (
 _YAML_MAP: Final = "tag:yaml.org,2002:map"
 _YAML_SEQ: Final = "tag:yaml.org,2002:seq"
 _YAML_MERGE: Final = "tag:yaml.org,2002:merge"
+#: A manifest names sources and their accessions: tens of thousands of values at most.
+#: Aliases can make a few lines stand for billions ("billion laughs"): stop counting here.
+MAX_VALUES: Final = 100_000
+#: Far deeper than any manifest, and shallow enough that no reader recurses out of stack.
+MAX_DEPTH: Final = 64
 
 
 # --------------------------------------------------------------------------- public API
@@ -130,7 +141,13 @@ def load_manifest(
     if isinstance(source, Mapping):
         base = _absolute(Path(base_dir) if base_dir is not None else Path.cwd())
         where = _Where(file=DICT_ORIGIN, lines={}, raw={}, base=base)
-        return _build(source, where, origin=None)
+        try:
+            return _build(source, where, origin=None)
+        except RecursionError:
+            # A mapping has no YAML events to count depth by: its walk is the check.
+            raise ManifestError(
+                "nested too deeply; a manifest needs a few levels", file=DICT_ORIGIN
+            ) from None
 
     file = os.fspath(source)
     try:
@@ -147,7 +164,7 @@ def load_manifest(
             line=line,
         ) from exc
 
-    reader = _NodeReader(file)
+    reader = _NodeReader(file, top_keys=_top_key_error)
     value = reader.read(text)
     base = Path(base_dir) if base_dir is not None else Path(file).parent
     where = _Where(file=file, lines=reader.lines, raw=reader.raw, base=_absolute(base))
@@ -210,6 +227,35 @@ def manifest_from_accessions(
     )
 
 
+def accessions_from_text(text: str, *, file: str) -> list[str]:
+    """The accessions of an ``-i`` list: one or more a line, tab-, comma- or blank-separated.
+
+    A byte-order mark, blank lines and ``#`` comments are allowed. Every entry that is
+    not an accession is reported, each with its line: one ``ManifestError`` whose notes
+    hold the others, so a long list is fixed in one pass.
+    """
+    found: list[str] = []
+    bad: list[ManifestError] = []
+    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
+        for entry in _ENTRY_SEPARATORS.split(line.split("#", 1)[0]):
+            if not entry:
+                continue
+            if archive_of(entry) is None:
+                message = f"{_show(entry)} is not an ENA, MGnify or EGA accession"
+                bad.append(ManifestError(message + _case_hint(entry), file=file, line=number))
+            else:
+                found.append(entry)
+    if bad:
+        first = bad[0]
+        for other in bad[1:]:
+            first.add_note(str(other))
+        raise first
+    return found
+
+
+_ENTRY_SEPARATORS: Final = re.compile(r"[\s,;]+")
+
+
 def _families_given(files: Sequence[str], origin: str) -> tuple[EnaFamily, ...]:
     chosen: dict[EnaFamily, None] = {}
     for given in files:
@@ -242,7 +288,9 @@ class _NodeReader:
     (which PyYAML silently lets the last one win).
     """
 
-    def __init__(self, file: str) -> None:
+    def __init__(
+        self, file: str, *, top_keys: Callable[[str], str | None] = lambda key: None
+    ) -> None:
         self.file = file
         #: Key path -> 1-based line: the key's line for a mapping entry, the item's
         #: line for a list item.
@@ -251,9 +299,12 @@ class _NodeReader:
         self.raw: dict[_Path, str] = {}
         self._constructor = SafeConstructor()
         self._open: set[int] = set()
+        self._top_keys = top_keys
+        self._values = 0
 
     def read(self, text: str) -> object:
         try:
+            self._check_depth(text)
             root = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as exc:
             raise self._yaml_error(exc, ()) from exc
@@ -261,9 +312,43 @@ class _NodeReader:
             raise self._reader_error(exc, text) from exc
         if root is None:
             return None
+        if isinstance(root, MappingNode):
+            # A bad top-level key is reported before any value under it is read.
+            for key_node, _ in root.value:
+                if isinstance(key_node, ScalarNode) and key_node.tag != _YAML_MERGE:
+                    message = self._top_keys(str(key_node.value))
+                    if message is not None:
+                        raise self._error((str(key_node.value),), _line(key_node), message)
         return self._value(root, ())
 
+    def _check_depth(self, text: str) -> None:
+        """Refuse nesting deeper than :data:`MAX_DEPTH` before composing (which recurses).
+
+        The parser is a state machine, not recursive: its events are safe to walk.
+        """
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    line = event.start_mark.line + 1 if event.start_mark is not None else None
+                    raise ManifestError(
+                        f"nested more than {MAX_DEPTH} levels deep; a manifest needs a few",
+                        file=self.file,
+                        line=line,
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+
     def _value(self, node: Node, path: _Path) -> object:
+        self._values += 1
+        if self._values > MAX_VALUES:
+            raise self._error(
+                path,
+                _line(node),
+                f"the manifest stands for more than {MAX_VALUES:,} values "
+                "(YAML aliases expanding without end?); refusing to read further",
+            )
         if isinstance(node, ScalarNode):
             try:
                 value: object = self._constructor.construct_object(node)
@@ -524,6 +609,17 @@ def _build(value: object, w: _Where, *, origin: str | None) -> Manifest:
         endpoints=endpoints,
         origin=origin,
     )
+
+
+def _top_key_error(key: str) -> str | None:
+    """The message ``_build`` would give for a top-level ``key``; ``None`` when allowed."""
+    if _looks_like_credential(key):
+        return _CREDENTIALS_MESSAGE
+    if key in _TOP_KEYS:
+        return None
+    if key in _SOURCE_KEYS:
+        return f"unknown key (sources go in a list: 'sources:' then '- {key}: ...')"
+    return _unknown_key(key, _TOP_KEYS)
 
 
 def _reject_credentials(w: _Where, path: _Path, value: object) -> None:

@@ -1119,3 +1119,13 @@ def test_pipeline_version_is_spelled_as_mgnify_does(
     (spec,) = load_manifest(path).sources
     assert isinstance(spec, MgnifySpec)
     assert spec.pipeline_version == asked
+
+
+def test_a_mapping_nested_without_end_is_a_manifest_error() -> None:
+    deep: dict[str, object] = {}
+    inner = deep
+    for _ in range(5000):
+        inner["x"] = {}
+        inner = inner["x"]  # type: ignore[assignment]
+    with pytest.raises(ManifestError, match="nested too deeply"):
+        load_manifest({"sources": [{"ena": {"accessions": ["ERR164407"]}}], "dest": deep})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,8 @@ class PlannedFile:
     status: TaskStatus
     md5: str | None
     bytes: int | None
+    #: What a file verified earlier was checked against (``md5``, ``sha1``, ``size``...).
+    verified_by: str | None = None
 
 
 class Store(Protocol):
@@ -81,13 +84,22 @@ class Store(Protocol):
 
     async def last_run(self) -> int: ...
 
-    async def counts(self, run: int) -> dict[TaskStatus, tuple[int, int]]:
-        """Files and bytes by status among the files planned in ``run``."""
+    async def counts(self, run: int | None) -> dict[TaskStatus, tuple[int, int]]:
+        """Files and bytes by status among the files planned in ``run`` (``None``: every
+        file of the pull, whichever run planned it)."""
         ...
 
-    def files(self, run: int, *, with_verified: bool = False) -> AsyncIterator[StoredFile]:
+    def files(self, run: int | None, *, with_verified: bool = False) -> AsyncIterator[StoredFile]:
         """Every file planned in ``run`` (and, ``with_verified``, every verified file of
-        earlier runs: still on disk), in path order."""
+        earlier runs: still on disk), in path order; ``None``: every file of the pull."""
+        ...
+
+    async def record_problem(self, run: int, kind: str, message: str) -> None:
+        """Keep why a source could not be planned (``kind`` ``error`` or ``refused``)."""
+        ...
+
+    async def problems(self) -> list[tuple[str, str]]:
+        """``(kind, message)`` recorded by the latest run that planned, oldest first."""
         ...
 
     async def aclose(self) -> None: ...
@@ -98,11 +110,18 @@ _NAMED_BY = "--state (or MIRROR_STATE)"
 
 
 async def open_store(url: str | None, dest: Path) -> Store:
-    """Open the store named by ``url`` (``sqlite:///PATH``; default ``dest/.mirror/...``)."""
+    """Open the store named by ``url``: ``sqlite:///PATH`` (relative to the current
+    directory; ``sqlite:////abs/path`` for an absolute one), or a plain path; default
+    ``dest/.mirror/state.sqlite``."""
     from ._sqlite import SQLiteStore
 
     if url is None:
         path = dest / ".mirror" / "state.sqlite"
+    elif "://" not in url and url.strip():
+        # A plain path: what people type, and free of the sqlite:/// slash-counting.
+        path = Path(os.path.expanduser(url))  # noqa: ASYNC240 (no I/O: $HOME only)
+        if not path.is_absolute():
+            path = Path.cwd() / path
     elif url.startswith("sqlite:///") and url != "sqlite:///":
         path = Path(url.removeprefix("sqlite:///"))
         if not path.is_absolute():
@@ -114,7 +133,8 @@ async def open_store(url: str | None, dest: Path) -> Store:
         )
     else:
         raise StateUrlError(
-            f"unknown state store URL {url!r}: expected sqlite:///PATH", file=_NAMED_BY
+            f"unknown state store URL {url!r}: expected a path, or sqlite:///PATH",
+            file=_NAMED_BY,
         )
     store = SQLiteStore(path)
     try:

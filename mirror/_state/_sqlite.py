@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -40,6 +41,12 @@ CREATE TABLE IF NOT EXISTS files (
     updated     REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS files_run ON files (run, status);
+CREATE TABLE IF NOT EXISTS problems (
+    run     INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    message TEXT NOT NULL,
+    at      REAL NOT NULL
+);
 """
 _COLUMNS = (
     "path, source, accession, url, size, checksum, verify, status, md5, bytes, verified_by,"
@@ -90,9 +97,22 @@ class SQLiteStore:
                 return fn(self._db)
             # OverflowError: an integer SQLite cannot store (a size past 2**63).
             except (sqlite3.Error, OverflowError) as exc:
-                raise StateError(f"state store {self.path}: {exc}") from exc
+                raise StateError(self._describe(exc)) from exc
 
         return await asyncio.get_running_loop().run_in_executor(self._thread, run)
+
+    def _describe(self, exc: BaseException, doing: str = "state store") -> str:
+        """One line for a failed statement; a full disk says where and how much is left."""
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            try:
+                free = f"{_mib(shutil.disk_usage(self.path.parent).free)} free"
+            except OSError:
+                free = "free space unknown"
+            return (
+                f"{doing} {self.path}: the disk is full ({free} on {self.path.parent}); "
+                "free some space and re-run to resume"
+            )
+        return f"{doing} {self.path}: {exc}"
 
     async def open(self) -> None:
         def connect() -> None:
@@ -127,7 +147,7 @@ class SQLiteStore:
                             f"(schema {row[0]}); upgrade ebi-mirror"
                         )
             except (sqlite3.Error, OSError) as exc:
-                raise StateError(f"cannot open state store {self.path}: {exc}") from exc
+                raise StateError(self._describe(exc, "cannot open state store")) from exc
             self._db = db
 
         await asyncio.get_running_loop().run_in_executor(self._thread, connect)
@@ -167,7 +187,8 @@ class SQLiteStore:
             with _transaction(db):
                 for task in tasks:
                     row = db.execute(
-                        "SELECT status, checksum, size, run, md5, bytes FROM files WHERE path=?",
+                        "SELECT status, checksum, size, run, md5, bytes, verified_by FROM files"
+                        " WHERE path=?",
                         (task.key,),
                     ).fetchone()
                     if row is None:
@@ -191,7 +212,7 @@ class SQLiteStore:
                             PlannedFile(task=task, status=TaskStatus.PENDING, md5=None, bytes=None)
                         )
                         continue
-                    status, checksum, size, seen_run, md5, nbytes = row
+                    status, checksum, size, seen_run, md5, nbytes, verified_by = row
                     if seen_run == run:
                         continue  # planned twice in one run (a study and one of its runs)
                     status = TaskStatus(status)
@@ -217,7 +238,15 @@ class SQLiteStore:
                             task.key,
                         ),
                     )
-                    out.append(PlannedFile(task=task, status=status, md5=md5, bytes=nbytes))
+                    out.append(
+                        PlannedFile(
+                            task=task,
+                            status=status,
+                            md5=md5,
+                            bytes=nbytes,
+                            verified_by=verified_by if status is TaskStatus.VERIFIED else None,
+                        )
+                    )
             return out
 
         return await self._call(plan)
@@ -258,21 +287,46 @@ class SQLiteStore:
     async def set_validator(self, path: str, validator: str | None) -> None:
         await self._update("UPDATE files SET validator=? WHERE path=?", (validator, path))
 
-    async def counts(self, run: int) -> dict[TaskStatus, tuple[int, int]]:
+    async def counts(self, run: int | None) -> dict[TaskStatus, tuple[int, int]]:
         def counts(db: sqlite3.Connection) -> dict[TaskStatus, tuple[int, int]]:
             out = {status: (0, 0) for status in TaskStatus}
-            for status, n, nbytes in db.execute(
-                "SELECT status, COUNT(*), COALESCE(SUM(COALESCE(bytes, size)), 0)"
-                " FROM files WHERE run=? GROUP BY status",
-                (run,),
-            ):
+            sql = "SELECT status, COUNT(*), COALESCE(SUM(COALESCE(bytes, size)), 0) FROM files"
+            if run is None:
+                rows = db.execute(sql + " GROUP BY status")
+            else:
+                rows = db.execute(sql + " WHERE run=? GROUP BY status", (run,))
+            for status, n, nbytes in rows:
                 out[TaskStatus(status)] = (n, nbytes)
             return out
 
         return await self._call(counts)
 
-    async def files(self, run: int, *, with_verified: bool = False) -> AsyncIterator[StoredFile]:
-        where = "(run=? OR status='verified')" if with_verified else "run=?"
+    async def record_problem(self, run: int, kind: str, message: str) -> None:
+        await self._update(
+            "INSERT INTO problems (run, kind, message, at) VALUES (?,?,?,?)",
+            (run, kind, message, time.time()),
+        )
+
+    async def problems(self) -> list[tuple[str, str]]:
+        def problems(db: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows = db.execute(
+                # The latest run that planned anything or met a problem: a problem
+                # that a later plan no longer met is history, not the pull's state.
+                "SELECT kind, message FROM problems WHERE run = (SELECT MAX(r) FROM"
+                " (SELECT MAX(run) AS r FROM files UNION ALL SELECT MAX(run) FROM problems))"
+                " ORDER BY rowid"
+            ).fetchall()
+            return [(str(k), str(m)) for k, m in rows]
+
+        return await self._call(problems)
+
+    async def files(
+        self, run: int | None, *, with_verified: bool = False
+    ) -> AsyncIterator[StoredFile]:
+        if run is None:
+            where = "(run=? OR 1)"
+        else:
+            where = "(run=? OR status='verified')" if with_verified else "run=?"
         after = ""
         while True:
 
@@ -280,7 +334,7 @@ class SQLiteStore:
                 return db.execute(
                     f"SELECT {_COLUMNS} FROM files WHERE {where} AND path>? ORDER BY path"
                     " LIMIT 2000",
-                    (run, after),
+                    (run or 0, after),
                 ).fetchall()
 
             rows = await self._call(page)
@@ -289,6 +343,10 @@ class SQLiteStore:
             for row in rows:
                 yield _stored(row)
             after = str(rows[-1][0])
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
 
 
 def _stored(row: tuple[object, ...]) -> StoredFile:

@@ -108,12 +108,12 @@ class EgaTicketSource:
             result = _result(doc)
             if _ok(doc) and len(result) >= 2 and result[0] == "success":
                 self._session = str(result[1])
-                logger.info("EGA: logged in as %s", self.login.username)
+                logger.info("EGA: logged in")
                 return self._session
             message = _message(doc) or (str(result[0]) if result else "no reason given")
             raise CredentialsError(
-                f"EGA refused the login of {self.login.username} (EGA_USERNAME/EGA_PASSWORD): "
-                f"{message}"
+                # The user name is personal data: it stays out of messages and logs.
+                f"EGA refused the login (EGA_USERNAME/EGA_PASSWORD): {message}"
             )
 
     async def _envelope(

@@ -123,9 +123,9 @@ class EgaDataSource:
                         "EGA refused the OAuth client (EGA_CLIENT_ID/EGA_CLIENT_SECRET, "
                         f"or pyega3's published one when they are unset): HTTP {status}"
                     )
+                # The user name is personal data: it stays out of messages and logs.
                 raise CredentialsError(
-                    f"EGA refused the login of {self.login.username} "
-                    f"(EGA_USERNAME/EGA_PASSWORD): HTTP {status}"
+                    f"EGA refused the login (EGA_USERNAME/EGA_PASSWORD): HTTP {status}"
                     + (f" {error}" if isinstance(error, str) else "")
                 )
             if not isinstance(doc, dict) or not isinstance(doc.get("access_token"), str):
@@ -133,7 +133,7 @@ class EgaDataSource:
             self._token = doc["access_token"]
             self._lifetime = float(doc.get("expires_in") or 3600)
             self._expires = now + self._lifetime
-            logger.info("EGA: token for %s, valid %.0fs", self.login.username, self._lifetime)
+            logger.info("EGA: token valid %.0fs", self._lifetime)
             return self._token
 
     async def _get(self, path: str) -> Any:
