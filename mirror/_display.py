@@ -73,7 +73,7 @@ class PlainDisplay(Display):
     def handle(self, event: m.Event) -> None:
         if isinstance(event, m.Warning_) and not self.quiet:
             self.console.print(f"warning: {event.message}", markup=False, highlight=False)
-        elif isinstance(event, m.FileFailed) and event.final:
+        elif isinstance(event, m.FileFailed) and event.final and not event.grouped:
             self.console.print(
                 f"failed: {event.path}: {event.reason}", markup=False, highlight=False
             )
@@ -125,7 +125,7 @@ class RichDisplay(Display):
             self._update(event)
         elif isinstance(event, m.Warning_):
             self.progress.console.print(f"warning: {event.message}", markup=False, highlight=False)
-        elif isinstance(event, m.FileFailed) and event.final:
+        elif isinstance(event, m.FileFailed) and event.final and not event.grouped:
             self.progress.console.print(
                 f"failed: {event.path}: {event.reason}", markup=False, highlight=False
             )

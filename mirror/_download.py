@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from ._exceptions import ChecksumMismatch, MirrorError, TransferError
+from ._exceptions import ChecksumMismatch, HostDown, MirrorError, TransferError
 from ._fetch import Fetched, fetch
 from ._http import Http, redact_url
 from ._models import Event, FileFailed, FileStarted, FileTask, FileVerified
@@ -48,6 +48,9 @@ class Stats:
         self.received = 0
         self.planning = True
         self.active: dict[str, list[int | None]] = {}
+        #: Hosts given up on: their outage ("host: connection refused for 90 s") and
+        #: how many files failed with it.
+        self.hosts_down: dict[str, tuple[str, int]] = {}
         self._window: list[tuple[float, int]] = []
 
     def rate(self) -> float:
@@ -81,13 +84,27 @@ class Downloader:
         #: Hosts that answered a ranged request with 200: one stream from then on.
         self._no_ranges: set[str] = set()
 
-    async def fail(self, task: FileTask, reason: str, hooks: FileHooks | None = None) -> None:
+    async def fail(
+        self,
+        task: FileTask,
+        reason: str,
+        hooks: FileHooks | None = None,
+        *,
+        down: HostDown | None = None,
+    ) -> None:
+        """Record ``task`` as failed. ``down``: its host was given up on, and the run
+        reports all of that host's files in one line instead of one line each."""
         # An empty .part is no progress to keep, only litter (in a shared cache, too).
         await asyncio.to_thread(_drop_empty_part, self.dest, task)
         await self.store.mark_failed(task.key, reason)
         self.stats.failed += 1
-        logger.warning("%s: failed: %s", task.path, reason)
-        self.emit(FileFailed(path=task.path, reason=reason, final=True))
+        if down is not None:
+            _, count = self.stats.hosts_down.get(down.host, ("", 0))
+            self.stats.hosts_down[down.host] = (down.outage, count + 1)
+            logger.info("%s: failed: %s", task.path, reason)
+        else:
+            logger.warning("%s: failed: %s", task.path, reason)
+        self.emit(FileFailed(path=task.path, reason=reason, final=True, grouped=down is not None))
         if hooks is not None:
             await hooks.settled(task, False)
 
@@ -131,8 +148,17 @@ class Downloader:
                     )
                 )
                 return await self._once(current, final, entry, hooks)
+            except HostDown as exc:
+                await self.fail(task, str(exc), hooks, down=exc)
+                return None
             except TransferError as exc:
                 error = exc
+                if exc.retryable and self.http.waits_for_host(exc):
+                    # The host is paused: the next request waits for its probe. This
+                    # one does not count against the file's own budget.
+                    attempt -= 1
+                    self.emit(FileFailed(path=task.path, reason=str(exc), final=False))
+                    continue
                 if isinstance(exc, ChecksumMismatch):
                     mismatches += 1
                 worth = exc.retryable or (hooks is not None and hooks.recoverable(exc))

@@ -1,0 +1,360 @@
+"""Hung, dead and misbehaving file hosts: timeouts, the per-host breaker, final errors.
+
+Each test points the ENA ``ena_files`` endpoint at a small misbehaving server on
+loopback written here (or at a closed port) while the emulator plays the Portal, and
+runs the ``mirror`` command line as a user would. Timeouts are real time: a hung
+server is only noticed by waiting for it. The manifests set them short (fractions of
+a second) so each test takes seconds; the same code paths run with the defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import ssl
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mirror import RetryPolicy
+from mirror._config import HostLimit, Timeouts
+from mirror._exceptions import HostDown, NotConnected, RedirectLoop
+from mirror._http import MAX_REDIRECTS, Breaker, Http
+from mirror._manifest import load_manifest
+from mirror.emulator import Catalog, Emulator
+
+from .conftest import ena_manifest, read_index
+from .tls import make_ca
+
+#: Short enough for a test, long enough that a loaded machine does not trip them.
+SHORT = {"connect": 1, "read": 0.5, "host_down": 2}
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class BadHost:
+    """An asyncio server on 127.0.0.1 that runs ``handler`` for each connection."""
+
+    def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.handler = handler
+        self.ssl = ssl_context
+        self.connections = 0
+        self.requests = 0
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> BadHost:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        with contextlib.suppress(Exception):
+            await self._server.wait_closed()
+
+    @property
+    def base(self) -> str:
+        return f"{'https' if self.ssl else 'http'}://127.0.0.1:{self.port}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # TLS started here, not by the server, so that connections whose handshake
+        # fails are counted too.
+        self.connections += 1
+        self._writers.append(writer)
+        with contextlib.suppress(Exception):
+            if self.ssl is not None:
+                await writer.start_tls(self.ssl)
+            await self.handler(reader, writer)
+
+    async def head(self, reader: asyncio.StreamReader) -> str:
+        """Read one request head; its target path."""
+        line = await reader.readline()
+        while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+            pass
+        self.requests += 1
+        return line.split()[1].decode() if len(line.split()) > 1 else ""
+
+
+async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read()  # until the client gives up and closes
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: connections to it are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def cli(
+    *args: str, env: dict[str, str] | None = None, wait: float = 100
+) -> tuple[int, str, str, float]:
+    """Run the command line in a child process: exit code, stdout, stderr, wall time."""
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mirror",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), wait)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode(), time.monotonic() - started
+
+
+def write_manifest(tmp_path: Path, endpoints: dict[str, str], accession: str, **top: Any) -> Path:
+    doc = ena_manifest(endpoints, tmp_path / "data", [accession])
+    doc.update(top)
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@contextlib.asynccontextmanager
+async def portal(runs: int) -> AsyncIterator[tuple[Emulator, str]]:
+    catalog = Catalog.generate(runs_per_study=runs, files_per_run=2, file_size=64)
+    async with Emulator(catalog) as emu:
+        yield emu, catalog.generated_studies[0].study
+
+
+async def test_hung_host_fails_its_files_together_in_one_line(tmp_path: Path) -> None:
+    """A host that accepts and never answers, 100 files: paused after a few requests,
+    probed, then given up on; one line names it, every file is failed with the reason,
+    and a re-run (host back) fetches them all."""
+    async with portal(50) as (emu, study), BadHost(never_answer) as bad:
+        endpoints = {**emu.endpoints, "ena_files": bad.base}
+        manifest = write_manifest(tmp_path, endpoints, study, timeouts=SHORT)
+        code, _, err, took = await cli("run", str(manifest))
+        assert code == 1, err
+        host = f"127.0.0.1:{bad.port}"
+        lines = [line for line in err.splitlines() if host in line]
+        assert len(lines) == 1, err
+        assert lines[0].startswith(f"error: {host}: no answer for ")
+        assert lines[0].endswith("; 100 files not downloaded; re-run to retry them")
+        assert "failed:" not in err
+        assert "Traceback" not in err
+        # 8 workers' first requests, then one probe at a time: not 100 × 8 attempts.
+        assert bad.connections <= 16, bad.connections
+        assert took < 30
+        rows = read_index(tmp_path / "data")
+        assert len(rows) == 100
+        assert {r["status"] for r in rows} == {"failed"}
+
+        _, out, _, _ = await cli("status", str(manifest))
+        reasons = [line for line in out.splitlines() if "\tfailed\t" in line]
+        assert len(reasons) == 100, out
+        assert all(f"{host}: no answer for" in line for line in reasons)
+
+        # The host answers again: a re-run retries exactly those files.
+        manifest = write_manifest(tmp_path, emu.endpoints, study, timeouts=SHORT)
+        code, _, err, _ = await cli("run", str(manifest))
+        assert code == 0, err
+        rows = read_index(tmp_path / "data")
+        assert len(rows) == 100
+        assert {r["status"] for r in rows} == {"verified"}
+
+
+async def test_refusing_host_1000_files_fail_in_seconds(tmp_path: Path) -> None:
+    """A host that refuses connections, 1,000 files: one line, exit 1, in seconds.
+
+    The short timeouts come from the command line here (``--timeout``), not the manifest.
+    """
+    port = closed_port()
+    async with portal(500) as (emu, study):
+        endpoints = {**emu.endpoints, "ena_files": f"http://127.0.0.1:{port}"}
+        manifest = write_manifest(tmp_path, endpoints, study)
+        flags = [f"--timeout={name}={value}" for name, value in SHORT.items()]
+        code, _, err, took = await cli("run", str(manifest), *flags)
+    assert code == 1, err
+    lines = [line for line in err.splitlines() if f"127.0.0.1:{port}" in line]
+    assert lines == [
+        f"error: {lines[0][7:].split(';')[0]}; 1000 files not downloaded; re-run to retry them"
+    ], err
+    assert lines[0].startswith(f"error: 127.0.0.1:{port}: connection refused for ")
+    assert took < 40
+    rows = read_index(tmp_path / "data")
+    assert len(rows) == 1000
+    assert {r["status"] for r in rows} == {"failed"}
+
+
+async def test_stalled_body_is_noticed_after_the_read_timeout(tmp_path: Path) -> None:
+    """A body that stops mid-way: the reason says it stalled, after the read timeout
+    (0.5 s here), and every attempt costs that long, not minutes."""
+    body = b"x" * 64
+
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await bad.head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n" + body[:10])
+        await writer.drain()
+        await reader.read()
+
+    async with portal(1) as (emu, study), BadHost(stall) as bad:
+        endpoints = {**emu.endpoints, "ena_files": bad.base}
+        doc = ena_manifest(endpoints, tmp_path / "data", [study])
+        doc["timeouts"] = SHORT
+        started = time.monotonic()
+        from mirror import Mirror
+
+        reasons: list[str] = []
+        async with Mirror(doc, retry=RetryPolicy(attempts=2, base=0.01)) as m:
+            async for event in m.events():
+                if type(event).__name__ == "FileFailed" and getattr(event, "final", False):
+                    reasons.append(event.reason)  # type: ignore[attr-defined]
+        took = time.monotonic() - started
+    assert m.summary.failed == 2
+    assert len(reasons) == 2
+    assert all("body stalled: no bytes for 0.5 s (read timeout)" in r for r in reasons), reasons
+    assert took < 10
+
+
+async def test_redirect_loop_ends_after_a_few_hops(tmp_path: Path) -> None:
+    """A server that redirects forever: one attempt of MAX_REDIRECTS hops, a reason
+    that says "redirect loop", not 8 attempts ending in ``0, message=''``."""
+
+    async def loop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            path = await bad.head(reader)
+            if not path:
+                return
+            writer.write(
+                f"HTTP/1.1 302 Found\r\nLocation: {path}x\r\nContent-Length: 0\r\n\r\n".encode()
+            )
+            await writer.drain()
+
+    async with portal(1) as (emu, study), BadHost(loop) as bad:
+        endpoints = {**emu.endpoints, "ena_files": bad.base}
+        manifest = write_manifest(tmp_path, endpoints, study, timeouts=SHORT, workers=1)
+        code, _, err, _ = await cli("run", str(manifest))
+    assert code == 1, err
+    failed = [line for line in err.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 2, err
+    assert all("redirect loop: still redirected after 10 hops" in line for line in failed)
+    assert not any(line.rstrip().endswith("starting again") for line in failed)
+    # Two files, each one attempt of at most 1 + MAX_REDIRECTS requests (not 8 attempts).
+    assert 2 * MAX_REDIRECTS <= bad.requests <= 2 * (1 + MAX_REDIRECTS)
+
+
+async def test_untrusted_certificate_fails_at_once_naming_host_and_ssl_cert_file(
+    tmp_path: Path,
+) -> None:
+    """A file host whose certificate does not verify: one handshake per file, no
+    retries, and a line that names the host and says how to trust a private CA."""
+    tls = make_ca(tmp_path / "ca")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls.cert, tls.key)
+
+    async with portal(1) as (emu, study), BadHost(never_answer, context) as bad:
+        endpoints = {**emu.endpoints, "ena_files": bad.base}
+        manifest = write_manifest(tmp_path, endpoints, study, workers=1)
+        env = {"SSL_CERT_FILE": "", "SSL_CERT_DIR": ""}
+        code, _, err, took = await cli("run", str(manifest), env=env)
+    assert code == 1, err
+    failed = [line for line in err.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 2, err
+    for line in failed:
+        assert f"127.0.0.1:{bad.port}: TLS certificate did not verify" in line
+        assert "SSL_CERT_FILE" in line
+    assert bad.connections == 2  # one per file: nothing retried
+    assert took < 15
+
+
+# --- the breaker and the timeouts, without a command line --------------------------------
+
+
+async def test_paused_host_sends_one_probe_at_a_time() -> None:
+    """While a host is paused, requests wait for the probe instead of each trying."""
+    port = closed_port()
+    url = f"http://127.0.0.1:{port}/f"
+    timeouts = Timeouts(connect=1, read=1, host_down=1.5)
+    async with Http(lambda h: HostLimit(), timeouts=timeouts) as http:
+        breaker = http.breaker(url)
+        for _ in range(3):
+            with pytest.raises(NotConnected, match="connection refused"):
+                async with http.request("GET", url):
+                    pass
+        assert breaker.paused
+        assert breaker.down is None
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(http.retrying("f", lambda: _get(http, url)) for _ in range(20)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, HostDown) for r in results), results
+        assert "connection refused for" in str(results[0])
+        assert time.monotonic() - started < 5
+        # Down for the rest of the run: no connection attempt at all now.
+        with pytest.raises(HostDown):
+            async with http.request("GET", url):
+                pass
+
+
+async def _get(http: Http, url: str) -> None:
+    async with http.request("GET", url):
+        pass
+
+
+async def test_an_answer_closes_the_breaker() -> None:
+    breaker = Breaker("h", down_after=60)
+    error = NotConnected("refused", url="http://h/", why="connection refused")
+    now = asyncio.get_running_loop().time()
+    for _ in range(3):
+        breaker.failed(error, now, probe=False)
+    assert breaker.paused
+    breaker.answered(probe=False)
+    assert not breaker.paused
+    assert await breaker.enter() is False
+
+
+def test_timeouts_from_the_manifest(tmp_path: Path) -> None:
+    doc = {
+        "dest": str(tmp_path),
+        "timeouts": {"connect": 5, "read": 20},
+        "sources": [{"ena": {"accessions": ["ERR164407"]}}],
+    }
+    manifest = load_manifest(doc)
+    assert manifest.timeouts == Timeouts(connect=5, read=20, host_down=90)
+    assert load_manifest({**doc, "timeouts": None}).timeouts == Timeouts()
+
+
+def test_timeouts_must_be_positive_numbers(tmp_path: Path) -> None:
+    from mirror import ManifestError
+
+    doc = {
+        "dest": str(tmp_path),
+        "timeouts": {"read": 0},
+        "sources": [{"ena": {"accessions": ["ERR164407"]}}],
+    }
+    with pytest.raises(ManifestError, match=r"timeouts\.read"):
+        load_manifest(doc)
+    with pytest.raises(ManifestError, match="unknown key"):
+        load_manifest({**doc, "timeouts": {"total": 5}})
+
+
+async def test_timeout_option_names_the_bad_value(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, {}, "ERR164407")
+    code, _, err, _ = await cli("plan", str(manifest), "--timeout", "read=soon")
+    assert code == 2
+    assert err.strip() == (
+        "mirror: error: <command line>: --timeout 'read=soon': expected NAME=SECONDS with NAME "
+        "one of connect, read, host_down and SECONDS a number greater than 0"
+    )
+
+
+def test_redirect_loop_and_bad_certificates_are_final() -> None:
+    assert not RedirectLoop("x").retryable
+    assert not HostDown("x", host="h", outage="h: down").retryable
