@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+import mirror
 from mirror import RetryPolicy
 from mirror._config import HostLimit, Timeouts
 from mirror._exceptions import HostDown, NotConnected, RedirectLoop
@@ -50,6 +51,7 @@ class BadHost:
         self._writers: list[asyncio.StreamWriter] = []
         self._server: asyncio.Server | None = None
         self.port = 0
+        self.headers: list[str] = []
 
     async def __aenter__(self) -> BadHost:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -79,10 +81,11 @@ class BadHost:
             await self.handler(reader, writer)
 
     async def head(self, reader: asyncio.StreamReader) -> str:
-        """Read one request head; its target path."""
+        """Read one request head; its target path (header lines in ``self.headers``)."""
         line = await reader.readline()
-        while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-            pass
+        self.headers = []
+        while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):
+            self.headers.append(header.decode("latin-1").strip().lower())
         self.requests += 1
         return line.split()[1].decode() if len(line.split()) > 1 else ""
 
@@ -220,6 +223,38 @@ async def test_stalled_body_is_noticed_after_the_read_timeout(tmp_path: Path) ->
     assert len(reasons) == 2
     assert all("body stalled: no bytes for 0.5 s (read timeout)" in r for r in reasons), reasons
     assert took < 10
+
+
+async def test_final_reason_of_a_changed_remote_file_does_not_say_starting_again(
+    tmp_path: Path,
+) -> None:
+    """The last attempt's reason is what ``mirror status`` shows: it must not promise a
+    next attempt. First attempt: the body stalls after 10 bytes (kept in ``.part``);
+    second: a resume answered with another file's range."""
+
+    async def changed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await bad.head(reader):
+            if any(h.startswith("range:") for h in bad.headers):
+                writer.write(
+                    b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-63/64\r\n"
+                    b"Content-Length: 64\r\n\r\n" + b"y" * 64
+                )
+                await writer.drain()
+                continue
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n" + b"x" * 10)
+            await writer.drain()
+            await reader.read()
+
+    async with portal(1) as (emu, study), BadHost(changed) as bad:
+        doc = ena_manifest({**emu.endpoints, "ena_files": bad.base}, tmp_path / "data", [study])
+        doc["timeouts"] = SHORT
+        doc["workers"] = 1
+        summary = await mirror.run(doc, retry=RetryPolicy(attempts=2, base=0.01))
+    assert summary.failed == 2
+    rows = read_index(tmp_path / "data")
+    reasons = [r["reason"] for r in rows]
+    assert all("no longer matches the partial download" in r for r in reasons), reasons
+    assert not any(r.endswith("starting again") for r in reasons), reasons
 
 
 async def test_redirect_loop_ends_after_a_few_hops(tmp_path: Path) -> None:
