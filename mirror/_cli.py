@@ -581,7 +581,9 @@ async def _submit(args: argparse.Namespace, err: Console) -> int:
     target = "production" if base.rstrip("/") == PRODUCTION_WEBIN else "test"
     if not args.json and not args.quiet and not args.endpoint:
         err.print(f"submitting to the Webin {target} service", markup=False)
-    async with Http(lambda host: HostLimit(rate=10, connections=4)) as http:
+    # Webin answers a submission only once it has processed it: give it minutes.
+    timeouts = Timeouts(read=300)
+    async with Http(lambda host: HostLimit(rate=10, connections=4), timeouts=timeouts) as http:
         outcomes = await submit_all(list(args.documents), how, http, say=say)
     for o in outcomes:
         if args.json:
