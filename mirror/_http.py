@@ -219,6 +219,9 @@ class Breaker:
         self._delay = PROBE_FIRST
         self._down: HostDown | None = None
         self._changed = asyncio.Event()
+        #: Bodies that stalled with none arriving whole since, and when the first began.
+        self._stalls = 0
+        self._stalled_since: float | None = None
 
     @property
     def paused(self) -> bool:
@@ -284,12 +287,36 @@ class Breaker:
                 self._failures,
             )
         if self._paused and now - self._since >= self.down_after:
-            outage = f"{self.key}: {self._why} for {now - self._since:.0f} s"
-            self._down = HostDown(
-                f"{outage}; not tried again this run", host=self.key, outage=outage
-            )
-            logger.warning("%s: giving up on the host for this run", outage)
+            self._give_up(f"{self.key}: {self._why} for {now - self._since:.0f} s")
         self._notify()
+
+    def stalled(self, started: float) -> None:
+        """A body the host began to send (request sent at ``started``) stopped arriving.
+
+        The host answers, so there is nothing to probe; but when no body has arrived
+        whole for ``down_after`` seconds, every file's retries would only wait out the
+        read timeout again: give up on the host as for failed connections.
+        """
+        if self._down is not None:
+            return
+        now = asyncio.get_running_loop().time()
+        self._stalls += 1
+        if self._stalled_since is None:
+            self._stalled_since = started
+        if self._stalls >= self.threshold and now - self._stalled_since >= self.down_after:
+            self._give_up(
+                f"{self.key}: every answer stalled mid-body for {now - self._stalled_since:.0f} s"
+            )
+            self._notify()
+
+    def finished(self) -> None:
+        """A body arrived whole."""
+        self._stalls = 0
+        self._stalled_since = None
+
+    def _give_up(self, outage: str) -> None:
+        self._down = HostDown(f"{outage}; not tried again this run", host=self.key, outage=outage)
+        logger.warning("%s: giving up on the host for this run", outage)
 
     def release(self, probe: bool) -> None:
         """A request ended without telling whether the host is up (cancelled, say)."""
@@ -312,6 +339,9 @@ class Response:
 
     _raw: aiohttp.ClientResponse
     _timeouts: Timeouts | None = None
+    _breaker: Breaker | None = None
+    #: When the request was sent (loop time), for the breaker.
+    _started: float = 0.0
 
     @property
     def status(self) -> int:
@@ -326,8 +356,10 @@ class Response:
         return str(self._raw.url)
 
     async def read(self) -> bytes:
-        with _mapped(self.url, self._timeouts, body=True):
-            return await self._raw.read()
+        with self._body():
+            body = await self._raw.read()
+        self._finished()
+        return body
 
     async def text(self) -> str:
         return (await self.read()).decode("utf-8", errors="replace")
@@ -361,23 +393,42 @@ class Response:
         ``readany`` would first join them (one more copy of every byte).
         """
         reader = self._raw.content
-        with _mapped(self.url, self._timeouts, body=True):
+        with self._body():
             while True:
                 chunk, _ = await reader.readchunk()
                 if not chunk:
-                    return
+                    break
                 yield chunk
+        self._finished()
 
     async def lines(self) -> AsyncIterator[str]:
-        with _mapped(self.url, self._timeouts, body=True):
+        with self._body():
             async for raw in self._raw.content:
                 yield raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        self._finished()
+
+    @contextlib.contextmanager
+    def _body(self) -> Iterator[None]:
+        """Errors mapped as for a body; a stalled or dropped one is told to the breaker."""
+        try:
+            with _mapped(self.url, self._timeouts, body=True):
+                yield
+        except ConnectionFailed as exc:
+            if self._breaker is not None and exc.why in _BODY_FAILURES:
+                self._breaker.stalled(self._started)
+            raise
+
+    def _finished(self) -> None:
+        if self._breaker is not None:
+            self._breaker.finished()
 
 
 class _DamagedJson(TransferError):
     """A body that starts as JSON and does not parse: likely cut short, worth a retry."""
 
 
+#: Why-texts of a body that stopped arriving (see ``_mapped``).
+_BODY_FAILURES = frozenset({"stalled", "connection dropped mid-body"})
 _PRIVATE_CA = "if it uses a private CA, set SSL_CERT_FILE to a PEM file holding that CA"
 
 
@@ -555,7 +606,7 @@ class Http:
                 try:
                     if raw.status not in expect:
                         await _raise_for(raw, url, gate)
-                    yield Response(raw, self.timeouts)
+                    yield Response(raw, self.timeouts, breaker, started)
                 finally:
                     with contextlib.suppress(aiohttp.ClientError, OSError):
                         await cm.__aexit__(None, None, None)

@@ -115,7 +115,12 @@ async def cli(
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )
-    out, err = await asyncio.wait_for(proc.communicate(), wait)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), wait)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode(), time.monotonic() - started
 
@@ -222,6 +227,31 @@ async def test_stalled_body_is_noticed_after_the_read_timeout(tmp_path: Path) ->
     assert len(reasons) == 2
     assert all("body stalled: no bytes for 0.5 s (read timeout)" in r for r in reasons), reasons
     assert took < 10
+
+
+async def test_host_whose_every_body_stalls_is_given_up_on(tmp_path: Path) -> None:
+    """Answers that begin and then stall, 40 files: once no body has arrived whole for
+    ``host_down``, the remaining files fail together in one line, instead of each
+    waiting out the read timeout on every one of its attempts."""
+
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await bad.head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n" + b"x" * 10)
+        await writer.drain()
+        await reader.read()
+
+    async with portal(20) as (emu, study), BadHost(stall) as bad:
+        endpoints = {**emu.endpoints, "ena_files": bad.base}
+        manifest = write_manifest(tmp_path, endpoints, study, timeouts=SHORT)
+        code, _, err, took = await cli("run", str(manifest))
+    assert code == 1, err
+    host = f"127.0.0.1:{bad.port}"
+    lines = [line for line in err.splitlines() if host in line]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"error: {host}: every answer stalled mid-body for ")
+    assert lines[0].endswith("; 40 files not downloaded; re-run to retry them")
+    assert took < 30
+    assert bad.requests < 40
 
 
 async def test_final_reason_of_a_changed_remote_file_does_not_say_starting_again(
