@@ -314,6 +314,19 @@ class Breaker:
         self._stalls = 0
         self._stalled_since = None
 
+    def condemn(self, exc: UntrustedCertificate) -> HostDown:
+        """The host cannot be trusted: every request to it fails as ``exc`` did.
+
+        Its certificate will not verify on the next request either; one line for all
+        of its files, and no more handshakes with it this run.
+        """
+        if self._down is None:
+            self._down = HostDown(str(exc), host=self.key, outage=str(exc))
+            self._notify()
+        # A new error each time: one exception object raised in several tasks would
+        # collect all of their tracebacks.
+        return HostDown(str(self._down), host=self.key, outage=self._down.outage, url=exc.url)
+
     def _give_up(self, outage: str) -> None:
         self._down = HostDown(f"{outage}; not tried again this run", host=self.key, outage=outage)
         logger.warning("%s: giving up on the host for this run", outage)
@@ -429,7 +442,6 @@ class _DamagedJson(TransferError):
 
 #: Why-texts of a body that stopped arriving (see ``_mapped``).
 _BODY_FAILURES = frozenset({"stalled", "connection dropped mid-body"})
-_PRIVATE_CA = "if it uses a private CA, set SSL_CERT_FILE to a PEM file holding that CA"
 
 
 @contextlib.contextmanager
@@ -445,17 +457,22 @@ def _mapped(url: str, timeouts: Timeouts | None = None, *, body: bool = False) -
     except MirrorError:
         raise
     except aiohttp.TooManyRedirects as exc:
-        last = redact_url(str(exc.request_info.real_url))
+        where = ""
+        if exc.history:
+            last = exc.history[-1]
+            target = last.headers.get("Location", "")
+            where = f" (the last from {redact_url(str(last.url))} to {redact_url(target)})"
         raise RedirectLoop(
-            f"{shown}: redirect loop: still redirected after {len(exc.history)} hops "
-            f"(last to {last})",
+            f"{shown}: redirect loop: still redirected after {len(exc.history)} hops{where}",
             url=url,
         ) from exc
     except aiohttp.ClientConnectorCertificateError as exc:
         cert = exc.certificate_error
         detail = getattr(cert, "verify_message", "") or str(cert)
+        host = host_key(url)
         raise UntrustedCertificate(
-            f"{host_key(url)}: TLS certificate did not verify ({detail}); {_PRIVATE_CA}",
+            f"{host}: TLS certificate did not verify ({detail}); if {host} uses a private CA, "
+            "set SSL_CERT_FILE to a PEM file holding that CA",
             url=url,
         ) from exc
     except aiohttp.ConnectionTimeoutError as exc:
@@ -601,6 +618,8 @@ class Http:
                     breaker.failed(exc, started, probe)
                     told = True
                     raise
+                except UntrustedCertificate as exc:
+                    raise breaker.condemn(exc) from exc
                 breaker.answered(probe)
                 told = True
                 try:

@@ -307,7 +307,9 @@ async def test_redirect_loop_ends_after_a_few_hops(tmp_path: Path) -> None:
     assert code == 1, err
     failed = [line for line in err.splitlines() if line.startswith("failed:")]
     assert len(failed) == 2, err
-    assert all("redirect loop: still redirected after 10 hops" in line for line in failed)
+    assert all(
+        "redirect loop: still redirected after 10 hops (the last from " in line for line in failed
+    )
     assert not any(line.rstrip().endswith("starting again") for line in failed)
     # Two files, each one attempt of at most 1 + MAX_REDIRECTS requests (not 8 attempts).
     assert 2 * MAX_REDIRECTS <= bad.requests <= 2 * (1 + MAX_REDIRECTS)
@@ -316,25 +318,29 @@ async def test_redirect_loop_ends_after_a_few_hops(tmp_path: Path) -> None:
 async def test_untrusted_certificate_fails_at_once_naming_host_and_ssl_cert_file(
     tmp_path: Path,
 ) -> None:
-    """A file host whose certificate does not verify: one handshake per file, no
-    retries, and a line that names the host and says how to trust a private CA."""
+    """A file host whose certificate does not verify, 20 files: one handshake, no
+    retries, and one line that names the host and says how to trust a private CA."""
     tls = make_ca(tmp_path / "ca")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tls.cert, tls.key)
 
-    async with portal(1) as (emu, study), BadHost(never_answer, context) as bad:
+    async with portal(10) as (emu, study), BadHost(never_answer, context) as bad:
         endpoints = {**emu.endpoints, "ena_files": bad.base}
         manifest = write_manifest(tmp_path, endpoints, study, workers=1)
         env = {"SSL_CERT_FILE": "", "SSL_CERT_DIR": ""}
         code, _, err, took = await cli("run", str(manifest), env=env)
     assert code == 1, err
-    failed = [line for line in err.splitlines() if line.startswith("failed:")]
-    assert len(failed) == 2, err
-    for line in failed:
-        assert f"127.0.0.1:{bad.port}: TLS certificate did not verify" in line
-        assert "SSL_CERT_FILE" in line
-    assert bad.connections == 2  # one per file: nothing retried
+    host = f"127.0.0.1:{bad.port}"
+    lines = [line for line in err.splitlines() if host in line]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"error: {host}: TLS certificate did not verify (")
+    assert f"if {host} uses a private CA, set SSL_CERT_FILE to a PEM file" in lines[0]
+    assert lines[0].endswith("; 20 files not downloaded; re-run to retry them")
+    assert bad.connections == 1  # nothing retried, no other file tried
     assert took < 15
+    rows = read_index(tmp_path / "data")
+    assert {r["status"] for r in rows} == {"failed"}
+    assert all("SSL_CERT_FILE" in r["reason"] for r in rows)
 
 
 # --- the breaker and the timeouts, without a command line --------------------------------
