@@ -347,30 +347,42 @@ async def test_untrusted_certificate_fails_at_once_naming_host_and_ssl_cert_file
 
 
 async def test_paused_host_sends_one_probe_at_a_time() -> None:
-    """While a host is paused, requests wait for the probe instead of each trying."""
-    port = closed_port()
-    url = f"http://127.0.0.1:{port}/f"
-    timeouts = Timeouts(connect=1, read=1, host_down=1.5)
-    async with Http(lambda h: HostLimit(), timeouts=timeouts) as http:
+    """While a host is paused, requests wait for the probe instead of each trying.
+
+    Real time: the server never answers, so each request ends at the read timeout.
+    """
+    timeouts = Timeouts(connect=1, read=0.3, host_down=1.5)
+    async with BadHost(never_answer) as bad, Http(lambda h: HostLimit(), timeouts=timeouts) as http:
+        url = f"{bad.base}/f"
         breaker = http.breaker(url)
-        for _ in range(3):
-            with pytest.raises(NotConnected, match="connection refused"):
-                async with http.request("GET", url):
-                    pass
+        results = await asyncio.gather(*(_get(http, url) for _ in range(3)), return_exceptions=True)
+        assert all("no answer for 0.3 s (read timeout)" in str(r) for r in results), results
         assert breaker.paused
         assert breaker.down is None
+        assert bad.connections == 3
         started = time.monotonic()
         results = await asyncio.gather(
             *(http.retrying("f", lambda: _get(http, url)) for _ in range(20)),
             return_exceptions=True,
         )
         assert all(isinstance(r, HostDown) for r in results), results
-        assert "connection refused for" in str(results[0])
+        assert str(results[0]).startswith(f"127.0.0.1:{bad.port}: no answer for ")
         assert time.monotonic() - started < 5
+        # 20 callers, yet only the probes went out: 1 s then 2 s apart, 0.3 s each.
+        assert bad.connections <= 3 + 3, bad.connections
         # Down for the rest of the run: no connection attempt at all now.
         with pytest.raises(HostDown):
-            async with http.request("GET", url):
-                pass
+            await _get(http, url)
+        assert bad.connections <= 6
+
+
+async def test_refused_connections_pause_the_host() -> None:
+    url = f"http://127.0.0.1:{closed_port()}/f"
+    async with Http(lambda h: HostLimit(), timeouts=Timeouts(host_down=60)) as http:
+        for _ in range(3):
+            with pytest.raises(NotConnected, match=r"127\.0\.0\.1:\d+/f: connection refused$"):
+                await _get(http, url)
+        assert http.breaker(url).paused
 
 
 async def _get(http: Http, url: str) -> None:
