@@ -6,7 +6,7 @@
 """
 
 from ._api import Mirror as Mirror, run as run
-from ._config import Manifest as Manifest
+from ._config import Manifest as Manifest, Timeouts as Timeouts
 from ._exceptions import (
     ChecksumMismatch as ChecksumMismatch,
     CredentialsError as CredentialsError,
@@ -58,6 +58,7 @@ __all__ = [
     "StateUrlError",
     "Summary",
     "TaskStatus",
+    "Timeouts",
     "TransferError",
     "WarningEvent",
     "load_manifest",

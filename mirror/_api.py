@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ._config import Manifest
+from ._config import Manifest, Timeouts
 from ._credentials import Credentials
 from ._engine import Engine
 from ._manifest import load_manifest
@@ -23,7 +23,11 @@ ManifestLike = str | os.PathLike[str] | Mapping[str, Any] | Manifest
 
 
 def _resolve(
-    manifest: ManifestLike, *, dest: str | os.PathLike[str] | None, workers: int | None
+    manifest: ManifestLike,
+    *,
+    dest: str | os.PathLike[str] | None,
+    workers: int | None,
+    timeouts: Timeouts | None = None,
 ) -> Manifest:
     m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     changes: dict[str, Any] = {}
@@ -31,6 +35,8 @@ def _resolve(
         changes["dest"] = Path(dest).expanduser().resolve()
     if workers is not None:
         changes["workers"] = workers
+    if timeouts is not None:
+        changes["timeouts"] = timeouts
     return dataclasses.replace(m, **changes) if changes else m
 
 
@@ -56,8 +62,9 @@ class Mirror:
         retry: RetryPolicy | None = None,
         progress_interval: float = 0.5,
         credentials: Mapping[str, str] | None = None,
+        timeouts: Timeouts | None = None,
     ) -> None:
-        self.manifest = _resolve(manifest, dest=dest, workers=workers)
+        self.manifest = _resolve(manifest, dest=dest, workers=workers, timeouts=timeouts)
         self._credentials = Credentials(env=dict(credentials)) if credentials is not None else None
         self._state = state
         self._retry = retry
@@ -133,6 +140,7 @@ async def run(
     state: str | None = None,
     retry: RetryPolicy | None = None,
     credentials: Mapping[str, str] | None = None,
+    timeouts: Timeouts | None = None,
 ) -> Summary:
     """Mirror everything ``manifest`` names; return the counts.
 
@@ -144,8 +152,15 @@ async def run(
 
     Credentials come from the environment (``ENTEROBASE_TOKEN``, ``EGA_USERNAME``, …)
     or ``~/.netrc``; ``credentials`` gives them by the same names instead.
+    ``timeouts`` replaces the manifest's ``timeouts:`` (see :class:`mirror.Timeouts`).
     """
     m = Mirror(
-        manifest, dest=dest, workers=workers, state=state, retry=retry, credentials=credentials
+        manifest,
+        dest=dest,
+        workers=workers,
+        state=state,
+        retry=retry,
+        credentials=credentials,
+        timeouts=timeouts,
     )
     return await m.engine().run()

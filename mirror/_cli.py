@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -25,7 +26,7 @@ from typing import Any
 from rich.console import Console
 
 from ._api import Mirror
-from ._config import DEFAULT_ENDPOINTS, HostLimit, Manifest
+from ._config import DEFAULT_ENDPOINTS, HostLimit, Manifest, Timeouts
 from ._display import PLAIN_INTERVAL, Display, JsonDisplay, PlainDisplay, RichDisplay, human_bytes
 from ._exceptions import CredentialsError, ManifestError, MirrorError, collapsed, is_usage_error
 from ._manifest import accessions_from_text, load_manifest, manifest_from_accessions
@@ -82,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
         help="state store: a path, or sqlite:///PATH (relative to the current directory; "
         "sqlite:////abs/path is absolute). Default: MIRROR_STATE, else "
         "DEST/.mirror/state.sqlite",
+    )
+    common.add_argument(
+        "--timeout",
+        action="append",
+        metavar="NAME=SECONDS",
+        help="override a manifest timeout (repeatable): connect (default 15), read (30: no "
+        "bytes for this long and a request or a stalled body is given up), host_down (90: a "
+        "host failing every connection this long has its remaining files failed together)",
     )
     common.add_argument(
         "--json",
@@ -372,7 +381,28 @@ def _logging(args: argparse.Namespace, err: Console) -> None:
 
 
 def _manifest(args: argparse.Namespace) -> Manifest:
-    return load_manifest(args.manifest)
+    return _with_timeouts(load_manifest(args.manifest), args)
+
+
+def _with_timeouts(manifest: Manifest, args: argparse.Namespace) -> Manifest:
+    if not args.timeout:
+        return manifest
+    names = [f.name for f in dataclasses.fields(Timeouts)]
+    given: dict[str, float] = {}
+    for pair in args.timeout:
+        name, sep, value = pair.partition("=")
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = 0.0
+        if not sep or name not in names or not math.isfinite(seconds) or seconds <= 0:
+            raise ManifestError(
+                f"--timeout {pair!r}: expected NAME=SECONDS with NAME one of "
+                f"{', '.join(names)} and SECONDS a number greater than 0",
+                file="<command line>",
+            )
+        given[name] = seconds
+    return dataclasses.replace(manifest, timeouts=dataclasses.replace(manifest.timeouts, **given))
 
 
 def _display(args: argparse.Namespace, err: Console) -> Display:
@@ -414,6 +444,7 @@ async def _get(args: argparse.Namespace, err: Console) -> int:
     manifest = manifest_from_accessions(
         accessions, dest=dest, workers=args.workers or 16, files=files
     )
+    manifest = _with_timeouts(manifest, args)
     if args.endpoint:
         manifest = dataclasses.replace(
             manifest, endpoints={**manifest.endpoints, **_endpoints(args.endpoint)}
@@ -482,6 +513,8 @@ def _finish(summary: Summary, manifest: Manifest, args: argparse.Namespace, err:
             # Otherwise each was shown once already, as the run went, with its reason.
             for reason in (*summary.refused, *summary.errors):
                 err.print(f"error: {reason}", markup=False)
+        for line in summary.hosts_down:
+            err.print(f"error: {line}", markup=False)
         err.print(f"files: {manifest.dest}  index: {manifest.dest / 'index.tsv'}", markup=False)
         if summary.exit_code:
             err.print(
@@ -663,7 +696,9 @@ async def _submit(args: argparse.Namespace, err: Console) -> int:
     target = "production" if base.rstrip("/") == PRODUCTION_WEBIN else "test"
     if not args.json and not args.quiet and not args.endpoint:
         err.print(f"submitting to the Webin {target} service", markup=False)
-    async with Http(lambda host: HostLimit(rate=10, connections=4)) as http:
+    # Webin answers a submission only once it has processed it: give it minutes.
+    timeouts = Timeouts(read=300)
+    async with Http(lambda host: HostLimit(rate=10, connections=4), timeouts=timeouts) as http:
         outcomes = await submit_all(list(args.documents), how, http, say=say)
     for o in outcomes:
         if args.json:

@@ -19,6 +19,7 @@ __all__ = [
     "Manifest",
     "MgnifySpec",
     "SourceSpec",
+    "Timeouts",
 ]
 
 #: Public service base URLs (SPEC.md); overridable under ``endpoints:``.
@@ -57,6 +58,24 @@ class HostLimit:
             raise ValueError("rate must be positive")
         if self.connections < 1:
             raise ValueError("connections must be at least 1")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Timeouts:
+    """How long to wait for a host before calling it hung or down (seconds)."""
+
+    #: To open a connection (TCP and TLS handshake).
+    connect: float = 15.0
+    #: For the next bytes of an answer: the status line, or more of a body. A stalled
+    #: body is noticed after this long.
+    read: float = 30.0
+    #: A host whose connections keep failing is paused and probed one request at a
+    #: time; after this long without an answer its remaining files fail together.
+    host_down: float = 90.0
+
+    def __post_init__(self) -> None:
+        if min(self.connect, self.read, self.host_down) <= 0:
+            raise ValueError("timeouts must be positive")
 
 
 #: Published limits of the public hosts (SPEC.md): ENA 50 req/s, EnteroBase 1 req/s.
@@ -130,6 +149,7 @@ class Manifest:
     workers: int = 16
     hosts: Mapping[str, HostLimit] = field(default_factory=lambda: MappingProxyType({}))
     endpoints: Mapping[str, str] = field(default_factory=lambda: DEFAULT_ENDPOINTS)
+    timeouts: Timeouts = field(default_factory=Timeouts)
     #: Where the manifest came from (for messages), if it came from a file.
     origin: str | None = None
 

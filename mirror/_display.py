@@ -117,7 +117,7 @@ class RichDisplay(Display):
             self.last = event
         elif isinstance(event, m.Warning_):
             self.live.console.print(f"warning: {event.message}", markup=False, highlight=False)
-        elif isinstance(event, m.FileFailed) and event.final:
+        elif isinstance(event, m.FileFailed) and event.final and not event.grouped:
             self.live.console.print(
                 f"failed: {event.path}: {event.reason}", markup=False, highlight=False
             )
@@ -218,7 +218,7 @@ class PlainDisplay(Display):
                 self._print(f"  {w}")
         elif isinstance(event, m.Warning_) and not self.quiet:
             self._print(f"warning: {event.message}")
-        elif isinstance(event, m.FileFailed) and event.final:
+        elif isinstance(event, m.FileFailed) and event.final and not event.grouped:
             self._print(f"failed: {event.path}: {event.reason}")
         elif isinstance(event, m.FileVerified) and self.verbose and not event.skipped:
             self._print(f"verified: {event.path} ({human_bytes(event.bytes)}, {event.verified_by})")

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from ._exceptions import ChecksumMismatch, DestinationError, MirrorError, TransferError
+from ._exceptions import ChecksumMismatch, DestinationError, HostDown, MirrorError, TransferError
 from ._fetch import Fetched, fetch
 from ._http import Http, host_key, redact_url
 from ._meter import RateMeter
@@ -61,6 +61,9 @@ class Stats:
         #: Sizes of the files that failed for good: bytes no one will wait for.
         self.failed_bytes = 0
         self._planned_seen = (0, time.monotonic())
+        #: Hosts given up on: their outage ("host: connection refused for 90 s") and
+        #: how many files failed with it.
+        self.hosts_down: dict[str, tuple[str, int]] = {}
 
     def rate(self) -> float | None:
         """Smoothed network rate; None until bytes have flowed long enough to say."""
@@ -97,14 +100,28 @@ class Downloader:
         #: Hosts that answered a ranged request with 200: one stream from then on.
         self._no_ranges: set[str] = set()
 
-    async def fail(self, task: FileTask, reason: str, hooks: FileHooks | None = None) -> None:
+    async def fail(
+        self,
+        task: FileTask,
+        reason: str,
+        hooks: FileHooks | None = None,
+        *,
+        down: HostDown | None = None,
+    ) -> None:
+        """Record ``task`` as failed. ``down``: its host was given up on, and the run
+        reports all of that host's files in one line instead of one line each."""
         # An empty .part is no progress to keep, only litter (in a shared cache, too).
         await asyncio.to_thread(_drop_empty_part, self.dest, task)
         await self.store.mark_failed(task.key, reason)
         self.stats.failed += 1
         self.stats.failed_bytes += task.size or 0
-        logger.warning("%s: failed: %s", task.path, reason)
-        self.emit(FileFailed(path=task.path, reason=reason, final=True))
+        if down is not None:
+            _, count = self.stats.hosts_down.get(down.host, ("", 0))
+            self.stats.hosts_down[down.host] = (down.outage, count + 1)
+            logger.info("%s: failed: %s", task.path, reason)
+        else:
+            logger.warning("%s: failed: %s", task.path, reason)
+        self.emit(FileFailed(path=task.path, reason=reason, final=True, grouped=down is not None))
         if hooks is not None:
             await hooks.settled(task, False)
 
@@ -143,8 +160,17 @@ class Downloader:
                 if hooks is not None:
                     current = await hooks.prepare(task, error)
                 return await self._once(current, final, entry, hooks)
+            except HostDown as exc:
+                await self.fail(task, str(exc), hooks, down=exc)
+                return None
             except TransferError as exc:
                 error = exc
+                if exc.retryable and self.http.waits_for_host(exc):
+                    # The host is paused: the next request waits for its probe. This
+                    # one does not count against the file's own budget.
+                    attempt -= 1
+                    self.emit(FileFailed(path=task.path, reason=str(exc), final=False))
+                    continue
                 if isinstance(exc, ChecksumMismatch):
                     mismatches += 1
                 worth = exc.retryable or (hooks is not None and hooks.recoverable(exc))

@@ -122,7 +122,9 @@ class Engine:
         failing: BaseException | None = None
         try:
             run_id = await store.begin_run()
-            async with Http(self.manifest.host_limit, retry=self.retry) as http:
+            async with Http(
+                self.manifest.host_limit, retry=self.retry, timeouts=self.manifest.timeouts
+            ) as http:
                 ctx = self._context(http)
                 try:
                     with collapsed():
@@ -151,6 +153,10 @@ class Engine:
             skipped=self.stats.skipped,
             errors=tuple(self._plan_errors),
             refused=tuple(self._refused),
+            hosts_down=tuple(
+                f"{outage}; {n} file{'s' if n != 1 else ''} not downloaded; re-run to retry them"
+                for outage, n in self.stats.hosts_down.values()
+            ),
         )
 
     async def plan_only(self) -> tuple[int, int]:
@@ -166,7 +172,9 @@ class Engine:
         store = await open_store(self._state_url, self.dest)
         try:
             run_id = await store.begin_run()
-            async with Http(self.manifest.host_limit, retry=self.retry) as http:
+            async with Http(
+                self.manifest.host_limit, retry=self.retry, timeouts=self.manifest.timeouts
+            ) as http:
                 ctx = self._context(http)
                 for i, make in enumerate(makers):
                     source = make(ctx)

@@ -18,6 +18,9 @@ worth retrying is a property of its class, decided here and nowhere else::
         ├── UnexpectedAnswer   a 200 that is not the API's answer (a maintenance page)
         ├── ConnectionFailed   reset, refused, timeout, dropped mid-body
         │   └── NotConnected   no connection was made: the request never left
+        ├── HostDown           the host stayed unreachable: its files fail together (final)
+        ├── UntrustedCertificate  the host's TLS certificate did not verify      (final)
+        ├── RedirectLoop       too many redirects                                (final)
         ├── IncompleteDownload fewer bytes than the plan or Content-Length said
         ├── ChecksumMismatch   the bytes arrived but their digest is wrong
         └── RemoteFileChanged  the server's file is not the one we were resuming
@@ -38,11 +41,13 @@ __all__ = [
     "DestinationError",
     "EmptyEntry",
     "HTTPStatusError",
+    "HostDown",
     "IncompleteDownload",
     "ManifestError",
     "MirrorError",
     "NotConnected",
     "RateLimited",
+    "RedirectLoop",
     "RemoteFileChanged",
     "SourceError",
     "StateError",
@@ -50,6 +55,7 @@ __all__ = [
     "TransferError",
     "UnexpectedAnswer",
     "UnsafePathError",
+    "UntrustedCertificate",
     "collapsed",
     "expected_errors",
     "is_usage_error",
@@ -166,6 +172,11 @@ class UnexpectedAnswer(TransferError):
 class ConnectionFailed(TransferError):
     """The connection failed: refused, reset, timed out, or closed mid-body."""
 
+    def __init__(self, message: str, *, url: str = "", why: str = "") -> None:
+        #: What went wrong in a few words ("connection refused"), for per-host messages.
+        self.why = why
+        super().__init__(message, url=url)
+
 
 class NotConnected(ConnectionFailed):
     """No connection was made (refused, no such host, connect timeout).
@@ -173,6 +184,34 @@ class NotConnected(ConnectionFailed):
     The request was never sent, so even a request that must not be repeated
     blindly (a submission) may be sent again.
     """
+
+
+class HostDown(TransferError):
+    """The host failed every probe for the configured time: give up on it for this run.
+
+    Not retried: every request to the host fails at once with this error, so the
+    files still queued for it fail together instead of one retry budget each.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, host: str, outage: str, url: str = "") -> None:
+        self.host = host
+        #: "host: connection refused for 90 s": the outage, for one line about all its files.
+        self.outage = outage
+        super().__init__(message, url=url)
+
+
+class UntrustedCertificate(TransferError):
+    """The host's TLS certificate did not verify. Trying again gets the same certificate."""
+
+    retryable = False
+
+
+class RedirectLoop(TransferError):
+    """The server kept redirecting. Trying again follows the same redirects."""
+
+    retryable = False
 
 
 class IncompleteDownload(TransferError):

@@ -354,7 +354,8 @@ async def _receive(
             await validators.set_validator(task.key, None)
             raise RemoteFileChanged(
                 f"{redact_url(task.url)}: the server's file no longer matches the partial "
-                f"download (Content-Range {resp.headers.get('Content-Range')!r}); starting again",
+                f"download (Content-Range {resp.headers.get('Content-Range')!r}); partial download "
+                "discarded",
                 url=task.url,
             )
         if action is RangeAction.RESTART:

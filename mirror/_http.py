@@ -9,29 +9,42 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from ._config import HostLimit
+from ._config import HostLimit, Timeouts
 from ._exceptions import (
     ConnectionFailed,
+    HostDown,
     HTTPStatusError,
     MirrorError,
     NotConnected,
     RateLimited,
+    RedirectLoop,
     SourceError,
     TransferError,
+    UntrustedCertificate,
 )
 from ._retry import RetryPolicy, next_delay, parse_retry_after
 
-__all__ = ["HostGate", "Http", "Response", "basic_auth", "host_key", "redact_url"]
+__all__ = [
+    "MAX_REDIRECTS",
+    "Breaker",
+    "HostGate",
+    "Http",
+    "Response",
+    "basic_auth",
+    "host_key",
+    "redact_url",
+]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,6 +57,14 @@ USER_AGENT = "ebi-mirror/0.1"
 WINDOW = 1.05
 #: Answers of JSON cut short before a GET gives up on them (see ``Response.json``).
 BAD_JSON_ATTEMPTS = 3
+#: Redirects followed for one request; more is a loop (or a chain no archive uses).
+MAX_REDIRECTS = 10
+#: Connection failures in a row before a host is paused and probed.
+BREAKER_FAILURES = 3
+#: First wait between probes of a paused host, doubled after each failed probe ...
+PROBE_FIRST = 1.0
+#: ... up to this.
+PROBE_CAP = 15.0
 _SECRET_PARAMS = frozenset({"session", "token", "access_token", "password", "pass", "key"})
 
 
@@ -185,11 +206,168 @@ class HostGate:
             self._rate = None
 
 
+class Breaker:
+    """Stop sending a host requests it cannot answer; fail its files together when it is down.
+
+    Closed (normal): requests flow. After :data:`BREAKER_FAILURES` connection failures
+    in a row (refused, reset or no answer before the response, connect timeout) the
+    host is *paused*: requests wait, and one at a time goes out as a probe, with a
+    growing pause between probes. Any answer (whatever its status) closes it again.
+    When the failures have lasted ``down_after`` seconds the host is *down* for the
+    rest of the run: every request to it fails at once with :class:`HostDown`, so
+    10,000 queued files cost no time instead of a retry budget each.
+    """
+
+    def __init__(self, key: str, *, down_after: float, threshold: int = BREAKER_FAILURES) -> None:
+        self.key = key
+        self.down_after = down_after
+        self.threshold = threshold
+        self._failures = 0
+        #: When the first request of the current run of failures was sent.
+        self._since: float | None = None
+        self._why = ""
+        self._paused = False
+        self._probing = False
+        self._next_probe = 0.0
+        self._delay = PROBE_FIRST
+        self._down: HostDown | None = None
+        self._changed = asyncio.Event()
+        #: Bodies that stalled with none arriving whole since, and when the first began.
+        self._stalls = 0
+        self._stalled_since: float | None = None
+
+    @property
+    def paused(self) -> bool:
+        """Whether requests to the host now wait for a probe (or fail: host down)."""
+        return self._paused or self._down is not None
+
+    @property
+    def down(self) -> HostDown | None:
+        return self._down
+
+    async def enter(self) -> bool:
+        """Wait until a request may go out; ``True`` when it goes as the probe.
+
+        Raises :class:`HostDown` once the host has been given up on.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._down is not None:
+                raise HostDown(str(self._down), host=self.key, outage=self._down.outage)
+            if not self._paused:
+                return False
+            now = loop.time()
+            if not self._probing and now >= self._next_probe:
+                self._probing = True
+                return True
+            changed = self._changed
+            wait = None if self._probing else self._next_probe - now
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await changed.wait()
+
+    def answered(self, probe: bool) -> None:
+        """The host answered (any status): it is up."""
+        was_paused = self._paused
+        self._failures = 0
+        self._since = None
+        self._paused = self._probing = False
+        self._delay = PROBE_FIRST
+        if was_paused:
+            logger.info("%s answers again: resuming", self.key)
+            self._notify()
+
+    def failed(self, exc: ConnectionFailed, started: float, probe: bool) -> None:
+        """A request sent at ``started`` got no answer because of ``exc``."""
+        if self._down is not None:
+            return
+        now = asyncio.get_running_loop().time()
+        self._failures += 1
+        if self._since is None:
+            self._since = started
+        self._why = _why(exc)
+        if probe:
+            self._probing = False
+            self._delay = min(PROBE_CAP, self._delay * 2)
+            self._next_probe = now + self._delay
+        elif not self._paused and self._failures >= self.threshold:
+            self._paused = True
+            self._next_probe = now + self._delay
+            logger.warning(
+                "%s: %s (%d times in a row): pausing the host, probing it one request at a time",
+                self.key,
+                self._why,
+                self._failures,
+            )
+        if self._paused and now - self._since >= self.down_after:
+            self._give_up(f"{self.key}: {self._why} for {now - self._since:.0f} s")
+        self._notify()
+
+    def stalled(self, started: float) -> None:
+        """A body the host began to send (request sent at ``started``) stopped arriving.
+
+        The host answers, so there is nothing to probe; but when no body has arrived
+        whole for ``down_after`` seconds, every file's retries would only wait out the
+        read timeout again: give up on the host as for failed connections.
+        """
+        if self._down is not None:
+            return
+        now = asyncio.get_running_loop().time()
+        self._stalls += 1
+        if self._stalled_since is None:
+            self._stalled_since = started
+        if self._stalls >= self.threshold and now - self._stalled_since >= self.down_after:
+            self._give_up(
+                f"{self.key}: every answer stalled mid-body for {now - self._stalled_since:.0f} s"
+            )
+            self._notify()
+
+    def finished(self) -> None:
+        """A body arrived whole."""
+        self._stalls = 0
+        self._stalled_since = None
+
+    def condemn(self, exc: UntrustedCertificate) -> HostDown:
+        """The host cannot be trusted: every request to it fails as ``exc`` did.
+
+        Its certificate will not verify on the next request either; one line for all
+        of its files, and no more handshakes with it this run.
+        """
+        if self._down is None:
+            self._down = HostDown(str(exc), host=self.key, outage=str(exc))
+            self._notify()
+        # A new error each time: one exception object raised in several tasks would
+        # collect all of their tracebacks.
+        return HostDown(str(self._down), host=self.key, outage=self._down.outage, url=exc.url)
+
+    def _give_up(self, outage: str) -> None:
+        self._down = HostDown(f"{outage}; not tried again this run", host=self.key, outage=outage)
+        logger.warning("%s: giving up on the host for this run", outage)
+
+    def release(self, probe: bool) -> None:
+        """A request ended without telling whether the host is up (cancelled, say)."""
+        if probe:
+            self._probing = False
+            self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+
+def _why(exc: ConnectionFailed) -> str:
+    return getattr(exc, "why", "") or "connection failed"
+
+
 @dataclass(slots=True)
 class Response:
     """The parts of an HTTP response the engine reads, over aiohttp's."""
 
     _raw: aiohttp.ClientResponse
+    _timeouts: Timeouts | None = None
+    _breaker: Breaker | None = None
+    #: When the request was sent (loop time), for the breaker.
+    _started: float = 0.0
 
     @property
     def status(self) -> int:
@@ -204,8 +382,10 @@ class Response:
         return str(self._raw.url)
 
     async def read(self) -> bytes:
-        with _mapped(self.url):
-            return await self._raw.read()
+        with self._body():
+            body = await self._raw.read()
+        self._finished()
+        return body
 
     async def text(self) -> str:
         return (await self.read()).decode("utf-8", errors="replace")
@@ -239,60 +419,131 @@ class Response:
         ``readany`` would first join them (one more copy of every byte).
         """
         reader = self._raw.content
-        with _mapped(self.url):
+        with self._body():
             while True:
                 chunk, _ = await reader.readchunk()
                 if not chunk:
-                    return
+                    break
                 yield chunk
+        self._finished()
 
     async def lines(self) -> AsyncIterator[str]:
-        with _mapped(self.url):
+        with self._body():
             async for raw in self._raw.content:
                 yield raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        self._finished()
+
+    @contextlib.contextmanager
+    def _body(self) -> Iterator[None]:
+        """Errors mapped as for a body; a stalled or dropped one is told to the breaker."""
+        try:
+            with _mapped(self.url, self._timeouts, body=True):
+                yield
+        except ConnectionFailed as exc:
+            if self._breaker is not None and exc.why in _BODY_FAILURES:
+                self._breaker.stalled(self._started)
+            raise
+
+    def _finished(self) -> None:
+        if self._breaker is not None:
+            self._breaker.finished()
 
 
 class _DamagedJson(TransferError):
     """A body that starts as JSON and does not parse: likely cut short, worth a retry."""
 
 
+#: Why-texts of a body that stopped arriving (see ``_mapped``).
+_BODY_FAILURES = frozenset({"stalled", "connection dropped mid-body"})
+
+
 @contextlib.contextmanager
-def _mapped(url: str) -> Any:
-    """Translate aiohttp and socket errors into :class:`ConnectionFailed`."""
+def _mapped(url: str, timeouts: Timeouts | None = None, *, body: bool = False) -> Iterator[None]:
+    """Translate aiohttp and socket errors into our tree, each as one line.
+
+    ``body``: the answer has begun, so a timeout is a stalled body, not a server that
+    never answered.
+    """
+    shown = redact_url(url)
     try:
         yield
     except MirrorError:
         raise
+    except aiohttp.TooManyRedirects as exc:
+        where = ""
+        if exc.history:
+            last = exc.history[-1]
+            target = last.headers.get("Location", "")
+            where = f" (the last from {redact_url(str(last.url))} to {redact_url(target)})"
+        raise RedirectLoop(
+            f"{shown}: redirect loop: still redirected after {len(exc.history)} hops{where}",
+            url=url,
+        ) from exc
+    except aiohttp.ClientConnectorCertificateError as exc:
+        cert = exc.certificate_error
+        detail = getattr(cert, "verify_message", "") or str(cert)
+        host = host_key(url)
+        raise UntrustedCertificate(
+            f"{host}: TLS certificate did not verify ({detail}); if {host} uses a private CA, "
+            "set SSL_CERT_FILE to a PEM file holding that CA",
+            url=url,
+        ) from exc
+    except aiohttp.ConnectionTimeoutError as exc:
+        waited = f" within {timeouts.connect:g} s" if timeouts else ""
+        raise NotConnected(
+            f"{shown}: no connection{waited} (connect timeout)", url=url, why="connect timed out"
+        ) from exc
+    except aiohttp.ClientConnectorError as exc:
+        if exc.os_error.errno == errno.ECONNREFUSED:
+            why = "connection refused"
+        else:
+            why = exc.os_error.strerror or str(exc) or type(exc).__name__
+        raise NotConnected(f"{shown}: {why}", url=url, why=why) from exc
+    except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
+        waited = f"{timeouts.read:g} s" if timeouts else "too long"
+        if body:
+            message, why = f"{shown}: body stalled: no bytes for {waited} (read timeout)", "stalled"
+        else:
+            message, why = f"{shown}: no answer for {waited} (read timeout)", "no answer"
+        raise ConnectionFailed(message, url=url, why=why) from exc
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
-        raise ConnectionFailed(
-            f"connection dropped mid-body from {redact_url(url)}: {exc}", url=url
-        ) from exc
-    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-        reason = type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc)
-        raise NotConnected(f"{redact_url(url)}: {reason or type(exc).__name__}", url=url) from exc
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        reason = type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc)
-        raise ConnectionFailed(
-            f"{redact_url(url)}: {reason or type(exc).__name__}", url=url
-        ) from exc
+        if body:
+            message = f"connection dropped mid-body from {shown}: {exc}"
+            why = "connection dropped mid-body"
+        else:
+            message = f"{shown}: connection closed before an answer"
+            why = "connection closed before an answer"
+        raise ConnectionFailed(message, url=url, why=why) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        if isinstance(exc, ConnectionResetError):
+            why = "connection reset"
+        else:
+            why = str(exc) or type(exc).__name__
+        raise ConnectionFailed(f"{shown}: {why}", url=url, why=why) from exc
 
 
 class Http:
-    """One aiohttp session plus a :class:`HostGate` per host. Use ``async with``."""
+    """One aiohttp session plus a :class:`HostGate` and a :class:`Breaker` per host.
+
+    Use ``async with``.
+    """
 
     def __init__(
         self,
         limits: Callable[[str], HostLimit],
         *,
         retry: RetryPolicy | None = None,
-        connect_timeout: float = 30.0,
-        read_timeout: float = 120.0,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self._limits = limits
         self._gates: dict[str, HostGate] = {}
+        self._breakers: dict[str, Breaker] = {}
         self.retry = retry or RetryPolicy()
+        self.timeouts = timeouts or Timeouts()
+        # No total: a large file takes hours. sock_read bounds every wait for bytes, the
+        # status line included, so a hung server or a stalled body is noticed.
         self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=connect_timeout, sock_read=read_timeout
+            total=None, connect=self.timeouts.connect, sock_read=self.timeouts.read
         )
         self._session: aiohttp.ClientSession | None = None
 
@@ -322,6 +573,21 @@ class Http:
             gate = self._gates[key] = HostGate(self._limits(key), key)
         return gate
 
+    def breaker(self, url: str) -> Breaker:
+        key = host_key(url)
+        breaker = self._breakers.get(key)
+        if breaker is None:
+            breaker = self._breakers[key] = Breaker(key, down_after=self.timeouts.host_down)
+        return breaker
+
+    def waits_for_host(self, exc: TransferError) -> bool:
+        """Whether ``exc`` was a connection failure to a host that is now paused.
+
+        Its request need not count against a retry budget: the next one waits for the
+        host's probe, and fails with :class:`HostDown` if the host stays down.
+        """
+        return isinstance(exc, ConnectionFailed) and bool(exc.url) and self.breaker(exc.url).paused
+
     @contextlib.asynccontextmanager
     async def request(
         self,
@@ -342,19 +608,43 @@ class Http:
         if self._session is None:
             raise RuntimeError("Http used outside 'async with'")
         gate = self.gate(url)
+        breaker = self.breaker(url)
         if auth is not None:
             headers = {**(headers or {}), "Authorization": basic_auth(*auth)}
-        async with gate.slot():
-            with _mapped(url):
-                cm = self._session.request(method, url, headers=headers, params=params, data=data)
-                raw = await cm.__aenter__()
-            try:
-                if raw.status not in expect:
-                    await _raise_for(raw, url, gate)
-                yield Response(raw)
-            finally:
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    await cm.__aexit__(None, None, None)
+        probe = await breaker.enter()
+        told = False
+        try:
+            async with gate.slot():
+                started = asyncio.get_running_loop().time()
+                cm = self._session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    params=params,
+                    data=data,
+                    max_redirects=MAX_REDIRECTS,
+                )
+                try:
+                    with _mapped(url, self.timeouts):
+                        raw = await cm.__aenter__()
+                except ConnectionFailed as exc:
+                    breaker.failed(exc, started, probe)
+                    told = True
+                    raise
+                except UntrustedCertificate as exc:
+                    raise breaker.condemn(exc) from exc
+                breaker.answered(probe)
+                told = True
+                try:
+                    if raw.status not in expect:
+                        await _raise_for(raw, url, gate)
+                    yield Response(raw, self.timeouts, breaker, started)
+                finally:
+                    with contextlib.suppress(aiohttp.ClientError, OSError):
+                        await cm.__aexit__(None, None, None)
+        finally:
+            if not told:
+                breaker.release(probe)
 
     async def retrying(
         self, what: str, call: Callable[[], Awaitable[T]], *, policy: RetryPolicy | None = None
@@ -367,6 +657,10 @@ class Http:
             try:
                 return await call()
             except TransferError as exc:
+                if exc.retryable and self.waits_for_host(exc):
+                    # Not this request's fault: wait for the host's probe, uncounted.
+                    attempt -= 1
+                    continue
                 delay = (
                     next_delay(policy, attempt, retry_after=getattr(exc, "retry_after", None))
                     if exc.retryable

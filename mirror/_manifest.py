@@ -38,6 +38,7 @@ from ._config import (
     Manifest,
     MgnifySpec,
     SourceSpec,
+    Timeouts,
 )
 from ._exceptions import ManifestError
 
@@ -59,7 +60,7 @@ MAX_WORKERS: Final = 1024
 #: A key path: mapping keys and list indexes from the top of the manifest.
 _Path = tuple[str | int, ...]
 
-_TOP_KEYS: Final = ("version", "dest", "workers", "hosts", "endpoints", "sources")
+_TOP_KEYS: Final = ("version", "dest", "workers", "hosts", "timeouts", "endpoints", "sources")
 _SOURCE_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
     "ena": ("accessions", "files"),
     "mgnify": ("studies", "analyses", "pipeline_version", "groups", "formats", "labels"),
@@ -590,6 +591,7 @@ def _build(value: object, w: _Where, *, origin: str | None) -> Manifest:
     n_workers = 16 if workers is None else _int(w, ("workers",), workers, low=1, high=MAX_WORKERS)
     hosts = _hosts(w, ("hosts",), top.get("hosts"))
     endpoints = _endpoints(w, ("endpoints",), top.get("endpoints"))
+    timeouts = _timeouts(w, ("timeouts",), top.get("timeouts"))
 
     if "sources" not in top:
         raise w.error((), "missing required key 'sources'")
@@ -607,6 +609,7 @@ def _build(value: object, w: _Where, *, origin: str | None) -> Manifest:
         workers=n_workers,
         hosts=hosts,
         endpoints=endpoints,
+        timeouts=timeouts,
         origin=origin,
     )
 
@@ -788,6 +791,19 @@ def _hosts(w: _Where, path: _Path, value: object) -> Mapping[str, HostLimit]:
             ),
         )
     return MappingProxyType(out)
+
+
+def _timeouts(w: _Where, path: _Path, value: object) -> Timeouts:
+    if value is None:
+        return Timeouts()
+    names = ("connect", "read", "host_down")
+    body = _mapping(w, path, value, names, what="a mapping of seconds (connect, read, host_down)")
+    given = {
+        name: _positive_number(w, (*path, name), body[name])
+        for name in names
+        if body.get(name) is not None
+    }
+    return Timeouts(**given)
 
 
 def _host_key(w: _Where, path: _Path, key: str) -> str:

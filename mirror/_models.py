@@ -89,6 +89,9 @@ class Summary:
     errors: tuple[str, ...] = ()
     #: Sources whose credentials the archive refused (their reasons).
     refused: tuple[str, ...] = ()
+    #: Hosts given up on, one line each: "host: connection refused for 90 s; 998 files
+    #: not downloaded; re-run to retry them".
+    hosts_down: tuple[str, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -136,6 +139,9 @@ class FileFailed(Event):
     path: str
     reason: str
     final: bool
+    #: Failed with its host (given up on for the run): the end of the run says so in
+    #: one line for all of that host's files, so displays need not show each.
+    grouped: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

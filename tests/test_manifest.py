@@ -443,13 +443,15 @@ ERROR_CASES = [
     ),
     pytest.param(
         "- ena: {accessions: [ERR2842367]}\n",
-        "manifest.yaml:1: expected a mapping (version, dest, workers, hosts, endpoints, sources), "
+        "manifest.yaml:1: expected a mapping (version, dest, workers, hosts, timeouts, "
+        "endpoints, sources), "
         "got a list",
         id="top-level-list",
     ),
     pytest.param(
         "hello\n",
-        "manifest.yaml:1: expected a mapping (version, dest, workers, hosts, endpoints, sources), "
+        "manifest.yaml:1: expected a mapping (version, dest, workers, hosts, timeouts, "
+        "endpoints, sources), "
         "got a string ('hello')",
         id="top-level-scalar",
     ),
@@ -462,7 +464,7 @@ ERROR_CASES = [
     pytest.param(
         OK + "colour: blue\n",
         "manifest.yaml:3: colour: unknown key "
-        "(expected one of version, dest, workers, hosts, endpoints, sources)",
+        "(expected one of version, dest, workers, hosts, timeouts, endpoints, sources)",
         id="unknown-top-key",
     ),
     pytest.param(
