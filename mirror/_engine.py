@@ -35,6 +35,7 @@ from ._credentials import Credentials, Secret
 from ._download import Downloader, Stats
 from ._exceptions import (
     CredentialsError,
+    DestinationError,
     EmptyEntry,
     ManifestError,
     MirrorError,
@@ -212,8 +213,11 @@ class Engine:
             except MirrorError as exc:
                 if failing is None:
                     raise
-                # The error that stopped the run is the one to tell; this one follows it.
-                if isinstance(failing, MirrorError):
+                # The error that stopped the run is the one to tell; this one follows it,
+                # unless it is that same full or read-only disk again.
+                if isinstance(failing, DestinationError):
+                    logger.warning("%s", exc)
+                elif isinstance(failing, MirrorError):
                     failing.add_note(str(exc))
 
     async def _record_problems(self, store: Store, run_id: int) -> None:

@@ -115,6 +115,12 @@ class MetadataWriter:
         """Put ``table``'s finished ``tmp`` in place, merged with this run's earlier one."""
         path = table.path
         with self._lock:
+            if table not in self._open:
+                # The run ended first and discarded it (a cancelled source closes its
+                # tables late, while the async generator is finalised): keep nothing.
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                return
             self._open.remove(table)
             if path in self._written and path.exists():
                 _merge_into(tmp, path)

@@ -78,7 +78,7 @@ def test_status_shows_refused_credentials_of_the_last_run(
     assert lines[0].split()[:2] == ["verified", "3"]
     assert lines[3] == (
         "sources[0].ega\tcredentials refused\t"
-        "EGA refused the login (EGA_USERNAME/EGA_PASSWORD): HTTP 401"
+        "EGA refused the login (EGA_USERNAME/EGA_PASSWORD): HTTP 401 invalid_grant"
     )
     as_json = json.loads(mirror_cmd("status", "--dest", str(tmp_path / "data"), "--json").stdout)
     assert as_json["refused"] == [lines[3].replace("\tcredentials refused\t", ": ")]

@@ -123,7 +123,7 @@ async def test_assemblies_pages_plan_exactly_the_recorded_assemblies(
         code, out, err = await plan(
             tmp_path, replay, query={"assembly_status": "Assembled"}, only_fields=fields
         )
-    assert (code, out, err) == (0, "3 files, 0 bytes (0 B)\n", "")
+    assert (code, out, err) == (0, "3 files, 0 bytes (0 B); 3 of unknown size (not counted)\n", "")
     barcodes = ["SAL_IA5204AA_AS", "SAL_KA9491AA_AS", "SAL_ZZ0001AA_AS"]
     base = replay.base + "/upload/download?assembly_barcode={}&database=senterica"
     assert planned(tmp_path / "data") == {
@@ -145,7 +145,7 @@ async def test_straindata_keyed_by_strain_barcode(tmp_path: Path) -> None:
     service = Service(tmp_path / "data")
     async with Replay(service.routes()) as replay:
         code, out, err = await plan(tmp_path, replay, resource="straindata")
-    assert (code, out, err) == (0, "2 files, 0 bytes (0 B)\n", "")
+    assert (code, out, err) == (0, "2 files, 0 bytes (0 B); 2 of unknown size (not counted)\n", "")
     base = replay.base + "/upload/download?assembly_barcode={}&database=senterica"
     assert planned(tmp_path / "data") == {
         f"enterobase/senterica/{b}.fasta": (base.format(b), "size")

@@ -57,3 +57,17 @@ async def test_a_write_that_cannot_happen_is_a_mirror_error(tmp_path: Path) -> N
     table = writer.table("ena/runs.tsv", ["run"])
     with pytest.raises(MirrorError, match=r"cannot write .*runs\.tsv"):
         await table.write([{"run": "ERR1"}])
+
+
+async def test_a_table_closed_after_the_run_discarded_it_is_dropped_quietly(
+    tmp_path: Path,
+) -> None:
+    # A cancelled source's generator closes its table after the engine discarded it.
+    writer = MetadataWriter(tmp_path)
+    table = writer.table("ena/runs.tsv", ["run"])
+    await table.write([{"run": "ERR1"}])
+    tmp = next((tmp_path / "ena").iterdir())
+    writer._open.clear()  # as discard() does when it wins the race with close()
+    await table.close()
+    assert not tmp.exists()
+    assert list((tmp_path / "ena").iterdir()) == []
