@@ -92,7 +92,9 @@ async def test_a_slow_first_slice_does_not_hold_back_the_others(
 
     monkeypatch.setattr(os, "pwritev", recording_pwritev)
     async with Emulator(catalog()) as emu, Http(limits) as http:
-        emu.faults.add(Fault(kind="slow", match=f"*{PATH}", offset=0, bytes_per_second=2 << 20))
+        # Slow enough that the other slices have a second (not a quarter of one) to
+        # finish before the slow one is half done, on a loaded 2-core machine too.
+        emu.faults.add(Fault(kind="slow", match=f"*{PATH}", offset=0, bytes_per_second=1 << 19))
         final = tmp_path / "out" / "ERR6000001.fastq.gz"
         got = await _segments.fetch_segmented(
             task(emu), final, http, connections=4, slice_size=SLICE
