@@ -279,6 +279,8 @@ def collapsed() -> Iterator[None]:
             raise
         first = next((e for e in errors if is_usage_error(e)), errors[0])
         for other in errors:
-            if other is not first:
+            # Workers that hit one full or read-only disk together tell one thing.
+            same_disk = isinstance(first, DestinationError) and isinstance(other, DestinationError)
+            if other is not first and not same_disk:
                 first.add_note(str(other))
         raise first from None

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mirror._exceptions import DestinationError, collapsed
 from mirror.emulator import Catalog, EnaFile, EnaRun, md5_of
 
 from .conftest import ena_manifest, md5_of_file, mirror_cmd
@@ -143,3 +144,12 @@ def test_read_only_destination_stops_the_run_with_one_line(
     assert again.returncode == 0, again.stderr
     for i, path in enumerate(PATHS, start=1):
         assert md5_of_file(files / f"ERR900000{i}/ERR900000{i}.fastq.gz") == md5_of(path, SIZE)
+
+
+def test_workers_stopped_by_one_disk_together_make_one_error() -> None:
+    first = DestinationError("cannot write a.part: No space left on device", path="a.part")
+    second = DestinationError("cannot write b.part: No space left on device", path="b.part")
+    with pytest.raises(DestinationError) as caught, collapsed():
+        raise ExceptionGroup("workers", [first, second])
+    assert caught.value is first
+    assert getattr(caught.value, "__notes__", []) == []
