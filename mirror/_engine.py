@@ -42,6 +42,7 @@ from ._exceptions import (
     StateError,
     collapsed,
     expected_errors,
+    joined,
 )
 from ._http import Http
 from ._index import write_index
@@ -298,10 +299,7 @@ class Engine:
                 missing.append(exc)
         if missing:
             # Every source's missing credentials at once: one fix, then one re-run.
-            first = missing[0]
-            for other in missing[1:]:
-                first.add_note(str(other))
-            raise first
+            raise joined(missing)
         return makers
 
     def _ega_login(self, index: int, spec: EgaSpec) -> EgaLogin:

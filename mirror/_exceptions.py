@@ -32,7 +32,8 @@ which file or URL, and what to do about it when there is something to do.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
 
 __all__ = [
     "ChecksumMismatch",
@@ -59,6 +60,7 @@ __all__ = [
     "collapsed",
     "expected_errors",
     "is_usage_error",
+    "joined",
 ]
 
 
@@ -278,9 +280,19 @@ def collapsed() -> Iterator[None]:
         if errors is None:
             raise
         first = next((e for e in errors if is_usage_error(e)), errors[0])
-        for other in errors:
-            # Workers that hit one full or read-only disk together tell one thing.
-            same_disk = isinstance(first, DestinationError) and isinstance(other, DestinationError)
-            if other is not first and not same_disk:
-                first.add_note(str(other))
-        raise first from None
+        # Workers that hit one full or read-only disk together tell one thing.
+        same_disk = isinstance(first, DestinationError)
+        others = [e for e in errors if not (same_disk and isinstance(e, DestinationError))]
+        raise joined([first, *(e for e in others if e is not first)]) from None
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def joined(errors: Sequence[E]) -> E:
+    """The first of ``errors``, carrying the others' messages as notes: one error to raise
+    when several things are wrong at once (the CLI prints each note on a line of its own)."""
+    first = errors[0]
+    for other in errors[1:]:
+        first.add_note(str(other))
+    return first

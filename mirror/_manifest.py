@@ -40,7 +40,7 @@ from ._config import (
     SourceSpec,
     Timeouts,
 )
-from ._exceptions import ManifestError
+from ._exceptions import ManifestError, joined
 
 __all__ = [
     "DICT_ORIGIN",
@@ -247,10 +247,7 @@ def accessions_from_text(text: str, *, file: str) -> list[str]:
             else:
                 found.append(entry)
     if bad:
-        first = bad[0]
-        for other in bad[1:]:
-            first.add_note(str(other))
-        raise first
+        raise joined(bad)
     return found
 
 
