@@ -81,8 +81,18 @@ def _parser() -> argparse.ArgumentParser:
         "--state",
         metavar="URL",
         help="state store: a path, or sqlite:///PATH (relative to the current directory; "
-        "sqlite:////abs/path is absolute). Default: MIRROR_STATE, else "
-        "DEST/.mirror/state.sqlite",
+        "sqlite:////abs/path is absolute); postgresql://[user@]host[:port]/db to share one "
+        "pull between machines (password from PGPASSWORD or ~/.pgpass). Default: "
+        "MIRROR_STATE, else DEST/.mirror/state.sqlite. Every process naming the same store "
+        "and dest takes part in the same pull",
+    )
+    common.add_argument(
+        "--lease",
+        type=_seconds,
+        metavar="SECONDS",
+        default=60.0,
+        help="how long a file stays with the process fetching it without a heartbeat: a "
+        "process that dies loses its files to the others after this long (default 60)",
     )
     common.add_argument(
         "--timeout",
@@ -423,7 +433,9 @@ async def _drive(m: Mirror, args: argparse.Namespace, err: Console) -> Summary:
 
 
 async def _run(args: argparse.Namespace, err: Console) -> int:
-    m = Mirror(_manifest(args), dest=args.dest, workers=args.workers, state=args.state)
+    m = Mirror(
+        _manifest(args), dest=args.dest, workers=args.workers, state=args.state, lease=args.lease
+    )
     summary = await _drive(m, args, err)
     return _finish(summary, m.manifest, args, err)
 
@@ -449,7 +461,7 @@ async def _get(args: argparse.Namespace, err: Console) -> int:
         manifest = dataclasses.replace(
             manifest, endpoints={**manifest.endpoints, **_endpoints(args.endpoint)}
         )
-    m = Mirror(manifest, state=args.state)
+    m = Mirror(manifest, state=args.state, lease=args.lease)
     summary = await _drive(m, args, err)
     return _finish(summary, m.manifest, args, err)
 
@@ -525,7 +537,9 @@ def _finish(summary: Summary, manifest: Manifest, args: argparse.Namespace, err:
 
 
 async def _plan(args: argparse.Namespace, err: Console) -> int:
-    m = Mirror(_manifest(args), dest=args.dest, workers=args.workers, state=args.state)
+    m = Mirror(
+        _manifest(args), dest=args.dest, workers=args.workers, state=args.state, lease=args.lease
+    )
     engine = m.engine(JsonDisplay().handle if args.json else _display(args, err).handle)
     files, total = await engine.plan_only()
     if args.json:
@@ -641,7 +655,13 @@ async def _demo(args: argparse.Namespace, err: Console) -> int:
             )
         # The emulator's own EnteroBase token, not one from the environment.
         demo_token = {"ENTEROBASE_TOKEN": DEMO_TOKEN}
-        m = Mirror(manifest, workers=args.workers, state=args.state, credentials=demo_token)
+        m = Mirror(
+            manifest,
+            workers=args.workers,
+            state=args.state,
+            credentials=demo_token,
+            lease=args.lease,
+        )
         summary = await _drive(m, args, err)
         requests = len(emu.log)
     code = _finish(summary, m.manifest, args, err)
