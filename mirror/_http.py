@@ -12,6 +12,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ __all__ = [
     "HostGate",
     "Http",
     "Response",
+    "Slots",
     "basic_auth",
     "host_key",
     "redact_url",
@@ -98,6 +100,78 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+class Slots:
+    """A counting limiter whose size can change while its slots are held.
+
+    :class:`asyncio.Semaphore` cannot shrink. Here a smaller size takes nothing
+    back: the holders keep their slots, and no one else gets in until enough of them
+    have given theirs back to bring the count under the new size. A larger size lets
+    waiters in at once. Waiters are served first come, first served.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("size must be at least 1")
+        self._size = size
+        self._held = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def held(self) -> int:
+        return self._held
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def resize(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("size must be at least 1")
+        self._size = size
+        self._wake()
+
+    async def acquire(self) -> None:
+        if self._held < self._size and not self._waiters:
+            self._held += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                # Granted, then cancelled before it could run: pass the slot on.
+                self.release()
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        if self._held <= 0:
+            raise RuntimeError("Slots released more often than acquired")
+        self._held -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self._held < self._size:
+            waiter = self._waiters.popleft()
+            if waiter.done():
+                continue
+            self._held += 1
+            waiter.set_result(None)
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
 class HostGate:
     """Pace and cap the requests to one host.
 
@@ -105,23 +179,35 @@ class HostGate:
     ``connections`` requests open at once, and never more than ``rate`` request
     starts in any one-second window. aiolimiter's leaky bucket admits a burst of
     ``rate`` on top of the steady flow, which can put twice ``rate`` into one
-    sliding second; a window of the last ``rate`` start times cannot. Starts are
-    also spaced at least ``1/rate`` apart (with the window's margin).
+    sliding second; a window of the last starts cannot. A window of
+    :data:`WINDOW` seconds admits at most ``rate`` starts rounded down (at least
+    one), so a fractional rate (50/3) never rounds up into an extra start; starts
+    are also spaced at least ``WINDOW/rate`` apart.
+
+    When several processes share a pull, :meth:`share` gives this one its part of a
+    limit of scope ``pull``: each member then stays within ``rate/members`` in every
+    one-second window, and so the members together within ``rate`` (as long as
+    ``rate/members`` is at least one request a second; below that each member still
+    sends one request every ``members/rate`` seconds, and their requests may meet in
+    one second).
 
     A 429 or 503 halves the effective rate (at most once a second) and, when the
     server sends ``Retry-After``, pauses the host that long; each quiet second
-    afterwards gives back a quarter, up to the configured rate. A cut never goes
-    below :meth:`floor`, and never raises the pace either (a host configured below
-    one request a second is halved, not lifted to one).
+    afterwards gives back a quarter, up to this process's allowance. A cut never
+    goes below :meth:`floor`, and never raises the pace either (a host configured
+    below one request a second is halved, not lifted to one).
     """
 
     def __init__(self, limit: HostLimit, key: str = "") -> None:
         self.limit = limit
         self.key = key
+        self._members = 1
         self._rate: float | None = limit.rate
-        self._connections = asyncio.Semaphore(limit.connections)
+        self._connections = Slots(limit.connections)
         self._starts: deque[float] = deque()
         self._pace_lock = asyncio.Lock()
+        #: Set (and replaced) when the limits change, to wake a request waiting its turn.
+        self._changed = asyncio.Event()
         self._paused_until = 0.0
         self._last_change = 0.0
         self._last_cut = float("-inf")
@@ -130,13 +216,65 @@ class HostGate:
 
     @property
     def rate(self) -> float | None:
-        """The rate in force now (lower than configured after throttling)."""
+        """The rate in force now (lower than the allowance after throttling)."""
         return self._rate
 
     @property
+    def allowance(self) -> float | None:
+        """This process's rate when not throttled: the configured one, or its share of it."""
+        if self.limit.rate is None:
+            return None
+        return self.limit.rate / self._divisor
+
+    @property
+    def connections(self) -> int:
+        """Connections this process may hold now: the configured number, or its share."""
+        return self._connections.size
+
+    @property
+    def members(self) -> int:
+        """How many processes this gate's limits are split between (1 unless shared)."""
+        return self._divisor
+
+    @property
     def floor(self) -> float:
-        """The lowest rate cuts may reach: 1/s, or half the configured rate below 2/s."""
-        return min(1.0, (self.limit.rate or 2.0) / 2)
+        """The lowest rate cuts may reach: 1/s, or half the configured rate below 2/s.
+
+        For a shared host that is the pull's floor, split like its rate.
+        """
+        return min(1.0, (self.limit.rate or 2.0) / 2) / self._divisor
+
+    @property
+    def _divisor(self) -> int:
+        return self._members if self.limit.scope == "pull" else 1
+
+    def share(self, members: int) -> None:
+        """Take this process's part of the host's limits, ``members`` processes sharing them.
+
+        A host of scope ``pull`` then allows ``rate / members`` requests a second and
+        ``connections // members`` open connections, but always at least one: with
+        more members than connections each member still keeps one, so the pull may
+        then hold one connection per member. Scope ``member``: nothing changes.
+
+        It applies at once to requests not yet started. Open requests keep their
+        connection (no new one opens until the count is under the new share), and the
+        starts of the last second count against the new rate. A rate cut after a
+        429/503 keeps its proportion to the allowance; recovery climbs back to the
+        share, not to the configured rate.
+        """
+        if members < 1:
+            raise ValueError("members must be at least 1")
+        if self.limit.scope != "pull" or members == self._members:
+            return
+        before = self.allowance
+        self._members = members
+        self._connections.resize(max(1, self.limit.connections // members))
+        after = self.allowance
+        if self._rate is not None and before is not None and after is not None:
+            self._rate = after if self._rate >= before else min(after, self._rate * after / before)
+        # Whoever waits for a start computed the wait under the old limits.
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -150,21 +288,36 @@ class HostGate:
         async with self._pace_lock:
             while True:
                 now = loop.time()
-                while self._starts and self._starts[0] <= now - WINDOW:
-                    self._starts.popleft()
-                wait = self._paused_until - now
-                if self._rate is not None:
-                    # Evenly spaced, not in bursts: a burst queues at the server, and
-                    # the arrivals it spreads out can crowd into the next second.
-                    if self._starts:
-                        wait = max(wait, self._starts[-1] + WINDOW / self._rate - now)
-                    if len(self._starts) >= max(1, int(self._rate)):
-                        wait = max(wait, self._starts[-int(max(1, self._rate))] + WINDOW - now)
+                wait = self._wait(now)
                 if wait <= 0:
                     break
-                await asyncio.sleep(wait)
-            self._starts.append(now)
-            self._recover(now)
+                changed = self._changed
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await changed.wait()
+            self._started(now)
+
+    def _wait(self, now: float) -> float:
+        """Seconds from ``now`` until the next request may start (0 or less: now)."""
+        starts = self._starts
+        while starts and starts[0] <= now - WINDOW:
+            starts.popleft()
+        wait = self._paused_until - now
+        rate = self._rate
+        if rate is not None:
+            # Evenly spaced, not in bursts: a burst queues at the server, and the
+            # arrivals it spreads out can crowd into the next second.
+            if starts:
+                wait = max(wait, starts[-1] + WINDOW / rate - now)
+            # Rounded down: the starts of any window stay within a fractional rate.
+            allowed = max(1, math.floor(rate))
+            if len(starts) >= allowed:
+                wait = max(wait, starts[-allowed] + WINDOW - now)
+        return wait
+
+    def _started(self, now: float) -> None:
+        self._starts.append(now)
+        self._recover(now)
 
     def throttled(self, retry_after: float | None) -> None:
         """The host answered 429/503: slow down, and pause if it said for how long.
@@ -191,17 +344,19 @@ class HostGate:
     def _recover(self, now: float) -> None:
         """After each quiet second, grow the rate by a quarter (at least one request/s).
 
-        A host with a configured rate climbs back to it; a host without one is let
-        go again once it is back at the pace it had when it first complained.
+        A host with a configured rate climbs back to this process's allowance; a host
+        without one is let go again once it is back at the pace it had when it first
+        complained.
         """
-        if self._rate is None or self._rate == self.limit.rate:
+        allowance = self.allowance
+        if self._rate is None or self._rate == allowance:
             return
         if now - self._last_change < 1.0:
             return
         self._last_change = now
-        self._rate += max(1.0, self._rate / 4)
-        if self.limit.rate is not None:
-            self._rate = min(self._rate, self.limit.rate)
+        self._rate += max(1.0 / self._divisor, self._rate / 4)
+        if allowance is not None:
+            self._rate = min(self._rate, allowance)
         elif self._rate >= self._before:
             self._rate = None
 
@@ -537,6 +692,7 @@ class Http:
     ) -> None:
         self._limits = limits
         self._gates: dict[str, HostGate] = {}
+        self._members = 1
         self._breakers: dict[str, Breaker] = {}
         self.retry = retry or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
@@ -566,11 +722,35 @@ class Http:
             await self._session.close()
             self._session = None
 
+    @property
+    def members(self) -> int:
+        """How many processes share the pull's host limits (see :meth:`share`)."""
+        return self._members
+
+    def share(self, members: int) -> None:
+        """Split every host limit of scope ``pull`` between ``members`` processes.
+
+        Each then allows ``rate / members`` requests a second and ``connections //
+        members`` connections, at least one (see :meth:`HostGate.share`); hosts of
+        scope ``member`` keep their full limits. Called again whenever the number of
+        live members changes, up or down; the same number again changes nothing.
+        Gates made later start shared too.
+        """
+        if members < 1:
+            raise ValueError("members must be at least 1")
+        if members == self._members:
+            return
+        logger.debug("host limits shared by %d members (was %d)", members, self._members)
+        self._members = members
+        for gate in self._gates.values():
+            gate.share(members)
+
     def gate(self, url: str) -> HostGate:
         key = host_key(url)
         gate = self._gates.get(key)
         if gate is None:
             gate = self._gates[key] = HostGate(self._limits(key), key)
+            gate.share(self._members)
         return gate
 
     def breaker(self, url: str) -> Breaker:
