@@ -13,6 +13,7 @@ import errno
 import json
 import logging
 import math
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +58,14 @@ USER_AGENT = "ebi-mirror/0.1"
 #: Safety margin on the one-second window: the server counts arrivals, we count
 #: departures, and the two clocks see the same requests a few milliseconds apart.
 WINDOW = 1.05
+#: Members sharing less than one request a second take turns on the wall clock (the
+#: same on every machine, through NTP): a turn lasts this long for a pull of one
+#: request a second ...
+TURN = 1.5
+#: ... and its request starts in this first part of it. Two starts in different turns
+#: are then at least 1.125 s apart: a second for the rate, the rest for the machines'
+#: clocks and the network to disagree by.
+TURN_START = 0.25
 #: Answers of JSON cut short before a GET gives up on them (see ``Response.json``).
 BAD_JSON_ATTEMPTS = 3
 #: Redirects followed for one request; more is a loop (or a chain no archive uses).
@@ -186,10 +195,10 @@ class HostGate:
 
     When several processes share a pull, :meth:`share` gives this one its part of a
     limit of scope ``pull``: each member then stays within ``rate/members`` in every
-    one-second window, and so the members together within ``rate`` (as long as
-    ``rate/members`` is at least one request a second; below that each member still
-    sends one request every ``members/rate`` seconds, and their requests may meet in
-    one second).
+    one-second window, and so the members together within ``rate``. A share below
+    one request a second cannot be kept by counting alone (each member's one request
+    could fall into the same second); members that know their rank then take turns
+    on the wall clock, one request per turn of :data:`TURN` seconds.
 
     A 429 or 503 halves the effective rate (at most once a second) and, when the
     server sends ``Retry-After``, pauses the host that long; each quiet second
@@ -202,6 +211,9 @@ class HostGate:
         self.limit = limit
         self.key = key
         self._members = 1
+        self._rank: int | None = None
+        #: The last turn a request started in (see ``_turn_wait``).
+        self._turn_used: int | None = None
         self._rate: float | None = limit.rate
         self._connections = Slots(limit.connections)
         self._starts: deque[float] = deque()
@@ -245,16 +257,30 @@ class HostGate:
         return min(1.0, (self.limit.rate or 2.0) / 2) / self._divisor
 
     @property
+    def takes_turns(self) -> bool:
+        """Whether requests wait for this member's turns (a ranked share below 1/s)."""
+        rate = self.limit.rate
+        members = self._divisor
+        return self._rank is not None and members > 1 and rate is not None and rate < members
+
+    @property
     def _divisor(self) -> int:
         return self._members if self.limit.scope == "pull" else 1
 
-    def share(self, members: int) -> None:
+    def share(self, members: int, rank: int | None = None) -> None:
         """Take this process's part of the host's limits, ``members`` processes sharing them.
 
         A host of scope ``pull`` then allows ``rate / members`` requests a second and
         ``connections // members`` open connections, but always at least one: with
         more members than connections each member still keeps one, so the pull may
         then hold one connection per member. Scope ``member``: nothing changes.
+
+        ``rank`` (0 to ``members - 1``, a different one for each member, e.g. its
+        place among the live members ordered by id) matters only when the share is
+        below one request a second: the members then take turns on the wall clock,
+        turn ``k`` belonging to rank ``k % members``, so that their requests never
+        meet in one second. Without a rank such a member sends one request every
+        ``members / rate`` seconds, and the members' requests may meet.
 
         It applies at once to requests not yet started. Open requests keep their
         connection (no new one opens until the count is under the new share), and the
@@ -264,14 +290,19 @@ class HostGate:
         """
         if members < 1:
             raise ValueError("members must be at least 1")
-        if self.limit.scope != "pull" or members == self._members:
+        if rank is not None and not 0 <= rank < members:
+            raise ValueError(f"rank must be from 0 to {members - 1}, got {rank}")
+        if self.limit.scope != "pull" or (members, rank) == (self._members, self._rank):
             return
-        before = self.allowance
-        self._members = members
-        self._connections.resize(max(1, self.limit.connections // members))
-        after = self.allowance
-        if self._rate is not None and before is not None and after is not None:
-            self._rate = after if self._rate >= before else min(after, self._rate * after / before)
+        self._rank = rank
+        if members != self._members:
+            before = self.allowance
+            self._members = members
+            self._connections.resize(max(1, self.limit.connections // members))
+            after = self.allowance
+            if self._rate is not None and before is not None and after is not None:
+                cut = min(after, self._rate * after / before)
+                self._rate = after if self._rate >= before else cut
         # Whoever waits for a start computed the wait under the old limits.
         self._changed.set()
         self._changed = asyncio.Event()
@@ -287,18 +318,21 @@ class HostGate:
         loop = asyncio.get_running_loop()
         async with self._pace_lock:
             while True:
-                now = loop.time()
-                wait = self._wait(now)
+                now, wall = loop.time(), time.time()
+                wait = self._wait(now, wall)
                 if wait <= 0:
                     break
                 changed = self._changed
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
                         await changed.wait()
-            self._started(now)
+            self._started(now, wall)
 
-    def _wait(self, now: float) -> float:
-        """Seconds from ``now`` until the next request may start (0 or less: now)."""
+    def _wait(self, now: float, wall: float) -> float:
+        """Seconds from ``now`` until the next request may start (0 or less: now).
+
+        ``now`` is the loop's clock, ``wall`` the wall clock (for turns).
+        """
         starts = self._starts
         while starts and starts[0] <= now - WINDOW:
             starts.popleft()
@@ -313,10 +347,40 @@ class HostGate:
             allowed = max(1, math.floor(rate))
             if len(starts) >= allowed:
                 wait = max(wait, starts[-allowed] + WINDOW - now)
+        if self.takes_turns:
+            wait = max(wait, self._turn_wait(wall))
         return wait
 
-    def _started(self, now: float) -> None:
+    def _turn_length(self) -> float:
+        """Turns of the whole pull: any ``floor(rate)`` in a row span over a second."""
+        rate = self.limit.rate or 1.0
+        return TURN / (math.floor(rate) if rate >= 1 else rate)
+
+    def _turn(self, wall: float) -> int:
+        # A hair of tolerance: woken at a turn's very start, the division may fall short.
+        return math.floor(wall / self._turn_length() + 1e-9)
+
+    def _turn_wait(self, wall: float) -> float:
+        """Seconds until this member's next turn starts, or 0 inside an unused one.
+
+        A request starts only in the first :data:`TURN_START` of a turn, so two
+        requests of consecutive turns (two members) are never closer than
+        ``(1 - TURN_START) * TURN`` seconds, however late in its turn the first began.
+        """
+        assert self._rank is not None
+        length = self._turn_length()
+        turn = self._turn(wall)
+        ahead = (self._rank - turn) % self._members
+        if ahead == 0:
+            if turn != self._turn_used and wall - turn * length < TURN_START * length:
+                return 0.0
+            ahead = self._members
+        return (turn + ahead) * length - wall
+
+    def _started(self, now: float, wall: float) -> None:
         self._starts.append(now)
+        if self.takes_turns:
+            self._turn_used = self._turn(wall)
         self._recover(now)
 
     def throttled(self, retry_after: float | None) -> None:
@@ -693,6 +757,7 @@ class Http:
         self._limits = limits
         self._gates: dict[str, HostGate] = {}
         self._members = 1
+        self._rank: int | None = None
         self._breakers: dict[str, Breaker] = {}
         self.retry = retry or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
@@ -727,30 +792,32 @@ class Http:
         """How many processes share the pull's host limits (see :meth:`share`)."""
         return self._members
 
-    def share(self, members: int) -> None:
+    def share(self, members: int, rank: int | None = None) -> None:
         """Split every host limit of scope ``pull`` between ``members`` processes.
 
         Each then allows ``rate / members`` requests a second and ``connections //
-        members`` connections, at least one (see :meth:`HostGate.share`); hosts of
-        scope ``member`` keep their full limits. Called again whenever the number of
-        live members changes, up or down; the same number again changes nothing.
-        Gates made later start shared too.
+        members`` connections, at least one (see :meth:`HostGate.share`, also for
+        ``rank``, this member's place among them); hosts of scope ``member`` keep
+        their full limits. Called again whenever the live members change, up or
+        down; the same numbers again change nothing. Gates made later start shared.
         """
         if members < 1:
             raise ValueError("members must be at least 1")
-        if members == self._members:
+        if rank is not None and not 0 <= rank < members:
+            raise ValueError(f"rank must be from 0 to {members - 1}, got {rank}")
+        if (members, rank) == (self._members, self._rank):
             return
         logger.debug("host limits shared by %d members (was %d)", members, self._members)
-        self._members = members
+        self._members, self._rank = members, rank
         for gate in self._gates.values():
-            gate.share(members)
+            gate.share(members, rank)
 
     def gate(self, url: str) -> HostGate:
         key = host_key(url)
         gate = self._gates.get(key)
         if gate is None:
             gate = self._gates[key] = HostGate(self._limits(key), key)
-            gate.share(self._members)
+            gate.share(self._members, self._rank)
         return gate
 
     def breaker(self, url: str) -> Breaker:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mirror._config import HostLimit
-from mirror._http import WINDOW, HostGate, Http, Slots
+from mirror._http import TURN, WINDOW, HostGate, Http, Slots
 from mirror._manifest import load_manifest
 from mirror.emulator import Catalog, Emulator, md5_of
 
@@ -110,19 +110,20 @@ async def test_a_waiter_cancelled_just_after_its_grant_passes_the_slot_on() -> N
 # --------------------------------------------------------------------------- the window
 
 
-def _drive(gate: HostGate, until: float, start: float = 0.0) -> list[float]:
+def _drive(gate: HostGate, until: float, start: float = 0.0, wall: float = 1.8e9) -> list[float]:
     """Start requests as fast as the gate allows from ``start`` to ``until``, on a clock
-    that jumps straight to each allowed instant; the start times."""
+    that jumps straight to each allowed instant; the start times. ``wall`` is the wall
+    clock's reading at 0 on the gate's own."""
     now = start
     starts: list[float] = []
     while True:
-        wait = gate._wait(now)
+        wait = gate._wait(now, wall + now)
         if wait > 0:
-            now += wait
+            now += max(wait, 1e-9)
             continue
         if now >= until:
             return starts
-        gate._started(now)
+        gate._started(now, wall + now)
         starts.append(now)
 
 
@@ -158,6 +159,57 @@ def test_a_share_below_one_request_a_second_spaces_the_members_requests() -> Non
     starts = _drive(gate, until=30.0)
     assert min(b - a for a, b in itertools.pairwise(starts)) >= 3 * WINDOW - 1e-9
     assert len(starts) >= 9
+
+
+def _pull(rate: float, members: int, *, ranked: bool, skew: float = 0.0) -> list[float]:
+    """Every member's starts over a minute, on one true clock; the wall clocks of the
+    odd ranks are ``skew`` seconds ahead of the others' (machines' clocks disagree)."""
+    starts: list[float] = []
+    for rank in range(members):
+        gate = HostGate(HostLimit(rate=rate, connections=1))
+        gate.share(members, rank if ranked else None)
+        starts += _drive(gate, until=60.0, wall=1.8e9 + 0.37 + (rank % 2) * skew)
+    return sorted(starts)
+
+
+@pytest.mark.parametrize(
+    ("rate", "members"), [(1, 3), (1, 2), (2.5, 3), (0.5, 2), (3, 5), (1, 8), (0.2, 3)]
+)
+@pytest.mark.parametrize("skew", [0.0, 0.04, -0.1])
+def test_members_below_one_request_a_second_take_turns(
+    rate: float, members: int, skew: float
+) -> None:
+    starts = _pull(rate, members, ranked=True, skew=skew)
+    if rate >= 1:
+        assert _most_in_a_second(starts) <= rate
+    else:
+        assert min(b - a for a, b in itertools.pairwise(starts)) >= 1 / rate
+    # One request per turn of the pull, whoever's it is: most of the rate still used.
+    per_turn = TURN / (math.floor(rate) if rate >= 1 else rate)
+    assert len(starts) >= 0.95 * 60.0 / per_turn
+
+
+def test_unranked_members_below_one_request_a_second_can_meet_in_one_second() -> None:
+    # What turns are for: counting alone keeps each member within its share, but three
+    # members at a third of a request a second each may all start in the same second.
+    starts = _pull(1, 3, ranked=False)
+    assert _most_in_a_second(starts) == 3
+
+
+def test_turns_only_when_the_share_is_below_one_request_a_second() -> None:
+    gate = HostGate(HostLimit(rate=1, connections=1))
+    gate.share(3, 2)
+    assert gate.takes_turns
+    gate.share(1, 0)  # alone: its own spacing is enough
+    assert not gate.takes_turns
+    gate = HostGate(HostLimit(rate=30, connections=8))
+    gate.share(3, 1)
+    assert not gate.takes_turns
+    gate = HostGate(HostLimit(rate=1, connections=1, scope="member"))
+    gate.share(3, 1)
+    assert not gate.takes_turns
+    with pytest.raises(ValueError, match="rank must be from 0 to 2, got 3"):
+        HostGate(HostLimit(rate=1)).share(3, 3)
 
 
 def test_the_last_seconds_starts_count_against_a_lowered_share() -> None:
@@ -292,6 +344,7 @@ async def test_http_shares_existing_and_later_gates_and_skips_member_hosts() -> 
         "a.example": HostLimit(rate=30, connections=6),
         "b.example": HostLimit(rate=30, connections=6, scope="member"),
         "c.example": HostLimit(rate=12, connections=4),
+        "slow.example": HostLimit(rate=1, connections=1),
     }
     async with Http(lambda key: limits[key]) as http:
         a = http.gate("https://a.example/x")
@@ -308,6 +361,10 @@ async def test_http_shares_existing_and_later_gates_and_skips_member_hosts() -> 
         assert (a.rate, a.connections, b.rate, c.rate) == (30, 6, 30, 12)
         with pytest.raises(ValueError, match="at least 1"):
             http.share(0)
+        slow = http.gate("https://slow.example/x")
+        http.share(3, rank=1)
+        assert (a.rate, slow.rate, slow.takes_turns, b.takes_turns) == (10, 1 / 3, True, False)
+        assert slow._rank == 1
 
 
 # --------------------------------------------------------------------------- three members
