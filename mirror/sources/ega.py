@@ -11,14 +11,14 @@ Facts this module relies on (seed 003, ARCHIVES.md, research/ega-webin.md):
   tickets instead of piling up new requests.
 * A ticket is removed after a complete download and after 7 days: any attempt after
   a failure re-lists the label and asks for a new ticket for that one file.
+* ``results/{ticket}?md5=LOCAL`` answers ``[server_md5, size]`` of what was sent:
+  the bytes are accepted only when both agree with what we received.
 
 Several processes may share one pull, each fetching files another planned (from a
 task rebuilt from the state store). What they must agree on lives in the pull's
 ledger (:class:`~mirror.sources.PullLedger`), not in this object: the whole dataset
 is requested once per pull, and its label is deleted once, when no file under it is
 left pending, running or failed in any process.
-* ``results/{ticket}?md5=LOCAL`` answers ``[server_md5, size]`` of what was sent:
-  the bytes are accepted only when both agree with what we received.
 """
 
 from __future__ import annotations
