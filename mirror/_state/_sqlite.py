@@ -442,8 +442,9 @@ class SQLiteStore:
             )
             db.executemany(f"UPDATE files SET {described_columns} WHERE pull=? AND key=?", keeps)
             db.executemany(
+                # The validator stays: it describes the .part a failed fetch left to resume.
                 f"UPDATE files SET {described_columns}, status='pending', md5=NULL, bytes=NULL,"
-                " verified_by=NULL, reason=NULL, validator=NULL WHERE pull=? AND key=?",
+                " verified_by=NULL, reason=NULL WHERE pull=? AND key=?",
                 resets,
             )
             db.execute("UPDATE pulls SET seq=? WHERE id=?", (seq, pull))
