@@ -725,7 +725,9 @@ def _prepare(db: sqlite3.Connection, path: Path, pull: str) -> int:
     (pull_id,) = db.execute("SELECT id FROM pulls WHERE key=?", (pull,)).fetchone()
     if version == 1:
         _copy_schema_1(db, int(pull_id), old_run)
-    db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+    if version != SCHEMA_VERSION:
+        # Only when it changes: opening a store writes nothing (``status`` on a full disk).
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
     return int(pull_id)
 
 
