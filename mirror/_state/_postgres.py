@@ -148,6 +148,13 @@ def parse_url(url: str) -> PostgresUrl:
     """
     try:
         parts = urllib.parse.urlsplit(url)
+        query = urllib.parse.parse_qs(parts.query)
+        if parts.password is not None or "password" in query:
+            raise StateUrlError(
+                "a password inside the PostgreSQL URL is refused (it would show in process "
+                "lists and logs): give it in PGPASSWORD or ~/.pgpass",
+                file=_NAMED_BY,
+            )
         port = parts.port
     except ValueError:
         # Without echoing the URL: its port field may hold a password ("user:secret@").
@@ -155,13 +162,6 @@ def parse_url(url: str) -> PostgresUrl:
             "the PostgreSQL URL is malformed: expected postgresql://[user@]host[:port]/db",
             file=_NAMED_BY,
         ) from None
-    query = urllib.parse.parse_qs(parts.query)
-    if parts.password is not None or "password" in query:
-        raise StateUrlError(
-            "a password inside the PostgreSQL URL is refused (it would show in process "
-            "lists and logs): give it in PGPASSWORD or ~/.pgpass",
-            file=_NAMED_BY,
-        )
     database = urllib.parse.unquote(parts.path.lstrip("/"))
     if not database or "/" in database:
         raise StateUrlError(
@@ -203,9 +203,12 @@ async def open_postgres(url: str, dest: Path) -> PostgresStore:
             server_settings={"application_name": "ebi-mirror", "jit": "off"},
         )
     except _DB_ERRORS as exc:
+        hint = ""
+        if isinstance(exc, asyncpg.InvalidPasswordError):
+            hint = " (the password comes from PGPASSWORD or ~/.pgpass)"
         raise StateUrlError(
             f"cannot connect to the PostgreSQL state store {where} (host {where.host}, port "
-            f"{where.port or 5432}, database {where.database}): {_line(exc)}",
+            f"{where.port or 5432}, database {where.database}): {_line(exc)}{hint}",
             file=_NAMED_BY,
         ) from None
     store = PostgresStore(pool, where, pull_key(dest))
