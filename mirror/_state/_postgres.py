@@ -318,6 +318,12 @@ class PostgresStore:
                         self._id,
                         generation,
                     )
+                    # Members that stopped heartbeating before this generation are history.
+                    await db.execute(
+                        f"DELETE FROM ebi_mirror_members WHERE pull=$1 AND heartbeat < {_NOW} - $2",
+                        self._id,
+                        lease,
+                    )
                 await db.execute(
                     f"INSERT INTO ebi_mirror_members (pull, id, host, pid, generation, started,"
                     f" heartbeat) VALUES ($1, $2, $3, $4, $5, {_NOW}, {_NOW})"
@@ -616,9 +622,10 @@ class PostgresStore:
         return done != "UPDATE 0"
 
     async def mark_pending(self, key: str) -> None:
+        # A file someone is fetching right now is already on its way back.
         await self._execute(
             "UPDATE ebi_mirror_files SET status='pending', md5=NULL, bytes=NULL,"
-            " verified_by=NULL, holder=NULL, lease_until=NULL WHERE pull=$1 AND key=$2",
+            " verified_by=NULL WHERE pull=$1 AND key=$2 AND status<>'running'",
             self._id,
             key,
         )
@@ -743,7 +750,7 @@ class PostgresStore:
             " SELECT max(g) FROM (SELECT max(generation) AS g FROM ebi_mirror_files"
             "  WHERE pull=$1 UNION ALL SELECT max(generation) FROM ebi_mirror_problems"
             "  WHERE pull=$1 UNION ALL SELECT max(generation) FROM ebi_mirror_plans"
-            "  WHERE pull=$1 AND done) AS latest) ORDER BY id",
+            "  WHERE pull=$1) AS latest) ORDER BY id",
             self._id,
         )
         return [(str(r["kind"]), str(r["message"])) for r in rows]
