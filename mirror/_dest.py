@@ -32,6 +32,7 @@ from typing import BinaryIO, Protocol
 from ._paths import final_path, part_path
 
 __all__ = [
+    "SLICES_SUFFIX",
     "Destination",
     "LocalDestination",
     "PartFile",
@@ -150,6 +151,10 @@ class Destination(Protocol):
         ...
 
     def read_bytes(self, path: Path) -> bytes: ...
+
+    def open_read(self, path: Path) -> BinaryIO:
+        """``path`` opened for reading front to back (a file too large to hold)."""
+        ...
 
     def hash(
         self, path: Path, algorithm: str = "md5", *, start: int = 0, limit: int | None = None
@@ -340,6 +345,9 @@ class LocalDestination:
 
     def read_bytes(self, path: Path) -> bytes:
         return path.read_bytes()
+
+    def open_read(self, path: Path) -> BinaryIO:
+        return path.open("rb")
 
     def hash(
         self, path: Path, algorithm: str = "md5", *, start: int = 0, limit: int | None = None

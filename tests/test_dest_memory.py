@@ -8,9 +8,11 @@ there, with no ``.part`` left; on disk under ``dest`` there is only the state st
 from __future__ import annotations
 
 import hashlib
+import io
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -105,6 +107,9 @@ class MemoryDestination:
             if path not in self.files:
                 raise _missing(path)
             return bytes(self.files[path])
+
+    def open_read(self, path: Path) -> BinaryIO:
+        return io.BytesIO(self.read_bytes(path))
 
     def hash(
         self, path: Path, algorithm: str = "md5", *, start: int = 0, limit: int | None = None
