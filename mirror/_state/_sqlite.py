@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import shutil
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -110,6 +111,33 @@ CREATE TABLE IF NOT EXISTS problems (
     at          REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS problems_generation ON problems (pull, generation);
+-- Files and bytes by generation and status, kept by the triggers below: the members
+-- read them every few seconds, and counting 300,000 rows each time would not do.
+CREATE TABLE IF NOT EXISTS tallies (
+    pull        INTEGER NOT NULL,
+    generation  INTEGER NOT NULL,
+    status      TEXT NOT NULL,
+    files       INTEGER NOT NULL,
+    bytes       INTEGER NOT NULL,
+    PRIMARY KEY (pull, generation, status)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS files_tally_insert AFTER INSERT ON files BEGIN
+    INSERT INTO tallies VALUES
+        (NEW.pull, NEW.generation, NEW.status, 1, COALESCE(NEW.bytes, NEW.size, 0))
+    ON CONFLICT DO UPDATE SET files = files + 1, bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER IF NOT EXISTS files_tally_update
+AFTER UPDATE OF pull, generation, status, bytes, size ON files BEGIN
+    UPDATE tallies SET files = files - 1, bytes = bytes - COALESCE(OLD.bytes, OLD.size, 0)
+        WHERE pull = OLD.pull AND generation = OLD.generation AND status = OLD.status;
+    INSERT INTO tallies VALUES
+        (NEW.pull, NEW.generation, NEW.status, 1, COALESCE(NEW.bytes, NEW.size, 0))
+    ON CONFLICT DO UPDATE SET files = files + 1, bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER IF NOT EXISTS files_tally_delete AFTER DELETE ON files BEGIN
+    UPDATE tallies SET files = files - 1, bytes = bytes - COALESCE(OLD.bytes, OLD.size, 0)
+        WHERE pull = OLD.pull AND generation = OLD.generation AND status = OLD.status;
+END;
 """
 _COLUMNS = (
     "key, source, accession, url, size, checksum, verify, status, md5, bytes, verified_by,"
@@ -458,8 +486,8 @@ class SQLiteStore:
         def progress(db: sqlite3.Connection) -> PullProgress:
             counts = dict(
                 db.execute(
-                    "SELECT status, COUNT(*) FROM files WHERE pull=? AND generation=?"
-                    " AND status IN ('pending', 'running') GROUP BY status",
+                    "SELECT status, files FROM tallies WHERE pull=? AND generation=?"
+                    " AND status IN ('pending', 'running')",
                     (pull, generation),
                 ).fetchall()
             )
@@ -592,10 +620,7 @@ class SQLiteStore:
 
         def counts(db: sqlite3.Connection) -> dict[TaskStatus, tuple[int, int]]:
             out = {status: (0, 0) for status in TaskStatus}
-            sql = (
-                "SELECT status, COUNT(*), COALESCE(SUM(COALESCE(bytes, size)), 0) FROM files"
-                " WHERE pull=?"
-            )
+            sql = "SELECT status, SUM(files), SUM(bytes) FROM tallies WHERE pull=?"
             if generation is None:
                 rows = db.execute(sql + " GROUP BY status", (pull,))
             else:
@@ -611,12 +636,18 @@ class SQLiteStore:
 
         def tally(db: sqlite3.Connection) -> dict[TaskStatus, int]:
             out = dict.fromkeys(TaskStatus, 0)
-            # substr, not LIKE: a key may hold '%' or '_'.
-            for status, n in db.execute(
-                "SELECT status, COUNT(*) FROM files WHERE pull=? AND generation=?"
-                " AND substr(key, 1, ?)=? GROUP BY status",
-                (pull, generation, len(prefix), prefix),
-            ):
+            # The keys under the prefix are one range of the (pull, key) index: keys
+            # compare as UTF-8 bytes, in code point order. substr, not LIKE: a key may
+            # hold '%' or '_'.
+            sql = (
+                "SELECT status, COUNT(*) FROM files WHERE pull=? AND key>=?"
+                " AND substr(key, 1, ?)=? AND generation=?"
+            )
+            args: tuple[object, ...] = (pull, prefix, len(prefix), prefix, generation)
+            if prefix and ord(prefix[-1]) < sys.maxunicode:
+                sql += " AND key<?"
+                args += (prefix[:-1] + chr(ord(prefix[-1]) + 1),)
+            for status, n in db.execute(sql + " GROUP BY status", args):
                 out[TaskStatus(status)] = int(n)
             return out
 
@@ -718,15 +749,33 @@ def _prepare(db: sqlite3.Connection, path: Path, pull: str) -> int:
     old_run = 0
     if version == 1:
         old_run = _rename_schema_1(db)
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    tallied = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='tallies'"
+    ).fetchone()
+    for statement in _statements(_SCHEMA):
+        db.execute(statement)
+    if not tallied:  # a store written before the tallies were kept
+        db.execute(
+            "INSERT INTO tallies SELECT pull, generation, status, COUNT(*),"
+            " SUM(COALESCE(bytes, size, 0)) FROM files GROUP BY pull, generation, status"
+        )
     db.execute("INSERT OR IGNORE INTO pulls (key) VALUES (?)", (pull,))
     (pull_id,) = db.execute("SELECT id FROM pulls WHERE key=?", (pull,)).fetchone()
     if version == 1:
         _copy_schema_1(db, int(pull_id), old_run)
     db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
     return int(pull_id)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of ``script``, a trigger's body kept whole."""
+    statement = ""
+    for part in script.split(";"):
+        statement += part + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip(" \n;"):
+                yield statement
+            statement = ""
 
 
 def _rename_schema_1(db: sqlite3.Connection) -> int:
