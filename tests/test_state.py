@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -167,6 +169,42 @@ async def test_a_full_disk_says_where_and_how_much_is_free(tmp_path: Path) -> No
         assert [f async for f in store.files(None)] == []
     finally:
         await store.aclose()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+async def test_a_store_on_a_full_disk_can_still_be_read(small_disk: Path) -> None:
+    dest = small_disk / "data"
+    store = await open_store(None, dest)
+    try:
+        generation = await store.join(member("a"), lease=LONG)
+        await store.plan([task(f"f{i}") for i in range(20)], generation)
+    finally:
+        await store.aclose()
+    # A download filled the disk: what is left is the room SQLite needs to open a
+    # store (its shared-memory index), nothing to write in it.
+    fill = os.open(small_disk / "fill", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize > 32 * 1024:
+            os.write(fill, bytes(4096))
+    finally:
+        os.close(fill)
+    again = await open_store(None, dest)  # `mirror status` still says where the pull stands
+    try:
+        assert (await again.counts(None))[TaskStatus.PENDING] == (20, 200)
+        assert [m.id for m in await again.members(lease=LONG)] == ["a"]
+    finally:
+        await again.aclose()
 
 
 async def test_a_closed_store_says_so(tmp_path: Path) -> None:

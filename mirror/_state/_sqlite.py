@@ -759,11 +759,17 @@ def _prepare(db: sqlite3.Connection, path: Path, pull: str) -> int:
             "INSERT INTO tallies SELECT pull, generation, status, COUNT(*),"
             " SUM(COALESCE(bytes, size, 0)) FROM files GROUP BY pull, generation, status"
         )
-    db.execute("INSERT OR IGNORE INTO pulls (key) VALUES (?)", (pull,))
+    db.execute(
+        "INSERT INTO pulls (key) SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM pulls WHERE key=?1)",
+        (pull,),
+    )
     (pull_id,) = db.execute("SELECT id FROM pulls WHERE key=?", (pull,)).fetchone()
     if version == 1:
         _copy_schema_1(db, int(pull_id), old_run)
-    db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+    if version != SCHEMA_VERSION:
+        # Only then: opening a store as it is writes nothing (a full disk must not stop
+        # `mirror status` from reading it).
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
     return int(pull_id)
 
 
