@@ -65,7 +65,7 @@ from ._models import (
 )
 from ._paths import final_path
 from ._retry import RetryPolicy
-from ._state import Claim, Member, PlannedFile, Store, open_store
+from ._state import Claim, Member, PlannedFile, Store, gone, open_store
 from .sources import FileHooks, PullLedger, Source, SourceContext
 from .sources.cram import CramRefSource
 from .sources.ega import EgaLogin, EgaTicketSource
@@ -202,7 +202,7 @@ class Engine:
         share one PID namespace (containers sharing a host name and a store do not).
         """
         for m in await store.members(lease=self.lease):
-            if m.host == me.host and m.pid != me.pid and not _alive(m.pid):
+            if m.host == me.host and m.pid != me.pid and gone(m.host, m.pid):
                 logger.info(
                     "process %d on this host left the pull without a word: its %d files are free",
                     m.pid,
@@ -759,21 +759,6 @@ class _Ledger:
 
     async def once(self, name: str) -> bool:
         return await self._store.once(self._generation, name)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # someone else's process: alive
-    # A killed process its parent has not reaped yet is a zombie: gone all the same.
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _cancelling() -> bool:
