@@ -148,6 +148,33 @@ _PAGE = 2000
 _CHUNK = 500
 
 
+#: How long a statement waits for a lock another process holds before giving up.
+BUSY_TIMEOUT = 30.0
+
+
+def _patiently(fn: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> T:
+    """Run ``fn`` (one transaction, or reads), again while another process holds the lock.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries: with several
+    processes claiming, a waiter would sleep through many short transactions of the
+    others. Trying again after a tenth of a millisecond, then less often, keeps the
+    waits close to the transactions' own length.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    pause = 0.0001
+    while True:
+        try:
+            return fn(db)
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code is None or code & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.005)
+
+
 @contextlib.contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     """One write transaction: all of the block's statements land, or none.
@@ -196,7 +223,7 @@ class SQLiteStore:
             if self._db is None:
                 raise StateError(f"state store {self.path} is closed")
             try:
-                return fn(self._db)
+                return _patiently(fn, self._db)
             # OverflowError: an integer SQLite cannot store (a size past 2**63).
             except (sqlite3.Error, OverflowError) as exc:
                 raise StateError(self._describe(exc)) from exc
@@ -233,10 +260,10 @@ class SQLiteStore:
                 try:
                     db.execute("PRAGMA journal_mode=WAL")
                     db.execute("PRAGMA synchronous=NORMAL")
-                    db.execute("PRAGMA busy_timeout=30000")
+                    # A lock another process holds is waited for by _patiently.
+                    db.execute("PRAGMA busy_timeout=0")
                     # Two processes opening one new store must not both create or migrate it.
-                    with _transaction(db):
-                        self._pull_id = _prepare(db, self.path, self.pull)
+                    self._pull_id = _patiently(self._prepare, db)
                 except BaseException:
                     db.close()
                     raise
@@ -245,6 +272,10 @@ class SQLiteStore:
             self._db = db
 
         await asyncio.get_running_loop().run_in_executor(self._thread, connect)
+
+    def _prepare(self, db: sqlite3.Connection) -> int:
+        with _transaction(db):
+            return _prepare(db, self.path, self.pull)
 
     async def aclose(self) -> None:
         def close() -> None:
