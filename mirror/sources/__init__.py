@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .._dest import Destination
 from .._exceptions import MirrorError, TransferError
 from .._fetch import Received
 from .._http import Http
@@ -49,7 +50,8 @@ class _Alone:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SourceContext:
-    """What a source may use: HTTP, the endpoints, a metadata writer, a warning channel."""
+    """What a source may use: HTTP, the endpoints, a metadata writer (and through it the
+    destination), a warning channel."""
 
     http: Http
     endpoints: Mapping[str, str]
@@ -61,12 +63,17 @@ class SourceContext:
     #: The pull as a whole (every process taking part), through the state store.
     pull: PullLedger = field(default_factory=_Alone)
 
+    @property
+    def dest(self) -> Destination:
+        """Where the mirror's files are: a source reads and writes files only through it."""
+        return self.metadata.dest
+
 
 class Source(Protocol):
     """Expands one manifest entry into file tasks, in batches, as the archive pages them.
 
-    Sources never sleep on their own and never touch files outside ``metadata``: the
-    engine's host gates set the pace and the engine owns the files.
+    Sources never sleep on their own and never touch files directly: they go through
+    ``ctx.dest``; the engine's host gates set the pace and the engine owns the files.
     """
 
     name: str
