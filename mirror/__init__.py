@@ -33,6 +33,12 @@ from ._models import (
     WarningEvent as WarningEvent,
 )
 from ._retry import RetryPolicy as RetryPolicy
+from ._tuning import (
+    PullTuning as PullTuning,
+    SourceTuning as SourceTuning,
+    TransferTuning as TransferTuning,
+    Tuning as Tuning,
+)
 
 __version__ = "0.1.0"
 
@@ -51,15 +57,19 @@ __all__ = [
     "NotConnected",
     "PlanFinished",
     "Progress",
+    "PullTuning",
     "RetryPolicy",
     "RunFinished",
     "SourceError",
+    "SourceTuning",
     "StateError",
     "StateUrlError",
     "Summary",
     "TaskStatus",
     "Timeouts",
     "TransferError",
+    "TransferTuning",
+    "Tuning",
     "WarningEvent",
     "load_manifest",
     "run",

@@ -21,20 +21,13 @@ from ._models import Event, FileFailed, FileStarted, FileTask, FileVerified
 from ._retry import RetryPolicy, next_delay
 from ._segments import RangesUnsupported, fetch_segmented
 from ._state import Store
+from ._tuning import TransferTuning
 from .sources import FileHooks
 
-__all__ = ["CHECKSUM_ATTEMPTS", "Downloader", "Stats"]
+__all__ = ["Downloader", "Stats"]
 
 logger = logging.getLogger(__name__)
 
-#: A file whose digest is wrong this many times in a row is not a transient fault.
-CHECKSUM_ATTEMPTS = 3
-#: Files at least this large go over several connections in Range slices.
-SEGMENT_MIN = 512 << 20
-#: Slice size: EGA's Data API serves at most 100 MiB a request (pyega3's default).
-SLICE = 64 << 20
-#: Connections per segmented file (bounded again by the host's ``connections``).
-SEGMENT_CONNECTIONS = 4
 #: Write errors that every other file would hit too: they stop the run.
 FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
@@ -89,8 +82,11 @@ class Downloader:
         retry: RetryPolicy,
         stats: Stats,
         emit: Callable[[Event], None],
+        transfer: TransferTuning | None = None,
     ) -> None:
         self.dest = dest
+        #: Segmenting, slice and flush sizes, checksum attempts.
+        self.transfer = transfer or TransferTuning()
         self.http = http
         self.store = store
         self.retry = retry
@@ -188,7 +184,7 @@ class Downloader:
                     mismatches += 1
                 worth = exc.retryable or (hooks is not None and hooks.recoverable(exc))
                 delay = None
-                if worth and mismatches < CHECKSUM_ATTEMPTS:
+                if worth and mismatches < self.transfer.checksum_attempts:
                     delay = next_delay(
                         self.retry,
                         attempt,
@@ -267,9 +263,10 @@ class Downloader:
                     headers=headers,
                     verifier=verifier,
                     commit=commit,
-                    slice_size=SLICE,
-                    connections=min(SEGMENT_CONNECTIONS, gate.connections),
+                    slice_size=self.transfer.slice,
+                    connections=min(self.transfer.segment_connections, gate.connections),
                     dest=self.dest,
+                    transfer=self.transfer,
                 )
             except RangesUnsupported:
                 self._no_ranges.add(gate.key)
@@ -286,12 +283,13 @@ class Downloader:
             verifier=verifier,
             commit=commit,
             dest=self.dest,
+            transfer=self.transfer,
         )
 
     def _segmented(self, task: FileTask, host: str) -> bool:
         return (
             task.size is not None
-            and task.size >= SEGMENT_MIN
+            and task.size >= self.transfer.segment_min
             and task.verify != "sha1"  # the in-order hasher computes MD5 only
             and host not in self._no_ranges
         )

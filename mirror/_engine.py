@@ -31,7 +31,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ._config import CramRefsSpec, EgaSpec, EnaSpec, EnterobaseSpec, Manifest, MgnifySpec
 from ._credentials import Credentials, Secret
@@ -65,6 +65,7 @@ from ._models import (
 )
 from ._retry import RetryPolicy
 from ._state import Claim, Member, PlannedFile, Store, gone, open_store
+from ._tuning import Tuning
 from .sources import FileHooks, PullLedger, Source, SourceContext
 from .sources.cram import CramRefSource
 from .sources.ega import EgaLogin, EgaTicketSource
@@ -80,12 +81,6 @@ _Item = tuple[FileTask, "FileHooks | None", int]
 
 logger = logging.getLogger(__name__)
 
-PROGRESS_INTERVAL = 0.5
-#: Seconds a claimed file stays its holder's without a heartbeat (``--lease``).
-LEASE = 60.0
-#: Planning that adds no file for this many seconds is shown as waiting.
-PLANNING_QUIET = 5.0
-
 
 class Engine:
     """One run of a manifest. Build it, then ``await engine.run()`` once."""
@@ -97,16 +92,34 @@ class Engine:
         emit: Callable[[Event], None] = lambda e: None,
         state: str | None = None,
         retry: RetryPolicy | None = None,
-        progress_interval: float = PROGRESS_INTERVAL,
+        progress_interval: float | None = None,
         credentials: Credentials | None = None,
-        lease: float = LEASE,
+        lease: float | None = None,
         destination: Destination | None = None,
+        tuning: Tuning | None = None,
     ) -> None:
-        if lease <= 0:
-            raise ValueError("lease must be positive")
+        tuning = tuning or Tuning()
+        # The arguments of the same names, when given, replace the tuning's.
+        if lease is not None or progress_interval is not None:
+            pull = tuning.pull
+            tuning = replace(
+                tuning,
+                pull=replace(
+                    pull,
+                    lease=pull.lease if lease is None else lease,
+                    progress_interval=(
+                        pull.progress_interval if progress_interval is None else progress_interval
+                    ),
+                ),
+            )
+        if retry is not None:
+            tuning = replace(tuning, retry=retry)
+        if tuning.timeouts is not None:
+            manifest = replace(manifest, timeouts=tuning.timeouts)
+        self.tuning = tuning
         self.manifest = manifest
         #: Seconds a claimed file stays this process's without a heartbeat.
-        self.lease = lease
+        self.lease = tuning.pull.lease
         #: Live members of the pull at the last heartbeat (this one included).
         self.members = 1
         #: Whether this process is the one planning (the others wait for the store).
@@ -119,8 +132,8 @@ class Engine:
         self.destination: Destination = destination or LocalDestination(self.dest)
         self._emit = emit
         self._state_url = state
-        self.retry = retry or RetryPolicy()
-        self._interval = progress_interval
+        self.retry = tuning.retry
+        self._interval = tuning.pull.progress_interval
         self.stats = Stats()
         self._plan_errors: list[str] = []
         self._refused: list[str] = []
@@ -335,6 +348,7 @@ class Engine:
             warn=self._warn,
             # Names server-side state (EGA request labels) so a resumed run finds it.
             mirror_id=hashlib.sha1(str(self.dest.resolve()).encode()).hexdigest()[:12],
+            tuning=self.tuning,
         )
 
     def _check_sources(self) -> list[Callable[[SourceContext], Source]]:
@@ -414,7 +428,9 @@ class Engine:
         n_workers = self.manifest.workers
         # Small: a claimed file waiting here is one no other member can take, which
         # matters at the end of a pull of large files.
-        queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=max(2, n_workers // 4))
+        queue: asyncio.Queue[_Item | None] = asyncio.Queue(
+            maxsize=self.tuning.pull.queue_size(n_workers)
+        )
         downloader = Downloader(
             dest=self.destination,
             http=http,
@@ -422,6 +438,7 @@ class Engine:
             retry=self.retry,
             stats=self.stats,
             emit=self._emit,
+            transfer=self.tuning.transfer,
         )
         # A full or read-only destination stops every worker; the caller's collapsed()
         # turns the group into that one error.
@@ -697,7 +714,7 @@ class Engine:
             for why, left in waits.items()
         ]
         idle = s.planning_idle()
-        if idle >= PLANNING_QUIET and self._planning_here:
+        if idle >= self.tuning.pull.planning_quiet and self._planning_here:
             waiting.append(f"planning: no new files for {idle:.0f} s, waiting for the archives")
         planned, verified, failed = s.planned, s.verified, s.failed
         total, failed_bytes = s.planned_bytes, s.failed_bytes

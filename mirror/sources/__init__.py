@@ -12,6 +12,7 @@ from .._fetch import Received
 from .._http import Http
 from .._metadata import MetadataWriter
 from .._models import FileTask, TaskStatus
+from .._tuning import SourceTuning, Tuning
 
 __all__ = ["FileHooks", "PullLedger", "Source", "SourceContext"]
 
@@ -62,6 +63,12 @@ class SourceContext:
     mirror_id: str = "ebi-mirror"
     #: The pull as a whole (every process taking part), through the state store.
     pull: PullLedger = field(default_factory=_Alone)
+    #: The run's knobs; a source reads its batch and page sizes from ``tuning.sources``.
+    tuning: Tuning = field(default_factory=Tuning)
+
+    @property
+    def sizes(self) -> SourceTuning:
+        return self.tuning.sources
 
     @property
     def dest(self) -> Destination:

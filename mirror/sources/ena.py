@@ -49,7 +49,6 @@ from . import SourceContext
 
 __all__ = [
     "ENA_FILES_HOST",
-    "QUERY_CHUNK",
     "EnaSource",
     "PortalRefused",
     "ReportParser",
@@ -62,8 +61,6 @@ logger = logging.getLogger(__name__)
 Result = Literal["read_run", "analysis"]
 #: Host the Portal names in ``*_ftp`` fields; fetched from the ``ena_files`` endpoint.
 ENA_FILES_HOST = "ftp.sra.ebi.ac.uk"
-CHUNK = 1000
-BATCH = 500
 #: Largest size a file (and the state store's integer) can have.
 _MAX_SIZE = 2**63 - 1
 #: Longest report row (characters) held in memory: about 500,000 files of one run.
@@ -111,8 +108,6 @@ _SECONDARY_FIELD: dict[EnaKind, str] = {
     "study": "secondary_study_accession",
     "sample": "secondary_sample_accession",
 }
-#: Accessions OR'd into one ``query=`` (a few KB of form body).
-QUERY_CHUNK = 100
 #: The includeAccessionType values each result can be searched by.
 _SEARCHABLE: dict[Result, frozenset[str]] = {
     "read_run": frozenset({"study", "sample", "experiment", "run"}),
@@ -454,8 +449,9 @@ class EnaSource:
             )
             try:
                 for acc_type, accessions in by_type.items():
-                    for i in range(0, len(accessions), CHUNK):
-                        chunk = accessions[i : i + CHUNK]
+                    step = self.ctx.sizes.ena_accessions
+                    for i in range(0, len(accessions), step):
+                        chunk = accessions[i : i + step]
                         rows = self._search(result, acc_type, chunk, fields)
                         async for batch in self._tasks(result, families, rows, unmatched, table):
                             yield batch
@@ -467,8 +463,9 @@ class EnaSource:
                             ):
                                 yield batch
                         continue
-                    for i in range(0, len(accessions), QUERY_CHUNK):
-                        chunk = accessions[i : i + QUERY_CHUNK]
+                    step = self.ctx.sizes.ena_query_accessions
+                    for i in range(0, len(accessions), step):
+                        chunk = accessions[i : i + step]
                         rows = self._query(result, field, chunk, fields)
                         async for batch in self._tasks(result, families, rows, unmatched, table):
                             yield batch
@@ -673,7 +670,7 @@ class EnaSource:
             meta.append(row)
             self._found += 1
             batch += self._row_tasks(result, families, accession, row)
-            if len(batch) >= BATCH:
+            if len(batch) >= self.ctx.sizes.ena_batch:
                 await table.write(meta)
                 meta = []
                 yield batch

@@ -52,7 +52,6 @@ __all__ = ["MERGE_SUFFIX", "EnterobaseSource", "records_of"]
 
 logger = logging.getLogger(__name__)
 
-PAGE = 100
 #: Beside ``{resource}.jsonl`` while a listing runs: the records merged so far.
 MERGE_SUFFIX = ".merge.sqlite"
 _KEYS = {"assemblies": "Assemblies", "strains": "Strains", "traces": "Traces"}
@@ -130,7 +129,7 @@ class EnterobaseSource:
 
     def _params(self) -> list[tuple[str, str]]:
         spec = self.spec
-        params = [("limit", str(PAGE)), ("offset", "0")]
+        params = [("limit", str(self.ctx.sizes.enterobase_page)), ("offset", "0")]
         if spec.orderby:
             params.append(("orderby", spec.orderby))
         if spec.sortorder:

@@ -34,9 +34,6 @@ __all__ = ["MgnifySource", "download_task"]
 
 logger = logging.getLogger(__name__)
 
-#: Analyses expanded at once (each lists its downloads); the host gate bounds requests.
-ANALYSES_AT_ONCE = 4
-
 
 def _lower(values: Iterable[str]) -> frozenset[str]:
     return frozenset(v.casefold() for v in values)
@@ -106,7 +103,8 @@ class MgnifySource:
             yield batch
 
     async def _run(self, emit: Callable[[list[FileTask]], Awaitable[None]]) -> None:
-        """List analyses and expand :data:`ANALYSES_AT_ONCE` of them at a time."""
+        """List analyses and expand ``tuning.sources.mgnify_analyses`` of them at a time."""
+        at_once = self.ctx.sizes.mgnify_analyses
         analyses: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=100)
 
         async def list_analyses() -> None:
@@ -117,7 +115,7 @@ class MgnifySource:
                 found = await self._analysis(accession)
                 if found is not None:
                     await analyses.put(found)
-            for _ in range(ANALYSES_AT_ONCE):
+            for _ in range(at_once):
                 await analyses.put(None)
 
         async def expand_analyses() -> None:
@@ -131,7 +129,7 @@ class MgnifySource:
         with collapsed():
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(list_analyses())
-                for _ in range(ANALYSES_AT_ONCE):
+                for _ in range(at_once):
                     tg.create_task(expand_analyses())
         self._report_filters()
 
@@ -142,7 +140,14 @@ class MgnifySource:
         url = f"{self.base}/studies/{study}/analyses"
         found = 0
         try:
-            async for page in iter_jsonapi(self.ctx.http, url, params=params, follow=self._follow):
+            async for page in iter_jsonapi(
+                self.ctx.http,
+                url,
+                params=params,
+                follow=self._follow,
+                page_size=self.ctx.sizes.mgnify_page,
+                ahead=self.ctx.sizes.pages_ahead,
+            ):
                 for record in page:
                     if self._pipeline_ok(record):
                         found += 1
@@ -196,7 +201,13 @@ class MgnifySource:
         )
         tasks: list[FileTask] = []
         listed = 0
-        async for page in iter_jsonapi(self.ctx.http, url, follow=self._follow):
+        async for page in iter_jsonapi(
+            self.ctx.http,
+            url,
+            follow=self._follow,
+            page_size=self.ctx.sizes.mgnify_page,
+            ahead=self.ctx.sizes.pages_ahead,
+        ):
             for item in page:
                 listed += 1
                 self._note(item)
