@@ -34,6 +34,7 @@ from ._models import (
 )
 from ._retry import RetryPolicy as RetryPolicy
 from ._tuning import (
+    HttpTuning as HttpTuning,
     PullTuning as PullTuning,
     SourceTuning as SourceTuning,
     TransferTuning as TransferTuning,
@@ -50,6 +51,7 @@ __all__ = [
     "FileStarted",
     "FileTask",
     "FileVerified",
+    "HttpTuning",
     "Manifest",
     "ManifestError",
     "Mirror",

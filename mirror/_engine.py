@@ -158,7 +158,10 @@ class Engine:
         try:
             pull = await self._join(store)
             async with Http(
-                self.manifest.host_limit, retry=self.retry, timeouts=self.manifest.timeouts
+                self.manifest.host_limit,
+                retry=self.retry,
+                timeouts=self.manifest.timeouts,
+                tuning=self.tuning.http,
             ) as http:
                 ctx = self._context(http, _Ledger(store, pull.generation))
                 try:
@@ -265,7 +268,10 @@ class Engine:
             pull = await self._join(store)
             try:
                 async with Http(
-                    self.manifest.host_limit, retry=self.retry, timeouts=self.manifest.timeouts
+                    self.manifest.host_limit,
+                    retry=self.retry,
+                    timeouts=self.manifest.timeouts,
+                    tuning=self.tuning.http,
                 ) as http:
                     ctx = self._context(http, _Ledger(store, pull.generation))
                     for i, make in enumerate(makers):

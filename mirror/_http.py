@@ -36,6 +36,7 @@ from ._exceptions import (
     UntrustedCertificate,
 )
 from ._retry import RetryPolicy, next_delay, parse_retry_after
+from ._tuning import HttpTuning
 
 __all__ = [
     "MAX_REDIRECTS",
@@ -66,16 +67,8 @@ TURN = 1.5
 #: are then at least 1.125 s apart: a second for the rate, the rest for the machines'
 #: clocks and the network to disagree by.
 TURN_START = 0.25
-#: Answers of JSON cut short before a GET gives up on them (see ``Response.json``).
-BAD_JSON_ATTEMPTS = 3
 #: Redirects followed for one request; more is a loop (or a chain no archive uses).
 MAX_REDIRECTS = 10
-#: Connection failures in a row before a host is paused and probed.
-BREAKER_FAILURES = 3
-#: First wait between probes of a paused host, doubled after each failed probe ...
-PROBE_FIRST = 1.0
-#: ... up to this.
-PROBE_CAP = 15.0
 _SECRET_PARAMS = frozenset({"session", "token", "access_token", "password", "pass", "key"})
 
 
@@ -428,7 +421,7 @@ class HostGate:
 class Breaker:
     """Stop sending a host requests it cannot answer; fail its files together when it is down.
 
-    Closed (normal): requests flow. After :data:`BREAKER_FAILURES` connection failures
+    Closed (normal): requests flow. After ``breaker_failures`` connection failures
     in a row (refused, reset or no answer before the response, connect timeout) the
     host is *paused*: requests wait, and one at a time goes out as a probe, with a
     growing pause between probes. Any answer (whatever its status) closes it again.
@@ -437,10 +430,11 @@ class Breaker:
     10,000 queued files cost no time instead of a retry budget each.
     """
 
-    def __init__(self, key: str, *, down_after: float, threshold: int = BREAKER_FAILURES) -> None:
+    def __init__(self, key: str, *, down_after: float, tuning: HttpTuning | None = None) -> None:
         self.key = key
         self.down_after = down_after
-        self.threshold = threshold
+        self.tuning = tuning or HttpTuning()
+        self.threshold = self.tuning.breaker_failures
         self._failures = 0
         #: When the first request of the current run of failures was sent.
         self._since: float | None = None
@@ -448,7 +442,7 @@ class Breaker:
         self._paused = False
         self._probing = False
         self._next_probe = 0.0
-        self._delay = PROBE_FIRST
+        self._delay = self.tuning.probe_first
         self._down: HostDown | None = None
         self._changed = asyncio.Event()
         #: Bodies that stalled with none arriving whole since, and when the first began.
@@ -491,7 +485,7 @@ class Breaker:
         self._failures = 0
         self._since = None
         self._paused = self._probing = False
-        self._delay = PROBE_FIRST
+        self._delay = self.tuning.probe_first
         if was_paused:
             logger.info("%s answers again: resuming", self.key)
             self._notify()
@@ -507,7 +501,7 @@ class Breaker:
         self._why = _why(exc)
         if probe:
             self._probing = False
-            self._delay = min(PROBE_CAP, self._delay * 2)
+            self._delay = min(self.tuning.probe_cap, self._delay * 2)
             self._next_probe = now + self._delay
         elif not self._paused and self._failures >= self.threshold:
             self._paused = True
@@ -753,8 +747,10 @@ class Http:
         *,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
+        tuning: HttpTuning | None = None,
     ) -> None:
         self._limits = limits
+        self.tuning = tuning or HttpTuning()
         self._gates: dict[str, HostGate] = {}
         self._members = 1
         self._rank: int | None = None
@@ -824,7 +820,9 @@ class Http:
         key = host_key(url)
         breaker = self._breakers.get(key)
         if breaker is None:
-            breaker = self._breakers[key] = Breaker(key, down_after=self.timeouts.host_down)
+            breaker = self._breakers[key] = Breaker(
+                key, down_after=self.timeouts.host_down, tuning=self.tuning
+            )
         return breaker
 
     def waits_for_host(self, exc: TransferError) -> bool:
@@ -928,7 +926,7 @@ class Http:
     ) -> Any:
         """GET ``url`` and decode its JSON body, with retries.
 
-        A JSON body cut short is fetched again, but only ``BAD_JSON_ATTEMPTS`` times:
+        A JSON body cut short is fetched again, but only ``bad_json_attempts`` times:
         a server that keeps sending broken JSON is not going to stop within the
         minutes the full retry budget lasts.
         """
@@ -941,7 +939,7 @@ class Http:
                     return await r.json()
                 except _DamagedJson as exc:
                     damaged += 1
-                    if damaged >= BAD_JSON_ATTEMPTS:
+                    if damaged >= self.tuning.bad_json_attempts:
                         raise SourceError(f"{exc}; {damaged} times, giving up") from exc
                     raise
 

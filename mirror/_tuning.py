@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ._config import Timeouts
 from ._retry import RetryPolicy
 
-__all__ = ["PullTuning", "SourceTuning", "TransferTuning", "Tuning"]
+__all__ = ["HttpTuning", "PullTuning", "SourceTuning", "TransferTuning", "Tuning"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -92,6 +92,33 @@ class PullTuning:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class HttpTuning:
+    """How a host that stops answering is handled (the host limits are the manifest's).
+
+    The one-second window the rate limits are kept in, and its margin, are not
+    knobs: they are what keeps the mirror within an archive's published limit.
+    """
+
+    #: Connection failures in a row before a host is paused and probed one request
+    #: at a time. Lower: a dead host costs fewer wasted attempts; higher: a flaky
+    #: network pauses a host less often.
+    breaker_failures: int = 3
+    #: Seconds between the first probes of a paused host, doubled after each failed
+    #: probe up to ``probe_cap``. Shorter: a host that comes back is used sooner;
+    #: longer: fewer requests to a host that is down.
+    probe_first: float = 1.0
+    probe_cap: float = 15.0
+    #: Answers of JSON cut short before a GET gives up on them.
+    bad_json_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        if self.breaker_failures < 1 or self.bad_json_attempts < 1:
+            raise ValueError("breaker_failures and bad_json_attempts must be at least 1")
+        if not 0 < self.probe_first <= self.probe_cap:
+            raise ValueError("probe_first must be positive and at most probe_cap")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SourceTuning:
     """How many items the sources ask the archives for at once."""
 
@@ -143,6 +170,7 @@ class Tuning:
 
     transfer: TransferTuning = field(default_factory=TransferTuning)
     pull: PullTuning = field(default_factory=PullTuning)
+    http: HttpTuning = field(default_factory=HttpTuning)
     sources: SourceTuning = field(default_factory=SourceTuning)
     #: Backoff between attempts of a request or a file. More attempts or a higher
     #: cap ride out longer outages; fewer fail sooner.
