@@ -31,6 +31,7 @@ from ._display import PLAIN_INTERVAL, Display, JsonDisplay, PlainDisplay, RichDi
 from ._exceptions import CredentialsError, ManifestError, MirrorError, collapsed, is_usage_error
 from ._manifest import accessions_from_text, load_manifest, manifest_from_accessions
 from ._models import Summary, TaskStatus
+from ._tuning import PullTuning
 
 __all__ = ["main"]
 
@@ -90,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         "--lease",
         type=_seconds,
         metavar="SECONDS",
-        default=60.0,
+        default=PullTuning().lease,
         help="how long a file stays with the process fetching it without a heartbeat: a "
         "process that dies loses its files to the others after this long (default 60)",
     )
