@@ -3,7 +3,8 @@
 The store is the pull's work queue: every file a member downloads costs one share of a
 ``claim`` and one ``complete``. This measures that overhead on its own, without any
 download: a pull of 300,000 planned files, three claimer processes (as three members
-of one pull would be), each looping ``claim(n)`` then ``complete`` of every file it got,
+of one pull would be), each looping ``claim(n)`` then ``complete`` of every file it got
+(the n completions side by side, as the n workers given those files would send them),
 for a fixed time; claims per second = files claimed and completed by all three per
 second of wall time. With n=1 (one claim per file: a worker asking for its next file)
 and n=16 (the dispatcher filling its queue), on PostgreSQL (a server this script starts
@@ -80,12 +81,20 @@ async def _claimer(url: str, dest: Path, name: str, n: int, seconds: float) -> d
             latencies.append(time.perf_counter() - now)
             if not claims:
                 break
-            for c in claims:
-                size = c.task.size or 0
-                if not await store.complete(
-                    c.task.key, c.fence, md5=c.task.checksum or "", size=size, verified_by="md5"
-                ):
-                    lost += 1
+            # The n files complete side by side, as the n workers given them would.
+            landed = await asyncio.gather(
+                *(
+                    store.complete(
+                        c.task.key,
+                        c.fence,
+                        md5=c.task.checksum or "",
+                        size=c.task.size or 0,
+                        verified_by="md5",
+                    )
+                    for c in claims
+                )
+            )
+            lost += landed.count(False)
             files += len(claims)
         elapsed = time.perf_counter() - start
         await store.leave(me)

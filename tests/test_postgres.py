@@ -6,14 +6,14 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import pytest
 
 from mirror._exceptions import StateUrlError
 from mirror._models import FileTask, TaskStatus
-from mirror._state import Member, Store, open_store
+from mirror._state import Claim, Member, Store, open_store
 from mirror._state._postgres import SCHEMA_VERSION, parse_url
 from tests.conftest import mirror_cmd
 from tests.postgres import PostgresServer
@@ -415,3 +415,72 @@ def test_the_fixture_server_runs_as_postgres_not_root(postgres_server: PostgresS
     assert Path(owner).is_dir()
     if os.geteuid() == 0:
         assert Path(owner).owner() == "postgres"
+
+
+async def test_completions_sent_together_each_get_their_own_answer(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # Completions arriving together go to the server in one statement: each still lands
+    # or not on its own fence, and two for one file (a stale holder and the new one)
+    # are not merged.
+    first = await open_store(postgres_url, tmp_path)
+    second = await open_store(postgres_url, tmp_path)
+    try:
+        generation = await first.join(member(1), lease=LEASE)
+        await second.join(member(2), lease=LEASE)
+        await first.plan([task(f"f{i:02}") for i in range(40)], generation)
+        stale = await first.claim(member(1), generation, 10, lease=0)
+        fresh = await second.claim(member(2), generation, 10, lease=LEASE)
+        assert [c.task.key for c in fresh] == [c.task.key for c in stale]
+        mine = await first.claim(member(1), generation, 20, lease=LEASE)
+
+        def finish(store: Store, claims: list[Claim], md5: str) -> list[Awaitable[bool]]:
+            return [
+                store.complete(c.task.key, c.fence, md5=md5, size=10, verified_by="md5")
+                for c in claims
+            ]
+
+        results = await asyncio.gather(
+            *finish(first, stale, "0" * 32),
+            # Through the same store, so that both completions of a file meet in one batch.
+            *finish(first, fresh, "1" * 32),
+            *finish(first, mine, "2" * 32),
+            first.complete("f39", None, md5="3" * 32, size=10, verified_by="md5"),
+        )
+        assert results == [False] * 10 + [True] * 10 + [True] * 20 + [True]
+        md5s = {f.path: f.md5 async for f in first.files(generation)}
+        assert md5s == {
+            **{f"f{i:02}": "1" * 32 for i in range(10)},
+            **{f"f{i:02}": "2" * 32 for i in range(10, 30)},
+            **{f"f{i:02}": None for i in range(30, 39)},
+            "f39": "3" * 32,
+        }
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("ega/D1/", 2),
+        ("ega/D1", 4),
+        ("ega/D1_", 1),
+        ("ega/D1%", 0),
+        ("ega/\U0010ffff", 1),
+        ("", 6),
+    ],
+)
+async def test_tally_counts_exactly_the_keys_under_a_prefix(
+    postgres_url: str, tmp_path: Path, prefix: str, expected: int
+) -> None:
+    store = await open_store(postgres_url, tmp_path)
+    try:
+        generation = await store.join(member(1), lease=LEASE)
+        keys = ["ega/D1/a", "ega/D1/b", "ega/D10/c", "ega/D1_x", "ega/\U0010ffff/z", "ega0"]
+        await store.plan([task(k) for k in keys], generation)
+        tally = await store.tally(generation, prefix)
+        assert sum(tally.values()) == expected
+        assert tally[TaskStatus.PENDING] == expected
+    finally:
+        await store.aclose()
