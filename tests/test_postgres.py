@@ -81,6 +81,40 @@ def test_url_parts() -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "host", "shown"),
+    [
+        (
+            "postgresql://mirror@/pulls?host=/run/postgresql",
+            "/run/postgresql",
+            "postgresql://mirror@/pulls?host=/run/postgresql",
+        ),
+        (
+            "postgresql://mirror@%2Frun%2Fpostgresql:5433/pulls",
+            "/run/postgresql",
+            "postgresql://mirror@:5433/pulls?host=/run/postgresql",
+        ),
+        ("postgresql://[::1]:5433/pulls", "::1", "postgresql://[::1]:5433/pulls"),
+    ],
+)
+def test_socket_and_ipv6_urls(url: str, host: str, shown: str) -> None:
+    where = parse_url(url)
+    assert where.host == host
+    assert str(where) == shown
+
+
+async def test_a_unix_socket_url_connects(
+    postgres_server: PostgresServer, postgres_url: str, tmp_path: Path
+) -> None:
+    database = parse_url(postgres_url).database
+    url = (
+        f"postgresql://{postgres_server.superuser}@/{database}"
+        f"?host={postgres_server.directory}&port={postgres_server.port}"
+    )
+    counts = await _use(url, tmp_path)
+    assert counts[TaskStatus.PENDING] == (1, 10)
+
+
+@pytest.mark.parametrize(
     "url",
     [
         "postgresql://mirror:s3cr3t-pw@db.example.org/pulls",
@@ -484,3 +518,42 @@ async def test_tally_counts_exactly_the_keys_under_a_prefix(
         assert tally[TaskStatus.PENDING] == expected
     finally:
         await store.aclose()
+
+
+async def test_a_member_leaving_during_its_heartbeat_does_not_deadlock(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    import asyncpg
+
+    first = await open_store(postgres_url, tmp_path)
+    second = await open_store(postgres_url, tmp_path)
+    blocker = await asyncpg.connect(postgres_url)
+    try:
+        generation = await first.join(member(1), lease=LEASE)
+        await first.plan([task("a"), task("b")], generation)
+        await first.claim(member(1), generation, 2, lease=LEASE)
+
+        async def waiting_on_locks(n: int) -> None:
+            while True:
+                found = await blocker.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE application_name='ebi-mirror' AND wait_event_type='Lock'"
+                )
+                if found >= n:
+                    return
+                await asyncio.sleep(0.01)
+
+        # Another transaction holds the member's files: leave() queues for them first,
+        # then a heartbeat of the same member (on another connection) queues behind it.
+        async with blocker.transaction():
+            await blocker.execute("SELECT 1 FROM ebi_mirror_files FOR UPDATE")
+            leaving = asyncio.create_task(first.leave(member(1)))
+            await asyncio.wait_for(waiting_on_locks(1), 30)
+            beating = asyncio.create_task(second.heartbeat(member(1), lease=LEASE, sees=1))
+            await asyncio.wait_for(waiting_on_locks(2), 30)
+        await asyncio.wait_for(asyncio.gather(leaving, beating), 30)
+        assert (await first.counts(generation))[TaskStatus.PENDING] == (2, 20)
+    finally:
+        await blocker.close()
+        await first.aclose()
+        await second.aclose()

@@ -162,8 +162,10 @@ class PostgresUrl:
 
     def __str__(self) -> str:
         user = f"{self.user}@" if self.user else ""
-        host = f"[{self.host}]" if ":" in self.host else self.host
         port = f":{self.port}" if self.port is not None else ""
+        if self.host.startswith("/"):  # a Unix socket's directory
+            return f"postgresql://{user}{port}/{self.database}?host={self.host}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
         return f"postgresql://{user}{host}{port}/{self.database}"
 
 
@@ -195,7 +197,9 @@ def parse_url(url: str) -> PostgresUrl:
             "the PostgreSQL URL names no database: expected postgresql://[user@]host[:port]/db",
             file=_NAMED_BY,
         )
-    host = parts.hostname or (query.get("host") or [os.environ.get("PGHOST", "localhost")])[0]
+    # A socket directory may come %-encoded in the host part, or as ?host=.
+    named = urllib.parse.unquote(parts.hostname) if parts.hostname else None
+    host = named or (query.get("host") or [os.environ.get("PGHOST", "localhost")])[0]
     user = urllib.parse.unquote(parts.username) if parts.username else None
     return PostgresUrl(dsn=url, host=host, port=port, database=database, user=user)
 
@@ -502,14 +506,16 @@ class PostgresStore:
     async def leave(self, member: Member) -> None:
         try:
             async with self._db.acquire() as db, db.transaction():
+                # The member's row first, as heartbeat() locks them: a heartbeat still on
+                # its way when the member leaves must not deadlock with it.
+                await db.execute(
+                    "DELETE FROM ebi_mirror_members WHERE pull=$1 AND id=$2", self._id, member.id
+                )
                 await db.execute(
                     "UPDATE ebi_mirror_files SET status='pending', holder=NULL, lease_until=NULL"
                     " WHERE pull=$1 AND holder=$2 AND status='running'",
                     self._id,
                     member.id,
-                )
-                await db.execute(
-                    "DELETE FROM ebi_mirror_members WHERE pull=$1 AND id=$2", self._id, member.id
                 )
         except _DB_ERRORS as exc:
             raise self._error(exc) from None
