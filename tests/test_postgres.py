@@ -161,11 +161,23 @@ def test_cli_names_an_unreachable_server_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(
+    assert lines == [
         f"mirror: error: --state (or MIRROR_STATE): cannot connect to the PostgreSQL state "
-        f"store {url} (host 127.0.0.1, port {port}, database pulls): "
-    )
+        f"store {url} (host 127.0.0.1, port {port}, database pulls): connection refused (is "
+        "PostgreSQL running, and listening on that address?)"
+    ]
     assert "Traceback" not in done.stderr
+
+
+async def test_an_unknown_host_is_named(tmp_path: Path) -> None:
+    # .invalid never resolves (RFC 2606).
+    with pytest.raises(StateUrlError) as caught:
+        await open_store("postgresql://mirror@no-such-host.invalid/pulls", tmp_path)
+    assert str(caught.value).startswith(
+        "--state (or MIRROR_STATE): cannot connect to the PostgreSQL state store "
+        "postgresql://mirror@no-such-host.invalid/pulls (host no-such-host.invalid, port "
+        "5432, database pulls): unknown host ("
+    )
 
 
 def test_cli_status_reads_a_pull_from_postgresql(postgres_url: str, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -219,9 +220,14 @@ def _successor(prefix: str) -> str | None:
 
 
 def _line(exc: BaseException) -> str:
-    """An asyncpg or socket error as one line."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text
+    """An asyncpg or socket error as one line, in words where the error has none."""
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is PostgreSQL running, and listening on that address?)"
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 #: What a failed statement or connection raises: the server's errors, the driver's,
