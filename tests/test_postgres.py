@@ -346,6 +346,28 @@ async def test_a_newer_schema_is_refused(
     )
 
 
+async def test_members_need_no_right_to_create_tables_once_they_exist(
+    postgres_server: PostgresServer,
+    postgres_url: str,
+    no_password: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # Whoever set the database up created the tables; the members' role may only use
+    # them (no CREATE on the schema, owner of nothing).
+    await (await open_store(postgres_url, tmp_path)).aclose()
+    database = _database(postgres_url)
+    role = postgres_server.password_role
+    postgres_server.psql(
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};"
+        f" GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        database=database,
+    )
+    monkeypatch.setenv("PGPASSWORD", postgres_server.password)
+    counts = await _use(postgres_server.url(database, user=role), tmp_path / "other")
+    assert counts[TaskStatus.PENDING] == (1, 10)
+
+
 async def test_tables_are_prefixed(
     postgres_server: PostgresServer, postgres_url: str, tmp_path: Path
 ) -> None:

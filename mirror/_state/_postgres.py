@@ -354,36 +354,62 @@ class PostgresStore:
     # -- opening -------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Check the schema (creating the tables in a new database) and find the pull.
+
+        A database already at this schema is only read: members may then log in as a
+        role that can read and write the tables but not create any.
+        """
         try:
-            async with self._db.acquire() as db, db.transaction():
-                await db.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-                if await db.fetchval("SELECT to_regclass('ebi_mirror_meta') IS NOT NULL"):
-                    found = await db.fetchval(
-                        "SELECT value FROM ebi_mirror_meta WHERE key='schema'"
-                    )
-                    if found is not None and int(found) > SCHEMA_VERSION:
-                        raise StateUrlError(
-                            f"the state store {self._where} was written by a newer ebi-mirror "
-                            f"(schema {found}, this one knows {SCHEMA_VERSION}): upgrade "
-                            "ebi-mirror on every machine taking part in the pull",
-                            file=_NAMED_BY,
-                        )
-                await db.execute(_SCHEMA)
-                await db.execute(
-                    "INSERT INTO ebi_mirror_meta VALUES ('schema', $1) ON CONFLICT DO NOTHING",
-                    str(SCHEMA_VERSION),
-                )
-                await db.execute(
-                    "INSERT INTO ebi_mirror_pulls (name) VALUES ($1) ON CONFLICT DO NOTHING",
-                    self.pull,
-                )
-                self._id = await db.fetchval(
+            async with self._db.acquire() as db:
+                if await self._schema(db) != SCHEMA_VERSION:
+                    async with db.transaction():
+                        await db.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+                        if await self._schema(db) is None:  # not made meanwhile
+                            await db.execute(_SCHEMA)
+                            await db.execute(
+                                "INSERT INTO ebi_mirror_meta VALUES ('schema', $1)",
+                                str(SCHEMA_VERSION),
+                            )
+                found = await db.fetchval(
                     "SELECT id FROM ebi_mirror_pulls WHERE name=$1", self.pull
                 )
+                if found is None:
+                    await db.execute(
+                        "INSERT INTO ebi_mirror_pulls (name) VALUES ($1) ON CONFLICT DO NOTHING",
+                        self.pull,
+                    )
+                    found = await db.fetchval(
+                        "SELECT id FROM ebi_mirror_pulls WHERE name=$1", self.pull
+                    )
+                self._id = int(found)
         except _DB_ERRORS as exc:
             raise StateUrlError(
                 f"cannot open the state store {self._where}: {_line(exc)}", file=_NAMED_BY
             ) from None
+
+    async def _schema(self, db: asyncpg.Connection) -> int | None:
+        """The schema version of the database's tables (None: no tables yet); a newer one
+        than this ebi-mirror knows is refused."""
+        # pg_class itself, not to_regclass(): that reads the backend's catalog cache,
+        # which still says "no such table" after another member created it while this
+        # one waited for the schema lock.
+        if not await db.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relname = 'ebi_mirror_meta' AND n.nspname = current_schema())"
+        ):
+            return None
+        found = await db.fetchval("SELECT value FROM ebi_mirror_meta WHERE key='schema'")
+        if found is None:
+            return None
+        if int(found) > SCHEMA_VERSION:
+            raise StateUrlError(
+                f"the state store {self._where} was written by a newer ebi-mirror "
+                f"(schema {found}, this one knows {SCHEMA_VERSION}): upgrade "
+                "ebi-mirror on every machine taking part in the pull",
+                file=_NAMED_BY,
+            )
+        return int(found)
 
     async def aclose(self) -> None:
         if self._completer is not None:
