@@ -6,16 +6,26 @@ import asyncio
 import logging
 import os
 import socket
+from collections import Counter
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import pytest
 
+import mirror
 from mirror._exceptions import StateUrlError
 from mirror._models import FileTask, TaskStatus
 from mirror._state import Claim, Member, Store, open_store
 from mirror._state._postgres import SCHEMA_VERSION, parse_url
-from tests.conftest import mirror_cmd
+from mirror.emulator import Emulator
+from tests.conftest import (
+    FAST_RETRY,
+    ena_manifest,
+    file_requests,
+    md5_of_file,
+    mirror_cmd,
+    read_index,
+)
 from tests.postgres import PostgresServer
 
 LEASE = 30.0
@@ -591,3 +601,32 @@ async def test_a_member_leaving_during_its_heartbeat_does_not_deadlock(
         await blocker.close()
         await first.aclose()
         await second.aclose()
+
+
+# -- the engine on PostgreSQL -------------------------------------------------------------
+
+
+async def test_two_runs_share_one_pull_through_postgresql(
+    emulator: Emulator, postgres_url: str, tmp_path: Path
+) -> None:
+    dest = tmp_path / "data"
+    doc = ena_manifest(emulator.endpoints, dest, ["PRJEB40001", "ERR120000001"], workers=4)
+    first, second = await asyncio.gather(
+        mirror.run(doc, state=postgres_url, retry=FAST_RETRY),
+        mirror.run(doc, state=postgres_url, retry=FAST_RETRY),
+    )
+    assert (first.exit_code, second.exit_code) == (0, 0)
+    rows = read_index(dest)
+    assert rows
+    assert first.verified == second.verified == len(rows)
+    served = Counter(e.path for e in file_requests(emulator.log) if e.status in (200, 206))
+    for row in rows:
+        local = dest / row["path"]
+        assert md5_of_file(local) == row["md5"]
+    # Each file went out once, whichever of the two fetched it.
+    assert sorted(served.values()) == [1] * len(rows)
+
+    before = len(file_requests(emulator.log))
+    again = await mirror.run(doc, state=postgres_url, retry=FAST_RETRY)
+    assert (again.exit_code, again.verified) == (0, len(rows))
+    assert len(file_requests(emulator.log)) == before
