@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pwd
 import socket
 from collections import Counter
 from collections.abc import Awaitable, Iterator
@@ -488,11 +489,17 @@ async def test_an_expired_lease_moves_and_the_old_holder_is_fenced(
         await second.aclose()
 
 
-def test_the_fixture_server_runs_as_postgres_not_root(postgres_server: PostgresServer) -> None:
-    owner = postgres_server.psql("SELECT current_setting('data_directory')").strip()
-    assert Path(owner).is_dir()
-    if os.geteuid() == 0:
-        assert Path(owner).owner() == "postgres"
+def test_the_fixture_server_listens_on_loopback_as_postgres(
+    postgres_server: PostgresServer,
+) -> None:
+    assert postgres_server.psql("SHOW listen_addresses").strip() == "127.0.0.1"
+    data = Path(postgres_server.psql("SHOW data_directory").strip())
+    assert data.parent == postgres_server.directory
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    status = Path(f"/proc/{postmaster}/status").read_text()
+    uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+    # PostgreSQL refuses to run as root: the fixture runs it as postgres then.
+    assert uid == (pwd.getpwnam("postgres").pw_uid if os.geteuid() == 0 else os.geteuid())
 
 
 async def test_completions_sent_together_each_get_their_own_answer(
