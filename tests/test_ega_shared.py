@@ -28,8 +28,8 @@ from mirror._http import Http
 from mirror._metadata import MetadataWriter
 from mirror._models import FileTask, TaskStatus
 from mirror.emulator import Catalog, Emulator
-from mirror.emulator._ega_records import stream_md5
 from mirror.emulator._log import LogEntry
+from mirror.emulator.ega._records import stream_md5
 from mirror.sources import SourceContext
 from mirror.sources.ega import EgaLogin, EgaTicketSource
 from mirror.sources.ega_data import EgaDataSource

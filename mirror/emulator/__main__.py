@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ._catalog import Catalog
-from ._ega_state import DEFAULT_EGA_USERS
 from ._faults import Fault
 from ._server import Emulator
-from ._webin_records import DEFAULT_WEBIN_ACCOUNTS
+from .ega._state import DEFAULT_EGA_USERS
+from .webin._records import DEFAULT_WEBIN_ACCOUNTS
 
 
 def _parser() -> argparse.ArgumentParser:

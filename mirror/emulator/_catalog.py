@@ -12,12 +12,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._cram_records import CramReference, generate_cram_references
-from ._ega_records import EgaDataset, EgaFile
-from ._enterobase_records import EnterobaseAssembly, generate_assemblies
-from ._generated import GeneratedStudy
-from ._mgnify_records import MgnifyAnalysis, MgnifyStudy
-from ._records import EnaAnalysis, EnaFile, EnaRun
+from .cram._records import CramReference, generate_cram_references
+from .ega._records import EgaDataset, EgaFile
+from .ena._generated import GeneratedStudy
+from .ena._records import EnaAnalysis, EnaFile, EnaRun
+from .enterobase._records import EnterobaseAssembly, generate_assemblies
+from .mgnify._records import MgnifyAnalysis, MgnifyStudy
 
 __all__ = ["Catalog"]
 

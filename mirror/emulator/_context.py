@@ -12,11 +12,11 @@ from http import HTTPStatus
 from aiohttp import web
 
 from ._catalog import Catalog
-from ._ega_state import EgaState
-from ._enterobase_records import Clock, EnterobaseStore
 from ._faults import Fault, FaultSet
 from ._log import Exchange, RequestLog
-from ._webin_state import WebinState
+from .ega._state import EgaState
+from .enterobase._records import Clock, EnterobaseStore
+from .webin._state import WebinState
 
 __all__ = [
     "CONTEXT",

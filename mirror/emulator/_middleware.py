@@ -10,7 +10,7 @@ from aiohttp.typedefs import Middleware
 
 from ._context import CONTEXT, EXCHANGE
 from ._log import Exchange, redact_query
-from ._webin import DROPBOX_PREFIX, WEBIN_PREFIX
+from .webin._api import DROPBOX_PREFIX, WEBIN_PREFIX
 
 __all__ = ["record"]
 

@@ -11,29 +11,29 @@ from types import TracebackType
 
 from aiohttp import web
 
-from ._browser import BROWSER_PREFIX, TAXONOMY_PREFIX, build_browser_app, build_taxonomy_app
 from ._catalog import Catalog
 from ._content import content_bytes, md5_of, sha1_of
 from ._context import CONTEXT, Context, Options
-from ._cram import CRAM_PREFIX, build_cram_app
-from ._ega import ACCESS_PREFIX, DATA_PREFIX, DOWNLOAD_PREFIX, TOKEN_PATH, add_ega_routes
-from ._ega_controls import EgaControls
-from ._ega_state import DEFAULT_EGA_USERS, EgaState
-from ._ena import PORTAL_PREFIX, build_portal_app
-from ._ena_controls import EnaControls
-from ._enterobase import ENTEROBASE_PREFIX, add_enterobase_routes
-from ._enterobase_records import Clock, EnterobaseAssembly, fasta_bytes
 from ._faults import Fault, FaultSet
-from ._files import add_file_routes
-from ._layout import FTP_HOST
 from ._log import LogEntry, RequestLog
-from ._mgnify import MGNIFY_LATEST, MGNIFY_PREFIX, build_mgnify_app
-from ._mgnify_records import MgnifyDownload, download_key
 from ._middleware import record
-from ._records import EnaFile
-from ._webin import DROPBOX_PREFIX, WEBIN_PREFIX, build_dropbox_app, build_webin_app
-from ._webin_records import DEFAULT_WEBIN_ACCOUNTS
-from ._webin_state import WebinState
+from .cram._registry import CRAM_PREFIX, build_cram_app
+from .ega._controls import EgaControls
+from .ega._rest import ACCESS_PREFIX, DATA_PREFIX, DOWNLOAD_PREFIX, TOKEN_PATH, add_ega_routes
+from .ega._state import DEFAULT_EGA_USERS, EgaState
+from .ena._browser import BROWSER_PREFIX, TAXONOMY_PREFIX, build_browser_app, build_taxonomy_app
+from .ena._controls import EnaControls
+from .ena._files import add_file_routes
+from .ena._layout import FTP_HOST
+from .ena._portal import PORTAL_PREFIX, build_portal_app
+from .ena._records import EnaFile
+from .enterobase._api import ENTEROBASE_PREFIX, add_enterobase_routes
+from .enterobase._records import Clock, EnterobaseAssembly, fasta_bytes
+from .mgnify._api import MGNIFY_LATEST, MGNIFY_PREFIX, build_mgnify_app
+from .mgnify._records import MgnifyDownload, download_key
+from .webin._api import DROPBOX_PREFIX, WEBIN_PREFIX, build_dropbox_app, build_webin_app
+from .webin._records import DEFAULT_WEBIN_ACCOUNTS
+from .webin._state import WebinState
 
 __all__ = ["Emulator"]
 

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from mirror.emulator import Catalog, Emulator
-from mirror.emulator._files import LAST_MODIFIED, RangePlan, plan_range
+from mirror.emulator._blob import LAST_MODIFIED, RangePlan, plan_range
 
 from .helpers import FASTQ_1
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ._catalog import Catalog
-from ._context import Context
-from ._cram_records import CramReference
-from ._webin_records import WebinObject, WebinStats
+from .._catalog import Catalog
+from .._context import Context
+from ..cram._records import CramReference
+from ..webin._records import WebinObject, WebinStats
 
 __all__ = ["EnaControls"]
 

@@ -9,10 +9,10 @@ from pathlib import PurePosixPath
 
 from aiohttp import BodyPartReader, web
 
-from ._context import CONTEXT, EXCHANGE, basic_credentials, fault_response
-from ._send import send_document
-from ._webin_doc import Document, DocumentError, Format, parse_document, sniff
-from ._webin_wire import (
+from .._context import CONTEXT, EXCHANGE, basic_credentials, fault_response
+from .._send import send_document
+from ._doc import Document, DocumentError, Format, parse_document, sniff
+from ._wire import (
     CONTENT_TYPES,
     document_format,
     error_body,

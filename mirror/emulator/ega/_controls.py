@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ._catalog import Catalog
-from ._content import content_bytes
-from ._context import Context
-from ._ega_records import EgaFile, plain_md5, stream_bytes, stream_md5
-from ._ega_state import EgaStats, EgaTicket
+from .._catalog import Catalog
+from .._content import content_bytes
+from .._context import Context
+from ._records import EgaFile, plain_md5, stream_bytes, stream_md5
+from ._state import EgaStats, EgaTicket
 
 __all__ = ["EgaControls"]
 

@@ -19,7 +19,7 @@ from urllib import parse
 
 from aiohttp import web
 
-from ._context import CONTEXT
+from .._context import CONTEXT
 
 __all__ = [
     "JSON",

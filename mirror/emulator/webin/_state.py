@@ -8,8 +8,8 @@ import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from ._webin_doc import KINDS, Action, Document, DocumentError, Format, Submitted
-from ._webin_records import (
+from ._doc import KINDS, Action, Document, DocumentError, Format, Submitted
+from ._records import (
     DEFAULT_WEBIN_ACCOUNTS,
     HOLD_INFO,
     ROLLED_BACK,

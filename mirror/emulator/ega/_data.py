@@ -16,11 +16,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ._context import CONTEXT, basic_credentials
-from ._ega_records import IV_SIZE, EgaFile, plain_md5
-from ._ega_state import EgaState
-from ._files import missing, send_blob
-from ._send import send_document
+from .._blob import missing, send_blob
+from .._context import CONTEXT, basic_credentials
+from .._send import send_document
+from ._records import IV_SIZE, EgaFile, plain_md5
+from ._state import EgaState
 
 __all__ = ["DATA_PREFIX", "STATS_PATH", "TOKEN_PATH", "add_data_api_routes"]
 

@@ -12,14 +12,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ._content import md5_of
-from ._context import CONTEXT, EXCHANGE, Context, fault_response, status_response
-from ._faults import Fault
+from .._content import md5_of
+from .._context import CONTEXT, EXCHANGE, Context, fault_response, status_response
+from .._faults import Fault
+from .._send import Sender
 from ._fields import RESULTS, ResultType
 from ._layout import FTP_HOST
 from ._query import Node, QueryError, accession_terms, matches, parse
 from ._records import accession_kind
-from ._send import Sender
 
 __all__ = ["PORTAL_PREFIX", "build_portal_app"]
 

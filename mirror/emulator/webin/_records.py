@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ._webin_doc import ObjectKind
+from ._doc import ObjectKind
 
 __all__ = [
     "DEFAULT_WEBIN_ACCOUNTS",

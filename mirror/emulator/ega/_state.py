@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Literal
 from urllib.parse import unquote_plus
 
-from ._ega_records import EgaDataset, EgaFile
+from ._records import EgaDataset, EgaFile
 
 __all__ = [
     "DEFAULT_EGA_CLIENTS",

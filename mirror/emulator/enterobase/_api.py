@@ -13,10 +13,10 @@ from urllib.parse import urlencode
 from aiohttp import web
 from multidict import MultiMapping
 
-from ._context import CONTEXT, EXCHANGE, basic_credentials, status_response
-from ._enterobase_records import DATABASES, EnterobaseAssembly, fasta_bytes, iter_fasta
-from ._files import missing, send_blob
-from ._send import send_document
+from .._blob import missing, send_blob
+from .._context import CONTEXT, EXCHANGE, basic_credentials, status_response
+from .._send import send_document
+from ._records import DATABASES, EnterobaseAssembly, fasta_bytes, iter_fasta
 
 __all__ = ["ENTEROBASE_PREFIX", "add_enterobase_routes"]
 

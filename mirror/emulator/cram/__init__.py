@@ -1,0 +1,1 @@
+"""ENA's CRAM reference registry."""

@@ -1,0 +1,1 @@
+"""MGnify API v1: studies, analyses and their downloads."""

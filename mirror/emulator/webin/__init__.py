@@ -1,0 +1,1 @@
+"""ENA Webin submission: REST V2 and the drop-box."""
