@@ -146,7 +146,7 @@ async def send_blob(
     produce: Pieces = pieces or (lambda start, end, chunk: iter_range(key, size, start, end, chunk))
     range_header = request.headers.get("Range")
     etag = blob_etag(key, size)
-    honour = ctx.options.range_support if ranges is None else ranges
+    honour = ctx.files.range_support if ranges is None else ranges
     plan = plan_range(
         size, range_header, if_range=request.headers.get("If-Range"), etag=etag, honour=honour
     )
@@ -190,7 +190,7 @@ async def send_blob(
     if request.method == "HEAD" or plan.status == 416:
         return response
 
-    rates = [r for r in (ctx.options.bandwidth, _slow(fault)) if r is not None]
+    rates = [r for r in (ctx.files.bandwidth, _slow(fault)) if r is not None]
     cut = fault if fault is not None and fault.kind in ("reset", "truncate") else None
     sender = Sender(request, response, exchange, rate=min(rates) if rates else None, cut=cut)
     flip = fault.corrupt_offset(size) if fault is not None and fault.kind == "corrupt" else -1

@@ -69,7 +69,7 @@ class Catalog:
     Lookups take an accession and an ``includeAccessionType``-style kind (``"run"``,
     ``"experiment"``, ``"sample"``, ``"study"``, ``"analysis"``) or None for any.
     MGnify studies are looked up by MGYS or ERP accession, analyses by MGYA.
-    EnteroBase records only seed the emulator's live store (``emu.enterobase_release``
+    EnteroBase records only seed the emulator's live store (``emu.enterobase.release``
     adds to that, not to the frozen catalog). EGA datasets (EGAD…) and their files
     (EGAF…) serve both EGA protocols. CRAM references are looked up by the MD5 or
     SHA1 of their uppercase bases.

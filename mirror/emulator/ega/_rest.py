@@ -12,7 +12,7 @@ from .._blob import missing, send_blob
 from .._context import CONTEXT, basic_credentials
 from ._data import DATA_PREFIX, TOKEN_PATH, add_data_api_routes
 from ._records import EgaFile, stream_md5, stream_pieces
-from ._state import EgaState
+from ._state import EGA, EgaState
 from ._wire import (
     JSON_OBJECT,
     Reply,
@@ -54,7 +54,7 @@ Authed = Callable[[web.Request, str], Awaitable[Reply]]
 
 
 def _state(request: web.Request) -> EgaState:
-    return request.config_dict[CONTEXT].ega
+    return request.config_dict[EGA]
 
 
 def _bad(what: str) -> Reply:

@@ -1,45 +1,49 @@
-"""The Emulator's CRAM registry and Webin controls: expected sequences, counters, submissions."""
+"""What a test needs about ENA's file host: the catalog's files, their bytes, MD5s and URLs."""
 
 from __future__ import annotations
 
-from .._catalog import Catalog
-from .._context import Context
-from ..cram._records import CramReference
-from ..webin._records import WebinObject, WebinStats
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .._content import content_bytes, md5_of
+from ._layout import FTP_HOST
+from ._records import EnaFile
+
+if TYPE_CHECKING:
+    from .._catalog import Catalog
 
 __all__ = ["EnaControls"]
 
 
 class EnaControls:
-    """Mixed into Emulator: oracles for the CRAM registry, and a view into Webin."""
+    """``emu.ena``: the files ENA's file host serves, as oracles for downloads."""
 
-    catalog: Catalog
-    _context: Context
+    def __init__(self, catalog: Catalog, files_base: Callable[[], str]) -> None:
+        self._catalog = catalog
+        self._files_base = files_base
 
-    def cram_reference(self, checksum: str) -> CramReference:
-        """The catalog's reference with this MD5 or SHA1 (hex, any case)."""
-        found = self.catalog.cram_by_md5(checksum) or self.catalog.cram_by_sha1(checksum)
+    def file(self, path: str) -> EnaFile:
+        """The catalog file at ``path``: ``vol1/…``, ``/vol1/…``, or any URL of it."""
+        key = path
+        _scheme, sep, rest = key.partition("://")
+        if sep:
+            key = rest.partition("/")[2]
+        key = key.removeprefix(FTP_HOST).lstrip("/")
+        found = self._catalog.file(key)
         if found is None:
-            raise KeyError(checksum)
+            raise KeyError(path)
         return found
 
-    def cram_sequence(self, md5: str) -> bytes:
-        """The exact bytes ``/ena/cram/md5/{md5}`` serves: the uppercase bases."""
-        return self.cram_reference(md5).bases()
+    def file_bytes(self, path: str) -> bytes:
+        """The exact bytes served for ``path``; for small files."""
+        found = self.file(path)
+        return content_bytes(found.path, found.size)
 
-    def cram_references(self) -> list[tuple[str, str, str, int]]:
-        """(name, md5, sha1, length) of every reference, in catalog order."""
-        return [(r.name, r.md5, r.sha1, r.length) for r in self.catalog.cram_references]
+    def file_md5(self, path: str) -> str:
+        """MD5 hex of ``path``'s bytes, as the reports give it (cached)."""
+        found = self.file(path)
+        return md5_of(found.path, found.size)
 
-    def webin_stats(self) -> WebinStats:
-        """Sync submits, queued submissions, polls, receipts handed out, 401s."""
-        return self._context.webin.stats()
-
-    def webin_submissions(self) -> list[str]:
-        """Submission ids (ERA…) in issue order: every queued one, and every sync
-        submission that created or changed something."""
-        return self._context.webin.submissions()
-
-    def webin_objects(self, account: str | None = None) -> list[WebinObject]:
-        """The objects submitted so far (of one account), in submission order."""
-        return self._context.webin.objects(account)
+    def file_url(self, path: str) -> str:
+        """``path`` on the emulated file host, e.g. for a direct GET."""
+        return f"{self._files_base()}/{self.file(path).path}"

@@ -18,6 +18,7 @@ from .._faults import Fault
 from .._send import Sender
 from ._fields import RESULTS, ResultType
 from ._layout import FTP_HOST
+from ._options import ENA
 from ._query import Node, QueryError, accession_terms, matches, parse
 from ._records import accession_kind
 
@@ -326,12 +327,12 @@ def _endpoint(build: Builder) -> Callable[[web.Request], Awaitable[web.StreamRes
 async def _rate_limit(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    ctx = request.config_dict[CONTEXT]
-    window = ctx.portal_window
+    ena = request.config_dict[ENA]
+    window = ena.portal_window
     if window is not None and not window.admit(request.remote or ""):
-        # ENA documents no Retry-After; the portal_retry_after option adds one.
+        # ENA documents no Retry-After; EnaOptions.portal_retry_after adds one.
         request[EXCHANGE].fault = "rate_limit"
-        return status_response(429, retry_after=ctx.options.portal_retry_after)
+        return status_response(429, retry_after=ena.options.portal_retry_after)
     return await handler(request)
 
 
