@@ -72,6 +72,16 @@ class SlidingWindow:
         times.append(now)
         return True
 
+    def refusal(
+        self, request: web.Request, status: int, *, retry_after: int | None = None
+    ) -> web.Response | None:
+        """The answer to a request past the limit (logged as a 'rate_limit' fault), or
+        None when the request may go on."""
+        if self.admit(request.remote or ""):
+            return None
+        request[EXCHANGE].fault = "rate_limit"
+        return status_response(status, retry_after=retry_after)
+
 
 class Context:
     """Everything a handler needs, stored once per emulated host app under CONTEXT."""

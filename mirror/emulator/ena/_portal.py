@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from .._content import md5_of
-from .._context import CONTEXT, EXCHANGE, Context, fault_response, status_response
+from .._context import CONTEXT, EXCHANGE, Context, fault_response
 from .._faults import Fault
 from .._send import Sender
 from ._fields import RESULTS, ResultType
@@ -328,11 +328,12 @@ async def _rate_limit(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     ena = request.config_dict[ENA]
-    window = ena.portal_window
-    if window is not None and not window.admit(request.remote or ""):
+    if ena.portal_window is not None:
         # ENA documents no Retry-After; EnaOptions.portal_retry_after adds one.
-        request[EXCHANGE].fault = "rate_limit"
-        return status_response(429, retry_after=ena.options.portal_retry_after)
+        retry_after = ena.options.portal_retry_after
+        refused = ena.portal_window.refusal(request, 429, retry_after=retry_after)
+        if refused is not None:
+            return refused
     return await handler(request)
 
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from .._blob import missing, send_blob
-from .._context import CONTEXT, EXCHANGE, basic_credentials, status_response
+from .._context import CONTEXT, basic_credentials
 from .._send import send_document
 from ._options import ENTEROBASE
 from ._records import DATABASES, EnterobaseAssembly, fasta_bytes, iter_fasta
@@ -285,11 +285,10 @@ async def _gate(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     enterobase = request.config_dict[ENTEROBASE]
-    window = enterobase.window
-    if window is not None and not window.admit(request.remote or ""):
-        # The old wiki: 3 requests/s, "you will get a 503"; no Retry-After.
-        request[EXCHANGE].fault = "rate_limit"
-        return status_response(503)
+    # The old wiki: 3 requests/s, "you will get a 503"; no Retry-After.
+    refused = enterobase.window.refusal(request, 503) if enterobase.window else None
+    if refused is not None:
+        return refused
     token = _token(request.headers.get("Authorization"))
     options = enterobase.options
     if token is None or token not in options.tokens or token in options.expired_tokens:
