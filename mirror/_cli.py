@@ -699,11 +699,11 @@ async def _verify(args: argparse.Namespace, err: Console) -> int:
 
 
 async def _demo(args: argparse.Namespace, err: Console) -> int:
-    from .emulator import Catalog, Emulator
+    from .emulator import Catalog, Emulator, EnterobaseOptions
 
     manifest = load_manifest(args.manifest or _demo_manifest())
     dest = _dir(args.dest or "mirror-demo")
-    async with Emulator(Catalog.demo(), enterobase_tokens=(DEMO_TOKEN,)) as emu:
+    async with Emulator(Catalog.demo(), enterobase=EnterobaseOptions(tokens=(DEMO_TOKEN,))) as emu:
         manifest = dataclasses.replace(
             manifest,
             dest=dest,

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._content import BLOCK_SIZE, content_block, iter_blocks, md5_of
+from .._content import BLOCK_SIZE, content_block, iter_blocks, md5_of
 
 __all__ = [
     "AVAILABLE",

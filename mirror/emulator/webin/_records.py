@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ._webin_doc import ObjectKind
+from ._doc import ObjectKind
 
 __all__ = [
     "DEFAULT_WEBIN_ACCOUNTS",
@@ -30,7 +30,7 @@ ROLLED_BACK = "Submission has been rolled back."
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class WebinObject:
-    """An object a Webin account has submitted (``emu.webin_objects()``)."""
+    """An object a Webin account has submitted (``emu.webin.objects()``)."""
 
     account: str
     kind: str  # "project", "study", "sample", "experiment", "run" or "analysis"
@@ -66,7 +66,7 @@ class Receipt:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class WebinStats:
-    """Counters since the emulator started (``emu.webin_stats()``).
+    """Counters since the emulator started (``emu.webin.stats()``).
 
     ``submits``: documents POSTed to ``/submit``; ``queued``: to ``/submit/queue``;
     ``polls``: authorised polls of a known id; ``receipts``: receipts handed out

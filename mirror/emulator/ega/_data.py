@@ -16,11 +16,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ._context import CONTEXT, basic_credentials
-from ._ega_records import IV_SIZE, EgaFile, plain_md5
-from ._ega_state import EgaState
-from ._files import missing, send_blob
-from ._send import send_document
+from .._blob import missing, send_blob
+from .._context import CONTEXT, basic_credentials
+from .._send import send_document
+from ._records import IV_SIZE, EgaFile, plain_md5
+from ._state import EGA, EgaState
 
 __all__ = ["DATA_PREFIX", "STATS_PATH", "TOKEN_PATH", "add_data_api_routes"]
 
@@ -39,7 +39,7 @@ Bearer = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
 
 def _state(request: web.Request) -> EgaState:
-    return request.config_dict[CONTEXT].ega
+    return request.config_dict[EGA]
 
 
 async def _json(

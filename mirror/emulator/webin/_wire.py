@@ -7,8 +7,8 @@ import json
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from ._webin_doc import KINDS, Format
-from ._webin_records import Receipt, ReceiptObject
+from ._doc import KINDS, Format
+from ._records import Receipt, ReceiptObject
 
 __all__ = [
     "CONTENT_TYPES",

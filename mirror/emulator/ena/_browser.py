@@ -15,8 +15,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 from aiohttp import web
 
-from ._context import CONTEXT, Context
-from ._ena import PORTAL_PREFIX
+from .._context import CONTEXT, Context
+from ._portal import PORTAL_PREFIX
 from ._records import EnaRun
 
 __all__ = ["BROWSER_PREFIX", "TAXONOMY_PREFIX", "build_browser_app", "build_taxonomy_app"]

@@ -9,8 +9,8 @@ from importlib import resources
 from operator import attrgetter
 from typing import Any
 
-from ._catalog import Catalog
-from ._content import md5_of
+from .._catalog import Catalog
+from .._content import md5_of
 from ._layout import file_format
 from ._records import EnaFile
 

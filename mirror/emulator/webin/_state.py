@@ -5,12 +5,14 @@ from __future__ import annotations
 import collections
 import datetime
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from ._webin_doc import KINDS, Action, Document, DocumentError, Format, Submitted
-from ._webin_records import (
-    DEFAULT_WEBIN_ACCOUNTS,
+from aiohttp import web
+
+from ._doc import KINDS, Action, Document, DocumentError, Format, Submitted
+from ._options import WebinOptions
+from ._records import (
     HOLD_INFO,
     ROLLED_BACK,
     TEST_INFO,
@@ -20,7 +22,7 @@ from ._webin_records import (
     WebinStats,
 )
 
-__all__ = ["WebinState"]
+__all__ = ["WEBIN", "WebinState"]
 
 _DUPLICATE = "The object being added already exists in the submission account with accession"
 
@@ -85,15 +87,10 @@ class WebinState:
     withheld for the first ``poll_pending`` polls.
     """
 
-    def __init__(
-        self, accounts: Mapping[str, str] = DEFAULT_WEBIN_ACCOUNTS, *, poll_pending: int = 2
-    ) -> None:
-        if any(not name or ":" in name for name in accounts):
-            raise ValueError("Webin account names must be non-empty and contain no ':'")
-        if poll_pending < 0:
-            raise ValueError("webin_poll_pending must be >= 0")
-        self._accounts = dict(accounts)
-        self.poll_pending = poll_pending
+    def __init__(self, options: WebinOptions | None = None) -> None:
+        options = options if options is not None else WebinOptions()
+        self._accounts = dict(options.accounts)
+        self.poll_pending = options.poll_pending
         self._objects: dict[tuple[str, str, str], WebinObject] = {}
         self._submissions: dict[tuple[str, str], _Submission] = {}
         self._issued: list[str] = []
@@ -386,3 +383,6 @@ class WebinState:
             infos=(TEST_INFO,),
             actions=actions,
         )
+
+
+WEBIN = web.AppKey("mirror_emulator_webin", WebinState)

@@ -13,10 +13,11 @@ from urllib.parse import urlencode
 from aiohttp import web
 from multidict import MultiMapping
 
-from ._context import CONTEXT, EXCHANGE, basic_credentials, status_response
-from ._enterobase_records import DATABASES, EnterobaseAssembly, fasta_bytes, iter_fasta
-from ._files import missing, send_blob
-from ._send import send_document
+from .._blob import missing, send_blob
+from .._context import CONTEXT, basic_credentials
+from .._send import send_document
+from ._options import ENTEROBASE
+from ._records import DATABASES, EnterobaseAssembly, fasta_bytes, iter_fasta
 
 __all__ = ["ENTEROBASE_PREFIX", "add_enterobase_routes"]
 
@@ -99,7 +100,7 @@ def _int(query: MultiMapping[str], name: str, default: int) -> int:
 
 
 def _origin(request: web.Request) -> str:
-    if request.config_dict[CONTEXT].options.enterobase_public_links:
+    if request.config_dict[ENTEROBASE].options.public_links:
         return PUBLIC_ORIGIN
     return f"{request.scheme}://{request.host}"
 
@@ -190,6 +191,7 @@ def _next_links(request: web.Request, query: _Query, total: int) -> dict[str, st
 
 def _answer(request: web.Request, resource: str, barcode: str | None) -> dict[str, Any]:
     ctx = request.config_dict[CONTEXT]
+    enterobase = request.config_dict[ENTEROBASE]
     database = request.match_info["database"]
     if database not in DATABASES or resource not in _RESOURCES:
         raise _Refused(404, {"message": _NOT_FOUND})
@@ -199,7 +201,7 @@ def _answer(request: web.Request, resource: str, barcode: str | None) -> dict[st
     if barcode is not None:
         filters[barcode_field] = frozenset({barcode})
     origin = _origin(request)
-    records = ctx.enterobase.records(database)
+    records = enterobase.store.records(database)
     if query.reldate is not None:
         since = ctx.clock.today - timedelta(days=query.reldate)
         records = [r for r in records if r.release_date > since]
@@ -244,9 +246,9 @@ async def _query(request: web.Request) -> web.StreamResponse:
 
 
 async def _download(request: web.Request) -> web.StreamResponse:
-    ctx = request.config_dict[CONTEXT]
+    store = request.config_dict[ENTEROBASE].store
     barcode = request.query.get("assembly_barcode", "")
-    record = ctx.enterobase.assembly(request.query.get("database", ""), barcode)
+    record = store.assembly(request.query.get("database", ""), barcode)
     if record is None or request.query.get("file_format", "fasta") != "fasta":
         # EnteroBase serves no short reads: fetch those from ENA/SRA.
         body = json.dumps({"error": "No such file"}).encode()
@@ -282,19 +284,14 @@ def _token(header: str | None) -> str | None:
 async def _gate(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    ctx = request.config_dict[CONTEXT]
-    window = ctx.enterobase_window
-    if window is not None and not window.admit(request.remote or ""):
-        # The old wiki: 3 requests/s, "you will get a 503"; no Retry-After.
-        request[EXCHANGE].fault = "rate_limit"
-        return status_response(503)
+    enterobase = request.config_dict[ENTEROBASE]
+    # The old wiki: 3 requests/s, "you will get a 503"; no Retry-After.
+    refused = enterobase.window.refusal(request, 503) if enterobase.window else None
+    if refused is not None:
+        return refused
     token = _token(request.headers.get("Authorization"))
-    options = ctx.options
-    if (
-        token is None
-        or token not in options.enterobase_tokens
-        or token in options.enterobase_expired_tokens
-    ):
+    options = enterobase.options
+    if token is None or token not in options.tokens or token in options.expired_tokens:
         # An expired token gets the same answer as a wrong one: the service just refuses.
         return web.Response(
             status=401,

@@ -8,11 +8,12 @@ from collections.abc import Awaitable, Callable, Iterator
 
 from aiohttp import web
 
-from ._context import CONTEXT, basic_credentials
-from ._ega_data import DATA_PREFIX, TOKEN_PATH, add_data_api_routes
-from ._ega_records import EgaFile, stream_md5, stream_pieces
-from ._ega_state import EgaState
-from ._ega_wire import (
+from .._blob import missing, send_blob
+from .._context import CONTEXT, basic_credentials
+from ._data import DATA_PREFIX, TOKEN_PATH, add_data_api_routes
+from ._records import EgaFile, stream_md5, stream_pieces
+from ._state import EGA, EgaState
+from ._wire import (
     JSON_OBJECT,
     Reply,
     file_object,
@@ -20,7 +21,6 @@ from ._ega_wire import (
     send_reply,
     ticket_object,
 )
-from ._files import missing, send_blob
 
 __all__ = [
     "ACCESS_PREFIX",
@@ -54,7 +54,7 @@ Authed = Callable[[web.Request, str], Awaitable[Reply]]
 
 
 def _state(request: web.Request) -> EgaState:
-    return request.config_dict[CONTEXT].ega
+    return request.config_dict[EGA]
 
 
 def _bad(what: str) -> Reply:

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
-from ._context import CONTEXT
-from ._cram_records import CramReference
-from ._files import missing, send_blob
-from ._send import send_document
+from .._blob import missing, send_blob
+from .._context import CONTEXT
+from .._send import send_document
+from ._records import CramReference
 
 __all__ = ["CRAM_PREFIX", "build_cram_app"]
 

@@ -10,9 +10,9 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
 
-from ._ega_records import EgaFile
-from ._ega_state import EgaTicket
-from ._send import send_document
+from .._send import send_document
+from ._records import EgaFile
+from ._state import EgaTicket
 
 __all__ = [
     "JSON_ARRAY",

@@ -19,7 +19,7 @@ from urllib import parse
 
 from aiohttp import web
 
-from ._context import CONTEXT
+from ._options import MGNIFY
 
 __all__ = [
     "JSON",
@@ -79,9 +79,9 @@ def origin(request: web.Request) -> str:
 
     The real service names https://www.ebi.ac.uk in every link whatever the client
     asked, so a client configured with another endpoint (a mirror, this emulator)
-    must map links onto it; ``mgnify_public_links=False`` writes our own address.
+    must map links onto it; ``MgnifyOptions(public_links=False)`` writes our own address.
     """
-    if request.config_dict[CONTEXT].options.mgnify_public_links:
+    if request.config_dict[MGNIFY].public_links:
         return PUBLIC_ORIGIN
     return f"{request.scheme}://{request.host}"
 

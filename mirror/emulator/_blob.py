@@ -1,4 +1,4 @@
-"""File serving: GET/HEAD with RFC 7233 ranges and faults; ENA's ftp host, reused by the others."""
+"""Serving one file's bytes as a static file server would: RFC 7233 ranges, faults, pacing."""
 
 from __future__ import annotations
 
@@ -11,16 +11,13 @@ from aiohttp import web
 from ._content import iter_range
 from ._context import CONTEXT, EXCHANGE, fault_response
 from ._faults import Fault
-from ._records import EnaFile
 from ._send import Sender
 
 __all__ = [
     "LAST_MODIFIED",
     "Pieces",
     "RangePlan",
-    "add_file_routes",
     "blob_etag",
-    "etag_of",
     "missing",
     "plan_range",
     "send_blob",
@@ -37,11 +34,6 @@ class RangePlan:
     status: int
     start: int
     end: int
-
-
-def etag_of(file: EnaFile) -> str:
-    """A strong ETag from (path, size): stable across runs, changes if the file would."""
-    return blob_etag(file.path, file.size)
 
 
 def _parse_spec(spec: str, size: int) -> RangePlan | None:
@@ -154,7 +146,7 @@ async def send_blob(
     produce: Pieces = pieces or (lambda start, end, chunk: iter_range(key, size, start, end, chunk))
     range_header = request.headers.get("Range")
     etag = blob_etag(key, size)
-    honour = ctx.options.range_support if ranges is None else ranges
+    honour = ctx.files.range_support if ranges is None else ranges
     plan = plan_range(
         size, range_header, if_range=request.headers.get("If-Range"), etag=etag, honour=honour
     )
@@ -198,7 +190,7 @@ async def send_blob(
     if request.method == "HEAD" or plan.status == 416:
         return response
 
-    rates = [r for r in (ctx.options.bandwidth, _slow(fault)) if r is not None]
+    rates = [r for r in (ctx.files.bandwidth, _slow(fault)) if r is not None]
     cut = fault if fault is not None and fault.kind in ("reset", "truncate") else None
     sender = Sender(request, response, exchange, rate=min(rates) if rates else None, cut=cut)
     flip = fault.corrupt_offset(size) if fault is not None and fault.kind == "corrupt" else -1
@@ -216,18 +208,5 @@ async def send_blob(
     return response
 
 
-async def _serve(request: web.Request) -> web.StreamResponse:
-    file = request.config_dict[CONTEXT].catalog.file(request.path)
-    if file is None:
-        return missing(request, "ftp", web.Response(status=404, text="Not Found"))
-    return await send_blob(request, host="ftp", key=file.path, size=file.size)
-
-
 def _slow(fault: Fault | None) -> int | None:
     return fault.bytes_per_second if fault is not None and fault.kind == "slow" else None
-
-
-def add_file_routes(app: web.Application) -> None:
-    """ENA's FTP tree on the ``ftp`` host: ``/vol1/...`` as on ftp.sra.ebi.ac.uk."""
-    # HEAD is answered by the GET route (aiohttp adds it), with the same headers.
-    app.router.add_get("/vol1/{tail:.+}", _serve)

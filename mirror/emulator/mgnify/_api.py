@@ -9,9 +9,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from ._content import sha1_of
-from ._context import CONTEXT, Context
-from ._files import missing, send_blob
+from .._blob import missing, send_blob
+from .._content import sha1_of
+from .._context import CONTEXT, Context
+from .._send import send_document
 from ._jsonapi import (
     JSON,
     ApiError,
@@ -22,7 +23,7 @@ from ._jsonapi import (
     number_page,
     origin,
 )
-from ._mgnify_records import (
+from ._records import (
     MGNIFY_LATEST,
     MGNIFY_PREFIX,
     PIPELINE_VERSIONS,
@@ -31,7 +32,6 @@ from ._mgnify_records import (
     MgnifyStudy,
     download_key,
 )
-from ._send import send_document
 
 __all__ = ["MGNIFY_LATEST", "MGNIFY_PREFIX", "build_mgnify_app", "find_study"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from ._mgnify_records import MgnifyAnalysis, MgnifyDownload, MgnifyStudy
+from ._records import MgnifyAnalysis, MgnifyDownload, MgnifyStudy
 
 __all__ = ["demo_mgnify_study", "generate_study"]
 

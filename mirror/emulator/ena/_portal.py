@@ -12,14 +12,15 @@ from typing import Any
 
 from aiohttp import web
 
-from ._content import md5_of
-from ._context import CONTEXT, EXCHANGE, Context, fault_response, status_response
-from ._faults import Fault
+from .._content import md5_of
+from .._context import CONTEXT, EXCHANGE, Context, fault_response
+from .._faults import Fault
+from .._send import Sender
 from ._fields import RESULTS, ResultType
 from ._layout import FTP_HOST
+from ._options import ENA
 from ._query import Node, QueryError, accession_terms, matches, parse
 from ._records import accession_kind
-from ._send import Sender
 
 __all__ = ["PORTAL_PREFIX", "build_portal_app"]
 
@@ -326,12 +327,13 @@ def _endpoint(build: Builder) -> Callable[[web.Request], Awaitable[web.StreamRes
 async def _rate_limit(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    ctx = request.config_dict[CONTEXT]
-    window = ctx.portal_window
-    if window is not None and not window.admit(request.remote or ""):
-        # ENA documents no Retry-After; the portal_retry_after option adds one.
-        request[EXCHANGE].fault = "rate_limit"
-        return status_response(429, retry_after=ctx.options.portal_retry_after)
+    ena = request.config_dict[ENA]
+    if ena.portal_window is not None:
+        # ENA documents no Retry-After; EnaOptions.portal_retry_after adds one.
+        retry_after = ena.options.portal_retry_after
+        refused = ena.portal_window.refusal(request, 429, retry_after=retry_after)
+        if refused is not None:
+            return refused
     return await handler(request)
 
 

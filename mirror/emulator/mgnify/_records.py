@@ -171,8 +171,8 @@ class MgnifyStudy:
         qc_failed_every: int = 12,
         cursor: bool = False,
     ) -> MgnifyStudy:
-        """A big realistic study; see ``_mgnify_generate.generate_study``."""
-        from ._mgnify_generate import generate_study
+        """A big realistic study; see ``_generate.generate_study``."""
+        from ._generate import generate_study
 
         return generate_study(
             accession,

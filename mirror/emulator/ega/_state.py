@@ -15,12 +15,14 @@ from types import MappingProxyType
 from typing import Literal
 from urllib.parse import unquote_plus
 
-from ._ega_records import EgaDataset, EgaFile
+from aiohttp import web
+
+from ._options import EgaOptions
+from ._records import EgaDataset, EgaFile
 
 __all__ = [
     "DEFAULT_EGA_CLIENTS",
-    "DEFAULT_EGA_USERS",
-    "PYEGA3_TEST_USER",
+    "EGA",
     "EgaClock",
     "EgaResult",
     "EgaState",
@@ -28,12 +30,6 @@ __all__ = [
     "EgaTicket",
 ]
 
-#: The docs' own example account, and the public test account that pyega3's ``-t``
-#: logs in with (pyega3/config/default_credential_file.json).
-PYEGA3_TEST_USER = ("ega-test-data@ebi.ac.uk", "egarocks")
-DEFAULT_EGA_USERS: Mapping[str, str] = MappingProxyType(
-    {"testuser@ebi.ac.uk": "testpassword", PYEGA3_TEST_USER[0]: PYEGA3_TEST_USER[1]}
-)
 #: OAuth clients the token endpoint accepts, by id: pyega3's, as its default server
 #: file publishes it (the id in pyega3/libs/auth_client.py).
 DEFAULT_EGA_CLIENTS: Mapping[str, str] = MappingProxyType(
@@ -43,7 +39,6 @@ DEFAULT_EGA_CLIENTS: Mapping[str, str] = MappingProxyType(
         )
     }
 )
-_DAY = 86400.0
 Removal = Literal["completed", "expired", "deleted"]
 
 
@@ -92,7 +87,7 @@ class EgaResult:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EgaStats:
-    """Counters since the emulator started (``emu.ega_stats()``)."""
+    """Counters since the emulator started (``emu.ega.stats()``)."""
 
     logins: int = 0
     login_failures: int = 0
@@ -123,32 +118,24 @@ class EgaState:
     def __init__(
         self,
         datasets: Iterable[EgaDataset] = (),
+        options: EgaOptions | None = None,
         *,
-        users: Mapping[str, str] = DEFAULT_EGA_USERS,
         clients: Mapping[str, str] = DEFAULT_EGA_CLIENTS,
-        grants: Mapping[str, Iterable[str]] | None = None,
-        session_idle: float = 600.0,
-        token_ttl: float = 3600.0,
-        ticket_ttl: float = 7 * _DAY,
-        range_support: bool = True,
-        wrong_results: Iterable[str] = (),
         seed: int = 0,
     ) -> None:
-        if session_idle <= 0 or token_ttl <= 0 or ticket_ttl <= 0:
-            raise ValueError("EGA session_idle, token_ttl and ticket_ttl must be > 0 seconds")
-        if any(not user or ":" in user for user in users):
-            raise ValueError("EGA user names must be non-empty and contain no ':'")
+        options = options if options is not None else EgaOptions()
         self.datasets = tuple(datasets)
-        self.users = dict(users)
+        self.users = dict(options.users)
         self.clients = dict(clients)
         #: What clients posted to ``download-stats``, in arrival order.
         self.download_reports: list[dict[str, object]] = []
+        grants = options.grants
         self.grants = None if grants is None else {u: frozenset(d) for u, d in grants.items()}
-        self.session_idle = session_idle
-        self.token_ttl = token_ttl
-        self.ticket_ttl = ticket_ttl
-        self.range_support = range_support
-        self.wrong_results = set(wrong_results)
+        self.session_idle = options.session_idle
+        self.token_ttl = options.token_ttl
+        self.ticket_ttl = options.ticket_ttl
+        self.range_support = options.range_support
+        self.wrong_results = set(options.wrong_results)
         self.clock = EgaClock()
         self._rng = random.Random(f"ega\0{seed}")
         self._sessions: dict[str, tuple[str, float]] = {}
@@ -335,3 +322,6 @@ class EgaState:
 
     def stats(self) -> EgaStats:
         return EgaStats(**{name: self._counts[name] for name in _STAT_NAMES})
+
+
+EGA = web.AppKey("mirror_emulator_ega", EgaState)

@@ -9,10 +9,11 @@ from pathlib import PurePosixPath
 
 from aiohttp import BodyPartReader, web
 
-from ._context import CONTEXT, EXCHANGE, basic_credentials, fault_response
-from ._send import send_document
-from ._webin_doc import Document, DocumentError, Format, parse_document, sniff
-from ._webin_wire import (
+from .._context import CONTEXT, EXCHANGE, basic_credentials, fault_response
+from .._send import send_document
+from ._doc import Document, DocumentError, Format, parse_document, sniff
+from ._state import WEBIN
+from ._wire import (
     CONTENT_TYPES,
     document_format,
     error_body,
@@ -57,9 +58,10 @@ def _gate(request: web.Request) -> web.Response | str:
     if fault is not None:
         request[EXCHANGE].fault = fault.kind
         return fault_response(fault)
+    webin = request.config_dict[WEBIN]
     credentials = basic_credentials(request.headers.get("Authorization"))
-    if credentials is None or not ctx.webin.authenticate(*credentials):
-        ctx.webin.refused()
+    if credentials is None or not webin.authenticate(*credentials):
+        webin.refused()
         return _error(
             request, 401, "Unauthorized", negotiate(request.headers.get("Accept"), "json")
         )
@@ -127,7 +129,7 @@ async def _submit(request: web.Request) -> web.StreamResponse:
         doc, fmt, multipart = await _read(request)
     except _BadRequest:
         return _error(request, 400, "Bad Request", negotiate(request.headers.get("Accept"), "json"))
-    receipt = ctx.webin.submit(gate, doc, today=ctx.clock.today)
+    receipt = request.config_dict[WEBIN].submit(gate, doc, today=ctx.clock.today)
     out = _answer_format(request, fmt, multipart)
     return await _send(request, receipt_body(receipt, out), out)
 
@@ -142,7 +144,7 @@ async def _queue(request: web.Request) -> web.StreamResponse:
     except _BadRequest:
         return _error(request, 400, "Bad Request", negotiate(request.headers.get("Accept"), "json"))
     out = _answer_format(request, fmt, multipart)
-    sid = ctx.webin.enqueue(gate, doc, out, today=ctx.clock.today)
+    sid = request.config_dict[WEBIN].enqueue(gate, doc, out, today=ctx.clock.today)
     # The link names this emulator, so a client can follow it as given.
     poll = f"{request.scheme}://{request.host}{WEBIN_PREFIX}/submit/poll/{sid}"
     return await _send(request, queue_body(sid, gate, poll, out), out)
@@ -154,7 +156,7 @@ async def _poll(request: web.Request) -> web.StreamResponse:
         return gate
     accept = request.headers.get("Accept")
     try:
-        result = request.config_dict[CONTEXT].webin.poll(gate, request.match_info["id"])
+        result = request.config_dict[WEBIN].poll(gate, request.match_info["id"])
     except KeyError:
         # Another account's submission is as unknown as one that never was.
         return _error(request, 404, "Not Found", negotiate(accept, "json"))
@@ -202,7 +204,7 @@ async def _dropbox_submit(request: web.Request) -> web.StreamResponse:
         doc = await _dropbox_parts(request)
     except _BadRequest:
         return _error(request, 400, "Bad Request", negotiate(request.headers.get("Accept"), "json"))
-    receipt = ctx.webin.submit(gate, doc, today=ctx.clock.today)
+    receipt = request.config_dict[WEBIN].submit(gate, doc, today=ctx.clock.today)
     # The drop-box answers an XML receipt only, whatever Accept says.
     return await _send(request, receipt_body(receipt, "xml"), "xml")
 

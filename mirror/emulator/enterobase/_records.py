@@ -13,7 +13,6 @@ from typing import Any
 
 __all__ = [
     "DATABASES",
-    "Clock",
     "EnterobaseAssembly",
     "EnterobaseStore",
     "fasta_bytes",
@@ -242,21 +241,6 @@ def iter_fasta(barcode: str, size: int, start: int, end: int, chunk: int) -> Ite
     view = memoryview(fasta_bytes(barcode, size))
     for begin in range(start, end, chunk):
         yield view[begin : min(end, begin + chunk)]
-
-
-class Clock:
-    """The emulator's calendar day: what ``reldate`` counts back from."""
-
-    def __init__(self, today: datetime.date | None = None) -> None:
-        self._today = today
-
-    @property
-    def today(self) -> datetime.date:
-        # Unset: the real UTC date, read each time, so a long run crosses midnight.
-        return self._today or datetime.datetime.now(datetime.UTC).date()
-
-    def set(self, today: datetime.date | None) -> None:
-        self._today = today
 
 
 class EnterobaseStore:
