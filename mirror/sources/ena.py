@@ -33,23 +33,20 @@ from .._exceptions import (
     SourceError,
     TransferError,
     UnexpectedAnswer,
-    UnsafePathError,
 )
 from .._http import redact_url
 from .._metadata import TableWriter
 from .._models import FileTask
-from .._paths import name_from_path, safe_name
 from .._registry import SourceKind, no_credentials
 from .._retry import next_delay
 from . import Source, SourceContext
 from .ena_report import (
     ENA_FILES_HOST,
     FamilyFile,
-    Places,
     ReportParser,
     file_url,
     parse_family,
-    split_list,
+    row_tasks,
 )
 from .ena_spec import ACCESSIONS, ENDPOINTS, FIELDS, EnaFamily, EnaSpec, parse
 
@@ -467,49 +464,9 @@ class EnaSource:
     def _row_tasks(
         self, result: Result, families: Sequence[EnaFamily], accession: str, row: dict[str, str]
     ) -> list[FileTask]:
-        tasks: list[FileTask] = []
-        places = Places(accession)
-        # Every family listed in the row claims its names, in a fixed order, whether
-        # asked for or not: where a file lands never depends on which families (or
-        # in which order) the manifest names.
-        for family in _ORDER[result]:
-            wanted = family in families
-            try:
-                files = (
-                    parse_family(row, family)
-                    if wanted
-                    else [
-                        FamilyFile(url, None, None)
-                        for url in split_list(row.get(f"{family}_ftp", ""))
-                    ]
-                )
-            except SourceError as exc:
-                self.ctx.warn(f"ENA: {accession}: {exc}; skipping its {family} files")
-                continue
-            for position, f in enumerate(files, 1):
-                try:
-                    name = name_from_path(f.url)
-                    prefix = f"ena/{safe_name(accession)}"
-                except UnsafePathError as exc:
-                    if wanted:
-                        self.ctx.warn(f"ENA: {accession}: {exc}")
-                    continue
-                place = places.claim(name, family, position, f.url)
-                if place is None or not wanted:
-                    continue
-                relative, error = place
-                tasks.append(
-                    FileTask(
-                        source="ena",
-                        accession=accession,
-                        url=file_url(f.url, self.files_base),
-                        path=f"{prefix}/{relative}",
-                        size=f.size,
-                        checksum=f.md5,
-                        verify="md5" if f.md5 else "size",
-                        error=error,
-                    )
-                )
+        tasks = row_tasks(
+            row, accession, _ORDER[result], families, files_base=self.files_base, warn=self.ctx.warn
+        )
         if not tasks:
             others = [fam for fam in _ALL_FAMILIES if fam not in families and row.get(f"{fam}_ftp")]
             self._others.update(others)

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import codecs
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from .._exceptions import SourceError, UnexpectedAnswer
+from .._exceptions import SourceError, UnexpectedAnswer, UnsafePathError
+from .._models import FileTask
+from .._paths import name_from_path, safe_name
 
 __all__ = [
     "ENA_FILES_HOST",
@@ -24,6 +27,7 @@ __all__ = [
     "ReportParser",
     "file_url",
     "parse_family",
+    "row_tasks",
     "split_list",
 ]
 
@@ -256,3 +260,58 @@ def _not_a_report(first_line: str, key: str) -> str:
     if head.startswith(("<!doctype html", "<html", "<head", "<body")):
         return "an HTML page, not a report (maintenance?)"
     return f"a body without the {key} column, beginning {_excerpt(first_line)}"
+
+
+def row_tasks(
+    row: dict[str, str],
+    accession: str,
+    order: Sequence[str],
+    families: Sequence[str],
+    *,
+    files_base: str,
+    warn: Callable[[str], None],
+) -> list[FileTask]:
+    """The tasks for the ``families`` wanted of one report row, in ``order``."""
+    tasks: list[FileTask] = []
+    places = Places(accession)
+    # Every family listed in the row claims its names, in a fixed order, whether
+    # asked for or not: where a file lands never depends on which families (or
+    # in which order) the manifest names.
+    for family in order:
+        wanted = family in families
+        try:
+            files = (
+                parse_family(row, family)
+                if wanted
+                else [
+                    FamilyFile(url, None, None) for url in split_list(row.get(f"{family}_ftp", ""))
+                ]
+            )
+        except SourceError as exc:
+            warn(f"ENA: {accession}: {exc}; skipping its {family} files")
+            continue
+        for position, f in enumerate(files, 1):
+            try:
+                name = name_from_path(f.url)
+                prefix = f"ena/{safe_name(accession)}"
+            except UnsafePathError as exc:
+                if wanted:
+                    warn(f"ENA: {accession}: {exc}")
+                continue
+            place = places.claim(name, family, position, f.url)
+            if place is None or not wanted:
+                continue
+            relative, error = place
+            tasks.append(
+                FileTask(
+                    source="ena",
+                    accession=accession,
+                    url=file_url(f.url, files_base),
+                    path=f"{prefix}/{relative}",
+                    size=f.size,
+                    checksum=f.md5,
+                    verify="md5" if f.md5 else "size",
+                    error=error,
+                )
+            )
+    return tasks
