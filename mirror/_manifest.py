@@ -128,19 +128,18 @@ def manifest_from_accessions(
 ) -> Manifest:
     """Build the manifest of ``mirror get``: each accession's archive told by its prefix.
 
-    Sources come in a fixed order (ENA, MGnify, EGA), each with its accessions in the
-    order given, duplicates dropped. Surrounding blanks are stripped and blank entries
+    Sources come in the registry's order (ENA, MGnify, EGA), each with its accessions
+    in the order given, duplicates dropped. Surrounding blanks are stripped and blank entries
     (empty lines of an ``-i`` file) skipped. An unknown accession raises ``ManifestError``.
-    ``files`` chooses the ENA file families (``--files``), as ``files:`` does in a manifest.
+    ``files`` (``--files``) goes to the sources that take it: ENA's file families.
     """
     if isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
         raise ManifestError(f"workers must be from 1 to {MAX_WORKERS}, got {workers}", file=origin)
     options = GetOptions(files=files, origin=origin)
-    routes = [kind for kind in kinds() if kind.accessions is not None]
-    for kind in routes:
-        assert kind.accessions is not None
-        kind.accessions.check(options)
-    claimed: dict[str, dict[str, None]] = {kind.key: {} for kind in routes}
+    routes = [(kind.key, kind.accessions) for kind in kinds() if kind.accessions is not None]
+    for _, accepts in routes:
+        accepts.check(options)
+    claimed: dict[str, dict[str, None]] = {key: {} for key, _ in routes}
     for given in accessions:
         acc = given.strip()
         if not acc:
@@ -152,9 +151,7 @@ def manifest_from_accessions(
             )
         claimed[route[0].key][acc] = None
     sources = [
-        kind.accessions.entry(tuple(claimed[kind.key]), options)
-        for kind in routes
-        if kind.accessions is not None and claimed[kind.key]
+        accepts.entry(tuple(claimed[key]), options) for key, accepts in routes if claimed[key]
     ]
     if not sources:
         raise ManifestError("no accessions given", file=origin)

@@ -13,6 +13,7 @@ from typing import Final
 import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.reader import ReaderError
 
 from ._exceptions import ManifestError
 from ._validate import KeyPath, format_path
@@ -184,10 +185,10 @@ class NodeReader:
 
     def _reader_error(self, exc: yaml.YAMLError, text: str) -> ManifestError:
         # ReaderError (e.g. a control character) carries a character offset, no mark.
-        position = getattr(exc, "position", None)
+        if not isinstance(exc, ReaderError):
+            return ManifestError(f"invalid YAML: {one_line(str(exc))}", file=self.file, line=1)
+        position, reason, character = exc.position, exc.reason, exc.character
         line = text.count("\n", 0, position) + 1 if isinstance(position, int) else 1
-        reason = getattr(exc, "reason", None)
-        character = getattr(exc, "character", None)
         if isinstance(reason, str) and isinstance(character, int | str):
             code = ord(character) if isinstance(character, str) else character
             message = f"{reason} (character {code:#04x})"

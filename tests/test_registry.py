@@ -244,3 +244,29 @@ def test_registering_is_undone_and_keys_stay_unique(tmp_path: Path) -> None:
             register(TOY)
     finally:
         unregister(TOY)
+
+
+@pytest.mark.parametrize("module", ["_engine", "_manifest", "_cli", "_download", "_api"])
+def test_the_engine_manifest_and_cli_know_no_source_by_name(module: str) -> None:
+    # They reach sources through the registry only: no import of a source module, no
+    # source's spec class, no manifest key of a source in their code.
+    import ast
+
+    import mirror._registry as registry
+
+    path = Path(mirror.__file__).parent / f"{module}.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imported = {
+        node.module or ""
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level >= 1
+    }
+    assert not {m for m in imported if m == "sources" or m.startswith("sources.")}
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    names |= {a.attr for a in ast.walk(tree) if isinstance(a, ast.Attribute)}
+    strings = {
+        c.value for c in ast.walk(tree) if isinstance(c, ast.Constant) and isinstance(c.value, str)
+    }
+    for kind in registry.kinds():
+        assert kind.spec.__name__ not in names, (module, kind.spec.__name__)
+        assert kind.key not in strings, (module, kind.key)
