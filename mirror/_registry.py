@@ -4,11 +4,13 @@ A kind says everything the rest of the product needs to know about a source: the
 manifest key of its entries and how to read one, the service URLs it uses, the
 credentials it needs, how to build it, and which accessions ``mirror get`` hands it.
 The manifest, the engine and ``mirror get`` loop over :func:`kinds`; adding a source
-is its module and one line in :func:`_built_in`.
+is its module and one line in :data:`BUILT_IN`.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -19,6 +21,7 @@ from ._seam import Source, SourceContext
 from ._validate import KeyPath, Where
 
 __all__ = [
+    "BUILT_IN",
     "OTHER_ENDPOINTS",
     "Accessions",
     "CredentialLookup",
@@ -123,12 +126,27 @@ class SourceKind(Generic[S, C]):
 _added: list[SourceKind[Any, Any]] = []
 
 
-def _built_in() -> tuple[SourceKind[Any, Any], ...]:
-    # One line per source. Imported when first asked for: the sources import the
-    # modules that import this one.
-    from .sources import cram, ega_spec, ena, enterobase, mgnify
+#: The built-in sources, one line each: the module of ``mirror.sources`` that declares
+#: its ``KIND``. Their order is the order messages list them in.
+BUILT_IN: Final = (
+    "ena",
+    "mgnify",
+    "enterobase",
+    "ega_spec",
+    "cram",
+)
 
-    return (ena.KIND, mgnify.KIND, enterobase.KIND, ega_spec.KIND, cram.KIND)
+
+@functools.cache
+def _built_in() -> tuple[SourceKind[Any, Any], ...]:
+    # Imported when first asked for: the sources import the modules that import this one.
+    found = []
+    for name in BUILT_IN:
+        kind = importlib.import_module(f"{__package__}.sources.{name}").KIND
+        if not isinstance(kind, SourceKind):
+            raise TypeError(f"mirror.sources.{name}.KIND is not a SourceKind")
+        found.append(kind)
+    return tuple(found)
 
 
 def kinds() -> tuple[SourceKind[Any, Any], ...]:
