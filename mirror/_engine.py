@@ -342,8 +342,9 @@ class Engine:
             kind = kind_of(spec)
             if kind is None:
                 raise ManifestError(
-                    f"sources[{i}]: {type(spec).__name__} is not the entry of a known source",
+                    f"{type(spec).__name__} is not the entry of a registered source",
                     file=self.manifest.origin,
+                    key=f"sources[{i}]",
                 )
             lookup = CredentialLookup(
                 credentials=self.credentials,

@@ -270,3 +270,14 @@ def test_the_engine_manifest_and_cli_know_no_source_by_name(module: str) -> None
     for kind in registry.kinds():
         assert kind.spec.__name__ not in names, (module, kind.spec.__name__)
         assert kind.key not in strings, (module, kind.key)
+
+
+async def test_an_entry_of_no_registered_source_is_refused_before_any_request(
+    tmp_path: Path,
+) -> None:
+    # A Manifest built in Python may hold anything: an entry no source reads must not be
+    # skipped silently (its files would never be planned, and the run would end 0).
+    manifest = mirror.Manifest(dest=tmp_path, sources=(ToySpec(names=("a",)),))
+    with pytest.raises(ManifestError) as caught:
+        await mirror.run(manifest, retry=FAST_RETRY)
+    assert str(caught.value) == "sources[0]: ToySpec is not the entry of a registered source"
