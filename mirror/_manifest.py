@@ -27,7 +27,15 @@ from ._config import (
     Timeouts,
 )
 from ._exceptions import ManifestError, joined
-from ._registry import GetOptions, SourceKind, default_endpoints, kinds, route_of
+from ._registry import (
+    OTHER_ENVIRONMENT,
+    GetOptions,
+    SourceKind,
+    default_endpoints,
+    environment_names,
+    kinds,
+    route_of,
+)
 from ._validate import DICT_ORIGIN, KeyPath, Where
 from ._yaml import MAX_DEPTH, MAX_VALUES, NodeReader
 
@@ -68,11 +76,14 @@ _CREDENTIAL_PARTS: Final = (
     "credential",
 )
 _CREDENTIAL_NAMES: Final = frozenset({"user", "login", "pass", "pwd", "auth", "authorization"})
-_CREDENTIALS_MESSAGE: Final = (
-    "credentials do not belong in the manifest: set them in the environment "
-    "(EGA_USERNAME, EGA_PASSWORD, EGA_REKEY, ENTEROBASE_TOKEN, WEBIN_USERNAME, "
-    "WEBIN_PASSWORD) or in ~/.netrc"
-)
+
+
+def _credentials_message() -> str:
+    names = (*environment_names(optional=False), *OTHER_ENVIRONMENT)
+    return (
+        "credentials do not belong in the manifest: set them in the environment "
+        f"({', '.join(names)}) or in ~/.netrc"
+    )
 
 
 def load_manifest(
@@ -255,7 +266,7 @@ def _build(value: object, w: Where, *, origin: str | None) -> Manifest:
 def _top_key_error(key: str) -> str | None:
     """The message ``_build`` would give for a top-level ``key``; ``None`` when allowed."""
     if _looks_like_credential(key):
-        return _CREDENTIALS_MESSAGE
+        return _credentials_message()
     if key in _TOP_KEYS:
         return None
     if key in _source_keys():
@@ -269,7 +280,7 @@ def _reject_credentials(w: Where, path: KeyPath, value: object) -> None:
             child = (*path, str(key))
             # Keys right under ``hosts`` are host names, not settings: never secrets.
             if isinstance(key, str) and path != ("hosts",) and _looks_like_credential(key):
-                raise w.error(child, _CREDENTIALS_MESSAGE)
+                raise w.error(child, _credentials_message())
             _reject_credentials(w, child, item)
     elif v.is_list(value):
         for index, item in enumerate(value):

@@ -23,6 +23,7 @@ from ._validate import KeyPath, Where
 __all__ = [
     "BUILT_IN",
     "OTHER_ENDPOINTS",
+    "OTHER_ENVIRONMENT",
     "Accessions",
     "CredentialLookup",
     "GetOptions",
@@ -40,6 +41,8 @@ __all__ = [
 S = TypeVar("S")
 C = TypeVar("C")
 
+#: Credentials the product uses outside any source (``mirror submit``).
+OTHER_ENVIRONMENT: Final = ("WEBIN_USERNAME", "WEBIN_PASSWORD")
 #: Services the product uses outside any source (``mirror submit``).
 OTHER_ENDPOINTS: Final[Mapping[str, str]] = MappingProxyType(
     {"webin": "https://wwwdev.ebi.ac.uk/ena/submit/webin-v2"}
@@ -105,8 +108,11 @@ class SourceKind(Generic[S, C]):
     #: ``CredentialsError`` naming ``lookup.where``.
     credentials: Callable[[S, CredentialLookup], C]
     build: Callable[[S, SourceContext, C], Source]
-    #: Environment variables its credentials come from (never the manifest).
+    #: Environment variables its credentials come from (never the manifest): the ones
+    #: a user sets, as messages name them.
     environment: tuple[str, ...] = ()
+    #: Further variables it reads when set (settings a user seldom needs).
+    optional_environment: tuple[str, ...] = ()
     #: Service URLs by ``endpoints:`` key, with their public defaults.
     endpoints: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     accessions: Accessions[S] | None = None
@@ -187,9 +193,15 @@ def route_of(acc: str) -> tuple[SourceKind[Any, Any], Accessions[Any]] | None:
     return None
 
 
-def environment_names() -> tuple[str, ...]:
-    """Every environment variable a source reads its credentials from."""
-    return tuple(dict.fromkeys(name for kind in kinds() for name in kind.environment))
+def environment_names(*, optional: bool = True) -> tuple[str, ...]:
+    """The environment variables sources read their credentials from, by source key;
+    without ``optional``, only the ones a user sets (as messages name them)."""
+    names = (
+        name
+        for kind in sorted(kinds(), key=lambda kind: kind.key)
+        for name in (*kind.environment, *(kind.optional_environment if optional else ()))
+    )
+    return tuple(dict.fromkeys(names))
 
 
 def default_endpoints() -> Mapping[str, str]:

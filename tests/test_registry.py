@@ -217,6 +217,14 @@ def test_the_manifest_reads_a_registered_entry_with_located_errors(
         load_manifest({"sources": [{"toy": {"names": ["a"], "colour": "red"}}]})
     assert "sources[0].toy.colour: unknown key (expected one of names)" in str(unknown.value)
 
+    # A secret written into the manifest is refused; the message names where it goes.
+    with pytest.raises(ManifestError) as secret:
+        load_manifest({"sources": [{"toy": {"names": ["a"], "token": "x"}}]})
+    assert (
+        "(EGA_USERNAME, EGA_PASSWORD, EGA_REKEY, ENTEROBASE_TOKEN, TOY_TOKEN, WEBIN_USERNAME"
+        in (str(secret.value))
+    )
+
     with pytest.raises(ManifestError) as kinds:
         load_manifest({"sources": [{"tyo": {}}]})
     assert str(kinds.value).endswith("unknown key (did you mean 'toy'?)"), kinds.value

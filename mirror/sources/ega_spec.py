@@ -122,7 +122,9 @@ KIND: SourceKind[EgaSpec, EgaLogin] = SourceKind(
     parse=parse,
     credentials=login,
     build=_build,
-    environment=("EGA_USERNAME", "EGA_PASSWORD", "EGA_REKEY", "EGA_CLIENT_ID", "EGA_CLIENT_SECRET"),
+    environment=("EGA_USERNAME", "EGA_PASSWORD", "EGA_REKEY"),
+    # The Data API's OAuth client, when not pyega3's.
+    optional_environment=("EGA_CLIENT_ID", "EGA_CLIENT_SECRET"),
     endpoints=ENDPOINTS,
     accessions=Accessions(
         title="EGA",
