@@ -19,9 +19,9 @@ from ._meter import RateMeter
 from ._models import Event, FileFailed, FileStarted, FileTask, FileVerified
 from ._paths import final_path, part_path
 from ._retry import RetryPolicy, next_delay
+from ._seam import FileHooks
 from ._segments import RangesUnsupported, fetch_segmented
 from ._state import Store
-from .sources import FileHooks
 
 __all__ = ["CHECKSUM_ATTEMPTS", "Downloader", "Stats"]
 
@@ -247,7 +247,7 @@ class Downloader:
 
         verifier = hooks.verify if hooks is not None else None
         gate = self.http.gate(task.url)
-        parallel = hooks is None or getattr(hooks, "parallel_ranges", True)
+        parallel = hooks is None or hooks.parallel_ranges
         if parallel and self._segmented(task, gate.key):
             headers = None
             if hooks is not None:

@@ -47,6 +47,7 @@ from ._exceptions import (
 from ._http import Http, redact_url
 from ._models import FileTask
 from ._paths import part_path
+from ._seam import Received
 
 __all__ = [
     "BATCH",
@@ -433,18 +434,6 @@ async def _stream(
             await loop.run_in_executor(None, sink.write, batch)
             received += size
     return received
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Received:
-    """A complete ``.part`` file, about to be checked: what a verifier is told."""
-
-    md5: str
-    size: int
-    path: Path
-    #: Where this attempt's response began (past 0 when it resumed a ``.part``).
-    offset: int
-    sha1: str | None = None
 
 
 async def finish_part(
