@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from ._dest import Destination
 from ._exceptions import ChecksumMismatch, DestinationError, HostDown, MirrorError, TransferError
 from ._fetch import Fetched, fetch
 from ._http import Http, host_key, redact_url
 from ._meter import RateMeter
 from ._models import Event, FileFailed, FileStarted, FileTask, FileVerified
-from ._paths import final_path, part_path
 from ._retry import RetryPolicy, next_delay
 from ._seam import FileHooks
 from ._segments import RangesUnsupported, fetch_segmented
@@ -78,12 +78,12 @@ class Stats:
 
 
 class Downloader:
-    """Fetches tasks into ``dest`` and records each outcome in the store."""
+    """Fetches tasks into the destination and records each outcome in the store."""
 
     def __init__(
         self,
         *,
-        dest: Path,
+        dest: Destination,
         http: Http,
         store: Store,
         retry: RetryPolicy,
@@ -135,7 +135,7 @@ class Downloader:
     ) -> None:
         """Fetch, verify and land ``task``, held under claim ``fence``."""
         try:
-            final = final_path(self.dest, task.path, task.root)
+            final = self.dest.final(task.path, task.root)
         except MirrorError as exc:
             await self.fail(task, str(exc), hooks, fence=fence)
             return
@@ -210,7 +210,9 @@ class Downloader:
                 return None
             except OSError as exc:
                 if exc.errno in FULL or exc.errno in READ_ONLY:
-                    raise await asyncio.to_thread(_destination_error, exc, task, final) from None
+                    raise await asyncio.to_thread(
+                        _destination_error, self.dest, exc, task, final
+                    ) from None
                 await self.fail(
                     task, f"cannot write {final}: {exc.strerror or exc}", hooks, fence=fence
                 )
@@ -267,6 +269,7 @@ class Downloader:
                     commit=commit,
                     slice_size=SLICE,
                     connections=min(SEGMENT_CONNECTIONS, gate.connections),
+                    dest=self.dest,
                 )
             except RangesUnsupported:
                 self._no_ranges.add(gate.key)
@@ -282,6 +285,7 @@ class Downloader:
             started=started,
             verifier=verifier,
             commit=commit,
+            dest=self.dest,
         )
 
     def _segmented(self, task: FileTask, host: str) -> bool:
@@ -293,9 +297,11 @@ class Downloader:
         )
 
 
-def _destination_error(exc: OSError, task: FileTask, final: Path) -> DestinationError:
+def _destination_error(
+    dest: Destination, exc: OSError, task: FileTask, final: Path
+) -> DestinationError:
     """One line for the user: which path, why, and how much room the file still needs."""
-    where = Path(exc.filename) if isinstance(exc.filename, str) else part_path(final)
+    where = Path(exc.filename) if isinstance(exc.filename, str) else dest.part(final)
     if exc.errno in READ_ONLY:
         return DestinationError(
             f"cannot write {where}: {exc.strerror or exc}; the destination must be writable. "
@@ -304,15 +310,9 @@ def _destination_error(exc: OSError, task: FileTask, final: Path) -> Destination
         )
     needed = None
     if task.size is not None:
-        try:
-            needed = task.size - part_path(final).stat().st_size
-        except OSError:
-            needed = task.size
-    try:
-        st = os.statvfs(final.parent)
-        free = f"{_megabytes(st.f_bavail * st.f_frsize)} free"
-    except OSError:
-        free = "free space unknown"
+        needed = task.size - (dest.size(dest.part(final)) or 0)
+    room = dest.free(final.parent)
+    free = f"{_megabytes(room)} free" if room is not None else "free space unknown"
     need = f"{task.path} needs {_megabytes(needed)} more" if needed is not None else ""
     return DestinationError(
         f"cannot write {where}: {exc.strerror or exc} ({need + ', ' if need else ''}{free}). "
@@ -337,13 +337,9 @@ def _why(task: FileTask, exc: TransferError) -> str:
     return f"waiting for {host}: {exc}"
 
 
-def _drop_empty_part(dest: Path, task: FileTask) -> None:
-    try:
-        part = part_path(final_path(dest, task.path, task.root))
-        if part.stat().st_size == 0:
-            part.unlink()
-    except (OSError, MirrorError):
-        pass
+def _drop_empty_part(dest: Destination, task: FileTask) -> None:
+    with contextlib.suppress(OSError, MirrorError):
+        dest.drop_empty(dest.part(dest.final(task.path, task.root)))
 
 
 def _with_headers(task: FileTask, extra: Mapping[str, str]) -> FileTask:

@@ -32,10 +32,10 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ._config import Manifest
 from ._credentials import Credentials
+from ._dest import Destination, LocalDestination
 from ._download import Downloader, Stats
 from ._exceptions import (
     CredentialsError,
@@ -63,7 +63,6 @@ from ._models import (
     TaskStatus,
     WarningEvent,
 )
-from ._paths import final_path
 from ._registry import CredentialLookup, kind_of
 from ._retry import RetryPolicy
 from ._seam import FileHooks, PullLedger, Source, SourceContext
@@ -98,6 +97,7 @@ class Engine:
         progress_interval: float = PROGRESS_INTERVAL,
         credentials: Credentials | None = None,
         lease: float = LEASE,
+        destination: Destination | None = None,
     ) -> None:
         if lease <= 0:
             raise ValueError("lease must be positive")
@@ -112,6 +112,8 @@ class Engine:
         self._pull_counts: dict[TaskStatus, tuple[int, int]] | None = None
         self.credentials = credentials or Credentials.from_environment()
         self.dest = manifest.dest
+        #: Where every file of the mirror is written (the state store aside).
+        self.destination: Destination = destination or LocalDestination(self.dest)
         self._emit = emit
         self._state_url = state
         self.retry = retry or RetryPolicy()
@@ -217,7 +219,7 @@ class Engine:
         index; on the way out of a cancelled or failed run too."""
         steps = (
             functools.partial(store.leave, pull.member),
-            functools.partial(write_index, store, pull.generation, self.dest),
+            functools.partial(write_index, store, pull.generation, self.destination),
         )
         for step in steps:
             try:
@@ -270,8 +272,8 @@ class Engine:
 
     def _check_dest(self) -> None:
         """Refuse a ``dest`` whose ``index.tsv`` cannot be written, before any download."""
-        index = self.dest / "index.tsv"
-        if index.is_dir() or (index.exists() and not index.is_file()):
+        index = self.destination.root / "index.tsv"
+        if self.destination.exists(index) and not self.destination.is_file(index):
             raise ManifestError(
                 "is not a file; the mirror lists its files there: move it away and re-run",
                 file=str(index),
@@ -326,7 +328,7 @@ class Engine:
             pull=pull,
             http=http,
             endpoints=self.manifest.endpoints,
-            metadata=MetadataWriter(self.dest / "metadata"),
+            metadata=MetadataWriter(self.destination.root / "metadata", dest=self.destination),
             warn=self._warn,
             # Names server-side state (EGA request labels) so a resumed run finds it.
             mirror_id=hashlib.sha1(str(self.dest.resolve()).encode()).hexdigest()[:12],
@@ -370,7 +372,7 @@ class Engine:
         # matters at the end of a pull of large files.
         queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=max(2, n_workers // 4))
         downloader = Downloader(
-            dest=self.dest,
+            dest=self.destination,
             http=http,
             store=store,
             retry=self.retry,
@@ -558,8 +560,9 @@ class Engine:
 
     def _sizes_on_disk(self, plan: list[PlannedFile]) -> dict[str, int | None]:
         """Sizes of the files the store says are verified (blocking: run in a thread)."""
+        files = self.destination
         return {
-            p.task.key: _size_of(final_path(self.dest, p.task.path, p.task.root))
+            p.task.key: files.size(files.final(p.task.path, p.task.root))
             for p in plan
             if p.status is TaskStatus.VERIFIED
         }
@@ -724,9 +727,3 @@ def _cancelling() -> bool:
     """Whether the current task itself is being cancelled (not something it awaited)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-def _size_of(path: Path) -> int | None:
-    with contextlib.suppress(OSError):
-        return path.stat().st_size
-    return None

@@ -31,13 +31,13 @@ import enum
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from ._dest import Destination, LocalDestination, PartFile
 from ._exceptions import (
     ChecksumMismatch,
     IncompleteDownload,
@@ -46,7 +46,6 @@ from ._exceptions import (
 )
 from ._http import Http, redact_url
 from ._models import FileTask
-from ._paths import part_path
 from ._seam import Received
 
 __all__ = [
@@ -71,7 +70,6 @@ T = TypeVar("T")
 BATCH = 4 << 20
 #: Seconds after which gathered bytes are written even if the batch is not full.
 FLUSH_EVERY = 0.5
-_READ = 8 << 20
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
@@ -185,65 +183,47 @@ def decide(status: int, offset: int, content_range: str | None, size: int | None
 
 def hash_file(path: Path, *, algorithm: str = "md5", limit: int | None = None) -> tuple[str, int]:
     """Digest and length of the first ``limit`` bytes of ``path`` (blocking: call in a thread)."""
-    h = hashlib.new(algorithm)
-    n = 0
-    with path.open("rb") as f:
-        while limit is None or n < limit:
-            chunk = f.read(_READ if limit is None else min(_READ, limit - n))
-            if not chunk:
-                break
-            h.update(chunk)
-            n += len(chunk)
-    return h.hexdigest(), n
+    return LocalDestination(path.parent).hash(path, algorithm, limit=limit)
 
 
 class _Sink:
     """The ``.part`` file and its running digests, written in a thread."""
 
-    def __init__(self, path: Path, *, sha1: bool) -> None:
+    def __init__(self, dest: Destination, path: Path, *, sha1: bool) -> None:
+        self.dest = dest
         self.path = path
         self.md5 = hashlib.md5()
         self.sha1 = hashlib.sha1() if sha1 else None
         self.size = 0
         #: Where the bytes of this attempt begin (what was already on disk).
         self.started_at = 0
-        self._file: BinaryIO | None = None
+        self._file: PartFile | None = None
 
     @property
     def is_open(self) -> bool:
         return self._file is not None
 
     def open(self) -> int:
-        """Make the directory and open the ``.part`` (or start it): bytes it holds.
+        """Open the ``.part`` (or start it): bytes it holds.
 
         The bytes are not hashed yet: the caller first decides whether to trust them
         (:meth:`hash_held`) or start again (:meth:`restart`).
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # A .part left by a segmented download is full-size with holes: not a prefix.
-        _drop_segmented(self.path)
-        try:
-            self._file = self.path.open("r+b")
-        except FileNotFoundError:
-            self._file = self.path.open("w+b")
-            return 0
-        return os.fstat(self._file.fileno()).st_size
+        self._file = self.dest.open_part(self.path)
+        return self._file.size()
 
     def hash_held(self) -> int:
         """Hash what the ``.part`` holds and continue after it: bytes held."""
         assert self._file is not None
-        self._file.seek(0)
-        while chunk := self._file.read(_READ):
+        for chunk in self._file.chunks():
             self._update(chunk)
         self.started_at = self.size
         return self.size
 
     def restart(self) -> None:
         if self._file is None:
-            self._file = self.path.open("w+b")
-        else:
-            self._file.seek(0)
-            self._file.truncate()
+            self._file = self.dest.open_part(self.path)
+        self._file.restart()
         self.md5 = hashlib.md5()
         self.sha1 = hashlib.sha1() if self.sha1 is not None else None
         self.size = 0
@@ -251,11 +231,9 @@ class _Sink:
 
     def write(self, chunks: list[bytes]) -> None:
         assert self._file is not None
+        self._file.append(chunks)
         for data in chunks:
-            self._file.write(data)
             self._update(data)
-        # Out of our buffer into the kernel's: a killed process keeps these bytes.
-        self._file.flush()
 
     def _update(self, data: bytes | bytearray) -> None:
         self.md5.update(data)
@@ -279,8 +257,11 @@ async def fetch(
     started: Callable[[int], None] = lambda offset: None,
     verifier: Verifier | None = None,
     commit: Callable[[Fetched], Awaitable[None]] | None = None,
+    dest: Destination | None = None,
 ) -> Fetched:
     """Download ``task`` to ``final`` (via ``final.part``), or raise a :class:`TransferError`.
+
+    ``dest`` holds the files (the local file system by default).
 
     ``progress`` hears each piece of body as it arrives; ``started`` the offset the
     file stands at when a transfer (re)starts, before the request goes out (0 for a
@@ -290,7 +271,8 @@ async def fetch(
     so the next attempt (or the next run) resumes from it. Bytes that cannot be
     trusted (a checksum mismatch, a changed remote file) are dropped first.
     """
-    sink = _Sink(part_path(final), sha1=task.verify == "sha1")
+    dest = dest or LocalDestination(final.parent)
+    sink = _Sink(dest, dest.part(final), sha1=task.verify == "sha1")
     try:
         # One trip to a thread for all the file work before the request.
         held = await acquire_in_thread(sink.open)
@@ -327,7 +309,7 @@ async def fetch(
             offset=sink.started_at,
             sha1=sink.sha1.hexdigest() if sink.sha1 else None,
         )
-        return await finish_part(task, final, got, received, verifier, commit)
+        return await finish_part(task, final, got, received, verifier, commit, dest)
     finally:
         if sink.is_open:
             await asyncio.to_thread(sink.close)
@@ -443,6 +425,7 @@ async def finish_part(
     received: int,
     verifier: Verifier | None,
     commit: Callable[[Fetched], Awaitable[None]] | None,
+    dest: Destination,
 ) -> Fetched:
     """Check a complete ``.part`` (size, checksum, ``verifier``), then land it.
 
@@ -451,7 +434,7 @@ async def finish_part(
     """
     if task.size is not None and got.size != task.size:
         if got.size > task.size:
-            await asyncio.to_thread(_unlink, got.path)
+            await asyncio.to_thread(dest.drop, got.path)
         raise IncompleteDownload(
             f"{redact_url(task.url)}: got {got.size} bytes, the archive lists {task.size}",
             url=task.url,
@@ -460,7 +443,7 @@ async def finish_part(
     if task.checksum and task.verify in ("md5", "sha1"):
         digest = got.md5 if task.verify == "md5" else (got.sha1 or "")
         if digest != task.checksum.lower():
-            await asyncio.to_thread(_unlink, got.path)
+            await asyncio.to_thread(dest.drop, got.path)
             raise ChecksumMismatch(
                 f"{task.verify.upper()} mismatch for {task.path}: got {digest}, "
                 f"the archive lists {task.checksum}",
@@ -471,17 +454,15 @@ async def finish_part(
         try:
             await verifier(task, got)
         except TransferError:
-            await asyncio.to_thread(_unlink, got.path)
+            await asyncio.to_thread(dest.drop, got.path)
             raise
         verified_by = task.verify
     fetched = Fetched(md5=got.md5, size=got.size, verified_by=verified_by, received=received)
 
     async def land() -> None:
-        # os.replace is atomic on POSIX: readers see no file or the whole file. The
-        # store hears of it only afterwards, so a "verified" row always has its file.
-        if task.mode is not None:
-            await asyncio.to_thread(os.chmod, got.path, task.mode)
-        await asyncio.to_thread(os.replace, got.path, final)
+        # Mode and rename in one trip to a thread; the rename is atomic. The store
+        # hears of it only afterwards, so a "verified" row always has its file.
+        await asyncio.to_thread(dest.land, got.path, final, task.mode)
         if commit is not None:
             await commit(fetched)
 
@@ -522,14 +503,3 @@ def _content_length(value: str | None) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _drop_segmented(part: Path) -> None:
-    sidecar = part.with_name(part.name + ".slices")
-    if sidecar.exists():
-        part.unlink(missing_ok=True)
-        sidecar.unlink()
-
-
-def _unlink(path: Path) -> None:
-    path.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from ._exceptions import MirrorError, TransferError
 from ._models import FileTask, TaskStatus
 
 if TYPE_CHECKING:
+    from ._dest import Destination
     from ._http import Http
     from ._metadata import MetadataWriter
 
@@ -70,7 +71,8 @@ class _Alone:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SourceContext:
-    """What a source may use: HTTP, the endpoints, a metadata writer, a warning channel."""
+    """What a source may use: HTTP, the endpoints, a metadata writer (and through it the
+    destination), a warning channel."""
 
     http: Http
     endpoints: Mapping[str, str]
@@ -81,6 +83,11 @@ class SourceContext:
     mirror_id: str = "ebi-mirror"
     #: The pull as a whole (every process taking part), through the state store.
     pull: PullLedger = field(default_factory=_Alone)
+
+    @property
+    def dest(self) -> Destination:
+        """Where the mirror's files are: a source reads and writes files only through it."""
+        return self.metadata.dest
 
 
 class FileHooks(Protocol):

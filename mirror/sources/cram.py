@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import glob
-import hashlib
 import logging
 import os
 import re
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 from .. import _validate as v
+from .._dest import Destination
 from .._exceptions import MirrorError, TransferError
 from .._hts import HeaderError, read_header_text, references
 from .._models import FileTask
@@ -42,8 +41,6 @@ from . import Received, Source, SourceContext
 __all__ = ["KIND", "CramRefSource", "CramRefsSpec", "cache_path"]
 
 logger = logging.getLogger(__name__)
-
-READ = 8 << 20
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -59,13 +56,9 @@ def cache_path(md5: str) -> str:
     return f"{md5[:2]}/{md5[2:4]}/{md5[4:]}"
 
 
-def _digest(path: Path, algorithm: str) -> str | None:
+def _digest(dest: Destination, path: Path, algorithm: str) -> str | None:
     try:
-        h = hashlib.new(algorithm)
-        with path.open("rb") as f:
-            while chunk := f.read(READ):
-                h.update(chunk)
-        return h.hexdigest()
+        return dest.hash(path, algorithm)[0]
     except OSError:
         return None
 
@@ -152,12 +145,13 @@ class CramRefSource:
         return found
 
     def _valid(self, md5: str) -> bool:
-        return _digest(self.cache / cache_path(md5), "md5") == md5
+        return _digest(self.ctx.dest, self.cache / cache_path(md5), "md5") == md5
 
     def _sha1_known(self, sha1: str) -> str | None:
         try:
-            return (self.cache / ".sha1" / f"{sha1}.md5").read_text().strip() or None
-        except OSError:
+            note = self.ctx.dest.read_bytes(self.cache / ".sha1" / f"{sha1}.md5")
+            return note.decode().strip() or None
+        except (OSError, UnicodeDecodeError):
             return None
 
     # -- FileHooks: file SHA1-named sequences under their MD5 ---------------------------
@@ -181,25 +175,16 @@ class CramRefSource:
         # another one planned files it beside the fetched copy, wherever its own
         # manifest's cache resolves to.
         cache = Path(task.root) if task.root else self.cache
-        await asyncio.to_thread(_file_by_md5, cache, task.accession)
+        await asyncio.to_thread(_file_by_md5, self.ctx.dest, cache, task.accession)
 
 
-def _file_by_md5(cache: Path, sha1: str) -> None:
+def _file_by_md5(dest: Destination, cache: Path, sha1: str) -> None:
     fetched = cache / ".sha1" / sha1
-    md5 = _digest(fetched, "md5")
+    md5 = _digest(dest, fetched, "md5")
     if md5 is None:
         return  # not fetched in this run, and already filed
-    final = cache / cache_path(md5)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(fetched, tmp)
-    except OSError:  # a file system without hard links: the same bytes, copied
-        shutil.copyfile(fetched, tmp)
-        tmp.chmod(0o444)
-    os.replace(tmp, final)
-    (cache / ".sha1" / f"{sha1}.md5").write_text(md5 + "\n")
+    dest.link(fetched, cache / cache_path(md5), 0o444)
+    dest.write_atomic(cache / ".sha1" / f"{sha1}.md5", (md5 + "\n").encode())
 
 
 # --------------------------------------------------------------------------- the entry

@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from .._credentials import Secret
@@ -283,7 +282,7 @@ class EgaTicketSource:
             local = got.md5
         elif got.offset and server_size == got.size - got.offset:
             # The server saw only the resumed range: compare what it sent with that.
-            local = await asyncio.to_thread(_md5_from, got.path, got.offset)
+            local, _ = await asyncio.to_thread(self.ctx.dest.hash, got.path, start=got.offset)
         else:
             local = ""
         if local != server_md5:
@@ -347,12 +346,3 @@ def _message(doc: dict[str, Any]) -> str:
         if isinstance(value, str) and value and value.upper() != "OK":
             return value
     return ""
-
-
-def _md5_from(path: Path, offset: int) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        f.seek(offset)
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()

@@ -21,9 +21,9 @@ Facts this module relies on (ARCHIVES.md, research/mgnify-enterobase-cram.md):
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
-import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Mapping
@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .. import _validate as v
 from .._credentials import Secret
+from .._dest import Destination
 from .._exceptions import (
     CredentialsError,
     HTTPStatusError,
@@ -166,7 +167,7 @@ class EnterobaseSource:
         url = f"{self.base}/{db}/{resource}"
         records = 0
         kept = await _Kept.open(
-            join_under(self.ctx.metadata.root, f"enterobase/{db}/{resource}.jsonl")
+            self.ctx.dest, join_under(self.ctx.metadata.root, f"enterobase/{db}/{resource}.jsonl")
         )
         try:
             async for doc in iter_paging_next(
@@ -245,39 +246,46 @@ class _Kept:
     records to the ones already kept. The merge happens on disk, in a SQLite file
     beside the target (:data:`MERGE_SUFFIX`), so memory stays flat however many
     records the query matches; the ``.jsonl`` is replaced atomically at the end and
-    left as it was if the listing fails.
+    left as it was if the listing fails. The merge file is the destination's scratch
+    (beside the target on a local disk), never part of the mirror.
     """
 
-    def __init__(self, target: Path, db: sqlite3.Connection) -> None:
+    def __init__(
+        self, dest: Destination, target: Path, merge: Path, db: sqlite3.Connection
+    ) -> None:
+        self.dest = dest
         self.target = target
+        self.merge = merge
         self._db = db
         self._seq = 0
 
     @classmethod
-    async def open(cls, target: Path) -> _Kept:
+    async def open(cls, dest: Destination, target: Path) -> _Kept:
         def open_() -> _Kept:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            merge = target.with_name(target.name + MERGE_SUFFIX)
+            merge = dest.scratch(target.with_name(target.name + MERGE_SUFFIX))
             merge.unlink(missing_ok=True)  # left by a killed run: its records are refetched
             db = sqlite3.connect(merge, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=OFF")
             db.execute("PRAGMA synchronous=OFF")
             db.execute("CREATE TABLE r (barcode TEXT PRIMARY KEY, seq INTEGER, doc TEXT)")
-            kept = cls(target, db)
-            if target.exists():
-                with open(target, encoding="utf-8") as f:
-                    batch: list[dict[str, Any]] = []
-                    for line in f:
-                        try:
-                            record = json.loads(line)
-                        except ValueError:
-                            continue
-                        if isinstance(record, dict):
-                            batch.append(record)
-                        if len(batch) >= 1000:
-                            kept._insert(batch)
-                            batch = []
-                    kept._insert(batch)
+            kept = cls(dest, target, merge, db)
+            try:
+                kept_before = dest.open_read(target)
+            except FileNotFoundError:
+                return kept
+            with io.TextIOWrapper(kept_before, encoding="utf-8") as f:
+                batch: list[dict[str, Any]] = []
+                for line in f:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(record, dict):
+                        batch.append(record)
+                    if len(batch) >= 1000:
+                        kept._insert(batch)
+                        batch = []
+                kept._insert(batch)
             return kept
 
         return await asyncio.to_thread(open_)
@@ -300,11 +308,14 @@ class _Kept:
 
     async def finish(self) -> None:
         def finish() -> None:
-            tmp = self.target.with_name(self.target.name + ".tmp")
-            with open(tmp, "w", encoding="utf-8") as f:
+            out = self.dest.stage(self.target, tmp=self.target.with_name(self.target.name + ".tmp"))
+            try:
                 for (doc,) in self._db.execute("SELECT doc FROM r ORDER BY seq"):
-                    f.write(doc + "\n")
-            os.replace(tmp, self.target)
+                    out.write(doc + "\n")
+                out.commit()
+            except BaseException:
+                out.abort()
+                raise
             self._close()
 
         await asyncio.to_thread(finish)
@@ -314,7 +325,7 @@ class _Kept:
 
     def _close(self) -> None:
         self._db.close()
-        self.target.with_name(self.target.name + MERGE_SUFFIX).unlink(missing_ok=True)
+        self.merge.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- the entry

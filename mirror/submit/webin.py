@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._credentials import Secret
+from .._dest import Destination, LocalDestination
 from .._exceptions import (
     CredentialsError,
     HTTPStatusError,
@@ -166,18 +166,25 @@ def parse_receipt(text: str, kind: Kind) -> tuple[bool, list[tuple[str, str, str
 
 
 async def submit_all(
-    documents: list[Path], how: Submission, http: Http, *, say: Callable[[str], None]
+    documents: list[Path],
+    how: Submission,
+    http: Http,
+    *,
+    say: Callable[[str], None],
+    dest: Destination | None = None,
 ) -> list[Outcome]:
     """Submit every document concurrently (the host gate sets the pace).
 
     All are read and checked first: a malformed document raises ``ManifestError``
-    before anything is sent.
+    before anything is sent. Receipts and the ids of queued submissions are written
+    beside the documents through ``dest`` (the local file system by default).
     """
+    files = dest or LocalDestination(Path.cwd())
     bodies = [await asyncio.to_thread(_read_document, doc) for doc in documents]
     with collapsed():
         async with asyncio.TaskGroup() as tg:
             tasks = [
-                tg.create_task(_submit(doc, body, how, http, say))
+                tg.create_task(_submit(doc, body, how, http, say, files))
                 for doc, body in zip(documents, bodies, strict=True)
             ]
     return [t.result() for t in tasks]
@@ -214,7 +221,12 @@ def _read_document(document: Path) -> bytes:
 
 
 async def _submit(
-    document: Path, body: bytes, how: Submission, http: Http, say: Callable[[str], None]
+    document: Path,
+    body: bytes,
+    how: Submission,
+    http: Http,
+    say: Callable[[str], None],
+    files: Destination,
 ) -> Outcome:
     kind = kind_of(document, body)
     if how.validate:
@@ -225,7 +237,7 @@ async def _submit(
     submission_id: str | None = None
     resumed = False
     if how.queue:
-        state = await asyncio.to_thread(_read_state, state_path(document))
+        state = await asyncio.to_thread(_read_state, files, state_path(document))
         if state is not None:
             submission_id, poll = state["submissionId"], state["poll"]
             resumed = True
@@ -235,16 +247,19 @@ async def _submit(
             submission_id, poll = _queued(answer, kind, how.base)
             # Written before the first poll: a kill from here on resumes by polling.
             await asyncio.to_thread(
-                _write_state, state_path(document), {"submissionId": submission_id, "poll": poll}
+                _write_state,
+                files,
+                state_path(document),
+                {"submissionId": submission_id, "poll": poll},
             )
             say(f"{document.name}: queued as {submission_id}")
         text = await _poll(http, rewrite(poll, how.base, how.public_base), headers, auth, how)
     else:
         text = await _post(http, f"{how.base}/submit", body, headers, auth, document)
     receipt = receipt_path(document, kind)
-    await asyncio.to_thread(_write_atomic, receipt, text)
+    await asyncio.to_thread(files.write_atomic, receipt, text.encode("utf-8"))
     if how.queue:
-        await asyncio.to_thread(state_path(document).unlink, missing_ok=True)
+        await asyncio.to_thread(files.drop, state_path(document))
     try:
         success, found, errors = parse_receipt(text, kind)
     except (ValueError, ET.ParseError) as exc:
@@ -364,22 +379,16 @@ async def _poll(
         delay = min(how.poll_max, delay * 1.5)
 
 
-def _read_state(path: Path) -> dict[str, str] | None:
+def _read_state(files: Destination, path: Path) -> dict[str, str] | None:
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(files.read_bytes(path))
         return {"submissionId": str(doc["submissionId"]), "poll": str(doc["poll"])}
     except (OSError, ValueError, KeyError):
         return None
 
 
-def _write_state(path: Path, doc: dict[str, str]) -> None:
-    _write_atomic(path, json.dumps(doc, indent=2) + "\n")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _write_state(files: Destination, path: Path, doc: dict[str, str]) -> None:
+    files.write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
 
 
 def existing_accession(error: str) -> str | None:
