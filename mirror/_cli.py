@@ -26,11 +26,12 @@ from typing import Any
 from rich.console import Console
 
 from ._api import Mirror
-from ._config import DEFAULT_ENDPOINTS, HostLimit, Manifest, Timeouts
+from ._config import HostLimit, Manifest, Timeouts
 from ._display import PLAIN_INTERVAL, Display, JsonDisplay, PlainDisplay, RichDisplay, human_bytes
 from ._exceptions import CredentialsError, ManifestError, MirrorError, collapsed, is_usage_error
 from ._manifest import accessions_from_text, load_manifest, manifest_from_accessions
 from ._models import Summary, TaskStatus
+from ._registry import default_endpoints
 from ._tuning import PullTuning
 
 __all__ = ["main"]
@@ -469,12 +470,12 @@ async def _get(args: argparse.Namespace, err: Console) -> int:
 
 def _endpoints(pairs: list[str]) -> dict[str, str]:
     out = {}
+    known = default_endpoints()
     for pair in pairs:
         name, sep, url = pair.partition("=")
-        if not sep or name not in DEFAULT_ENDPOINTS or not url.startswith(("http://", "https://")):
+        if not sep or name not in known or not url.startswith(("http://", "https://")):
             raise ManifestError(
-                f"--endpoint {pair!r}: expected NAME=URL with NAME one of "
-                f"{', '.join(DEFAULT_ENDPOINTS)}",
+                f"--endpoint {pair!r}: expected NAME=URL with NAME one of {', '.join(known)}",
                 file="<command line>",
             )
         out[name] = url.rstrip("/")
@@ -700,11 +701,11 @@ async def _verify(args: argparse.Namespace, err: Console) -> int:
 
 
 async def _demo(args: argparse.Namespace, err: Console) -> int:
-    from .emulator import Catalog, Emulator
+    from .emulator import Catalog, Emulator, EnterobaseOptions
 
     manifest = load_manifest(args.manifest or _demo_manifest())
     dest = _dir(args.dest or "mirror-demo")
-    async with Emulator(Catalog.demo(), enterobase_tokens=(DEMO_TOKEN,)) as emu:
+    async with Emulator(Catalog.demo(), enterobase=EnterobaseOptions(tokens=(DEMO_TOKEN,))) as emu:
         manifest = dataclasses.replace(
             manifest,
             dest=dest,
@@ -744,7 +745,7 @@ async def _submit(args: argparse.Namespace, err: Console) -> int:
     base = (
         args.endpoint
         or os.environ.get("MIRROR_WEBIN_URL")
-        or (PRODUCTION_WEBIN if args.production else DEFAULT_ENDPOINTS["webin"])
+        or (PRODUCTION_WEBIN if args.production else default_endpoints()["webin"])
     )
     if not base.startswith(("http://", "https://")):
         raise ManifestError(f"--endpoint {base!r}: expected an http(s) URL", file="<command line>")

@@ -19,10 +19,10 @@ from ._http import Http, host_key, redact_url
 from ._meter import RateMeter
 from ._models import Event, FileFailed, FileStarted, FileTask, FileVerified
 from ._retry import RetryPolicy, next_delay
+from ._seam import FileHooks
 from ._segments import RangesUnsupported, fetch_segmented
 from ._state import Store
 from ._tuning import TransferTuning
-from .sources import FileHooks
 
 __all__ = ["Downloader", "Stats"]
 
@@ -245,7 +245,7 @@ class Downloader:
 
         verifier = hooks.verify if hooks is not None else None
         gate = self.http.gate(task.url)
-        parallel = hooks is None or getattr(hooks, "parallel_ranges", True)
+        parallel = hooks is None or hooks.parallel_ranges
         if parallel and self._segmented(task, gate.key):
             headers = None
             if hooks is not None:

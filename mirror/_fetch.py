@@ -46,6 +46,7 @@ from ._exceptions import (
 )
 from ._http import Http, redact_url
 from ._models import FileTask
+from ._seam import Received
 from ._tuning import TransferTuning
 
 __all__ = [
@@ -423,18 +424,6 @@ async def _stream(
             await loop.run_in_executor(None, sink.write, batch)
             received += size
     return received
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Received:
-    """A complete ``.part`` file, about to be checked: what a verifier is told."""
-
-    md5: str
-    size: int
-    path: Path
-    #: Where this attempt's response began (past 0 when it resumed a ``.part``).
-    offset: int
-    sha1: str | None = None
 
 
 async def finish_part(

@@ -13,9 +13,13 @@ benchmarks and tests.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ._config import Timeouts
 from ._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    # Only named: the manifest's modules import the sources' seam, which imports this.
+    from ._config import Timeouts
 
 __all__ = ["HttpTuning", "PullTuning", "SourceTuning", "TransferTuning", "Tuning"]
 
@@ -78,14 +82,20 @@ class PullTuning:
     progress_interval: float = 0.5
     #: Planning that adds no file for this many seconds is shown as waiting.
     planning_quiet: float = 5.0
+    #: Seconds between reads of the whole pull's counts (for the progress display)
+    #: while several members take part. Shorter: fresher counts; longer: less load
+    #: on the store (hundreds of ms a read at 300,000 files on PostgreSQL).
+    counts_every: float = 5.0
 
     def __post_init__(self) -> None:
         if self.lease <= 0:
             raise ValueError("lease must be positive")
         if self.queue is not None and self.queue < 1:
             raise ValueError("queue must be at least 1")
-        if self.progress_interval <= 0 or self.planning_quiet < 0:
-            raise ValueError("progress_interval must be positive, planning_quiet not negative")
+        if self.progress_interval <= 0 or self.counts_every <= 0:
+            raise ValueError("progress_interval and counts_every must be positive")
+        if self.planning_quiet < 0:
+            raise ValueError("planning_quiet must not be negative")
 
     def queue_size(self, workers: int) -> int:
         return self.queue if self.queue is not None else max(2, workers // 4)

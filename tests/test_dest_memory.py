@@ -22,7 +22,7 @@ from mirror._dest import SLICES_SUFFIX, Destination, PartFile, SizedPart, Staged
 from mirror._engine import Engine
 from mirror._manifest import load_manifest
 from mirror._paths import final_path, part_path
-from mirror.emulator import Catalog, Emulator, Fault, md5_of
+from mirror.emulator import Catalog, Emulator, Fault, FilesOptions, md5_of
 
 from .conftest import FAST_RETRY, ena_manifest, file_requests, one_fastq_catalog
 
@@ -263,14 +263,14 @@ async def test_ena_end_to_end_writes_only_through_the_destination(
     assert (summary.planned, summary.verified, summary.failed) == (len(expected), len(expected), 0)
     for rel, served in expected.items():
         got = bytes(files.files[dest / rel])
-        assert got == emulator.file_bytes(served), rel
-        assert hashlib.md5(got).hexdigest() == emulator.file_md5(served)
+        assert got == emulator.ena.file_bytes(served), rel
+        assert hashlib.md5(got).hexdigest() == emulator.ena.file_md5(served)
     assert sorted(files.landed) == sorted(dest / rel for rel in expected)
     index = _index(files)
     assert {row["path"] for row in index} == set(expected)
     for row in index:
         assert row["status"] == "verified"
-        assert row["md5"] == emulator.file_md5(expected[row["path"]])
+        assert row["md5"] == emulator.ena.file_md5(expected[row["path"]])
         assert int(row["bytes"]) == len(files.files[dest / row["path"]])
     runs_tsv = files.read_bytes(dest / "metadata/ena/runs.tsv").decode().splitlines()
     assert runs_tsv[0].split("\t")[0] == "run_accession"
@@ -299,7 +299,9 @@ async def test_a_part_in_the_destination_is_resumed_from_where_it_stopped(tmp_pa
     files = MemoryDestination(dest)
     size = 3_000_000
     cut = [Fault(kind="truncate", host="ftp", match=f"/{PATH}", after_bytes=1 << 20, times=1)]
-    async with Emulator(one_fastq_catalog(7, PATH, size), faults=cut, bandwidth=2_000_000) as emu:
+    async with Emulator(
+        one_fastq_catalog(7, PATH, size), faults=cut, files=FilesOptions(bandwidth=2_000_000)
+    ) as emu:
         doc = ena_manifest(emu.endpoints, dest, ["ERR7000001"], workers=2)
         first = await Engine(
             load_manifest(doc), retry=RetryPolicy(attempts=1), destination=files

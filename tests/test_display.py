@@ -21,7 +21,7 @@ from mirror import _models as m
 from mirror._display import PlainDisplay, RichDisplay
 from mirror._download import Stats
 from mirror._meter import MIN_SPAN, RateMeter, eta
-from mirror.emulator import Emulator, Fault
+from mirror.emulator import Emulator, Fault, FilesOptions
 
 from .conftest import FAST_RETRY, ena_manifest, one_fastq_catalog
 
@@ -246,7 +246,7 @@ async def test_a_fetch_that_restarts_from_zero_does_not_count_its_bytes_twice(
         Fault(kind="no_range", host="ftp"),
     ]
     catalog = one_fastq_catalog(7, PATH, SIZE)
-    async with Emulator(catalog, faults=faults, bandwidth=6_000_000) as emu:
+    async with Emulator(catalog, faults=faults, files=FilesOptions(bandwidth=6_000_000)) as emu:
         doc = ena_manifest(emu.endpoints, tmp_path / "data", ["ERR7000001"])
         seen: list[m.Progress] = []
         async with mirror.Mirror(doc, retry=FAST_RETRY, progress_interval=0.02) as run:
@@ -276,7 +276,7 @@ async def test_a_sliced_fetch_that_loses_unsaved_slices_does_not_count_them_twic
     size = 8_000_000
     faults = [Fault(kind="reset", host="ftp", after_bytes=1_500_000, times=1)]
     async with Emulator(
-        one_fastq_catalog(7, PATH, size), faults=faults, bandwidth=4_000_000
+        one_fastq_catalog(7, PATH, size), faults=faults, files=FilesOptions(bandwidth=4_000_000)
     ) as emu:
         doc = ena_manifest(emu.endpoints, tmp_path / "data", ["ERR7000001"])
         seen: list[m.Progress] = []

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import mirror
-from mirror.emulator import Catalog, Emulator, Fault
+from mirror.emulator import Catalog, Emulator, EnterobaseOptions, Fault
 
 from .conftest import FAST_RETRY, mirror_cmd, read_index
 
@@ -118,13 +118,12 @@ async def test_reldate_rerun_fetches_only_new_records_and_assemblies(
     catalog = Catalog.generate_enterobase(records=40, seed=4)
     async with Emulator(
         catalog,
-        enterobase_tokens=(TOKEN,),
-        enterobase_rate_limit=None,
+        enterobase=EnterobaseOptions(tokens=(TOKEN,), rate_limit=None),
         today=date(2024, 6, 1),
     ) as emu:
         first = await mirror.run(enterobase_manifest(emu.endpoints, tmp_path), retry=FAST_RETRY)
         assert (first.planned, first.verified) == (40, 40)
-        new = emu.enterobase_release("senterica", 5)
+        new = emu.enterobase.release("senterica", 5)
         await emu.wait_idle()
         before = len(emu.log)
         doc = enterobase_manifest(emu.endpoints, tmp_path, reldate=1)
@@ -169,7 +168,10 @@ async def test_faults_on_enterobase_still_end_verified(
     ]
     catalog = Catalog.generate_enterobase(records=60, seed=9)
     async with Emulator(
-        catalog, faults=faults, seed=3, enterobase_tokens=(TOKEN,), enterobase_rate_limit=None
+        catalog,
+        faults=faults,
+        seed=3,
+        enterobase=EnterobaseOptions(tokens=(TOKEN,), rate_limit=None),
     ) as emu:
         summary = await mirror.run(
             enterobase_manifest(emu.endpoints, tmp_path, rate=100), retry=FAST_RETRY
@@ -177,7 +179,7 @@ async def test_faults_on_enterobase_still_end_verified(
         await emu.wait_idle()
         kinds = {e.fault for e in emu.log if e.fault}
         expected = {
-            r.assembly_barcode: emu.enterobase_fasta("senterica", r.assembly_barcode)
+            r.assembly_barcode: emu.enterobase.fasta("senterica", r.assembly_barcode)
             for r in catalog.enterobase_assemblies
         }
     assert (summary.planned, summary.verified, summary.failed) == (60, 60, 0)

@@ -15,7 +15,7 @@ import pytest
 from mirror._config import HostLimit
 from mirror._http import TURN, WINDOW, HostGate, Http, Slots
 from mirror._manifest import load_manifest
-from mirror.emulator import Catalog, Emulator, md5_of
+from mirror.emulator import Catalog, Emulator, EnaOptions, md5_of
 
 # --------------------------------------------------------------------------- Slots
 
@@ -408,7 +408,7 @@ async def _three_members(emu: Emulator, scope: str, per_member: int) -> list[flo
 
 async def test_three_members_together_stay_within_the_hosts_rate() -> None:
     catalog = Catalog.generate(runs_per_study=150, files_per_run=1, file_size=512)
-    async with Emulator(catalog, portal_rate_limit=None) as emu:
+    async with Emulator(catalog, ena=EnaOptions(portal_rate_limit=None)) as emu:
         arrivals = await _three_members(emu, "pull", per_member=30)
     assert _most_in_a_second(arrivals, 0.9) <= 30
     # Sharing does not starve: the three together keep close to the host's rate.
@@ -418,7 +418,7 @@ async def test_three_members_together_stay_within_the_hosts_rate() -> None:
 
 async def test_three_members_with_scope_member_each_get_the_full_rate() -> None:
     catalog = Catalog.generate(runs_per_study=150, files_per_run=1, file_size=512)
-    async with Emulator(catalog, portal_rate_limit=None) as emu:
+    async with Emulator(catalog, ena=EnaOptions(portal_rate_limit=None)) as emu:
         arrivals = await _three_members(emu, "member", per_member=30)
     # Each member alone keeps 30 a second: about 90 together.
     assert _most_in_a_second(arrivals, 0.9) > 45

@@ -34,8 +34,8 @@ async def test_a_253_character_name_downloads_verifies_and_lands_whole(
 
     assert (summary.verified, summary.failed, summary.exit_code) == (1, 0, 0)
     final = dest / "ena/ERR7000001" / NAME
-    assert final.read_bytes() == emu.file_bytes(served)
-    assert md5_of_file(final) == emu.file_md5(served)
+    assert final.read_bytes() == emu.ena.file_bytes(served)
+    assert md5_of_file(final) == emu.ena.file_md5(served)
     assert os.listdir(final.parent) == [NAME]  # no partial file left behind
     (row,) = read_index(dest)
     assert (row["path"], row["status"]) == (f"ena/ERR7000001/{NAME}", "verified")

@@ -68,7 +68,7 @@ async def test_study_of_150_analyses_filtered_ends_with_exactly_the_expected_fil
         log = emu.log
         for path, d in expected.items():
             analysis = path.split("/")[1]
-            assert (tmp_path / path).read_bytes() == emu.mgnify_bytes(analysis, d.alias)
+            assert (tmp_path / path).read_bytes() == emu.mgnify.download_bytes(analysis, d.alias)
 
         before = len(emu.log)
         again = await mirror.run(doc, retry=FAST_RETRY)

@@ -32,7 +32,7 @@ def task(emu: Emulator) -> FileTask:
     return FileTask(
         source="ena",
         accession="ERR6000001",
-        url=emu.file_url(PATH),
+        url=emu.ena.file_url(PATH),
         path="ERR6000001.fastq.gz",
         size=SIZE,
         checksum=md5_of(PATH, SIZE),
@@ -51,7 +51,7 @@ async def test_resume_with_far_slices_done_and_the_first_one_not_finishes(tmp_pa
     # A killed run left every slice but the first complete, the first a quarter done:
     # only the rest of that one slice is asked for, and the file hashes whole.
     async with Emulator(catalog()) as emu, Http(limits) as http:
-        body = emu.file_bytes(PATH)
+        body = emu.ena.file_bytes(PATH)
         final = tmp_path / "out" / "ERR6000001.fastq.gz"
         final.parent.mkdir()
         part = final.with_name(final.name + ".part")
@@ -98,7 +98,7 @@ async def test_a_slow_first_slice_does_not_hold_back_the_others(
         got = await _segments.fetch_segmented(
             task(emu), final, http, connections=4, slice_size=SLICE, transfer=SMALL_BATCHES
         )
-        assert final.read_bytes() == emu.file_bytes(PATH)
+        assert final.read_bytes() == emu.ena.file_bytes(PATH)
     assert got.md5 == md5_of(PATH, SIZE)
     assert sum(n for _, n in writes) == SIZE
     # Every other slice was written while the slow one had less than half of its bytes.
@@ -126,7 +126,7 @@ async def test_slices_of_a_file_whose_md5_changed_are_not_joined(tmp_path: Path)
         )
         await emu.wait_idle()
         ranges = sorted(e.range or "" for e in emu.log if e.path.endswith(".fastq.gz"))
-        body = emu.file_bytes(PATH)
+        body = emu.ena.file_bytes(PATH)
     assert got.md5 == md5_of(PATH, SIZE)
     assert final.read_bytes() == body
     assert len(ranges) == count

@@ -21,7 +21,7 @@ from mirror._http import Http
 from mirror._manifest import load_manifest
 from mirror._models import Event, FileStarted, FileTask
 from mirror._state import Member, open_store
-from mirror.emulator import Catalog, Emulator, Fault, md5_of
+from mirror.emulator import Catalog, Emulator, Fault, FilesOptions, md5_of
 
 from .conftest import ena_manifest, file_requests, md5_of_file, one_fastq_catalog
 
@@ -50,7 +50,11 @@ async def test_a_file_regenerated_with_a_new_size_and_md5_restarts_from_zero(
     dest = tmp_path / "data"
     part = dest / (LOCAL + ".part")
     old, new = 3_000_000, 3_200_000
-    first = Emulator(one_fastq_catalog(7, PATH, old), faults=cut_after(1 << 20), bandwidth=PACE)
+    first = Emulator(
+        one_fastq_catalog(7, PATH, old),
+        faults=cut_after(1 << 20),
+        files=FilesOptions(bandwidth=PACE),
+    )
     async with first as emu:
         await run_once(emu, dest)
     assert 0 < part.stat().st_size <= 1 << 20  # the bytes that arrived before the cut
@@ -80,14 +84,14 @@ async def test_a_changed_md5_of_the_same_size_is_never_joined(tmp_path: Path) ->
     store = await open_store(None, dest)
     try:
         faults = [Fault(kind="truncate", host="ftp", match=f"/{first}", after_bytes=700_000)]
-        serving = Emulator(catalog, faults=faults, bandwidth=PACE)
+        serving = Emulator(catalog, faults=faults, files=FilesOptions(bandwidth=PACE))
         async with serving as emu, Http(limits) as http:
 
             def task(path: str) -> FileTask:
                 return FileTask(
                     source="ena",
                     accession="ERR7000002",
-                    url=emu.file_url(path),
+                    url=emu.ena.file_url(path),
                     path="x.fastq.gz",
                     size=size,
                     checksum=md5_of(path, size),
@@ -104,7 +108,7 @@ async def test_a_changed_md5_of_the_same_size_is_never_joined(tmp_path: Path) ->
             assert 0 < (dest / "x.fastq.gz.part").stat().st_size <= 700_000
             got = await fetch(task(second), final, http, store)
             assert got.md5 == md5_of(second, size)
-            assert final.read_bytes() == emu.file_bytes(second)
+            assert final.read_bytes() == emu.ena.file_bytes(second)
             assert [(r.range, r.status) for r in emu.log if r.path == f"/{second}"] == [(None, 200)]
     finally:
         await store.aclose()
@@ -113,7 +117,11 @@ async def test_a_changed_md5_of_the_same_size_is_never_joined(tmp_path: Path) ->
 async def test_file_started_carries_the_resume_offset(tmp_path: Path) -> None:
     dest = tmp_path / "data"
     size = 3_000_000
-    serving = Emulator(one_fastq_catalog(7, PATH, size), faults=cut_after(1 << 20), bandwidth=PACE)
+    serving = Emulator(
+        one_fastq_catalog(7, PATH, size),
+        faults=cut_after(1 << 20),
+        files=FilesOptions(bandwidth=PACE),
+    )
     async with serving as emu:
         first: list[Event] = []
         await run_once(emu, dest, first)

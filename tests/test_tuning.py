@@ -38,7 +38,7 @@ async def test_a_small_slice_fetches_a_file_in_range_slices(tmp_path: Path) -> N
         )
         await emu.wait_idle()
         ranges = sorted(e.range or "" for e in file_requests(emu.log[before:]))
-        body = emu.file_bytes(PATH)
+        body = emu.ena.file_bytes(PATH)
 
     # The defaults: a 300 kB file is one plain GET.
     assert (plain.verified, whole) == (1, [None])

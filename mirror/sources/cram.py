@@ -24,20 +24,31 @@ import asyncio
 import glob
 import logging
 import os
+import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
-from .._config import CramRefsSpec
+from .. import _validate as v
 from .._dest import Destination
 from .._exceptions import MirrorError, TransferError
-from .._fetch import Received
 from .._hts import HeaderError, read_header_text, references
 from .._models import FileTask
-from . import SourceContext
+from .._registry import SourceKind, no_credentials
+from . import Received, Source, SourceContext
 
-__all__ = ["CramRefSource", "cache_path"]
+__all__ = ["KIND", "CramRefSource", "CramRefsSpec", "cache_path"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CramRefsSpec:
+    md5: tuple[str, ...] = ()
+    sha1: tuple[str, ...] = ()
+    crams: tuple[str, ...] = ()
+    cache: Path = field(default_factory=lambda: Path("~/.cache/hts-ref").expanduser())
 
 
 def cache_path(md5: str) -> str:
@@ -174,3 +185,46 @@ def _file_by_md5(dest: Destination, cache: Path, sha1: str) -> None:
         return  # not fetched in this run, and already filed
     dest.link(fetched, cache / cache_path(md5), 0o444)
     dest.write_atomic(cache / ".sha1" / f"{sha1}.md5", (md5 + "\n").encode())
+
+
+# --------------------------------------------------------------------------- the entry
+
+_MD5: Final = re.compile(r"[0-9a-fA-F]{32}")
+_SHA1: Final = re.compile(r"[0-9a-fA-F]{40}")
+
+
+def parse(w: v.Where, path: v.KeyPath, body: dict[str, object]) -> CramRefsSpec:
+    md5 = v.optional_strings(
+        w, path, body, "md5", item="MD5", check=v.hex_check(_MD5, "an MD5 (32 hex digits)")
+    )
+    sha1 = v.optional_strings(
+        w, path, body, "sha1", item="SHA-1", check=v.hex_check(_SHA1, "a SHA-1 (40 hex digits)")
+    )
+    # Relative globs are anchored to the manifest's directory, so the same manifest
+    # finds the same CRAMs whatever the current directory of the run.
+    crams = tuple(
+        str(w.resolve(pattern))
+        for pattern in v.optional_strings(w, path, body, "crams", item="glob")
+    )
+    if not md5 and not sha1 and not crams:
+        raise w.error(path, "no md5, sha1 or crams given")
+    cache = body.get("cache")
+    if cache is None:
+        return CramRefsSpec(md5=md5, sha1=sha1, crams=crams)
+    text = v.path_text(w, (*path, "cache"), cache, allow_pathlike=w.file == v.DICT_ORIGIN)
+    return CramRefsSpec(md5=md5, sha1=sha1, crams=crams, cache=w.resolve(text))
+
+
+def _build(spec: CramRefsSpec, ctx: SourceContext, credentials: None) -> Source:
+    return CramRefSource(spec, ctx)
+
+
+KIND: SourceKind[CramRefsSpec, None] = SourceKind(
+    key="cram_refs",
+    spec=CramRefsSpec,
+    fields=("md5", "sha1", "crams", "cache"),
+    parse=parse,
+    credentials=no_credentials,
+    build=_build,
+    endpoints={"cram_registry": "https://www.ebi.ac.uk/ena/cram"},
+)

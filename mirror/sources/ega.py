@@ -40,11 +40,10 @@ from .._exceptions import (
     SourceError,
     TransferError,
 )
-from .._fetch import Received
 from .._http import redact_url
 from .._models import FileTask, TaskStatus
 from .._paths import safe_name
-from . import SourceContext
+from . import Received, SourceContext
 
 __all__ = ["EgaTicketSource", "ega_path"]
 

@@ -58,6 +58,7 @@ class EgaDataSource:
     """Expands an ``ega:`` entry (``protocol: data-api``); its hooks keep a fresh token."""
 
     name = "ega"
+    parallel_ranges = True
 
     def __init__(
         self,
