@@ -263,7 +263,7 @@ class Downloader:
                     headers=headers,
                     verifier=verifier,
                     commit=commit,
-                    slice_size=self.transfer.slice,
+                    slice_size=_slice_size(self.transfer.slice, hooks),
                     connections=min(self.transfer.segment_connections, gate.connections),
                     dest=self.dest,
                     transfer=self.transfer,
@@ -293,6 +293,13 @@ class Downloader:
             and task.verify != "sha1"  # the in-order hasher computes MD5 only
             and host not in self._no_ranges
         )
+
+
+def _slice_size(wanted: int, hooks: FileHooks | None) -> int:
+    """The tuning's slice, cut to what the archive serves in one request."""
+    if hooks is not None and hooks.max_range is not None:
+        return min(wanted, hooks.max_range)
+    return wanted
 
 
 def _destination_error(

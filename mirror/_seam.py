@@ -110,6 +110,12 @@ class FileHooks(Protocol):
         """Whether a large file may be fetched as several Range requests at once."""
         ...
 
+    @property
+    def max_range(self) -> int | None:
+        """Most bytes the archive serves in one request (a fact, not a knob): slices
+        are cut no larger, whatever the tuning asks. ``None``: no such limit."""
+        ...
+
     def recoverable(self, error: TransferError) -> bool:
         """Whether ``error`` (not retryable in general) is worth another attempt here."""
         ...

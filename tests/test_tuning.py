@@ -11,9 +11,11 @@ import pytest
 import mirror
 from mirror._engine import Engine
 from mirror._manifest import load_manifest
-from mirror.emulator import Catalog, Emulator
+from mirror.emulator import Catalog, EgaOptions, Emulator
+from mirror.sources import ega_data
 
 from .conftest import FAST_RETRY, ena_manifest, file_requests, one_fastq_catalog
+from .test_ega import DATASET, PASSWORD, USER, ega_manifest, md5_file
 
 PATH = "vol1/fastq/ERR700/001/ERR7000001/ERR7000001.fastq.gz"
 LOCAL = "ena/ERR7000001/ERR7000001.fastq.gz"
@@ -48,6 +50,32 @@ async def test_a_small_slice_fetches_a_file_in_range_slices(tmp_path: Path) -> N
         f"bytes={start}-{min(start + SLICE, SIZE) - 1}" for start in range(0, SIZE, SLICE)
     )
     assert (tmp_path / "sliced" / LOCAL).read_bytes() == body
+
+
+async def test_a_slice_over_what_the_archive_serves_is_cut_to_its_maximum(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # EGA's Data API serves at most 100 MiB a request: scaled down to 100 kB here.
+    monkeypatch.setattr(ega_data, "MAX_RANGE", 100_000)
+    wide = mirror.Tuning(transfer=mirror.TransferTuning(segment_min=1, slice=1 << 20))
+    catalog = Catalog.generate_ega(dataset=DATASET, files=1, size=SIZE)
+    (f,) = catalog.ega_datasets[0].files
+    async with Emulator(catalog, ega=EgaOptions(users={USER: PASSWORD})) as emu:
+        summary = await mirror.run(
+            ega_manifest(emu.endpoints, tmp_path, protocol="data-api"),
+            credentials={"EGA_USERNAME": USER, "EGA_PASSWORD": PASSWORD},
+            retry=FAST_RETRY,
+            tuning=wide,
+        )
+        await emu.wait_idle()
+        ranges = sorted(e.range or "" for e in emu.log if e.path.startswith("/v2/files/"))
+        md5 = emu.ega.plain_md5(f.file_id)
+    assert (summary.verified, summary.failed) == (1, 0)
+    assert ranges == sorted(
+        f"bytes={start}-{min(start + 100_000, SIZE) - 1}" for start in range(0, SIZE, 100_000)
+    )
+    name = Path(f.file_name).name.removesuffix(".cip")
+    assert md5_file(tmp_path / f"ega/{DATASET}/{f.file_id}/{name}") == md5
 
 
 async def test_the_ena_search_batch_follows_the_tuning(tmp_path: Path) -> None:

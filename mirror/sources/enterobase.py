@@ -111,6 +111,7 @@ class EnterobaseSource:
 
     name = "enterobase"
     parallel_ranges = True
+    max_range: int | None = None
 
     def __init__(self, spec: EnterobaseSpec, ctx: SourceContext, token: Secret) -> None:
         self.spec = spec
