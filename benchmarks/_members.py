@@ -1,0 +1,160 @@
+"""Workload 7: one pull by 1 process and by 3 processes together, under the same host limits.
+
+The host limits hold for the pull as a whole, so three processes cannot go faster than
+one: what this measures is what sharing the pull through the state store costs (joining,
+claiming, leases, splitting the host's rate), as the wall time of the last process to
+exit against one process alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mirror.emulator import GeneratedStudy, md5_of
+
+from ._data import FileSpec, verify
+from ._measure import CommandFailed, Measurement
+from ._results import MB, Row, Target, WorkloadResult, median_ratio
+from ._servers import Emulator
+from ._suite import Suite
+
+__all__ = ["w7_members"]
+
+#: The file host's limits in the manifest: the same for one process and for three.
+RATE = 40
+CONNECTIONS = 8
+WORKERS = 8
+MEMBERS = 3
+
+
+def _specs(study: GeneratedStudy) -> list[FileSpec]:
+    return [
+        FileSpec(item.path, run.accession, item.size, md5_of(item.path, item.size))
+        for run in study.iter_runs()
+        for item in run.fastq
+    ]
+
+
+def _manifest(path: Path, emu: Emulator, study: GeneratedStudy) -> Path:
+    host = emu.files.split("//", 1)[1].split("/", 1)[0]
+    doc = {
+        "version": 1,
+        "dest": str(path.parent / "unused"),
+        "workers": WORKERS,
+        "hosts": {host: {"rate": RATE, "connections": CONNECTIONS}},
+        "endpoints": {"ena_portal": emu.portal, "ena_files": emu.files},
+        "sources": [{"ena": {"accessions": [study.study], "files": ["fastq"]}}],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    return path
+
+
+def run_together(tool: str, argvs: Sequence[Sequence[str]], *, log: Path) -> Measurement:
+    """Start every command at once; wall from the first fork to the last exit.
+
+    CPU is the sum over the processes (``wait4``), peak RSS the largest of them (an
+    upper bound: a forked child starts with its parent's high-water mark).
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    with log.open("ab") as out:
+        for argv in argvs:
+            out.write(f"$ {' '.join(argv)}\n".encode())
+        out.flush()
+        start = time.perf_counter()
+        for argv in argvs:
+            procs.append(
+                subprocess.Popen(
+                    list(argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        user = sys_ = 0.0
+        rss = 0
+        codes = []
+        for proc in procs:
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            codes.append(proc.returncode)
+            user += usage.ru_utime
+            sys_ += usage.ru_stime
+            rss = max(rss, usage.ru_maxrss)
+        wall = time.perf_counter() - start
+    if any(codes):
+        raise CommandFailed(f"{tool}: exit codes {codes}; see {log}")
+    return Measurement(
+        tool=tool,
+        argv=list(argvs[0]),
+        wall=wall,
+        user=user,
+        sys=sys_,
+        maxrss_kib=rss,
+        exit_code=0,
+        log=str(log),
+        extra={"processes": len(procs), "rss_upper_bound": True},
+    )
+
+
+def w7_members(suite: Suite) -> WorkloadResult:
+    runs = 60 if suite.quick else 200
+    key = "W7"
+    study = GeneratedStudy(index=7, runs=runs, files_per_run=2, file_size=256 << 10)
+    files = _specs(study)
+    total = sum(f.size for f in files)
+    result = WorkloadResult(
+        key=key,
+        title=f"{len(files)} files × 256 KiB, host limit {RATE} req/s and {CONNECTIONS} "
+        f"connections: 1 process vs {MEMBERS} on one pull",
+    )
+    one, many = "1 process", f"{MEMBERS} processes"
+    measured: dict[str, list[Measurement]] = {one: [], many: []}
+    with Emulator({"generated_studies": [study.to_dict()]}, suite.work / "emulator" / key) as emu:
+        manifest = _manifest(suite.work / "manifests" / f"{key}.yaml", emu, study)
+        for rep in range(suite.reps):
+            for label, count in ((one, 1), (many, MEMBERS)):
+                dest = suite.fresh(key, label.replace(" ", "-"))
+                argv = [*suite.mirror, "run", str(manifest), "--dest", str(dest), "-q"]
+                os.sync()
+                m = run_together(label, [argv] * count, log=suite.log(key, f"{count}-{rep}"))
+                checked = verify(
+                    label, ((dest / "ena" / f.run / f.name, f.size, f.md5) for f in files)
+                )
+                m.extra.update(files=checked.files, bytes=checked.bytes, verified=True)
+                measured[label].append(m)
+                suite.say(
+                    f"  {key} rep {rep + 1}/{suite.reps} {label:<12} {m.wall:7.2f} s  "
+                    f"{total / MB / m.wall:6.1f} MB/s  cpu {m.cpu:6.2f} s  "
+                    f"({checked.files} files ok)"
+                )
+                suite.discard(dest, last=rep == suite.reps - 1)
+    ratio = median_ratio(measured[many], measured[one])
+    single = Row(tool=one, runs=measured[one], files=len(files), bytes=total)
+    shared = Row(tool=many, runs=measured[many], files=len(files), bytes=total)
+    shared.ratio = ratio
+    target = Target(
+        what=f"W7 {MEMBERS} processes / 1 process wall, same host limits",
+        value=ratio,
+        op="<=",
+        limit=1.10,
+    )
+    shared.target, shared.passed = "<= 1.10", target.passed
+    result.rows += [single, shared]
+    result.targets.append(target)
+    floor = len(files) / RATE
+    result.notes.append(
+        f"SQLite store in dest (one machine); --workers {WORKERS} per process; files from "
+        f"the emulator's own file host; the rate limit alone needs {floor:.1f} s for "
+        f"{len(files)} requests; 'mirror/tool' on the {MEMBERS}-process row is its wall over "
+        "1 process's (paired repetitions); wall runs from the first fork to the last exit, "
+        "CPU is the sum over the processes"
+    )
+    return result

@@ -1,0 +1,204 @@
+"""One pull shared by several ``mirror run`` processes: real processes, real loopback.
+
+The emulator runs in a process of its own and its request log says what was served;
+the files on disk are checked byte for byte against the catalog.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mirror.emulator import Catalog, GeneratedStudy
+
+from .multiproc import (
+    Emulated,
+    Expected,
+    Run,
+    expected_files,
+    manifest_doc,
+    mirror,
+    most_in_window,
+    read_index,
+    start_emulator,
+    start_run,
+    wait_until,
+    write_manifest,
+    wrong_files,
+)
+
+#: 300 files of 100-300 KB (150 paired runs): study PRJEB70012.
+STUDY = GeneratedStudy(index=12, runs=150, files_per_run=2, file_size=200_000, size_spread=0.5)
+
+
+@pytest.fixture(scope="module")
+def files() -> list[Expected]:
+    return expected_files(STUDY)
+
+
+@pytest.fixture
+def runs() -> Iterator[list[Run]]:
+    """The ``mirror run`` processes a test starts, killed at teardown if still running."""
+    started: list[Run] = []
+    yield started
+    for run in started:
+        run.stop()
+
+
+@pytest.fixture
+def emulated(tmp_path: Path) -> Iterator[list[Emulated]]:
+    started: list[Emulated] = []
+    yield started
+    for emu in started:
+        emu.stop()
+
+
+def _emulator(emulated: list[Emulated], tmp_path: Path, *args: str) -> Emulated:
+    emu = start_emulator(tmp_path / "emulator", Catalog(generated_studies=(STUDY,)), *args)
+    emulated.append(emu)
+    return emu
+
+
+def _served_over(emu: Emulated, files: list[Expected], since: float, factor: float) -> list[str]:
+    """Files the file host served more than ``factor`` times their size since ``since``."""
+    served = emu.log.served(since)
+    return [
+        f"{f.url_path}: {served.get(f.url_path, 0)} bytes for {f.size}"
+        for f in files
+        if served.get(f.url_path, 0) > factor * f.size
+    ]
+
+
+def test_two_runs_of_one_manifest_share_the_pull(
+    tmp_path: Path, files: list[Expected], runs: list[Run], emulated: list[Emulated]
+) -> None:
+    # Paced at 2 MB/s a response, so the pull lasts longer than a process takes to start.
+    emu = _emulator(emulated, tmp_path, "--bandwidth", "2000000")
+    dest = tmp_path / "data"
+    manifest = write_manifest(tmp_path / "m.yaml", manifest_doc(emu, dest, [STUDY.study]))
+    runs += [start_run(manifest, tmp_path, name=f"run{i}") for i in range(2)]
+    codes = [run.wait(60) for run in runs]
+    assert codes == [0, 0], "\n".join(run.stderr() for run in runs)
+
+    assert wrong_files(dest, files) == []
+    total = sum(f.size for f in files)
+    assert sum(emu.log.served().values()) >= total
+    assert _served_over(emu, files, 0.0, 1.15) == []
+    rows = read_index(dest)
+    assert sorted(r["path"] for r in rows) == sorted(f.local for f in files)
+    assert {r["status"] for r in rows} == {"verified"}
+    assert {r["md5"] for r in rows} == {f.md5 for f in files}
+    for run in runs:
+        summary = run.summary()
+        # Each run reports the whole pull, whoever downloaded which file.
+        assert (summary["planned"], summary["verified"], summary["failed"]) == (300, 300, 0)
+        assert summary["bytes"] == total
+        # Both took part: neither sat idle while the other did everything.
+        assert summary["downloaded"] > 0, run.stderr()
+    assert sum(run.summary()["downloaded"] for run in runs) <= 1.15 * total
+
+
+LEASE = 4.0
+RATE = 50
+
+
+def test_three_processes_on_postgresql_survive_a_sigkill(
+    tmp_path: Path,
+    files: list[Expected],
+    runs: list[Run],
+    emulated: list[Emulated],
+    postgres_url: str,
+) -> None:
+    emu = _emulator(emulated, tmp_path, "--bandwidth", "2000000")
+    dest = tmp_path / "data"
+    # At most RATE file requests a second for the pull as a whole: 300 files take 6 s or more.
+    doc = manifest_doc(
+        emu, dest, [STUDY.study], hosts={emu.file_host: {"rate": RATE, "connections": 12}}
+    )
+    manifest = write_manifest(tmp_path / "m.yaml", doc)
+    total = sum(f.size for f in files)
+
+    # The Portal requests of one process pulling the same manifest alone (its own dest
+    # and its own store), the yardstick for three.
+    alone = start_run(manifest, tmp_path, name="alone", dest=tmp_path / "alone")
+    runs.append(alone)
+    assert alone.wait(60) == 0, alone.stderr()
+    portal_alone = len(emu.log.portal(alone.started))
+    assert portal_alone > 0
+
+    three = [
+        start_run(manifest, tmp_path, name=f"member{i}", state=postgres_url, lease=LEASE)
+        for i in range(3)
+    ]
+    runs += three
+    began = min(run.started for run in three)
+    wait_until(
+        lambda: (
+            emu.log.served_total(began) >= 0.3 * total
+            or any(r.proc.poll() is not None for r in three)
+        ),
+        "30 % of the pull's bytes",
+    )
+    victim, *others = three
+    assert victim.proc.poll() is None, "the pull ended before 30 % of it was served"
+    victim.kill()
+    wait_until(
+        lambda: all(r.proc.poll() is not None for r in others),
+        "the two others to finish the pull",
+        timeout=LEASE + 30,
+    )
+    assert [r.proc.returncode for r in others] == [0, 0], "\n".join(r.stderr() for r in others)
+    ended = time.time()  # every request of the three arrived before now
+
+    assert wrong_files(dest, files) == []
+    rows = read_index(dest)
+    assert sorted(r["path"] for r in rows) == sorted(f.local for f in files)
+    assert {r["status"] for r in rows} == {"verified"}
+    for run in others:
+        summary = run.summary()
+        assert (summary["planned"], summary["verified"], summary["failed"]) == (300, 300, 0)
+
+    served = emu.log.files(began)
+    assert sum(e["bytes"] for e in served) <= 1.15 * total
+    busiest = most_in_window((e["t"] for e in served), 0.9)
+    assert busiest <= RATE, f"{busiest} file requests within 0.9 s (rate {RATE})"
+    portal_three = len(emu.log.portal(began, ended))
+    assert portal_three <= 1.5 * portal_alone, (portal_three, portal_alone)
+
+    again = start_run(manifest, tmp_path, name="again", state=postgres_url, lease=LEASE)
+    runs.append(again)
+    assert again.wait(60) == 0, again.stderr()
+    assert emu.log.files(again.started) == []
+    assert again.summary()["verified"] == 300
+
+
+def test_status_lists_members_and_what_they_hold(
+    tmp_path: Path, files: list[Expected], runs: list[Run], emulated: list[Emulated]
+) -> None:
+    # Slow enough that both members hold files for a while.
+    emu = _emulator(emulated, tmp_path, "--bandwidth", "300000")
+    dest = tmp_path / "data"
+    manifest = write_manifest(
+        tmp_path / "m.yaml", manifest_doc(emu, dest, [STUDY.study], workers=4)
+    )
+    two = [start_run(manifest, tmp_path, name=f"member{i}") for i in range(2)]
+    runs += two
+    seen: dict[int, int] = {}
+
+    def both_hold_files() -> bool:
+        status = mirror("status", "--dest", str(dest))
+        seen.clear()
+        seen.update(_members(status.stdout))
+        return all(seen.get(r.pid, 0) > 0 for r in two)
+
+    wait_until(both_hold_files, "mirror status to list both members holding files")
+    for run in two:
+        run.stop()
+    raise NotImplementedError("the rest of this test follows the status format")
+
+
+def _members(text: str) -> dict[int, int]:
+    raise NotImplementedError
