@@ -6,8 +6,10 @@ the files on disk are checked byte for byte against the catalog.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -175,30 +177,84 @@ def test_three_processes_on_postgresql_survive_a_sigkill(
     assert again.summary()["verified"] == 300
 
 
+#: 40 files of 100-300 KB (20 paired runs): study PRJEB70013.
+SMALL = GeneratedStudy(index=13, runs=20, files_per_run=2, file_size=200_000, size_spread=0.5)
+#: "  HOST pid PID<TAB>last heartbeat HH:MM:SS (N s ago)<TAB>holds N file(s)"
+_MEMBER = re.compile(r"^  (\S+) pid (\d+)\tlast heartbeat \S+ \((\d+) s ago\)\tholds (\d+) files?")
+#: "PATH<TAB>running<TAB>HOST pid PID, lease N s left"
+_RUNNING = re.compile(r"^(\S+)\trunning\t(\S+) pid (\d+), lease (\d+) s left$")
+
+
+@dataclass
+class Status:
+    code: int
+    #: pid -> files held, as the members' lines say.
+    held: dict[int, int]
+    #: pid -> the files in progress its lines name.
+    running: dict[int, set[str]]
+    verified: int
+    text: str
+
+
+def _status(dest: Path) -> Status:
+    done = mirror("status", "--dest", str(dest))
+    held: dict[int, int] = {}
+    running: dict[int, set[str]] = {}
+    verified = -1
+    for line in done.stdout.splitlines():
+        if m := _MEMBER.match(line):
+            held[int(m[2])] = int(m[4])
+        elif m := _RUNNING.match(line):
+            running.setdefault(int(m[3]), set()).add(m[1])
+        elif line.startswith("verified "):
+            verified = int(line.split()[1])
+    assert "Traceback" not in done.stderr, done.stderr
+    return Status(done.returncode, held, running, verified, done.stdout)
+
+
 def test_status_lists_members_and_what_they_hold(
-    tmp_path: Path, files: list[Expected], runs: list[Run], emulated: list[Emulated]
+    tmp_path: Path, runs: list[Run], emulated: list[Emulated]
 ) -> None:
-    # Slow enough that both members hold files for a while.
-    emu = _emulator(emulated, tmp_path, "--bandwidth", "300000")
+    small = expected_files(SMALL)
+    # 400 KB/s a response and two workers each: both members hold files for seconds.
+    emu = start_emulator(
+        tmp_path / "emulator", Catalog(generated_studies=(SMALL,)), "--bandwidth", "400000"
+    )
+    emulated.append(emu)
     dest = tmp_path / "data"
     manifest = write_manifest(
-        tmp_path / "m.yaml", manifest_doc(emu, dest, [STUDY.study], workers=4)
+        tmp_path / "m.yaml", manifest_doc(emu, dest, [SMALL.study], workers=2)
     )
-    two = [start_run(manifest, tmp_path, name=f"member{i}") for i in range(2)]
+    lease = 8.0
+    two = [start_run(manifest, tmp_path, name=f"member{i}", lease=lease) for i in range(2)]
     runs += two
-    seen: dict[int, int] = {}
+    pids = {r.pid for r in two}
+    seen: list[Status] = []
 
     def both_hold_files() -> bool:
-        status = mirror("status", "--dest", str(dest))
-        seen.clear()
-        seen.update(_members(status.stdout))
-        return all(seen.get(r.pid, 0) > 0 for r in two)
+        seen.append(_status(dest))
+        return all(seen[-1].held.get(pid, 0) > 0 for pid in pids)
 
-    wait_until(both_hold_files, "mirror status to list both members holding files")
-    for run in two:
-        run.stop()
-    raise NotImplementedError("the rest of this test follows the status format")
+    wait_until(both_hold_files, "mirror status to list both processes holding files")
+    now = seen[-1]
+    assert now.code == 1  # the pull is not done
+    assert set(now.held) == pids, now.text
+    # Every file a member is said to hold is listed in progress, under that member.
+    for pid in pids:
+        assert len(now.running.get(pid, ())) == now.held[pid], now.text
+    assert set().union(*now.running.values()) <= {f.local for f in small}
 
+    # A member killed outright still holds its files until its lease runs out.
+    victim, survivor = two
+    victim.kill()
+    killed = time.monotonic()
+    after = _status(dest)
+    assert time.monotonic() - killed < lease, "status came too late to see the dead member"
+    assert victim.pid in after.held, after.text
+    assert after.held[victim.pid] == len(after.running.get(victim.pid, ())) > 0, after.text
 
-def _members(text: str) -> dict[int, int]:
-    raise NotImplementedError
+    assert survivor.wait(lease + 30) == 0, survivor.stderr()
+    done = _status(dest)
+    assert (done.code, done.held, done.running, done.verified) == (0, {}, {}, 40), done.text
+    assert "members" not in done.text
+    assert wrong_files(dest, small) == []
