@@ -1,0 +1,746 @@
+"""PostgreSQL state store: one database shared by the members of many pulls on many hosts.
+
+asyncpg speaks PostgreSQL's binary protocol from the event loop itself (no thread
+hop per statement, prepared statements cached per connection), so a claim costs one
+round trip. Every time is the server's clock (``clock_timestamp()``): members on hosts
+whose clocks disagree still agree on whose lease has expired.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import asyncpg
+
+from .._exceptions import StateError, StateUrlError
+from .._models import FileTask, TaskStatus
+from ._base import (
+    Claim,
+    Heartbeat,
+    Member,
+    MemberInfo,
+    PlannedFile,
+    PullProgress,
+    StoredFile,
+    pull_key,
+)
+
+__all__ = ["PostgresStore", "PostgresUrl", "open_postgres", "parse_url"]
+
+#: The version of the tables below; a database written by a newer ebi-mirror is refused.
+SCHEMA_VERSION: Final = 1
+#: Held (for one transaction) while the tables are created, so two members opening a new
+#: database at once do not both run CREATE TABLE (PostgreSQL would fail the second).
+_SCHEMA_LOCK: Final = 0x6562_692D_6D69_7272  # "ebi-mirr"
+_NOW: Final = "extract(epoch from clock_timestamp())::float8"
+_NAMED_BY: Final = "--state (or MIRROR_STATE)"
+_PAGE: Final = 2000
+
+_SCHEMA: Final = f"""
+CREATE TABLE IF NOT EXISTS ebi_mirror_meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE IF NOT EXISTS ebi_mirror_pulls (
+    id          bigserial PRIMARY KEY,
+    name        text NOT NULL UNIQUE,
+    generation  bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS ebi_mirror_members (
+    pull        bigint NOT NULL REFERENCES ebi_mirror_pulls (id),
+    id          text NOT NULL,
+    host        text NOT NULL,
+    pid         integer NOT NULL,
+    generation  bigint NOT NULL,
+    started     float8 NOT NULL,
+    heartbeat   float8 NOT NULL,
+    sees        integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (pull, id)
+);
+CREATE TABLE IF NOT EXISTS ebi_mirror_files (
+    pull        bigint NOT NULL REFERENCES ebi_mirror_pulls (id),
+    key         text COLLATE "C" NOT NULL,
+    -- planning order: claims hand files out in the order they were planned
+    seq         bigserial NOT NULL,
+    generation  bigint NOT NULL,
+    entry       integer NOT NULL,
+    source      text NOT NULL,
+    accession   text NOT NULL,
+    url         text NOT NULL,
+    path        text NOT NULL,
+    size        bigint,
+    checksum    text,
+    verify      text NOT NULL,
+    root        text,
+    mode        integer,
+    status      text NOT NULL,
+    md5         text,
+    bytes       bigint,
+    verified_by text,
+    reason      text,
+    validator   text,
+    holder      text,
+    lease_until float8,
+    fence       bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (pull, key)
+);
+-- The work queue: only the files still to hand out, in planning order.
+CREATE INDEX IF NOT EXISTS ebi_mirror_files_queue
+    ON ebi_mirror_files (pull, generation, seq) WHERE status IN ('pending', 'running');
+CREATE INDEX IF NOT EXISTS ebi_mirror_files_held
+    ON ebi_mirror_files (pull, holder) WHERE status = 'running';
+CREATE INDEX IF NOT EXISTS ebi_mirror_files_generation
+    ON ebi_mirror_files (pull, generation, status);
+CREATE TABLE IF NOT EXISTS ebi_mirror_plans (
+    pull        bigint NOT NULL REFERENCES ebi_mirror_pulls (id),
+    generation  bigint NOT NULL,
+    digest      text NOT NULL,
+    planner     text NOT NULL,
+    done        boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (pull, generation, digest)
+);
+CREATE TABLE IF NOT EXISTS ebi_mirror_once (
+    pull        bigint NOT NULL REFERENCES ebi_mirror_pulls (id),
+    generation  bigint NOT NULL,
+    name        text NOT NULL,
+    PRIMARY KEY (pull, generation, name)
+);
+CREATE TABLE IF NOT EXISTS ebi_mirror_problems (
+    id          bigserial PRIMARY KEY,
+    pull        bigint NOT NULL REFERENCES ebi_mirror_pulls (id),
+    generation  bigint NOT NULL,
+    kind        text NOT NULL,
+    message     text NOT NULL,
+    at          float8 NOT NULL DEFAULT {_NOW}
+);
+"""
+
+_ROW: Final = (
+    "key, path, source, accession, url, size, checksum, verify, status, md5, bytes,"
+    " verified_by, reason, root, holder, lease_until"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresUrl:
+    """A ``postgresql://`` URL taken apart; ``str()`` is safe to show (it holds no password)."""
+
+    dsn: str
+    host: str
+    port: int | None
+    database: str
+    user: str | None
+
+    def __str__(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = f":{self.port}" if self.port is not None else ""
+        return f"postgresql://{user}{host}{port}/{self.database}"
+
+
+def parse_url(url: str) -> PostgresUrl:
+    """Take ``postgresql://[user@]host[:port]/db`` apart; refuse a password inside it.
+
+    A password in a URL ends up in shell history, process lists and job scripts: it is
+    refused, and the message never repeats it.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        # Without echoing the URL: its port field may hold a password ("user:secret@").
+        raise StateUrlError(
+            "the PostgreSQL URL is malformed: expected postgresql://[user@]host[:port]/db",
+            file=_NAMED_BY,
+        ) from None
+    query = urllib.parse.parse_qs(parts.query)
+    if parts.password is not None or "password" in query:
+        raise StateUrlError(
+            "a password inside the PostgreSQL URL is refused (it would show in process "
+            "lists and logs): give it in PGPASSWORD or ~/.pgpass",
+            file=_NAMED_BY,
+        )
+    database = urllib.parse.unquote(parts.path.lstrip("/"))
+    if not database or "/" in database:
+        raise StateUrlError(
+            "the PostgreSQL URL names no database: expected postgresql://[user@]host[:port]/db",
+            file=_NAMED_BY,
+        )
+    host = parts.hostname or (query.get("host") or [os.environ.get("PGHOST", "localhost")])[0]
+    user = urllib.parse.unquote(parts.username) if parts.username else None
+    return PostgresUrl(dsn=url, host=host, port=port, database=database, user=user)
+
+
+def _line(exc: BaseException) -> str:
+    """An asyncpg or socket error as one line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text
+
+
+#: What a failed statement or connection raises: the server's errors, the driver's,
+#: and the network's.
+_DB_ERRORS: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
+
+async def open_postgres(url: str, dest: Path) -> PostgresStore:
+    """Open (creating its tables on first use) the store at ``url`` for the pull at ``dest``."""
+    where = parse_url(url)
+    try:
+        pool = await asyncpg.create_pool(
+            where.dsn,
+            min_size=1,
+            max_size=4,
+            timeout=15,
+            # JIT compiling pays off for long analytic queries, never for these.
+            server_settings={"application_name": "ebi-mirror", "jit": "off"},
+        )
+    except _DB_ERRORS as exc:
+        raise StateUrlError(
+            f"cannot connect to the PostgreSQL state store {where} (host {where.host}, port "
+            f"{where.port or 5432}, database {where.database}): {_line(exc)}",
+            file=_NAMED_BY,
+        ) from None
+    store = PostgresStore(pool, where, pull_key(dest))
+    try:
+        await store.open()
+    except BaseException:
+        await pool.close()
+        raise
+    return store
+
+
+class PostgresStore:
+    """The :class:`~mirror._state.Store` in a PostgreSQL database (``--state postgresql://``).
+
+    One database holds any number of pulls, each named by its ``dest`` (:func:`pull_key`);
+    every table is prefixed ``ebi_mirror_``. Each method is one statement or one short
+    transaction, so a member that dies mid-call leaves nothing half-done.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, where: PostgresUrl, pull: str) -> None:
+        self._pool = pool
+        self._where = where
+        self.pull = pull
+        self._id = 0
+
+    # -- opening -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            async with self._pool.acquire() as db, db.transaction():
+                await db.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+                if await db.fetchval("SELECT to_regclass('ebi_mirror_meta') IS NOT NULL"):
+                    found = await db.fetchval(
+                        "SELECT value FROM ebi_mirror_meta WHERE key='schema'"
+                    )
+                    if found is not None and int(found) > SCHEMA_VERSION:
+                        raise StateUrlError(
+                            f"the state store {self._where} was written by a newer ebi-mirror "
+                            f"(schema {found}, this one knows {SCHEMA_VERSION}): upgrade "
+                            "ebi-mirror on every machine taking part in the pull",
+                            file=_NAMED_BY,
+                        )
+                await db.execute(_SCHEMA)
+                await db.execute(
+                    "INSERT INTO ebi_mirror_meta VALUES ('schema', $1) ON CONFLICT DO NOTHING",
+                    str(SCHEMA_VERSION),
+                )
+                await db.execute(
+                    "INSERT INTO ebi_mirror_pulls (name) VALUES ($1) ON CONFLICT DO NOTHING",
+                    self.pull,
+                )
+                self._id = await db.fetchval(
+                    "SELECT id FROM ebi_mirror_pulls WHERE name=$1", self.pull
+                )
+        except _DB_ERRORS as exc:
+            raise StateUrlError(
+                f"cannot open the state store {self._where}: {_line(exc)}", file=_NAMED_BY
+            ) from None
+
+    async def aclose(self) -> None:
+        await self._pool.close()
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _error(self, exc: BaseException) -> StateError:
+        return StateError(f"state store {self._where}: {_line(exc)}")
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        try:
+            return await self._pool.fetch(sql, *args)
+        except _DB_ERRORS as exc:
+            raise self._error(exc) from None
+
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        try:
+            return await self._pool.fetchval(sql, *args)
+        except _DB_ERRORS as exc:
+            raise self._error(exc) from None
+
+    async def _execute(self, sql: str, *args: Any) -> str:
+        try:
+            return await self._pool.execute(sql, *args)
+        except _DB_ERRORS as exc:
+            raise self._error(exc) from None
+
+    # -- members ---------------------------------------------------------------------
+
+    async def join(self, member: Member, *, lease: float) -> int:
+        try:
+            async with self._pool.acquire() as db, db.transaction():
+                # The pull's row is the lock: two members joining an idle pull at once
+                # must not both start a generation.
+                generation: int = await db.fetchval(
+                    "SELECT generation FROM ebi_mirror_pulls WHERE id=$1 FOR UPDATE", self._id
+                )
+                others = await db.fetchval(
+                    f"SELECT count(*) FROM ebi_mirror_members WHERE pull=$1 AND id<>$2"
+                    f" AND heartbeat >= {_NOW} - $3",
+                    self._id,
+                    member.id,
+                    lease,
+                )
+                if not others:
+                    generation += 1
+                    await db.execute(
+                        "UPDATE ebi_mirror_pulls SET generation=$2 WHERE id=$1",
+                        self._id,
+                        generation,
+                    )
+                await db.execute(
+                    f"INSERT INTO ebi_mirror_members (pull, id, host, pid, generation, started,"
+                    f" heartbeat) VALUES ($1, $2, $3, $4, $5, {_NOW}, {_NOW})"
+                    " ON CONFLICT (pull, id) DO UPDATE SET generation=EXCLUDED.generation,"
+                    " heartbeat=EXCLUDED.heartbeat",
+                    self._id,
+                    member.id,
+                    member.host,
+                    member.pid,
+                    generation,
+                )
+                return generation
+        except _DB_ERRORS as exc:
+            raise self._error(exc) from None
+
+    async def heartbeat(self, member: Member, *, lease: float, sees: int) -> Heartbeat:
+        try:
+            async with self._pool.acquire() as db, db.transaction():
+                found = await db.fetchval(
+                    f"UPDATE ebi_mirror_members SET heartbeat={_NOW}, sees=$3"
+                    " WHERE pull=$1 AND id=$2 RETURNING 1",
+                    self._id,
+                    member.id,
+                    sees,
+                )
+                if found is None:
+                    # Forgotten (it left, or was taken for dead): it is back, in the
+                    # pull's current generation.
+                    await db.execute(
+                        f"INSERT INTO ebi_mirror_members (pull, id, host, pid, generation,"
+                        f" started, heartbeat, sees) SELECT $1, $2, $3, $4, generation,"
+                        f" {_NOW}, {_NOW}, $5 FROM ebi_mirror_pulls WHERE id=$1"
+                        " ON CONFLICT DO NOTHING",
+                        self._id,
+                        member.id,
+                        member.host,
+                        member.pid,
+                        sees,
+                    )
+                held = await db.fetch(
+                    f"UPDATE ebi_mirror_files SET lease_until={_NOW} + $3"
+                    " WHERE pull=$1 AND holder=$2 AND status='running' RETURNING key",
+                    self._id,
+                    member.id,
+                    lease,
+                )
+                live = await db.fetch(
+                    f"SELECT id, sees FROM ebi_mirror_members WHERE pull=$1"
+                    f" AND (id=$2 OR heartbeat >= {_NOW} - $3)",
+                    self._id,
+                    member.id,
+                    lease,
+                )
+        except _DB_ERRORS as exc:
+            raise self._error(exc) from None
+        count = len(live)
+        return Heartbeat(
+            members=count,
+            held=frozenset(str(r["key"]) for r in held),
+            settled=all(r["sees"] >= count for r in live if r["id"] != member.id),
+        )
+
+    async def leave(self, member: Member) -> None:
+        try:
+            async with self._pool.acquire() as db, db.transaction():
+                await db.execute(
+                    "UPDATE ebi_mirror_files SET status='pending', holder=NULL, lease_until=NULL"
+                    " WHERE pull=$1 AND holder=$2 AND status='running'",
+                    self._id,
+                    member.id,
+                )
+                await db.execute(
+                    "DELETE FROM ebi_mirror_members WHERE pull=$1 AND id=$2", self._id, member.id
+                )
+        except _DB_ERRORS as exc:
+            raise self._error(exc) from None
+
+    async def members(self, *, lease: float) -> list[MemberInfo]:
+        rows = await self._fetch(
+            "SELECT m.id, m.host, m.pid, m.started, m.heartbeat,"
+            " (SELECT count(*) FROM ebi_mirror_files f WHERE f.pull=m.pull AND f.holder=m.id"
+            "  AND f.status='running') AS held,"
+            " EXISTS (SELECT 1 FROM ebi_mirror_plans p WHERE p.pull=m.pull AND p.planner=m.id"
+            "  AND NOT p.done) AS planning"
+            f" FROM ebi_mirror_members m WHERE m.pull=$1 AND m.heartbeat >= {_NOW} - $2"
+            " ORDER BY m.started, m.id",
+            self._id,
+            lease,
+        )
+        return [
+            MemberInfo(
+                id=r["id"],
+                host=r["host"],
+                pid=r["pid"],
+                started=r["started"],
+                heartbeat=r["heartbeat"],
+                held=r["held"],
+                planning=r["planning"],
+            )
+            for r in rows
+        ]
+
+    # -- planning --------------------------------------------------------------------
+
+    async def plan_turn(
+        self, member: Member, generation: int, digest: str, *, lease: float
+    ) -> bool:
+        # One statement: insert the turn, or take it over from a planner that is no
+        # longer live (or is this member asking again); the row lock orders two askers.
+        row = await self._fetchval(
+            "INSERT INTO ebi_mirror_plans AS p (pull, generation, digest, planner)"
+            " VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (pull, generation, digest) DO UPDATE SET planner=EXCLUDED.planner"
+            " WHERE NOT p.done AND (p.planner=EXCLUDED.planner OR NOT EXISTS ("
+            "  SELECT 1 FROM ebi_mirror_members m WHERE m.pull=p.pull AND m.id=p.planner"
+            f"  AND m.heartbeat >= {_NOW} - $5))"
+            " RETURNING 1",
+            self._id,
+            generation,
+            digest,
+            member.id,
+            lease,
+        )
+        return row is not None
+
+    async def plan_done(self, member: Member, generation: int, digest: str) -> None:
+        await self._execute(
+            "UPDATE ebi_mirror_plans SET done=true WHERE pull=$1 AND generation=$2 AND digest=$3",
+            self._id,
+            generation,
+            digest,
+        )
+
+    async def plan(
+        self, tasks: Sequence[FileTask], generation: int, *, entry: int = 0
+    ) -> list[PlannedFile]:
+        first: dict[str, FileTask] = {}
+        for task in tasks:
+            first.setdefault(task.key, task)
+        if not first:
+            return []
+        batch = list(first.values())
+        # One statement for the whole batch: the rows arrive as arrays, the upsert decides
+        # per row. A row already planned in this generation is left alone (and not
+        # returned); the ORDER BY before nextval() keeps the planning order.
+        rows = await self._fetch(
+            "INSERT INTO ebi_mirror_files AS f (pull, key, seq, generation, entry, source,"
+            " accession, url, path, size, checksum, verify, root, mode, status)"
+            " SELECT $1, t.key, nextval('ebi_mirror_files_seq_seq'),"
+            " $2, $3, t.source, t.accession, t.url, t.path, t.size, t.checksum, t.verify,"
+            " t.root, t.mode, 'pending' FROM (SELECT * FROM unnest($4::text[], $5::text[],"
+            " $6::text[], $7::text[], $8::text[], $9::int8[], $10::text[], $11::text[],"
+            " $12::text[], $13::int4[]) WITH ORDINALITY AS u(key, source, accession, url, path,"
+            " size, checksum, verify, root, mode, ord) ORDER BY ord) AS t"
+            " ON CONFLICT (pull, key) DO UPDATE SET"
+            " seq=EXCLUDED.seq, generation=EXCLUDED.generation, entry=EXCLUDED.entry,"
+            " source=EXCLUDED.source, accession=EXCLUDED.accession, url=EXCLUDED.url,"
+            " path=EXCLUDED.path, size=EXCLUDED.size, checksum=EXCLUDED.checksum,"
+            " verify=EXCLUDED.verify, root=EXCLUDED.root, mode=EXCLUDED.mode,"
+            # A verified file stays verified while the archive describes the same file.
+            " status=CASE WHEN f.status='verified' AND (f.checksum IS DISTINCT FROM"
+            "  EXCLUDED.checksum OR (EXCLUDED.size IS NOT NULL AND f.size IS DISTINCT FROM"
+            "  EXCLUDED.size)) THEN 'pending' WHEN f.status='failed' THEN 'pending'"
+            "  ELSE f.status END,"
+            " verified_by=CASE WHEN f.status='verified' AND f.checksum IS NOT DISTINCT FROM"
+            "  EXCLUDED.checksum AND (EXCLUDED.size IS NULL OR f.size IS NOT DISTINCT FROM"
+            "  EXCLUDED.size) THEN f.verified_by END,"
+            " reason=NULL"
+            " WHERE f.generation <> EXCLUDED.generation"
+            " RETURNING key, status, md5, bytes, verified_by",
+            self._id,
+            generation,
+            entry,
+            [t.key for t in batch],
+            [t.source for t in batch],
+            [t.accession for t in batch],
+            [t.url for t in batch],
+            [t.path for t in batch],
+            [t.size for t in batch],
+            [t.checksum for t in batch],
+            [t.verify for t in batch],
+            [t.root for t in batch],
+            [t.mode for t in batch],
+        )
+        planned = {r["key"]: r for r in rows}
+        out: list[PlannedFile] = []
+        for task in batch:
+            r = planned.get(task.key)
+            if r is None:
+                continue
+            status = TaskStatus(r["status"])
+            out.append(
+                PlannedFile(
+                    task=task,
+                    status=status,
+                    md5=r["md5"],
+                    bytes=r["bytes"],
+                    verified_by=r["verified_by"] if status is TaskStatus.VERIFIED else None,
+                )
+            )
+        return out
+
+    async def progress(self, generation: int, *, lease: float) -> PullProgress:
+        rows = await self._fetch(
+            "SELECT status, count(*) AS n FROM ebi_mirror_files WHERE pull=$1 AND generation=$2"
+            " AND status IN ('pending', 'running') GROUP BY status",
+            self._id,
+            generation,
+        )
+        n = {r["status"]: r["n"] for r in rows}
+        planning = await self._fetchval(
+            "SELECT EXISTS (SELECT 1 FROM ebi_mirror_plans p JOIN ebi_mirror_members m"
+            " ON m.pull=p.pull AND m.id=p.planner WHERE p.pull=$1 AND p.generation=$2"
+            f" AND NOT p.done AND m.heartbeat >= {_NOW} - $3)",
+            self._id,
+            generation,
+            lease,
+        )
+        return PullProgress(
+            pending=n.get("pending", 0), running=n.get("running", 0), planning=bool(planning)
+        )
+
+    # -- the work queue ----------------------------------------------------------------
+
+    async def claim(self, member: Member, generation: int, n: int, *, lease: float) -> list[Claim]:
+        if n <= 0:
+            return []
+        # SKIP LOCKED: concurrent claimers each take other rows instead of queueing on
+        # the same first ones; the outer WHERE re-checks a row another claimer updated
+        # since this statement's snapshot.
+        # MATERIALIZED: the pick runs once. As a plain "key IN (subquery)" PostgreSQL may
+        # run it again per row, and each run skips the rows the last one locked: a
+        # claim of 3 could take them all.
+        rows = await self._fetch(
+            "WITH picked AS MATERIALIZED (SELECT key FROM ebi_mirror_files WHERE pull=$1"
+            "  AND generation=$2 AND (status='pending'"
+            f"   OR (status='running' AND lease_until < {_NOW}))"
+            "  ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)"
+            f" UPDATE ebi_mirror_files f SET status='running', holder=$3,"
+            f" lease_until={_NOW} + $5, fence=f.fence + 1"
+            " FROM picked WHERE f.pull=$1 AND f.key=picked.key"
+            " RETURNING f.seq, f.fence, f.entry, f.source, f.accession, f.url, f.path, f.size,"
+            " f.checksum, f.verify, f.root, f.mode",
+            self._id,
+            generation,
+            member.id,
+            n,
+            lease,
+        )
+        return [
+            Claim(
+                task=FileTask(
+                    source=r["source"],
+                    accession=r["accession"],
+                    url=r["url"],
+                    path=r["path"],
+                    size=r["size"],
+                    checksum=r["checksum"],
+                    verify=r["verify"],
+                    root=r["root"],
+                    mode=r["mode"],
+                ),
+                fence=r["fence"],
+                entry=r["entry"],
+            )
+            for r in sorted(rows, key=lambda r: int(r["seq"]))
+        ]
+
+    async def complete(
+        self, key: str, fence: int | None, *, md5: str, size: int, verified_by: str
+    ) -> bool:
+        done = await self._execute(
+            "UPDATE ebi_mirror_files SET status='verified', md5=$3, bytes=$4, verified_by=$5,"
+            " reason=NULL, validator=NULL, holder=NULL, lease_until=NULL"
+            " WHERE pull=$1 AND key=$2"
+            " AND ($6::int8 IS NULL OR (status='running' AND fence=$6))",
+            self._id,
+            key,
+            md5,
+            size,
+            verified_by,
+            fence,
+        )
+        return done != "UPDATE 0"
+
+    async def fail(self, key: str, fence: int | None, reason: str) -> bool:
+        done = await self._execute(
+            "UPDATE ebi_mirror_files SET status='failed', reason=$3, holder=NULL,"
+            " lease_until=NULL WHERE pull=$1 AND key=$2"
+            " AND ($4::int8 IS NULL OR (status='running' AND fence=$4))",
+            self._id,
+            key,
+            reason,
+            fence,
+        )
+        return done != "UPDATE 0"
+
+    async def mark_pending(self, key: str) -> None:
+        await self._execute(
+            "UPDATE ebi_mirror_files SET status='pending', md5=NULL, bytes=NULL,"
+            " verified_by=NULL, holder=NULL, lease_until=NULL WHERE pull=$1 AND key=$2",
+            self._id,
+            key,
+        )
+
+    async def get_validator(self, key: str) -> str | None:
+        found = await self._fetchval(
+            "SELECT validator FROM ebi_mirror_files WHERE pull=$1 AND key=$2", self._id, key
+        )
+        return str(found) if found is not None else None
+
+    async def set_validator(self, key: str, validator: str | None) -> None:
+        await self._execute(
+            "UPDATE ebi_mirror_files SET validator=$3 WHERE pull=$1 AND key=$2",
+            self._id,
+            key,
+            validator,
+        )
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def generation(self) -> int:
+        found = await self._fetchval(
+            "SELECT generation FROM ebi_mirror_pulls WHERE id=$1", self._id
+        )
+        return int(found or 0)
+
+    async def counts(self, generation: int | None) -> dict[TaskStatus, tuple[int, int]]:
+        rows = await self._fetch(
+            "SELECT status, count(*) AS n, COALESCE(sum(COALESCE(bytes, size)), 0) AS b"
+            " FROM ebi_mirror_files WHERE pull=$1 AND ($2::int8 IS NULL OR generation=$2)"
+            " GROUP BY status",
+            self._id,
+            generation,
+        )
+        out = {status: (0, 0) for status in TaskStatus}
+        for r in rows:
+            out[TaskStatus(r["status"])] = (int(r["n"]), int(r["b"]))
+        return out
+
+    async def tally(self, generation: int, prefix: str) -> dict[TaskStatus, int]:
+        rows = await self._fetch(
+            "SELECT status, count(*) AS n FROM ebi_mirror_files WHERE pull=$1"
+            " AND generation=$2 AND starts_with(key, $3) GROUP BY status",
+            self._id,
+            generation,
+            prefix,
+        )
+        out = dict.fromkeys(TaskStatus, 0)
+        for r in rows:
+            out[TaskStatus(r["status"])] = int(r["n"])
+        return out
+
+    async def files(
+        self,
+        generation: int | None,
+        *,
+        with_verified: bool = False,
+        status: TaskStatus | None = None,
+    ) -> AsyncIterator[StoredFile]:
+        after = ""
+        while True:
+            rows = await self._fetch(
+                f"SELECT {_ROW} FROM ebi_mirror_files WHERE pull=$1"
+                " AND ($2::int8 IS NULL OR generation=$2 OR ($6 AND status='verified'))"
+                " AND ($3::text IS NULL OR status=$3) AND key > $4 ORDER BY key LIMIT $5",
+                self._id,
+                generation,
+                status.value if status is not None else None,
+                after,
+                _PAGE,
+                with_verified,
+            )
+            for r in rows:
+                yield StoredFile(
+                    path=r["path"],
+                    source=r["source"],
+                    accession=r["accession"],
+                    url=r["url"],
+                    size=r["size"],
+                    checksum=r["checksum"],
+                    verify=r["verify"],
+                    status=TaskStatus(r["status"]),
+                    md5=r["md5"],
+                    bytes=r["bytes"],
+                    verified_by=r["verified_by"],
+                    reason=r["reason"],
+                    root=r["root"],
+                    holder=r["holder"],
+                    lease_until=r["lease_until"],
+                )
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1]["key"]
+
+    # -- pull-wide bookkeeping -----------------------------------------------------------
+
+    async def once(self, generation: int, name: str) -> bool:
+        found = await self._fetchval(
+            "INSERT INTO ebi_mirror_once (pull, generation, name) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            self._id,
+            generation,
+            name,
+        )
+        return found is not None
+
+    async def record_problem(self, generation: int, kind: str, message: str) -> None:
+        await self._execute(
+            "INSERT INTO ebi_mirror_problems (pull, generation, kind, message)"
+            " VALUES ($1, $2, $3, $4)",
+            self._id,
+            generation,
+            kind,
+            message,
+        )
+
+    async def problems(self) -> list[tuple[str, str]]:
+        rows = await self._fetch(
+            # The latest generation that planned anything or met a problem: a problem a
+            # later plan no longer met is history, not the pull's state.
+            "SELECT kind, message FROM ebi_mirror_problems WHERE pull=$1 AND generation = ("
+            " SELECT max(g) FROM (SELECT max(generation) AS g FROM ebi_mirror_files"
+            "  WHERE pull=$1 UNION ALL SELECT max(generation) FROM ebi_mirror_problems"
+            "  WHERE pull=$1 UNION ALL SELECT max(generation) FROM ebi_mirror_plans"
+            "  WHERE pull=$1 AND done) AS latest) ORDER BY id",
+            self._id,
+        )
+        return [(str(r["kind"]), str(r["message"])) for r in rows]
