@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import secrets
 from pathlib import Path
 
 from ._exceptions import StateError
@@ -32,19 +34,24 @@ async def write_index(store: Store, run: int, dest: Path) -> Path:
     Lists every file planned by ``run`` and every file verified by an earlier run.
     """
     path = dest / "index.tsv"
+    # A name of its own per writer: the members of a pull rewrite the index as each
+    # leaves, often together, and one's rename must not take another's file away.
+    tmp = dest / ".mirror" / f"index.tsv.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        return await _write(store, run, dest, path)
+        return await _write(store, run, tmp, path)
     except OSError as exc:
         raise StateError(
             f"cannot write {path}: {exc.strerror or exc}; the files and the state store "
             "are kept: re-run once it can be written"
         ) from exc
+    finally:
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(tmp.unlink, missing_ok=True)
 
 
-async def _write(store: Store, run: int, dest: Path, path: Path) -> Path:
-    tmp = dest / ".mirror" / "index.tsv.tmp"
+async def _write(store: Store, run: int, tmp: Path, path: Path) -> Path:
     await asyncio.to_thread(tmp.parent.mkdir, parents=True, exist_ok=True)
-    out = await asyncio.to_thread(tmp.open, "w", encoding="utf-8")
+    out = await asyncio.to_thread(tmp.open, "x", encoding="utf-8")
     try:
         lines = ["\t".join(INDEX_COLUMNS)]
         # An incremental pull (EnteroBase reldate) plans only what is new: the files
