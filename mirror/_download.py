@@ -266,7 +266,7 @@ class Downloader:
                     verifier=verifier,
                     commit=commit,
                     slice_size=SLICE,
-                    connections=min(SEGMENT_CONNECTIONS, gate.limit.connections),
+                    connections=min(SEGMENT_CONNECTIONS, gate.connections),
                 )
             except RangesUnsupported:
                 self._no_ranges.add(gate.key)

@@ -628,7 +628,13 @@ class Engine:
             claimed = set(pull.held)
             beat = await store.heartbeat(pull.member, lease=self.lease, sees=sees)
             if beat.members != sees:
-                http.share(beat.members)
+                # A place among the live members (by id), so that members whose share
+                # of a host is under one request a second take turns.
+                ids = sorted(m.id for m in await store.members(lease=self.lease))
+                rank = ids.index(pull.member.id) if pull.member.id in ids else None
+                if rank is not None and len(ids) != beat.members:
+                    rank = None  # the members changed in between: the next beat retries
+                http.share(beat.members, rank if rank is not None and rank < beat.members else None)
                 sees = beat.members
                 self.members = beat.members
                 continue  # tell the others at once
