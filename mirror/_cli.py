@@ -588,7 +588,7 @@ async def _status(args: argparse.Namespace, err: Console) -> int:
     try:
         # The whole pull: every file any run or process of it planned, not only the last.
         counts = await store.counts(None)
-        failed = [f async for f in store.files(None) if f.status is TaskStatus.FAILED]
+        failed = [f async for f in store.files(None, status=TaskStatus.FAILED)]
         problems = await store.problems()
         # The processes taking part now, and what they hold.
         members = await store.members(lease=args.lease)

@@ -148,6 +148,13 @@ def parse_url(url: str) -> PostgresUrl:
     """
     try:
         parts = urllib.parse.urlsplit(url)
+        query = urllib.parse.parse_qs(parts.query)
+        if parts.password is not None or "password" in query:
+            raise StateUrlError(
+                "a password inside the PostgreSQL URL is refused (it would show in process "
+                "lists and logs): give it in PGPASSWORD or ~/.pgpass",
+                file=_NAMED_BY,
+            )
         port = parts.port
     except ValueError:
         # Without echoing the URL: its port field may hold a password ("user:secret@").
@@ -155,13 +162,6 @@ def parse_url(url: str) -> PostgresUrl:
             "the PostgreSQL URL is malformed: expected postgresql://[user@]host[:port]/db",
             file=_NAMED_BY,
         ) from None
-    query = urllib.parse.parse_qs(parts.query)
-    if parts.password is not None or "password" in query:
-        raise StateUrlError(
-            "a password inside the PostgreSQL URL is refused (it would show in process "
-            "lists and logs): give it in PGPASSWORD or ~/.pgpass",
-            file=_NAMED_BY,
-        )
     database = urllib.parse.unquote(parts.path.lstrip("/"))
     if not database or "/" in database:
         raise StateUrlError(
@@ -203,9 +203,12 @@ async def open_postgres(url: str, dest: Path) -> PostgresStore:
             server_settings={"application_name": "ebi-mirror", "jit": "off"},
         )
     except _DB_ERRORS as exc:
+        hint = ""
+        if isinstance(exc, asyncpg.InvalidPasswordError):
+            hint = " (the password comes from PGPASSWORD or ~/.pgpass)"
         raise StateUrlError(
             f"cannot connect to the PostgreSQL state store {where} (host {where.host}, port "
-            f"{where.port or 5432}, database {where.database}): {_line(exc)}",
+            f"{where.port or 5432}, database {where.database}): {_line(exc)}{hint}",
             file=_NAMED_BY,
         ) from None
     store = PostgresStore(pool, where, pull_key(dest))
@@ -314,6 +317,12 @@ class PostgresStore:
                         "UPDATE ebi_mirror_pulls SET generation=$2 WHERE id=$1",
                         self._id,
                         generation,
+                    )
+                    # Members that stopped heartbeating before this generation are history.
+                    await db.execute(
+                        f"DELETE FROM ebi_mirror_members WHERE pull=$1 AND heartbeat < {_NOW} - $2",
+                        self._id,
+                        lease,
                     )
                 await db.execute(
                     f"INSERT INTO ebi_mirror_members (pull, id, host, pid, generation, started,"
@@ -613,9 +622,10 @@ class PostgresStore:
         return done != "UPDATE 0"
 
     async def mark_pending(self, key: str) -> None:
+        # A file someone is fetching right now is already on its way back.
         await self._execute(
             "UPDATE ebi_mirror_files SET status='pending', md5=NULL, bytes=NULL,"
-            " verified_by=NULL, holder=NULL, lease_until=NULL WHERE pull=$1 AND key=$2",
+            " verified_by=NULL WHERE pull=$1 AND key=$2 AND status<>'running'",
             self._id,
             key,
         )
@@ -740,7 +750,7 @@ class PostgresStore:
             " SELECT max(g) FROM (SELECT max(generation) AS g FROM ebi_mirror_files"
             "  WHERE pull=$1 UNION ALL SELECT max(generation) FROM ebi_mirror_problems"
             "  WHERE pull=$1 UNION ALL SELECT max(generation) FROM ebi_mirror_plans"
-            "  WHERE pull=$1 AND done) AS latest) ORDER BY id",
+            "  WHERE pull=$1) AS latest) ORDER BY id",
             self._id,
         )
         return [(str(r["kind"]), str(r["message"])) for r in rows]
