@@ -208,8 +208,9 @@ class Status:
     text: str
 
 
-def _status(dest: Path) -> Status:
-    done = mirror("status", "--dest", str(dest))
+def _status(dest: Path, lease: float) -> Status:
+    # The runs' --lease: a member whose heartbeat is older than that is gone.
+    done = mirror("status", "--dest", str(dest), "--lease", f"{lease:g}")
     held: dict[int, int] = {}
     running: dict[int, set[str]] = {}
     verified = -1
@@ -237,14 +238,14 @@ def test_status_lists_members_and_what_they_hold(
     manifest = write_manifest(
         tmp_path / "m.yaml", manifest_doc(emu, dest, [SMALL.study], workers=2)
     )
-    lease = 8.0
+    lease = 5.0
     two = [start_run(manifest, tmp_path, name=f"member{i}", lease=lease) for i in range(2)]
     runs += two
     pids = {r.pid for r in two}
     seen: list[Status] = []
 
     def both_hold_files() -> bool:
-        seen.append(_status(dest))
+        seen.append(_status(dest, lease))
         return all(seen[-1].held.get(pid, 0) > 0 for pid in pids)
 
     wait_until(both_hold_files, "mirror status to list both processes holding files")
@@ -260,13 +261,13 @@ def test_status_lists_members_and_what_they_hold(
     victim, survivor = two
     victim.kill()
     killed = time.monotonic()
-    after = _status(dest)
+    after = _status(dest, lease)
     assert time.monotonic() - killed < lease, "status came too late to see the dead member"
     assert victim.pid in after.held, after.text
     assert after.held[victim.pid] == len(after.running.get(victim.pid, ())) > 0, after.text
 
     assert survivor.wait(lease + 30) == 0, survivor.stderr()
-    done = _status(dest)
+    done = _status(dest, lease)
     assert (done.code, done.held, done.running, done.verified) == (0, {}, {}, 40), done.text
     assert "members" not in done.text
     assert wrong_files(dest, small) == []
