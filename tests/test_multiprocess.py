@@ -105,7 +105,7 @@ def test_two_runs_of_one_manifest_share_the_pull(
 
 
 LEASE = 4.0
-RATE = 50
+RATE = 60
 
 
 def test_three_processes_on_postgresql_survive_a_sigkill(
@@ -117,7 +117,7 @@ def test_three_processes_on_postgresql_survive_a_sigkill(
 ) -> None:
     emu = _emulator(emulated, tmp_path, "--bandwidth", "2000000")
     dest = tmp_path / "data"
-    # At most RATE file requests a second for the pull as a whole: 300 files take 6 s or more.
+    # At most RATE file requests a second for the pull as a whole: 300 files take 5 s or more.
     doc = manifest_doc(
         emu, dest, [STUDY.study], hosts={emu.file_host: {"rate": RATE, "connections": 12}}
     )
