@@ -578,7 +578,7 @@ def _pull_dest(args: argparse.Namespace) -> Path:
 
 
 async def _status(args: argparse.Namespace, err: Console) -> int:
-    from ._state import open_store
+    from ._state import gone, open_store
 
     dest = _pull_dest(args)
     if args.state is None and not _has_state(dest):
@@ -591,11 +591,23 @@ async def _status(args: argparse.Namespace, err: Console) -> int:
         failed = [f async for f in store.files(None, status=TaskStatus.FAILED)]
         problems = await store.problems()
         # The processes taking part now, and what they hold.
-        members = await store.members(lease=args.lease)
+        # A process of this host that died without leaving is not taking part.
+        members = [m for m in await store.members(lease=args.lease) if not gone(m.host, m.pid)]
         running = [f async for f in store.files(None, status=TaskStatus.RUNNING)]
     finally:
         await store.aclose()
     now = time.time()
+    # A file whose holder died (its lease ran out, or its process on this host is gone)
+    # waits for the next process: pending, as far as the user is concerned.
+    live = {m.id for m in members}
+    stale = [f for f in running if f.holder not in live or (f.lease_until or 0) < now]
+    if stale:
+        running = [f for f in running if f not in stale]
+        n, b = counts[TaskStatus.RUNNING]
+        gone_bytes = sum(f.bytes if f.bytes is not None else (f.size or 0) for f in stale)
+        counts[TaskStatus.RUNNING] = (n - len(stale), b - gone_bytes)
+        n, b = counts[TaskStatus.PENDING]
+        counts[TaskStatus.PENDING] = (n + len(stale), b + gone_bytes)
     if args.json:
         print(
             _json(

@@ -65,7 +65,7 @@ from ._models import (
 )
 from ._paths import final_path
 from ._retry import RetryPolicy
-from ._state import Claim, Member, PlannedFile, Store, open_store
+from ._state import Claim, Member, PlannedFile, Store, gone, open_store
 from .sources import FileHooks, PullLedger, Source, SourceContext
 from .sources.cram import CramRefSource
 from .sources.ega import EgaLogin, EgaTicketSource
@@ -189,8 +189,26 @@ class Engine:
             host=socket.gethostname(),
             pid=os.getpid(),
         )
+        # A process of this pull killed on this host (SIGKILL, OOM) leaves no one to
+        # wait for: its files are free now, not after its lease.
+        await self._evict_dead_neighbours(store, member)
         generation = await store.join(member, lease=self.lease)
         return _Pull(member=member, generation=generation, digest=self._digest())
+
+    async def _evict_dead_neighbours(self, store: Store, me: Member) -> None:
+        """Release the files of members on this host whose process is gone.
+
+        Members are told apart by host name; processes on one host name are taken to
+        share one PID namespace (containers sharing a host name and a store do not).
+        """
+        for m in await store.members(lease=self.lease):
+            if m.host == me.host and m.pid != me.pid and gone(m.host, m.pid):
+                logger.info(
+                    "process %d on this host left the pull without a word: its %d files are free",
+                    m.pid,
+                    m.held,
+                )
+                await store.leave(Member(id=m.id, host=m.host, pid=m.pid))
 
     def _digest(self) -> str:
         """Names what this process plans: members running the same manifest plan once."""
@@ -638,6 +656,8 @@ class Engine:
                 sees = beat.members
                 self.members = beat.members
                 continue  # tell the others at once
+            if beat.members > 1:
+                await self._evict_dead_neighbours(store, pull.member)
             for key in claimed - beat.held:
                 if key in pull.jobs:
                     pull.jobs[key].cancel()

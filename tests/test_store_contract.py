@@ -519,6 +519,23 @@ async def test_failed_files_come_back_in_the_next_generation(store: Store) -> No
     assert retry.task.key == "x"
 
 
+async def test_a_failed_file_keeps_its_validator_to_resume_from(store: Store) -> None:
+    a = member("a")
+    generation = await store.join(a, lease=LONG)
+    await store.plan([task("x")], generation)
+    (claim,) = await store.claim(a, generation, 1, lease=LONG)
+    await store.set_validator("x", '{"etag": "1"}')
+    assert await store.fail("x", claim.fence, "connection dropped mid-body")
+    second = await next_generation(store, a)
+    assert [p.status for p in await store.plan([task("x")], second)] == [TaskStatus.PENDING]
+    # The .part the failed fetch left is resumed, not fetched again from byte 0.
+    assert await store.get_validator("x") == '{"etag": "1"}'
+    (retry,) = await store.claim(a, second, 1, lease=LONG)
+    assert (await row(store, "x")).reason is None
+    assert await done(store, retry)
+    assert await store.get_validator("x") is None
+
+
 async def test_a_running_file_keeps_its_holder_when_a_new_generation_plans_it(
     store: Store, other: Store
 ) -> None:

@@ -11,6 +11,7 @@ from ._base import (
     PullProgress,
     Store,
     StoredFile,
+    gone,
     open_store,
     pull_key,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "PullProgress",
     "Store",
     "StoredFile",
+    "gone",
     "open_store",
     "pull_key",
 ]

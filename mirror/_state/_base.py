@@ -23,6 +23,7 @@ file (until someone deletes it, which the planner notices).
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ __all__ = [
     "PullProgress",
     "Store",
     "StoredFile",
+    "gone",
     "open_store",
     "pull_key",
 ]
@@ -286,6 +288,25 @@ class Store(Protocol):
 
 #: How a user names the store, for messages about one that cannot be used.
 _NAMED_BY = "--state (or MIRROR_STATE)"
+
+
+def gone(host: str, pid: int) -> bool:
+    """Whether member ``host``/``pid`` is known to be dead: a process of this host
+    that no longer runs (killed, or a zombie its parent has not reaped). A member of
+    another host is never known gone: only its lease tells."""
+    if host != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # someone else's process: alive
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def pull_key(dest: Path) -> str:

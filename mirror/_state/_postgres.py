@@ -8,9 +8,11 @@ whose clocks disagree still agree on whose lease has expired.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -40,16 +42,32 @@ _SCHEMA_LOCK: Final = 0x6562_692D_6D69_7272  # "ebi-mirr"
 _NOW: Final = "extract(epoch from clock_timestamp())::float8"
 _NAMED_BY: Final = "--state (or MIRROR_STATE)"
 _PAGE: Final = 2000
+#: Connections per member: statements of its workers run side by side, up to this many.
+_CONNECTIONS: Final = 4
+_SESSION: Final = {
+    "application_name": "ebi-mirror",
+    # JIT compiling pays off for long analytic queries, never for these.
+    "jit": "off",
+    # A commit returns before its WAL reaches the disk (the server still writes it within
+    # a fraction of a second, and never corrupts). Only a crash of the database server
+    # itself can lose the last commits, and that costs what SQLite's synchronous=NORMAL
+    # costs: a claim handed out again or a verified mark lost, so a file downloaded
+    # twice, never a wrong file. Waiting for the flush would cap a pull at a few hundred
+    # claims per second on an ordinary disk.
+    "synchronous_commit": "off",
+}
 
 _SCHEMA: Final = f"""
 CREATE TABLE IF NOT EXISTS ebi_mirror_meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE IF NOT EXISTS ebi_mirror_pulls (
     id          bigserial PRIMARY KEY,
     name        text NOT NULL UNIQUE,
-    generation  bigint NOT NULL DEFAULT 0
+    generation  bigint NOT NULL DEFAULT 0,
+    -- the last planning position handed out (ebi_mirror_files.seq)
+    seq         bigint NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS ebi_mirror_members (
-    pull        bigint NOT NULL REFERENCES ebi_mirror_pulls (id),
+    pull        bigint NOT NULL,
     id          text NOT NULL,
     host        text NOT NULL,
     pid         integer NOT NULL,
@@ -60,10 +78,10 @@ CREATE TABLE IF NOT EXISTS ebi_mirror_members (
     PRIMARY KEY (pull, id)
 );
 CREATE TABLE IF NOT EXISTS ebi_mirror_files (
-    pull        bigint NOT NULL REFERENCES ebi_mirror_pulls (id),
+    pull        bigint NOT NULL,
     key         text COLLATE "C" NOT NULL,
     -- planning order: claims hand files out in the order they were planned
-    seq         bigserial NOT NULL,
+    seq         bigint NOT NULL,
     generation  bigint NOT NULL,
     entry       integer NOT NULL,
     source      text NOT NULL,
@@ -94,7 +112,7 @@ CREATE INDEX IF NOT EXISTS ebi_mirror_files_held
 CREATE INDEX IF NOT EXISTS ebi_mirror_files_generation
     ON ebi_mirror_files (pull, generation, status);
 CREATE TABLE IF NOT EXISTS ebi_mirror_plans (
-    pull        bigint NOT NULL REFERENCES ebi_mirror_pulls (id),
+    pull        bigint NOT NULL,
     generation  bigint NOT NULL,
     digest      text NOT NULL,
     planner     text NOT NULL,
@@ -102,14 +120,14 @@ CREATE TABLE IF NOT EXISTS ebi_mirror_plans (
     PRIMARY KEY (pull, generation, digest)
 );
 CREATE TABLE IF NOT EXISTS ebi_mirror_once (
-    pull        bigint NOT NULL REFERENCES ebi_mirror_pulls (id),
+    pull        bigint NOT NULL,
     generation  bigint NOT NULL,
     name        text NOT NULL,
     PRIMARY KEY (pull, generation, name)
 );
 CREATE TABLE IF NOT EXISTS ebi_mirror_problems (
     id          bigserial PRIMARY KEY,
-    pull        bigint NOT NULL REFERENCES ebi_mirror_pulls (id),
+    pull        bigint NOT NULL,
     generation  bigint NOT NULL,
     kind        text NOT NULL,
     message     text NOT NULL,
@@ -190,19 +208,73 @@ _DB_ERRORS: Final = (
 )
 
 
+class _Connections:
+    """A few connections to the server, each used by one statement (or transaction) at a
+    time.
+
+    asyncpg's own pool resets a connection on every release (``RESET ALL``, ``UNLISTEN``
+    ...: a round trip) and releases through a task of its own; the store keeps no
+    session state, so handing connections out of a LIFO queue is all it needs, and a
+    claim or complete is then exactly one round trip. A connection whose statement
+    failed or was cancelled is closed, not reused: its state is not known.
+    """
+
+    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]], size: int) -> None:
+        self._connect = connect
+        # A slot is an idle connection, or None: room for one more connection.
+        self._slots: asyncio.LifoQueue[asyncpg.Connection | None] = asyncio.LifoQueue()
+        for _ in range(size):
+            self._slots.put_nowait(None)
+        self._closed = False
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._closed:
+            raise asyncpg.InterfaceError("the store is closed")
+        slot = await self._slots.get()
+        try:
+            db = slot if slot is not None and not slot.is_closed() else await self._connect()
+        except BaseException:
+            self._slots.put_nowait(None)
+            raise
+        try:
+            yield db
+        except BaseException:
+            db.terminate()
+            self._slots.put_nowait(None)
+            raise
+        self._slots.put_nowait(db)
+
+    async def close(self) -> None:
+        self._closed = True
+        while not self._slots.empty():
+            db = self._slots.get_nowait()
+            if db is not None:
+                try:
+                    await db.close(timeout=5)
+                except _DB_ERRORS:
+                    db.terminate()
+
+
 async def open_postgres(url: str, dest: Path) -> PostgresStore:
     """Open (creating its tables on first use) the store at ``url`` for the pull at ``dest``."""
     where = parse_url(url)
-    try:
-        pool = await asyncpg.create_pool(
+
+    async def connect() -> asyncpg.Connection:
+        return await asyncpg.connect(
             where.dsn,
-            min_size=1,
-            max_size=4,
             timeout=15,
-            # JIT compiling pays off for long analytic queries, never for these.
-            server_settings={"application_name": "ebi-mirror", "jit": "off"},
+            # A statement that has not answered in two minutes is not going to.
+            command_timeout=120,
+            server_settings=_SESSION,
         )
+
+    connections = _Connections(connect, _CONNECTIONS)
+    try:
+        async with connections.acquire():
+            pass  # the first connection: the URL, the server and the password work
     except _DB_ERRORS as exc:
+        await connections.close()
         hint = ""
         if isinstance(exc, asyncpg.InvalidPasswordError):
             hint = " (the password comes from PGPASSWORD or ~/.pgpass)"
@@ -211,11 +283,11 @@ async def open_postgres(url: str, dest: Path) -> PostgresStore:
             f"{where.port or 5432}, database {where.database}): {_line(exc)}{hint}",
             file=_NAMED_BY,
         ) from None
-    store = PostgresStore(pool, where, pull_key(dest))
+    store = PostgresStore(connections, where, pull_key(dest))
     try:
         await store.open()
     except BaseException:
-        await pool.close()
+        await connections.close()
         raise
     return store
 
@@ -228,8 +300,8 @@ class PostgresStore:
     transaction, so a member that dies mid-call leaves nothing half-done.
     """
 
-    def __init__(self, pool: asyncpg.Pool, where: PostgresUrl, pull: str) -> None:
-        self._pool = pool
+    def __init__(self, connections: _Connections, where: PostgresUrl, pull: str) -> None:
+        self._db = connections
         self._where = where
         self.pull = pull
         self._id = 0
@@ -238,7 +310,7 @@ class PostgresStore:
 
     async def open(self) -> None:
         try:
-            async with self._pool.acquire() as db, db.transaction():
+            async with self._db.acquire() as db, db.transaction():
                 await db.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
                 if await db.fetchval("SELECT to_regclass('ebi_mirror_meta') IS NOT NULL"):
                     found = await db.fetchval(
@@ -269,7 +341,7 @@ class PostgresStore:
             ) from None
 
     async def aclose(self) -> None:
-        await self._pool.close()
+        await self._db.close()
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -278,19 +350,22 @@ class PostgresStore:
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         try:
-            return await self._pool.fetch(sql, *args)
+            async with self._db.acquire() as db:
+                return await db.fetch(sql, *args)
         except _DB_ERRORS as exc:
             raise self._error(exc) from None
 
     async def _fetchval(self, sql: str, *args: Any) -> Any:
         try:
-            return await self._pool.fetchval(sql, *args)
+            async with self._db.acquire() as db:
+                return await db.fetchval(sql, *args)
         except _DB_ERRORS as exc:
             raise self._error(exc) from None
 
     async def _execute(self, sql: str, *args: Any) -> str:
         try:
-            return await self._pool.execute(sql, *args)
+            async with self._db.acquire() as db:
+                return await db.execute(sql, *args)
         except _DB_ERRORS as exc:
             raise self._error(exc) from None
 
@@ -298,7 +373,7 @@ class PostgresStore:
 
     async def join(self, member: Member, *, lease: float) -> int:
         try:
-            async with self._pool.acquire() as db, db.transaction():
+            async with self._db.acquire() as db, db.transaction():
                 # The pull's row is the lock: two members joining an idle pull at once
                 # must not both start a generation.
                 generation: int = await db.fetchval(
@@ -341,7 +416,7 @@ class PostgresStore:
 
     async def heartbeat(self, member: Member, *, lease: float, sees: int) -> Heartbeat:
         try:
-            async with self._pool.acquire() as db, db.transaction():
+            async with self._db.acquire() as db, db.transaction():
                 found = await db.fetchval(
                     f"UPDATE ebi_mirror_members SET heartbeat={_NOW}, sees=$3"
                     " WHERE pull=$1 AND id=$2 RETURNING 1",
@@ -388,7 +463,7 @@ class PostgresStore:
 
     async def leave(self, member: Member) -> None:
         try:
-            async with self._pool.acquire() as db, db.transaction():
+            async with self._db.acquire() as db, db.transaction():
                 await db.execute(
                     "UPDATE ebi_mirror_files SET status='pending', holder=NULL, lease_until=NULL"
                     " WHERE pull=$1 AND holder=$2 AND status='running'",
@@ -468,16 +543,18 @@ class PostgresStore:
         batch = list(first.values())
         # One statement for the whole batch: the rows arrive as arrays, the upsert decides
         # per row. A row already planned in this generation is left alone (and not
-        # returned); the ORDER BY before nextval() keeps the planning order.
+        # returned). The batch takes the next len(batch) planning positions of the pull
+        # (the pull's row lock orders two planners), in the order of the tasks.
         rows = await self._fetch(
-            "INSERT INTO ebi_mirror_files AS f (pull, key, seq, generation, entry, source,"
+            "WITH base AS (UPDATE ebi_mirror_pulls SET seq=seq + $14 WHERE id=$1"
+            "  RETURNING seq - $14 AS seq)"
+            " INSERT INTO ebi_mirror_files AS f (pull, key, seq, generation, entry, source,"
             " accession, url, path, size, checksum, verify, root, mode, status)"
-            " SELECT $1, t.key, nextval('ebi_mirror_files_seq_seq'),"
-            " $2, $3, t.source, t.accession, t.url, t.path, t.size, t.checksum, t.verify,"
-            " t.root, t.mode, 'pending' FROM (SELECT * FROM unnest($4::text[], $5::text[],"
-            " $6::text[], $7::text[], $8::text[], $9::int8[], $10::text[], $11::text[],"
-            " $12::text[], $13::int4[]) WITH ORDINALITY AS u(key, source, accession, url, path,"
-            " size, checksum, verify, root, mode, ord) ORDER BY ord) AS t"
+            " SELECT $1, u.key, base.seq + u.ord, $2, $3, u.source, u.accession, u.url, u.path,"
+            " u.size, u.checksum, u.verify, u.root, u.mode, 'pending' FROM base,"
+            " unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[],"
+            " $10::text[], $11::text[], $12::text[], $13::int4[]) WITH ORDINALITY"
+            " AS u(key, source, accession, url, path, size, checksum, verify, root, mode, ord)"
             " ON CONFLICT (pull, key) DO UPDATE SET"
             " seq=EXCLUDED.seq, generation=EXCLUDED.generation, entry=EXCLUDED.entry,"
             " source=EXCLUDED.source, accession=EXCLUDED.accession, url=EXCLUDED.url,"
@@ -507,6 +584,7 @@ class PostgresStore:
             [t.verify for t in batch],
             [t.root for t in batch],
             [t.mode for t in batch],
+            len(batch),
         )
         planned = {r["key"]: r for r in rows}
         out: list[PlannedFile] = []

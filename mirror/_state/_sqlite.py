@@ -73,6 +73,9 @@ CREATE TABLE IF NOT EXISTS files (
 -- The work queue: a claim reads the pending (and running) rows of one generation in
 -- planning order without touching the verified ones.
 CREATE INDEX IF NOT EXISTS files_queue ON files (pull, generation, status, seq);
+-- Expired leases, found without reading every running row.
+CREATE INDEX IF NOT EXISTS files_lease ON files (pull, generation, lease_until)
+    WHERE status = 'running';
 CREATE INDEX IF NOT EXISTS files_holder ON files (pull, holder) WHERE holder IS NOT NULL;
 CREATE TABLE IF NOT EXISTS members (
     pull        INTEGER NOT NULL,
@@ -113,6 +116,8 @@ _COLUMNS = (
     " reason, root, holder, lease_until"
 )
 _PAGE = 2000
+#: Keys looked up in one statement (SQLite allows 32,766 parameters).
+_CHUNK = 500
 
 
 @contextlib.contextmanager
@@ -380,61 +385,68 @@ class SQLiteStore:
 
         def plan(db: sqlite3.Connection) -> list[PlannedFile]:
             now = time.time()
-            out: list[PlannedFile] = []
+            known = _known(db, pull, [t.key for t in tasks])
             (seq,) = db.execute("SELECT seq FROM pulls WHERE id=?", (pull,)).fetchone()
+            out: list[PlannedFile] = []
+            inserts: list[tuple[object, ...]] = []
+            keeps: list[tuple[object, ...]] = []
+            resets: list[tuple[object, ...]] = []
             for task in tasks:
-                row = db.execute(
-                    "SELECT status, checksum, size, generation, md5, bytes, verified_by"
-                    " FROM files WHERE pull=? AND key=?",
-                    (pull, task.key),
-                ).fetchone()
+                key = task.key
+                row = known.get(key)
+                if row is not None and row[3] == generation:
+                    continue  # planned twice in one generation (a study and one of its runs)
                 seq += 1
+                # A second task of the key in this batch is planned in this generation.
+                known[key] = ("pending", None, None, generation, None, None, None)
                 if row is None:
-                    db.execute(
-                        "INSERT INTO files (pull, key, source, accession, url, size, checksum,"
-                        " verify, root, mode, entry, generation, seq, updated)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (pull, task.key, *_described(task), entry, generation, seq, now),
-                    )
+                    inserts.append((pull, key, *_described(task), entry, generation, seq, now))
                     out.append(
                         PlannedFile(task=task, status=TaskStatus.PENDING, md5=None, bytes=None)
                     )
                     continue
-                status, checksum, size, seen, md5, nbytes, verified_by = row
-                if seen == generation:
-                    continue  # planned twice in one generation (a study and one of its runs)
-                status = TaskStatus(status)
-                if status is TaskStatus.FAILED or (
-                    status is TaskStatus.VERIFIED
+                status, checksum, size, _, md5, nbytes, verified_by = row
+                described = (*_described(task), entry, generation, seq, now, pull, key)
+                if status == TaskStatus.FAILED or (
+                    status == TaskStatus.VERIFIED
                     and (checksum != task.checksum or (task.size is not None and size != task.size))
                 ):
                     # Failed earlier: try again. Verified, but the archive now describes
                     # a different file: fetch it again.
-                    status = TaskStatus.PENDING
-                db.execute(
-                    "UPDATE files SET source=?, accession=?, url=?, size=?, checksum=?,"
-                    " verify=?, root=?, mode=?, entry=?, generation=?, seq=?, status=?,"
-                    " updated=? WHERE pull=? AND key=?",
-                    (
-                        *_described(task),
-                        entry,
-                        generation,
-                        seq,
-                        status.value,
-                        now,
-                        pull,
-                        task.key,
-                    ),
-                )
+                    resets.append(described)
+                    out.append(
+                        PlannedFile(task=task, status=TaskStatus.PENDING, md5=None, bytes=None)
+                    )
+                    continue
+                # Verified and unchanged, pending, or running (its holder keeps it).
+                keeps.append(described)
+                verified = status == TaskStatus.VERIFIED
                 out.append(
                     PlannedFile(
                         task=task,
-                        status=status,
-                        md5=md5,
-                        bytes=nbytes,
-                        verified_by=verified_by if status is TaskStatus.VERIFIED else None,
+                        status=TaskStatus(status),
+                        md5=md5 if verified else None,
+                        bytes=nbytes if verified else None,
+                        verified_by=verified_by if verified else None,
                     )
                 )
+            db.executemany(
+                "INSERT INTO files (pull, key, source, accession, url, size, checksum, verify,"
+                " root, mode, entry, generation, seq, updated)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                inserts,
+            )
+            described_columns = (
+                "source=?, accession=?, url=?, size=?, checksum=?, verify=?, root=?, mode=?,"
+                " entry=?, generation=?, seq=?, updated=?"
+            )
+            db.executemany(f"UPDATE files SET {described_columns} WHERE pull=? AND key=?", keeps)
+            db.executemany(
+                # The validator stays: it describes the .part a failed fetch left to resume.
+                f"UPDATE files SET {described_columns}, status='pending', md5=NULL, bytes=NULL,"
+                " verified_by=NULL, reason=NULL WHERE pull=? AND key=?",
+                resets,
+            )
             db.execute("UPDATE pulls SET seq=? WHERE id=?", (seq, pull))
             return out
 
@@ -476,14 +488,15 @@ class SQLiteStore:
             now = time.time()
             select = (
                 "SELECT id, seq, key, source, accession, url, size, checksum, verify, root,"
-                " mode, entry, fence FROM files WHERE pull=? AND generation=? AND status=?"
+                " mode, entry, fence FROM files WHERE pull=? AND generation=?"
             )
             rows = db.execute(
-                select + " ORDER BY seq LIMIT ?", (pull, generation, "pending", n)
+                select + " AND status='pending' ORDER BY seq LIMIT ?", (pull, generation, n)
             ).fetchall()
+            # Literal statuses: a partial index is used only for the term it names.
             rows += db.execute(
-                select + " AND lease_until<? ORDER BY seq LIMIT ?",
-                (pull, generation, "running", now, n),
+                select + " AND status='running' AND lease_until<? ORDER BY seq LIMIT ?",
+                (pull, generation, now, n),
             ).fetchall()
             rows = sorted(rows, key=lambda r: int(r[1]))[:n]
             db.executemany(
@@ -712,7 +725,9 @@ def _prepare(db: sqlite3.Connection, path: Path, pull: str) -> int:
     (pull_id,) = db.execute("SELECT id FROM pulls WHERE key=?", (pull,)).fetchone()
     if version == 1:
         _copy_schema_1(db, int(pull_id), old_run)
-    db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+    if version != SCHEMA_VERSION:
+        # Only when it changes: opening a store writes nothing (``status`` on a full disk).
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
     return int(pull_id)
 
 
@@ -761,6 +776,26 @@ def _copy_schema_1(db: sqlite3.Connection, pull: int, run: int) -> None:
     )
     db.execute("DROP TABLE files_1")
     db.execute("DROP TABLE problems_1")
+
+
+#: What a plan needs of a known file: status, checksum, size, generation, md5, bytes,
+#: verified_by.
+_Known = tuple[str, str | None, int | None, int, str | None, int | None, str | None]
+
+
+def _known(db: sqlite3.Connection, pull: int, keys: Sequence[str]) -> dict[str, _Known]:
+    """What the store knows of ``keys``, by key."""
+    known: dict[str, _Known] = {}
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), _CHUNK):
+        chunk = unique[start : start + _CHUNK]
+        for key, status, checksum, size, generation, md5, nbytes, verified_by in db.execute(
+            "SELECT key, status, checksum, size, generation, md5, bytes, verified_by FROM files"
+            f" WHERE pull=? AND key IN ({','.join('?' * len(chunk))})",
+            (pull, *chunk),
+        ):
+            known[key] = (status, checksum, size, generation, md5, nbytes, verified_by)
+    return known
 
 
 def _live(db: sqlite3.Connection, pull: int, member: str, lease: float) -> bool:

@@ -22,8 +22,9 @@ class PullLedger(Protocol):
     request label only when the pull, not one process, is done with its dataset.
     """
 
-    async def tally(self, prefix: str) -> dict[TaskStatus, int]:
-        """Files of this generation by status, among those whose key starts with ``prefix``."""
+    async def tally(self, prefix: str) -> dict[TaskStatus, int] | None:
+        """Files of this generation by status, among those whose key starts with ``prefix``;
+        None when no store keeps the pull (one process: its own bookkeeping decides)."""
         ...
 
     async def once(self, name: str) -> bool:
@@ -37,8 +38,8 @@ class _Alone:
     def __init__(self) -> None:
         self._seen: set[str] = set()
 
-    async def tally(self, prefix: str) -> dict[TaskStatus, int]:
-        return {}
+    async def tally(self, prefix: str) -> dict[TaskStatus, int] | None:
+        return None
 
     async def once(self, name: str) -> bool:
         first = name not in self._seen
