@@ -205,15 +205,15 @@ class Status:
     #: pid -> the files in progress its lines name.
     running: dict[int, set[str]]
     verified: int
+    pending: int
     text: str
 
 
-def _status(dest: Path, lease: float) -> Status:
-    # The runs' --lease: a member whose heartbeat is older than that is gone.
-    done = mirror("status", "--dest", str(dest), "--lease", f"{lease:g}")
+def _status(dest: Path) -> Status:
+    done = mirror("status", "--dest", str(dest))
     held: dict[int, int] = {}
     running: dict[int, set[str]] = {}
-    verified = -1
+    verified = pending = -1
     for line in done.stdout.splitlines():
         if m := _MEMBER.match(line):
             held[int(m[2])] = int(m[4])
@@ -221,8 +221,10 @@ def _status(dest: Path, lease: float) -> Status:
             running.setdefault(int(m[3]), set()).add(m[1])
         elif line.startswith("verified "):
             verified = int(line.split()[1])
+        elif line.startswith("pending "):
+            pending = int(line.split()[1])
     assert "Traceback" not in done.stderr, done.stderr
-    return Status(done.returncode, held, running, verified, done.stdout)
+    return Status(done.returncode, held, running, verified, pending, done.stdout)
 
 
 def test_status_lists_members_and_what_they_hold(
@@ -245,7 +247,7 @@ def test_status_lists_members_and_what_they_hold(
     seen: list[Status] = []
 
     def both_hold_files() -> bool:
-        seen.append(_status(dest, lease))
+        seen.append(_status(dest))
         return all(seen[-1].held.get(pid, 0) > 0 for pid in pids)
 
     wait_until(both_hold_files, "mirror status to list both processes holding files")
@@ -258,18 +260,27 @@ def test_status_lists_members_and_what_they_hold(
         assert now.running.get(pid), now.text
     assert set().union(*now.running.values()) <= {f.local for f in small}
 
-    # A member killed outright still holds its files until its lease runs out.
+    # A member killed outright on this host is no longer listed, nor is any file in
+    # progress under it: its files wait for a taker (the survivor, once their lease
+    # runs out), and status counts them as pending.
     victim, survivor = two
     victim.kill()
     killed = time.monotonic()
-    after = _status(dest, lease)
-    assert time.monotonic() - killed < lease, "status came too late to see the dead member"
-    assert victim.pid in after.held, after.text
-    assert after.held[victim.pid] == len(after.running.get(victim.pid, ())) > 0, after.text
+    after = _status(dest)
+    assert time.monotonic() - killed < lease, "status came after the lease ran out"
+    assert after.code == 1
+    assert set(after.held) == {survivor.pid}, after.text
+    assert set(after.running) <= {survivor.pid}, after.text
 
     assert survivor.wait(lease + 30) == 0, survivor.stderr()
-    done = _status(dest, lease)
-    assert (done.code, done.held, done.running, done.verified) == (0, {}, {}, 40), done.text
+    done = _status(dest)
+    assert (done.code, done.held, done.running, done.verified, done.pending) == (
+        0,
+        {},
+        {},
+        40,
+        0,
+    ), done.text
     assert "members" not in done.text
     assert wrong_files(dest, small) == []
 
