@@ -8,7 +8,9 @@ synchronisation.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import signal
@@ -32,11 +34,16 @@ __all__ = [
     "Run",
     "expected_files",
     "manifest_doc",
+    "md5_on_disk",
+    "mirror",
+    "mirror_here",
     "most_in_window",
+    "read_index",
     "start_emulator",
     "start_run",
     "wait_until",
     "write_manifest",
+    "wrong_files",
 ]
 
 #: Where the package under test lives: child processes import this copy of it.
@@ -174,8 +181,6 @@ class Emulated:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
 
 
 def start_emulator(work: Path, catalog: Catalog, *args: str) -> Emulated:
@@ -183,26 +188,26 @@ def start_emulator(work: Path, catalog: Catalog, *args: str) -> Emulated:
     work.mkdir(parents=True, exist_ok=True)
     catalog_path = work / "catalog.json"
     catalog_path.write_text(json.dumps(catalog.to_dict()), encoding="utf-8")
-    ready, log = work / "ready.json", work / "requests.jsonl"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mirror.emulator",
-            "--catalog",
-            str(catalog_path),
-            "--ready-file",
-            str(ready),
-            "--log",
-            str(log),
-            "--portal-rate-limit",
-            "0",
-            *args,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=_env(),
-    )
+    ready, log, err = work / "ready.json", work / "requests.jsonl", work / "stderr.txt"
+    # Its stderr to a file: a pipe nobody reads would stall it once full.
+    with err.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mirror.emulator",
+                "--catalog",
+                str(catalog_path),
+                "--ready-file",
+                str(ready),
+                "--log",
+                str(log),
+                *args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=_env(),
+        )
     try:
         wait_until(lambda: ready.exists() or proc.poll() is not None, "the emulator")
     except AssertionError:
@@ -210,7 +215,7 @@ def start_emulator(work: Path, catalog: Catalog, *args: str) -> Emulated:
         proc.wait()
         raise
     if not ready.exists():
-        detail = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        detail = err.read_text(encoding="utf-8", errors="replace")
         raise AssertionError(f"the emulator did not start: {detail}")
     info = json.loads(ready.read_text(encoding="utf-8"))
     return Emulated(proc=proc, endpoints=info["endpoints"], log=RequestLog(log))
@@ -332,6 +337,18 @@ def mirror(
         timeout=timeout,
         env=_env(env),
     )
+
+
+def mirror_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """The ``mirror`` command line run in this process: the same output, without the
+    second or more a new Python takes to start on a loaded machine (for reads that must
+    come quickly, such as a status right after a kill)."""
+    from mirror._cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["mirror", *args], code, out.getvalue(), err.getvalue())
 
 
 # -- what is on disk ------------------------------------------------------------------------
