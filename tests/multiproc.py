@@ -309,8 +309,10 @@ def start_run(
     lease: float | None = None,
     extra: Sequence[str] = (),
     env: dict[str, str] | None = None,
+    hostname: str | None = None,
 ) -> Run:
-    """``mirror run MANIFEST [--dest D] [--state URL] [--lease S] --json -q`` in a child."""
+    """``mirror run MANIFEST [--dest D] [--state URL] [--lease S] --json -q`` in a child;
+    with ``hostname``, under that host name (``unshare --uts``; its pid stays the same)."""
     argv = [sys.executable, "-m", "mirror", "run", str(manifest), "--json", "-q"]
     if dest is not None:
         argv += ["--dest", str(dest)]
@@ -319,6 +321,11 @@ def start_run(
     if lease is not None:
         argv += ["--lease", f"{lease:g}"]
     argv += list(extra)
+    if hostname is not None:
+        # A UTS namespace of its own: the process is a member of another host as far as
+        # the pull can tell (same store, same dest, another host name).
+        unshare = ["unshare", "--uts"] if os.geteuid() == 0 else ["unshare", "-Ur", "--uts"]
+        argv = [*unshare, "sh", "-c", 'hostname "$0" && exec "$@"', hostname, *argv]
     out, err = work / f"{name}.out", work / f"{name}.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         started = time.time()

@@ -7,22 +7,27 @@ the files on disk are checked byte for byte against the catalog.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mirror.emulator import Catalog, GeneratedStudy
+from mirror.emulator import Catalog, GeneratedStudy, md5_of
 
+from .conftest import one_fastq_catalog
 from .multiproc import (
     Emulated,
     Expected,
     Run,
     expected_files,
     manifest_doc,
+    md5_on_disk,
     mirror,
     mirror_here,
     most_in_window,
@@ -310,3 +315,72 @@ async def test_members_finishing_together_each_write_the_index(
         "path",
     ]
     assert sorted(p.name for p in (tmp_path / ".mirror").iterdir()) == []
+
+
+#: One 40 MB file, paced at 4 MB/s: a single stream (far below the parallel-slice size).
+BIG_PATH = "vol1/fastq/ERR600/001/ERR6000001/ERR6000001.fastq.gz"
+BIG = 40_000_000
+
+
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["same-host", "other-host"])
+def test_a_killed_holders_file_is_resumed_by_another_from_its_part(
+    tmp_path: Path, runs: list[Run], emulated: list[Emulated], elsewhere: bool
+) -> None:
+    emu = start_emulator(
+        tmp_path / "emulator", one_fastq_catalog(6, BIG_PATH, BIG), "--bandwidth", "4000000"
+    )
+    emulated.append(emu)
+    dest = tmp_path / "data"
+    manifest = write_manifest(tmp_path / "m.yaml", manifest_doc(emu, dest, ["ERR6000001"]))
+    local = "ena/ERR6000001/ERR6000001.fastq.gz"
+    part = dest / (local + ".part")
+    lease = 4.0
+
+    def part_size() -> int:
+        try:
+            return part.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    # The holder starts first (on another host name, or on this host), the other joins
+    # while it downloads: it has nothing to do but wait for the file.
+    victim = start_run(
+        manifest,
+        tmp_path,
+        name="victim",
+        lease=lease,
+        hostname="node-b" if elsewhere else None,
+    )
+    runs.append(victim)
+    wait_until(lambda: part_size() > 0, "the download to start")
+    survivor = start_run(manifest, tmp_path, name="survivor", lease=lease)
+    runs.append(survivor)
+    status: dict[str, Any] = {}
+
+    def both_joined() -> bool:
+        status.update(json.loads(mirror_here("status", "--dest", str(dest), "--json").stdout))
+        return len(status["members"]) == 2
+
+    wait_until(both_joined, "the second process to join")
+    assert {(m["host"] != socket.gethostname(), m["pid"]) for m in status["members"]} == {
+        (elsewhere, victim.pid),
+        (False, survivor.pid),
+    }
+    [file] = status["in_progress"]
+    assert (file["path"], file["holder"].rsplit(" ", 1)[-1]) == (local, str(victim.pid))
+    victim.kill()
+    held = part_size()
+    assert 0 < held < BIG
+
+    # The other takes the file over and resumes it from the .part.
+    assert survivor.wait(lease + 30) == 0, survivor.stderr()
+    assert md5_on_disk(dest / local) == md5_of(BIG_PATH, BIG)
+    assert not part.exists()
+    tries = [e for e in emu.log.files() if e["path"] == "/" + BIG_PATH]
+    assert [(e["range"], e["status"]) for e in tries] == [(None, 200), (f"bytes={held}-", 206)]
+    assert tries[1]["bytes"] == BIG - held
+    if elsewhere:
+        # Of a member on another host only its lease tells: nobody takes the file while
+        # it holds (it may only have grown since status read it).
+        assert tries[1]["t"] >= file["lease_until"] - 0.05
+    assert survivor.summary()["verified"] == 1
