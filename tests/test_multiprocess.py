@@ -150,8 +150,17 @@ def test_three_processes_on_postgresql_survive_a_sigkill(
     portal_alone = len(emu.log.portal(alone.started))
     assert portal_alone > 0
 
+    # Three machines as far as the pull can tell: a host name each (so a dead one is
+    # noticed only by its lease, as across real machines), one database, one dest.
     three = [
-        start_run(manifest, tmp_path, name=f"member{i}", state=postgres_url, lease=LEASE)
+        start_run(
+            manifest,
+            tmp_path,
+            name=f"member{i}",
+            state=postgres_url,
+            lease=LEASE,
+            hostname=f"node-{i}",
+        )
         for i in range(3)
     ]
     runs += three
