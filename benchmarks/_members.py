@@ -154,7 +154,7 @@ def w7_members(suite: Suite) -> WorkloadResult:
     )
     one, many, many_pg = "1 process", f"{MEMBERS} processes", f"{MEMBERS} processes, PostgreSQL"
     measured: dict[str, list[Measurement]] = {one: [], many: [], many_pg: []}
-    busiest = 0
+    busiest = busiest_0_9 = 0
     with contextlib.ExitStack() as stack:
         emu = stack.enter_context(
             Emulator({"generated_studies": [study.to_dict()]}, suite.work / "emulator" / key)
@@ -186,9 +186,12 @@ def w7_members(suite: Suite) -> WorkloadResult:
                     server.drop_database(database)
                 arrivals = _file_requests(emu.log, began)
                 m.extra.update(
-                    file_requests=len(arrivals), busiest_second=_most_in_window(arrivals, 1.0)
+                    file_requests=len(arrivals),
+                    busiest_second=_most_in_window(arrivals, 1.0),
+                    busiest_0_9_s=_most_in_window(arrivals, 0.9),
                 )
                 busiest = max(busiest, m.extra["busiest_second"])
+                busiest_0_9 = max(busiest_0_9, m.extra["busiest_0_9_s"])
                 checked = verify(
                     label, ((dest / "ena" / f.run / f.name, f.size, f.md5) for f in files)
                 )
@@ -227,8 +230,10 @@ def w7_members(suite: Suite) -> WorkloadResult:
         "CPU is the sum over the processes"
     )
     result.notes.append(
-        f"the most file requests the emulator saw in any one second of any run: {busiest} "
-        f"(limit {RATE})"
+        f"the most file requests the emulator saw arrive in any one second of any run: "
+        f"{busiest}, in any 0.9 s: {busiest_0_9} (limit {RATE} a second; the processes count "
+        "requests as they send them, the emulator as they arrive)"
     )
     result.info["busiest_second"] = busiest
+    result.info["busiest_0_9_s"] = busiest_0_9
     return result
