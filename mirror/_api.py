@@ -12,7 +12,7 @@ from typing import Any
 
 from ._config import Manifest, Timeouts
 from ._credentials import Credentials
-from ._engine import Engine
+from ._engine import LEASE, Engine
 from ._manifest import load_manifest
 from ._models import Event, RunFinished, Summary
 from ._retry import RetryPolicy
@@ -63,8 +63,10 @@ class Mirror:
         progress_interval: float = 0.5,
         credentials: Mapping[str, str] | None = None,
         timeouts: Timeouts | None = None,
+        lease: float = LEASE,
     ) -> None:
         self.manifest = _resolve(manifest, dest=dest, workers=workers, timeouts=timeouts)
+        self._lease = lease
         self._credentials = Credentials(env=dict(credentials)) if credentials is not None else None
         self._state = state
         self._retry = retry
@@ -96,6 +98,7 @@ class Mirror:
             retry=self._retry,
             progress_interval=self._interval,
             credentials=self._credentials,
+            lease=self._lease,
         )
 
     def events(self) -> AsyncIterator[Event]:
@@ -141,6 +144,7 @@ async def run(
     retry: RetryPolicy | None = None,
     credentials: Mapping[str, str] | None = None,
     timeouts: Timeouts | None = None,
+    lease: float = LEASE,
 ) -> Summary:
     """Mirror everything ``manifest`` names; return the counts.
 
@@ -153,6 +157,10 @@ async def run(
     Credentials come from the environment (``ENTEROBASE_TOKEN``, ``EGA_USERNAME``, …)
     or ``~/.netrc``; ``credentials`` gives them by the same names instead.
     ``timeouts`` replaces the manifest's ``timeouts:`` (see :class:`mirror.Timeouts`).
+
+    Several calls (in several processes or on several machines) naming the same
+    ``dest`` and ``state`` share one pull; ``lease`` is how many seconds a file stays
+    with a process that stopped renewing it (it died) before another takes it over.
     """
     m = Mirror(
         manifest,
@@ -162,5 +170,6 @@ async def run(
         retry=retry,
         credentials=credentials,
         timeouts=timeouts,
+        lease=lease,
     )
     return await m.engine().run()

@@ -81,8 +81,18 @@ def _parser() -> argparse.ArgumentParser:
         "--state",
         metavar="URL",
         help="state store: a path, or sqlite:///PATH (relative to the current directory; "
-        "sqlite:////abs/path is absolute). Default: MIRROR_STATE, else "
-        "DEST/.mirror/state.sqlite",
+        "sqlite:////abs/path is absolute); postgresql://[user@]host[:port]/db to share one "
+        "pull between machines (password from PGPASSWORD or ~/.pgpass). Default: "
+        "MIRROR_STATE, else DEST/.mirror/state.sqlite. Every process naming the same store "
+        "and dest takes part in the same pull",
+    )
+    common.add_argument(
+        "--lease",
+        type=_seconds,
+        metavar="SECONDS",
+        default=60.0,
+        help="how long a file stays with the process fetching it without a heartbeat: a "
+        "process that dies loses its files to the others after this long (default 60)",
     )
     common.add_argument(
         "--timeout",
@@ -423,7 +433,9 @@ async def _drive(m: Mirror, args: argparse.Namespace, err: Console) -> Summary:
 
 
 async def _run(args: argparse.Namespace, err: Console) -> int:
-    m = Mirror(_manifest(args), dest=args.dest, workers=args.workers, state=args.state)
+    m = Mirror(
+        _manifest(args), dest=args.dest, workers=args.workers, state=args.state, lease=args.lease
+    )
     summary = await _drive(m, args, err)
     return _finish(summary, m.manifest, args, err)
 
@@ -449,7 +461,7 @@ async def _get(args: argparse.Namespace, err: Console) -> int:
         manifest = dataclasses.replace(
             manifest, endpoints={**manifest.endpoints, **_endpoints(args.endpoint)}
         )
-    m = Mirror(manifest, state=args.state)
+    m = Mirror(manifest, state=args.state, lease=args.lease)
     summary = await _drive(m, args, err)
     return _finish(summary, m.manifest, args, err)
 
@@ -525,7 +537,9 @@ def _finish(summary: Summary, manifest: Manifest, args: argparse.Namespace, err:
 
 
 async def _plan(args: argparse.Namespace, err: Console) -> int:
-    m = Mirror(_manifest(args), dest=args.dest, workers=args.workers, state=args.state)
+    m = Mirror(
+        _manifest(args), dest=args.dest, workers=args.workers, state=args.state, lease=args.lease
+    )
     engine = m.engine(JsonDisplay().handle if args.json else _display(args, err).handle)
     files, total = await engine.plan_only()
     if args.json:
@@ -564,7 +578,7 @@ def _pull_dest(args: argparse.Namespace) -> Path:
 
 
 async def _status(args: argparse.Namespace, err: Console) -> int:
-    from ._state import open_store
+    from ._state import gone, open_store
 
     dest = _pull_dest(args)
     if args.state is None and not _has_state(dest):
@@ -574,10 +588,26 @@ async def _status(args: argparse.Namespace, err: Console) -> int:
     try:
         # The whole pull: every file any run or process of it planned, not only the last.
         counts = await store.counts(None)
-        failed = [f async for f in store.files(None) if f.status is TaskStatus.FAILED]
+        failed = [f async for f in store.files(None, status=TaskStatus.FAILED)]
         problems = await store.problems()
+        # The processes taking part now, and what they hold.
+        # A process of this host that died without leaving is not taking part.
+        members = [m for m in await store.members(lease=args.lease) if not gone(m.host, m.pid)]
+        running = [f async for f in store.files(None, status=TaskStatus.RUNNING)]
     finally:
         await store.aclose()
+    now = time.time()
+    # A file whose holder died (its lease ran out, or its process on this host is gone)
+    # waits for the next process: pending, as far as the user is concerned.
+    live = {m.id for m in members}
+    stale = [f for f in running if f.holder not in live or (f.lease_until or 0) < now]
+    if stale:
+        running = [f for f in running if f not in stale]
+        n, b = counts[TaskStatus.RUNNING]
+        gone_bytes = sum(f.bytes if f.bytes is not None else (f.size or 0) for f in stale)
+        counts[TaskStatus.RUNNING] = (n - len(stale), b - gone_bytes)
+        n, b = counts[TaskStatus.PENDING]
+        counts[TaskStatus.PENDING] = (n + len(stale), b + gone_bytes)
     if args.json:
         print(
             _json(
@@ -587,21 +617,66 @@ async def _status(args: argparse.Namespace, err: Console) -> int:
                     "failures": [{"path": f.path, "reason": f.reason} for f in failed],
                     "errors": [m for k, m in problems if k == "error"],
                     "refused": [m for k, m in problems if k == "refused"],
+                    "members": [
+                        {
+                            "host": m.host,
+                            "pid": m.pid,
+                            "heartbeat": round(m.heartbeat, 3),
+                            "held": m.held,
+                            "planning": m.planning,
+                        }
+                        for m in members
+                    ],
+                    "in_progress": [
+                        {
+                            "path": f.location,
+                            "holder": _holder(f.holder),
+                            "lease_until": f.lease_until,
+                        }
+                        for f in running
+                    ],
                 }
             )
         )
     else:
-        for status in (TaskStatus.VERIFIED, TaskStatus.PENDING, TaskStatus.FAILED):
+        for status in (
+            TaskStatus.VERIFIED,
+            TaskStatus.RUNNING,
+            TaskStatus.PENDING,
+            TaskStatus.FAILED,
+        ):
             n, b = counts[status]
-            print(f"{status.value:<9} {n:>8} files {human_bytes(b):>12}")
+            if n or status is not TaskStatus.RUNNING:
+                print(f"{status.value:<9} {n:>8} files {human_bytes(b):>12}")
+        if members:
+            print(f"members   {len(members):>8} (processes taking part now)")
+            for m in members:
+                seen = time.strftime("%H:%M:%S", time.localtime(m.heartbeat))
+                print(
+                    f"  {m.host} pid {m.pid}\tlast heartbeat {seen} "
+                    f"({max(0.0, now - m.heartbeat):.0f} s ago)\tholds {m.held} "
+                    f"file{'s' if m.held != 1 else ''}" + ("\tplanning" if m.planning else "")
+                )
+        for f in running:
+            left = (f.lease_until or now) - now
+            state = f"lease {left:.0f} s left" if left > 0 else "lease expired: waiting for a taker"
+            print(f"{f.location}\trunning\t{_holder(f.holder)}, {state}")
         for kind, message in problems:
             what = "credentials refused" if kind == "refused" else "not planned"
             print(f"{message.split(':', 1)[0]}\t{what}\t{message.split(':', 1)[-1].strip()}")
         for f in failed:
             print(f"{f.location}\tfailed\t{f.reason or ''}")
-    if failed or counts[TaskStatus.PENDING][0] or problems:
+    if failed or counts[TaskStatus.PENDING][0] or counts[TaskStatus.RUNNING][0] or problems:
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _holder(member: str | None) -> str:
+    """``host pid N`` of a member id (``host:pid:token``)."""
+    if not member:
+        return "no one"
+    parts = member.rsplit(":", 2)
+    return f"{parts[0]} pid {parts[1]}" if len(parts) == 3 else member
 
 
 async def _verify(args: argparse.Namespace, err: Console) -> int:
@@ -641,7 +716,13 @@ async def _demo(args: argparse.Namespace, err: Console) -> int:
             )
         # The emulator's own EnteroBase token, not one from the environment.
         demo_token = {"ENTEROBASE_TOKEN": DEMO_TOKEN}
-        m = Mirror(manifest, workers=args.workers, state=args.state, credentials=demo_token)
+        m = Mirror(
+            manifest,
+            workers=args.workers,
+            state=args.state,
+            credentials=demo_token,
+            lease=args.lease,
+        )
         summary = await _drive(m, args, err)
         requests = len(emu.log)
     code = _finish(summary, m.manifest, args, err)

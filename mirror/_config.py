@@ -11,11 +11,13 @@ from typing import Literal
 __all__ = [
     "DEFAULT_ENDPOINTS",
     "DEFAULT_HOSTS",
+    "HOST_SCOPES",
     "CramRefsSpec",
     "EgaSpec",
     "EnaSpec",
     "EnterobaseSpec",
     "HostLimit",
+    "HostScope",
     "Manifest",
     "MgnifySpec",
     "SourceSpec",
@@ -44,6 +46,10 @@ ENA_FILE_FAMILIES = ("fastq", "submitted", "sra", "generated")
 EnaFamily = Literal["fastq", "submitted", "sra", "generated"]
 
 
+HostScope = Literal["pull", "member"]
+HOST_SCOPES: tuple[HostScope, ...] = ("pull", "member")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class HostLimit:
     """Limits for every request to one host: metadata and files alike."""
@@ -52,12 +58,18 @@ class HostLimit:
     rate: float | None = None
     #: Open connections at once.
     connections: int = 8
+    #: Whom the limits bind when several processes share a pull: ``"pull"``, all of
+    #: them together (the live members split ``rate`` and ``connections``); ``"member"``,
+    #: each process on its own (machines that reach the host over different networks).
+    scope: HostScope = "pull"
 
     def __post_init__(self) -> None:
         if self.rate is not None and self.rate <= 0:
             raise ValueError("rate must be positive")
         if self.connections < 1:
             raise ValueError("connections must be at least 1")
+        if self.scope not in HOST_SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(HOST_SCOPES)}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -106,13 +106,18 @@ class Downloader:
         reason: str,
         hooks: FileHooks | None = None,
         *,
+        fence: int | None = None,
         down: HostDown | None = None,
     ) -> None:
         """Record ``task`` as failed. ``down``: its host was given up on, and the run
-        reports all of that host's files in one line instead of one line each."""
+        reports all of that host's files in one line instead of one line each.
+        ``fence``: the claim this process holds the file under (None: never claimed)."""
         # An empty .part is no progress to keep, only litter (in a shared cache, too).
         await asyncio.to_thread(_drop_empty_part, self.dest, task)
-        await self.store.mark_failed(task.key, reason)
+        if not await self.store.fail(task.key, fence, reason):
+            # Another process took the file over meanwhile: its result stands.
+            logger.info("%s: failed here (%s), but another process holds it now", task.path, reason)
+            return
         self.stats.failed += 1
         self.stats.failed_bytes += task.size or 0
         if down is not None:
@@ -125,16 +130,19 @@ class Downloader:
         if hooks is not None:
             await hooks.settled(task, False)
 
-    async def download(self, task: FileTask, hooks: FileHooks | None = None) -> None:
+    async def download(
+        self, task: FileTask, hooks: FileHooks | None = None, *, fence: int | None = None
+    ) -> None:
+        """Fetch, verify and land ``task``, held under claim ``fence``."""
         try:
             final = final_path(self.dest, task.path, task.root)
         except MirrorError as exc:
-            await self.fail(task, str(exc), hooks)
+            await self.fail(task, str(exc), hooks, fence=fence)
             return
         entry: list[int | None] = [0, task.size]
         self.stats.active[task.path] = entry
         try:
-            got = await self._attempts(task, final, entry, hooks)
+            got = await self._attempts(task, final, entry, hooks, fence)
         finally:
             self.stats.active.pop(task.path, None)
         if got is None:
@@ -149,7 +157,12 @@ class Downloader:
             await hooks.settled(task, True)
 
     async def _attempts(
-        self, task: FileTask, final: Path, entry: list[int | None], hooks: FileHooks | None
+        self,
+        task: FileTask,
+        final: Path,
+        entry: list[int | None],
+        hooks: FileHooks | None,
+        fence: int | None,
     ) -> Fetched | None:
         attempt = mismatches = 0
         error: MirrorError | None = None
@@ -159,9 +172,9 @@ class Downloader:
             try:
                 if hooks is not None:
                     current = await hooks.prepare(task, error)
-                return await self._once(current, final, entry, hooks)
+                return await self._once(current, final, entry, hooks, fence)
             except HostDown as exc:
-                await self.fail(task, str(exc), hooks, down=exc)
+                await self.fail(task, str(exc), hooks, fence=fence, down=exc)
                 return None
             except TransferError as exc:
                 error = exc
@@ -183,7 +196,7 @@ class Downloader:
                         retry_after=getattr(exc, "retry_after", None),
                     )
                 if delay is None:
-                    await self.fail(task, str(exc), hooks)
+                    await self.fail(task, str(exc), hooks, fence=fence)
                     return None
                 logger.info("%s: %s; retry %d in %.1fs", task.path, exc, attempt, delay)
                 self.emit(FileFailed(path=task.path, reason=str(exc), final=False))
@@ -193,16 +206,23 @@ class Downloader:
                 finally:
                     self.stats.waiting.pop(task.path, None)
             except MirrorError as exc:
-                await self.fail(task, str(exc), hooks)
+                await self.fail(task, str(exc), hooks, fence=fence)
                 return None
             except OSError as exc:
                 if exc.errno in FULL or exc.errno in READ_ONLY:
                     raise await asyncio.to_thread(_destination_error, exc, task, final) from None
-                await self.fail(task, f"cannot write {final}: {exc.strerror or exc}", hooks)
+                await self.fail(
+                    task, f"cannot write {final}: {exc.strerror or exc}", hooks, fence=fence
+                )
                 return None
 
     async def _once(
-        self, task: FileTask, final: Path, entry: list[int | None], hooks: FileHooks | None
+        self,
+        task: FileTask,
+        final: Path,
+        entry: list[int | None],
+        hooks: FileHooks | None,
+        fence: int | None,
     ) -> Fetched:
         def progress(n: int) -> None:
             entry[0] = (entry[0] or 0) + n
@@ -218,9 +238,12 @@ class Downloader:
 
         async def commit(got: Fetched) -> None:
             # Only after the rename: a verified row always names a complete file.
-            await self.store.mark_verified(
-                task.key, md5=got.md5, size=got.size, verified_by=got.verified_by
-            )
+            if not await self.store.complete(
+                task.key, fence, md5=got.md5, size=got.size, verified_by=got.verified_by
+            ):
+                # Its lease ran out while it was landing (this process stalled): the
+                # bytes are verified, but the file's row is the new holder's to write.
+                logger.warning("%s: landed after another process took it over", task.path)
 
         verifier = hooks.verify if hooks is not None else None
         gate = self.http.gate(task.url)
@@ -243,7 +266,7 @@ class Downloader:
                     verifier=verifier,
                     commit=commit,
                     slice_size=SLICE,
-                    connections=min(SEGMENT_CONNECTIONS, gate.limit.connections),
+                    connections=min(SEGMENT_CONNECTIONS, gate.connections),
                 )
             except RangesUnsupported:
                 self._no_ranges.add(gate.key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from pathlib import Path
 
 from ._exceptions import StateError
@@ -26,14 +27,16 @@ INDEX_COLUMNS = (
 _PAGE = 2000
 
 
-async def write_index(store: Store, run: int, dest: Path) -> Path:
+async def write_index(store: Store, generation: int, dest: Path) -> Path:
     """Rewrite ``dest/index.tsv`` from the store, streamed and atomic.
 
-    Lists every file planned by ``run`` and every file verified by an earlier run.
+    Lists every file planned by ``generation`` and every file verified earlier. Each
+    process of a pull writes it as it ends: each through a temporary file of its own,
+    so the last rename wins with a complete index.
     """
     path = dest / "index.tsv"
     try:
-        return await _write(store, run, dest, path)
+        return await _write(store, generation, dest, path)
     except OSError as exc:
         raise StateError(
             f"cannot write {path}: {exc.strerror or exc}; the files and the state store "
@@ -41,40 +44,45 @@ async def write_index(store: Store, run: int, dest: Path) -> Path:
         ) from exc
 
 
-async def _write(store: Store, run: int, dest: Path, path: Path) -> Path:
-    tmp = dest / ".mirror" / "index.tsv.tmp"
+async def _write(store: Store, generation: int, dest: Path, path: Path) -> Path:
+    tmp = dest / ".mirror" / f"index.tsv.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     await asyncio.to_thread(tmp.parent.mkdir, parents=True, exist_ok=True)
-    out = await asyncio.to_thread(tmp.open, "w", encoding="utf-8")
     try:
-        lines = ["\t".join(INDEX_COLUMNS)]
-        # An incremental pull (EnteroBase reldate) plans only what is new: the files
-        # verified by earlier runs are still part of the mirror, so they stay listed.
-        async for f in store.files(run, with_verified=True):
-            size = f.bytes if f.bytes is not None else (f.size or 0)
-            lines.append(
-                "\t".join(
-                    _clean(v)
-                    for v in (
-                        f.source,
-                        f.accession,
-                        f.location,
-                        str(size),
-                        f.md5 or "",
-                        redact_url(f.url),
-                        f.status.value,
-                        f.verified_by or "",
-                        f.reason or "",
+        out = await asyncio.to_thread(tmp.open, "w", encoding="utf-8")
+        try:
+            lines = ["\t".join(INDEX_COLUMNS)]
+            # An incremental pull (EnteroBase reldate) plans only what is new: the files
+            # verified by earlier generations are still in the mirror, so they stay listed.
+            async for f in store.files(generation, with_verified=True):
+                size = f.bytes if f.bytes is not None else (f.size or 0)
+                lines.append(
+                    "\t".join(
+                        _clean(v)
+                        for v in (
+                            f.source,
+                            f.accession,
+                            f.location,
+                            str(size),
+                            f.md5 or "",
+                            redact_url(f.url),
+                            f.status.value,
+                            f.verified_by or "",
+                            f.reason or "",
+                        )
                     )
                 )
-            )
-            if len(lines) >= _PAGE:
+                if len(lines) >= _PAGE:
+                    await asyncio.to_thread(out.write, "\n".join(lines) + "\n")
+                    lines = []
+            if lines:
                 await asyncio.to_thread(out.write, "\n".join(lines) + "\n")
-                lines = []
-        if lines:
-            await asyncio.to_thread(out.write, "\n".join(lines) + "\n")
-    finally:
-        await asyncio.to_thread(out.close)
-    await asyncio.to_thread(os.replace, tmp, path)
+        finally:
+            await asyncio.to_thread(out.close)
+        await asyncio.to_thread(os.replace, tmp, path)
+    except BaseException:
+        # Named per writer: a failed one would stay behind for good.
+        await asyncio.to_thread(tmp.unlink, missing_ok=True)
+        raise
     return path
 
 

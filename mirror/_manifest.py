@@ -29,12 +29,14 @@ from ._config import (
     DEFAULT_ENDPOINTS,
     DEFAULT_HOSTS,
     ENA_FILE_FAMILIES,
+    HOST_SCOPES,
     CramRefsSpec,
     EgaSpec,
     EnaFamily,
     EnaSpec,
     EnterobaseSpec,
     HostLimit,
+    HostScope,
     Manifest,
     MgnifySpec,
     SourceSpec,
@@ -771,11 +773,15 @@ def _hosts(w: _Where, path: _Path, value: object) -> Mapping[str, HostLimit]:
         if host in out:
             raise w.error(here, f"host {host!r} is given twice")
         body = _mapping(
-            w, here, limits, ("rate", "connections"), what="a mapping with rate and/or connections"
+            w,
+            here,
+            limits,
+            ("rate", "connections", "scope"),
+            what="a mapping with rate, connections and/or scope",
         )
-        rate, connections = body.get("rate"), body.get("connections")
-        if rate is None and connections is None:
-            raise w.error(here, "expected rate and/or connections")
+        rate, connections, scope = body.get("rate"), body.get("connections"), body.get("scope")
+        if rate is None and connections is None and scope is None:
+            raise w.error(here, "expected rate, connections and/or scope")
         # Setting one limit must not drop a published default for the other one.
         bare = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
         default = DEFAULT_HOSTS.get(host) or DEFAULT_HOSTS.get(bare) or HostLimit()
@@ -785,6 +791,11 @@ def _hosts(w: _Where, path: _Path, value: object) -> Mapping[str, HostLimit]:
                 default.connections
                 if connections is None
                 else _int(w, (*here, "connections"), connections, low=1)
+            ),
+            scope=(
+                default.scope
+                if scope is None
+                else cast(HostScope, _choice(w, (*here, "scope"), scope, HOST_SCOPES))
             ),
         )
     return MappingProxyType(out)

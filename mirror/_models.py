@@ -31,6 +31,8 @@ class TaskStatus(enum.StrEnum):
     """Where a planned file stands. Only ``verified`` files exist at their final path."""
 
     PENDING = "pending"
+    #: Claimed by a process under a lease (``holder``, ``lease_until``).
+    RUNNING = "running"
     VERIFIED = "verified"
     FAILED = "failed"
 

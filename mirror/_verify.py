@@ -45,12 +45,12 @@ async def verify_local(
                 await store.mark_pending(f.location)
 
     try:
-        run = await store.last_run()
+        generation = await store.generation()
         async with asyncio.TaskGroup() as tg:
             for _ in range(jobs):
                 tg.create_task(checker())
             # Every verified file of the pull, not only those the last run planned.
-            async for f in store.files(run, with_verified=True):
+            async for f in store.files(generation, with_verified=True):
                 if f.status is TaskStatus.VERIFIED:
                     await queue.put(f)
             for _ in range(jobs):

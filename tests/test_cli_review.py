@@ -52,7 +52,7 @@ def test_a_bad_state_url_is_a_usage_error(tmp_path: Path, command: str) -> None:
         url = how[1] if how else env["MIRROR_STATE"]
         assert out.stderr.strip().splitlines() == [
             f"mirror: error: --state (or MIRROR_STATE): unknown state store URL {url!r}: "
-            "expected a path, or sqlite:///PATH"
+            "expected a path, sqlite:///PATH or postgresql://[user@]host[:port]/db"
         ]
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 import stat
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ from .hts_files import (
     write_fasta,
     write_sam,
 )
+from .state_schema_1 import downgrade_to_schema_1
 
 UNKNOWN = "0123456789abcdef0123456789abcdef"
 
@@ -258,10 +258,7 @@ async def test_a_store_that_keyed_cache_entries_by_path_alone_is_rekeyed(tmp_pat
         doc = cram_manifest(emu.endpoints, dest, cache, md5=md5s)
         assert (await mirror.run(doc, retry=FAST_RETRY)).verified == 2
         # The rows as an earlier version wrote them: the path alone, without the root.
-        with sqlite3.connect(dest / ".mirror" / "state.sqlite") as db:
-            db.execute("UPDATE files SET path = substr(path, length(root) + 2)")
-            db.execute("DELETE FROM meta WHERE key = 'rooted_keys'")
-        db.close()
+        downgrade_to_schema_1(dest / ".mirror" / "state.sqlite", rooted_keys=False)
         entry(cache, md5s[0]).unlink()
         summary = await mirror.run(doc, retry=FAST_RETRY)
         assert (summary.planned, summary.verified) == (1, 1)

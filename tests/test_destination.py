@@ -84,7 +84,7 @@ def test_full_disk_stops_the_run_with_one_line_and_the_next_run_resumes(
     assert len(asked) == 3
     status = mirror_cmd("status", str(manifest))
     counts = {line.split()[0]: int(line.split()[1]) for line in status.stdout.splitlines()}
-    assert counts == {"verified": 2, "pending": 2, "failed": 0}, status.stdout
+    assert counts == {"verified": 2, "pending": 2, "failed": 0}, status.stdout + status.stderr
     parts = list(dest.rglob("*.part"))
     assert len(parts) == 1
     assert parts[0].stat().st_size > 0

@@ -375,7 +375,7 @@ def recorded_manifest(replay: Replay, dest: Path) -> Path:
 async def planned_files(dest: Path) -> list[StoredFile]:
     store = await open_store(None, dest)
     try:
-        return [f async for f in store.files(await store.last_run())]
+        return [f async for f in store.files(await store.generation())]
     finally:
         await store.aclose()
 

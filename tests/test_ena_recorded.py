@@ -123,10 +123,10 @@ def plan(
 async def planned_files(dest: Path) -> list[Planned]:
     store = await open_store(None, dest)
     try:
-        run = await store.last_run()
+        generation = await store.generation()
         return [
             Planned(path=f.path, url=f.url, size=f.size, md5=f.checksum)
-            async for f in store.files(run)
+            async for f in store.files(generation)
         ]
     finally:
         await store.aclose()

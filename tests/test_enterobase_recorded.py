@@ -53,7 +53,7 @@ class Service:
 
     def _snapshot(self) -> None:
         with sqlite3.connect(self.dest / ".mirror" / "state.sqlite") as db:
-            self.planned_before_page_2 = sorted(p for (p,) in db.execute("SELECT path FROM files"))
+            self.planned_before_page_2 = sorted(p for (p,) in db.execute("SELECT key FROM files"))
         merge = self.dest / "metadata/enterobase/senterica" / ("assemblies.jsonl" + MERGE_SUFFIX)
         self.kept_before_page_2 = 0
         if merge.exists():
@@ -103,7 +103,7 @@ async def plan(tmp_path: Path, replay: Replay, **source: Any) -> tuple[int, str,
 
 def planned(dest: Path) -> dict[str, tuple[str, str]]:
     with sqlite3.connect(dest / ".mirror" / "state.sqlite") as db:
-        return {p: (u, v) for p, u, v in db.execute("SELECT path, url, verify FROM files")}
+        return {p: (u, v) for p, u, v in db.execute("SELECT key, url, verify FROM files")}
 
 
 def kept(dest: Path, resource: str) -> list[dict[str, Any]]:

@@ -193,6 +193,7 @@ def test_hosts_keep_the_published_default_they_do_not_set(tmp_path: Path) -> Non
               LocalHost:8080: {rate: 200, connections: 32}
               example.org: {connections: 2}
               tokens.example.org: {connections: 3}
+              ftp.sra.ebi.ac.uk: {connections: 16, scope: member}
             """)
         + OK,
         encoding="utf-8",
@@ -207,7 +208,9 @@ def test_hosts_keep_the_published_default_they_do_not_set(tmp_path: Path) -> Non
         "example.org": HostLimit(rate=None, connections=2),
         # A host name is no setting: the credentials check leaves it alone.
         "tokens.example.org": HostLimit(rate=None, connections=3),
+        "ftp.sra.ebi.ac.uk": HostLimit(connections=16, scope="member"),
     }
+    assert hosts["www.ebi.ac.uk"].scope == "pull"
 
 
 def test_accessions_deduplicated_in_order(tmp_path: Path) -> None:
@@ -653,7 +656,7 @@ ERROR_CASES = [
     pytest.param(
         "hosts:\n  www.ebi.ac.uk: 50\n" + OK,
         "manifest.yaml:2: hosts['www.ebi.ac.uk']: "
-        "expected a mapping with rate and/or connections, got an integer (50)",
+        "expected a mapping with rate, connections and/or scope, got an integer (50)",
         id="host-limits-number",
     ),
     pytest.param(
@@ -703,8 +706,19 @@ ERROR_CASES = [
     ),
     pytest.param(
         "hosts:\n  localhost: {}\n" + OK,
-        "manifest.yaml:2: hosts.localhost: expected rate and/or connections",
+        "manifest.yaml:2: hosts.localhost: expected rate, connections and/or scope",
         id="host-no-limits",
+    ),
+    pytest.param(
+        "hosts:\n  www.ebi.ac.uk:\n    rate: 20\n    scope: machine\n" + OK,
+        "manifest.yaml:4: hosts['www.ebi.ac.uk'].scope: 'machine' is not one of pull, member",
+        id="host-scope-unknown",
+    ),
+    pytest.param(
+        "hosts:\n  www.ebi.ac.uk: {scope: true}\n" + OK,
+        "manifest.yaml:2: hosts['www.ebi.ac.uk'].scope: "
+        "expected one of pull, member, got a boolean (true)",
+        id="host-scope-bool",
     ),
     # endpoints
     pytest.param(

@@ -88,7 +88,7 @@ def manifest(tmp_path: Path, replay: Replay, **source: Any) -> Path:
 async def planned(dest: Path) -> list[StoredFile]:
     store = await open_store(None, dest)
     try:
-        return [f async for f in store.files(await store.last_run())]
+        return [f async for f in store.files(await store.generation())]
     finally:
         await store.aclose()
 

@@ -20,7 +20,7 @@ from mirror._fetch import fetch
 from mirror._http import Http
 from mirror._manifest import load_manifest
 from mirror._models import Event, FileStarted, FileTask
-from mirror._state import open_store
+from mirror._state import Member, open_store
 from mirror.emulator import Catalog, Emulator, Fault, md5_of
 
 from .conftest import ena_manifest, file_requests, md5_of_file, one_fastq_catalog
@@ -93,7 +93,8 @@ async def test_a_changed_md5_of_the_same_size_is_never_joined(tmp_path: Path) ->
                     checksum=md5_of(path, size),
                 )
 
-            await store.plan([task(first)], await store.begin_run())
+            me = Member(id="test", host="node1", pid=os.getpid())
+            await store.plan([task(first)], await store.join(me, lease=60))
             try:
                 await fetch(task(first), final, http, store)
             except ConnectionFailed:

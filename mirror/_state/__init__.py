@@ -1,7 +1,31 @@
-"""The state store: where every planned file stands, across runs and crashes."""
+"""The state store: where every planned file stands, and the pull's work queue."""
 
 from __future__ import annotations
 
-from ._base import PlannedFile, Store, StoredFile, open_store
+from ._base import (
+    Claim,
+    Heartbeat,
+    Member,
+    MemberInfo,
+    PlannedFile,
+    PullProgress,
+    Store,
+    StoredFile,
+    gone,
+    open_store,
+    pull_key,
+)
 
-__all__ = ["PlannedFile", "Store", "StoredFile", "open_store"]
+__all__ = [
+    "Claim",
+    "Heartbeat",
+    "Member",
+    "MemberInfo",
+    "PlannedFile",
+    "PullProgress",
+    "Store",
+    "StoredFile",
+    "gone",
+    "open_store",
+    "pull_key",
+]

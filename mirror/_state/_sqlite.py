@@ -1,4 +1,10 @@
-"""SQLite state store (WAL), driven from one dedicated thread so the loop never blocks."""
+"""SQLite state store (WAL), driven from one dedicated thread so the loop never blocks.
+
+Several processes on one host share a pull through one file: every read-then-write
+runs in a ``BEGIN IMMEDIATE`` transaction, which takes SQLite's single write lock
+before its first read, so two claimers can never both see a file pending. A network
+filesystem does not give SQLite working locks: pulls across machines need PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -6,52 +12,167 @@ import asyncio
 import contextlib
 import shutil
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, get_args
 
 from .._exceptions import StateError
-from .._models import FileTask, TaskStatus
-from ._base import PlannedFile, StoredFile
+from .._models import FileTask, TaskStatus, Verify
+from ._base import (
+    Claim,
+    Heartbeat,
+    Member,
+    MemberInfo,
+    PlannedFile,
+    PullProgress,
+    StoredFile,
+)
 
-__all__ = ["SQLiteStore"]
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pulls (
+    id          INTEGER PRIMARY KEY,
+    key         TEXT NOT NULL UNIQUE,
+    generation  INTEGER NOT NULL DEFAULT 0,
+    -- The last planning position handed out: files are claimed in planning order.
+    seq         INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS files (
-    path        TEXT PRIMARY KEY,
+    id          INTEGER PRIMARY KEY,
+    pull        INTEGER NOT NULL REFERENCES pulls (id),
+    key         TEXT NOT NULL,
     source      TEXT NOT NULL,
     accession   TEXT NOT NULL,
     url         TEXT NOT NULL,
     size        INTEGER,
     checksum    TEXT,
     verify      TEXT NOT NULL,
+    root        TEXT,
+    mode        INTEGER,
+    entry       INTEGER NOT NULL DEFAULT 0,
     status      TEXT NOT NULL DEFAULT 'pending',
     md5         TEXT,
     bytes       INTEGER,
     verified_by TEXT,
     reason      TEXT,
     validator   TEXT,
-    root        TEXT,
-    run         INTEGER NOT NULL DEFAULT 0,
-    updated     REAL NOT NULL
+    generation  INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    holder      TEXT,
+    lease_until REAL,
+    fence       INTEGER NOT NULL DEFAULT 0,
+    updated     REAL NOT NULL,
+    UNIQUE (pull, key)
 );
-CREATE INDEX IF NOT EXISTS files_run ON files (run, status);
+-- The work queue: a claim reads the pending (and running) rows of one generation in
+-- planning order without touching the verified ones.
+CREATE INDEX IF NOT EXISTS files_queue ON files (pull, generation, status, seq);
+-- Expired leases, found without reading every running row.
+CREATE INDEX IF NOT EXISTS files_lease ON files (pull, generation, lease_until)
+    WHERE status = 'running';
+CREATE INDEX IF NOT EXISTS files_holder ON files (pull, holder) WHERE holder IS NOT NULL;
+CREATE TABLE IF NOT EXISTS members (
+    pull        INTEGER NOT NULL,
+    id          TEXT NOT NULL,
+    host        TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    generation  INTEGER NOT NULL,
+    started     REAL NOT NULL,
+    heartbeat   REAL NOT NULL,
+    sees        INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (pull, id)
+);
+CREATE TABLE IF NOT EXISTS plans (
+    pull        INTEGER NOT NULL,
+    generation  INTEGER NOT NULL,
+    digest      TEXT NOT NULL,
+    planner     TEXT NOT NULL,
+    done        INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (pull, generation, digest)
+);
+CREATE TABLE IF NOT EXISTS marks (
+    pull        INTEGER NOT NULL,
+    generation  INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    PRIMARY KEY (pull, generation, name)
+);
 CREATE TABLE IF NOT EXISTS problems (
-    run     INTEGER NOT NULL,
-    kind    TEXT NOT NULL,
-    message TEXT NOT NULL,
-    at      REAL NOT NULL
+    pull        INTEGER NOT NULL,
+    generation  INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    at          REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS problems_generation ON problems (pull, generation);
+-- Files and bytes by generation and status, kept by the triggers below: the members
+-- read them every few seconds, and counting 300,000 rows each time would not do.
+CREATE TABLE IF NOT EXISTS tallies (
+    pull        INTEGER NOT NULL,
+    generation  INTEGER NOT NULL,
+    status      TEXT NOT NULL,
+    files       INTEGER NOT NULL,
+    bytes       INTEGER NOT NULL,
+    PRIMARY KEY (pull, generation, status)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS files_tally_insert AFTER INSERT ON files BEGIN
+    INSERT INTO tallies VALUES
+        (NEW.pull, NEW.generation, NEW.status, 1, COALESCE(NEW.bytes, NEW.size, 0))
+    ON CONFLICT DO UPDATE SET files = files + 1, bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER IF NOT EXISTS files_tally_update
+AFTER UPDATE OF pull, generation, status, bytes, size ON files BEGIN
+    UPDATE tallies SET files = files - 1, bytes = bytes - COALESCE(OLD.bytes, OLD.size, 0)
+        WHERE pull = OLD.pull AND generation = OLD.generation AND status = OLD.status;
+    INSERT INTO tallies VALUES
+        (NEW.pull, NEW.generation, NEW.status, 1, COALESCE(NEW.bytes, NEW.size, 0))
+    ON CONFLICT DO UPDATE SET files = files + 1, bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER IF NOT EXISTS files_tally_delete AFTER DELETE ON files BEGIN
+    UPDATE tallies SET files = files - 1, bytes = bytes - COALESCE(OLD.bytes, OLD.size, 0)
+        WHERE pull = OLD.pull AND generation = OLD.generation AND status = OLD.status;
+END;
 """
 _COLUMNS = (
-    "path, source, accession, url, size, checksum, verify, status, md5, bytes, verified_by,"
-    " reason, root"
+    "key, source, accession, url, size, checksum, verify, status, md5, bytes, verified_by,"
+    " reason, root, holder, lease_until"
 )
+_PAGE = 2000
+#: Keys looked up in one statement (SQLite allows 32,766 parameters).
+_CHUNK = 500
+
+
+#: How long a statement waits for a lock another process holds before giving up.
+BUSY_TIMEOUT = 30.0
+
+
+def _patiently(fn: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> T:
+    """Run ``fn`` (one transaction, or reads), again while another process holds the lock.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries: with several
+    processes claiming, a waiter would sleep through many short transactions of the
+    others. Trying again after a tenth of a millisecond, then less often, keeps the
+    waits close to the transactions' own length.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    pause = 0.0001
+    while True:
+        try:
+            return fn(db)
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code is None or code & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.005)
 
 
 @contextlib.contextmanager
@@ -61,8 +182,8 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     The connection runs in autocommit mode (``isolation_level=None``), where
     ``with db:`` opens no transaction at all and every statement commits alone.
     ``BEGIN IMMEDIATE`` takes the write lock before the first read, so a
-    read-then-write (the next run number, a file's earlier status) cannot
-    interleave with another process sharing the store.
+    read-then-write (a file's status, the next generation) cannot interleave with
+    another process sharing the store.
     """
     db.execute("BEGIN IMMEDIATE")
     try:
@@ -82,24 +203,41 @@ class SQLiteStore:
     ``synchronous=NORMAL``: a commit survives a killed process; a power loss may
     lose the last commits, never corrupt the file (sqlite.org/wal.html). Losing a
     ``verified`` mark costs one re-download of that file, never a wrong file.
+
+    One file may hold several pulls (``--state`` shared by mirrors); ``pull`` names
+    this store's.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, pull: str = ".") -> None:
         self.path = path
+        self.pull = pull
+        self._pull_id = 0
         self._db: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirror-sqlite")
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._db is None:
+            raise StateError(f"state store {self.path} is closed")
+
         def run() -> T:
             if self._db is None:
                 raise StateError(f"state store {self.path} is closed")
             try:
-                return fn(self._db)
+                return _patiently(fn, self._db)
             # OverflowError: an integer SQLite cannot store (a size past 2**63).
             except (sqlite3.Error, OverflowError) as exc:
                 raise StateError(self._describe(exc)) from exc
 
         return await asyncio.get_running_loop().run_in_executor(self._thread, run)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction."""
+
+        def write(db: sqlite3.Connection) -> T:
+            with _transaction(db):
+                return fn(db)
+
+        return await self._call(write)
 
     def _describe(self, exc: BaseException, doing: str = "state store") -> str:
         """One line for a failed statement; a full disk says where and how much is left."""
@@ -119,38 +257,25 @@ class SQLiteStore:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.execute("PRAGMA busy_timeout=10000")
-                # Two processes opening one new store must not both create or migrate it.
-                with _transaction(db):
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            db.execute(statement)
-                    columns = {r[1] for r in db.execute("PRAGMA table_info(files)")}
-                    if "root" not in columns:  # stores written before the reference cache
-                        db.execute("ALTER TABLE files ADD COLUMN root TEXT")
-                    # A file under a root of its own is keyed by root/path (FileTask.key);
-                    # stores written before keyed it by the path alone: re-key them once.
-                    if db.execute("SELECT 1 FROM meta WHERE key='rooted_keys'").fetchone() is None:
-                        db.execute(
-                            "UPDATE files SET path = rtrim(root, '/') || '/' || path"
-                            " WHERE root IS NOT NULL AND substr(path, 1, 1) != '/'"
-                        )
-                        db.execute("INSERT INTO meta VALUES ('rooted_keys', '1')")
-                    row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                    if row is None:
-                        db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-                    elif int(row[0]) > SCHEMA_VERSION:
-                        raise StateError(
-                            f"state store {self.path} was written by a newer ebi-mirror "
-                            f"(schema {row[0]}); upgrade ebi-mirror"
-                        )
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("PRAGMA synchronous=NORMAL")
+                    # A lock another process holds is waited for by _patiently.
+                    db.execute("PRAGMA busy_timeout=0")
+                    # Two processes opening one new store must not both create or migrate it.
+                    self._pull_id = _patiently(self._prepare, db)
+                except BaseException:
+                    db.close()
+                    raise
             except (sqlite3.Error, OSError) as exc:
                 raise StateError(self._describe(exc, "cannot open state store")) from exc
             self._db = db
 
         await asyncio.get_running_loop().run_in_executor(self._thread, connect)
+
+    def _prepare(self, db: sqlite3.Connection) -> int:
+        with _transaction(db):
+            return _prepare(db, self.path, self.pull)
 
     async def aclose(self) -> None:
         def close() -> None:
@@ -163,178 +288,428 @@ class SQLiteStore:
         finally:
             self._thread.shutdown(wait=False)
 
-    async def begin_run(self) -> int:
-        def begin(db: sqlite3.Connection) -> int:
-            with _transaction(db):
-                row = db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
-                run = int(row[0]) + 1 if row else 1
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (str(run),))
-            return run
+    # -- members -------------------------------------------------------------------
 
-        return await self._call(begin)
+    async def join(self, member: Member, *, lease: float) -> int:
+        pull = self._pull_id
 
-    async def last_run(self) -> int:
-        def last(db: sqlite3.Connection) -> int:
-            row = db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
-            return int(row[0]) if row else 0
+        def join(db: sqlite3.Connection) -> int:
+            now = time.time()
+            (generation,) = db.execute(
+                "SELECT generation FROM pulls WHERE id=?", (pull,)
+            ).fetchone()
+            (others,) = db.execute(
+                "SELECT COUNT(*) FROM members WHERE pull=? AND id!=? AND heartbeat>=?",
+                (pull, member.id, now - lease),
+            ).fetchone()
+            if not others:
+                generation += 1
+                db.execute("UPDATE pulls SET generation=? WHERE id=?", (generation, pull))
+                # Members that stopped heartbeating long ago are history now.
+                db.execute("DELETE FROM members WHERE pull=? AND heartbeat<?", (pull, now - lease))
+            db.execute(
+                "INSERT OR REPLACE INTO members (pull, id, host, pid, generation, started,"
+                " heartbeat, sees) VALUES (?,?,?,?,?,?,?,0)",
+                (pull, member.id, member.host, member.pid, generation, now, now),
+            )
+            return int(generation)
 
-        return await self._call(last)
+        return await self._write(join)
 
-    async def plan(self, tasks: Sequence[FileTask], run: int) -> list[PlannedFile]:
+    async def heartbeat(self, member: Member, *, lease: float, sees: int) -> Heartbeat:
+        pull = self._pull_id
+
+        def beat(db: sqlite3.Connection) -> Heartbeat:
+            now = time.time()
+            updated = db.execute(
+                "UPDATE members SET heartbeat=?, sees=? WHERE pull=? AND id=?",
+                (now, sees, pull, member.id),
+            ).rowcount
+            if not updated:  # forgotten (it was dead long enough for a new generation)
+                (generation,) = db.execute(
+                    "SELECT generation FROM pulls WHERE id=?", (pull,)
+                ).fetchone()
+                db.execute(
+                    "INSERT INTO members (pull, id, host, pid, generation, started, heartbeat,"
+                    " sees) VALUES (?,?,?,?,?,?,?,?)",
+                    (pull, member.id, member.host, member.pid, generation, now, now, sees),
+                )
+            db.execute(
+                "UPDATE files SET lease_until=? WHERE pull=? AND holder=? AND status='running'",
+                (now + lease, pull, member.id),
+            )
+            held = frozenset(
+                str(key)
+                for (key,) in db.execute(
+                    "SELECT key FROM files WHERE pull=? AND holder=? AND status='running'",
+                    (pull, member.id),
+                )
+            )
+            live = db.execute(
+                "SELECT id, sees FROM members WHERE pull=? AND heartbeat>=?",
+                (pull, now - lease),
+            ).fetchall()
+            settled = all(s >= len(live) for i, s in live if i != member.id)
+            return Heartbeat(members=len(live), held=held, settled=settled)
+
+        return await self._write(beat)
+
+    async def leave(self, member: Member) -> None:
+        pull = self._pull_id
+
+        def leave(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE files SET status='pending', holder=NULL, lease_until=NULL, updated=?"
+                " WHERE pull=? AND holder=? AND status='running'",
+                (time.time(), pull, member.id),
+            )
+            db.execute("DELETE FROM members WHERE pull=? AND id=?", (pull, member.id))
+
+        await self._write(leave)
+
+    async def members(self, *, lease: float) -> list[MemberInfo]:
+        pull = self._pull_id
+
+        def members(db: sqlite3.Connection) -> list[MemberInfo]:
+            rows = db.execute(
+                "SELECT m.id, m.host, m.pid, m.started, m.heartbeat,"
+                " (SELECT COUNT(*) FROM files f WHERE f.pull=m.pull AND f.holder=m.id"
+                "  AND f.status='running'),"
+                " EXISTS (SELECT 1 FROM plans p WHERE p.pull=m.pull AND p.planner=m.id"
+                "  AND NOT p.done)"
+                " FROM members m WHERE m.pull=? AND m.heartbeat>=? ORDER BY m.started, m.id",
+                (pull, time.time() - lease),
+            ).fetchall()
+            return [
+                MemberInfo(
+                    id=str(i),
+                    host=str(h),
+                    pid=int(p),
+                    started=float(s),
+                    heartbeat=float(b),
+                    held=int(n),
+                    planning=bool(planning),
+                )
+                for i, h, p, s, b, n, planning in rows
+            ]
+
+        return await self._call(members)
+
+    # -- planning ------------------------------------------------------------------
+
+    async def plan_turn(
+        self, member: Member, generation: int, digest: str, *, lease: float
+    ) -> bool:
+        pull = self._pull_id
+
+        def turn(db: sqlite3.Connection) -> bool:
+            row = db.execute(
+                "SELECT planner, done FROM plans WHERE pull=? AND generation=? AND digest=?",
+                (pull, generation, digest),
+            ).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO plans (pull, generation, digest, planner) VALUES (?,?,?,?)",
+                    (pull, generation, digest, member.id),
+                )
+                return True
+            planner, done = row
+            if done:
+                return False
+            if planner != member.id and _live(db, pull, str(planner), lease):
+                return False
+            db.execute(
+                "UPDATE plans SET planner=? WHERE pull=? AND generation=? AND digest=?",
+                (member.id, pull, generation, digest),
+            )
+            return True
+
+        return await self._write(turn)
+
+    async def plan_done(self, member: Member, generation: int, digest: str) -> None:
+        pull = self._pull_id
+
+        def done(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE plans SET done=1 WHERE pull=? AND generation=? AND digest=?",
+                (pull, generation, digest),
+            )
+
+        await self._write(done)
+
+    async def plan(
+        self, tasks: Sequence[FileTask], generation: int, *, entry: int = 0
+    ) -> list[PlannedFile]:
+        pull = self._pull_id
+
         def plan(db: sqlite3.Connection) -> list[PlannedFile]:
             now = time.time()
+            known = _known(db, pull, [t.key for t in tasks])
+            (seq,) = db.execute("SELECT seq FROM pulls WHERE id=?", (pull,)).fetchone()
             out: list[PlannedFile] = []
-            with _transaction(db):
-                for task in tasks:
-                    row = db.execute(
-                        "SELECT status, checksum, size, run, md5, bytes, verified_by FROM files"
-                        " WHERE path=?",
-                        (task.key,),
-                    ).fetchone()
-                    if row is None:
-                        db.execute(
-                            "INSERT INTO files (path, source, accession, url, size, checksum,"
-                            " verify, root, run, updated) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                            (
-                                task.key,
-                                task.source,
-                                task.accession,
-                                task.url,
-                                task.size,
-                                task.checksum,
-                                task.verify,
-                                task.root,
-                                run,
-                                now,
-                            ),
-                        )
-                        out.append(
-                            PlannedFile(task=task, status=TaskStatus.PENDING, md5=None, bytes=None)
-                        )
-                        continue
-                    status, checksum, size, seen_run, md5, nbytes, verified_by = row
-                    if seen_run == run:
-                        continue  # planned twice in one run (a study and one of its runs)
-                    status = TaskStatus(status)
-                    if status is TaskStatus.VERIFIED and (
-                        checksum != task.checksum or (task.size is not None and size != task.size)
-                    ):
-                        # The archive now describes a different file: fetch it again.
-                        status = TaskStatus.PENDING
-                    db.execute(
-                        "UPDATE files SET source=?, accession=?, url=?, size=?, checksum=?,"
-                        " verify=?, root=?, run=?, status=?, updated=? WHERE path=?",
-                        (
-                            task.source,
-                            task.accession,
-                            task.url,
-                            task.size,
-                            task.checksum,
-                            task.verify,
-                            task.root,
-                            run,
-                            status.value,
-                            now,
-                            task.key,
-                        ),
-                    )
+            inserts: list[tuple[object, ...]] = []
+            keeps: list[tuple[object, ...]] = []
+            resets: list[tuple[object, ...]] = []
+            for task in tasks:
+                key = task.key
+                row = known.get(key)
+                if row is not None and row[3] == generation:
+                    continue  # planned twice in one generation (a study and one of its runs)
+                seq += 1
+                # A second task of the key in this batch is planned in this generation.
+                known[key] = ("pending", None, None, generation, None, None, None)
+                if row is None:
+                    inserts.append((pull, key, *_described(task), entry, generation, seq, now))
                     out.append(
-                        PlannedFile(
-                            task=task,
-                            status=status,
-                            md5=md5,
-                            bytes=nbytes,
-                            verified_by=verified_by if status is TaskStatus.VERIFIED else None,
-                        )
+                        PlannedFile(task=task, status=TaskStatus.PENDING, md5=None, bytes=None)
                     )
+                    continue
+                status, checksum, size, _, md5, nbytes, verified_by = row
+                described = (*_described(task), entry, generation, seq, now, pull, key)
+                if status == TaskStatus.FAILED or (
+                    status == TaskStatus.VERIFIED
+                    and (checksum != task.checksum or (task.size is not None and size != task.size))
+                ):
+                    # Failed earlier: try again. Verified, but the archive now describes
+                    # a different file: fetch it again.
+                    resets.append(described)
+                    out.append(
+                        PlannedFile(task=task, status=TaskStatus.PENDING, md5=None, bytes=None)
+                    )
+                    continue
+                # Verified and unchanged, pending, or running (its holder keeps it).
+                keeps.append(described)
+                verified = status == TaskStatus.VERIFIED
+                out.append(
+                    PlannedFile(
+                        task=task,
+                        status=TaskStatus(status),
+                        md5=md5 if verified else None,
+                        bytes=nbytes if verified else None,
+                        verified_by=verified_by if verified else None,
+                    )
+                )
+            db.executemany(
+                "INSERT INTO files (pull, key, source, accession, url, size, checksum, verify,"
+                " root, mode, entry, generation, seq, updated)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                inserts,
+            )
+            described_columns = (
+                "source=?, accession=?, url=?, size=?, checksum=?, verify=?, root=?, mode=?,"
+                " entry=?, generation=?, seq=?, updated=?"
+            )
+            db.executemany(f"UPDATE files SET {described_columns} WHERE pull=? AND key=?", keeps)
+            db.executemany(
+                # The validator stays: it describes the .part a failed fetch left to resume.
+                f"UPDATE files SET {described_columns}, status='pending', md5=NULL, bytes=NULL,"
+                " verified_by=NULL, reason=NULL WHERE pull=? AND key=?",
+                resets,
+            )
+            db.execute("UPDATE pulls SET seq=? WHERE id=?", (seq, pull))
             return out
 
-        return await self._call(plan)
+        return await self._write(plan)
 
-    async def _update(self, sql: str, args: tuple[object, ...]) -> None:
-        def update(db: sqlite3.Connection) -> None:
-            with _transaction(db):
-                db.execute(sql, args)
+    async def progress(self, generation: int, *, lease: float) -> PullProgress:
+        pull = self._pull_id
 
-        await self._call(update)
+        def progress(db: sqlite3.Connection) -> PullProgress:
+            counts = dict(
+                db.execute(
+                    "SELECT status, files FROM tallies WHERE pull=? AND generation=?"
+                    " AND status IN ('pending', 'running')",
+                    (pull, generation),
+                ).fetchall()
+            )
+            (planning,) = db.execute(
+                "SELECT EXISTS (SELECT 1 FROM plans p JOIN members m"
+                " ON m.pull=p.pull AND m.id=p.planner"
+                " WHERE p.pull=? AND p.generation=? AND NOT p.done AND m.heartbeat>=?)",
+                (pull, generation, time.time() - lease),
+            ).fetchone()
+            return PullProgress(
+                pending=int(counts.get("pending", 0)),
+                running=int(counts.get("running", 0)),
+                planning=bool(planning),
+            )
 
-    async def mark_verified(self, path: str, *, md5: str, size: int, verified_by: str) -> None:
-        await self._update(
-            "UPDATE files SET status='verified', md5=?, bytes=?, verified_by=?, reason=NULL,"
-            " validator=NULL, updated=? WHERE path=?",
-            (md5, size, verified_by, time.time(), path),
-        )
+        return await self._call(progress)
 
-    async def mark_failed(self, path: str, reason: str) -> None:
-        await self._update(
-            "UPDATE files SET status='failed', reason=?, updated=? WHERE path=?",
-            (reason, time.time(), path),
-        )
+    # -- the work queue -------------------------------------------------------------
 
-    async def mark_pending(self, path: str) -> None:
-        await self._update(
-            "UPDATE files SET status='pending', md5=NULL, verified_by=NULL, updated=? WHERE path=?",
-            (time.time(), path),
-        )
+    async def claim(self, member: Member, generation: int, n: int, *, lease: float) -> list[Claim]:
+        pull = self._pull_id
 
-    async def get_validator(self, path: str) -> str | None:
+        def claim(db: sqlite3.Connection) -> list[Claim]:
+            if n <= 0:
+                return []
+            now = time.time()
+            select = (
+                "SELECT id, seq, key, source, accession, url, size, checksum, verify, root,"
+                " mode, entry, fence FROM files WHERE pull=? AND generation=?"
+            )
+            rows = db.execute(
+                select + " AND status='pending' ORDER BY seq LIMIT ?", (pull, generation, n)
+            ).fetchall()
+            # Literal statuses: a partial index is used only for the term it names.
+            rows += db.execute(
+                select + " AND status='running' AND lease_until<? ORDER BY seq LIMIT ?",
+                (pull, generation, now, n),
+            ).fetchall()
+            rows = sorted(rows, key=lambda r: int(r[1]))[:n]
+            db.executemany(
+                "UPDATE files SET status='running', holder=?, lease_until=?, fence=fence+1,"
+                " updated=? WHERE id=?",
+                [(member.id, now + lease, now, r[0]) for r in rows],
+            )
+            return [_claimed(r) for r in rows]
+
+        return await self._write(claim)
+
+    async def complete(
+        self, key: str, fence: int | None, *, md5: str, size: int, verified_by: str
+    ) -> bool:
+        pull = self._pull_id
+
+        def complete(db: sqlite3.Connection) -> bool:
+            sql = (
+                "UPDATE files SET status='verified', md5=?, bytes=?, verified_by=?, reason=NULL,"
+                " validator=NULL, holder=NULL, lease_until=NULL, updated=? WHERE pull=? AND key=?"
+            )
+            args: tuple[object, ...] = (md5, size, verified_by, time.time(), pull, key)
+            if fence is not None:
+                sql += " AND status='running' AND fence=?"
+                args += (fence,)
+            return db.execute(sql, args).rowcount > 0
+
+        return await self._write(complete)
+
+    async def fail(self, key: str, fence: int | None, reason: str) -> bool:
+        pull = self._pull_id
+
+        def fail(db: sqlite3.Connection) -> bool:
+            sql = (
+                "UPDATE files SET status='failed', reason=?, holder=NULL, lease_until=NULL,"
+                " updated=? WHERE pull=? AND key=?"
+            )
+            args: tuple[object, ...] = (reason, time.time(), pull, key)
+            if fence is not None:
+                sql += " AND status='running' AND fence=?"
+                args += (fence,)
+            return db.execute(sql, args).rowcount > 0
+
+        return await self._write(fail)
+
+    async def mark_pending(self, key: str) -> None:
+        pull = self._pull_id
+
+        def pending(db: sqlite3.Connection) -> None:
+            # A file someone is fetching right now is already on its way back.
+            db.execute(
+                "UPDATE files SET status='pending', md5=NULL, bytes=NULL, verified_by=NULL,"
+                " updated=? WHERE pull=? AND key=? AND status!='running'",
+                (time.time(), pull, key),
+            )
+
+        await self._write(pending)
+
+    async def get_validator(self, key: str) -> str | None:
+        pull = self._pull_id
+
         def get(db: sqlite3.Connection) -> str | None:
-            row = db.execute("SELECT validator FROM files WHERE path=?", (path,)).fetchone()
+            row = db.execute(
+                "SELECT validator FROM files WHERE pull=? AND key=?", (pull, key)
+            ).fetchone()
             return row[0] if row else None
 
         return await self._call(get)
 
-    async def set_validator(self, path: str, validator: str | None) -> None:
-        await self._update("UPDATE files SET validator=? WHERE path=?", (validator, path))
+    async def set_validator(self, key: str, validator: str | None) -> None:
+        pull = self._pull_id
 
-    async def counts(self, run: int | None) -> dict[TaskStatus, tuple[int, int]]:
+        def put(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE files SET validator=? WHERE pull=? AND key=?", (validator, pull, key)
+            )
+
+        await self._write(put)
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def generation(self) -> int:
+        pull = self._pull_id
+
+        def generation(db: sqlite3.Connection) -> int:
+            row = db.execute("SELECT generation FROM pulls WHERE id=?", (pull,)).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._call(generation)
+
+    async def counts(self, generation: int | None) -> dict[TaskStatus, tuple[int, int]]:
+        pull = self._pull_id
+
         def counts(db: sqlite3.Connection) -> dict[TaskStatus, tuple[int, int]]:
             out = {status: (0, 0) for status in TaskStatus}
-            sql = "SELECT status, COUNT(*), COALESCE(SUM(COALESCE(bytes, size)), 0) FROM files"
-            if run is None:
-                rows = db.execute(sql + " GROUP BY status")
+            sql = "SELECT status, SUM(files), SUM(bytes) FROM tallies WHERE pull=?"
+            if generation is None:
+                rows = db.execute(sql + " GROUP BY status", (pull,))
             else:
-                rows = db.execute(sql + " WHERE run=? GROUP BY status", (run,))
+                rows = db.execute(sql + " AND generation=? GROUP BY status", (pull, generation))
             for status, n, nbytes in rows:
-                out[TaskStatus(status)] = (n, nbytes)
+                out[TaskStatus(status)] = (int(n), int(nbytes))
             return out
 
         return await self._call(counts)
 
-    async def record_problem(self, run: int, kind: str, message: str) -> None:
-        await self._update(
-            "INSERT INTO problems (run, kind, message, at) VALUES (?,?,?,?)",
-            (run, kind, message, time.time()),
-        )
+    async def tally(self, generation: int, prefix: str) -> dict[TaskStatus, int]:
+        pull = self._pull_id
 
-    async def problems(self) -> list[tuple[str, str]]:
-        def problems(db: sqlite3.Connection) -> list[tuple[str, str]]:
-            rows = db.execute(
-                # The latest run that planned anything or met a problem: a problem
-                # that a later plan no longer met is history, not the pull's state.
-                "SELECT kind, message FROM problems WHERE run = (SELECT MAX(r) FROM"
-                " (SELECT MAX(run) AS r FROM files UNION ALL SELECT MAX(run) FROM problems))"
-                " ORDER BY rowid"
-            ).fetchall()
-            return [(str(k), str(m)) for k, m in rows]
+        def tally(db: sqlite3.Connection) -> dict[TaskStatus, int]:
+            out = dict.fromkeys(TaskStatus, 0)
+            # The keys under the prefix are one range of the (pull, key) index: keys
+            # compare as UTF-8 bytes, in code point order. substr, not LIKE: a key may
+            # hold '%' or '_'.
+            sql = (
+                "SELECT status, COUNT(*) FROM files WHERE pull=? AND key>=?"
+                " AND substr(key, 1, ?)=? AND generation=?"
+            )
+            args: tuple[object, ...] = (pull, prefix, len(prefix), prefix, generation)
+            if prefix and ord(prefix[-1]) < sys.maxunicode:
+                sql += " AND key<?"
+                args += (prefix[:-1] + chr(ord(prefix[-1]) + 1),)
+            for status, n in db.execute(sql + " GROUP BY status", args):
+                out[TaskStatus(status)] = int(n)
+            return out
 
-        return await self._call(problems)
+        return await self._call(tally)
 
     async def files(
-        self, run: int | None, *, with_verified: bool = False
+        self,
+        generation: int | None,
+        *,
+        with_verified: bool = False,
+        status: TaskStatus | None = None,
     ) -> AsyncIterator[StoredFile]:
-        if run is None:
-            where = "(run=? OR 1)"
-        else:
-            where = "(run=? OR status='verified')" if with_verified else "run=?"
+        where = "pull=?"
+        args: tuple[object, ...] = (self._pull_id,)
+        if generation is not None:
+            if with_verified:
+                where += " AND (generation=? OR status='verified')"
+            else:
+                where += " AND generation=?"
+            args += (generation,)
+        if status is not None:
+            where += " AND status=?"
+            args += (status.value,)
         after = ""
         while True:
 
             def page(db: sqlite3.Connection, after: str = after) -> list[tuple[object, ...]]:
                 return db.execute(
-                    f"SELECT {_COLUMNS} FROM files WHERE {where} AND path>? ORDER BY path"
-                    " LIMIT 2000",
-                    (run or 0, after),
+                    f"SELECT {_COLUMNS} FROM files WHERE {where} AND key>? ORDER BY key"
+                    f" LIMIT {_PAGE}",
+                    (*args, after),
                 ).fetchall()
 
             rows = await self._call(page)
@@ -344,14 +719,228 @@ class SQLiteStore:
                 yield _stored(row)
             after = str(rows[-1][0])
 
+    # -- pull-wide bookkeeping ---------------------------------------------------------
+
+    async def once(self, generation: int, name: str) -> bool:
+        pull = self._pull_id
+
+        def once(db: sqlite3.Connection) -> bool:
+            return (
+                db.execute(
+                    "INSERT OR IGNORE INTO marks (pull, generation, name) VALUES (?,?,?)",
+                    (pull, generation, name),
+                ).rowcount
+                > 0
+            )
+
+        return await self._write(once)
+
+    async def record_problem(self, generation: int, kind: str, message: str) -> None:
+        pull = self._pull_id
+
+        def record(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO problems (pull, generation, kind, message, at) VALUES (?,?,?,?,?)",
+                (pull, generation, kind, message, time.time()),
+            )
+
+        await self._write(record)
+
+    async def problems(self) -> list[tuple[str, str]]:
+        pull = self._pull_id
+
+        def problems(db: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows = db.execute(
+                # The latest generation that planned anything or met a problem: a problem
+                # that a later plan no longer met is history, not the pull's state.
+                "SELECT kind, message FROM problems WHERE pull=?1 AND generation = (SELECT"
+                " MAX(g) FROM (SELECT MAX(generation) AS g FROM files WHERE pull=?1"
+                " UNION ALL SELECT MAX(generation) FROM problems WHERE pull=?1"
+                " UNION ALL SELECT MAX(generation) FROM plans WHERE pull=?1))"
+                " ORDER BY rowid",
+                (pull,),
+            ).fetchall()
+            return [(str(k), str(m)) for k, m in rows]
+
+        return await self._call(problems)
+
+
+def _prepare(db: sqlite3.Connection, path: Path, pull: str) -> int:
+    """Create or migrate the schema (inside the caller's transaction); the pull's id."""
+    has_meta = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+    ).fetchone()
+    row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() if has_meta else None
+    version = int(row[0]) if row else None
+    if version is not None and version > SCHEMA_VERSION:
+        raise StateError(
+            f"state store {path} was written by a newer ebi-mirror "
+            f"(schema {version}); upgrade ebi-mirror"
+        )
+    old_run = 0
+    if version == 1:
+        old_run = _rename_schema_1(db)
+    tallied = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='tallies'"
+    ).fetchone()
+    for statement in _statements(_SCHEMA):
+        db.execute(statement)
+    if not tallied:  # a store written before the tallies were kept
+        db.execute(
+            "INSERT INTO tallies SELECT pull, generation, status, COUNT(*),"
+            " SUM(COALESCE(bytes, size, 0)) FROM files GROUP BY pull, generation, status"
+        )
+    db.execute(
+        "INSERT INTO pulls (key) SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM pulls WHERE key=?1)",
+        (pull,),
+    )
+    (pull_id,) = db.execute("SELECT id FROM pulls WHERE key=?", (pull,)).fetchone()
+    if version == 1:
+        _copy_schema_1(db, int(pull_id), old_run)
+    if version != SCHEMA_VERSION:
+        # Only then: opening a store as it is writes nothing (a full disk must not stop
+        # `mirror status` from reading it).
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+    return int(pull_id)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of ``script``, a trigger's body kept whole."""
+    statement = ""
+    for part in script.split(";"):
+        statement += part + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip(" \n;"):
+                yield statement
+            statement = ""
+
+
+def _rename_schema_1(db: sqlite3.Connection) -> int:
+    """Move a schema-1 store's tables aside; its last run number."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(files)")}
+    if "root" not in columns:  # stores written before the reference cache
+        db.execute("ALTER TABLE files ADD COLUMN root TEXT")
+    # A file under a root of its own is keyed by root/path (FileTask.key); stores
+    # written before keyed it by the path alone.
+    if db.execute("SELECT 1 FROM meta WHERE key='rooted_keys'").fetchone() is None:
+        db.execute(
+            "UPDATE files SET path = rtrim(root, '/') || '/' || path"
+            " WHERE root IS NOT NULL AND substr(path, 1, 1) != '/'"
+        )
+    db.execute("DELETE FROM meta WHERE key='rooted_keys'")
+    row = db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
+    db.execute("DELETE FROM meta WHERE key='run'")
+    db.execute("DROP INDEX IF EXISTS files_run")
+    db.execute("ALTER TABLE files RENAME TO files_1")
+    db.execute("ALTER TABLE problems RENAME TO problems_1")
+    return int(row[0]) if row else 0
+
+
+def _copy_schema_1(db: sqlite3.Connection, pull: int, run: int) -> None:
+    """A schema-1 store held one pull, numbered by runs: its runs become generations."""
+    db.execute(
+        "INSERT INTO files (pull, key, source, accession, url, size, checksum, verify, root,"
+        " status, md5, bytes, verified_by, reason, validator, generation, seq, updated)"
+        " SELECT ?, path, source, accession, url, size, checksum, verify, root,"
+        # Nothing was running under a lease then: a file mid-download resumes.
+        " CASE status WHEN 'running' THEN 'pending' ELSE status END,"
+        " md5, bytes, verified_by, reason, validator, run, rowid, updated"
+        " FROM files_1 ORDER BY rowid",
+        (pull,),
+    )
+    db.execute(
+        "INSERT INTO problems (pull, generation, kind, message, at)"
+        " SELECT ?, run, kind, message, at FROM problems_1 ORDER BY rowid",
+        (pull,),
+    )
+    db.execute(
+        "UPDATE pulls SET generation=?, seq=(SELECT COALESCE(MAX(rowid), 0) FROM files_1)"
+        " WHERE id=?",
+        (run, pull),
+    )
+    db.execute("DROP TABLE files_1")
+    db.execute("DROP TABLE problems_1")
+
+
+#: What a plan needs of a known file: status, checksum, size, generation, md5, bytes,
+#: verified_by.
+_Known = tuple[str, str | None, int | None, int, str | None, int | None, str | None]
+
+
+def _known(db: sqlite3.Connection, pull: int, keys: Sequence[str]) -> dict[str, _Known]:
+    """What the store knows of ``keys``, by key."""
+    known: dict[str, _Known] = {}
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), _CHUNK):
+        chunk = unique[start : start + _CHUNK]
+        for key, status, checksum, size, generation, md5, nbytes, verified_by in db.execute(
+            "SELECT key, status, checksum, size, generation, md5, bytes, verified_by FROM files"
+            f" WHERE pull=? AND key IN ({','.join('?' * len(chunk))})",
+            (pull, *chunk),
+        ):
+            known[key] = (status, checksum, size, generation, md5, nbytes, verified_by)
+    return known
+
+
+def _live(db: sqlite3.Connection, pull: int, member: str, lease: float) -> bool:
+    row = db.execute(
+        "SELECT 1 FROM members WHERE pull=? AND id=? AND heartbeat>=?",
+        (pull, member, time.time() - lease),
+    ).fetchone()
+    return row is not None
+
+
+def _described(task: FileTask) -> tuple[object, ...]:
+    """The columns a plan writes, in the order of ``source ... entry``."""
+    return (
+        task.source,
+        task.accession,
+        task.url,
+        task.size,
+        task.checksum,
+        task.verify,
+        task.root,
+        task.mode,
+    )
+
 
 def _mib(n: int) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
 
+def _relative(key: str, root: object) -> str:
+    """The task's ``path`` from its key: ``root/path`` with a root of its own."""
+    if isinstance(root, str) and key.startswith(root.rstrip("/") + "/"):
+        return key[len(root.rstrip("/")) + 1 :]
+    return key
+
+
+def _verify(value: object) -> Verify:
+    for known in get_args(Verify):
+        if value == known:
+            return known  # type: ignore[no-any-return]
+    raise StateError(f"unknown verification {value!r} in the state store")
+
+
+def _claimed(row: tuple[object, ...]) -> Claim:
+    (_, _, key, source, accession, url, size, checksum, verify, root, mode, entry, fence) = row
+    task = FileTask(
+        source=str(source),
+        accession=str(accession),
+        url=str(url),
+        path=_relative(str(key), root),
+        size=size if isinstance(size, int) else None,
+        checksum=checksum if isinstance(checksum, str) else None,
+        verify=_verify(verify),
+        root=root if isinstance(root, str) else None,
+        mode=mode if isinstance(mode, int) else None,
+    )
+    return Claim(task=task, fence=int(str(fence)) + 1, entry=int(str(entry)))
+
+
 def _stored(row: tuple[object, ...]) -> StoredFile:
     (
-        path,
+        key,
         source,
         accession,
         url,
@@ -364,12 +953,11 @@ def _stored(row: tuple[object, ...]) -> StoredFile:
         verified_by,
         reason,
         root,
+        holder,
+        lease_until,
     ) = row
-    relative = str(path)  # the ``path`` column holds FileTask.key: root/path with a root
-    if isinstance(root, str) and relative.startswith(root.rstrip("/") + "/"):
-        relative = relative[len(root.rstrip("/")) + 1 :]
     return StoredFile(
-        path=relative,
+        path=_relative(str(key), root),
         source=str(source),
         accession=str(accession),
         url=str(url),
@@ -382,4 +970,6 @@ def _stored(row: tuple[object, ...]) -> StoredFile:
         verified_by=verified_by if isinstance(verified_by, str) else None,
         reason=reason if isinstance(reason, str) else None,
         root=root if isinstance(root, str) else None,
+        holder=holder if isinstance(holder, str) else None,
+        lease_until=float(lease_until) if isinstance(lease_until, int | float) else None,
     )

@@ -3,16 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .._exceptions import MirrorError, TransferError
 from .._fetch import Received
 from .._http import Http
 from .._metadata import MetadataWriter
-from .._models import FileTask
+from .._models import FileTask, TaskStatus
 
-__all__ = ["FileHooks", "Source", "SourceContext"]
+__all__ = ["FileHooks", "PullLedger", "Source", "SourceContext"]
+
+
+class PullLedger(Protocol):
+    """What a source may ask of the pull as a whole (all its processes), through the store.
+
+    A source's own state lives in one process; the pull's lives here. EGA deletes a
+    request label only when the pull, not one process, is done with its dataset.
+    """
+
+    async def tally(self, prefix: str) -> dict[TaskStatus, int] | None:
+        """Files of this generation by status, among those whose key starts with ``prefix``;
+        None when no store keeps the pull (one process: its own bookkeeping decides)."""
+        ...
+
+    async def once(self, name: str) -> bool:
+        """True for the first caller of ``name`` in this generation, in any process."""
+        ...
+
+
+class _Alone:
+    """The ledger of a pull with one process and no store (unit tests, ``plan``)."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    async def tally(self, prefix: str) -> dict[TaskStatus, int] | None:
+        return None
+
+    async def once(self, name: str) -> bool:
+        first = name not in self._seen
+        self._seen.add(name)
+        return first
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -26,6 +58,8 @@ class SourceContext:
     #: Stable for one ``dest``: sources use it to name server-side state they create
     #: (EGA request labels), so a resumed run finds it again.
     mirror_id: str = "ebi-mirror"
+    #: The pull as a whole (every process taking part), through the state store.
+    pull: PullLedger = field(default_factory=_Alone)
 
 
 class Source(Protocol):

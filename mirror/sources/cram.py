@@ -166,21 +166,26 @@ class CramRefSource:
     async def settled(self, task: FileTask, verified: bool) -> None:
         if not verified or task.verify != "sha1":
             return
-        await asyncio.to_thread(self._file_by_md5, task.accession)
+        # The cache the file was written to is the task's: a process fetching a file
+        # another one planned files it beside the fetched copy, wherever its own
+        # manifest's cache resolves to.
+        cache = Path(task.root) if task.root else self.cache
+        await asyncio.to_thread(_file_by_md5, cache, task.accession)
 
-    def _file_by_md5(self, sha1: str) -> None:
-        fetched = self.cache / ".sha1" / sha1
-        md5 = _digest(fetched, "md5")
-        if md5 is None:
-            return  # not fetched in this run, and already filed
-        final = self.cache / cache_path(md5)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(fetched, tmp)
-        except OSError:  # a file system without hard links: the same bytes, copied
-            shutil.copyfile(fetched, tmp)
-            tmp.chmod(0o444)
-        os.replace(tmp, final)
-        (self.cache / ".sha1" / f"{sha1}.md5").write_text(md5 + "\n")
+
+def _file_by_md5(cache: Path, sha1: str) -> None:
+    fetched = cache / ".sha1" / sha1
+    md5 = _digest(fetched, "md5")
+    if md5 is None:
+        return  # not fetched in this run, and already filed
+    final = cache / cache_path(md5)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(fetched, tmp)
+    except OSError:  # a file system without hard links: the same bytes, copied
+        shutil.copyfile(fetched, tmp)
+        tmp.chmod(0o444)
+    os.replace(tmp, final)
+    (cache / ".sha1" / f"{sha1}.md5").write_text(md5 + "\n")

@@ -13,6 +13,12 @@ Facts this module relies on (seed 003, ARCHIVES.md, research/ega-webin.md):
   a failure re-lists the label and asks for a new ticket for that one file.
 * ``results/{ticket}?md5=LOCAL`` answers ``[server_md5, size]`` of what was sent:
   the bytes are accepted only when both agree with what we received.
+
+Several processes may share one pull, each fetching files another planned (from a
+task rebuilt from the state store). What they must agree on lives in the pull's
+ledger (:class:`~mirror.sources.PullLedger`), not in this object: the whole dataset
+is requested once per pull, and its label is deleted once, when no file under it is
+left pending, running or failed in any process.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from .._exceptions import (
 )
 from .._fetch import Received
 from .._http import redact_url
-from .._models import FileTask
+from .._models import FileTask, TaskStatus
 from .._paths import safe_name
 from . import SourceContext
 
@@ -85,9 +91,16 @@ class EgaTicketSource:
         self._login_lock = asyncio.Lock()
         self._locks: dict[str, asyncio.Lock] = {}
         self._tickets: dict[str, dict[str, str]] = {}  # label -> file id -> ticket
-        self._pending: dict[str, set[str]] = {}  # dataset -> file ids not yet verified
+        #: Datasets named whole in the manifest (by their directory name): the ones a
+        #: request for the whole dataset may serve, whichever process planned them.
+        self._whole = {safe_name(d) for d in datasets}
+        #: Labels for which this process has had its say on the whole-dataset request
+        #: (it made it, or the pull's ledger said another process had the turn).
+        self._asked: dict[str, bool] = {}
+        # Used only when no store keeps the pull (one process): what it planned and has
+        # not settled tells when a dataset is done.
+        self._pending: dict[str, set[str]] = {}  # dataset -> file ids not yet settled
         self._failed: set[str] = set()
-        self._requested: set[str] = set()
         self.hooks = self
 
     # -- the envelope API --------------------------------------------------------------
@@ -204,6 +217,8 @@ class EgaTicketSource:
         return isinstance(error, HTTPStatusError) and error.status in (404, 410)
 
     async def prepare(self, task: FileTask, error: MirrorError | None) -> FileTask:
+        # Everything comes from the task's own fields: the process that planned the
+        # file need not be this one.
         dataset = task.path.split("/")[1]
         label = self.label(dataset)
         lock = self._locks.setdefault(label, asyncio.Lock())
@@ -212,10 +227,11 @@ class EgaTicketSource:
                 await self._list(label)  # after a failure the ticket may be gone
             tickets = self._tickets[label]
             if task.accession not in tickets:
-                # One request for the whole dataset, once; after that, file by file (an
-                # empty label later only means completed downloads consumed their tickets).
-                whole = not tickets and dataset in self._pending and label not in self._requested
-                self._requested.add(label)
+                # One request for the whole dataset per pull, by the first process to
+                # need a ticket; after that, file by file (an empty label later only
+                # means completed downloads consumed their tickets). A label that
+                # already holds tickets was requested by an earlier run.
+                whole = await self._dataset_turn(dataset, label) and not tickets
                 request = {
                     "downloadrequest": json.dumps(
                         {
@@ -232,6 +248,15 @@ class EgaTicketSource:
         if ticket is None:
             raise SourceError(f"EGA: no download ticket for {task.accession} under {label}")
         return dataclasses.replace(task, url=f"{self.download}/downloads/{ticket}")
+
+    async def _dataset_turn(self, dataset: str, label: str) -> bool:
+        """Whether this process requests ``dataset`` whole: asked of the pull once."""
+        if dataset not in self._whole:
+            return False  # only single files of it were named
+        if label not in self._asked:
+            self._asked[label] = await self.ctx.pull.once(f"ega-request {label}")
+            return self._asked[label]
+        return False
 
     async def _list(self, label: str) -> None:
         items = await self.call("GET", f"requests/{label}")
@@ -271,21 +296,37 @@ class EgaTicketSource:
 
     async def settled(self, task: FileTask, verified: bool) -> None:
         dataset = task.path.split("/")[1]
-        pending = self._pending.get(dataset)
         if not verified:
             self._failed.add(dataset)
-        if pending is None:
-            return
-        pending.discard(task.accession)
-        if pending or dataset in self._failed:
-            return
+        if (pending := self._pending.get(dataset)) is not None:
+            pending.discard(task.accession)
         label = self.label(dataset)
-        if label in self._tickets:  # only a request this run made or found
-            try:
-                await self.call("GET", f"requests/delete/{label}")
-                logger.info("EGA: %s complete; request %s deleted", dataset, label)
-            except MirrorError as exc:
-                logger.info("EGA: could not delete request %s: %s", label, exc)
+        # Only a request this process made or found: the process that downloads the
+        # last file of a dataset has listed its label, while one that only found files
+        # verified earlier has no request to clean up.
+        if label not in self._tickets or not await self._done(dataset):
+            return
+        if not await self.ctx.pull.once(f"ega-delete {label}"):
+            return  # another process of the pull deletes it
+        try:
+            await self.call("GET", f"requests/delete/{label}")
+            logger.info("EGA: %s complete; request %s deleted", dataset, label)
+        except MirrorError as exc:
+            logger.info("EGA: could not delete request %s: %s", label, exc)
+
+    async def _done(self, dataset: str) -> bool:
+        """Whether the pull is done with ``dataset``: every file verified, none failed.
+
+        A failed file keeps the label, so the next run finds the tickets it has left.
+        """
+        tally = await self.ctx.pull.tally(f"ega/{dataset}/")
+        if tally is None:  # one process, no shared store: what it planned decides
+            pending = self._pending.get(dataset)
+            return pending is not None and not pending and dataset not in self._failed
+        unfinished = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.FAILED)
+        return tally.get(TaskStatus.VERIFIED, 0) > 0 and not any(
+            tally.get(s, 0) for s in unfinished
+        )
 
 
 def _ok(doc: dict[str, Any]) -> bool:

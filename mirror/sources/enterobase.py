@@ -3,7 +3,10 @@
 Facts this module relies on (ARCHIVES.md, research/mgnify-enterobase-cram.md):
 
 * HTTP Basic with the API token as the user name and an empty password, on API
-  calls and on ``download_fasta_link`` alike. Tokens expire every six months.
+  calls and on ``download_fasta_link`` alike. Tokens expire every six months. The
+  downloads get it from this source's hooks at request time: a file may be fetched
+  by another process than the one that planned it, from a task rebuilt from the
+  state store, which never holds request headers.
 * Results sit under a resource key (``Assemblies``, ``Strains``; ``straindata`` is
   a dict keyed by strain barcode); ``links.paging.next`` leads on and is absent or
   ``{}`` at the end. ``records`` is unreliable; ``total_records`` is for progress.
@@ -22,14 +25,21 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._config import DEFAULT_ENDPOINTS, EnterobaseSpec
 from .._credentials import Secret
-from .._exceptions import CredentialsError, HTTPStatusError, SourceError
+from .._exceptions import (
+    CredentialsError,
+    HTTPStatusError,
+    MirrorError,
+    SourceError,
+    TransferError,
+)
+from .._fetch import Received
 from .._http import basic_auth
 from .._models import FileTask
 from .._paths import join_under, safe_name
@@ -76,7 +86,10 @@ def records_of(doc: dict[str, Any], resource: str) -> list[dict[str, Any]]:
 
 
 class EnterobaseSource:
-    """Expands an ``enterobase:`` manifest entry: records, and assemblies when asked."""
+    """Expands an ``enterobase:`` manifest entry: records, and assemblies when asked.
+
+    It is its own :class:`~mirror.sources.FileHooks`: the token goes on every download.
+    """
 
     name = "enterobase"
 
@@ -85,8 +98,9 @@ class EnterobaseSource:
         self.ctx = ctx
         self.base = ctx.endpoints["enterobase"].rstrip("/")
         self._default = DEFAULT_ENDPOINTS["enterobase"]
+        self._token = token
         self._auth = (token.value, "")
-        self._headers = (("Authorization", basic_auth(token.value, "")),)
+        self.hooks = self
 
     def _follow(self, url: str) -> str:
         return rewrite(url, self.base, self._default)
@@ -177,8 +191,24 @@ class EnterobaseSource:
             url=self._follow(link),
             path=f"enterobase/{db}/{safe_name(barcode + '.fasta')}",
             verify="size",
-            headers=self._headers,
         )
+
+    # -- FileHooks: the token on each download ----------------------------------------
+
+    def recoverable(self, error: TransferError) -> bool:
+        return False
+
+    async def prepare(self, task: FileTask, error: MirrorError | None) -> FileTask:
+        return task
+
+    async def headers(self, task: FileTask) -> Mapping[str, str]:
+        return {"Authorization": basic_auth(self._token.value, "")}
+
+    async def verify(self, task: FileTask, got: Received) -> None:
+        return None  # no checksums: the engine checks the size
+
+    async def settled(self, task: FileTask, verified: bool) -> None:
+        return None
 
 
 def _barcode(record: dict[str, Any]) -> str:
