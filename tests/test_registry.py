@@ -258,6 +258,9 @@ def test_registering_is_undone_and_keys_stay_unique(tmp_path: Path) -> None:
     "module",
     [
         "_engine",
+        "_planning",
+        "_progress",
+        "_pull",
         "_manifest",
         "_download",
         "_api",
