@@ -9,8 +9,9 @@ naming the same state store and ``dest`` takes part in the same pull.
    lives in the store, and downloads start with the first batch.
 2. The dispatcher claims pending files from the store (leased to this member, with a
    fence) into a small bounded queue; workers download what they take. When the
-   generation has nothing pending, leased or being planned, the dispatcher puts one
-   ``None`` per worker into the queue; a worker that takes ``None`` returns.
+   generation has nothing pending, leased or being planned, the dispatcher returns
+   and the pipeline puts one ``None`` per worker into the queue; a worker that takes
+   ``None`` returns.
 3. The heartbeat renews this member's leases; a file whose lease another member took
    over is stopped here and left to it.
 4. On the way out, cancelled (SIGINT, SIGTERM, the caller's), failed or done, the
