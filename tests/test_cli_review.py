@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import mirror
-from mirror import _cli
+from mirror import _cli_demo
 from mirror._config import HostLimit
 from mirror._http import Http
 from mirror.emulator import Catalog, Emulator
@@ -75,8 +75,8 @@ def test_demo_uses_the_packaged_manifest_whatever_the_current_directory(
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs/demo.yaml").write_text("version: 1\nsources: []\n")
     monkeypatch.chdir(tmp_path)
-    chosen = _cli._demo_manifest()
-    assert chosen == Path(_cli.__file__).parent / "emulator" / "demo.yaml"
+    chosen = _cli_demo._demo_manifest()
+    assert chosen == Path(_cli_demo.__file__).parent / "emulator" / "demo.yaml"
     assert mirror.load_manifest(chosen).sources
 
 

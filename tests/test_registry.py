@@ -255,7 +255,19 @@ def test_registering_is_undone_and_keys_stay_unique(tmp_path: Path) -> None:
         unregister(TOY)
 
 
-@pytest.mark.parametrize("module", ["_engine", "_manifest", "_cli", "_download", "_api"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "_engine",
+        "_planning",
+        "_progress",
+        "_pull",
+        "_manifest",
+        "_download",
+        "_api",
+        *sorted(p.stem for p in Path(mirror.__file__).parent.glob("_cli*.py")),
+    ],
+)
 def test_the_engine_manifest_and_cli_know_no_source_by_name(module: str) -> None:
     # They reach sources through the registry only: no import of a source module, no
     # source's spec class, no manifest key of a source in their code.

@@ -120,29 +120,37 @@ async def _send(request: web.Request, body: bytes, fmt: Format) -> web.StreamRes
     )
 
 
-async def _submit(request: web.Request) -> web.StreamResponse:
+async def _posted(
+    request: web.Request,
+) -> tuple[str, Document | DocumentError, Format | None, bool] | web.Response:
+    """The account and the document of a submission, or the answer that refuses them."""
     gate = _gate(request)
     if not isinstance(gate, str):
         return gate
-    ctx = request.config_dict[CONTEXT]
     try:
         doc, fmt, multipart = await _read(request)
     except _BadRequest:
         return _error(request, 400, "Bad Request", negotiate(request.headers.get("Accept"), "json"))
+    return gate, doc, fmt, multipart
+
+
+async def _submit(request: web.Request) -> web.StreamResponse:
+    posted = await _posted(request)
+    if isinstance(posted, web.Response):
+        return posted
+    gate, doc, fmt, multipart = posted
+    ctx = request.config_dict[CONTEXT]
     receipt = request.config_dict[WEBIN].submit(gate, doc, today=ctx.clock.today)
     out = _answer_format(request, fmt, multipart)
     return await _send(request, receipt_body(receipt, out), out)
 
 
 async def _queue(request: web.Request) -> web.StreamResponse:
-    gate = _gate(request)
-    if not isinstance(gate, str):
-        return gate
+    posted = await _posted(request)
+    if isinstance(posted, web.Response):
+        return posted
+    gate, doc, fmt, multipart = posted
     ctx = request.config_dict[CONTEXT]
-    try:
-        doc, fmt, multipart = await _read(request)
-    except _BadRequest:
-        return _error(request, 400, "Bad Request", negotiate(request.headers.get("Accept"), "json"))
     out = _answer_format(request, fmt, multipart)
     sid = request.config_dict[WEBIN].enqueue(gate, doc, out, today=ctx.clock.today)
     # The link names this emulator, so a client can follow it as given.
