@@ -31,6 +31,7 @@ from mirror._http import MAX_REDIRECTS, Breaker, Http
 from mirror._manifest import load_manifest
 from mirror.emulator import Catalog, Emulator
 
+from .clock import VirtualClock
 from .conftest import ena_manifest, read_index
 from .tls import make_ca
 
@@ -383,6 +384,33 @@ async def test_refused_connections_pause_the_host() -> None:
             with pytest.raises(NotConnected, match=r"127\.0\.0\.1:\d+/f: connection refused$"):
                 await _get(http, url)
         assert http.breaker(url).paused
+
+
+async def test_a_refusing_host_is_probed_ever_less_often_and_given_up_on_after_host_down() -> None:
+    """The breaker's timing, on a virtual clock: three refusals pause the host; probes
+    then go out 1, 2, 4, 8 and 15 s apart (15 at most), and the first failure
+    ``host_down`` seconds after the first refusal gives up on the host."""
+    clock = VirtualClock()
+    url = f"http://127.0.0.1:{closed_port()}/f"
+    no_wait = RetryPolicy(attempts=100, base=0)
+    limits = lambda h: HostLimit()  # noqa: E731
+    async with Http(limits, retry=no_wait, timeouts=Timeouts(host_down=90), clock=clock) as http:
+        began = clock.monotonic()
+        tries: list[float] = []
+
+        async def attempt() -> None:
+            try:
+                await _get(http, url)
+            finally:
+                tries.append(clock.monotonic() - began)  # refused at once: when it went
+
+        with pytest.raises(HostDown) as down:
+            await http.retrying("f", attempt)
+    assert tries == [0, 0, 0, 1, 3, 7, 15, 30, 45, 60, 75, 90, 90]
+    assert str(down.value) == (
+        f"127.0.0.1:{url.split(':')[2].split('/')[0]}: connection refused for 90 s; "
+        "not tried again this run"
+    )
 
 
 async def _get(http: Http, url: str) -> None:
