@@ -148,15 +148,22 @@ def unsatisfiable(size: int) -> Answer:
     return answer
 
 
-def cut(data: bytes, after: int, *, etag: str = '"v1"') -> Answer:
-    """200 announcing the whole body, then the connection closes after ``after`` bytes."""
+def cut(
+    data: bytes, after: int, *, etag: str = '"v1"', read: asyncio.Event | None = None
+) -> Answer:
+    """200 announcing the whole body, then the connection closes after ``after`` bytes:
+    once the client has ``read`` them, when it says so (an HTTP client drops bytes it
+    has received but not yet read when it sees the connection end)."""
 
     async def answer(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"ETag": etag})
         response.content_length = len(data)
         await response.prepare(request)
         await response.write(data[:after])
-        await asyncio.sleep(0.01)  # let the bytes leave before the connection drops
+        if read is not None:
+            await read.wait()
+        else:
+            await asyncio.sleep(0.01)  # let the bytes leave before the connection drops
         assert request.transport is not None
         request.transport.close()
         return response
