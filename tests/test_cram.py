@@ -127,6 +127,7 @@ async def test_a_cram_written_by_samtools_fills_the_cache_samtools_decodes_from(
     assert decode(cram, cache) == reads
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_five_checksums_one_unknown_then_a_cram_files_m5_tags(
     emulator_process: Any, tmp_path: Path
 ) -> None:

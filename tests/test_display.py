@@ -350,6 +350,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_off_a_terminal_a_progress_line_comes_every_interval(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -389,6 +390,7 @@ def test_an_unusable_progress_interval_is_one_line_exit_2(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_json_progress_events_carry_the_bytes_of_active_files_as_they_grow(
     emulator_process: Any, tmp_path: Path
 ) -> None:

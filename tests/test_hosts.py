@@ -141,6 +141,7 @@ async def portal(runs: int) -> AsyncIterator[tuple[Emulator, str]]:
         yield emu, catalog.generated_studies[0].study
 
 
+@pytest.mark.slow  # waits out real read timeouts (aiohttp keeps its own clock), in a child process
 async def test_hung_host_fails_its_files_together_in_one_line(tmp_path: Path) -> None:
     """A host that accepts and never answers, 100 files: paused after a few requests,
     probed, then given up on; one line names it, every file is failed with the reason,
@@ -178,6 +179,7 @@ async def test_hung_host_fails_its_files_together_in_one_line(tmp_path: Path) ->
         assert {r["status"] for r in rows} == {"verified"}
 
 
+@pytest.mark.slow  # 1,000 files through the mirror command in a child process
 async def test_refusing_host_1000_files_fail_in_seconds(tmp_path: Path) -> None:
     """A host that refuses connections, 1,000 files: one line, exit 1, in seconds.
 
@@ -230,6 +232,7 @@ async def test_stalled_body_is_noticed_after_the_read_timeout(tmp_path: Path) ->
     assert took < 10
 
 
+@pytest.mark.slow  # waits out real read timeouts (aiohttp keeps its own clock), in a child process
 async def test_host_whose_every_body_stalls_is_given_up_on(tmp_path: Path) -> None:
     """Answers that begin and then stall, 40 files: once no body has arrived whole for
     ``host_down``, the remaining files fail together in one line, instead of each
@@ -287,6 +290,7 @@ async def test_final_reason_of_a_changed_remote_file_does_not_say_starting_again
     assert not any(r.endswith("starting again") for r in reasons), reasons
 
 
+@pytest.mark.slow  # the mirror command in a child process, against a redirecting server
 async def test_redirect_loop_ends_after_a_few_hops(tmp_path: Path) -> None:
     """A server that redirects forever: one attempt of MAX_REDIRECTS hops, a reason
     that says "redirect loop", not 8 attempts ending in ``0, message=''``."""
@@ -316,6 +320,7 @@ async def test_redirect_loop_ends_after_a_few_hops(tmp_path: Path) -> None:
     assert 2 * MAX_REDIRECTS <= bad.requests <= 2 * (1 + MAX_REDIRECTS)
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_untrusted_certificate_fails_at_once_naming_host_and_ssl_cert_file(
     tmp_path: Path,
 ) -> None:

@@ -139,6 +139,7 @@ def limits(_host: str) -> HostLimit:
 IN_FLIGHT = 256 << 10
 
 
+@pytest.mark.slow  # kills a child process mid-transfer and resumes: real processes and signals
 def test_sigkill_loses_at_most_the_last_half_second(emulator_process: Any, tmp_path: Path) -> None:
     # 1 MB/s: a 4 MiB batch would take four seconds to fill. What the emulator handed
     # to the socket minus what is in the .part is what the kill cost.
