@@ -104,6 +104,7 @@ def test_a_yaml_alias_bomb_under_sources_is_refused_in_little_memory(tmp_path: P
     assert "the manifest stands for more than 100,000 values" in line
 
 
+@pytest.mark.slow  # runs the mirror command in child processes, as a user would
 def test_top_level_keys_are_checked_before_their_values_are_read(tmp_path: Path) -> None:
     bomb = "".join(f"  a{n}: {level}\n" for n, level in enumerate(_bomb()))
     (tmp_path / "m.yaml").write_text("version: 1\nlol:\n" + bomb + "sources: [*a8]\n")
@@ -195,6 +196,7 @@ def _small_store(monkeypatch: pytest.MonkeyPatch, pages: int) -> None:
     monkeypatch.setattr(SQLiteStore, "open", open_small)
 
 
+@pytest.mark.slow  # the emulator in a child process, the run on a disk made full
 def test_state_store_on_a_full_disk_is_one_line_naming_it(
     emulator_process: Any,
     tmp_path: Path,
@@ -217,6 +219,7 @@ def test_state_store_on_a_full_disk_is_one_line_naming_it(
     assert finished["errors"] == [line.removeprefix("mirror: error: ")]
 
 
+@pytest.mark.slow  # runs the mirror command in child processes, as a user would
 def test_every_missing_credential_is_named_at_once(tmp_path: Path) -> None:
     endpoints = {"ena_portal": "http://127.0.0.1:9/ena/portal/api"}
     sources = (
@@ -278,6 +281,7 @@ def test_get_reads_a_list_with_a_bom_tabs_commas_and_comments(
     }
 
 
+@pytest.mark.slow  # runs the mirror command in child processes, as a user would
 def test_get_names_every_bad_entry_of_a_list_with_its_line(tmp_path: Path) -> None:
     listing = tmp_path / "runs.txt"
     listing.write_text("ERR164407\nXRR1, ERR4080001\n# fine\nerr4080002\tnope\n")

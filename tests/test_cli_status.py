@@ -145,6 +145,7 @@ def test_skipped_files_say_what_they_were_verified_by(
     assert {(e["skipped"], e["verified_by"]) for e in verified} == {(True, "md5")}
 
 
+@pytest.mark.slow  # runs the mirror command in child processes, as a user would
 def test_verify_by_dest_where_nothing_was_mirrored_is_one_line(tmp_path: Path) -> None:
     out = mirror_cmd("verify", "--dest", str(tmp_path))
     assert out.returncode == 2, out.stderr

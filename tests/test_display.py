@@ -295,6 +295,7 @@ async def test_a_sliced_fetch_that_loses_unsaved_slices_does_not_count_them_twic
     assert seen[-1].bytes_done == size
 
 
+@pytest.mark.slow  # a real 2 s Retry-After counting down on the display's own clock
 async def test_a_file_waiting_on_retry_after_says_which_host_and_for_how_long(
     tmp_path: Path,
 ) -> None:

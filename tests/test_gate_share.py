@@ -415,6 +415,7 @@ async def _three_members(emu: Emulator, scope: str, per_member: int) -> list[flo
     return sorted(e.t for e in served)
 
 
+@pytest.mark.slow  # measures request arrivals at the emulator in real seconds
 async def test_three_members_together_stay_within_the_hosts_rate() -> None:
     catalog = Catalog.generate(runs_per_study=150, files_per_run=1, file_size=512)
     async with Emulator(catalog, portal_rate_limit=None) as emu:
@@ -425,6 +426,7 @@ async def test_three_members_together_stay_within_the_hosts_rate() -> None:
     assert 24 <= aggregate <= 30.5, aggregate
 
 
+@pytest.mark.slow  # measures request arrivals at the emulator in real seconds
 async def test_three_members_with_scope_member_each_get_the_full_rate() -> None:
     catalog = Catalog.generate(runs_per_study=150, files_per_run=1, file_size=512)
     async with Emulator(catalog, portal_rate_limit=None) as emu:

@@ -460,6 +460,7 @@ def test_timeouts_must_be_positive_numbers(tmp_path: Path) -> None:
         load_manifest({**doc, "timeouts": {"total": 5}})
 
 
+@pytest.mark.slow  # runs the mirror command in child processes, as a user would
 async def test_timeout_option_names_the_bad_value(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, {}, "ERR164407")
     code, _, err, _ = await cli("plan", str(manifest), "--timeout", "read=soon")
