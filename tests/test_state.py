@@ -5,8 +5,11 @@ What every backend promises is in test_store_contract.py.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -168,8 +171,125 @@ async def test_a_full_disk_says_where_and_how_much_is_free(tmp_path: Path) -> No
         await store.aclose()
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+async def test_a_store_on_a_full_disk_can_still_be_read(small_disk: Path) -> None:
+    dest = small_disk / "data"
+    store = await open_store(None, dest)
+    try:
+        generation = await store.join(member("a"), lease=LONG)
+        await store.plan([task(f"f{i}") for i in range(20)], generation)
+    finally:
+        await store.aclose()
+    # A download filled the disk: what is left is the room SQLite needs to open a
+    # store (its shared-memory index), nothing to write in it.
+    fill = os.open(small_disk / "fill", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize > 32 * 1024:
+            os.write(fill, bytes(4096))
+    finally:
+        os.close(fill)
+    again = await open_store(None, dest)  # `mirror status` still says where the pull stands
+    try:
+        assert (await again.counts(None))[TaskStatus.PENDING] == (20, 200)
+        assert [m.id for m in await again.members(lease=LONG)] == ["a"]
+    finally:
+        await again.aclose()
+
+
 async def test_a_closed_store_says_so(tmp_path: Path) -> None:
     store = await open_store(None, tmp_path)
     await store.aclose()
     with pytest.raises(StateError, match="is closed"):
         await store.generation()
+
+
+def counted(path: Path) -> dict[tuple[int, str], tuple[int, int]]:
+    """Files and bytes by generation and status, counted from the rows themselves."""
+    with sqlite3.connect(path) as db:
+        rows = db.execute(
+            "SELECT generation, status, COUNT(*), SUM(COALESCE(bytes, size, 0)) FROM files"
+            " GROUP BY generation, status"
+        ).fetchall()
+    db.close()
+    return {(g, s): (n, b) for g, s, n, b in rows}
+
+
+async def kept(store: SQLiteStore) -> dict[tuple[int, str], tuple[int, int]]:
+    """The same, as the store keeps it for counts() and progress()."""
+
+    def read(db: sqlite3.Connection) -> dict[tuple[int, str], tuple[int, int]]:
+        rows = db.execute(
+            "SELECT generation, status, files, bytes FROM tallies WHERE files != 0 OR bytes != 0"
+        ).fetchall()
+        return {(g, s): (n, b) for g, s, n, b in rows}
+
+    return await store._call(read)
+
+
+async def test_counts_kept_by_the_store_follow_every_change(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        a, b = member("a"), member("b")
+        first = await store.join(a, lease=LONG)
+        await store.plan([task(f"f{i}", size=10 + i) for i in range(8)], first)
+        claims = await store.claim(a, first, 6, lease=LONG)
+        assert await store.complete("f0", claims[0].fence, md5="b" * 32, size=3, verified_by="md5")
+        assert await store.complete("f1", claims[1].fence, md5="b" * 32, size=4, verified_by="md5")
+        assert await store.fail("f2", claims[2].fence, "MD5 mismatch")
+        await store.join(b, lease=LONG)
+        (taken,) = await store.claim(b, first, 1, lease=0.01)
+        await store.leave(a)
+        await store.mark_pending("f0")
+        assert await kept(store) == counted(path)
+        # b stops heartbeating: once its lease is out, a starts the next generation.
+        await asyncio.sleep(0.05)
+        second = await store.join(a, lease=0.02)
+        assert second == first + 1
+        await store.plan(
+            [task("f0", size=10), task("f1", md5="c" * 32, size=11), task("f2", size=12)],
+            second,
+        )
+        await store.plan([task(f"g{i}") for i in range(3)], second)
+        await store.claim(a, second, 4, lease=LONG)
+        assert await store.complete(taken.task.key, None, md5="d" * 32, size=1, verified_by="md5")
+        assert await kept(store) == counted(path)
+        counts = await store.counts(second)
+        assert sum(n for n, _ in counts.values()) == 6
+    finally:
+        await store.aclose()
+
+
+async def test_a_store_without_kept_counts_gets_them_on_opening(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        generation = await store.join(member("a"), lease=LONG)
+        await store.plan([task("a"), task("b", size=5)], generation)
+    finally:
+        await store.aclose()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE tallies")
+        for trigger in ("insert", "update", "delete"):
+            db.execute(f"DROP TRIGGER files_tally_{trigger}")
+    db.close()
+    again = SQLiteStore(path)
+    await again.open()
+    try:
+        assert (await again.counts(generation))[TaskStatus.PENDING] == (2, 15)
+        assert await kept(again) == counted(path)
+    finally:
+        await again.aclose()

@@ -560,6 +560,19 @@ async def test_a_running_file_keeps_its_holder_when_a_new_generation_plans_it(
     assert (await other.counts(second))[TaskStatus.VERIFIED] == (1, 10)
 
 
+async def test_a_generation_hands_out_only_the_files_it_planned(store: Store) -> None:
+    a = member("a")
+    first = await store.join(a, lease=LONG)
+    await store.plan([task("kept"), task("dropped")], first)
+    second = await next_generation(store, a)
+    await store.plan([task("kept")], second)
+    assert [c.task.key for c in await store.claim(a, second, 5, lease=LONG)] == ["kept"]
+    assert await store.claim(a, second, 5, lease=LONG) == []
+    progress = await store.progress(second, lease=LONG)
+    assert (progress.pending, progress.running) == (0, 1)
+    assert [c.task.key for c in await store.claim(a, first, 5, lease=LONG)] == ["dropped"]
+
+
 async def test_a_claim_rebuilds_the_task_as_planned(store: Store, tmp_path: Path) -> None:
     a = member("a")
     generation = await store.join(a, lease=LONG)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import shutil
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -110,6 +111,33 @@ CREATE TABLE IF NOT EXISTS problems (
     at          REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS problems_generation ON problems (pull, generation);
+-- Files and bytes by generation and status, kept by the triggers below: the members
+-- read them every few seconds, and counting 300,000 rows each time would not do.
+CREATE TABLE IF NOT EXISTS tallies (
+    pull        INTEGER NOT NULL,
+    generation  INTEGER NOT NULL,
+    status      TEXT NOT NULL,
+    files       INTEGER NOT NULL,
+    bytes       INTEGER NOT NULL,
+    PRIMARY KEY (pull, generation, status)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS files_tally_insert AFTER INSERT ON files BEGIN
+    INSERT INTO tallies VALUES
+        (NEW.pull, NEW.generation, NEW.status, 1, COALESCE(NEW.bytes, NEW.size, 0))
+    ON CONFLICT DO UPDATE SET files = files + 1, bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER IF NOT EXISTS files_tally_update
+AFTER UPDATE OF pull, generation, status, bytes, size ON files BEGIN
+    UPDATE tallies SET files = files - 1, bytes = bytes - COALESCE(OLD.bytes, OLD.size, 0)
+        WHERE pull = OLD.pull AND generation = OLD.generation AND status = OLD.status;
+    INSERT INTO tallies VALUES
+        (NEW.pull, NEW.generation, NEW.status, 1, COALESCE(NEW.bytes, NEW.size, 0))
+    ON CONFLICT DO UPDATE SET files = files + 1, bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER IF NOT EXISTS files_tally_delete AFTER DELETE ON files BEGIN
+    UPDATE tallies SET files = files - 1, bytes = bytes - COALESCE(OLD.bytes, OLD.size, 0)
+        WHERE pull = OLD.pull AND generation = OLD.generation AND status = OLD.status;
+END;
 """
 _COLUMNS = (
     "key, source, accession, url, size, checksum, verify, status, md5, bytes, verified_by,"
@@ -118,6 +146,33 @@ _COLUMNS = (
 _PAGE = 2000
 #: Keys looked up in one statement (SQLite allows 32,766 parameters).
 _CHUNK = 500
+
+
+#: How long a statement waits for a lock another process holds before giving up.
+BUSY_TIMEOUT = 30.0
+
+
+def _patiently(fn: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> T:
+    """Run ``fn`` (one transaction, or reads), again while another process holds the lock.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries: with several
+    processes claiming, a waiter would sleep through many short transactions of the
+    others. Trying again after a tenth of a millisecond, then less often, keeps the
+    waits close to the transactions' own length.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    pause = 0.0001
+    while True:
+        try:
+            return fn(db)
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code is None or code & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.005)
 
 
 @contextlib.contextmanager
@@ -168,7 +223,7 @@ class SQLiteStore:
             if self._db is None:
                 raise StateError(f"state store {self.path} is closed")
             try:
-                return fn(self._db)
+                return _patiently(fn, self._db)
             # OverflowError: an integer SQLite cannot store (a size past 2**63).
             except (sqlite3.Error, OverflowError) as exc:
                 raise StateError(self._describe(exc)) from exc
@@ -205,10 +260,10 @@ class SQLiteStore:
                 try:
                     db.execute("PRAGMA journal_mode=WAL")
                     db.execute("PRAGMA synchronous=NORMAL")
-                    db.execute("PRAGMA busy_timeout=30000")
+                    # A lock another process holds is waited for by _patiently.
+                    db.execute("PRAGMA busy_timeout=0")
                     # Two processes opening one new store must not both create or migrate it.
-                    with _transaction(db):
-                        self._pull_id = _prepare(db, self.path, self.pull)
+                    self._pull_id = _patiently(self._prepare, db)
                 except BaseException:
                     db.close()
                     raise
@@ -217,6 +272,10 @@ class SQLiteStore:
             self._db = db
 
         await asyncio.get_running_loop().run_in_executor(self._thread, connect)
+
+    def _prepare(self, db: sqlite3.Connection) -> int:
+        with _transaction(db):
+            return _prepare(db, self.path, self.pull)
 
     async def aclose(self) -> None:
         def close() -> None:
@@ -458,8 +517,8 @@ class SQLiteStore:
         def progress(db: sqlite3.Connection) -> PullProgress:
             counts = dict(
                 db.execute(
-                    "SELECT status, COUNT(*) FROM files WHERE pull=? AND generation=?"
-                    " AND status IN ('pending', 'running') GROUP BY status",
+                    "SELECT status, files FROM tallies WHERE pull=? AND generation=?"
+                    " AND status IN ('pending', 'running')",
                     (pull, generation),
                 ).fetchall()
             )
@@ -592,10 +651,7 @@ class SQLiteStore:
 
         def counts(db: sqlite3.Connection) -> dict[TaskStatus, tuple[int, int]]:
             out = {status: (0, 0) for status in TaskStatus}
-            sql = (
-                "SELECT status, COUNT(*), COALESCE(SUM(COALESCE(bytes, size)), 0) FROM files"
-                " WHERE pull=?"
-            )
+            sql = "SELECT status, SUM(files), SUM(bytes) FROM tallies WHERE pull=?"
             if generation is None:
                 rows = db.execute(sql + " GROUP BY status", (pull,))
             else:
@@ -611,12 +667,18 @@ class SQLiteStore:
 
         def tally(db: sqlite3.Connection) -> dict[TaskStatus, int]:
             out = dict.fromkeys(TaskStatus, 0)
-            # substr, not LIKE: a key may hold '%' or '_'.
-            for status, n in db.execute(
-                "SELECT status, COUNT(*) FROM files WHERE pull=? AND generation=?"
-                " AND substr(key, 1, ?)=? GROUP BY status",
-                (pull, generation, len(prefix), prefix),
-            ):
+            # The keys under the prefix are one range of the (pull, key) index: keys
+            # compare as UTF-8 bytes, in code point order. substr, not LIKE: a key may
+            # hold '%' or '_'.
+            sql = (
+                "SELECT status, COUNT(*) FROM files WHERE pull=? AND key>=?"
+                " AND substr(key, 1, ?)=? AND generation=?"
+            )
+            args: tuple[object, ...] = (pull, prefix, len(prefix), prefix, generation)
+            if prefix and ord(prefix[-1]) < sys.maxunicode:
+                sql += " AND key<?"
+                args += (prefix[:-1] + chr(ord(prefix[-1]) + 1),)
+            for status, n in db.execute(sql + " GROUP BY status", args):
                 out[TaskStatus(status)] = int(n)
             return out
 
@@ -718,17 +780,39 @@ def _prepare(db: sqlite3.Connection, path: Path, pull: str) -> int:
     old_run = 0
     if version == 1:
         old_run = _rename_schema_1(db)
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            db.execute(statement)
-    db.execute("INSERT OR IGNORE INTO pulls (key) VALUES (?)", (pull,))
+    tallied = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='tallies'"
+    ).fetchone()
+    for statement in _statements(_SCHEMA):
+        db.execute(statement)
+    if not tallied:  # a store written before the tallies were kept
+        db.execute(
+            "INSERT INTO tallies SELECT pull, generation, status, COUNT(*),"
+            " SUM(COALESCE(bytes, size, 0)) FROM files GROUP BY pull, generation, status"
+        )
+    db.execute(
+        "INSERT INTO pulls (key) SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM pulls WHERE key=?1)",
+        (pull,),
+    )
     (pull_id,) = db.execute("SELECT id FROM pulls WHERE key=?", (pull,)).fetchone()
     if version == 1:
         _copy_schema_1(db, int(pull_id), old_run)
     if version != SCHEMA_VERSION:
-        # Only when it changes: opening a store writes nothing (``status`` on a full disk).
+        # Only then: opening a store as it is writes nothing (a full disk must not stop
+        # `mirror status` from reading it).
         db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
     return int(pull_id)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of ``script``, a trigger's body kept whole."""
+    statement = ""
+    for part in script.split(";"):
+        statement += part + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip(" \n;"):
+                yield statement
+            statement = ""
 
 
 def _rename_schema_1(db: sqlite3.Connection) -> int:
