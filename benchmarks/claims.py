@@ -9,7 +9,7 @@ second of wall time. With n=1 (one claim per file: a worker asking for its next 
 and n=16 (the dispatcher filling its queue), on PostgreSQL (a server this script starts
 with initdb, durable settings: fsync and synchronous_commit on) and on SQLite (WAL,
 ``synchronous=NORMAL``, as ebi-mirror opens it). Backends and n alternate per
-repetition; medians are printed, raw numbers saved in ``results/<stamp>-claims.json``.
+repetition; medians are printed, raw numbers saved in ``results/<machine>-claims.json``.
 
 Each repetition is checked: every ``complete`` must land (its fence held), and the
 store's verified count must equal the files claimed, so a file handed to two claimers
@@ -38,7 +38,7 @@ from mirror._models import FileTask, TaskStatus
 from mirror._state import Member, open_store
 from tests.postgres import start_postgres
 
-from ._env import machine_info
+from ._env import machine_info, machine_name
 from ._report import save_json
 
 HERE = Path(__file__).resolve().parent
@@ -289,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "\nplanning (1,000 per batch): "
         + ", ".join(f"{k} {args.rows / v:,.0f} files/s" for k, v in planned.items())
     )
-    stamp = started.strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else "") + "-claims"
+    stamp = machine_name() + ("-quick" if args.quick else "") + "-claims"
     doc = {
         "started": started.isoformat(),
         "options": vars(args) | {"work": str(args.work), "results": str(args.results)},

@@ -89,6 +89,7 @@ class Downloader:
         retry: RetryPolicy,
         stats: Stats,
         emit: Callable[[Event], None],
+        rng: random.Random | None = None,
     ) -> None:
         self.dest = dest
         self.http = http
@@ -96,7 +97,8 @@ class Downloader:
         self.retry = retry
         self.stats = stats
         self.emit = emit
-        self._rng = random.Random()
+        #: The backoff's jitter (a seeded one makes the delays repeatable).
+        self._rng = rng or random.Random()
         #: Hosts that answered a ranged request with 200: one stream from then on.
         self._no_ranges: set[str] = set()
 
@@ -200,9 +202,10 @@ class Downloader:
                     return None
                 logger.info("%s: %s; retry %d in %.1fs", task.path, exc, attempt, delay)
                 self.emit(FileFailed(path=task.path, reason=str(exc), final=False))
+                # The display's clock, not the one the wait runs on.
                 self.stats.waiting[task.path] = (time.monotonic() + delay, _why(current, exc))
                 try:
-                    await asyncio.sleep(delay)
+                    await self.http.clock.sleep(delay)
                 finally:
                     self.stats.waiting.pop(task.path, None)
             except MirrorError as exc:

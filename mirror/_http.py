@@ -13,7 +13,6 @@ import errno
 import json
 import logging
 import math
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from ._clock import REAL_CLOCK, Clock
 from ._config import HostLimit, Timeouts
 from ._exceptions import (
     ConnectionFailed,
@@ -207,9 +207,10 @@ class HostGate:
     below one request a second is halved, not lifted to one).
     """
 
-    def __init__(self, limit: HostLimit, key: str = "") -> None:
+    def __init__(self, limit: HostLimit, key: str = "", *, clock: Clock = REAL_CLOCK) -> None:
         self.limit = limit
         self.key = key
+        self.clock = clock
         self._members = 1
         self._rank: int | None = None
         #: The last turn a request started in (see ``_turn_wait``).
@@ -315,17 +316,14 @@ class HostGate:
             yield
 
     async def _pace(self) -> None:
-        loop = asyncio.get_running_loop()
+        clock = self.clock
         async with self._pace_lock:
             while True:
-                now, wall = loop.time(), time.time()
+                now, wall = clock.monotonic(), clock.time()
                 wait = self._wait(now, wall)
                 if wait <= 0:
                     break
-                changed = self._changed
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await changed.wait()
+                await clock.wait(self._changed, wait)
             self._started(now, wall)
 
     def _wait(self, now: float, wall: float) -> float:
@@ -390,7 +388,7 @@ class HostGate:
         answer would take the rate to the floor on a single burst. So the rate is cut
         at most once per window (the AIMD rule TCP uses per round trip).
         """
-        now = asyncio.get_running_loop().time()
+        now = self.clock.monotonic()
         if retry_after:
             # Only a server that names a time gets a host-wide pause; a bare 429/503
             # cuts the rate, and the request that got it backs off on its own.
@@ -437,8 +435,16 @@ class Breaker:
     10,000 queued files cost no time instead of a retry budget each.
     """
 
-    def __init__(self, key: str, *, down_after: float, threshold: int = BREAKER_FAILURES) -> None:
+    def __init__(
+        self,
+        key: str,
+        *,
+        down_after: float,
+        threshold: int = BREAKER_FAILURES,
+        clock: Clock = REAL_CLOCK,
+    ) -> None:
         self.key = key
+        self.clock = clock
         self.down_after = down_after
         self.threshold = threshold
         self._failures = 0
@@ -469,21 +475,17 @@ class Breaker:
 
         Raises :class:`HostDown` once the host has been given up on.
         """
-        loop = asyncio.get_running_loop()
         while True:
             if self._down is not None:
                 raise HostDown(str(self._down), host=self.key, outage=self._down.outage)
             if not self._paused:
                 return False
-            now = loop.time()
+            now = self.clock.monotonic()
             if not self._probing and now >= self._next_probe:
                 self._probing = True
                 return True
-            changed = self._changed
             wait = None if self._probing else self._next_probe - now
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await changed.wait()
+            await self.clock.wait(self._changed, wait)
 
     def answered(self, probe: bool) -> None:
         """The host answered (any status): it is up."""
@@ -500,7 +502,7 @@ class Breaker:
         """A request sent at ``started`` got no answer because of ``exc``."""
         if self._down is not None:
             return
-        now = asyncio.get_running_loop().time()
+        now = self.clock.monotonic()
         self._failures += 1
         if self._since is None:
             self._since = started
@@ -531,7 +533,7 @@ class Breaker:
         """
         if self._down is not None:
             return
-        now = asyncio.get_running_loop().time()
+        now = self.clock.monotonic()
         self._stalls += 1
         if self._stalled_since is None:
             self._stalled_since = started
@@ -753,8 +755,11 @@ class Http:
         *,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
         self._limits = limits
+        #: What the gates, breakers and retry waits read the time from and sleep on.
+        self.clock = clock
         self._gates: dict[str, HostGate] = {}
         self._members = 1
         self._rank: int | None = None
@@ -816,7 +821,7 @@ class Http:
         key = host_key(url)
         gate = self._gates.get(key)
         if gate is None:
-            gate = self._gates[key] = HostGate(self._limits(key), key)
+            gate = self._gates[key] = HostGate(self._limits(key), key, clock=self.clock)
             gate.share(self._members, self._rank)
         return gate
 
@@ -824,7 +829,9 @@ class Http:
         key = host_key(url)
         breaker = self._breakers.get(key)
         if breaker is None:
-            breaker = self._breakers[key] = Breaker(key, down_after=self.timeouts.host_down)
+            breaker = self._breakers[key] = Breaker(
+                key, down_after=self.timeouts.host_down, clock=self.clock
+            )
         return breaker
 
     def waits_for_host(self, exc: TransferError) -> bool:
@@ -862,7 +869,7 @@ class Http:
         told = False
         try:
             async with gate.slot():
-                started = asyncio.get_running_loop().time()
+                started = self.clock.monotonic()
                 cm = self._session.request(
                     method,
                     url,
@@ -916,7 +923,7 @@ class Http:
                 if delay is None:
                     raise
                 logger.info("%s: %s; retry %d in %.1fs", what, exc, attempt, delay)
-                await asyncio.sleep(delay)
+                await self.clock.sleep(delay)
 
     async def get_json(
         self,

@@ -134,6 +134,7 @@ def test_cli_names_an_unreachable_server_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow  # a real PostgreSQL server and several processes
 def test_cli_status_reads_a_pull_from_postgresql(postgres_url: str, tmp_path: Path) -> None:
     async def fill() -> None:
         store = await open_store(postgres_url, tmp_path)

@@ -82,3 +82,44 @@ def test_parse_retry_after_http_date() -> None:
 def test_policy_validates() -> None:
     with pytest.raises(ValueError, match="attempts"):
         RetryPolicy(attempts=0)
+
+
+def _draws(seed: int, *ceilings: float) -> list[float]:
+    rng = random.Random(seed)
+    return [rng.uniform(0.0, c) for c in ceilings]
+
+
+@pytest.mark.parametrize(
+    ("policy", "retry_after", "expected"),
+    [
+        # Ceilings 0.5, 1, 2, 4, 8 ... up to the cap; None after the last attempt.
+        pytest.param(RetryPolicy(attempts=5), None, [*_draws(3, 0.5, 1, 2, 4), None], id="default"),
+        pytest.param(
+            RetryPolicy(attempts=7, base=1, cap=5),
+            None,
+            [*_draws(3, 1, 2, 4, 5, 5, 5), None],
+            id="capped",
+        ),
+        pytest.param(RetryPolicy(attempts=1), None, [None], id="one-attempt"),
+        # Retry-After: a floor where the draw is lower, clipped to max_wait.
+        pytest.param(
+            RetryPolicy(attempts=4, base=1, cap=8),
+            1.5,
+            [max(1.5, d) for d in _draws(3, 1, 2, 4)] + [None],
+            id="retry-after-floor",
+        ),
+        pytest.param(
+            RetryPolicy(attempts=3, max_wait=20), 3600.0, [20.0, 20.0, None], id="retry-after-clip"
+        ),
+        pytest.param(RetryPolicy(attempts=2, base=0), None, [0.0, None], id="no-wait"),
+    ],
+)
+def test_delay_sequence_with_a_fixed_rng(
+    policy: RetryPolicy, retry_after: float | None, expected: list[float | None]
+) -> None:
+    rng = random.Random(3)
+    got = [
+        next_delay(policy, attempt, retry_after=retry_after, rng=rng)
+        for attempt in range(1, len(expected) + 1)
+    ]
+    assert got == pytest.approx(expected)
