@@ -13,6 +13,7 @@ import errno
 import json
 import logging
 import math
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,11 +32,12 @@ from ._exceptions import (
     NotConnected,
     RateLimited,
     RedirectLoop,
+    Retryable,
     SourceError,
     TransferError,
     UntrustedCertificate,
 )
-from ._retry import RetryPolicy, next_delay, parse_retry_after
+from ._retry import RetryPolicy, parse_retry_after, retry_call
 
 __all__ = [
     "MAX_REDIRECTS",
@@ -577,7 +579,7 @@ class Breaker:
 
 
 def _why(exc: ConnectionFailed) -> str:
-    return getattr(exc, "why", "") or "connection failed"
+    return exc.why or "connection failed"
 
 
 @dataclass(slots=True)
@@ -670,7 +672,7 @@ class Response:
             self._breaker.finished()
 
 
-class _DamagedJson(TransferError):
+class _DamagedJson(TransferError, Retryable):
     """A body that starts as JSON and does not parse: likely cut short, worth a retry."""
 
 
@@ -702,7 +704,9 @@ def _mapped(url: str, timeouts: Timeouts | None = None, *, body: bool = False) -
         ) from exc
     except aiohttp.ClientConnectorCertificateError as exc:
         cert = exc.certificate_error
-        detail = getattr(cert, "verify_message", "") or str(cert)
+        detail = str(cert)
+        if isinstance(cert, ssl.SSLCertVerificationError) and cert.verify_message:
+            detail = cert.verify_message
         host = host_key(url)
         raise UntrustedCertificate(
             f"{host}: TLS certificate did not verify ({detail}); if {host} uses a private CA, "
@@ -834,7 +838,7 @@ class Http:
             )
         return breaker
 
-    def waits_for_host(self, exc: TransferError) -> bool:
+    def waits_for_host(self, exc: MirrorError) -> bool:
         """Whether ``exc`` was a connection failure to a host that is now paused.
 
         Its request need not count against a retry budget: the next one waits for the
@@ -903,27 +907,19 @@ class Http:
     async def retrying(
         self, what: str, call: Callable[[], Awaitable[T]], *, policy: RetryPolicy | None = None
     ) -> T:
-        """Run ``call`` until it succeeds, retrying retryable errors with backoff."""
-        policy = policy or self.retry
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await call()
-            except TransferError as exc:
-                if exc.retryable and self.waits_for_host(exc):
-                    # Not this request's fault: wait for the host's probe, uncounted.
-                    attempt -= 1
-                    continue
-                delay = (
-                    next_delay(policy, attempt, retry_after=getattr(exc, "retry_after", None))
-                    if exc.retryable
-                    else None
-                )
-                if delay is None:
-                    raise
-                logger.info("%s: %s; retry %d in %.1fs", what, exc, attempt, delay)
-                await self.clock.sleep(delay)
+        """Run ``call`` until it succeeds, retrying :class:`Retryable` errors with backoff.
+
+        A connection failure to a host its breaker has paused does not count: the next
+        request waits for the host's probe (and fails with :class:`HostDown` if it stays
+        down).
+        """
+
+        async def once(_previous: MirrorError | None) -> T:
+            return await call()
+
+        return await retry_call(
+            what, once, policy or self.retry, sleep=self.clock.sleep, uncounted=self.waits_for_host
+        )
 
     async def get_json(
         self,

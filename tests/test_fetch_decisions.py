@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mirror._config import HostLimit
+from mirror._dest import LocalDestination
 from mirror._download import Downloader, Stats
 from mirror._exceptions import (
     ChecksumMismatch,
@@ -387,7 +388,7 @@ async def test_retries(
         task = file_task(server.url)
         await _lay(here, task, NOTHING)
         downloader = Downloader(
-            dest=here.dest,
+            dest=LocalDestination(here.dest),
             http=http,
             store=here.store,
             retry=POLICY,
