@@ -318,6 +318,7 @@ def _destination_error(
             f"cannot write {where}: {exc.strerror or exc}; the destination must be writable. "
             "Stopped; re-run to resume once it is",
             path=str(where),
+            hint="the destination must be writable",
         )
     needed = None
     if task.size is not None:

@@ -177,16 +177,12 @@ class UnsafePathError(MirrorError):
 class StateError(Fatal):
     """The state store could not be opened, read or written."""
 
-    hint = "the state store must be writable (--state or MIRROR_STATE names another)"
-
 
 class StateUrlError(StateError, ManifestError):
     """The state store the user named (``--state``, ``MIRROR_STATE``) cannot be used.
 
     A usage error like a bad manifest (exit 2): nothing was planned or downloaded.
     """
-
-    hint = "give --state (or MIRROR_STATE) a writable path or a postgresql:// URL"
 
 
 class DestinationError(Fatal):

@@ -192,7 +192,8 @@ class Retrying:
         self.attempts = 0
         self._done = False
         self._error: MirrorError | None = None
-        self._delay = 0.0
+        #: The wait before the next attempt (None: start it at once).
+        self._delay: float | None = None
 
     def __aiter__(self) -> Retrying:
         return self
@@ -200,9 +201,9 @@ class Retrying:
     async def __anext__(self) -> Attempt:
         if self._done:
             raise StopAsyncIteration
-        if self._delay > 0:
+        if self._delay is not None:
             await self._sleep(self._delay)
-        self._delay = 0.0
+        self._delay = None
         self.attempts += 1
         return Attempt(self, self.attempts, self._error)
 
