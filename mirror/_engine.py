@@ -41,9 +41,9 @@ from ._exceptions import (
     CredentialsError,
     DestinationError,
     EmptyEntry,
+    Fatal,
     ManifestError,
     MirrorError,
-    StateError,
     collapsed,
     expected_errors,
     joined,
@@ -302,7 +302,7 @@ class Engine:
         """
         errors = expected_errors(exc)
         # A state store that cannot be written (a full disk) stops the run, not a source.
-        if errors is None or any(isinstance(e, StateError) for e in errors):
+        if errors is None or any(isinstance(e, Fatal) for e in errors):
             return False
         # Producers running side by side often meet the same refusal: say it once.
         for error in {str(e): e for e in errors}.values():

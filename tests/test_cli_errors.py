@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
+from mirror import _cli as cli
 from mirror._cli import main
+from mirror._exceptions import DestinationError, HostDown, MirrorError, SourceError
 from mirror._state._sqlite import SQLiteStore
 from mirror.emulator import Catalog, EnaFile, EnaRun, Fault
 
@@ -341,3 +343,44 @@ def test_an_interrupted_json_run_still_ends_its_stream(
     assert "Traceback" not in err
     finished = last_event(rest)
     assert (finished["event"], finished["exit_code"]) == ("run-finished", 130)
+
+
+@pytest.mark.parametrize(
+    ("error", "printed"),
+    [
+        pytest.param(
+            HostDown("ftp.example: connection refused for 90 s", host="ftp.example", outage="o"),
+            [
+                "mirror: error: ftp.example: connection refused for 90 s",
+                "mirror: hint: check that ftp.example is reachable from here, then re-run to "
+                "resume",
+            ],
+            id="hint-on-its-own-line",
+        ),
+        pytest.param(
+            DestinationError(
+                "cannot write a.part: full. Stopped; free some space and re-run to resume",
+                path="a.part",
+            ),
+            [
+                "mirror: error: cannot write a.part: full. Stopped; free some space and re-run "
+                "to resume"
+            ],
+            id="said-already",
+        ),
+        pytest.param(SourceError("no hint"), ["mirror: error: no hint"], id="none"),
+    ],
+)
+def test_the_cli_prints_what_to_do_after_the_error(
+    error: MirrorError,
+    printed: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def status(*_: object) -> int:
+        raise error
+
+    monkeypatch.setattr(cli, "_status", status)
+    assert main(["status", "--dest", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.splitlines() == printed

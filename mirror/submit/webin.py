@@ -370,7 +370,10 @@ async def _poll(
 
         status, text = await http.retrying(redact_url(url), once)
         if status in (401, 403):
-            raise CredentialsError(f"Webin refused the account {auth[0]} while polling")
+            raise CredentialsError(
+                f"Webin refused the account {auth[0]} while polling",
+                hint="check WEBIN_USERNAME and WEBIN_PASSWORD (or the ~/.netrc entry)",
+            )
         if status == 200 and text.strip():
             return text
         logger.info("Webin: %s still queued; polling again in %.1fs", url, delay)
