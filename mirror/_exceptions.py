@@ -91,10 +91,16 @@ class MirrorError(Exception):
     #: The local file this error concerns, when it concerns one.
     path: str = ""
 
-    def __init__(self, *args: object, hint: str | None = None) -> None:
+    def __init__(
+        self, *args: object, hint: str | None = None, url: str = "", path: str = ""
+    ) -> None:
         super().__init__(*args)
         if hint is not None:
             self.hint = hint
+        if url:
+            self.url = url
+        if path:
+            self.path = path
 
     @property
     def retryable(self) -> bool:

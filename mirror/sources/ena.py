@@ -740,7 +740,9 @@ def _kept_failing(url: str) -> Callable[[MirrorError, int], SourceError]:
     def gave_up(exc: MirrorError, attempts: int) -> SourceError:
         what = f"the Portal answered 200 with {exc}" if isinstance(exc, UnexpectedAnswer) else exc
         return SourceError(
-            f"ENA Portal {redact_url(url)} kept failing ({attempts} attempts): {what}"
+            f"ENA Portal {redact_url(url)} kept failing ({attempts} attempts): {what}",
+            url=url,
+            hint="the ENA Portal may be down; re-run later to resume",
         )
 
     return gave_up
