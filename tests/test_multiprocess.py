@@ -309,12 +309,14 @@ async def test_members_finishing_together_each_write_the_index(
     tmp_path: Path, postgres_url: str
 ) -> None:
     # Every member rewrites index.tsv as it leaves; members of one pull leave together.
+    from mirror._dest import LocalDestination
     from mirror._index import write_index
     from mirror._state import open_store
 
     store = await open_store(postgres_url, tmp_path)
     try:
-        written = await asyncio.gather(*(write_index(store, 1, tmp_path) for _ in range(4)))
+        here = LocalDestination(tmp_path)
+        written = await asyncio.gather(*(write_index(store, 1, here) for _ in range(4)))
     finally:
         await store.aclose()
     assert written == [tmp_path / "index.tsv"] * 4
