@@ -9,10 +9,14 @@ from ._api import Mirror as Mirror, run as run
 from ._config import Manifest as Manifest, Timeouts as Timeouts
 from ._exceptions import (
     ChecksumMismatch as ChecksumMismatch,
+    ClientError as ClientError,
     CredentialsError as CredentialsError,
+    Fatal as Fatal,
     ManifestError as ManifestError,
     MirrorError as MirrorError,
     NotConnected as NotConnected,
+    RateLimited as RateLimited,
+    Retryable as Retryable,
     SourceError as SourceError,
     StateError as StateError,
     StateUrlError as StateUrlError,
@@ -45,8 +49,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ChecksumMismatch",
+    "ClientError",
     "CredentialsError",
     "Event",
+    "Fatal",
     "FileFailed",
     "FileStarted",
     "FileTask",
@@ -60,7 +66,9 @@ __all__ = [
     "PlanFinished",
     "Progress",
     "PullTuning",
+    "RateLimited",
     "RetryPolicy",
+    "Retryable",
     "RunFinished",
     "SourceError",
     "SourceTuning",

@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         lines = list(dict.fromkeys((str(exc), *getattr(exc, "__notes__", ()))))
         for line in lines:
             err.print(f"mirror: error: {line}", markup=False)
+        # What to do about it, on a line of its own, unless the message already says.
+        if exc.hint and not any(exc.hint in line for line in lines):
+            err.print(f"mirror: hint: {exc.hint}", markup=False)
         code = EXIT_USAGE if is_usage_error(exc) else EXIT_FAILED
         if getattr(args, "json", False) and args.command in _STREAMING:
             # A consumer of the event stream learns the end from the stream itself.

@@ -13,12 +13,21 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ._dest import Destination
-from ._exceptions import ChecksumMismatch, DestinationError, HostDown, MirrorError, TransferError
+from ._exceptions import (
+    ChecksumMismatch,
+    DestinationError,
+    Fatal,
+    HostDown,
+    MirrorError,
+    RateLimited,
+    Retryable,
+    TransferError,
+)
 from ._fetch import Fetched, fetch
 from ._http import Http, host_key, redact_url
 from ._meter import RateMeter
 from ._models import Event, FileFailed, FileStarted, FileTask, FileVerified
-from ._retry import RetryPolicy, next_delay
+from ._retry import Retry, Retrying, RetryPolicy
 from ._seam import FileHooks
 from ._segments import RangesUnsupported, fetch_segmented
 from ._state import Store
@@ -83,6 +92,7 @@ class Downloader:
         stats: Stats,
         emit: Callable[[Event], None],
         transfer: TransferTuning | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.dest = dest
         #: Segmenting, slice and flush sizes, checksum attempts.
@@ -92,7 +102,8 @@ class Downloader:
         self.retry = retry
         self.stats = stats
         self.emit = emit
-        self._rng = random.Random()
+        #: The backoff's jitter (a seeded one makes the delays repeatable).
+        self._rng = rng or random.Random()
         #: Hosts that answered a ranged request with 200: one stream from then on.
         self._no_ranges: set[str] = set()
 
@@ -160,59 +171,59 @@ class Downloader:
         hooks: FileHooks | None,
         fence: int | None,
     ) -> Fetched | None:
-        attempt = mismatches = 0
-        error: MirrorError | None = None
-        while True:
-            attempt += 1
-            current = task
-            try:
-                if hooks is not None:
-                    current = await hooks.prepare(task, error)
-                return await self._once(current, final, entry, hooks, fence)
-            except HostDown as exc:
-                await self.fail(task, str(exc), hooks, fence=fence, down=exc)
-                return None
-            except TransferError as exc:
-                error = exc
-                if exc.retryable and self.http.waits_for_host(exc):
-                    # The host is paused: the next request waits for its probe. This
-                    # one does not count against the file's own budget.
-                    attempt -= 1
-                    self.emit(FileFailed(path=task.path, reason=str(exc), final=False))
-                    continue
-                if isinstance(exc, ChecksumMismatch):
-                    mismatches += 1
-                worth = exc.retryable or (hooks is not None and hooks.recoverable(exc))
-                delay = None
-                if worth and mismatches < self.transfer.checksum_attempts:
-                    delay = next_delay(
-                        self.retry,
-                        attempt,
-                        rng=self._rng,
-                        retry_after=getattr(exc, "retry_after", None),
-                    )
-                if delay is None:
-                    await self.fail(task, str(exc), hooks, fence=fence)
-                    return None
-                logger.info("%s: %s; retry %d in %.1fs", task.path, exc, attempt, delay)
-                self.emit(FileFailed(path=task.path, reason=str(exc), final=False))
-                self.stats.waiting[task.path] = (time.monotonic() + delay, _why(current, exc))
-                try:
-                    await asyncio.sleep(delay)
-                finally:
-                    self.stats.waiting.pop(task.path, None)
-            except MirrorError as exc:
-                await self.fail(task, str(exc), hooks, fence=fence)
-                return None
-            except OSError as exc:
-                if exc.errno in FULL or exc.errno in READ_ONLY:
-                    raise await asyncio.to_thread(
-                        _destination_error, self.dest, exc, task, final
-                    ) from None
-                await self.fail(
-                    task, f"cannot write {final}: {exc.strerror or exc}", hooks, fence=fence
-                )
-                return None
+        current = task
+
+        def worth(exc: MirrorError) -> bool:
+            if isinstance(exc, Retryable):
+                return True
+            # A source may know better for its own files (EGA: a ticket gone is worth
+            # a new ticket).
+            return isinstance(exc, TransferError) and hooks is not None and hooks.recoverable(exc)
+
+        def on_retry(retry: Retry) -> None:
+            self.emit(FileFailed(path=task.path, reason=str(retry.error), final=False))
+            if retry.counted:
+                # The display's clock, not the one the wait runs on.
+                why = _why(current, retry.error)
+                self.stats.waiting[task.path] = (time.monotonic() + retry.delay, why)
+
+        loop = Retrying(
+            task.path,
+            self.retry,
+            sleep=self.http.clock.sleep,
+            rng=self._rng,
+            worth=worth,
+            # The host is paused: the next request waits for its probe. This one does
+            # not count against the file's own budget.
+            uncounted=self.http.waits_for_host,
+            caps={ChecksumMismatch: self.transfer.checksum_attempts},
+            on_retry=on_retry,
+        )
+        try:
+            async for attempt in loop:
+                self.stats.waiting.pop(task.path, None)
+                with attempt:
+                    current = task
+                    if hooks is not None:
+                        current = await hooks.prepare(task, attempt.previous)
+                    return await self._once(current, final, entry, hooks, fence)
+        except HostDown as exc:
+            await self.fail(task, str(exc), hooks, fence=fence, down=exc)
+        except Fatal:
+            raise
+        except MirrorError as exc:
+            await self.fail(task, str(exc), hooks, fence=fence)
+        except OSError as exc:
+            if exc.errno in FULL or exc.errno in READ_ONLY:
+                raise await asyncio.to_thread(
+                    _destination_error, self.dest, exc, task, final
+                ) from None
+            await self.fail(
+                task, f"cannot write {final}: {exc.strerror or exc}", hooks, fence=fence
+            )
+        finally:
+            self.stats.waiting.pop(task.path, None)
+        return None
 
     async def _once(
         self,
@@ -312,6 +323,7 @@ def _destination_error(
             f"cannot write {where}: {exc.strerror or exc}; the destination must be writable. "
             "Stopped; re-run to resume once it is",
             path=str(where),
+            hint="the destination must be writable",
         )
     needed = None
     if task.size is not None:
@@ -331,14 +343,12 @@ def _megabytes(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
-def _why(task: FileTask, exc: TransferError) -> str:
+def _why(task: FileTask, exc: MirrorError) -> str:
     """What a file's retry waits for, for the progress display."""
     host = host_key(task.url)
-    status = getattr(exc, "status", None)
-    retry_after = getattr(exc, "retry_after", None)
-    if status in (429, 503):
-        told = f", Retry-After {retry_after:.0f} s" if retry_after else ""
-        return f"waiting for {host}: rate limit ({status}{told})"
+    if isinstance(exc, RateLimited):
+        told = f", Retry-After {exc.retry_after:.0f} s" if exc.retry_after else ""
+        return f"waiting for {host}: rate limit ({exc.status}{told})"
     return f"waiting for {host}: {exc}"
 
 

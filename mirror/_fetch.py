@@ -32,7 +32,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -317,7 +317,7 @@ async def fetch(
         return await finish_part(task, final, got, received, verifier, commit, dest)
     finally:
         if sink.is_open:
-            await asyncio.to_thread(sink.close)
+            await _to_the_end(asyncio.to_thread(sink.close))
 
 
 async def _receive(
@@ -415,15 +415,25 @@ async def _stream(
                 batch, size = [], 0
                 due = loop.time() + flush_seconds
     finally:
-        # Whatever arrived is good bytes: keep it for the resume, even on error.
-        if pending is not None:
-            await pending
-        if recorded is not None:
-            await recorded
-        if batch:
-            await loop.run_in_executor(None, sink.write, batch)
-            received += size
-    return received
+        # Whatever arrived is good bytes: keep it for the resume, even on error, and
+        # even when cancelled again while it is being written.
+        await _to_the_end(_drain(sink, pending, recorded, batch))
+    return received + size
+
+
+async def _drain(
+    sink: _Sink,
+    pending: Awaitable[None] | None,
+    recorded: Awaitable[None] | None,
+    batch: list[bytes],
+) -> None:
+    """Finish the write under way, the record of the ``.part``, and the last batch."""
+    if pending is not None:
+        await pending
+    if recorded is not None:
+        await recorded
+    if batch:
+        await asyncio.get_running_loop().run_in_executor(None, sink.write, batch)
 
 
 async def finish_part(
@@ -474,7 +484,9 @@ async def finish_part(
         if commit is not None:
             await commit(fetched)
 
-    await _uncancellable(land())
+    # Renaming a file into place and recording it must not be split by a Ctrl-C (or
+    # two): a file at its final path that the store does not know is fetched again.
+    await _to_the_end(land())
     return fetched
 
 
@@ -484,26 +496,29 @@ async def acquire_in_thread(fn: Callable[..., T], *args: Any) -> T:
     If we are cancelled while the thread runs, the thread still completes: wait
     for it before re-raising, so the caller's cleanup sees what was acquired.
     """
-    job = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    try:
-        return await asyncio.shield(job)
-    except asyncio.CancelledError:
-        await asyncio.gather(job, return_exceptions=True)
-        raise
+    return await _to_the_end(asyncio.to_thread(fn, *args))
 
 
-async def _uncancellable(coro: Coroutine[Any, Any, None]) -> None:
-    """Run ``coro`` to the end even if we are cancelled meanwhile, then re-raise.
+async def _to_the_end(job: Awaitable[T]) -> T:
+    """Run ``job`` to its end even if we are cancelled meanwhile, however many times,
+    then raise the cancellation (and its own error first, if it failed).
 
-    Renaming a file into place and recording it must not be split by a Ctrl-C: a
-    file at its final path that the store does not know is fetched again next run.
+    ``shield`` alone is not enough: a second cancellation while the first is handled
+    would cancel whatever the handler awaits next.
     """
-    task = asyncio.ensure_future(coro)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise
+    future = asyncio.ensure_future(job)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.done():
+                raise
+            cancelled = True
+            continue
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
 
 
 def _content_length(value: str | None) -> int | None:

@@ -13,7 +13,7 @@ import errno
 import json
 import logging
 import math
-import time
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from ._clock import REAL_CLOCK, Clock
 from ._config import HostLimit, Timeouts
 from ._exceptions import (
     ConnectionFailed,
@@ -31,11 +32,12 @@ from ._exceptions import (
     NotConnected,
     RateLimited,
     RedirectLoop,
+    Retryable,
     SourceError,
     TransferError,
     UntrustedCertificate,
 )
-from ._retry import RetryPolicy, next_delay, parse_retry_after
+from ._retry import RetryPolicy, parse_retry_after, retry_call
 from ._tuning import HttpTuning
 
 __all__ = [
@@ -200,9 +202,10 @@ class HostGate:
     below one request a second is halved, not lifted to one).
     """
 
-    def __init__(self, limit: HostLimit, key: str = "") -> None:
+    def __init__(self, limit: HostLimit, key: str = "", *, clock: Clock = REAL_CLOCK) -> None:
         self.limit = limit
         self.key = key
+        self.clock = clock
         self._members = 1
         self._rank: int | None = None
         #: The last turn a request started in (see ``_turn_wait``).
@@ -308,17 +311,14 @@ class HostGate:
             yield
 
     async def _pace(self) -> None:
-        loop = asyncio.get_running_loop()
+        clock = self.clock
         async with self._pace_lock:
             while True:
-                now, wall = loop.time(), time.time()
+                now, wall = clock.monotonic(), clock.time()
                 wait = self._wait(now, wall)
                 if wait <= 0:
                     break
-                changed = self._changed
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await changed.wait()
+                await clock.wait(self._changed, wait)
             self._started(now, wall)
 
     def _wait(self, now: float, wall: float) -> float:
@@ -383,7 +383,7 @@ class HostGate:
         answer would take the rate to the floor on a single burst. So the rate is cut
         at most once per window (the AIMD rule TCP uses per round trip).
         """
-        now = asyncio.get_running_loop().time()
+        now = self.clock.monotonic()
         if retry_after:
             # Only a server that names a time gets a host-wide pause; a bare 429/503
             # cuts the rate, and the request that got it backs off on its own.
@@ -430,8 +430,16 @@ class Breaker:
     10,000 queued files cost no time instead of a retry budget each.
     """
 
-    def __init__(self, key: str, *, down_after: float, tuning: HttpTuning | None = None) -> None:
+    def __init__(
+        self,
+        key: str,
+        *,
+        down_after: float,
+        tuning: HttpTuning | None = None,
+        clock: Clock = REAL_CLOCK,
+    ) -> None:
         self.key = key
+        self.clock = clock
         self.down_after = down_after
         self.tuning = tuning or HttpTuning()
         self.threshold = self.tuning.breaker_failures
@@ -463,21 +471,17 @@ class Breaker:
 
         Raises :class:`HostDown` once the host has been given up on.
         """
-        loop = asyncio.get_running_loop()
         while True:
             if self._down is not None:
                 raise HostDown(str(self._down), host=self.key, outage=self._down.outage)
             if not self._paused:
                 return False
-            now = loop.time()
+            now = self.clock.monotonic()
             if not self._probing and now >= self._next_probe:
                 self._probing = True
                 return True
-            changed = self._changed
             wait = None if self._probing else self._next_probe - now
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await changed.wait()
+            await self.clock.wait(self._changed, wait)
 
     def answered(self, probe: bool) -> None:
         """The host answered (any status): it is up."""
@@ -494,7 +498,7 @@ class Breaker:
         """A request sent at ``started`` got no answer because of ``exc``."""
         if self._down is not None:
             return
-        now = asyncio.get_running_loop().time()
+        now = self.clock.monotonic()
         self._failures += 1
         if self._since is None:
             self._since = started
@@ -525,7 +529,7 @@ class Breaker:
         """
         if self._down is not None:
             return
-        now = asyncio.get_running_loop().time()
+        now = self.clock.monotonic()
         self._stalls += 1
         if self._stalled_since is None:
             self._stalled_since = started
@@ -569,7 +573,7 @@ class Breaker:
 
 
 def _why(exc: ConnectionFailed) -> str:
-    return getattr(exc, "why", "") or "connection failed"
+    return exc.why or "connection failed"
 
 
 @dataclass(slots=True)
@@ -662,7 +666,7 @@ class Response:
             self._breaker.finished()
 
 
-class _DamagedJson(TransferError):
+class _DamagedJson(TransferError, Retryable):
     """A body that starts as JSON and does not parse: likely cut short, worth a retry."""
 
 
@@ -694,7 +698,9 @@ def _mapped(url: str, timeouts: Timeouts | None = None, *, body: bool = False) -
         ) from exc
     except aiohttp.ClientConnectorCertificateError as exc:
         cert = exc.certificate_error
-        detail = getattr(cert, "verify_message", "") or str(cert)
+        detail = str(cert)
+        if isinstance(cert, ssl.SSLCertVerificationError) and cert.verify_message:
+            detail = cert.verify_message
         host = host_key(url)
         raise UntrustedCertificate(
             f"{host}: TLS certificate did not verify ({detail}); if {host} uses a private CA, "
@@ -748,9 +754,12 @@ class Http:
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         tuning: HttpTuning | None = None,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
         self._limits = limits
         self.tuning = tuning or HttpTuning()
+        #: What the gates, breakers and retry waits read the time from and sleep on.
+        self.clock = clock
         self._gates: dict[str, HostGate] = {}
         self._members = 1
         self._rank: int | None = None
@@ -812,7 +821,7 @@ class Http:
         key = host_key(url)
         gate = self._gates.get(key)
         if gate is None:
-            gate = self._gates[key] = HostGate(self._limits(key), key)
+            gate = self._gates[key] = HostGate(self._limits(key), key, clock=self.clock)
             gate.share(self._members, self._rank)
         return gate
 
@@ -821,11 +830,11 @@ class Http:
         breaker = self._breakers.get(key)
         if breaker is None:
             breaker = self._breakers[key] = Breaker(
-                key, down_after=self.timeouts.host_down, tuning=self.tuning
+                key, down_after=self.timeouts.host_down, tuning=self.tuning, clock=self.clock
             )
         return breaker
 
-    def waits_for_host(self, exc: TransferError) -> bool:
+    def waits_for_host(self, exc: MirrorError) -> bool:
         """Whether ``exc`` was a connection failure to a host that is now paused.
 
         Its request need not count against a retry budget: the next one waits for the
@@ -860,7 +869,7 @@ class Http:
         told = False
         try:
             async with gate.slot():
-                started = asyncio.get_running_loop().time()
+                started = self.clock.monotonic()
                 cm = self._session.request(
                     method,
                     url,
@@ -894,27 +903,19 @@ class Http:
     async def retrying(
         self, what: str, call: Callable[[], Awaitable[T]], *, policy: RetryPolicy | None = None
     ) -> T:
-        """Run ``call`` until it succeeds, retrying retryable errors with backoff."""
-        policy = policy or self.retry
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await call()
-            except TransferError as exc:
-                if exc.retryable and self.waits_for_host(exc):
-                    # Not this request's fault: wait for the host's probe, uncounted.
-                    attempt -= 1
-                    continue
-                delay = (
-                    next_delay(policy, attempt, retry_after=getattr(exc, "retry_after", None))
-                    if exc.retryable
-                    else None
-                )
-                if delay is None:
-                    raise
-                logger.info("%s: %s; retry %d in %.1fs", what, exc, attempt, delay)
-                await asyncio.sleep(delay)
+        """Run ``call`` until it succeeds, retrying :class:`Retryable` errors with backoff.
+
+        A connection failure to a host its breaker has paused does not count: the next
+        request waits for the host's probe (and fails with :class:`HostDown` if it stays
+        down).
+        """
+
+        async def once(_previous: MirrorError | None) -> T:
+            return await call()
+
+        return await retry_call(
+            what, once, policy or self.retry, sleep=self.clock.sleep, uncounted=self.waits_for_host
+        )
 
     async def get_json(
         self,

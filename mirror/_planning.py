@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from ._dest import Destination
 from ._download import Downloader, Stats
-from ._exceptions import CredentialsError, EmptyEntry, StateError, expected_errors
+from ._exceptions import CredentialsError, EmptyEntry, Fatal, expected_errors
 from ._models import Event, FileVerified, PlanFinished, TaskStatus, WarningEvent
 from ._pull import Pull
 from ._seam import FileHooks, Source
@@ -61,7 +61,7 @@ class Planning:
         """
         errors = expected_errors(exc)
         # A state store that cannot be written (a full disk) stops the run, not a source.
-        if errors is None or any(isinstance(e, StateError) for e in errors):
+        if errors is None or any(isinstance(e, Fatal) for e in errors):
             return False
         # Producers running side by side often meet the same refusal: say it once.
         for error in {str(e): e for e in errors}.values():

@@ -296,6 +296,7 @@ async def test_a_sliced_fetch_that_loses_unsaved_slices_does_not_count_them_twic
     assert seen[-1].bytes_done == size
 
 
+@pytest.mark.slow  # a real 2 s Retry-After counting down on the display's own clock
 async def test_a_file_waiting_on_retry_after_says_which_host_and_for_how_long(
     tmp_path: Path,
 ) -> None:
@@ -351,6 +352,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_off_a_terminal_a_progress_line_comes_every_interval(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -390,6 +392,7 @@ def test_an_unusable_progress_interval_is_one_line_exit_2(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_json_progress_events_carry_the_bytes_of_active_files_as_they_grow(
     emulator_process: Any, tmp_path: Path
 ) -> None:

@@ -109,6 +109,7 @@ async def test_five_files_over_tickets_with_a_ticket_expiring_and_a_session_lost
     assert victim.file_id in expected
 
 
+@pytest.mark.slow  # a 1 GiB stream, SIGKILLed in a child process, then resumed
 def test_sigkill_during_a_1gb_ticket_stream_then_rerun(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -171,6 +172,7 @@ async def test_results_md5_that_disagrees_fails_the_file(tmp_path: Path) -> None
     assert "EGA /results" in row["reason"]
 
 
+@pytest.mark.slow  # 2 GiB in slices (slicing starts at 512 MiB), killed in a child process, resumed
 def test_data_api_2gb_file_in_slices_killed_and_resumed(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -380,6 +382,7 @@ async def planned_files(dest: Path) -> list[StoredFile]:
         await store.aclose()
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 @pytest.mark.parametrize(
     ("listing", "skipped"),
     [

@@ -215,6 +215,7 @@ async def test_data_api_worker_fetches_claimed_files_with_its_own_token(
         assert md5(dest / row.path) == emu.ega.plain_md5(row.accession)
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_two_runs_at_once_request_the_dataset_once_and_delete_its_label_once(
     emulator_process: Any, tmp_path: Path
 ) -> None:

@@ -104,6 +104,7 @@ def _plan(tmp_path: Path, base: str, accessions: list[str]) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
+@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 @pytest.mark.parametrize("analysis_status", [204, 400])
 async def test_a_submission_plans_its_runs_through_filereport(
     tmp_path: Path, analysis_status: int

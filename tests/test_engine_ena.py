@@ -120,6 +120,7 @@ async def test_runs_inside_a_busy_loop(emulator: Emulator, tmp_path: Path) -> No
     assert ticks > 100  # the other task kept running while we mirrored
 
 
+@pytest.mark.slow  # the emulator's Retry-After pauses take real seconds (mirror.run takes no clock)
 async def test_faults_on_ten_percent_of_requests_still_end_verified(tmp_path: Path) -> None:
     faults = [
         # A bad patch, not a hostile server: random throttling that never ends would
@@ -186,6 +187,7 @@ async def test_always_corrupt_file_fails_alone_and_never_lands(
     ]
 
 
+@pytest.mark.slow  # measures request arrivals at the emulator in real seconds
 async def test_rate_limit_holds_in_every_second_with_64_workers(tmp_path: Path) -> None:
     catalog = Catalog.generate(5, runs_per_study=150, files_per_run=2, file_size=2048)
     async with Emulator(catalog, ena=EnaOptions(portal_rate_limit=None)) as emu:
@@ -277,6 +279,7 @@ async def test_unknown_accessions_and_empty_runs_fail_the_entry_naming_them(
     assert "ERR4080003: no fastq files (it has submitted files" in "\n".join(warnings)
 
 
+@pytest.mark.slow  # 2,000 files planned and fetched twice (planning outlasts the first files)
 async def test_downloads_start_before_planning_ends_and_a_cancelled_run_resumes(
     tmp_path: Path,
 ) -> None:
@@ -304,6 +307,7 @@ async def test_downloads_start_before_planning_ends_and_a_cancelled_run_resumes(
     assert (summary.planned, summary.verified, summary.skipped) == (2000, 2000, len(verified))
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_asyncio_run_of_a_manifest_path(emulator_process: Any, tmp_path: Path) -> None:
     emu = emulator_process(Catalog.demo())
     doc = ena_manifest(emu.endpoints, tmp_path / "data", ["ERR164407", "ERR4080002"])

@@ -43,6 +43,7 @@ def windows(times: list[float]) -> int:
     return best
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_250_records_paged_verified_rate_kept_and_token_never_written(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -88,6 +89,7 @@ def test_250_records_paged_verified_rate_kept_and_token_never_written(
             assert TOKEN.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_missing_token_exits_2_before_any_request(emulator_process: Any, tmp_path: Path) -> None:
     emu = emulator_process(Catalog.generate_enterobase(records=5))
     manifest = tmp_path / "m.yaml"
@@ -100,6 +102,7 @@ def test_missing_token_exits_2_before_any_request(emulator_process: Any, tmp_pat
     assert emu.log() == []
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_refused_token_says_tokens_expire(emulator_process: Any, tmp_path: Path) -> None:
     emu = emulator_process(Catalog.generate_enterobase(records=5), "--enterobase-token", TOKEN)
     manifest = tmp_path / "m.yaml"
@@ -142,6 +145,7 @@ async def test_reldate_rerun_fetches_only_new_records_and_assemblies(
     assert len(kept.splitlines()) == 45
 
 
+@pytest.mark.slow  # the emulator's Retry-After pauses take real seconds (mirror.run takes no clock)
 async def test_faults_on_enterobase_still_end_verified(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -114,6 +114,7 @@ async def plan(tmp_path: Path, replay: Replay, **source: Any) -> tuple[int, str,
     return done.returncode, done.stdout, done.stderr
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 @pytest.mark.parametrize(
     ("source", "honour_page_size"),
     [

@@ -191,6 +191,7 @@ async def test_an_unknown_host_is_named(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow  # a real PostgreSQL server and several processes
 def test_cli_status_reads_a_pull_from_postgresql(postgres_url: str, tmp_path: Path) -> None:
     async def fill() -> None:
         store = await open_store(postgres_url, tmp_path)

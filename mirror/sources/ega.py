@@ -125,7 +125,8 @@ class EgaTicketSource:
             message = _message(doc) or (str(result[0]) if result else "no reason given")
             raise CredentialsError(
                 # The user name is personal data: it stays out of messages and logs.
-                f"EGA refused the login (EGA_USERNAME/EGA_PASSWORD): {message}"
+                f"EGA refused the login (EGA_USERNAME/EGA_PASSWORD): {message}",
+                hint="check EGA_USERNAME and EGA_PASSWORD (your EGA account's login)",
             )
 
     async def _envelope(

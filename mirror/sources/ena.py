@@ -21,15 +21,17 @@ Facts this module relies on (ARCHIVES.md, research/ena-peers.md):
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Literal
 
 from .._accessions import EnaKind, PortalType, ena_kind, portal_type
 from .._exceptions import (
+    ClientError,
     EmptyEntry,
     HTTPStatusError,
+    MirrorError,
+    Retryable,
     SourceError,
     TransferError,
     UnexpectedAnswer,
@@ -38,7 +40,7 @@ from .._http import redact_url
 from .._metadata import TableWriter
 from .._models import FileTask
 from .._registry import SourceKind, no_credentials
-from .._retry import next_delay
+from .._retry import Retrying
 from . import Source, SourceContext
 from .ena_report import (
     ENA_FILES_HOST,
@@ -379,53 +381,45 @@ class EnaSource:
         it for a report of no rows would plan nothing and call that success.
         """
         done = 0
-        attempt = 0
         http = self.ctx.http
-        while True:
-            attempt += 1
-            seen = 0
-            try:
-                async with http.request(
-                    method, url, data=data, params=params, expect=(200, 204)
-                ) as resp:
-                    if resp.status == 204:
-                        return  # ENA's "no content": nothing public for this accession
-                    parser = ReportParser(key=_KEYS[result][0])
-                    async for chunk in resp.chunks():
-                        for row in parser.feed(chunk):
+        loop = Retrying(
+            f"ENA Portal {redact_url(url)}",
+            http.retry,
+            sleep=http.clock.sleep,
+            uncounted=http.waits_for_host,
+            gave_up=_kept_failing(url),
+        )
+        async for attempt in loop:
+            with attempt:
+                seen = 0
+                try:
+                    async with http.request(
+                        method, url, data=data, params=params, expect=(200, 204)
+                    ) as resp:
+                        if resp.status == 204:
+                            return  # ENA's "no content": nothing public for this accession
+                        parser = ReportParser(key=_KEYS[result][0])
+                        async for chunk in resp.chunks():
+                            for row in parser.feed(chunk):
+                                seen += 1
+                                if seen > done:
+                                    done += 1
+                                    yield row
+                        for row in parser.close():
                             seen += 1
                             if seen > done:
                                 done += 1
                                 yield row
-                    for row in parser.close():
-                        seen += 1
-                        if seen > done:
-                            done += 1
-                            yield row
-                return
-            except HTTPStatusError as exc:
-                if exc.status == 400:
-                    raise PortalRefused(f"ENA Portal rejected the query: {exc}") from exc
-                if not exc.retryable:
+                    return
+                except ClientError as exc:
+                    if isinstance(exc, HTTPStatusError) and exc.status == 400:
+                        raise PortalRefused(f"ENA Portal rejected the query: {exc}") from exc
                     raise SourceError(f"ENA Portal: {exc}") from exc
-                await self._backoff(url, attempt, exc)
-            except UnexpectedAnswer as exc:
-                await self._backoff(url, attempt, exc, f"the Portal answered 200 with {exc}")
-            except TransferError as exc:
-                await self._backoff(url, attempt, exc)
-
-    async def _backoff(
-        self, url: str, attempt: int, exc: TransferError, what: str | None = None
-    ) -> None:
-        delay = next_delay(
-            self.ctx.http.retry, attempt, retry_after=getattr(exc, "retry_after", None)
-        )
-        if delay is None:
-            raise SourceError(
-                f"ENA Portal {redact_url(url)} kept failing ({attempt} attempts): {what or exc}"
-            ) from exc
-        logger.info("ENA Portal: %s; retrying in %.1fs", exc, delay)
-        await asyncio.sleep(delay)
+                except TransferError as exc:
+                    if isinstance(exc, Retryable):
+                        raise
+                    # A certificate, a redirect loop, a host given up on: not passing.
+                    raise SourceError(f"ENA Portal: {exc}") from exc
 
     async def _tasks(
         self,
@@ -490,3 +484,17 @@ KIND: SourceKind[EnaSpec, None] = SourceKind(
     endpoints=ENDPOINTS,
     accessions=ACCESSIONS,
 )
+
+
+def _kept_failing(url: str) -> Callable[[MirrorError, int], SourceError]:
+    """The error a report gives when its every attempt failed."""
+
+    def gave_up(exc: MirrorError, attempts: int) -> SourceError:
+        what = f"the Portal answered 200 with {exc}" if isinstance(exc, UnexpectedAnswer) else exc
+        return SourceError(
+            f"ENA Portal {redact_url(url)} kept failing ({attempts} attempts): {what}",
+            url=url,
+            hint="the ENA Portal may be down; re-run later to resume",
+        )
+
+    return gave_up

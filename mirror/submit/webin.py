@@ -44,13 +44,15 @@ from .._exceptions import (
     CredentialsError,
     HTTPStatusError,
     ManifestError,
+    MirrorError,
     NotConnected,
+    RateLimited,
+    Retryable,
     SourceError,
-    TransferError,
     collapsed,
 )
 from .._http import Http, redact_url
-from .._retry import next_delay
+from .._retry import retry_call
 from ..sources._links import rewrite
 
 __all__ = ["Outcome", "Submission", "receipt_path", "state_path", "submit_all"]
@@ -306,27 +308,24 @@ async def _post(
                 )
             return text
 
-    attempt = 0
-    while True:
-        attempt += 1
+    async def sent(_previous: MirrorError | None) -> str:
         try:
             return await once()
-        except TransferError as exc:
-            turned_away = isinstance(exc, NotConnected) or getattr(exc, "status", None) == 429
-            if not turned_away:
-                if not exc.retryable:
-                    raise
-                raise SourceError(
-                    f"{document}: Webin may have received this submission but its answer "
-                    f"was lost ({exc}); not sent again, as a second POST could submit "
-                    f"everything twice: check the submissions of {auth[0]} (Webin Portal) "
-                    "before re-running"
-                ) from exc
-            delay = next_delay(http.retry, attempt, retry_after=getattr(exc, "retry_after", None))
-            if delay is None:
+        except Retryable as exc:
+            # Sent again only when the service turned it away: no connection was made,
+            # or it answered 429 before reading the submission.
+            if isinstance(exc, NotConnected) or (
+                isinstance(exc, RateLimited) and exc.status == 429
+            ):
                 raise
-            logger.info("%s: %s; retry %d in %.1fs", redact_url(url), exc, attempt, delay)
-            await asyncio.sleep(delay)
+            raise SourceError(
+                f"{document}: Webin may have received this submission but its answer "
+                f"was lost ({exc}); not sent again, as a second POST could submit "
+                f"everything twice: check the submissions of {auth[0]} (Webin Portal) "
+                "before re-running"
+            ) from exc
+
+    return await retry_call(redact_url(url), sent, http.retry, sleep=http.clock.sleep)
 
 
 def _queued(answer: str, kind: Kind, base: str) -> tuple[str, str]:
@@ -371,7 +370,10 @@ async def _poll(
 
         status, text = await http.retrying(redact_url(url), once)
         if status in (401, 403):
-            raise CredentialsError(f"Webin refused the account {auth[0]} while polling")
+            raise CredentialsError(
+                f"Webin refused the account {auth[0]} while polling",
+                hint="check WEBIN_USERNAME and WEBIN_PASSWORD (or the ~/.netrc entry)",
+            )
         if status == 200 and text.strip():
             return text
         logger.info("Webin: %s still queued; polling again in %.1fs", url, delay)

@@ -102,6 +102,7 @@ async def test_secrets_never_reach_the_log(tmp_path: Path, session: aiohttp.Clie
     assert len(log) == 8
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_cli_ega_options(tmp_path: Path, session: aiohttp.ClientSession) -> None:
     async with emulator_cli(
         tmp_path,

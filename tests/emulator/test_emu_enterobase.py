@@ -289,6 +289,7 @@ def test_generator_is_deterministic() -> None:
     assert EnterobaseAssembly.generate("ecoli", 1)[0].assembly_barcode.startswith("ESC_")
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_cli_serves_mgnify_and_enterobase(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:

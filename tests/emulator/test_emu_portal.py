@@ -354,6 +354,7 @@ async def test_trailing_slash_is_404(emu: Emulator, session: aiohttp.ClientSessi
     assert status == 404
 
 
+@pytest.mark.slow  # streams a 20,000-run report: the size is the point
 async def test_generated_study_streams_many_rows(session: aiohttp.ClientSession) -> None:
     catalog = Catalog.generate(runs_per_study=20_000, files_per_run=2)
     async with Emulator(catalog, ena=EnaOptions(portal_rate_limit=None)) as emu:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 import mirror.emulator
 from mirror.emulator import Catalog, Emulator, EnaOptions, Fault, LogEntry
@@ -162,6 +163,7 @@ async def test_file_helpers_agree_with_the_catalog(emu: Emulator) -> None:
     assert len(emu.ena.file_bytes(FASTQ_1)) == file.size
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_cli_subprocess_serves_and_stops_on_sigterm(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
@@ -190,6 +192,7 @@ async def test_cli_subprocess_serves_and_stops_on_sigterm(
     ]
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_cli_rejects_a_bad_catalog(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"runs": [{"accession": "nope"}]}')

@@ -140,6 +140,7 @@ async def test_taxonomy_lookups(emu: Emulator, session: aiohttp.ClientSession) -
         assert (response.status, await response.text()) == (404, "No results.")
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_cli_serves_https(tmp_path: Path, tls: TlsFiles) -> None:
     async with emulator_cli(
         tmp_path, "--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--local-links"
@@ -153,6 +154,7 @@ async def test_cli_serves_https(tmp_path: Path, tls: TlsFiles) -> None:
         assert ready["endpoints"]["ena_portal"] + "/filereport?accession=ERR164407" in text
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_cli_refuses_a_certificate_without_its_key(tls: TlsFiles) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "mirror.emulator", "--tls-cert", str(tls.cert)],

@@ -166,6 +166,7 @@ async def test_modify_hold_and_release(emu: Emulator, session: aiohttp.ClientSes
     assert "not supported" in killed["messages"]["error"][0]
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_cli_webin_accounts_poll_pending_and_endpoints(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
