@@ -364,6 +364,9 @@ def test_off_a_terminal_a_progress_line_comes_every_interval(
     done = run_cli("run", str(manifest), "--progress-interval", "0.5")
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("progress: ")]
+    # A tick may come before the Portal has answered (a busy machine): nothing planned.
+    while lines and lines[0] == "progress: planning…, 0 B/0 B+, rate not known yet":
+        lines.pop(0)
     assert len(lines) >= 2, done.stderr
     pattern = re.compile(
         r"progress: (\d+)/(?:≥ )?1 files(?:, still planning)?, "
