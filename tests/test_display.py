@@ -387,6 +387,7 @@ def test_off_a_terminal_a_progress_line_comes_every_interval(
     assert "1/1 files verified" in done.stderr
 
 
+@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 def test_an_unusable_progress_interval_is_one_line_exit_2(tmp_path: Path) -> None:
     done = run_cli("run", str(tmp_path / "m.yaml"), "--progress-interval", "soon")
     assert done.returncode == 2

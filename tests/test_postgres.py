@@ -109,6 +109,7 @@ def test_a_malformed_port_is_refused_without_echoing_the_url() -> None:
     assert "5x" not in str(caught.value)
 
 
+@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 def test_cli_refuses_a_password_in_the_url(tmp_path: Path) -> None:
     url = f"postgresql://mirror:s3cr3t-pw@127.0.0.1:{_closed_port()}/pulls"
     done = mirror_cmd("status", "--dest", str(tmp_path), "--state", url, timeout=60)
@@ -120,6 +121,7 @@ def test_cli_refuses_a_password_in_the_url(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 def test_cli_names_an_unreachable_server_in_one_line(tmp_path: Path) -> None:
     port = _closed_port()
     url = f"postgresql://mirror@127.0.0.1:{port}/pulls"
