@@ -5,17 +5,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pwd
 import socket
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import pytest
 
+import mirror
 from mirror._exceptions import StateUrlError
 from mirror._models import FileTask, TaskStatus
-from mirror._state import Member, Store, open_store
+from mirror._state import Claim, Member, Store, open_store
 from mirror._state._postgres import SCHEMA_VERSION, parse_url
-from tests.conftest import mirror_cmd
+from mirror.emulator import Emulator
+from tests.conftest import (
+    FAST_RETRY,
+    ena_manifest,
+    file_requests,
+    md5_of_file,
+    mirror_cmd,
+    read_index,
+)
 from tests.postgres import PostgresServer
 
 LEASE = 30.0
@@ -81,6 +92,40 @@ def test_url_parts() -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "host", "shown"),
+    [
+        (
+            "postgresql://mirror@/pulls?host=/run/postgresql",
+            "/run/postgresql",
+            "postgresql://mirror@/pulls?host=/run/postgresql",
+        ),
+        (
+            "postgresql://mirror@%2Frun%2Fpostgresql:5433/pulls",
+            "/run/postgresql",
+            "postgresql://mirror@:5433/pulls?host=/run/postgresql",
+        ),
+        ("postgresql://[::1]:5433/pulls", "::1", "postgresql://[::1]:5433/pulls"),
+    ],
+)
+def test_socket_and_ipv6_urls(url: str, host: str, shown: str) -> None:
+    where = parse_url(url)
+    assert where.host == host
+    assert str(where) == shown
+
+
+async def test_a_unix_socket_url_connects(
+    postgres_server: PostgresServer, postgres_url: str, tmp_path: Path
+) -> None:
+    database = parse_url(postgres_url).database
+    url = (
+        f"postgresql://{postgres_server.superuser}@/{database}"
+        f"?host={postgres_server.directory}&port={postgres_server.port}"
+    )
+    counts = await _use(url, tmp_path)
+    assert counts[TaskStatus.PENDING] == (1, 10)
+
+
+@pytest.mark.parametrize(
     "url",
     [
         "postgresql://mirror:s3cr3t-pw@db.example.org/pulls",
@@ -129,11 +174,23 @@ def test_cli_names_an_unreachable_server_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(
+    assert lines == [
         f"mirror: error: --state (or MIRROR_STATE): cannot connect to the PostgreSQL state "
-        f"store {url} (host 127.0.0.1, port {port}, database pulls): "
-    )
+        f"store {url} (host 127.0.0.1, port {port}, database pulls): connection refused (is "
+        "PostgreSQL running, and listening on that address?)"
+    ]
     assert "Traceback" not in done.stderr
+
+
+async def test_an_unknown_host_is_named(tmp_path: Path) -> None:
+    # .invalid never resolves (RFC 2606).
+    with pytest.raises(StateUrlError) as caught:
+        await open_store("postgresql://mirror@no-such-host.invalid/pulls", tmp_path)
+    assert str(caught.value).startswith(
+        "--state (or MIRROR_STATE): cannot connect to the PostgreSQL state store "
+        "postgresql://mirror@no-such-host.invalid/pulls (host no-such-host.invalid, port "
+        "5432, database pulls): unknown host ("
+    )
 
 
 @pytest.mark.slow  # a real PostgreSQL server and several processes
@@ -303,6 +360,28 @@ async def test_a_newer_schema_is_refused(
     )
 
 
+async def test_members_need_no_right_to_create_tables_once_they_exist(
+    postgres_server: PostgresServer,
+    postgres_url: str,
+    no_password: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # Whoever set the database up created the tables; the members' role may only use
+    # them (no CREATE on the schema, owner of nothing).
+    await (await open_store(postgres_url, tmp_path)).aclose()
+    database = _database(postgres_url)
+    role = postgres_server.password_role
+    postgres_server.psql(
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};"
+        f" GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        database=database,
+    )
+    monkeypatch.setenv("PGPASSWORD", postgres_server.password)
+    counts = await _use(postgres_server.url(database, user=role), tmp_path / "other")
+    assert counts[TaskStatus.PENDING] == (1, 10)
+
+
 async def test_tables_are_prefixed(
     postgres_server: PostgresServer, postgres_url: str, tmp_path: Path
 ) -> None:
@@ -413,8 +492,151 @@ async def test_an_expired_lease_moves_and_the_old_holder_is_fenced(
         await second.aclose()
 
 
-def test_the_fixture_server_runs_as_postgres_not_root(postgres_server: PostgresServer) -> None:
-    owner = postgres_server.psql("SELECT current_setting('data_directory')").strip()
-    assert Path(owner).is_dir()
-    if os.geteuid() == 0:
-        assert Path(owner).owner() == "postgres"
+def test_the_fixture_server_listens_on_loopback_as_postgres(
+    postgres_server: PostgresServer,
+) -> None:
+    assert postgres_server.psql("SHOW listen_addresses").strip() == "127.0.0.1"
+    data = Path(postgres_server.psql("SHOW data_directory").strip())
+    assert data.parent == postgres_server.directory
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    status = Path(f"/proc/{postmaster}/status").read_text()
+    uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+    # PostgreSQL refuses to run as root: the fixture runs it as postgres then.
+    assert uid == (pwd.getpwnam("postgres").pw_uid if os.geteuid() == 0 else os.geteuid())
+
+
+async def test_completions_sent_together_each_get_their_own_answer(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # Completions arriving together go to the server in one statement: each still lands
+    # or not on its own fence, and two for one file (a stale holder and the new one)
+    # are not merged.
+    first = await open_store(postgres_url, tmp_path)
+    second = await open_store(postgres_url, tmp_path)
+    try:
+        generation = await first.join(member(1), lease=LEASE)
+        await second.join(member(2), lease=LEASE)
+        await first.plan([task(f"f{i:02}") for i in range(40)], generation)
+        stale = await first.claim(member(1), generation, 10, lease=0)
+        fresh = await second.claim(member(2), generation, 10, lease=LEASE)
+        assert [c.task.key for c in fresh] == [c.task.key for c in stale]
+        mine = await first.claim(member(1), generation, 20, lease=LEASE)
+
+        def finish(store: Store, claims: list[Claim], md5: str) -> list[Awaitable[bool]]:
+            return [
+                store.complete(c.task.key, c.fence, md5=md5, size=10, verified_by="md5")
+                for c in claims
+            ]
+
+        results = await asyncio.gather(
+            *finish(first, stale, "0" * 32),
+            # Through the same store, so that both completions of a file meet in one batch.
+            *finish(first, fresh, "1" * 32),
+            *finish(first, mine, "2" * 32),
+            first.complete("f39", None, md5="3" * 32, size=10, verified_by="md5"),
+        )
+        assert results == [False] * 10 + [True] * 10 + [True] * 20 + [True]
+        md5s = {f.path: f.md5 async for f in first.files(generation)}
+        assert md5s == {
+            **{f"f{i:02}": "1" * 32 for i in range(10)},
+            **{f"f{i:02}": "2" * 32 for i in range(10, 30)},
+            **{f"f{i:02}": None for i in range(30, 39)},
+            "f39": "3" * 32,
+        }
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("ega/D1/", 2),
+        ("ega/D1", 4),
+        ("ega/D1_", 1),
+        ("ega/D1%", 0),
+        ("ega/\U0010ffff", 1),
+        ("", 6),
+    ],
+)
+async def test_tally_counts_exactly_the_keys_under_a_prefix(
+    postgres_url: str, tmp_path: Path, prefix: str, expected: int
+) -> None:
+    store = await open_store(postgres_url, tmp_path)
+    try:
+        generation = await store.join(member(1), lease=LEASE)
+        keys = ["ega/D1/a", "ega/D1/b", "ega/D10/c", "ega/D1_x", "ega/\U0010ffff/z", "ega0"]
+        await store.plan([task(k) for k in keys], generation)
+        tally = await store.tally(generation, prefix)
+        assert sum(tally.values()) == expected
+        assert tally[TaskStatus.PENDING] == expected
+    finally:
+        await store.aclose()
+
+
+async def test_a_member_leaving_during_its_heartbeat_does_not_deadlock(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    import asyncpg
+
+    first = await open_store(postgres_url, tmp_path)
+    second = await open_store(postgres_url, tmp_path)
+    blocker = await asyncpg.connect(postgres_url)
+    try:
+        generation = await first.join(member(1), lease=LEASE)
+        await first.plan([task("a"), task("b")], generation)
+        await first.claim(member(1), generation, 2, lease=LEASE)
+
+        async def waiting_on_locks(n: int) -> None:
+            while True:
+                found = await blocker.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE application_name='ebi-mirror' AND wait_event_type='Lock'"
+                )
+                if found >= n:
+                    return
+                await asyncio.sleep(0.01)
+
+        # Another transaction holds the member's files: leave() queues for them first,
+        # then a heartbeat of the same member (on another connection) queues behind it.
+        async with blocker.transaction():
+            await blocker.execute("SELECT 1 FROM ebi_mirror_files FOR UPDATE")
+            leaving = asyncio.create_task(first.leave(member(1)))
+            await asyncio.wait_for(waiting_on_locks(1), 30)
+            beating = asyncio.create_task(second.heartbeat(member(1), lease=LEASE, sees=1))
+            await asyncio.wait_for(waiting_on_locks(2), 30)
+        await asyncio.wait_for(asyncio.gather(leaving, beating), 30)
+        assert (await first.counts(generation))[TaskStatus.PENDING] == (2, 20)
+    finally:
+        await blocker.close()
+        await first.aclose()
+        await second.aclose()
+
+
+# -- the engine on PostgreSQL -------------------------------------------------------------
+
+
+async def test_two_runs_share_one_pull_through_postgresql(
+    emulator: Emulator, postgres_url: str, tmp_path: Path
+) -> None:
+    dest = tmp_path / "data"
+    doc = ena_manifest(emulator.endpoints, dest, ["PRJEB40001", "ERR120000001"], workers=4)
+    first, second = await asyncio.gather(
+        mirror.run(doc, state=postgres_url, retry=FAST_RETRY),
+        mirror.run(doc, state=postgres_url, retry=FAST_RETRY),
+    )
+    assert (first.exit_code, second.exit_code) == (0, 0)
+    rows = read_index(dest)
+    assert rows
+    assert first.verified == second.verified == len(rows)
+    served = Counter(e.path for e in file_requests(emulator.log) if e.status in (200, 206))
+    for row in rows:
+        local = dest / row["path"]
+        assert md5_of_file(local) == row["md5"]
+    # Each file went out once, whichever of the two fetched it.
+    assert sorted(served.values()) == [1] * len(rows)
+
+    before = len(file_requests(emulator.log))
+    again = await mirror.run(doc, state=postgres_url, retry=FAST_RETRY)
+    assert (again.exit_code, again.verified) == (0, len(rows))
+    assert len(file_requests(emulator.log)) == before
