@@ -616,6 +616,7 @@ async def test_a_member_leaving_during_its_heartbeat_does_not_deadlock(
 # -- the engine on PostgreSQL -------------------------------------------------------------
 
 
+@pytest.mark.slow  # two whole runs at once sharing a pull through a real PostgreSQL server
 async def test_two_runs_share_one_pull_through_postgresql(
     emulator: Emulator, postgres_url: str, tmp_path: Path
 ) -> None:
