@@ -14,6 +14,7 @@ from typing import Any
 
 from ._ega import w6_ega_data_api
 from ._env import ToolMissing, ensure_tools, machine_info, machine_name
+from ._members import w7_members
 from ._planning import w4_planning, w5_memory
 from ._profile import find_py_spy
 from ._report import format_table, save_json
@@ -33,6 +34,7 @@ WORKLOADS: dict[int, tuple[Workload, tuple[str, ...], tuple[str, ...]]] = {
     4: (w4_planning, ("nginx",), ()),
     5: (w5_memory, (), ()),
     6: (w6_ega_data_api, ("curl",), ()),
+    7: (w7_members, (), ()),
 }
 
 
@@ -62,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workloads",
         type=_workloads,
         default=list(WORKLOADS),
-        metavar="1,2,3,4,5,6",
+        metavar="1,2,3,4,5,6,7",
         help="which workloads to run (default: all)",
     )
     p.add_argument(
