@@ -260,7 +260,9 @@ async def test_a_store_that_keyed_cache_entries_by_path_alone_is_rekeyed(tmp_pat
         doc = cram_manifest(emu.endpoints, dest, cache, md5=md5s)
         assert (await mirror.run(doc, retry=FAST_RETRY)).verified == 2
         # The rows as an earlier version wrote them: the path alone, without the root.
-        downgrade_to_schema_1(dest / ".mirror" / "state.sqlite", rooted_keys=False)
+        await asyncio.to_thread(
+            downgrade_to_schema_1, dest / ".mirror" / "state.sqlite", rooted_keys=False
+        )
         entry(cache, md5s[0]).unlink()
         summary = await mirror.run(doc, retry=FAST_RETRY)
         assert (summary.planned, summary.verified) == (1, 1)
@@ -273,7 +275,7 @@ async def test_an_unreadable_cram_fails_the_pull_by_name_the_others_land(tmp_pat
     refs = make_references({"chr1": 2000, "chr2": 1500}, seed=31)
     work = tmp_path / "aln"
     work.mkdir()
-    cram, _ = samtools_cram(work, refs, "3.1")
+    cram, _ = await asyncio.to_thread(samtools_cram, work, refs, "3.1")
     bad = work / "cut.cram"
     bad.write_bytes(cram.read_bytes()[:40])
     cache = tmp_path / "hts-ref"

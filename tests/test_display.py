@@ -365,6 +365,9 @@ def test_off_a_terminal_a_progress_line_comes_every_interval(
     done = run_cli("run", str(manifest), "--progress-interval", "0.5")
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("progress: ")]
+    # A tick may come before the Portal has answered (a busy machine): nothing planned.
+    while lines and lines[0] == "progress: planning…, 0 B/0 B+, rate not known yet":
+        lines.pop(0)
     assert len(lines) >= 2, done.stderr
     pattern = re.compile(
         r"progress: (\d+)/(?:≥ )?1 files(?:, still planning)?, "
@@ -385,6 +388,7 @@ def test_off_a_terminal_a_progress_line_comes_every_interval(
     assert "1/1 files verified" in done.stderr
 
 
+@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 def test_an_unusable_progress_interval_is_one_line_exit_2(tmp_path: Path) -> None:
     done = run_cli("run", str(tmp_path / "m.yaml"), "--progress-interval", "soon")
     assert done.returncode == 2

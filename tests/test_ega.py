@@ -431,6 +431,7 @@ async def test_recorded_listing_plans_and_fetches_what_pyega3_would(
     assert all(f["client_secret"] == CLIENT_SECRET for f in forms)
 
 
+@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 async def test_own_oauth_client_from_the_environment_and_its_refusal(tmp_path: Path) -> None:
     dest = tmp_path / "data"
     own = {"EGA_CLIENT_ID": "my-client", "EGA_CLIENT_SECRET": "client-S3CRET-77d1"}

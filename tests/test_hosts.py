@@ -326,7 +326,7 @@ async def test_untrusted_certificate_fails_at_once_naming_host_and_ssl_cert_file
 ) -> None:
     """A file host whose certificate does not verify, 20 files: one handshake, no
     retries, and one line that names the host and says how to trust a private CA."""
-    tls = make_ca(tmp_path / "ca")
+    tls = await asyncio.to_thread(make_ca, tmp_path / "ca")  # openssl, off the loop
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tls.cert, tls.key)
 

@@ -152,6 +152,7 @@ def test_validate_creates_nothing_and_xml_gets_an_xml_receipt(
     assert (tmp_path / "study.receipt.xml").read_text().lstrip().startswith("<?xml")
 
 
+@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 def test_missing_credentials_exit_2(tmp_path: Path) -> None:
     doc = write_doc(tmp_path / "doc.json", "c")
     env = {"WEBIN_USERNAME": "", "WEBIN_PASSWORD": "", "NETRC": str(tmp_path / "none")}
