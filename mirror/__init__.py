@@ -37,6 +37,13 @@ from ._models import (
     WarningEvent as WarningEvent,
 )
 from ._retry import RetryPolicy as RetryPolicy
+from ._tuning import (
+    HttpTuning as HttpTuning,
+    PullTuning as PullTuning,
+    SourceTuning as SourceTuning,
+    TransferTuning as TransferTuning,
+    Tuning as Tuning,
+)
 
 __version__ = "0.1.0"
 
@@ -50,6 +57,7 @@ __all__ = [
     "FileStarted",
     "FileTask",
     "FileVerified",
+    "HttpTuning",
     "Manifest",
     "ManifestError",
     "Mirror",
@@ -57,17 +65,21 @@ __all__ = [
     "NotConnected",
     "PlanFinished",
     "Progress",
+    "PullTuning",
     "RateLimited",
     "RetryPolicy",
     "Retryable",
     "RunFinished",
     "SourceError",
+    "SourceTuning",
     "StateError",
     "StateUrlError",
     "Summary",
     "TaskStatus",
     "Timeouts",
     "TransferError",
+    "TransferTuning",
+    "Tuning",
     "WarningEvent",
     "load_manifest",
     "run",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ._cli_output import EXIT_USAGE
 from ._display import PLAIN_INTERVAL
+from ._tuning import PullTuning
 
 _EPILOG = """\
 examples:
@@ -61,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "--lease",
         type=_seconds,
         metavar="SECONDS",
-        default=60.0,
+        default=PullTuning().lease,
         help="how long a file stays with the process fetching it without a heartbeat: a "
         "process that dies loses its files to the others after this long (default 60)",
     )

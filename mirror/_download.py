@@ -31,19 +31,12 @@ from ._retry import Retry, Retrying, RetryPolicy
 from ._seam import FileHooks
 from ._segments import RangesUnsupported, fetch_segmented
 from ._state import Store
+from ._tuning import TransferTuning
 
-__all__ = ["CHECKSUM_ATTEMPTS", "Downloader", "Stats"]
+__all__ = ["Downloader", "Stats"]
 
 logger = logging.getLogger(__name__)
 
-#: A file whose digest is wrong this many times in a row is not a transient fault.
-CHECKSUM_ATTEMPTS = 3
-#: Files at least this large go over several connections in Range slices.
-SEGMENT_MIN = 512 << 20
-#: Slice size: EGA's Data API serves at most 100 MiB a request (pyega3's default).
-SLICE = 64 << 20
-#: Connections per segmented file (bounded again by the host's ``connections``).
-SEGMENT_CONNECTIONS = 4
 #: Write errors that every other file would hit too: they stop the run.
 FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
@@ -98,9 +91,12 @@ class Downloader:
         retry: RetryPolicy,
         stats: Stats,
         emit: Callable[[Event], None],
+        transfer: TransferTuning | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.dest = dest
+        #: Segmenting, slice and flush sizes, checksum attempts.
+        self.transfer = transfer or TransferTuning()
         self.http = http
         self.store = store
         self.retry = retry
@@ -200,7 +196,7 @@ class Downloader:
             # The host is paused: the next request waits for its probe. This one does
             # not count against the file's own budget.
             uncounted=self.http.waits_for_host,
-            caps={ChecksumMismatch: CHECKSUM_ATTEMPTS},
+            caps={ChecksumMismatch: self.transfer.checksum_attempts},
             on_retry=on_retry,
         )
         try:
@@ -278,9 +274,10 @@ class Downloader:
                     headers=headers,
                     verifier=verifier,
                     commit=commit,
-                    slice_size=SLICE,
-                    connections=min(SEGMENT_CONNECTIONS, gate.connections),
+                    slice_size=_slice_size(self.transfer.slice, hooks),
+                    connections=min(self.transfer.segment_connections, gate.connections),
                     dest=self.dest,
+                    transfer=self.transfer,
                 )
             except RangesUnsupported:
                 self._no_ranges.add(gate.key)
@@ -297,15 +294,23 @@ class Downloader:
             verifier=verifier,
             commit=commit,
             dest=self.dest,
+            transfer=self.transfer,
         )
 
     def _segmented(self, task: FileTask, host: str) -> bool:
         return (
             task.size is not None
-            and task.size >= SEGMENT_MIN
+            and task.size >= self.transfer.segment_min
             and task.verify != "sha1"  # the in-order hasher computes MD5 only
             and host not in self._no_ranges
         )
+
+
+def _slice_size(wanted: int, hooks: FileHooks | None) -> int:
+    """The tuning's slice, cut to what the archive serves in one request."""
+    if hooks is not None and hooks.max_range is not None:
+        return min(wanted, hooks.max_range)
+    return wanted
 
 
 def _destination_error(

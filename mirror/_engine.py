@@ -35,6 +35,7 @@ import os
 import secrets
 import socket
 from collections.abc import Callable
+from dataclasses import replace
 
 from ._config import Manifest
 from ._credentials import Credentials
@@ -59,6 +60,7 @@ from ._registry import CredentialLookup, kind_of
 from ._retry import RetryPolicy
 from ._seam import FileHooks, PullLedger, Source, SourceContext
 from ._state import Claim, Member, Store, open_store
+from ._tuning import Tuning
 
 __all__ = ["Engine"]
 
@@ -66,10 +68,6 @@ __all__ = ["Engine"]
 _Item = tuple[FileTask, "FileHooks | None", int]
 
 logger = logging.getLogger(__name__)
-
-PROGRESS_INTERVAL = 0.5
-#: Seconds a claimed file stays its holder's without a heartbeat (``--lease``).
-LEASE = 60.0
 
 
 class Engine:
@@ -82,24 +80,42 @@ class Engine:
         emit: Callable[[Event], None] = lambda e: None,
         state: str | None = None,
         retry: RetryPolicy | None = None,
-        progress_interval: float = PROGRESS_INTERVAL,
+        progress_interval: float | None = None,
         credentials: Credentials | None = None,
-        lease: float = LEASE,
+        lease: float | None = None,
         destination: Destination | None = None,
+        tuning: Tuning | None = None,
     ) -> None:
-        if lease <= 0:
-            raise ValueError("lease must be positive")
+        tuning = tuning or Tuning()
+        # The arguments of the same names, when given, replace the tuning's.
+        if lease is not None or progress_interval is not None:
+            pull = tuning.pull
+            tuning = replace(
+                tuning,
+                pull=replace(
+                    pull,
+                    lease=pull.lease if lease is None else lease,
+                    progress_interval=(
+                        pull.progress_interval if progress_interval is None else progress_interval
+                    ),
+                ),
+            )
+        if retry is not None:
+            tuning = replace(tuning, retry=retry)
+        if tuning.timeouts is not None:
+            manifest = replace(manifest, timeouts=tuning.timeouts)
+        self.tuning = tuning
         self.manifest = manifest
         #: Seconds a claimed file stays this process's without a heartbeat.
-        self.lease = lease
+        self.lease = tuning.pull.lease
         self.credentials = credentials or Credentials.from_environment()
         self.dest = manifest.dest
         #: Where every file of the mirror is written (the state store aside).
         self.destination: Destination = destination or LocalDestination(self.dest)
         self._emit = emit
         self._state_url = state
-        self.retry = retry or RetryPolicy()
-        self._interval = progress_interval
+        self.retry = tuning.retry
+        self._interval = tuning.pull.progress_interval
         self.stats = Stats()
         self._plan = Planning(stats=self.stats, emit=emit, destination=self.destination)
         self._started = False
@@ -123,7 +139,10 @@ class Engine:
         try:
             pull = await self._join(store)
             async with Http(
-                self.manifest.host_limit, retry=self.retry, timeouts=self.manifest.timeouts
+                self.manifest.host_limit,
+                retry=self.retry,
+                timeouts=self.manifest.timeouts,
+                tuning=self.tuning.http,
             ) as http:
                 ctx = self._context(http, Ledger(store, pull.generation))
                 try:
@@ -215,7 +234,10 @@ class Engine:
             pull = await self._join(store)
             try:
                 async with Http(
-                    self.manifest.host_limit, retry=self.retry, timeouts=self.manifest.timeouts
+                    self.manifest.host_limit,
+                    retry=self.retry,
+                    timeouts=self.manifest.timeouts,
+                    tuning=self.tuning.http,
                 ) as http:
                     ctx = self._context(http, Ledger(store, pull.generation))
                     for i, make in enumerate(makers):
@@ -269,6 +291,7 @@ class Engine:
             warn=self._plan.warn,
             # Names server-side state (EGA request labels) so a resumed run finds it.
             mirror_id=hashlib.sha1(str(self.dest.resolve()).encode()).hexdigest()[:12],
+            tuning=self.tuning,
         )
 
     def _check_sources(self) -> list[Callable[[SourceContext], Source]]:
@@ -307,7 +330,9 @@ class Engine:
         n_workers = self.manifest.workers
         # Small: a claimed file waiting here is one no other member can take, which
         # matters at the end of a pull of large files.
-        queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=max(2, n_workers // 4))
+        queue: asyncio.Queue[_Item | None] = asyncio.Queue(
+            maxsize=self.tuning.pull.queue_size(n_workers)
+        )
         downloader = Downloader(
             dest=self.destination,
             http=http,
@@ -315,12 +340,17 @@ class Engine:
             retry=self.retry,
             stats=self.stats,
             emit=self._emit,
+            transfer=self.tuning.transfer,
         )
         # A full or read-only destination stops every worker; the caller's collapsed()
         # turns the group into that one error.
         async with asyncio.TaskGroup() as outer:
             ticker = outer.create_task(self._tick(pull))
-            beat = outer.create_task(heartbeat(store, http, pull, lease=self.lease))
+            beat = outer.create_task(
+                heartbeat(
+                    store, http, pull, lease=self.lease, counts_every=self.tuning.pull.counts_every
+                )
+            )
             try:
                 await pull.admitted.wait()
                 async with asyncio.TaskGroup() as tg:
@@ -443,4 +473,9 @@ class Engine:
             self._emit(self._progress(pull))
 
     def _progress(self, pull: Pull) -> Progress:
-        return progress(self.stats, pull.counts, planning_here=self._plan.planning_here)
+        return progress(
+            self.stats,
+            pull.counts,
+            planning_here=self._plan.planning_here,
+            quiet=self.tuning.pull.planning_quiet,
+        )

@@ -15,11 +15,11 @@ what the ``.part`` was started for, it starts again from zero: a server may keep
 ETag, or send none, for a file whose bytes changed.
 
 The hot path is written for throughput: bytes from the socket are gathered into
-batches of :data:`BATCH` and each batch is written and hashed in a worker thread
-(hashlib releases the GIL) while the loop receives the next one, so MD5 never
-shares a core with the event loop and there is one thread hop per batch, not per
-socket read. A batch is also written once it is :data:`FLUSH_EVERY` old, so a
-killed process loses at most the bytes of the last half second (and never more
+batches of ``flush_bytes`` (:class:`TransferTuning`) and each batch is written and
+hashed in a worker thread (hashlib releases the GIL) while the loop receives the next
+one, so MD5 never shares a core with the event loop and there is one thread hop per
+batch, not per socket read. A batch is also written once it is ``flush_seconds`` old,
+so a killed process loses at most the bytes of the last half second (and never more
 than one batch) of each file: on a fast link the batch fills first, on a slow one
 the clock writes it.
 """
@@ -47,10 +47,9 @@ from ._exceptions import (
 from ._http import Http, redact_url
 from ._models import FileTask
 from ._seam import Received
+from ._tuning import TransferTuning
 
 __all__ = [
-    "BATCH",
-    "FLUSH_EVERY",
     "Fetched",
     "PartRecord",
     "RangeAction",
@@ -66,10 +65,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Bytes gathered before one write+hash hop to a thread.
-BATCH = 4 << 20
-#: Seconds after which gathered bytes are written even if the batch is not full.
-FLUSH_EVERY = 0.5
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
@@ -258,10 +253,12 @@ async def fetch(
     verifier: Verifier | None = None,
     commit: Callable[[Fetched], Awaitable[None]] | None = None,
     dest: Destination | None = None,
+    transfer: TransferTuning | None = None,
 ) -> Fetched:
     """Download ``task`` to ``final`` (via ``final.part``), or raise a :class:`TransferError`.
 
-    ``dest`` holds the files (the local file system by default).
+    ``dest`` holds the files (the local file system by default); ``transfer`` says
+    how often gathered bytes are written (the defaults when not given).
 
     ``progress`` hears each piece of body as it arrives; ``started`` the offset the
     file stands at when a transfer (re)starts, before the request goes out (0 for a
@@ -299,7 +296,15 @@ async def fetch(
         if task.size is None or offset < task.size:
             validator = record.validator if record is not None else None
             received = await _receive(
-                task, http, validators, sink, offset, validator, progress, started
+                task,
+                http,
+                validators,
+                sink,
+                offset,
+                validator,
+                progress,
+                started,
+                transfer or TransferTuning(),
             )
         await asyncio.to_thread(sink.close)
         got = Received(
@@ -324,6 +329,7 @@ async def _receive(
     validator: str | None,
     progress: Callable[[int], None],
     started: Callable[[int], None],
+    transfer: TransferTuning,
 ) -> int:
     headers = dict(task.headers)
     headers.update(resume_headers(offset, validator))
@@ -365,7 +371,7 @@ async def _receive(
             recorded = asyncio.ensure_future(
                 validators.set_validator(task.key, PartRecord.of(task, validator).dumps())
             )
-        received = await _stream(resp.chunks(), sink, progress, recorded)
+        received = await _stream(resp.chunks(), sink, progress, transfer, recorded)
     if length is not None and received < length:
         raise IncompleteDownload(
             f"{redact_url(task.url)}: body ended after {received} of {length} bytes",
@@ -378,6 +384,7 @@ async def _stream(
     chunks: AsyncIterator[bytes],
     sink: _Sink,
     progress: Callable[[int], None],
+    transfer: TransferTuning,
     recorded: Awaitable[None] | None = None,
 ) -> int:
     """Copy ``chunks`` into ``sink``: one batch in the thread while the next arrives.
@@ -389,14 +396,15 @@ async def _stream(
     pending: asyncio.Future[None] | None = None
     batch: list[bytes] = []
     size = received = 0
-    due = loop.time() + FLUSH_EVERY
+    flush_bytes, flush_seconds = transfer.flush_bytes, transfer.flush_seconds
+    due = loop.time() + flush_seconds
     try:
         async for chunk in chunks:
             batch.append(chunk)
             size += len(chunk)
             # Reported as it arrives, not per batch: a display moves with the bytes.
             progress(len(chunk))
-            if size >= BATCH or loop.time() >= due:
+            if size >= flush_bytes or loop.time() >= due:
                 if pending is not None:
                     await pending
                 if recorded is not None:
@@ -405,7 +413,7 @@ async def _stream(
                 pending = loop.run_in_executor(None, sink.write, batch)
                 received += size
                 batch, size = [], 0
-                due = loop.time() + FLUSH_EVERY
+                due = loop.time() + flush_seconds
     finally:
         # Whatever arrived is good bytes: keep it for the resume, even on error, and
         # even when cancelled again while it is being written.

@@ -38,6 +38,7 @@ from ._exceptions import (
     UntrustedCertificate,
 )
 from ._retry import RetryPolicy, parse_retry_after, retry_call
+from ._tuning import HttpTuning
 
 __all__ = [
     "MAX_REDIRECTS",
@@ -68,16 +69,8 @@ TURN = 1.5
 #: are then at least 1.125 s apart: a second for the rate, the rest for the machines'
 #: clocks and the network to disagree by.
 TURN_START = 0.25
-#: Answers of JSON cut short before a GET gives up on them (see ``Response.json``).
-BAD_JSON_ATTEMPTS = 3
 #: Redirects followed for one request; more is a loop (or a chain no archive uses).
 MAX_REDIRECTS = 10
-#: Connection failures in a row before a host is paused and probed.
-BREAKER_FAILURES = 3
-#: First wait between probes of a paused host, doubled after each failed probe ...
-PROBE_FIRST = 1.0
-#: ... up to this.
-PROBE_CAP = 15.0
 _SECRET_PARAMS = frozenset({"session", "token", "access_token", "password", "pass", "key"})
 
 
@@ -428,7 +421,7 @@ class HostGate:
 class Breaker:
     """Stop sending a host requests it cannot answer; fail its files together when it is down.
 
-    Closed (normal): requests flow. After :data:`BREAKER_FAILURES` connection failures
+    Closed (normal): requests flow. After ``breaker_failures`` connection failures
     in a row (refused, reset or no answer before the response, connect timeout) the
     host is *paused*: requests wait, and one at a time goes out as a probe, with a
     growing pause between probes. Any answer (whatever its status) closes it again.
@@ -442,13 +435,14 @@ class Breaker:
         key: str,
         *,
         down_after: float,
-        threshold: int = BREAKER_FAILURES,
+        tuning: HttpTuning | None = None,
         clock: Clock = REAL_CLOCK,
     ) -> None:
         self.key = key
         self.clock = clock
         self.down_after = down_after
-        self.threshold = threshold
+        self.tuning = tuning or HttpTuning()
+        self.threshold = self.tuning.breaker_failures
         self._failures = 0
         #: When the first request of the current run of failures was sent.
         self._since: float | None = None
@@ -456,7 +450,7 @@ class Breaker:
         self._paused = False
         self._probing = False
         self._next_probe = 0.0
-        self._delay = PROBE_FIRST
+        self._delay = self.tuning.probe_first
         self._down: HostDown | None = None
         self._changed = asyncio.Event()
         #: Bodies that stalled with none arriving whole since, and when the first began.
@@ -495,7 +489,7 @@ class Breaker:
         self._failures = 0
         self._since = None
         self._paused = self._probing = False
-        self._delay = PROBE_FIRST
+        self._delay = self.tuning.probe_first
         if was_paused:
             logger.info("%s answers again: resuming", self.key)
             self._notify()
@@ -511,7 +505,7 @@ class Breaker:
         self._why = _why(exc)
         if probe:
             self._probing = False
-            self._delay = min(PROBE_CAP, self._delay * 2)
+            self._delay = min(self.tuning.probe_cap, self._delay * 2)
             self._next_probe = now + self._delay
         elif not self._paused and self._failures >= self.threshold:
             self._paused = True
@@ -759,9 +753,11 @@ class Http:
         *,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
+        tuning: HttpTuning | None = None,
         clock: Clock = REAL_CLOCK,
     ) -> None:
         self._limits = limits
+        self.tuning = tuning or HttpTuning()
         #: What the gates, breakers and retry waits read the time from and sleep on.
         self.clock = clock
         self._gates: dict[str, HostGate] = {}
@@ -834,7 +830,7 @@ class Http:
         breaker = self._breakers.get(key)
         if breaker is None:
             breaker = self._breakers[key] = Breaker(
-                key, down_after=self.timeouts.host_down, clock=self.clock
+                key, down_after=self.timeouts.host_down, tuning=self.tuning, clock=self.clock
             )
         return breaker
 
@@ -931,7 +927,7 @@ class Http:
     ) -> Any:
         """GET ``url`` and decode its JSON body, with retries.
 
-        A JSON body cut short is fetched again, but only ``BAD_JSON_ATTEMPTS`` times:
+        A JSON body cut short is fetched again, but only ``bad_json_attempts`` times:
         a server that keeps sending broken JSON is not going to stop within the
         minutes the full retry budget lasts.
         """
@@ -944,7 +940,7 @@ class Http:
                     return await r.json()
                 except _DamagedJson as exc:
                     damaged += 1
-                    if damaged >= BAD_JSON_ATTEMPTS:
+                    if damaged >= self.tuning.bad_json_attempts:
                         raise SourceError(f"{exc}; {damaged} times, giving up") from exc
                     raise
 

@@ -14,12 +14,13 @@ from ._models import ActiveFile, Progress, TaskStatus
 
 __all__ = ["progress"]
 
-#: Planning that adds no file for this many seconds is shown as waiting.
-PLANNING_QUIET = 5.0
-
 
 def progress(
-    stats: Stats, pull_counts: dict[TaskStatus, tuple[int, int]] | None, *, planning_here: bool
+    stats: Stats,
+    pull_counts: dict[TaskStatus, tuple[int, int]] | None,
+    *,
+    planning_here: bool,
+    quiet: float,
 ) -> Progress:
     s = stats
     done = s.done_bytes + sum(int(e[0] or 0) for e in s.active.values())
@@ -34,7 +35,7 @@ def progress(
         for why, left in waits.items()
     ]
     idle = s.planning_idle()
-    if idle >= PLANNING_QUIET and planning_here:
+    if idle >= quiet and planning_here:
         waiting.append(f"planning: no new files for {idle:.0f} s, waiting for the archives")
     planned, verified, failed = s.planned, s.verified, s.failed
     total, failed_bytes = s.planned_bytes, s.failed_bytes

@@ -23,9 +23,6 @@ __all__ = ["Ledger", "Pull", "cancelling", "evict_dead_neighbours", "heartbeat"]
 
 logger = logging.getLogger(__name__)
 
-#: Seconds between refreshes of the pull's counts while several members take part.
-COUNTS_EVERY = 5.0
-
 
 @dataclass(kw_only=True, slots=True)
 class Pull:
@@ -80,7 +77,9 @@ async def evict_dead_neighbours(store: Store, me: Member, *, lease: float) -> No
             await store.leave(Member(id=m.id, host=m.host, pid=m.pid))
 
 
-async def heartbeat(store: Store, http: Http, pull: Pull, *, lease: float) -> None:
+async def heartbeat(
+    store: Store, http: Http, pull: Pull, *, lease: float, counts_every: float
+) -> None:
     """The member's heartbeat: renew leases, share the hosts, stop lost files.
 
     A newcomer is admitted (starts requests) only once every other member has
@@ -118,7 +117,7 @@ async def heartbeat(store: Store, http: Http, pull: Pull, *, lease: float) -> No
             # The pull's counts for the progress display: a whole-pull read, so
             # not every beat (hundreds of ms at 300,000 files on PostgreSQL).
             pull.counts = await store.counts(pull.generation)
-            refresh = time.monotonic() + COUNTS_EVERY
+            refresh = time.monotonic() + counts_every
         await asyncio.sleep(interval if pull.admitted.is_set() else interval / 4)
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ._exceptions import MirrorError, TransferError
 from ._models import FileTask, TaskStatus
+from ._tuning import SourceTuning, Tuning
 
 if TYPE_CHECKING:
     from ._dest import Destination
@@ -83,6 +84,12 @@ class SourceContext:
     mirror_id: str = "ebi-mirror"
     #: The pull as a whole (every process taking part), through the state store.
     pull: PullLedger = field(default_factory=_Alone)
+    #: The run's knobs; a source reads its batch and page sizes from ``tuning.sources``.
+    tuning: Tuning = field(default_factory=Tuning)
+
+    @property
+    def sizes(self) -> SourceTuning:
+        return self.tuning.sources
 
     @property
     def dest(self) -> Destination:
@@ -101,6 +108,12 @@ class FileHooks(Protocol):
     @property
     def parallel_ranges(self) -> bool:
         """Whether a large file may be fetched as several Range requests at once."""
+        ...
+
+    @property
+    def max_range(self) -> int | None:
+        """Most bytes the archive serves in one request (a fact, not a knob): slices
+        are cut no larger, whatever the tuning asks. ``None``: no such limit."""
         ...
 
     def recoverable(self, error: TransferError) -> bool:

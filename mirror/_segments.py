@@ -28,7 +28,6 @@ from pathlib import Path
 from ._dest import SLICES_SUFFIX, Destination, LocalDestination, SizedPart
 from ._exceptions import IncompleteDownload, RemoteFileChanged, TransferError
 from ._fetch import (
-    FLUSH_EVERY,
     Fetched,
     Received,
     Verifier,
@@ -38,16 +37,13 @@ from ._fetch import (
 )
 from ._http import Http, redact_url
 from ._models import FileTask
+from ._tuning import TransferTuning
 
 __all__ = ["RangesUnsupported", "fetch_segmented", "plan_slices"]
 
 logger = logging.getLogger(__name__)
 
 _READ = 8 << 20
-#: Bytes gathered per write in a slice (one thread hop, one pwritev).
-SLICE_BATCH = 4 << 20
-#: A slice's progress is recorded in the sidecar at least this often.
-SAVE_EVERY = 32 << 20
 
 
 class RangesUnsupported(TransferError):
@@ -119,8 +115,13 @@ async def fetch_segmented(
     verifier: Verifier | None = None,
     commit: Callable[[Fetched], Awaitable[None]] | None = None,
     dest: Destination | None = None,
+    transfer: TransferTuning | None = None,
 ) -> Fetched:
     """Download ``task`` (whose ``size`` must be known) in parallel Range slices.
+
+    Each slice writes ``transfer.flush_bytes`` at a time (one thread hop, one
+    ``pwritev``) and records its progress in the sidecar every ``save_every`` bytes
+    or ``flush_seconds`` seconds.
 
     ``progress`` hears each piece of body as it arrives; ``started`` how many bytes
     the slices already hold when the transfer (re)starts.
@@ -128,6 +129,8 @@ async def fetch_segmented(
     if task.size is None:
         raise ValueError("a segmented download needs the file's size")
     size = task.size
+    transfer = transfer or TransferTuning()
+    flush_bytes, flush_seconds = transfer.flush_bytes, transfer.flush_seconds
     dest = dest or LocalDestination(final.parent)
     part = dest.part(final)
     sidecar = part.with_name(part.name + SLICES_SUFFIX)
@@ -188,7 +191,7 @@ async def fetch_segmented(
             saved = offset
             batch: list[bytes | memoryview] = []
             size_ = 0
-            due = loop.time() + FLUSH_EVERY
+            due = loop.time() + flush_seconds
             async for chunk in resp.chunks():
                 room = end - position - size_
                 piece: bytes | memoryview = (
@@ -198,7 +201,7 @@ async def fetch_segmented(
                 size_ += len(piece)
                 progress(len(piece))
                 now = loop.time()
-                if size_ >= SLICE_BATCH or position + size_ >= end or now >= due:
+                if size_ >= flush_bytes or position + size_ >= end or now >= due:
                     await loop.run_in_executor(None, held.write_at, batch, position)
                     position += size_
                     state.done[index] = position - start
@@ -206,12 +209,12 @@ async def fetch_segmented(
                     batch, size_ = [], 0
                     frontier_moved.set()
                     # The sidecar is written after the bytes it describes, every
-                    # SAVE_EVERY bytes or FLUSH_EVERY seconds, whichever comes first:
-                    # a kill loses at most the last half second of a slice.
-                    if position - saved >= SAVE_EVERY or position >= end or now >= due:
+                    # save_every bytes or flush_seconds, whichever comes first: a
+                    # kill loses at most the last half second of a slice.
+                    if position - saved >= transfer.save_every or position >= end or now >= due:
                         await save()
                         saved = position
-                    due = loop.time() + FLUSH_EVERY
+                    due = loop.time() + flush_seconds
                     if position >= end:
                         break
             if batch:

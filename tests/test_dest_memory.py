@@ -238,24 +238,25 @@ def _index(files: MemoryDestination) -> list[dict[str, str]]:
     return [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
 
 
-async def _run(doc: dict[str, object], files: Destination) -> mirror.Summary:
-    engine = Engine(load_manifest(doc), retry=FAST_RETRY, destination=files)
+async def _run(
+    doc: dict[str, object], files: Destination, tuning: mirror.Tuning | None = None
+) -> mirror.Summary:
+    engine = Engine(load_manifest(doc), retry=FAST_RETRY, destination=files, tuning=tuning)
     return await engine.run()
 
 
 @pytest.mark.parametrize("segmented", [False, True], ids=["streamed", "segmented"])
 async def test_ena_end_to_end_writes_only_through_the_destination(
-    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, segmented: bool
+    emulator: Emulator, tmp_path: Path, segmented: bool
 ) -> None:
-    if segmented:
-        # Every file over several Range connections, written at offsets.
-        monkeypatch.setattr(mirror._download, "SEGMENT_MIN", 1)
-        monkeypatch.setattr(mirror._download, "SLICE", 1000)
+    # Segmented: every file over several Range connections, written at offsets.
+    sliced = mirror.Tuning(transfer=mirror.TransferTuning(segment_min=1, slice=1000))
+    tuning = sliced if segmented else None
     dest = tmp_path / "data"
     files = MemoryDestination(dest)
     doc = ena_manifest(emulator.endpoints, dest, MIXED, files=["fastq", "submitted"])
 
-    summary = await _run(doc, files)
+    summary = await _run(doc, files, tuning)
 
     expected = _expected(emulator)
     assert len(expected) >= 12
@@ -287,7 +288,7 @@ async def test_ena_end_to_end_writes_only_through_the_destination(
     # A second run finds every file through the destination and fetches none.
     await emulator.wait_idle()
     before = len(emulator.log)
-    again = await _run(doc, files)
+    again = await _run(doc, files, tuning)
     await emulator.wait_idle()
     assert (again.verified, again.skipped) == (len(expected), len(expected))
     assert file_requests(emulator.log[before:]) == []

@@ -267,13 +267,12 @@ async def test_a_fetch_that_restarts_from_zero_does_not_count_its_bytes_twice(
 
 
 async def test_a_sliced_fetch_that_loses_unsaved_slices_does_not_count_them_twice(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     # Parallel slices of 2 MiB for files from 1 MiB: the real sizes scaled down. One
     # slice's answer is reset mid-way; the retry goes on from the slices' saved state,
     # which is behind what had arrived, so those bytes come (and are shown) again.
-    monkeypatch.setattr("mirror._download.SEGMENT_MIN", 1 << 20)
-    monkeypatch.setattr("mirror._download.SLICE", 2 << 20)
+    sliced = mirror.Tuning(transfer=mirror.TransferTuning(segment_min=1 << 20, slice=2 << 20))
     size = 8_000_000
     faults = [Fault(kind="reset", host="ftp", after_bytes=1_500_000, times=1)]
     async with Emulator(
@@ -281,7 +280,9 @@ async def test_a_sliced_fetch_that_loses_unsaved_slices_does_not_count_them_twic
     ) as emu:
         doc = ena_manifest(emu.endpoints, tmp_path / "data", ["ERR7000001"])
         seen: list[m.Progress] = []
-        async with mirror.Mirror(doc, retry=FAST_RETRY, progress_interval=0.02) as run:
+        async with mirror.Mirror(
+            doc, retry=FAST_RETRY, progress_interval=0.02, tuning=sliced
+        ) as run:
             async for event in run.events():
                 if isinstance(event, m.Progress):
                     seen.append(event)

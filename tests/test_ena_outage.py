@@ -26,8 +26,8 @@ from .replay import Answer, Chooser, Replay
 FAST_CLI = (
     "import sys\n"
     "import mirror._engine\n"
-    "from mirror._retry import RetryPolicy\n"
-    "mirror._engine.RetryPolicy = lambda: RetryPolicy(base=0.02, cap=0.1)\n"
+    "from mirror import RetryPolicy, Tuning\n"
+    "mirror._engine.Tuning = lambda: Tuning(retry=RetryPolicy(base=0.02, cap=0.1))\n"
     "from mirror._cli import main\n"
     "raise SystemExit(main(sys.argv[1:]))\n"
 )

@@ -114,8 +114,9 @@ def test_mgnify_500_after_retries_is_one_line(emulator_process: Any, tmp_path: P
     m = manifest(tmp_path / "m.yaml", emu.endpoints, ena(ENA_RUN), mgnify())
     # The real command line, with the retry waits shortened (production waits minutes).
     code = (
-        "import sys, mirror._engine as e, mirror._retry as r\n"
-        "e.RetryPolicy = lambda: r.RetryPolicy(attempts=3, base=0.01, cap=0.02)\n"
+        "import sys, mirror, mirror._engine as e\n"
+        "fast = mirror.RetryPolicy(attempts=3, base=0.01, cap=0.02)\n"
+        "e.Tuning = lambda: mirror.Tuning(retry=fast)\n"
         "from mirror._cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )

@@ -75,6 +75,7 @@ class ToySource:
     token: Secret
     name: str = "toy"
     parallel_ranges: bool = False
+    max_range: int | None = None
 
     def __post_init__(self) -> None:
         self.checked: list[tuple[str, str, int]] = []

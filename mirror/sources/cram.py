@@ -72,6 +72,7 @@ class CramRefSource:
 
     name = "cram_refs"
     parallel_ranges = False  # the registry's /md5/ path documents no Range support
+    max_range: int | None = None
 
     def __init__(self, spec: CramRefsSpec, ctx: SourceContext) -> None:
         self.spec = spec

@@ -75,6 +75,7 @@ class EgaTicketSource:
     #: One stream per ticket: a complete download consumes the ticket, so parallel
     #: slices would race each other for it.
     parallel_ranges = False
+    max_range: int | None = None
 
     def __init__(
         self, datasets: tuple[str, ...], files: tuple[str, ...], ctx: SourceContext, login: EgaLogin

@@ -52,6 +52,8 @@ CLIENT_SECRET = (
 AVAILABLE = "available"
 #: Refresh when less than this share of the token's lifetime is left.
 REFRESH_AT = 0.25
+#: The Data API serves at most 100 MiB a request (pyega3 #262, its default slice).
+MAX_RANGE = 100 << 20
 
 
 class EgaDataSource:
@@ -59,6 +61,10 @@ class EgaDataSource:
 
     name = "ega"
     parallel_ranges = True
+
+    @property
+    def max_range(self) -> int | None:
+        return MAX_RANGE
 
     def __init__(
         self,

@@ -55,7 +55,6 @@ from .ena_spec import ACCESSIONS, ENDPOINTS, FIELDS, EnaFamily, EnaSpec, parse
 __all__ = [
     "ENA_FILES_HOST",
     "KIND",
-    "QUERY_CHUNK",
     "EnaSource",
     "FamilyFile",
     "PortalRefused",
@@ -67,8 +66,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Result = Literal["read_run", "analysis"]
-CHUNK = 1000
-BATCH = 500
 
 _RUN_FAMILIES: tuple[EnaFamily, ...] = ("fastq", "submitted", "sra")
 _ALL_FAMILIES: tuple[EnaFamily, ...] = ("fastq", "submitted", "sra", "generated")
@@ -111,8 +108,6 @@ _SECONDARY_FIELD: dict[EnaKind, str] = {
     "study": "secondary_study_accession",
     "sample": "secondary_sample_accession",
 }
-#: Accessions OR'd into one ``query=`` (a few KB of form body).
-QUERY_CHUNK = 100
 #: The includeAccessionType values each result can be searched by.
 _SEARCHABLE: dict[Result, frozenset[str]] = {
     "read_run": frozenset({"study", "sample", "experiment", "run"}),
@@ -234,8 +229,9 @@ class EnaSource:
             )
             try:
                 for acc_type, accessions in by_type.items():
-                    for i in range(0, len(accessions), CHUNK):
-                        chunk = accessions[i : i + CHUNK]
+                    step = self.ctx.sizes.ena_accessions
+                    for i in range(0, len(accessions), step):
+                        chunk = accessions[i : i + step]
                         rows = self._search(result, acc_type, chunk, fields)
                         async for batch in self._tasks(result, families, rows, unmatched, table):
                             yield batch
@@ -247,8 +243,9 @@ class EnaSource:
                             ):
                                 yield batch
                         continue
-                    for i in range(0, len(accessions), QUERY_CHUNK):
-                        chunk = accessions[i : i + QUERY_CHUNK]
+                    step = self.ctx.sizes.ena_query_accessions
+                    for i in range(0, len(accessions), step):
+                        chunk = accessions[i : i + step]
                         rows = self._query(result, field, chunk, fields)
                         async for batch in self._tasks(result, families, rows, unmatched, table):
                             yield batch
@@ -445,7 +442,7 @@ class EnaSource:
             meta.append(row)
             self._found += 1
             batch += self._row_tasks(result, families, accession, row)
-            if len(batch) >= BATCH:
+            if len(batch) >= self.ctx.sizes.ena_batch:
                 await table.write(meta)
                 meta = []
                 yield batch

@@ -55,7 +55,6 @@ __all__ = ["KIND", "MERGE_SUFFIX", "EnterobaseSource", "EnterobaseSpec", "record
 
 logger = logging.getLogger(__name__)
 
-PAGE = 100
 #: The public API; overridable under ``endpoints: enterobase``.
 DEFAULT_BASE: Final = "https://enterobase.warwick.ac.uk/api/v2.0"
 #: Beside ``{resource}.jsonl`` while a listing runs: the records merged so far.
@@ -112,6 +111,7 @@ class EnterobaseSource:
 
     name = "enterobase"
     parallel_ranges = True
+    max_range: int | None = None
 
     def __init__(self, spec: EnterobaseSpec, ctx: SourceContext, token: Secret) -> None:
         self.spec = spec
@@ -149,7 +149,7 @@ class EnterobaseSource:
 
     def _params(self) -> list[tuple[str, str]]:
         spec = self.spec
-        params = [("limit", str(PAGE)), ("offset", "0")]
+        params = [("limit", str(self.ctx.sizes.enterobase_page)), ("offset", "0")]
         if spec.orderby:
             params.append(("orderby", spec.orderby))
         if spec.sortorder:

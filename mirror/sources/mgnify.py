@@ -41,9 +41,6 @@ logger = logging.getLogger(__name__)
 #: The public API; overridable under ``endpoints: mgnify``.
 DEFAULT_BASE: Final = "https://www.ebi.ac.uk/metagenomics/api/v1"
 
-#: Analyses expanded at once (each lists its downloads); the host gate bounds requests.
-ANALYSES_AT_ONCE = 4
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MgnifySpec:
@@ -125,7 +122,8 @@ class MgnifySource:
             yield batch
 
     async def _run(self, emit: Callable[[list[FileTask]], Awaitable[None]]) -> None:
-        """List analyses and expand :data:`ANALYSES_AT_ONCE` of them at a time."""
+        """List analyses and expand ``tuning.sources.mgnify_analyses`` of them at a time."""
+        at_once = self.ctx.sizes.mgnify_analyses
         analyses: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=100)
 
         async def list_analyses() -> None:
@@ -136,7 +134,7 @@ class MgnifySource:
                 found = await self._analysis(accession)
                 if found is not None:
                     await analyses.put(found)
-            for _ in range(ANALYSES_AT_ONCE):
+            for _ in range(at_once):
                 await analyses.put(None)
 
         async def expand_analyses() -> None:
@@ -150,7 +148,7 @@ class MgnifySource:
         with collapsed():
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(list_analyses())
-                for _ in range(ANALYSES_AT_ONCE):
+                for _ in range(at_once):
                     tg.create_task(expand_analyses())
         self._report_filters()
 
@@ -161,7 +159,14 @@ class MgnifySource:
         url = f"{self.base}/studies/{study}/analyses"
         found = 0
         try:
-            async for page in iter_jsonapi(self.ctx.http, url, params=params, follow=self._follow):
+            async for page in iter_jsonapi(
+                self.ctx.http,
+                url,
+                params=params,
+                follow=self._follow,
+                page_size=self.ctx.sizes.mgnify_page,
+                ahead=self.ctx.sizes.pages_ahead,
+            ):
                 for record in page:
                     if self._pipeline_ok(record):
                         found += 1
@@ -215,7 +220,13 @@ class MgnifySource:
         )
         tasks: list[FileTask] = []
         listed = 0
-        async for page in iter_jsonapi(self.ctx.http, url, follow=self._follow):
+        async for page in iter_jsonapi(
+            self.ctx.http,
+            url,
+            follow=self._follow,
+            page_size=self.ctx.sizes.mgnify_page,
+            ahead=self.ctx.sizes.pages_ahead,
+        ):
             for item in page:
                 listed += 1
                 self._note(item)
