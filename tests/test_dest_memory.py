@@ -250,7 +250,8 @@ async def test_ena_end_to_end_writes_only_through_the_destination(
     emulator: Emulator, tmp_path: Path, segmented: bool
 ) -> None:
     # Segmented: every file over several Range connections, written at offsets.
-    sliced = mirror.Tuning(transfer=mirror.TransferTuning(segment_min=1, slice=1000))
+    # 64 KiB slices: a few dozen per megabyte file, every offset path still taken.
+    sliced = mirror.Tuning(transfer=mirror.TransferTuning(segment_min=1, slice=64 << 10))
     tuning = sliced if segmented else None
     dest = tmp_path / "data"
     files = MemoryDestination(dest)
