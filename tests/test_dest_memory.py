@@ -282,6 +282,12 @@ async def test_ena_end_to_end_writes_only_through_the_destination(
         dest / "metadata/ena/runs.tsv",
         dest / "metadata/ena/analyses.tsv",
     }
+    if segmented:
+        # The segmented path really ran: files over one slice came in Range slices.
+        sliced_paths = {e.path for e in file_requests(emulator.log) if e.range}
+        big = {f"/{p}" for p in expected.values() if len(emulator.ena.file_bytes(p)) > 64 << 10}
+        assert big
+        assert big <= sliced_paths
     # On disk, only the state store (the store owns it, not the destination).
     assert _on_disk(dest)
     assert all(p.startswith(".mirror/state.sqlite") for p in _on_disk(dest))
