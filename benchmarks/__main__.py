@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ._ega import w6_ega_data_api
-from ._env import ToolMissing, ensure_tools, machine_info
+from ._env import ToolMissing, ensure_tools, machine_info, machine_name
 from ._members import w7_members
 from ._planning import w4_planning, w5_memory
 from ._profile import find_py_spy
@@ -93,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
         help="where the JSON goes (default benchmarks/results)",
     )
     p.add_argument(
+        "--machine",
+        default=None,
+        metavar="NAME",
+        help="name of the results file, RESULTS/NAME.json, replaced by each run "
+        "(default: CPUs and model, e.g. 2cpu-amd-epyc)",
+    )
+    p.add_argument(
         "--profile",
         action="store_true",
         help="W1-W3: one more ebi-mirror run under py-spy (if installed), summarised by "
@@ -104,6 +111,16 @@ def _parser() -> argparse.ArgumentParser:
         help="never apt-get install a missing tool; just say which is missing",
     )
     return p
+
+
+def results_name(machine: str, quick: bool, workloads: Sequence[int]) -> str:
+    """The latest results of one machine are kept, not a history: each run replaces the
+    file of its kind. A quick run or a subset of the workloads gets a file of its own, so
+    it never replaces the full run's numbers."""
+    name = machine + ("-quick" if quick else "")
+    if sorted(workloads) != sorted(WORKLOADS):
+        name += "-w" + "".join(str(n) for n in sorted(workloads))
+    return name
 
 
 def _say(text: str) -> None:
@@ -127,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     suite = Suite(work=work, tools=tools, reps=reps, quick=args.quick, keep=args.keep, say=_say)
     started = datetime.datetime.now(datetime.UTC)
-    stamp = started.strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else "")
+    stamp = results_name(args.machine or machine_name(), args.quick, args.workloads)
     if args.profile:
         suite.py_spy = find_py_spy()
         suite.profile_dir = args.results.resolve() / f"{stamp}-profiles"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PACKAGES", "ToolMissing", "ensure_tools", "find_tool", "machine_info"]
+__all__ = [
+    "PACKAGES",
+    "ToolMissing",
+    "ensure_tools",
+    "find_tool",
+    "machine_info",
+    "machine_name",
+]
 
 #: Command → the Debian package that provides it.
 PACKAGES: dict[str, str] = {
@@ -117,6 +125,16 @@ def _git(repo: Path, *args: str) -> str:
     except OSError:
         return ""
     return done.stdout.rstrip()
+
+
+def machine_name() -> str:
+    """What the results file of this machine is called: its CPUs, e.g. ``2cpu-amd-epyc``.
+
+    The kind of machine, not its host name: a container or a CI runner gets a new host
+    name each time, and results of the same kind of machine should replace each other.
+    """
+    model = re.sub(r"[^a-z0-9]+", "-", _cpu_model().lower()).strip("-") or "unknown"
+    return f"{os.cpu_count()}cpu-{model}"
 
 
 def machine_info(tools: dict[str, str], repo: Path) -> dict[str, Any]:

@@ -89,7 +89,8 @@ def format_table(results: Sequence[WorkloadResult], *, header: str = "") -> str:
 
 
 def save_json(directory: Path, stamp: str, doc: dict[str, Any]) -> Path:
-    """``directory/<stamp>.json``, written via a ``.tmp`` file and renamed into place."""
+    """``directory/<stamp>.json``, written via a ``.tmp`` file and renamed into place
+    (replacing the previous run's)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{stamp}.json"
     tmp = directory / f"{stamp}.json.tmp"

@@ -13,7 +13,7 @@ with initdb and its default settings, fsync on; ebi-mirror's sessions commit wit
 opens it). After planning, PostgreSQL's tables are vacuumed and analyzed (what autovacuum
 does on its own soon after a bulk load) and checkpointed, so that the repetitions
 measure claims and not that. Backends and n alternate per repetition; medians are
-printed, raw numbers saved in ``results/<stamp>-claims.json``.
+printed, raw numbers saved in ``results/<machine>-claims.json``.
 
 Besides the rate, the CPU each file cost (the claimers' own, plus the PostgreSQL
 server's: every process of it) is printed: on a machine shared with other work the
@@ -47,7 +47,7 @@ from mirror._models import FileTask, TaskStatus
 from mirror._state import Member, open_store
 from tests.postgres import start_postgres
 
-from ._env import machine_info
+from ._env import machine_info, machine_name
 from ._report import save_json
 
 HERE = Path(__file__).resolve().parent
@@ -366,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         + ", ".join(f"{k} {args.rows / v:,.0f} files/s" for k, v in planned.items())
         + f"\nload average (1 min) at start {load[0]:.1f}, at end {os.getloadavg()[0]:.1f}"
     )
-    stamp = started.strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else "") + "-claims"
+    stamp = machine_name() + ("-quick" if args.quick else "") + "-claims"
     doc = {
         "started": started.isoformat(),
         "options": vars(args) | {"work": str(args.work), "results": str(args.results)},

@@ -9,10 +9,14 @@ from ._api import Mirror as Mirror, run as run
 from ._config import Manifest as Manifest, Timeouts as Timeouts
 from ._exceptions import (
     ChecksumMismatch as ChecksumMismatch,
+    ClientError as ClientError,
     CredentialsError as CredentialsError,
+    Fatal as Fatal,
     ManifestError as ManifestError,
     MirrorError as MirrorError,
     NotConnected as NotConnected,
+    RateLimited as RateLimited,
+    Retryable as Retryable,
     SourceError as SourceError,
     StateError as StateError,
     StateUrlError as StateUrlError,
@@ -33,17 +37,27 @@ from ._models import (
     WarningEvent as WarningEvent,
 )
 from ._retry import RetryPolicy as RetryPolicy
+from ._tuning import (
+    HttpTuning as HttpTuning,
+    PullTuning as PullTuning,
+    SourceTuning as SourceTuning,
+    TransferTuning as TransferTuning,
+    Tuning as Tuning,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ChecksumMismatch",
+    "ClientError",
     "CredentialsError",
     "Event",
+    "Fatal",
     "FileFailed",
     "FileStarted",
     "FileTask",
     "FileVerified",
+    "HttpTuning",
     "Manifest",
     "ManifestError",
     "Mirror",
@@ -51,15 +65,21 @@ __all__ = [
     "NotConnected",
     "PlanFinished",
     "Progress",
+    "PullTuning",
+    "RateLimited",
     "RetryPolicy",
+    "Retryable",
     "RunFinished",
     "SourceError",
+    "SourceTuning",
     "StateError",
     "StateUrlError",
     "Summary",
     "TaskStatus",
     "Timeouts",
     "TransferError",
+    "TransferTuning",
+    "Tuning",
     "WarningEvent",
     "load_manifest",
     "run",

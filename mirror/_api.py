@@ -12,10 +12,11 @@ from typing import Any
 
 from ._config import Manifest, Timeouts
 from ._credentials import Credentials
-from ._engine import LEASE, Engine
+from ._engine import Engine
 from ._manifest import load_manifest
 from ._models import Event, RunFinished, Summary
 from ._retry import RetryPolicy
+from ._tuning import Tuning
 
 __all__ = ["Mirror", "run"]
 
@@ -60,12 +61,18 @@ class Mirror:
         workers: int | None = None,
         state: str | None = None,
         retry: RetryPolicy | None = None,
-        progress_interval: float = 0.5,
+        progress_interval: float | None = None,
         credentials: Mapping[str, str] | None = None,
         timeouts: Timeouts | None = None,
-        lease: float = LEASE,
+        lease: float | None = None,
+        tuning: Tuning | None = None,
     ) -> None:
+        if tuning is not None and tuning.timeouts is not None:
+            # Folded into the manifest here, where an explicit ``timeouts`` wins.
+            timeouts = timeouts or tuning.timeouts
+            tuning = dataclasses.replace(tuning, timeouts=None)
         self.manifest = _resolve(manifest, dest=dest, workers=workers, timeouts=timeouts)
+        self._tuning = tuning
         self._lease = lease
         self._credentials = Credentials(env=dict(credentials)) if credentials is not None else None
         self._state = state
@@ -99,6 +106,7 @@ class Mirror:
             progress_interval=self._interval,
             credentials=self._credentials,
             lease=self._lease,
+            tuning=self._tuning,
         )
 
     def events(self) -> AsyncIterator[Event]:
@@ -144,7 +152,8 @@ async def run(
     retry: RetryPolicy | None = None,
     credentials: Mapping[str, str] | None = None,
     timeouts: Timeouts | None = None,
-    lease: float = LEASE,
+    lease: float | None = None,
+    tuning: Tuning | None = None,
 ) -> Summary:
     """Mirror everything ``manifest`` names; return the counts.
 
@@ -161,6 +170,10 @@ async def run(
     Several calls (in several processes or on several machines) naming the same
     ``dest`` and ``state`` share one pull; ``lease`` is how many seconds a file stays
     with a process that stopped renewing it (it died) before another takes it over.
+
+    ``tuning`` sets every other knob (slice and batch sizes, queue, windows; see
+    :class:`mirror.Tuning`); ``retry``, ``timeouts`` and ``lease``, when given,
+    replace its fields of the same names.
     """
     m = Mirror(
         manifest,
@@ -171,5 +184,6 @@ async def run(
         credentials=credentials,
         timeouts=timeouts,
         lease=lease,
+        tuning=tuning,
     )
     return await m.engine().run()

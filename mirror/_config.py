@@ -1,4 +1,8 @@
-"""The validated manifest: frozen, keyword-only dataclasses, built by ``_manifest``."""
+"""The validated manifest: frozen, keyword-only dataclasses, built by ``_manifest``.
+
+Each source's entry (its spec) is declared by its source module; the registry
+(:mod:`mirror._registry`) knows them all.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+from ._registry import default_endpoints, kinds
+
+if TYPE_CHECKING:
+    # Defined by their sources; importable from here as they always were.
+    from .sources.cram import CramRefsSpec as CramRefsSpec
+    from .sources.ega_spec import EgaSpec as EgaSpec
+    from .sources.ena_spec import EnaSpec as EnaSpec
+    from .sources.enterobase import EnterobaseSpec as EnterobaseSpec
+    from .sources.mgnify import MgnifySpec as MgnifySpec
+
+    #: Every service URL by ``endpoints:`` key (see ``_registry.default_endpoints``).
+    DEFAULT_ENDPOINTS: Mapping[str, str]
 
 __all__ = [
     "DEFAULT_ENDPOINTS",
@@ -23,28 +40,6 @@ __all__ = [
     "SourceSpec",
     "Timeouts",
 ]
-
-#: Public service base URLs (SPEC.md); overridable under ``endpoints:``.
-DEFAULT_ENDPOINTS: Mapping[str, str] = MappingProxyType(
-    {
-        "ena_portal": "https://www.ebi.ac.uk/ena/portal/api",
-        "ena_browser": "https://www.ebi.ac.uk/ena/browser/api",
-        "ena_files": "https://ftp.sra.ebi.ac.uk",
-        "mgnify": "https://www.ebi.ac.uk/metagenomics/api/v1",
-        "enterobase": "https://enterobase.warwick.ac.uk/api/v2.0",
-        "ega_access": "https://ega.ebi.ac.uk/ega/rest/access/v2",
-        "ega_download": "http://ega.ebi.ac.uk/ega/rest/download/v2",
-        # The current EGA Data API (pyega3's default server file).
-        "ega_auth": "https://ega.ebi.ac.uk:8443/ega-openid-connect-server/token",
-        "ega_data": "https://ega.ebi.ac.uk:8443/v2",
-        "cram_registry": "https://www.ebi.ac.uk/ena/cram",
-        "webin": "https://wwwdev.ebi.ac.uk/ena/submit/webin-v2",
-    }
-)
-
-ENA_FILE_FAMILIES = ("fastq", "submitted", "sra", "generated")
-EnaFamily = Literal["fastq", "submitted", "sra", "generated"]
-
 
 HostScope = Literal["pull", "member"]
 HOST_SCOPES: tuple[HostScope, ...] = ("pull", "member")
@@ -99,56 +94,8 @@ DEFAULT_HOSTS: Mapping[str, HostLimit] = MappingProxyType(
 )
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class EnaSpec:
-    accessions: tuple[str, ...]
-    #: File families to fetch; ``None`` means fastq for runs, submitted+generated for analyses.
-    files: tuple[EnaFamily, ...] | None = None
-    #: Built from ``mirror get``'s command line, where families are chosen with ``--files``
-    #: (a manifest's with ``files:``): messages then name the right one. Not part of
-    #: what the entry asks for, so not compared.
-    from_command_line: bool = field(default=False, compare=False)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class MgnifySpec:
-    studies: tuple[str, ...] = ()
-    analyses: tuple[str, ...] = ()
-    pipeline_version: str | None = None
-    groups: tuple[str, ...] = ()
-    formats: tuple[str, ...] = ()
-    labels: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class EnterobaseSpec:
-    database: str
-    query: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    reldate: int | None = None
-    only_fields: tuple[str, ...] = ()
-    orderby: str | None = None
-    sortorder: Literal["asc", "desc"] | None = None
-    assemblies: bool = False
-    #: strains | assemblies | straindata | ... (the API method queried)
-    resource: str = "assemblies"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class EgaSpec:
-    datasets: tuple[str, ...] = ()
-    files: tuple[str, ...] = ()
-    protocol: Literal["tickets", "data-api"] = "tickets"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class CramRefsSpec:
-    md5: tuple[str, ...] = ()
-    sha1: tuple[str, ...] = ()
-    crams: tuple[str, ...] = ()
-    cache: Path = field(default_factory=lambda: Path("~/.cache/hts-ref").expanduser())
-
-
-SourceSpec = EnaSpec | MgnifySpec | EnterobaseSpec | EgaSpec | CramRefsSpec
+#: A validated manifest entry: the spec of a registered source kind (``mirror._registry``).
+SourceSpec: TypeAlias = object
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -160,7 +107,7 @@ class Manifest:
     version: int = 1
     workers: int = 16
     hosts: Mapping[str, HostLimit] = field(default_factory=lambda: MappingProxyType({}))
-    endpoints: Mapping[str, str] = field(default_factory=lambda: DEFAULT_ENDPOINTS)
+    endpoints: Mapping[str, str] = field(default_factory=default_endpoints)
     timeouts: Timeouts = field(default_factory=Timeouts)
     #: Where the manifest came from (for messages), if it came from a file.
     origin: str | None = None
@@ -187,3 +134,15 @@ def _bare_host(key: str) -> str:
     if colon and port.isdigit() and (head.endswith("]") or ":" not in head):
         return head
     return key
+
+
+def __getattr__(name: str) -> object:
+    # ``DEFAULT_ENDPOINTS`` and the spec classes, looked up in the registry when first
+    # asked for: the sources that declare them import this module.
+    if name == "DEFAULT_ENDPOINTS":
+        return default_endpoints()
+    if not name.startswith("__"):  # the import system asks for ``__path__``
+        for kind in kinds():
+            if kind.spec.__name__ == name:
+                return kind.spec
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -41,16 +41,10 @@ class Credentials:
 
     @classmethod
     def from_environment(cls) -> Credentials:
-        names = (
-            "EGA_USERNAME",
-            "EGA_PASSWORD",
-            "EGA_REKEY",
-            "EGA_CLIENT_ID",
-            "EGA_CLIENT_SECRET",
-            "ENTEROBASE_TOKEN",
-            "WEBIN_USERNAME",
-            "WEBIN_PASSWORD",
-        )
+        # The sources declare what they read; the registry imports this module.
+        from ._registry import OTHER_ENVIRONMENT, environment_names
+
+        names = (*environment_names(), *OTHER_ENVIRONMENT)
         env = {name: os.environ[name] for name in names if os.environ.get(name)}
         path = Path(os.environ.get("NETRC", "~/.netrc")).expanduser()
         return cls(env=env, netrc_path=path if path.is_file() else None)

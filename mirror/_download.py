@@ -3,38 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from ._exceptions import ChecksumMismatch, DestinationError, HostDown, MirrorError, TransferError
+from ._dest import Destination
+from ._exceptions import (
+    ChecksumMismatch,
+    DestinationError,
+    Fatal,
+    HostDown,
+    MirrorError,
+    RateLimited,
+    Retryable,
+    TransferError,
+)
 from ._fetch import Fetched, fetch
 from ._http import Http, host_key, redact_url
 from ._meter import RateMeter
 from ._models import Event, FileFailed, FileStarted, FileTask, FileVerified
-from ._paths import final_path, part_path
-from ._retry import RetryPolicy, next_delay
+from ._retry import Retry, Retrying, RetryPolicy
+from ._seam import FileHooks
 from ._segments import RangesUnsupported, fetch_segmented
 from ._state import Store
-from .sources import FileHooks
+from ._tuning import TransferTuning
 
-__all__ = ["CHECKSUM_ATTEMPTS", "Downloader", "Stats"]
+__all__ = ["Downloader", "Stats"]
 
 logger = logging.getLogger(__name__)
 
-#: A file whose digest is wrong this many times in a row is not a transient fault.
-CHECKSUM_ATTEMPTS = 3
-#: Files at least this large go over several connections in Range slices.
-SEGMENT_MIN = 512 << 20
-#: Slice size: EGA's Data API serves at most 100 MiB a request (pyega3's default).
-SLICE = 64 << 20
-#: Connections per segmented file (bounded again by the host's ``connections``).
-SEGMENT_CONNECTIONS = 4
 #: Write errors that every other file would hit too: they stop the run.
 FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
@@ -78,25 +80,30 @@ class Stats:
 
 
 class Downloader:
-    """Fetches tasks into ``dest`` and records each outcome in the store."""
+    """Fetches tasks into the destination and records each outcome in the store."""
 
     def __init__(
         self,
         *,
-        dest: Path,
+        dest: Destination,
         http: Http,
         store: Store,
         retry: RetryPolicy,
         stats: Stats,
         emit: Callable[[Event], None],
+        transfer: TransferTuning | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.dest = dest
+        #: Segmenting, slice and flush sizes, checksum attempts.
+        self.transfer = transfer or TransferTuning()
         self.http = http
         self.store = store
         self.retry = retry
         self.stats = stats
         self.emit = emit
-        self._rng = random.Random()
+        #: The backoff's jitter (a seeded one makes the delays repeatable).
+        self._rng = rng or random.Random()
         #: Hosts that answered a ranged request with 200: one stream from then on.
         self._no_ranges: set[str] = set()
 
@@ -135,7 +142,7 @@ class Downloader:
     ) -> None:
         """Fetch, verify and land ``task``, held under claim ``fence``."""
         try:
-            final = final_path(self.dest, task.path, task.root)
+            final = self.dest.final(task.path, task.root)
         except MirrorError as exc:
             await self.fail(task, str(exc), hooks, fence=fence)
             return
@@ -164,57 +171,59 @@ class Downloader:
         hooks: FileHooks | None,
         fence: int | None,
     ) -> Fetched | None:
-        attempt = mismatches = 0
-        error: MirrorError | None = None
-        while True:
-            attempt += 1
-            current = task
-            try:
-                if hooks is not None:
-                    current = await hooks.prepare(task, error)
-                return await self._once(current, final, entry, hooks, fence)
-            except HostDown as exc:
-                await self.fail(task, str(exc), hooks, fence=fence, down=exc)
-                return None
-            except TransferError as exc:
-                error = exc
-                if exc.retryable and self.http.waits_for_host(exc):
-                    # The host is paused: the next request waits for its probe. This
-                    # one does not count against the file's own budget.
-                    attempt -= 1
-                    self.emit(FileFailed(path=task.path, reason=str(exc), final=False))
-                    continue
-                if isinstance(exc, ChecksumMismatch):
-                    mismatches += 1
-                worth = exc.retryable or (hooks is not None and hooks.recoverable(exc))
-                delay = None
-                if worth and mismatches < CHECKSUM_ATTEMPTS:
-                    delay = next_delay(
-                        self.retry,
-                        attempt,
-                        rng=self._rng,
-                        retry_after=getattr(exc, "retry_after", None),
-                    )
-                if delay is None:
-                    await self.fail(task, str(exc), hooks, fence=fence)
-                    return None
-                logger.info("%s: %s; retry %d in %.1fs", task.path, exc, attempt, delay)
-                self.emit(FileFailed(path=task.path, reason=str(exc), final=False))
-                self.stats.waiting[task.path] = (time.monotonic() + delay, _why(current, exc))
-                try:
-                    await asyncio.sleep(delay)
-                finally:
-                    self.stats.waiting.pop(task.path, None)
-            except MirrorError as exc:
-                await self.fail(task, str(exc), hooks, fence=fence)
-                return None
-            except OSError as exc:
-                if exc.errno in FULL or exc.errno in READ_ONLY:
-                    raise await asyncio.to_thread(_destination_error, exc, task, final) from None
-                await self.fail(
-                    task, f"cannot write {final}: {exc.strerror or exc}", hooks, fence=fence
-                )
-                return None
+        current = task
+
+        def worth(exc: MirrorError) -> bool:
+            if isinstance(exc, Retryable):
+                return True
+            # A source may know better for its own files (EGA: a ticket gone is worth
+            # a new ticket).
+            return isinstance(exc, TransferError) and hooks is not None and hooks.recoverable(exc)
+
+        def on_retry(retry: Retry) -> None:
+            self.emit(FileFailed(path=task.path, reason=str(retry.error), final=False))
+            if retry.counted:
+                # The display's clock, not the one the wait runs on.
+                why = _why(current, retry.error)
+                self.stats.waiting[task.path] = (time.monotonic() + retry.delay, why)
+
+        loop = Retrying(
+            task.path,
+            self.retry,
+            sleep=self.http.clock.sleep,
+            rng=self._rng,
+            worth=worth,
+            # The host is paused: the next request waits for its probe. This one does
+            # not count against the file's own budget.
+            uncounted=self.http.waits_for_host,
+            caps={ChecksumMismatch: self.transfer.checksum_attempts},
+            on_retry=on_retry,
+        )
+        try:
+            async for attempt in loop:
+                self.stats.waiting.pop(task.path, None)
+                with attempt:
+                    current = task
+                    if hooks is not None:
+                        current = await hooks.prepare(task, attempt.previous)
+                    return await self._once(current, final, entry, hooks, fence)
+        except HostDown as exc:
+            await self.fail(task, str(exc), hooks, fence=fence, down=exc)
+        except Fatal:
+            raise
+        except MirrorError as exc:
+            await self.fail(task, str(exc), hooks, fence=fence)
+        except OSError as exc:
+            if exc.errno in FULL or exc.errno in READ_ONLY:
+                raise await asyncio.to_thread(
+                    _destination_error, self.dest, exc, task, final
+                ) from None
+            await self.fail(
+                task, f"cannot write {final}: {exc.strerror or exc}", hooks, fence=fence
+            )
+        finally:
+            self.stats.waiting.pop(task.path, None)
+        return None
 
     async def _once(
         self,
@@ -247,7 +256,7 @@ class Downloader:
 
         verifier = hooks.verify if hooks is not None else None
         gate = self.http.gate(task.url)
-        parallel = hooks is None or getattr(hooks, "parallel_ranges", True)
+        parallel = hooks is None or hooks.parallel_ranges
         if parallel and self._segmented(task, gate.key):
             headers = None
             if hooks is not None:
@@ -265,8 +274,10 @@ class Downloader:
                     headers=headers,
                     verifier=verifier,
                     commit=commit,
-                    slice_size=SLICE,
-                    connections=min(SEGMENT_CONNECTIONS, gate.connections),
+                    slice_size=_slice_size(self.transfer.slice, hooks),
+                    connections=min(self.transfer.segment_connections, gate.connections),
+                    dest=self.dest,
+                    transfer=self.transfer,
                 )
             except RangesUnsupported:
                 self._no_ranges.add(gate.key)
@@ -282,37 +293,43 @@ class Downloader:
             started=started,
             verifier=verifier,
             commit=commit,
+            dest=self.dest,
+            transfer=self.transfer,
         )
 
     def _segmented(self, task: FileTask, host: str) -> bool:
         return (
             task.size is not None
-            and task.size >= SEGMENT_MIN
+            and task.size >= self.transfer.segment_min
             and task.verify != "sha1"  # the in-order hasher computes MD5 only
             and host not in self._no_ranges
         )
 
 
-def _destination_error(exc: OSError, task: FileTask, final: Path) -> DestinationError:
+def _slice_size(wanted: int, hooks: FileHooks | None) -> int:
+    """The tuning's slice, cut to what the archive serves in one request."""
+    if hooks is not None and hooks.max_range is not None:
+        return min(wanted, hooks.max_range)
+    return wanted
+
+
+def _destination_error(
+    dest: Destination, exc: OSError, task: FileTask, final: Path
+) -> DestinationError:
     """One line for the user: which path, why, and how much room the file still needs."""
-    where = Path(exc.filename) if isinstance(exc.filename, str) else part_path(final)
+    where = Path(exc.filename) if isinstance(exc.filename, str) else dest.part(final)
     if exc.errno in READ_ONLY:
         return DestinationError(
             f"cannot write {where}: {exc.strerror or exc}; the destination must be writable. "
             "Stopped; re-run to resume once it is",
             path=str(where),
+            hint="the destination must be writable",
         )
     needed = None
     if task.size is not None:
-        try:
-            needed = task.size - part_path(final).stat().st_size
-        except OSError:
-            needed = task.size
-    try:
-        st = os.statvfs(final.parent)
-        free = f"{_megabytes(st.f_bavail * st.f_frsize)} free"
-    except OSError:
-        free = "free space unknown"
+        needed = task.size - (dest.size(dest.part(final)) or 0)
+    room = dest.free(final.parent)
+    free = f"{_megabytes(room)} free" if room is not None else "free space unknown"
     need = f"{task.path} needs {_megabytes(needed)} more" if needed is not None else ""
     return DestinationError(
         f"cannot write {where}: {exc.strerror or exc} ({need + ', ' if need else ''}{free}). "
@@ -326,24 +343,18 @@ def _megabytes(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
-def _why(task: FileTask, exc: TransferError) -> str:
+def _why(task: FileTask, exc: MirrorError) -> str:
     """What a file's retry waits for, for the progress display."""
     host = host_key(task.url)
-    status = getattr(exc, "status", None)
-    retry_after = getattr(exc, "retry_after", None)
-    if status in (429, 503):
-        told = f", Retry-After {retry_after:.0f} s" if retry_after else ""
-        return f"waiting for {host}: rate limit ({status}{told})"
+    if isinstance(exc, RateLimited):
+        told = f", Retry-After {exc.retry_after:.0f} s" if exc.retry_after else ""
+        return f"waiting for {host}: rate limit ({exc.status}{told})"
     return f"waiting for {host}: {exc}"
 
 
-def _drop_empty_part(dest: Path, task: FileTask) -> None:
-    try:
-        part = part_path(final_path(dest, task.path, task.root))
-        if part.stat().st_size == 0:
-            part.unlink()
-    except (OSError, MirrorError):
-        pass
+def _drop_empty_part(dest: Destination, task: FileTask) -> None:
+    with contextlib.suppress(OSError, MirrorError):
+        dest.drop_empty(dest.part(dest.final(task.path, task.root)))
 
 
 def _with_headers(task: FileTask, extra: Mapping[str, str]) -> FileTask:

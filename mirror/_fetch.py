@@ -15,11 +15,11 @@ what the ``.part`` was started for, it starts again from zero: a server may keep
 ETag, or send none, for a file whose bytes changed.
 
 The hot path is written for throughput: bytes from the socket are gathered into
-batches of :data:`BATCH` and each batch is written and hashed in a worker thread
-(hashlib releases the GIL) while the loop receives the next one, so MD5 never
-shares a core with the event loop and there is one thread hop per batch, not per
-socket read. A batch is also written once it is :data:`FLUSH_EVERY` old, so a
-killed process loses at most the bytes of the last half second (and never more
+batches of ``flush_bytes`` (:class:`TransferTuning`) and each batch is written and
+hashed in a worker thread (hashlib releases the GIL) while the loop receives the next
+one, so MD5 never shares a core with the event loop and there is one thread hop per
+batch, not per socket read. A batch is also written once it is ``flush_seconds`` old,
+so a killed process loses at most the bytes of the last half second (and never more
 than one batch) of each file: on a fast link the batch fills first, on a slow one
 the clock writes it.
 """
@@ -31,13 +31,13 @@ import enum
 import hashlib
 import json
 import logging
-import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from ._dest import Destination, LocalDestination, PartFile
 from ._exceptions import (
     ChecksumMismatch,
     IncompleteDownload,
@@ -46,11 +46,10 @@ from ._exceptions import (
 )
 from ._http import Http, redact_url
 from ._models import FileTask
-from ._paths import part_path
+from ._seam import Received
+from ._tuning import TransferTuning
 
 __all__ = [
-    "BATCH",
-    "FLUSH_EVERY",
     "Fetched",
     "PartRecord",
     "RangeAction",
@@ -66,11 +65,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Bytes gathered before one write+hash hop to a thread.
-BATCH = 4 << 20
-#: Seconds after which gathered bytes are written even if the batch is not full.
-FLUSH_EVERY = 0.5
-_READ = 8 << 20
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
@@ -184,65 +178,47 @@ def decide(status: int, offset: int, content_range: str | None, size: int | None
 
 def hash_file(path: Path, *, algorithm: str = "md5", limit: int | None = None) -> tuple[str, int]:
     """Digest and length of the first ``limit`` bytes of ``path`` (blocking: call in a thread)."""
-    h = hashlib.new(algorithm)
-    n = 0
-    with path.open("rb") as f:
-        while limit is None or n < limit:
-            chunk = f.read(_READ if limit is None else min(_READ, limit - n))
-            if not chunk:
-                break
-            h.update(chunk)
-            n += len(chunk)
-    return h.hexdigest(), n
+    return LocalDestination(path.parent).hash(path, algorithm, limit=limit)
 
 
 class _Sink:
     """The ``.part`` file and its running digests, written in a thread."""
 
-    def __init__(self, path: Path, *, sha1: bool) -> None:
+    def __init__(self, dest: Destination, path: Path, *, sha1: bool) -> None:
+        self.dest = dest
         self.path = path
         self.md5 = hashlib.md5()
         self.sha1 = hashlib.sha1() if sha1 else None
         self.size = 0
         #: Where the bytes of this attempt begin (what was already on disk).
         self.started_at = 0
-        self._file: BinaryIO | None = None
+        self._file: PartFile | None = None
 
     @property
     def is_open(self) -> bool:
         return self._file is not None
 
     def open(self) -> int:
-        """Make the directory and open the ``.part`` (or start it): bytes it holds.
+        """Open the ``.part`` (or start it): bytes it holds.
 
         The bytes are not hashed yet: the caller first decides whether to trust them
         (:meth:`hash_held`) or start again (:meth:`restart`).
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # A .part left by a segmented download is full-size with holes: not a prefix.
-        _drop_segmented(self.path)
-        try:
-            self._file = self.path.open("r+b")
-        except FileNotFoundError:
-            self._file = self.path.open("w+b")
-            return 0
-        return os.fstat(self._file.fileno()).st_size
+        self._file = self.dest.open_part(self.path)
+        return self._file.size()
 
     def hash_held(self) -> int:
         """Hash what the ``.part`` holds and continue after it: bytes held."""
         assert self._file is not None
-        self._file.seek(0)
-        while chunk := self._file.read(_READ):
+        for chunk in self._file.chunks():
             self._update(chunk)
         self.started_at = self.size
         return self.size
 
     def restart(self) -> None:
         if self._file is None:
-            self._file = self.path.open("w+b")
-        else:
-            self._file.seek(0)
-            self._file.truncate()
+            self._file = self.dest.open_part(self.path)
+        self._file.restart()
         self.md5 = hashlib.md5()
         self.sha1 = hashlib.sha1() if self.sha1 is not None else None
         self.size = 0
@@ -250,11 +226,9 @@ class _Sink:
 
     def write(self, chunks: list[bytes]) -> None:
         assert self._file is not None
+        self._file.append(chunks)
         for data in chunks:
-            self._file.write(data)
             self._update(data)
-        # Out of our buffer into the kernel's: a killed process keeps these bytes.
-        self._file.flush()
 
     def _update(self, data: bytes | bytearray) -> None:
         self.md5.update(data)
@@ -278,8 +252,13 @@ async def fetch(
     started: Callable[[int], None] = lambda offset: None,
     verifier: Verifier | None = None,
     commit: Callable[[Fetched], Awaitable[None]] | None = None,
+    dest: Destination | None = None,
+    transfer: TransferTuning | None = None,
 ) -> Fetched:
     """Download ``task`` to ``final`` (via ``final.part``), or raise a :class:`TransferError`.
+
+    ``dest`` holds the files (the local file system by default); ``transfer`` says
+    how often gathered bytes are written (the defaults when not given).
 
     ``progress`` hears each piece of body as it arrives; ``started`` the offset the
     file stands at when a transfer (re)starts, before the request goes out (0 for a
@@ -289,7 +268,8 @@ async def fetch(
     so the next attempt (or the next run) resumes from it. Bytes that cannot be
     trusted (a checksum mismatch, a changed remote file) are dropped first.
     """
-    sink = _Sink(part_path(final), sha1=task.verify == "sha1")
+    dest = dest or LocalDestination(final.parent)
+    sink = _Sink(dest, dest.part(final), sha1=task.verify == "sha1")
     try:
         # One trip to a thread for all the file work before the request.
         held = await acquire_in_thread(sink.open)
@@ -316,7 +296,15 @@ async def fetch(
         if task.size is None or offset < task.size:
             validator = record.validator if record is not None else None
             received = await _receive(
-                task, http, validators, sink, offset, validator, progress, started
+                task,
+                http,
+                validators,
+                sink,
+                offset,
+                validator,
+                progress,
+                started,
+                transfer or TransferTuning(),
             )
         await asyncio.to_thread(sink.close)
         got = Received(
@@ -326,10 +314,10 @@ async def fetch(
             offset=sink.started_at,
             sha1=sink.sha1.hexdigest() if sink.sha1 else None,
         )
-        return await finish_part(task, final, got, received, verifier, commit)
+        return await finish_part(task, final, got, received, verifier, commit, dest)
     finally:
         if sink.is_open:
-            await asyncio.to_thread(sink.close)
+            await _to_the_end(asyncio.to_thread(sink.close))
 
 
 async def _receive(
@@ -341,6 +329,7 @@ async def _receive(
     validator: str | None,
     progress: Callable[[int], None],
     started: Callable[[int], None],
+    transfer: TransferTuning,
 ) -> int:
     headers = dict(task.headers)
     headers.update(resume_headers(offset, validator))
@@ -382,7 +371,7 @@ async def _receive(
             recorded = asyncio.ensure_future(
                 validators.set_validator(task.key, PartRecord.of(task, validator).dumps())
             )
-        received = await _stream(resp.chunks(), sink, progress, recorded)
+        received = await _stream(resp.chunks(), sink, progress, transfer, recorded)
     if length is not None and received < length:
         raise IncompleteDownload(
             f"{redact_url(task.url)}: body ended after {received} of {length} bytes",
@@ -395,6 +384,7 @@ async def _stream(
     chunks: AsyncIterator[bytes],
     sink: _Sink,
     progress: Callable[[int], None],
+    transfer: TransferTuning,
     recorded: Awaitable[None] | None = None,
 ) -> int:
     """Copy ``chunks`` into ``sink``: one batch in the thread while the next arrives.
@@ -406,14 +396,15 @@ async def _stream(
     pending: asyncio.Future[None] | None = None
     batch: list[bytes] = []
     size = received = 0
-    due = loop.time() + FLUSH_EVERY
+    flush_bytes, flush_seconds = transfer.flush_bytes, transfer.flush_seconds
+    due = loop.time() + flush_seconds
     try:
         async for chunk in chunks:
             batch.append(chunk)
             size += len(chunk)
             # Reported as it arrives, not per batch: a display moves with the bytes.
             progress(len(chunk))
-            if size >= BATCH or loop.time() >= due:
+            if size >= flush_bytes or loop.time() >= due:
                 if pending is not None:
                     await pending
                 if recorded is not None:
@@ -422,29 +413,27 @@ async def _stream(
                 pending = loop.run_in_executor(None, sink.write, batch)
                 received += size
                 batch, size = [], 0
-                due = loop.time() + FLUSH_EVERY
+                due = loop.time() + flush_seconds
     finally:
-        # Whatever arrived is good bytes: keep it for the resume, even on error.
-        if pending is not None:
-            await pending
-        if recorded is not None:
-            await recorded
-        if batch:
-            await loop.run_in_executor(None, sink.write, batch)
-            received += size
-    return received
+        # Whatever arrived is good bytes: keep it for the resume, even on error, and
+        # even when cancelled again while it is being written.
+        await _to_the_end(_drain(sink, pending, recorded, batch))
+    return received + size
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Received:
-    """A complete ``.part`` file, about to be checked: what a verifier is told."""
-
-    md5: str
-    size: int
-    path: Path
-    #: Where this attempt's response began (past 0 when it resumed a ``.part``).
-    offset: int
-    sha1: str | None = None
+async def _drain(
+    sink: _Sink,
+    pending: Awaitable[None] | None,
+    recorded: Awaitable[None] | None,
+    batch: list[bytes],
+) -> None:
+    """Finish the write under way, the record of the ``.part``, and the last batch."""
+    if pending is not None:
+        await pending
+    if recorded is not None:
+        await recorded
+    if batch:
+        await asyncio.get_running_loop().run_in_executor(None, sink.write, batch)
 
 
 async def finish_part(
@@ -454,6 +443,7 @@ async def finish_part(
     received: int,
     verifier: Verifier | None,
     commit: Callable[[Fetched], Awaitable[None]] | None,
+    dest: Destination,
 ) -> Fetched:
     """Check a complete ``.part`` (size, checksum, ``verifier``), then land it.
 
@@ -462,7 +452,7 @@ async def finish_part(
     """
     if task.size is not None and got.size != task.size:
         if got.size > task.size:
-            await asyncio.to_thread(_unlink, got.path)
+            await asyncio.to_thread(dest.drop, got.path)
         raise IncompleteDownload(
             f"{redact_url(task.url)}: got {got.size} bytes, the archive lists {task.size}",
             url=task.url,
@@ -471,7 +461,7 @@ async def finish_part(
     if task.checksum and task.verify in ("md5", "sha1"):
         digest = got.md5 if task.verify == "md5" else (got.sha1 or "")
         if digest != task.checksum.lower():
-            await asyncio.to_thread(_unlink, got.path)
+            await asyncio.to_thread(dest.drop, got.path)
             raise ChecksumMismatch(
                 f"{task.verify.upper()} mismatch for {task.path}: got {digest}, "
                 f"the archive lists {task.checksum}",
@@ -482,21 +472,21 @@ async def finish_part(
         try:
             await verifier(task, got)
         except TransferError:
-            await asyncio.to_thread(_unlink, got.path)
+            await asyncio.to_thread(dest.drop, got.path)
             raise
         verified_by = task.verify
     fetched = Fetched(md5=got.md5, size=got.size, verified_by=verified_by, received=received)
 
     async def land() -> None:
-        # os.replace is atomic on POSIX: readers see no file or the whole file. The
-        # store hears of it only afterwards, so a "verified" row always has its file.
-        if task.mode is not None:
-            await asyncio.to_thread(os.chmod, got.path, task.mode)
-        await asyncio.to_thread(os.replace, got.path, final)
+        # Mode and rename in one trip to a thread; the rename is atomic. The store
+        # hears of it only afterwards, so a "verified" row always has its file.
+        await asyncio.to_thread(dest.land, got.path, final, task.mode)
         if commit is not None:
             await commit(fetched)
 
-    await _uncancellable(land())
+    # Renaming a file into place and recording it must not be split by a Ctrl-C (or
+    # two): a file at its final path that the store does not know is fetched again.
+    await _to_the_end(land())
     return fetched
 
 
@@ -506,26 +496,29 @@ async def acquire_in_thread(fn: Callable[..., T], *args: Any) -> T:
     If we are cancelled while the thread runs, the thread still completes: wait
     for it before re-raising, so the caller's cleanup sees what was acquired.
     """
-    job = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    try:
-        return await asyncio.shield(job)
-    except asyncio.CancelledError:
-        await asyncio.gather(job, return_exceptions=True)
-        raise
+    return await _to_the_end(asyncio.to_thread(fn, *args))
 
 
-async def _uncancellable(coro: Coroutine[Any, Any, None]) -> None:
-    """Run ``coro`` to the end even if we are cancelled meanwhile, then re-raise.
+async def _to_the_end(job: Awaitable[T]) -> T:
+    """Run ``job`` to its end even if we are cancelled meanwhile, however many times,
+    then raise the cancellation (and its own error first, if it failed).
 
-    Renaming a file into place and recording it must not be split by a Ctrl-C: a
-    file at its final path that the store does not know is fetched again next run.
+    ``shield`` alone is not enough: a second cancellation while the first is handled
+    would cancel whatever the handler awaits next.
     """
-    task = asyncio.ensure_future(coro)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise
+    future = asyncio.ensure_future(job)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.done():
+                raise
+            cancelled = True
+            continue
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
 
 
 def _content_length(value: str | None) -> int | None:
@@ -533,14 +526,3 @@ def _content_length(value: str | None) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _drop_segmented(part: Path) -> None:
-    sidecar = part.with_name(part.name + ".slices")
-    if sidecar.exists():
-        part.unlink(missing_ok=True)
-        sidecar.unlink()
-
-
-def _unlink(path: Path) -> None:
-    path.unlink(missing_ok=True)

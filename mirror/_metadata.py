@@ -19,13 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+from ._dest import Destination, LocalDestination, Staged
 from ._exceptions import MirrorError
 from ._paths import join_under
 
@@ -39,20 +38,23 @@ class TableWriter:
     """
 
     def __init__(
-        self, path: Path, columns: Sequence[str], owner: MetadataWriter | None = None
+        self,
+        path: Path,
+        columns: Sequence[str],
+        owner: MetadataWriter | None = None,
+        *,
+        dest: Destination | None = None,
     ) -> None:
         self.path = path
         self.columns = list(columns)
         self._owner = owner
-        self._tmp: Path | None = None
-        self._file: TextIO | None = None
+        self._dest = dest or (owner.dest if owner is not None else LocalDestination(path.parent))
+        self._file: Staged | None = None
         self.rows = 0
 
-    def _open(self) -> TextIO:
+    def _open(self) -> Staged:
         if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp = _temporary(self.path)
-            self._file = self._tmp.open("w", encoding="utf-8", newline="")
+            self._file = self._dest.stage(self.path)
             self._file.write("\t".join(self.columns) + "\n")
             if self._owner is not None:
                 self._owner.opened(self)
@@ -69,25 +71,21 @@ class TableWriter:
 
     async def close(self) -> None:
         def close() -> None:
-            if self._file is None or self._tmp is None:
+            if self._file is None:
                 return
-            self._file.close()
-            self._file = None
+            staged, self._file = self._file, None
             if self._owner is None:
-                os.replace(self._tmp, self.path)
+                staged.commit()
             else:
-                self._owner.settle(self, self._tmp)
+                self._owner.settle(self, staged.finish())
 
         await _in_thread(self.path, close)
 
     def abandon(self) -> None:
         """Close and remove the temporary file of a table that will not be finished."""
         if self._file is not None:
-            self._file.close()
+            self._file.abort()
             self._file = None
-        if self._tmp is not None:
-            with contextlib.suppress(OSError):
-                self._tmp.unlink()
 
 
 class MetadataWriter:
@@ -97,8 +95,10 @@ class MetadataWriter:
     already written and merges a second writer of the same table into the first.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, dest: Destination | None = None) -> None:
         self.root = root
+        #: Where the records are written (the local file system unless told otherwise).
+        self.dest: Destination = dest or LocalDestination(root)
         # A thread lock: tables are closed in worker threads.
         self._lock = threading.Lock()
         self._written: set[Path] = set()
@@ -119,13 +119,13 @@ class MetadataWriter:
                 # The run ended first and discarded it (a cancelled source closes its
                 # tables late, while the async generator is finalised): keep nothing.
                 with contextlib.suppress(OSError):
-                    tmp.unlink()
+                    self.dest.drop(tmp)
                 return
             self._open.remove(table)
-            if path in self._written and path.exists():
-                _merge_into(tmp, path)
+            if path in self._written and self.dest.exists(path):
+                _merge_into(self.dest, tmp, path)
             else:
-                os.replace(tmp, path)
+                self.dest.replace(tmp, path)
             self._written.add(path)
 
     def discard(self) -> None:
@@ -137,14 +137,14 @@ class MetadataWriter:
 
     async def write_json(self, relative: str, doc: Any) -> None:
         path = join_under(self.root, relative)
-        text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
-        await _in_thread(path, lambda: _write_atomic(path, [text]))
+        data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        await _in_thread(path, lambda: self.dest.write_atomic(path, data))
 
     async def write_jsonl(self, relative: str, docs: Sequence[Any]) -> None:
         """Replace ``relative`` with one JSON document per line (atomically)."""
         path = join_under(self.root, relative)
-        lines = [json.dumps(doc, sort_keys=True) + "\n" for doc in docs]
-        await _in_thread(path, lambda: _write_atomic(path, lines))
+        data = "".join(json.dumps(doc, sort_keys=True) + "\n" for doc in docs).encode("utf-8")
+        await _in_thread(path, lambda: self.dest.write_atomic(path, data))
 
 
 async def _in_thread(path: Path, work: Callable[[], None]) -> None:
@@ -156,31 +156,10 @@ async def _in_thread(path: Path, work: Callable[[], None]) -> None:
         raise MirrorError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def _temporary(path: Path) -> Path:
-    """A name beside ``path`` no other writer uses (not ``mkstemp``: its files are 0600,
-    and the records should get the same mode as the data files)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-
-
-def _write_atomic(path: Path, lines: Sequence[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            f.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def _merge_into(tmp: Path, path: Path) -> None:
+def _merge_into(dest: Destination, tmp: Path, path: Path) -> None:
     """Write ``path`` again with the rows of both tables: columns joined, rows once each."""
-    with path.open(encoding="utf-8", newline="") as f:
-        old_header, old_rows = _read_table(f)
-    with tmp.open(encoding="utf-8", newline="") as f:
-        new_header, new_rows = _read_table(f)
+    old_header, old_rows = _read_table(dest.read_bytes(path).decode("utf-8"))
+    new_header, new_rows = _read_table(dest.read_bytes(tmp).decode("utf-8"))
     columns = old_header + [c for c in new_header if c not in old_header]
     seen: set[tuple[str, ...]] = set()
     lines = ["\t".join(columns) + "\n"]
@@ -191,13 +170,15 @@ def _merge_into(tmp: Path, path: Path) -> None:
             if row not in seen:
                 seen.add(row)
                 lines.append("\t".join(row) + "\n")
-    _write_atomic(path, lines)
-    tmp.unlink()
+    dest.write_atomic(path, "".join(lines).encode("utf-8"))
+    dest.drop(tmp)
 
 
-def _read_table(f: TextIO) -> tuple[list[str], list[list[str]]]:
-    header = f.readline().rstrip("\n").split("\t")
-    return header, [line.rstrip("\n").split("\t") for line in f if line.strip()]
+def _read_table(text: str) -> tuple[list[str], list[list[str]]]:
+    # Cells are escaped: a raw line feed only ever ends a record.
+    lines = text.split("\n")
+    header = lines[0].split("\t")
+    return header, [line.split("\t") for line in lines[1:] if line.strip()]
 
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

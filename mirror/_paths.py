@@ -39,11 +39,13 @@ def safe_name(name: str) -> str:
     cannot find.
     """
     if not name or name in (".", "..") or any(ch in _FORBIDDEN for ch in name):
-        raise UnsafePathError(f"unsafe file name {name!r}: not a single plain path component")
+        raise UnsafePathError(
+            f"unsafe file name {name!r}: not a single plain path component", path=name
+        )
     if any(ord(ch) < 32 for ch in name):
-        raise UnsafePathError(f"unsafe file name {name!r}: control characters")
+        raise UnsafePathError(f"unsafe file name {name!r}: control characters", path=name)
     if name.endswith(PART_SUFFIX):
-        raise UnsafePathError(f"unsafe file name {name!r}: ends in {PART_SUFFIX}")
+        raise UnsafePathError(f"unsafe file name {name!r}: ends in {PART_SUFFIX}", path=name)
     return name
 
 

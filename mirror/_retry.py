@@ -1,11 +1,35 @@
-"""Backoff decisions: pure functions of the attempt number, never sleeping themselves."""
+"""Backoff decisions, and the one retry loop every request and download goes through.
+
+:func:`next_delay` is a pure function of the attempt number. :class:`Retrying` is the
+loop: API calls (``Http.retrying``), file downloads, the ENA report reader and Webin
+submissions all run their attempts in it, so the same error gets the same treatment
+everywhere: retried when its class is :class:`~mirror._exceptions.Retryable`, after
+the same jittered backoff, never sooner than a server's ``Retry-After``.
+"""
 
 from __future__ import annotations
 
+import logging
 import random
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import TracebackType
+from typing import TypeVar
 
-__all__ = ["RetryPolicy", "next_delay", "parse_retry_after"]
+from ._exceptions import MirrorError, RateLimited, Retryable
+
+__all__ = [
+    "Attempt",
+    "Retry",
+    "RetryPolicy",
+    "Retrying",
+    "next_delay",
+    "parse_retry_after",
+    "retry_call",
+]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -70,3 +94,174 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     import time
 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def is_retryable(error: MirrorError) -> bool:
+    """The default policy: the error's class says."""
+    return isinstance(error, Retryable)
+
+
+def asked_wait(error: MirrorError) -> float | None:
+    """The wait the server asked for with this error (``Retry-After``), if any."""
+    return error.retry_after if isinstance(error, RateLimited) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """One failed attempt that will be tried again, as told to ``on_retry``."""
+
+    error: MirrorError
+    #: Attempts counted so far (1 after the first failure).
+    attempt: int
+    #: Seconds until the next attempt (0 for an uncounted one).
+    delay: float
+    #: False when the attempt did not count against the budget (its host was paused).
+    counted: bool
+
+
+class Attempt:
+    """One try: ``with attempt:`` around it hands its error to the loop.
+
+    ``previous`` is the error that ended the try before (None on the first), for
+    callers that prepare each try from it (a new ticket after a ticket expired).
+    """
+
+    def __init__(self, loop: Retrying, number: int, previous: MirrorError | None) -> None:
+        self._loop = loop
+        self.number = number
+        self.previous = previous
+
+    def __enter__(self) -> Attempt:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc is None:
+            self._loop._done = True
+            return False
+        if not isinstance(exc, MirrorError):
+            return False  # a bug, a cancellation or an OSError: not ours to judge
+        return self._loop._failed(exc)
+
+
+class Retrying:
+    """The retry loop, as attempts to iterate over (so a generator can yield inside one)::
+
+        async for attempt in Retrying("what", policy, sleep=clock.sleep):
+            with attempt:
+                return await once()
+
+    An error leaving the ``with`` is tried again when ``worth(error)`` (by default:
+    its class is :class:`Retryable`) and the policy has attempts left; otherwise it
+    propagates unchanged, or, when the budget ran out, as ``gave_up(error, attempts)``
+    says. ``uncounted(error)``: the attempt does not count and the next one starts at
+    once (a host paused by its breaker: the next request waits for the probe).
+    ``caps``: at most this many attempts may end in an error of that class (a digest
+    wrong three times in a row is no passing fault). Anything but a
+    :class:`MirrorError` always propagates.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        policy: RetryPolicy,
+        *,
+        sleep: Callable[[float], Awaitable[None]],
+        rng: random.Random | None = None,
+        worth: Callable[[MirrorError], bool] = is_retryable,
+        uncounted: Callable[[MirrorError], bool] | None = None,
+        caps: Mapping[type[MirrorError], int] | None = None,
+        on_retry: Callable[[Retry], None] | None = None,
+        gave_up: Callable[[MirrorError, int], BaseException] | None = None,
+    ) -> None:
+        self.what = what
+        self.policy = policy
+        self._sleep = sleep
+        self._rng = rng
+        self._worth = worth
+        self._uncounted = uncounted
+        self._caps = dict(caps or {})
+        self._capped = dict.fromkeys(self._caps, 0)
+        self._on_retry = on_retry
+        self._gave_up = gave_up
+        #: Attempts counted so far.
+        self.attempts = 0
+        self._done = False
+        self._error: MirrorError | None = None
+        #: The wait before the next attempt (None: start it at once).
+        self._delay: float | None = None
+
+    def __aiter__(self) -> Retrying:
+        return self
+
+    async def __anext__(self) -> Attempt:
+        if self._done:
+            raise StopAsyncIteration
+        if self._delay is not None:
+            await self._sleep(self._delay)
+        self._delay = None
+        self.attempts += 1
+        return Attempt(self, self.attempts, self._error)
+
+    def _failed(self, error: MirrorError) -> bool:
+        """Whether the loop takes ``error`` (and tries again); raises to give up."""
+        self._error = error
+        if self._uncounted is not None and self._worth(error) and self._uncounted(error):
+            self.attempts -= 1
+            self._tell(Retry(error, self.attempts, 0.0, counted=False))
+            return True
+        if not self._worth(error):
+            return False
+        delay = next_delay(self.policy, self.attempts, retry_after=asked_wait(error), rng=self._rng)
+        for kind, cap in self._caps.items():
+            if isinstance(error, kind):
+                self._capped[kind] += 1
+                if self._capped[kind] >= cap:
+                    delay = None
+        if delay is None:
+            if self._gave_up is not None:
+                raise self._gave_up(error, self.attempts) from error
+            return False
+        logger.info("%s: %s; retry %d in %.1fs", self.what, error, self.attempts, delay)
+        self._delay = delay
+        self._tell(Retry(error, self.attempts, delay, counted=True))
+        return True
+
+    def _tell(self, retry: Retry) -> None:
+        if self._on_retry is not None:
+            self._on_retry(retry)
+
+
+async def retry_call(
+    what: str,
+    call: Callable[[MirrorError | None], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], Awaitable[None]],
+    rng: random.Random | None = None,
+    worth: Callable[[MirrorError], bool] = is_retryable,
+    uncounted: Callable[[MirrorError], bool] | None = None,
+    caps: Mapping[type[MirrorError], int] | None = None,
+    on_retry: Callable[[Retry], None] | None = None,
+    gave_up: Callable[[MirrorError, int], BaseException] | None = None,
+) -> T:
+    """``call(previous_error)`` in a :class:`Retrying` loop until it returns."""
+    loop = Retrying(
+        what,
+        policy,
+        sleep=sleep,
+        rng=rng,
+        worth=worth,
+        uncounted=uncounted,
+        caps=caps,
+        on_retry=on_retry,
+        gave_up=gave_up,
+    )
+    async for attempt in loop:
+        with attempt:
+            return await call(attempt.previous)
+    raise AssertionError("a retry loop ends by returning or raising")  # pragma: no cover

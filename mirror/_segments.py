@@ -21,14 +21,13 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._dest import SLICES_SUFFIX, Destination, LocalDestination, SizedPart
 from ._exceptions import IncompleteDownload, RemoteFileChanged, TransferError
 from ._fetch import (
-    FLUSH_EVERY,
     Fetched,
     Received,
     Verifier,
@@ -38,17 +37,13 @@ from ._fetch import (
 )
 from ._http import Http, redact_url
 from ._models import FileTask
-from ._paths import part_path
+from ._tuning import TransferTuning
 
 __all__ = ["RangesUnsupported", "fetch_segmented", "plan_slices"]
 
 logger = logging.getLogger(__name__)
 
 _READ = 8 << 20
-#: Bytes gathered per write in a slice (one thread hop, one pwritev).
-SLICE_BATCH = 4 << 20
-#: A slice's progress is recorded in the sidecar at least this often.
-SAVE_EVERY = 32 << 20
 
 
 class RangesUnsupported(TransferError):
@@ -75,10 +70,16 @@ class _State:
 
     @classmethod
     def load(
-        cls, path: Path, size: int, slice_size: int, checksum: str | None, count: int
+        cls,
+        dest: Destination,
+        path: Path,
+        size: int,
+        slice_size: int,
+        checksum: str | None,
+        count: int,
     ) -> _State:
         try:
-            doc = json.loads(path.read_text())
+            doc = json.loads(dest.read_bytes(path))
             if (
                 doc["size"] == size
                 and doc["slice"] == slice_size
@@ -90,16 +91,15 @@ class _State:
             pass
         return cls(size, slice_size, checksum, [0] * count)
 
-    def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
+    def save(self, dest: Destination, path: Path) -> None:
         doc = {
             "size": self.size,
             "slice": self.slice_size,
             "checksum": self.checksum,
             "done": self.done,
         }
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, path)
+        # One writer per .part (its claim): a fixed temporary name, within NAME_MAX.
+        dest.write_atomic(path, json.dumps(doc).encode(), tmp=path.with_name(path.name + ".tmp"))
 
 
 async def fetch_segmented(
@@ -114,8 +114,14 @@ async def fetch_segmented(
     headers: Callable[[], Awaitable[Mapping[str, str]]] | None = None,
     verifier: Verifier | None = None,
     commit: Callable[[Fetched], Awaitable[None]] | None = None,
+    dest: Destination | None = None,
+    transfer: TransferTuning | None = None,
 ) -> Fetched:
     """Download ``task`` (whose ``size`` must be known) in parallel Range slices.
+
+    Each slice writes ``transfer.flush_bytes`` at a time (one thread hop, one
+    ``pwritev``) and records its progress in the sidecar every ``save_every`` bytes
+    or ``flush_seconds`` seconds.
 
     ``progress`` hears each piece of body as it arrives; ``started`` how many bytes
     the slices already hold when the transfer (re)starts.
@@ -123,19 +129,23 @@ async def fetch_segmented(
     if task.size is None:
         raise ValueError("a segmented download needs the file's size")
     size = task.size
-    part = part_path(final)
-    sidecar = part.with_name(part.name + ".slices")
+    transfer = transfer or TransferTuning()
+    flush_bytes, flush_seconds = transfer.flush_bytes, transfer.flush_seconds
+    dest = dest or LocalDestination(final.parent)
+    part = dest.part(final)
+    sidecar = part.with_name(part.name + SLICES_SUFFIX)
     slices = plan_slices(size, slice_size)
-    await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
     checksum = task.checksum.lower() if task.checksum else None
-    state = await asyncio.to_thread(_State.load, sidecar, size, slice_size, checksum, len(slices))
-    if any(state.done) and not await asyncio.to_thread(part.exists):
+    state = await asyncio.to_thread(
+        _State.load, dest, sidecar, size, slice_size, checksum, len(slices)
+    )
+    if any(state.done) and not await asyncio.to_thread(dest.exists, part):
         state.done = [0] * len(slices)  # the sidecar outlived its .part
     fresh = not any(state.done)
     if fresh:
         # Written before the first slice byte: the .part never outlives what it is for.
-        await asyncio.to_thread(state.save, sidecar)
-    fd = await acquire_in_thread(_open_sized, part, size, fresh)
+        await asyncio.to_thread(state.save, dest, sidecar)
+    held = await acquire_in_thread(dest.open_sized, part, size, fresh)
     started(sum(state.done))
     loop = asyncio.get_running_loop()
     frontier_moved = asyncio.Event()
@@ -151,7 +161,7 @@ async def fetch_segmented(
 
     async def save() -> None:
         async with save_lock:
-            await asyncio.to_thread(state.save, sidecar)
+            await asyncio.to_thread(state.save, dest, sidecar)
 
     async def get_slice(index: int) -> None:
         nonlocal received
@@ -181,7 +191,7 @@ async def fetch_segmented(
             saved = offset
             batch: list[bytes | memoryview] = []
             size_ = 0
-            due = loop.time() + FLUSH_EVERY
+            due = loop.time() + flush_seconds
             async for chunk in resp.chunks():
                 room = end - position - size_
                 piece: bytes | memoryview = (
@@ -191,24 +201,24 @@ async def fetch_segmented(
                 size_ += len(piece)
                 progress(len(piece))
                 now = loop.time()
-                if size_ >= SLICE_BATCH or position + size_ >= end or now >= due:
-                    await loop.run_in_executor(None, _pwrite_all, fd, batch, position)
+                if size_ >= flush_bytes or position + size_ >= end or now >= due:
+                    await loop.run_in_executor(None, held.write_at, batch, position)
                     position += size_
                     state.done[index] = position - start
                     received += size_
                     batch, size_ = [], 0
                     frontier_moved.set()
                     # The sidecar is written after the bytes it describes, every
-                    # SAVE_EVERY bytes or FLUSH_EVERY seconds, whichever comes first:
-                    # a kill loses at most the last half second of a slice.
-                    if position - saved >= SAVE_EVERY or position >= end or now >= due:
+                    # save_every bytes or flush_seconds, whichever comes first: a
+                    # kill loses at most the last half second of a slice.
+                    if position - saved >= transfer.save_every or position >= end or now >= due:
                         await save()
                         saved = position
-                    due = loop.time() + FLUSH_EVERY
+                    due = loop.time() + flush_seconds
                     if position >= end:
                         break
             if batch:
-                await loop.run_in_executor(None, _pwrite_all, fd, batch, position)
+                await loop.run_in_executor(None, held.write_at, batch, position)
                 position += size_
                 state.done[index] = position - start
                 received += size_
@@ -225,7 +235,7 @@ async def fetch_segmented(
         while hashed < size:
             target = contiguous()
             if target > hashed:
-                hashed = await asyncio.to_thread(_hash_range, fd, md5, hashed, target)
+                hashed = await asyncio.to_thread(_hash_range, held, md5, hashed, target)
                 continue
             frontier_moved.clear()
             if contiguous() == hashed:
@@ -250,10 +260,10 @@ async def fetch_segmented(
     except BaseExceptionGroup as group:
         raise _first(group) from None
     finally:
-        await asyncio.to_thread(os.close, fd)
+        await asyncio.to_thread(held.close)
     got = Received(md5=md5.hexdigest(), size=size, path=part, offset=0)
-    fetched = await finish_part(task, final, got, received, verifier, commit)
-    await asyncio.to_thread(sidecar.unlink, missing_ok=True)
+    fetched = await finish_part(task, final, got, received, verifier, commit, dest)
+    await asyncio.to_thread(dest.drop, sidecar)
     return fetched
 
 
@@ -273,30 +283,10 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return leaves[0]
 
 
-def _open_sized(part: Path, size: int, fresh: bool) -> int:
-    fd = os.open(part, os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0), 0o644)
-    if os.fstat(fd).st_size != size:
-        os.ftruncate(fd, size)  # sparse: slices land at their offsets
-    return fd
-
-
-def _pwrite_all(fd: int, batch: list[bytes | memoryview], position: int) -> None:
-    """``os.pwritev`` until every byte is written: a short write is not an error."""
-    views = [memoryview(b) for b in batch]
-    while views:
-        n = os.pwritev(fd, views, position)
-        position += n
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
-        if views and n:
-            views[0] = views[0][n:]
-
-
-def _hash_range(fd: int, md5: hashlib._Hash, start: int, end: int) -> int:
+def _hash_range(held: SizedPart, md5: hashlib._Hash, start: int, end: int) -> int:
     position = start
     while position < end:
-        chunk = os.pread(fd, min(_READ, end - position), position)
+        chunk = held.read_at(position, min(_READ, end - position))
         if not chunk:
             break
         md5.update(chunk)

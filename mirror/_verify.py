@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from ._fetch import hash_file
+from ._dest import Destination, LocalDestination
 from ._models import TaskStatus
-from ._paths import final_path
 from ._state import StoredFile, open_store
 
 __all__ = ["verify_local"]
 
 
 async def verify_local(
-    dest: Path, state: str | None, *, jobs: int = 2
+    dest: Path, state: str | None, *, jobs: int = 2, destination: Destination | None = None
 ) -> tuple[int, list[tuple[str, str]]]:
     """Re-hash every verified file of the pull (whichever run verified it); mark
     mismatches pending.
@@ -23,6 +22,7 @@ async def verify_local(
     ``jobs`` threads hash at once (MD5 is one core's work per file); files stream
     from the store through a small queue, so memory does not grow with the mirror.
     """
+    files = destination or LocalDestination(dest)
     store = await open_store(state, dest)
     bad: list[tuple[str, str]] = []
     checked = 0
@@ -32,7 +32,7 @@ async def verify_local(
         nonlocal checked
         while (f := await queue.get()) is not None:
             try:
-                md5, size = await asyncio.to_thread(hash_file, final_path(dest, f.path, f.root))
+                md5, size = await asyncio.to_thread(files.hash, files.final(f.path, f.root))
             except OSError as exc:
                 bad.append((f.location, f"cannot read: {exc.strerror or exc}"))
                 await store.mark_pending(f.location)

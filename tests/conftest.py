@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import inspect
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+import traceback
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,144 @@ pytest_plugins = ["tests.postgres"]
 
 #: Retries as in production, but with short waits so fault tests stay fast.
 FAST_RETRY = RetryPolicy(attempts=10, base=0.02, cap=0.2)
+
+
+@pytest.hookimpl(trylast=True)  # after tests/clients/conftest.py has marked its tests
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The archives' own clients run only when asked for (``-m clients``): they need
+    ``tests/clients/install.sh`` first. So ``-m "not slow"`` need not repeat it."""
+    if "clients" in (config.option.markexpr or ""):
+        return
+    chosen = [item for item in items if item.get_closest_marker("clients") is None]
+    if len(chosen) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in chosen])
+        items[:] = chosen
+
+
+#: A callback that holds the event loop this long off the CPU (blocked in a system call:
+#: a file, a lock, a child process, a sleep) fails the test that ran it.
+BLOCKING_LIMIT = 0.1
+#: Blocking allowed, and why (matched against the report: the callback and its stack).
+BLOCKING_ALLOWED: dict[str, str] = {
+    # asyncio.to_thread's executor starts a worker thread on first use (and grows up to
+    # its maximum): Thread.start() waits for the new thread to run, which a busy machine
+    # can take a quarter of a second to do. Inherent to the default executor.
+    ", in _adjust_thread_count\n": "the default executor starting a worker thread",
+    # The PostgreSQL tests read the server's tables back with psql, between the steps
+    # they test: nothing of the product runs on the loop then.
+    '/tests/postgres.py", line': "psql run by a PostgreSQL test to check the tables",
+}
+
+
+class LoopWatch:
+    """Times every callback of every asyncio event loop while a test runs.
+
+    Off the CPU is not enough to call a callback blocking: on a busy machine the
+    scheduler (or a CPU quota) can hold a thread that only computes for 100 ms too.
+    So a thread beside the loop looks every few milliseconds at a callback that runs
+    long: the loop thread's state in ``/proc`` (``S``/``D``: waiting in a system call,
+    ``R``: runnable) and its innermost Python line. A callback counts as blocking when
+    it was seen waiting in a system call at the same line on two looks in a row; the
+    report then names that line.
+    """
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+        #: Per loop thread (ident): when its current callback started, its native id.
+        self._running: dict[int, tuple[float, int]] = {}
+        #: Per loop thread: (line, stack) of its last look, and whether the line was
+        #: seen waiting on two looks in a row (then the stack is the report).
+        self._last: dict[int, tuple[str, str]] = {}
+        self._blocked: dict[int, str] = {}
+        self._stop = threading.Event()
+
+    def install(self) -> Callable[[], None]:
+        original = asyncio.events.Handle._run
+
+        def timed(handle: asyncio.Handle) -> None:
+            me = threading.get_ident()
+            wall, cpu = time.perf_counter(), time.thread_time()
+            self._running[me] = (wall, threading.get_native_id())
+            try:
+                original(handle)
+            finally:
+                self._running.pop(me, None)
+                self._last.pop(me, None)
+                stack = self._blocked.pop(me, None)
+                wall = time.perf_counter() - wall
+                if stack is not None and wall > BLOCKING_LIMIT:
+                    off = wall - (time.thread_time() - cpu)
+                    if off > BLOCKING_LIMIT:
+                        self.found.append(_describe(handle, wall, off) + stack)
+
+        asyncio.events.Handle._run = timed  # type: ignore[method-assign,assignment]
+        sampler = threading.Thread(target=self._look, name="loop-watch", daemon=True)
+        sampler.start()
+
+        def uninstall() -> None:
+            asyncio.events.Handle._run = original  # type: ignore[method-assign]
+            self._stop.set()
+            sampler.join()
+
+        return uninstall
+
+    def _look(self) -> None:
+        step = BLOCKING_LIMIT / 5
+        while not self._stop.wait(step):
+            now = time.perf_counter()
+            frames = sys._current_frames()
+            for ident, (began, native) in list(self._running.items()):
+                frame = frames.get(ident)
+                if now - began < step or frame is None or ident in self._blocked:
+                    continue
+                if _thread_state(native) not in ("S", "D"):
+                    self._last.pop(ident, None)
+                    continue
+                line = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+                stack = "".join(traceback.format_stack(frame)[-8:])
+                if self._last.get(ident, ("", ""))[0] == line:
+                    self._blocked[ident] = "\n    waiting in a system call at:\n" + stack
+                self._last[ident] = (line, stack)
+
+
+def _thread_state(native_id: int) -> str:
+    """``R`` (running or runnable), ``S`` (sleeping), ``D`` (disk), ... of a thread."""
+    try:
+        with open(f"/proc/self/task/{native_id}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "?"
+
+
+def _describe(handle: asyncio.Handle, wall: float, off: float) -> str:
+    """The callback, and for a task the line it went on to wait at (after the block)."""
+    what = repr(handle)
+    owner = getattr(getattr(handle, "_callback", None), "__self__", None)  # a task step
+    where = ""
+    if isinstance(owner, asyncio.Task):
+        frames = owner.get_stack(limit=1)
+        if frames:
+            code = frames[0].f_code
+            where = f" (in {code.co_qualname}, {code.co_filename}:{frames[0].f_lineno})"
+    return f"{what}{where} held the event loop {wall:.3f} s, {off:.3f} s of it blocked"
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_on_the_loop(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail an async test during which a callback blocked the event loop (file I/O, a
+    lock, a child process waited for on the loop's thread): that stalls every transfer."""
+    if not inspect.iscoroutinefunction(request.function):
+        yield
+        return
+    watch = LoopWatch()
+    uninstall = watch.install()
+    try:
+        yield
+    finally:
+        uninstall()
+    found = [f for f in watch.found if not any(key in f for key in BLOCKING_ALLOWED)]
+    if found:
+        pytest.fail("blocking I/O on the event loop:\n" + "\n".join(found), pytrace=False)
 
 
 @pytest.fixture

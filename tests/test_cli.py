@@ -55,6 +55,7 @@ def slices_done(part: Path) -> int:
         return 0
 
 
+@pytest.mark.slow  # kills a child process mid-transfer and resumes: real processes and signals
 def test_sigkill_mid_download_then_rerun_resumes_with_range(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -105,6 +106,7 @@ def test_sigkill_mid_download_then_rerun_resumes_with_range(
     assert served <= 1.15 * BIG, f"served {served} bytes for a {BIG}-byte file"
 
 
+@pytest.mark.slow  # interrupts a child process (SIGINT) mid-run: real processes and signals
 def test_sigint_exits_130_and_rerun_resumes(emulator_process: Any, tmp_path: Path) -> None:
     emu = emulator_process(big_catalog(), "--bandwidth", "150000000")
     manifest = write_manifest(
@@ -131,6 +133,7 @@ def test_sigint_exits_130_and_rerun_resumes(emulator_process: Any, tmp_path: Pat
     assert (tmp_path / "data/ena/ERR5000001/ERR5000001.fastq.gz").stat().st_size == BIG
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_always_corrupt_file_is_listed_by_status(emulator_process: Any, tmp_path: Path) -> None:
     faults = tmp_path / "faults.json"
     faults.write_text(
@@ -154,6 +157,7 @@ def test_always_corrupt_file_is_listed_by_status(emulator_process: Any, tmp_path
     assert "MD5 mismatch" in reason
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -193,6 +197,7 @@ def test_manifest_errors_exit_2_with_one_line(tmp_path: Path, text: str, expecte
     assert not (tmp_path / "mirror-data").exists()
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_demo_runs_offline_and_verifies(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "mirror", "demo", "--dest", "out"],
@@ -208,6 +213,7 @@ def test_demo_runs_offline_and_verifies(tmp_path: Path) -> None:
     assert "files verified" in result.stderr
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_help_teaches(tmp_path: Path) -> None:
     result = mirror_cmd("--help")
     assert result.returncode == 0
@@ -215,6 +221,7 @@ def test_help_teaches(tmp_path: Path) -> None:
         assert word in result.stdout
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_plan_get_and_verify(emulator_process: Any, tmp_path: Path) -> None:
     emu = emulator_process(Catalog.demo())
     manifest = write_manifest(

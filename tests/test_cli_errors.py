@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
+from mirror import _cli as cli
 from mirror._cli import main
+from mirror._exceptions import DestinationError, HostDown, MirrorError, SourceError
 from mirror._state._sqlite import SQLiteStore
 from mirror.emulator import Catalog, EnaFile, EnaRun, Fault
 
@@ -53,6 +55,7 @@ def file_requests(emu: Any) -> list[dict[str, Any]]:
     return [e for e in emu.log() if e["host"] == "ftp"]
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_workers_that_is_not_a_number_is_one_line(tmp_path: Path) -> None:
     out = mirror_cmd("run", "--workers", "abc", str(tmp_path / "m.yaml"))
     assert out.returncode == 2
@@ -61,6 +64,7 @@ def test_workers_that_is_not_a_number_is_one_line(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_a_deeply_nested_manifest_is_one_line_exit_2(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text("version: 1\nsources: " + "[" * 3000 + "]" * 3000 + "\n")
     out = mirror_cmd("plan", str(tmp_path / "m.yaml"))
@@ -83,6 +87,7 @@ def _bomb(levels: int = 9) -> list[str]:
     return lines
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_a_yaml_alias_bomb_under_sources_is_refused_in_little_memory(tmp_path: Path) -> None:
     text = "version: 1\nsources:\n" + "".join(
         f"  - ena:\n      accessions: {level}\n" for level in _bomb()
@@ -101,6 +106,7 @@ def test_a_yaml_alias_bomb_under_sources_is_refused_in_little_memory(tmp_path: P
     assert "the manifest stands for more than 100,000 values" in line
 
 
+@pytest.mark.slow  # runs the mirror command in child processes, as a user would
 def test_top_level_keys_are_checked_before_their_values_are_read(tmp_path: Path) -> None:
     bomb = "".join(f"  a{n}: {level}\n" for n, level in enumerate(_bomb()))
     (tmp_path / "m.yaml").write_text("version: 1\nlol:\n" + bomb + "sources: [*a8]\n")
@@ -118,6 +124,7 @@ def test_top_level_keys_are_checked_before_their_values_are_read(tmp_path: Path)
     ]
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_json_output_closed_early_stops_quietly(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "mirror", "demo", "--json", "--dest", str(tmp_path / "d")],
@@ -137,6 +144,7 @@ def test_json_output_closed_early_stops_quietly(tmp_path: Path) -> None:
     assert "Exception ignored" not in stderr, stderr
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_index_tsv_that_is_a_directory_stops_before_any_download(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -190,6 +198,7 @@ def _small_store(monkeypatch: pytest.MonkeyPatch, pages: int) -> None:
     monkeypatch.setattr(SQLiteStore, "open", open_small)
 
 
+@pytest.mark.slow  # the emulator in a child process, the run on a disk made full
 def test_state_store_on_a_full_disk_is_one_line_naming_it(
     emulator_process: Any,
     tmp_path: Path,
@@ -212,6 +221,7 @@ def test_state_store_on_a_full_disk_is_one_line_naming_it(
     assert finished["errors"] == [line.removeprefix("mirror: error: ")]
 
 
+@pytest.mark.slow  # runs the mirror command in child processes, as a user would
 def test_every_missing_credential_is_named_at_once(tmp_path: Path) -> None:
     endpoints = {"ena_portal": "http://127.0.0.1:9/ena/portal/api"}
     sources = (
@@ -234,6 +244,7 @@ def test_every_missing_credential_is_named_at_once(tmp_path: Path) -> None:
     assert lines[1].startswith("mirror: error: sources[2].enterobase: ENTEROBASE_TOKEN is not")
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_the_ega_user_name_never_reaches_logs_or_files(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -252,6 +263,7 @@ def test_the_ega_user_name_never_reaches_logs_or_files(
             assert b"someone.private" not in path.read_bytes(), path
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_get_reads_a_list_with_a_bom_tabs_commas_and_comments(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -271,6 +283,7 @@ def test_get_reads_a_list_with_a_bom_tabs_commas_and_comments(
     }
 
 
+@pytest.mark.slow  # runs the mirror command in child processes, as a user would
 def test_get_names_every_bad_entry_of_a_list_with_its_line(tmp_path: Path) -> None:
     listing = tmp_path / "runs.txt"
     listing.write_text("ERR164407\nXRR1, ERR4080001\n# fine\nerr4080002\tnope\n")
@@ -285,6 +298,7 @@ def test_get_names_every_bad_entry_of_a_list_with_its_line(tmp_path: Path) -> No
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_an_mgnify_answer_cut_short_every_time_is_one_line_naming_the_url(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -308,6 +322,7 @@ def test_an_mgnify_answer_cut_short_every_time_is_one_line_naming_the_url(
     assert finished["summary"]["errors"] == [line.removeprefix("error: ")]
 
 
+@pytest.mark.slow  # interrupts a child process (SIGINT) mid-run: real processes and signals
 def test_an_interrupted_json_run_still_ends_its_stream(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -328,3 +343,44 @@ def test_an_interrupted_json_run_still_ends_its_stream(
     assert "Traceback" not in err
     finished = last_event(rest)
     assert (finished["event"], finished["exit_code"]) == ("run-finished", 130)
+
+
+@pytest.mark.parametrize(
+    ("error", "printed"),
+    [
+        pytest.param(
+            HostDown("ftp.example: connection refused for 90 s", host="ftp.example", outage="o"),
+            [
+                "mirror: error: ftp.example: connection refused for 90 s",
+                "mirror: hint: check that ftp.example is reachable from here, then re-run to "
+                "resume",
+            ],
+            id="hint-on-its-own-line",
+        ),
+        pytest.param(
+            DestinationError(
+                "cannot write a.part: full. Stopped; free some space and re-run to resume",
+                path="a.part",
+            ),
+            [
+                "mirror: error: cannot write a.part: full. Stopped; free some space and re-run "
+                "to resume"
+            ],
+            id="said-already",
+        ),
+        pytest.param(SourceError("no hint"), ["mirror: error: no hint"], id="none"),
+    ],
+)
+def test_the_cli_prints_what_to_do_after_the_error(
+    error: MirrorError,
+    printed: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def status(*_: object) -> int:
+        raise error
+
+    monkeypatch.setattr(cli, "_status", status)
+    assert main(["status", "--dest", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.splitlines() == printed

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import mirror
-from mirror import _cli
+from mirror import _cli_demo
 from mirror._config import HostLimit
 from mirror._http import Http
 from mirror.emulator import Catalog, Emulator
@@ -28,6 +28,7 @@ def endpoint_flags(endpoints: dict[str, str]) -> list[str]:
     return [f"--endpoint={k}={v}" for k, v in endpoints.items()]
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_plan_uses_the_state_store_named_by_state(emulator_process: Any, tmp_path: Path) -> None:
     emu = emulator_process(Catalog.demo())
     m = write(tmp_path / "m.yaml", ena_manifest(emu.endpoints, tmp_path / "data", ["ERR164407"]))
@@ -41,6 +42,7 @@ def test_plan_uses_the_state_store_named_by_state(emulator_process: Any, tmp_pat
     assert counts == [["verified", "0"], ["pending", "2"], ["failed", "0"]]
 
 
+@pytest.mark.slow  # a real PostgreSQL server and several processes
 @pytest.mark.parametrize("command", ["run", "plan", "status", "verify"])
 def test_a_bad_state_url_is_a_usage_error(tmp_path: Path, command: str) -> None:
     # Nothing listens on port 9: the store must be refused before any request.
@@ -75,11 +77,12 @@ def test_demo_uses_the_packaged_manifest_whatever_the_current_directory(
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs/demo.yaml").write_text("version: 1\nsources: []\n")
     monkeypatch.chdir(tmp_path)
-    chosen = _cli._demo_manifest()
-    assert chosen == Path(_cli.__file__).parent / "emulator" / "demo.yaml"
+    chosen = _cli_demo._demo_manifest()
+    assert chosen == Path(_cli_demo.__file__).parent / "emulator" / "demo.yaml"
     assert mirror.load_manifest(chosen).sources
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_verify_rehashes_every_verified_file_of_the_pull(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -100,6 +103,7 @@ def test_verify_rehashes_every_verified_file_of_the_pull(
     assert out.stdout.splitlines()[-1].startswith("5 files re-hashed, 1 mismatched")
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_get_chooses_file_families_with_files(emulator_process: Any, tmp_path: Path) -> None:
     emu = emulator_process(Catalog.demo())
     flags = endpoint_flags(emu.endpoints)

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from mirror.emulator import Catalog
@@ -31,6 +32,7 @@ def status_lines(dest: Path, *args: str) -> tuple[int, list[str]]:
     return out.returncode, out.stdout.splitlines()
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_status_and_verify_by_dest_cover_every_get_into_it(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -46,6 +48,7 @@ def test_status_and_verify_by_dest_cover_every_get_into_it(
     assert (verify.returncode, verify.stdout.strip()) == (0, "5 files re-hashed, 0 mismatched")
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_status_without_manifest_or_dest_says_what_to_give(tmp_path: Path) -> None:
     out = mirror_cmd("status")
     assert out.returncode == 2
@@ -55,6 +58,7 @@ def test_status_without_manifest_or_dest_says_what_to_give(tmp_path: Path) -> No
     ]
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_status_shows_refused_credentials_of_the_last_run(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -92,6 +96,7 @@ def test_status_shows_refused_credentials_of_the_last_run(
     assert len(lines) == 3, lines
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_state_may_be_a_plain_path(emulator_process: Any, tmp_path: Path) -> None:
     emu = emulator_process(Catalog.demo())
     store = tmp_path / "elsewhere" / "state.sqlite"
@@ -105,6 +110,7 @@ def test_state_may_be_a_plain_path(emulator_process: Any, tmp_path: Path) -> Non
     assert "sqlite:////abs/path is absolute" in " ".join(mirror_cmd("run", "--help").stdout.split())
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_plan_says_how_many_files_have_no_size(emulator_process: Any, tmp_path: Path) -> None:
     token = "eb-token-for-plan"
     emu = emulator_process(Catalog.generate_enterobase(records=5), "--enterobase-token", token)
@@ -124,6 +130,7 @@ def test_plan_says_how_many_files_have_no_size(emulator_process: Any, tmp_path: 
     assert json.loads(as_json.stdout)["unsized"] == 5
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_skipped_files_say_what_they_were_verified_by(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -138,6 +145,7 @@ def test_skipped_files_say_what_they_were_verified_by(
     assert {(e["skipped"], e["verified_by"]) for e in verified} == {(True, "md5")}
 
 
+@pytest.mark.slow  # runs the mirror command in child processes, as a user would
 def test_verify_by_dest_where_nothing_was_mirrored_is_one_line(tmp_path: Path) -> None:
     out = mirror_cmd("verify", "--dest", str(tmp_path))
     assert out.returncode == 2, out.stderr

@@ -104,12 +104,13 @@ async def test_a_cram_written_by_samtools_fills_the_cache_samtools_decodes_from(
     refs = make_references({"chr1": 6000, "chr2": 3500, "chrM": 1650}, seed=21)
     work = tmp_path / "aln"
     work.mkdir()
-    cram, reads = samtools_cram(work, refs, version)
+    # samtools runs in a thread: a child process waited for on the loop would block it.
+    cram, reads = await asyncio.to_thread(samtools_cram, work, refs, version)
     assert cram.read_bytes()[:6] == b"CRAM" + bytes(int(n) for n in version.split("."))
     assert header_m5s(cram) == [r.md5 for r in refs]
     cache = tmp_path / "hts-ref"
     with pytest.raises(RuntimeError, match=r"cram_get_ref|reference"):
-        decode(cram, cache)  # nothing cached yet: samtools cannot decode
+        await asyncio.to_thread(decode, cram, cache)  # nothing cached: samtools cannot decode
 
     async with Emulator(registry_catalog(refs), seed=7) as emu:
         doc = cram_manifest(emu.endpoints, tmp_path / "d", cache, crams=[f"{work}/*.cram"])
@@ -124,9 +125,10 @@ async def test_a_cram_written_by_samtools_fills_the_cache_samtools_decodes_from(
         sorted(f"{r.md5[:2]}/{r.md5[2:4]}/{r.md5[4:]}" for r in refs)
     )
     # samtools, from the cache alone (REF_PATH and REF_CACHE), gives back every read.
-    assert decode(cram, cache) == reads
+    assert await asyncio.to_thread(decode, cram, cache) == reads
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_five_checksums_one_unknown_then_a_cram_files_m5_tags(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -258,7 +260,9 @@ async def test_a_store_that_keyed_cache_entries_by_path_alone_is_rekeyed(tmp_pat
         doc = cram_manifest(emu.endpoints, dest, cache, md5=md5s)
         assert (await mirror.run(doc, retry=FAST_RETRY)).verified == 2
         # The rows as an earlier version wrote them: the path alone, without the root.
-        downgrade_to_schema_1(dest / ".mirror" / "state.sqlite", rooted_keys=False)
+        await asyncio.to_thread(
+            downgrade_to_schema_1, dest / ".mirror" / "state.sqlite", rooted_keys=False
+        )
         entry(cache, md5s[0]).unlink()
         summary = await mirror.run(doc, retry=FAST_RETRY)
         assert (summary.planned, summary.verified) == (1, 1)
@@ -271,7 +275,7 @@ async def test_an_unreadable_cram_fails_the_pull_by_name_the_others_land(tmp_pat
     refs = make_references({"chr1": 2000, "chr2": 1500}, seed=31)
     work = tmp_path / "aln"
     work.mkdir()
-    cram, _ = samtools_cram(work, refs, "3.1")
+    cram, _ = await asyncio.to_thread(samtools_cram, work, refs, "3.1")
     bad = work / "cut.cram"
     bad.write_bytes(cram.read_bytes()[:40])
     cache = tmp_path / "hts-ref"

@@ -57,6 +57,7 @@ def run(manifest: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return mirror_cmd("run", str(manifest), "-q", *extra)
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_full_disk_stops_the_run_with_one_line_and_the_next_run_resumes(
     emulator_process: Any, tmp_path: Path, small_disk: Path
 ) -> None:
@@ -103,6 +104,7 @@ def test_full_disk_stops_the_run_with_one_line_and_the_next_run_resumes(
     assert not list(dest.rglob("*.part"))
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_read_only_destination_stops_the_run_with_one_line(
     emulator_process: Any, tmp_path: Path
 ) -> None:

@@ -23,7 +23,7 @@ from aiohttp import web
 import mirror
 from mirror import RetryPolicy
 from mirror._state import StoredFile, open_store
-from mirror.emulator import Catalog, EgaDataset, EgaFile, Emulator, Fault
+from mirror.emulator import Catalog, EgaDataset, EgaFile, EgaOptions, Emulator, Fault
 from mirror.sources.ega_data import CLIENT_ID, CLIENT_SECRET
 
 from .conftest import mirror_cmd, read_index
@@ -63,7 +63,7 @@ async def test_five_files_over_tickets_with_a_ticket_expiring_and_a_session_lost
     caplog.set_level(logging.DEBUG)
     catalog = Catalog.generate_ega(dataset=DATASET, files=5, size=400_000, size_spread=0.5)
     victim = catalog.ega_datasets[0].files[2]
-    async with Emulator(catalog, ega_users={USER: PASSWORD}) as emu:
+    async with Emulator(catalog, ega=EgaOptions(users={USER: PASSWORD})) as emu:
         # The victim's first stream breaks mid-way; at that moment its ticket expires
         # (the 7-day removal) and every session is lost (the 10-minute idle timeout).
         emu.faults.add(
@@ -78,16 +78,16 @@ async def test_five_files_over_tickets_with_a_ticket_expiring_and_a_session_lost
                 seen.append(repr(event))
                 if event.kind == "file-failed" and not expired:
                     path = getattr(event, "path", "")
-                    tickets = [t for t in emu.ega_tickets(user=USER) if t.file.file_id in path]
-                    expired += [emu.ega_expire_ticket(t.ticket) for t in tickets]
-                    emu.ega_expire_sessions()
+                    tickets = [t for t in emu.ega.tickets(user=USER) if t.file.file_id in path]
+                    expired += [emu.ega.expire_ticket(t.ticket) for t in tickets]
+                    emu.ega.expire_sessions()
         await emu.wait_idle()
-        stats = emu.ega_stats()
+        stats = emu.ega.stats()
         expected = {
-            f.file_id: emu.ega_stream_md5(f.file_id, REKEY) for f in catalog.ega_datasets[0].files
+            f.file_id: emu.ega.stream_md5(f.file_id, REKEY) for f in catalog.ega_datasets[0].files
         }
-        labels = {t.label for t in emu.ega_tickets(user=USER)}
-        sessions = emu.ega_session_tokens()
+        labels = {t.label for t in emu.ega.tickets(user=USER)}
+        sessions = emu.ega.session_tokens()
     assert expired == [True]
     summary = m.summary
     assert (summary.planned, summary.verified, summary.failed, summary.exit_code) == (5, 5, 0, 0)
@@ -109,6 +109,7 @@ async def test_five_files_over_tickets_with_a_ticket_expiring_and_a_session_lost
     assert victim.file_id in expected
 
 
+@pytest.mark.slow  # a 1 GiB stream, SIGKILLed in a child process, then resumed
 def test_sigkill_during_a_1gb_ticket_stream_then_rerun(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -156,7 +157,7 @@ async def test_results_md5_that_disagrees_fails_the_file(tmp_path: Path) -> None
     catalog = Catalog.generate_ega(dataset=DATASET, files=3, size=50_000)
     bad = catalog.ega_datasets[0].files[1]
     async with Emulator(
-        catalog, ega_users={USER: PASSWORD}, ega_wrong_results=(bad.file_id,)
+        catalog, ega=EgaOptions(users={USER: PASSWORD}, wrong_results=(bad.file_id,))
     ) as emu:
         summary = await mirror.run(
             ega_manifest(emu.endpoints, tmp_path),
@@ -171,6 +172,7 @@ async def test_results_md5_that_disagrees_fails_the_file(tmp_path: Path) -> None
     assert "EGA /results" in row["reason"]
 
 
+@pytest.mark.slow  # 2 GiB in slices (slicing starts at 512 MiB), killed in a child process, resumed
 def test_data_api_2gb_file_in_slices_killed_and_resumed(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -230,7 +232,7 @@ async def test_data_api_401s_at_once_renew_the_token_once(tmp_path: Path) -> Non
     catalog = Catalog.generate_ega(dataset=DATASET, files=4, size=300_000)
     files = catalog.ega_datasets[0].files
     creds = {"EGA_USERNAME": USER, "EGA_PASSWORD": PASSWORD}
-    async with Emulator(catalog, ega_users={USER: PASSWORD}) as emu:
+    async with Emulator(catalog, ega=EgaOptions(users={USER: PASSWORD})) as emu:
         # Every file's first request meets a 401, as when the token is revoked.
         emu.faults.add(Fault(kind="status", status=401, host="ega", match="/v2/files/*", times=4))
         summary = await mirror.run(
@@ -239,7 +241,7 @@ async def test_data_api_401s_at_once_renew_the_token_once(tmp_path: Path) -> Non
             retry=RetryPolicy(attempts=4, base=0.01, cap=0.05),
         )
         log = emu.log
-        expected = {f.file_id: emu.ega_plain_md5(f.file_id) for f in files}
+        expected = {f.file_id: emu.ega.plain_md5(f.file_id) for f in files}
     assert (summary.planned, summary.verified, summary.failed) == (4, 4, 0)
     data = [e for e in log if e.path.startswith("/v2/files/")]
     assert sorted(e.status for e in data) == [200] * 4 + [401] * 4
@@ -380,6 +382,7 @@ async def planned_files(dest: Path) -> list[StoredFile]:
         await store.aclose()
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 @pytest.mark.parametrize(
     ("listing", "skipped"),
     [
@@ -428,6 +431,7 @@ async def test_recorded_listing_plans_and_fetches_what_pyega3_would(
     assert all(f["client_secret"] == CLIENT_SECRET for f in forms)
 
 
+@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 async def test_own_oauth_client_from_the_environment_and_its_refusal(tmp_path: Path) -> None:
     dest = tmp_path / "data"
     own = {"EGA_CLIENT_ID": "my-client", "EGA_CLIENT_SECRET": "client-S3CRET-77d1"}

@@ -27,9 +27,9 @@ from mirror._credentials import Secret
 from mirror._http import Http
 from mirror._metadata import MetadataWriter
 from mirror._models import FileTask, TaskStatus
-from mirror.emulator import Catalog, Emulator
-from mirror.emulator._ega_records import stream_md5
+from mirror.emulator import Catalog, EgaOptions, Emulator
 from mirror.emulator._log import LogEntry
+from mirror.emulator.ega._records import stream_md5
 from mirror.sources import SourceContext
 from mirror.sources.ega import EgaLogin, EgaTicketSource
 from mirror.sources.ega_data import EgaDataSource
@@ -95,7 +95,7 @@ async def test_two_processes_request_the_dataset_once_and_delete_its_label_after
     catalog = Catalog.generate_ega(dataset=DATASET, files=4, size=60_000, size_spread=0.5)
     dest = tmp_path / "data"
     pull = SharedPull()
-    emu = await stack.enter_async_context(Emulator(catalog, ega_users={USER: PASSWORD}))
+    emu = await stack.enter_async_context(Emulator(catalog, ega=EgaOptions(users={USER: PASSWORD})))
     planner, worker = await processes(stack, emu, tmp_path, pull, EgaTicketSource)
     rows = await planned(planner, pull)
     assert [r.headers for r in rows] == [()] * 4
@@ -108,11 +108,11 @@ async def test_two_processes_request_the_dataset_once_and_delete_its_label_after
     await fetch_claimed(pull, planner.hooks, rows[1], dest, planner.ctx.http)
     deletes.append(len(access(emu.log, "requests/delete")))
     # A ticket removed (the 7-day expiry): only that file is requested again.
-    (gone,) = [t for t in emu.ega_tickets(label=LABEL) if t.file.file_id == rows[2].accession]
-    assert emu.ega_expire_ticket(gone.ticket)
+    (gone,) = [t for t in emu.ega.tickets(label=LABEL) if t.file.file_id == rows[2].accession]
+    assert emu.ega.expire_ticket(gone.ticket)
     await fetch_claimed(pull, worker.hooks, rows[2], dest, worker.ctx.http)
     deletes.append(len(access(emu.log, "requests/delete")))
-    assert [t.file.file_id for t in emu.ega_tickets(label=LABEL)] == [rows[3].accession]
+    assert [t.file.file_id for t in emu.ega.tickets(label=LABEL)] == [rows[3].accession]
     await fetch_claimed(pull, planner.hooks, rows[3], dest, planner.ctx.http)
     await emu.wait_idle()
     deletes.append(len(access(emu.log, "requests/delete")))
@@ -124,12 +124,12 @@ async def test_two_processes_request_the_dataset_once_and_delete_its_label_after
     # Deleted once, by the process that settled the dataset's last file.
     assert deletes == [0, 0, 0, 1]
     assert access(emu.log, "requests/delete") == [f"requests/delete/{LABEL}"]
-    assert emu.ega_tickets(user=USER) == []
+    assert emu.ega.tickets(user=USER) == []
     assert set(pull.status.values()) == {TaskStatus.VERIFIED}
     for row in rows:
-        assert md5(dest / row.path) == emu.ega_stream_md5(row.accession, REKEY)
-    assert emu.ega_stats().tickets_issued == 5  # 4, then the expired one again
-    for secret in (PASSWORD, REKEY, *emu.ega_session_tokens()):
+        assert md5(dest / row.path) == emu.ega.stream_md5(row.accession, REKEY)
+    assert emu.ega.stats().tickets_issued == 5  # 4, then the expired one again
+    for secret in (PASSWORD, REKEY, *emu.ega.session_tokens()):
         assert secret not in caplog.text
 
 
@@ -139,7 +139,7 @@ async def test_both_processes_at_once_one_dataset_request_one_label_delete(
     catalog = Catalog.generate_ega(dataset=DATASET, files=8, size=40_000, size_spread=0.5)
     dest = tmp_path / "data"
     pull = SharedPull()
-    emu = await stack.enter_async_context(Emulator(catalog, ega_users={USER: PASSWORD}))
+    emu = await stack.enter_async_context(Emulator(catalog, ega=EgaOptions(users={USER: PASSWORD})))
     planner, worker = await processes(stack, emu, tmp_path, pull, EgaTicketSource)
     rows = await planned(planner, pull)
 
@@ -157,7 +157,7 @@ async def test_both_processes_at_once_one_dataset_request_one_label_delete(
     assert access(emu.log, "requests/delete") == [f"requests/delete/{LABEL}"]
     assert pull.taken.count(f"ega-delete {LABEL}") == 1
     for row in rows:
-        assert md5(dest / row.path) == emu.ega_stream_md5(row.accession, REKEY)
+        assert md5(dest / row.path) == emu.ega.stream_md5(row.accession, REKEY)
 
 
 async def test_a_failed_file_in_another_process_keeps_the_label(
@@ -168,7 +168,7 @@ async def test_a_failed_file_in_another_process_keeps_the_label(
     dest = tmp_path / "data"
     pull = SharedPull()
     emu = await stack.enter_async_context(
-        Emulator(catalog, ega_users={USER: PASSWORD}, ega_wrong_results=(bad,))
+        Emulator(catalog, ega=EgaOptions(users={USER: PASSWORD}, wrong_results=(bad,)))
     )
     planner, worker = await processes(stack, emu, tmp_path, pull, EgaTicketSource)
     rows = await planned(planner, pull)
@@ -194,7 +194,7 @@ async def test_data_api_worker_fetches_claimed_files_with_its_own_token(
     catalog = Catalog.generate_ega(dataset=DATASET, files=3, size=50_000)
     dest = tmp_path / "data"
     pull = SharedPull()
-    emu = await stack.enter_async_context(Emulator(catalog, ega_users={USER: PASSWORD}))
+    emu = await stack.enter_async_context(Emulator(catalog, ega=EgaOptions(users={USER: PASSWORD})))
     planner, worker = await processes(stack, emu, tmp_path, pull, EgaDataSource)
     rows = await planned(planner, pull)
     assert all(r.verify == "md5" and r.checksum for r in rows)
@@ -202,7 +202,7 @@ async def test_data_api_worker_fetches_claimed_files_with_its_own_token(
     # The worker never listed anything: its first download fetches its token.
     assert await fetch_claimed(pull, worker.hooks, rows[0], dest, worker.ctx.http)
     # Tokens revoked: the next claimed file meets a 401, renews, and completes.
-    emu.ega_expire_tokens()
+    emu.ega.expire_tokens()
     assert await fetch_claimed(pull, worker.hooks, rows[1], dest, worker.ctx.http)
     assert await fetch_claimed(pull, planner.hooks, rows[2], dest, planner.ctx.http)
     await emu.wait_idle()
@@ -212,9 +212,10 @@ async def test_data_api_worker_fetches_claimed_files_with_its_own_token(
     data = [e.status for e in emu.log if e.path.startswith("/v2/files/")]
     assert data == [200, 401, 200, 401, 200]
     for row in rows:
-        assert md5(dest / row.path) == emu.ega_plain_md5(row.accession)
+        assert md5(dest / row.path) == emu.ega.plain_md5(row.accession)
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_two_runs_at_once_request_the_dataset_once_and_delete_its_label_once(
     emulator_process: Any, tmp_path: Path
 ) -> None:

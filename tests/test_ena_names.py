@@ -41,8 +41,8 @@ async def test_hash_in_a_file_name_is_requested_encoded_and_kept_on_disk(tmp_pat
         await emu.wait_idle()
         local = tmp_path / "ena/ERR3256745/27604_8#1.cram"
         assert (summary.verified, summary.failed, summary.exit_code) == (1, 0, 0)
-        assert local.read_bytes() == emu.file_bytes(cram)
-        assert md5_of_file(local) == emu.file_md5(cram)
+        assert local.read_bytes() == emu.ena.file_bytes(cram)
+        assert md5_of_file(local) == emu.ena.file_md5(cram)
         # One request, for the whole name ('#' sent as %23, not cut off as a fragment).
         assert [(e.path, e.status) for e in file_requests(emu.log)] == [(f"/{cram}", 200)]
     (row,) = read_index(tmp_path)
@@ -72,7 +72,7 @@ async def test_files_sharing_a_name_all_land_or_fail_naming_the_clash(tmp_path: 
             "submitted/dup.fq": submitted[2].path,
         }
         for rel, served in landed.items():
-            assert (tmp_path / "ena/ERR7700001" / rel).read_bytes() == emu.file_bytes(served)
+            assert (tmp_path / "ena/ERR7700001" / rel).read_bytes() == emu.ena.file_bytes(served)
         # The third 'dup.fq' has nowhere left to go: it fails, and is never requested.
         requested = sorted(e.path for e in file_requests(emu.log))
         assert requested == sorted(f"/{path}" for path in landed.values())

@@ -26,8 +26,8 @@ from .replay import Answer, Chooser, Replay
 FAST_CLI = (
     "import sys\n"
     "import mirror._engine\n"
-    "from mirror._retry import RetryPolicy\n"
-    "mirror._engine.RetryPolicy = lambda: RetryPolicy(base=0.02, cap=0.1)\n"
+    "from mirror import RetryPolicy, Tuning\n"
+    "mirror._engine.Tuning = lambda: Tuning(retry=RetryPolicy(base=0.02, cap=0.1))\n"
     "from mirror._cli import main\n"
     "raise SystemExit(main(sys.argv[1:]))\n"
 )
@@ -56,6 +56,7 @@ def searches(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in log if e["path"].endswith("/search")]
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_a_maintenance_page_on_every_attempt_fails_the_source(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -82,6 +83,7 @@ def test_a_maintenance_page_on_every_attempt_fails_the_source(
     assert not (dest / "ena").exists()
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_a_maintenance_page_once_then_the_answer_is_a_normal_run(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -145,6 +147,7 @@ def test_a_report_with_no_rows_is_still_a_report(body: bytes) -> None:
     assert parser.close() == []
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_an_accession_that_matches_nothing_fails_its_entry(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -168,6 +171,7 @@ def test_an_accession_that_matches_nothing_fails_its_entry(
     assert "ERR4080009" in plan.stderr
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_one_typo_beside_a_good_accession_is_named_but_the_rest_downloads(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -186,6 +190,7 @@ def test_one_typo_beside_a_good_accession_is_named_but_the_rest_downloads(
     assert {r["status"] for r in read_index(dest)} == {"verified"}
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_runs_with_none_of_the_files_asked_for_fail_the_entry(
     emulator_process: Any, tmp_path: Path
 ) -> None:

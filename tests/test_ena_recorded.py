@@ -391,6 +391,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow  # runs the mirror command in a child process per recording, as a user would
 @pytest.mark.parametrize(("recording", "result", "accessions", "files", "expected"), CASES)
 async def test_recorded_answer_plans_exactly_its_files(
     tmp_path: Path,
@@ -415,6 +416,7 @@ async def test_recorded_answer_plans_exactly_its_files(
         assert set(columns_of(recording)) <= set(fields)
 
 
+@pytest.mark.slow  # 20,000 files of a 2.6 MB Portal row, planned by mirror in a child process
 async def test_a_run_row_longer_than_the_http_clients_line_limit(tmp_path: Path) -> None:
     # The ONT recording's shape at 20,000 files (a PromethION run's FAST5 count): one
     # 2.6 MB line, past the 2 MiB the HTTP client reads as one line. Every file is planned.

@@ -17,13 +17,15 @@ import yaml
 from aiohttp import web
 
 import mirror
+from mirror import SourceTuning
 from mirror.emulator import Catalog, Emulator
-from mirror.sources.ena import QUERY_CHUNK
 
 from .conftest import FAST_RETRY, ena_manifest, mirror_cmd, read_index
 from .replay import Answer, Replay
 from .test_ena_recorded import Portal, planned_files
 
+#: Accessions OR'd into one ``query=``.
+QUERY_CHUNK = SourceTuning().ena_query_accessions
 SECONDARY = ("ERP124002", "ERS1500001")
 
 
@@ -102,6 +104,7 @@ def _plan(tmp_path: Path, base: str, accessions: list[str]) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
+@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 @pytest.mark.parametrize("analysis_status", [204, 400])
 async def test_a_submission_plans_its_runs_through_filereport(
     tmp_path: Path, analysis_status: int

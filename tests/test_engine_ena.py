@@ -12,7 +12,7 @@ import yaml
 
 import mirror
 from mirror import RetryPolicy
-from mirror.emulator import Catalog, Emulator, Fault
+from mirror.emulator import Catalog, Emulator, EnaOptions, Fault, FilesOptions
 
 from .conftest import FAST_RETRY, ena_manifest, file_requests, md5_of_file, read_index
 
@@ -52,8 +52,8 @@ async def test_study_sample_and_runs_end_verified_and_rerun_sends_no_file_reques
 
     for rel, served in expected.items():
         local = dest / rel
-        assert local.read_bytes() == emulator.file_bytes(served), rel
-        assert md5_of_file(local) == emulator.file_md5(served)
+        assert local.read_bytes() == emulator.ena.file_bytes(served), rel
+        assert md5_of_file(local) == emulator.ena.file_md5(served)
     # The run with three FASTQs keeps all three, each checked against its own MD5.
     assert sorted(p.name for p in (dest / "ena/ERR4080002").iterdir()) == [
         "ERR4080002.fastq.gz",
@@ -120,6 +120,7 @@ async def test_runs_inside_a_busy_loop(emulator: Emulator, tmp_path: Path) -> No
     assert ticks > 100  # the other task kept running while we mirrored
 
 
+@pytest.mark.slow  # the emulator's Retry-After pauses take real seconds (mirror.run takes no clock)
 async def test_faults_on_ten_percent_of_requests_still_end_verified(tmp_path: Path) -> None:
     faults = [
         # A bad patch, not a hostile server: random throttling that never ends would
@@ -140,7 +141,7 @@ async def test_faults_on_ten_percent_of_requests_still_end_verified(tmp_path: Pa
         await emu.wait_idle()
         log = emu.log
         expected = {
-            f.path.rsplit("/", 1)[-1]: emu.file_md5(f.path)
+            f.path.rsplit("/", 1)[-1]: emu.ena.file_md5(f.path)
             for r in catalog.iter_runs()
             for f in r.fastq
         }
@@ -186,9 +187,10 @@ async def test_always_corrupt_file_fails_alone_and_never_lands(
     ]
 
 
+@pytest.mark.slow  # measures request arrivals at the emulator in real seconds
 async def test_rate_limit_holds_in_every_second_with_64_workers(tmp_path: Path) -> None:
     catalog = Catalog.generate(5, runs_per_study=150, files_per_run=2, file_size=2048)
-    async with Emulator(catalog, portal_rate_limit=None) as emu:
+    async with Emulator(catalog, ena=EnaOptions(portal_rate_limit=None)) as emu:
         host = emu.endpoints["ena_files"].split("//", 1)[1]
         www = emu.endpoints["ena_portal"].split("//", 1)[1].split("/", 1)[0]
         doc = ena_manifest(
@@ -226,7 +228,9 @@ async def test_partial_download_is_resumed_or_restarted(
 ) -> None:
     path = "vol1/fastq/ERR164/007/ERR164407/ERR164407_1.fastq.gz"
     # Paced, so the bytes before the cut are read (aiohttp drops what is buffered at a cut).
-    async with Emulator(Catalog.demo(), range_support=ranges, bandwidth=4_000_000) as emu:
+    async with Emulator(
+        Catalog.demo(), files=FilesOptions(range_support=ranges, bandwidth=4_000_000)
+    ) as emu:
         # A download interrupted after at most 1 MB, as a killed run leaves it.
         emu.faults.add(Fault(kind="truncate", match=f"*{path}", after_bytes=1_000_000, times=1))
         part = tmp_path / "ena/ERR164407/ERR164407_1.fastq.gz.part"
@@ -239,7 +243,7 @@ async def test_partial_download_is_resumed_or_restarted(
         summary = await mirror.run(doc, retry=FAST_RETRY)
         await emu.wait_idle()
         tries = [e for e in file_requests(emu.log[first:]) if e.path.endswith(path[-20:])]
-        expected = emu.file_bytes(path)
+        expected = emu.ena.file_bytes(path)
     assert (summary.verified, summary.failed) == (2, 0)
     assert (tmp_path / "ena/ERR164407/ERR164407_1.fastq.gz").read_bytes() == expected
     assert [(e.range, e.status, e.bytes) for e in tries] == [
@@ -275,11 +279,12 @@ async def test_unknown_accessions_and_empty_runs_fail_the_entry_naming_them(
     assert "ERR4080003: no fastq files (it has submitted files" in "\n".join(warnings)
 
 
+@pytest.mark.slow  # 2,000 files planned and fetched twice (planning outlasts the first files)
 async def test_downloads_start_before_planning_ends_and_a_cancelled_run_resumes(
     tmp_path: Path,
 ) -> None:
     catalog = Catalog.generate(9, runs_per_study=2000, files_per_run=1, file_size=512)
-    async with Emulator(catalog, portal_rate_limit=None) as emu:
+    async with Emulator(catalog, ena=EnaOptions(portal_rate_limit=None)) as emu:
         doc = ena_manifest(emu.endpoints, tmp_path, ["PRJEB70000"], workers=4)
         seen: list[str] = []
         async with mirror.Mirror(doc, retry=FAST_RETRY) as m:
@@ -302,6 +307,7 @@ async def test_downloads_start_before_planning_ends_and_a_cancelled_run_resumes(
     assert (summary.planned, summary.verified, summary.skipped) == (2000, 2000, len(verified))
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_asyncio_run_of_a_manifest_path(emulator_process: Any, tmp_path: Path) -> None:
     emu = emulator_process(Catalog.demo())
     doc = ena_manifest(emu.endpoints, tmp_path / "data", ["ERR164407", "ERR4080002"])

@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from mirror.emulator import Catalog, md5_of
@@ -16,6 +17,7 @@ from .conftest import ena_manifest, mirror_cmd, read_index
 from .tls import make_ca
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_ena_run_mirrored_over_https_with_verification(
     emulator_process: Any, tmp_path: Path
 ) -> None:

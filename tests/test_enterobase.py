@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import mirror
-from mirror.emulator import Catalog, Emulator, Fault
+from mirror.emulator import Catalog, Emulator, EnterobaseOptions, Fault
 
 from .conftest import FAST_RETRY, mirror_cmd, read_index
 
@@ -43,6 +43,7 @@ def windows(times: list[float]) -> int:
     return best
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_250_records_paged_verified_rate_kept_and_token_never_written(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -88,6 +89,7 @@ def test_250_records_paged_verified_rate_kept_and_token_never_written(
             assert TOKEN.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_missing_token_exits_2_before_any_request(emulator_process: Any, tmp_path: Path) -> None:
     emu = emulator_process(Catalog.generate_enterobase(records=5))
     manifest = tmp_path / "m.yaml"
@@ -100,6 +102,7 @@ def test_missing_token_exits_2_before_any_request(emulator_process: Any, tmp_pat
     assert emu.log() == []
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_refused_token_says_tokens_expire(emulator_process: Any, tmp_path: Path) -> None:
     emu = emulator_process(Catalog.generate_enterobase(records=5), "--enterobase-token", TOKEN)
     manifest = tmp_path / "m.yaml"
@@ -118,13 +121,12 @@ async def test_reldate_rerun_fetches_only_new_records_and_assemblies(
     catalog = Catalog.generate_enterobase(records=40, seed=4)
     async with Emulator(
         catalog,
-        enterobase_tokens=(TOKEN,),
-        enterobase_rate_limit=None,
+        enterobase=EnterobaseOptions(tokens=(TOKEN,), rate_limit=None),
         today=date(2024, 6, 1),
     ) as emu:
         first = await mirror.run(enterobase_manifest(emu.endpoints, tmp_path), retry=FAST_RETRY)
         assert (first.planned, first.verified) == (40, 40)
-        new = emu.enterobase_release("senterica", 5)
+        new = emu.enterobase.release("senterica", 5)
         await emu.wait_idle()
         before = len(emu.log)
         doc = enterobase_manifest(emu.endpoints, tmp_path, reldate=1)
@@ -143,6 +145,7 @@ async def test_reldate_rerun_fetches_only_new_records_and_assemblies(
     assert len(kept.splitlines()) == 45
 
 
+@pytest.mark.slow  # the emulator's Retry-After pauses take real seconds (mirror.run takes no clock)
 async def test_faults_on_enterobase_still_end_verified(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -169,7 +172,10 @@ async def test_faults_on_enterobase_still_end_verified(
     ]
     catalog = Catalog.generate_enterobase(records=60, seed=9)
     async with Emulator(
-        catalog, faults=faults, seed=3, enterobase_tokens=(TOKEN,), enterobase_rate_limit=None
+        catalog,
+        faults=faults,
+        seed=3,
+        enterobase=EnterobaseOptions(tokens=(TOKEN,), rate_limit=None),
     ) as emu:
         summary = await mirror.run(
             enterobase_manifest(emu.endpoints, tmp_path, rate=100), retry=FAST_RETRY
@@ -177,7 +183,7 @@ async def test_faults_on_enterobase_still_end_verified(
         await emu.wait_idle()
         kinds = {e.fault for e in emu.log if e.fault}
         expected = {
-            r.assembly_barcode: emu.enterobase_fasta("senterica", r.assembly_barcode)
+            r.assembly_barcode: emu.enterobase.fasta("senterica", r.assembly_barcode)
             for r in catalog.enterobase_assemblies
         }
     assert (summary.planned, summary.verified, summary.failed) == (60, 60, 0)

@@ -111,6 +111,7 @@ def kept(dest: Path, resource: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 @pytest.mark.parametrize("fields", [[], ["strain_name"]], ids=["all-fields", "only-fields"])
 async def test_assemblies_pages_plan_exactly_the_recorded_assemblies(
     tmp_path: Path, fields: list[str]
@@ -141,6 +142,7 @@ async def test_assemblies_pages_plan_exactly_the_recorded_assemblies(
     assert second["assembly_status"] == "Assembled"
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_straindata_keyed_by_strain_barcode(tmp_path: Path) -> None:
     service = Service(tmp_path / "data")
     async with Replay(service.routes()) as replay:
@@ -158,6 +160,7 @@ async def test_straindata_keyed_by_strain_barcode(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_a_refused_token_keeps_the_earlier_records(tmp_path: Path) -> None:
     """A listing that fails leaves the kept records as they were, and no merge file."""
     kept_file = tmp_path / "data/metadata/enterobase/senterica/assemblies.jsonl"

@@ -19,7 +19,7 @@ from mirror._http import Http
 from mirror._metadata import MetadataWriter
 from mirror._models import TaskStatus
 from mirror._paths import final_path
-from mirror.emulator import Catalog, Emulator
+from mirror.emulator import Catalog, Emulator, EnterobaseOptions
 from mirror.sources import SourceContext
 from mirror.sources.enterobase import EnterobaseSource
 
@@ -49,7 +49,7 @@ async def test_claimed_assembly_gets_the_token_from_the_hooks(
     dest = tmp_path / "data"
     pull = SharedPull()
     async with (
-        Emulator(catalog, enterobase_tokens=(TOKEN,), enterobase_rate_limit=None) as emu,
+        Emulator(catalog, enterobase=EnterobaseOptions(tokens=(TOKEN,), rate_limit=None)) as emu,
         Http(lambda host: HostLimit(), retry=FAST_RETRY) as http_a,
         Http(lambda host: HostLimit(), retry=FAST_RETRY) as http_b,
     ):
@@ -71,7 +71,7 @@ async def test_claimed_assembly_gets_the_token_from_the_hooks(
             assert got is not None
             assert got.verified_by == "size"
         await emu.wait_idle()
-        served = {r.accession: emu.enterobase_fasta("senterica", r.accession) for r in rows}
+        served = {r.accession: emu.enterobase.fasta("senterica", r.accession) for r in rows}
         downloads = [e.status for e in emu.log if e.path.endswith("/upload/download")]
     assert set(pull.status.values()) == {TaskStatus.VERIFIED}
     for row in rows:

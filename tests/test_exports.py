@@ -36,3 +36,12 @@ def test_error_tree_has_no_dead_fields() -> None:
 
     classes = [c for c in vars(errors).values() if isinstance(c, type)]
     assert all("reference" not in vars(c) for c in classes if issubclass(c, mirror.MirrorError))
+
+
+def test_every_group_of_the_tuning_is_exported() -> None:
+    # A caller tuning one knob builds its group: every group's type must be nameable.
+    import dataclasses
+
+    for f in dataclasses.fields(mirror.Tuning):
+        kind = type(getattr(mirror.Tuning(), f.name) or mirror.Timeouts())
+        assert getattr(mirror, kind.__name__) is kind, f.name

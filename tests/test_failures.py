@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from mirror.emulator import Catalog, Fault
@@ -63,6 +64,7 @@ def assert_verified(dest: Path, source: str, accessions: set[str]) -> list[dict[
     return rows
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_mgnify_400_is_one_line_and_the_ena_files_are_all_verified(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -90,6 +92,7 @@ def test_mgnify_400_is_one_line_and_the_ena_files_are_all_verified(
     assert [INVALID_CHOICE in e for e in as_json["errors"]] == [True]
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_pipeline_version_5_is_asked_as_5_0(emulator_process: Any, tmp_path: Path) -> None:
     emu = emulator_process(Catalog.demo())
     m = manifest(tmp_path / "m.yaml", emu.endpoints, mgnify(pipeline_version="5"))
@@ -101,6 +104,7 @@ def test_pipeline_version_5_is_asked_as_5_0(emulator_process: Any, tmp_path: Pat
     assert all("pipeline_version=5.0" in q for q in asked)
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_mgnify_500_after_retries_is_one_line(emulator_process: Any, tmp_path: Path) -> None:
     faults = tmp_path / "faults.json"
     faults.write_text(
@@ -110,8 +114,9 @@ def test_mgnify_500_after_retries_is_one_line(emulator_process: Any, tmp_path: P
     m = manifest(tmp_path / "m.yaml", emu.endpoints, ena(ENA_RUN), mgnify())
     # The real command line, with the retry waits shortened (production waits minutes).
     code = (
-        "import sys, mirror._engine as e, mirror._retry as r\n"
-        "e.RetryPolicy = lambda: r.RetryPolicy(attempts=3, base=0.01, cap=0.02)\n"
+        "import sys, mirror, mirror._engine as e\n"
+        "fast = mirror.RetryPolicy(attempts=3, base=0.01, cap=0.02)\n"
+        "e.Tuning = lambda: mirror.Tuning(retry=fast)\n"
         "from mirror._cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
@@ -131,6 +136,7 @@ def test_mgnify_500_after_retries_is_one_line(emulator_process: Any, tmp_path: P
     assert_verified(tmp_path / "data", "ena", {ENA_RUN})
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_two_ena_entries_write_one_merged_runs_table(emulator_process: Any, tmp_path: Path) -> None:
     emu = emulator_process(Catalog.demo())
     m = manifest(tmp_path / "m.yaml", emu.endpoints, ena(ENA_RUN), ena("PRJEB40001"))
@@ -177,6 +183,7 @@ def webin_posts(emu: Any) -> list[dict[str, Any]]:
     return [e for e in emu.log() if e["method"] == "POST" and "/submit" in e["path"]]
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_refused_webin_password_exits_2_with_one_line(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -192,6 +199,7 @@ def test_refused_webin_password_exits_2_with_one_line(
         assert "wrong-password" not in out.stderr
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_malformed_document_exits_2_naming_file_line_and_column(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -212,6 +220,7 @@ def test_malformed_document_exits_2_naming_file_line_and_column(
     assert webin_posts(emu) == []
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_a_submission_whose_answer_is_lost_is_never_sent_twice(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -239,6 +248,7 @@ def test_a_submission_whose_answer_is_lost_is_never_sent_twice(
         assert len(webin_posts(emu)) == before + 1
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_ega_refusing_the_password_costs_only_the_ega_source(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -261,6 +271,7 @@ def test_ega_refusing_the_password_costs_only_the_ega_source(
     assert len(lines_with("sources[0].ega", only.stderr)) == 1
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_the_recorded_mgnify_400_is_one_line_with_its_message(tmp_path: Path) -> None:
     # The answer MGnify really gives for pipeline_version=5 (recorded), replayed.
     path = "/metagenomics/api/v1/studies/MGYS00000001/analyses"

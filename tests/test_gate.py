@@ -6,19 +6,23 @@ import asyncio
 import itertools
 from pathlib import Path
 
+import pytest
+
 from mirror._config import HostLimit
 from mirror._http import WINDOW, HostGate, Http, host_key
 from mirror._manifest import load_manifest
 
+from .clock import VirtualClock
+
 
 async def test_never_more_than_rate_in_any_window() -> None:
-    gate = HostGate(HostLimit(rate=40, connections=64))
-    loop = asyncio.get_running_loop()
+    clock = VirtualClock()
+    gate = HostGate(HostLimit(rate=40, connections=64), clock=clock)
     starts: list[float] = []
 
     async def one() -> None:
         async with gate.slot():
-            starts.append(loop.time())
+            starts.append(clock.monotonic())
 
     await asyncio.gather(*(one() for _ in range(100)))
     starts.sort()
@@ -26,9 +30,11 @@ async def test_never_more_than_rate_in_any_window() -> None:
     # Every run of 41 consecutive starts spans more than one second.
     for i in range(len(starts) - 40):
         assert starts[i + 40] - starts[i] >= 1.0
-    # Evenly spaced within the window, never in bursts.
+    # Evenly spaced within the window, never in bursts ...
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert min(gaps) >= WINDOW / 40 - 0.002
+    assert min(gaps) >= WINDOW / 40 - 1e-9
+    # ... and no slower than that.
+    assert starts[-1] - starts[0] == pytest.approx(99 * WINDOW / 40)
 
 
 async def test_connection_cap() -> None:
@@ -58,16 +64,16 @@ async def test_connection_cap() -> None:
 
 
 async def test_throttling_halves_the_rate_and_pauses() -> None:
-    gate = HostGate(HostLimit(rate=20))
-    loop = asyncio.get_running_loop()
+    clock = VirtualClock()
+    gate = HostGate(HostLimit(rate=20), clock=clock)
     async with gate.slot():
         pass
-    gate.throttled(retry_after=0.3)
+    gate.throttled(retry_after=30.0)
     assert gate.rate == 10
-    before = loop.time()
+    before = clock.monotonic()
     async with gate.slot():
-        after = loop.time()
-    assert after - before >= 0.29
+        after = clock.monotonic()
+    assert after - before == 30.0  # the host-wide pause, to the instant
 
 
 async def test_unlimited_host_gets_a_rate_after_a_429() -> None:
@@ -95,9 +101,9 @@ async def test_a_host_below_one_request_a_second_is_never_sped_up_by_a_429() -> 
 
 def test_cuts_never_raise_the_pace_and_recovery_stops_at_the_configured_rate() -> None:
     async def main() -> None:
-        loop = asyncio.get_running_loop()
         for configured in (0.2, 0.5, 1.0, 1.5, 3.0, 50.0):
-            gate = HostGate(HostLimit(rate=configured))
+            clock = VirtualClock()
+            gate = HostGate(HostLimit(rate=configured), clock=clock)
             seen = [configured]
             for _ in range(6):
                 gate._last_cut = float("-inf")  # every answer a separate window
@@ -105,8 +111,9 @@ def test_cuts_never_raise_the_pace_and_recovery_stops_at_the_configured_rate() -
                 assert gate.rate is not None
                 assert gate.rate <= seen[-1]
                 seen.append(gate.rate)
-            for step in range(40):
-                gate._recover(loop.time() + 2.0 * (step + 1))
+            for _ in range(40):
+                clock.advance(2.0)
+                gate._recover(clock.monotonic())
                 assert gate.rate is not None
                 assert gate.rate <= configured
             assert gate.rate == configured

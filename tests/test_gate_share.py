@@ -15,7 +15,9 @@ import pytest
 from mirror._config import HostLimit
 from mirror._http import TURN, WINDOW, HostGate, Http, Slots
 from mirror._manifest import load_manifest
-from mirror.emulator import Catalog, Emulator, md5_of
+from mirror.emulator import Catalog, Emulator, EnaOptions, md5_of
+
+from .clock import VirtualClock
 
 # --------------------------------------------------------------------------- Slots
 
@@ -110,20 +112,26 @@ async def test_a_waiter_cancelled_just_after_its_grant_passes_the_slot_on() -> N
 # --------------------------------------------------------------------------- the window
 
 
-def _drive(gate: HostGate, until: float, start: float = 0.0, wall: float = 1.8e9) -> list[float]:
-    """Start requests as fast as the gate allows from ``start`` to ``until``, on a clock
-    that jumps straight to each allowed instant; the start times. ``wall`` is the wall
-    clock's reading at 0 on the gate's own."""
-    now = start
+def _gate(limit: HostLimit, *, wall: float = 1.8e9) -> tuple[HostGate, VirtualClock]:
+    """A gate on a virtual clock at 0, whose wall clock then reads ``wall``."""
+    clock = VirtualClock(0.0, wall=wall)
+    return HostGate(limit, clock=clock), clock
+
+
+def _drive(gate: HostGate, clock: VirtualClock, until: float) -> list[float]:
+    """Start requests as fast as the gate allows until ``until``, the clock jumping
+    straight to each allowed instant; the start times. (The gate's own decisions, without
+    the tasks and locks of ``slot()``: thousands of starts in a few milliseconds.)"""
     starts: list[float] = []
     while True:
-        wait = gate._wait(now, wall + now)
+        now = clock.monotonic()
+        wait = gate._wait(now, clock.time())
         if wait > 0:
-            now += max(wait, 1e-9)
+            clock.advance(max(wait, 1e-9))
             continue
         if now >= until:
             return starts
-        gate._started(now, wall + now)
+        gate._started(now, clock.time())
         starts.append(now)
 
 
@@ -139,9 +147,9 @@ def _most_in_a_second(starts: list[float], span: float = 1.0) -> int:
 def test_each_member_stays_within_its_fractional_share_in_every_second(
     rate: float, members: int
 ) -> None:
-    gate = HostGate(HostLimit(rate=rate, connections=64))
+    gate, clock = _gate(HostLimit(rate=rate, connections=64))
     gate.share(members)
-    starts = _drive(gate, until=20.0)
+    starts = _drive(gate, clock, until=20.0)
     share = rate / members
     # No window rounds a fractional share up: 50/3 allows 16 a second, never 17 ...
     assert _most_in_a_second(starts) <= share
@@ -154,9 +162,9 @@ def test_each_member_stays_within_its_fractional_share_in_every_second(
 
 
 def test_a_share_below_one_request_a_second_spaces_the_members_requests() -> None:
-    gate = HostGate(HostLimit(rate=1, connections=1))
+    gate, clock = _gate(HostLimit(rate=1, connections=1))
     gate.share(3)
-    starts = _drive(gate, until=30.0)
+    starts = _drive(gate, clock, until=30.0)
     assert min(b - a for a, b in itertools.pairwise(starts)) >= 3 * WINDOW - 1e-9
     assert len(starts) >= 9
 
@@ -166,9 +174,11 @@ def _pull(rate: float, members: int, *, ranked: bool, skew: float = 0.0) -> list
     odd ranks are ``skew`` seconds ahead of the others' (machines' clocks disagree)."""
     starts: list[float] = []
     for rank in range(members):
-        gate = HostGate(HostLimit(rate=rate, connections=1))
+        gate, clock = _gate(
+            HostLimit(rate=rate, connections=1), wall=1.8e9 + 0.37 + (rank % 2) * skew
+        )
         gate.share(members, rank if ranked else None)
-        starts += _drive(gate, until=60.0, wall=1.8e9 + 0.37 + (rank % 2) * skew)
+        starts += _drive(gate, clock, until=60.0)
     return sorted(starts)
 
 
@@ -213,11 +223,11 @@ def test_turns_only_when_the_share_is_below_one_request_a_second() -> None:
 
 
 def test_the_last_seconds_starts_count_against_a_lowered_share() -> None:
-    gate = HostGate(HostLimit(rate=50, connections=64))
-    before = _drive(gate, until=1.0)
+    gate, clock = _gate(HostLimit(rate=50, connections=64))
+    before = _drive(gate, clock, until=1.0)
     assert len(before) == 48  # 50/s, spaced by WINDOW/50
     gate.share(2)
-    after = _drive(gate, until=4.0, start=1.0)
+    after = _drive(gate, clock, until=4.0)
     starts = before + after
     # Every window that holds a start made after the change holds at most 25 starts,
     # those made before it included: no 25 more within the same second.
@@ -227,32 +237,31 @@ def test_the_last_seconds_starts_count_against_a_lowered_share() -> None:
 
 
 def test_a_raised_share_applies_at_once() -> None:
-    gate = HostGate(HostLimit(rate=40, connections=64))
+    gate, clock = _gate(HostLimit(rate=40, connections=64))
     gate.share(4)
-    slow = _drive(gate, until=2.0)
+    slow = _drive(gate, clock, until=2.0)
     gate.share(1)
-    fast = _drive(gate, until=4.0, start=2.0)
+    fast = _drive(gate, clock, until=4.0)
     assert len(slow) <= 20
     assert len(fast) >= 70
 
 
 async def test_a_request_waiting_its_turn_is_woken_when_its_share_grows() -> None:
-    gate = HostGate(HostLimit(rate=4, connections=8))
+    gate, clock = _gate(HostLimit(rate=4, connections=8))
     gate.share(8)  # half a request a second: the next start waits 2.1 s
-    loop = asyncio.get_running_loop()
     async with gate.slot():
         pass
-    began = loop.time()
+    began = clock.monotonic()
 
     async def second() -> float:
         async with gate.slot():
-            return loop.time()
+            return clock.monotonic()
 
     task = asyncio.create_task(second())
     await _until(gate._pace_lock.locked)
     gate.share(1)  # four a second: its turn is WINDOW/4 after the first start
     started = await asyncio.wait_for(task, 5)
-    assert started - began < 0.6
+    assert started - began == pytest.approx(WINDOW / 4)
 
 
 # --------------------------------------------------------------------------- limits
@@ -314,8 +323,7 @@ async def test_open_requests_keep_their_connections_when_the_share_shrinks() -> 
 
 def test_throttling_works_relative_to_the_share() -> None:
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        gate = HostGate(HostLimit(rate=30, connections=8))
+        gate, clock = _gate(HostLimit(rate=30, connections=8))
         gate.share(3)
         gate.throttled(retry_after=None)
         assert gate.rate == 5
@@ -326,8 +334,9 @@ def test_throttling_works_relative_to_the_share() -> None:
         gate.share(3)
         assert gate.rate == 5
         # Recovery climbs back to the share, not to the configured rate.
-        for step in range(20):
-            gate._recover(loop.time() + 2.0 * (step + 1))
+        for _ in range(20):
+            clock.advance(2.0)
+            gate._recover(clock.monotonic())
         assert gate.rate == 10
         # The floor is the pull's: a third of a request a second each.
         for _ in range(20):
@@ -406,9 +415,10 @@ async def _three_members(emu: Emulator, scope: str, per_member: int) -> list[flo
     return sorted(e.t for e in served)
 
 
+@pytest.mark.slow  # measures request arrivals at the emulator in real seconds
 async def test_three_members_together_stay_within_the_hosts_rate() -> None:
     catalog = Catalog.generate(runs_per_study=150, files_per_run=1, file_size=512)
-    async with Emulator(catalog, portal_rate_limit=None) as emu:
+    async with Emulator(catalog, ena=EnaOptions(portal_rate_limit=None)) as emu:
         arrivals = await _three_members(emu, "pull", per_member=30)
     assert _most_in_a_second(arrivals, 0.9) <= 30
     # Sharing does not starve: the three together keep close to the host's rate.
@@ -416,9 +426,10 @@ async def test_three_members_together_stay_within_the_hosts_rate() -> None:
     assert 24 <= aggregate <= 30.5, aggregate
 
 
+@pytest.mark.slow  # measures request arrivals at the emulator in real seconds
 async def test_three_members_with_scope_member_each_get_the_full_rate() -> None:
     catalog = Catalog.generate(runs_per_study=150, files_per_run=1, file_size=512)
-    async with Emulator(catalog, portal_rate_limit=None) as emu:
+    async with Emulator(catalog, ena=EnaOptions(portal_rate_limit=None)) as emu:
         arrivals = await _three_members(emu, "member", per_member=30)
     # Each member alone keeps 30 a second: about 90 together.
     assert _most_in_a_second(arrivals, 0.9) > 45

@@ -31,6 +31,7 @@ from mirror._http import MAX_REDIRECTS, Breaker, Http
 from mirror._manifest import load_manifest
 from mirror.emulator import Catalog, Emulator
 
+from .clock import VirtualClock
 from .conftest import ena_manifest, read_index
 from .tls import make_ca
 
@@ -140,6 +141,7 @@ async def portal(runs: int) -> AsyncIterator[tuple[Emulator, str]]:
         yield emu, catalog.generated_studies[0].study
 
 
+@pytest.mark.slow  # waits out real read timeouts (aiohttp keeps its own clock), in a child process
 async def test_hung_host_fails_its_files_together_in_one_line(tmp_path: Path) -> None:
     """A host that accepts and never answers, 100 files: paused after a few requests,
     probed, then given up on; one line names it, every file is failed with the reason,
@@ -177,6 +179,7 @@ async def test_hung_host_fails_its_files_together_in_one_line(tmp_path: Path) ->
         assert {r["status"] for r in rows} == {"verified"}
 
 
+@pytest.mark.slow  # 1,000 files through the mirror command in a child process
 async def test_refusing_host_1000_files_fail_in_seconds(tmp_path: Path) -> None:
     """A host that refuses connections, 1,000 files: one line, exit 1, in seconds.
 
@@ -229,6 +232,7 @@ async def test_stalled_body_is_noticed_after_the_read_timeout(tmp_path: Path) ->
     assert took < 10
 
 
+@pytest.mark.slow  # waits out real read timeouts (aiohttp keeps its own clock), in a child process
 async def test_host_whose_every_body_stalls_is_given_up_on(tmp_path: Path) -> None:
     """Answers that begin and then stall, 40 files: once no body has arrived whole for
     ``host_down``, the remaining files fail together in one line, instead of each
@@ -286,6 +290,7 @@ async def test_final_reason_of_a_changed_remote_file_does_not_say_starting_again
     assert not any(r.endswith("starting again") for r in reasons), reasons
 
 
+@pytest.mark.slow  # the mirror command in a child process, against a redirecting server
 async def test_redirect_loop_ends_after_a_few_hops(tmp_path: Path) -> None:
     """A server that redirects forever: one attempt of MAX_REDIRECTS hops, a reason
     that says "redirect loop", not 8 attempts ending in ``0, message=''``."""
@@ -315,12 +320,13 @@ async def test_redirect_loop_ends_after_a_few_hops(tmp_path: Path) -> None:
     assert 2 * MAX_REDIRECTS <= bad.requests <= 2 * (1 + MAX_REDIRECTS)
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_untrusted_certificate_fails_at_once_naming_host_and_ssl_cert_file(
     tmp_path: Path,
 ) -> None:
     """A file host whose certificate does not verify, 20 files: one handshake, no
     retries, and one line that names the host and says how to trust a private CA."""
-    tls = make_ca(tmp_path / "ca")
+    tls = await asyncio.to_thread(make_ca, tmp_path / "ca")  # openssl, off the loop
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tls.cert, tls.key)
 
@@ -385,6 +391,33 @@ async def test_refused_connections_pause_the_host() -> None:
         assert http.breaker(url).paused
 
 
+async def test_a_refusing_host_is_probed_ever_less_often_and_given_up_on_after_host_down() -> None:
+    """The breaker's timing, on a virtual clock: three refusals pause the host; probes
+    then go out 1, 2, 4, 8 and 15 s apart (15 at most), and the first failure
+    ``host_down`` seconds after the first refusal gives up on the host."""
+    clock = VirtualClock()
+    url = f"http://127.0.0.1:{closed_port()}/f"
+    no_wait = RetryPolicy(attempts=100, base=0)
+    limits = lambda h: HostLimit()  # noqa: E731
+    async with Http(limits, retry=no_wait, timeouts=Timeouts(host_down=90), clock=clock) as http:
+        began = clock.monotonic()
+        tries: list[float] = []
+
+        async def attempt() -> None:
+            try:
+                await _get(http, url)
+            finally:
+                tries.append(clock.monotonic() - began)  # refused at once: when it went
+
+        with pytest.raises(HostDown) as down:
+            await http.retrying("f", attempt)
+    assert tries == [0, 0, 0, 1, 3, 7, 15, 30, 45, 60, 75, 90, 90]
+    assert str(down.value) == (
+        f"127.0.0.1:{url.split(':')[2].split('/')[0]}: connection refused for 90 s; "
+        "not tried again this run"
+    )
+
+
 async def _get(http: Http, url: str) -> None:
     async with http.request("GET", url):
         pass
@@ -427,6 +460,7 @@ def test_timeouts_must_be_positive_numbers(tmp_path: Path) -> None:
         load_manifest({**doc, "timeouts": {"total": 5}})
 
 
+@pytest.mark.slow  # runs the mirror command in child processes, as a user would
 async def test_timeout_option_names_the_bad_value(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, {}, "ERR164407")
     code, _, err, _ = await cli("plan", str(manifest), "--timeout", "read=soon")

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 import mirror
-from mirror import _download
 from mirror._paths import NAME_MAX
 from mirror.emulator import Emulator
 
@@ -21,23 +20,22 @@ SIZE = 300_000
 
 @pytest.mark.parametrize("segmented", [False, True], ids=["one-stream", "segmented"])
 async def test_a_253_character_name_downloads_verifies_and_lands_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, segmented: bool
+    tmp_path: Path, segmented: bool
 ) -> None:
     assert len(os.fsencode(NAME)) == 253 < NAME_MAX
-    if segmented:  # the Range slices, their sidecar and its temporary file
-        monkeypatch.setattr(_download, "SEGMENT_MIN", 1)
-        monkeypatch.setattr(_download, "SLICE", 64 << 10)
+    # Segmented: the Range slices, their sidecar and its temporary file.
+    sliced = mirror.Tuning(transfer=mirror.TransferTuning(segment_min=1, slice=64 << 10))
     served = f"vol1/fastq/ERR700/001/ERR7000001/{NAME}"
     dest = tmp_path / "data"
     async with Emulator(one_fastq_catalog(7, served, SIZE), seed=7) as emu:
         doc = ena_manifest(emu.endpoints, dest, ["ERR7000001"])
-        summary = await mirror.run(doc, retry=FAST_RETRY)
+        summary = await mirror.run(doc, retry=FAST_RETRY, tuning=sliced if segmented else None)
         ranged = [e for e in emu.log if e.host == "ftp" and e.range]
 
     assert (summary.verified, summary.failed, summary.exit_code) == (1, 0, 0)
     final = dest / "ena/ERR7000001" / NAME
-    assert final.read_bytes() == emu.file_bytes(served)
-    assert md5_of_file(final) == emu.file_md5(served)
+    assert final.read_bytes() == emu.ena.file_bytes(served)
+    assert md5_of_file(final) == emu.ena.file_md5(served)
     assert os.listdir(final.parent) == [NAME]  # no partial file left behind
     (row,) = read_index(dest)
     assert (row["path"], row["status"]) == (f"ena/ERR7000001/{NAME}", "verified")

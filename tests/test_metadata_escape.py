@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 from aiohttp import web
 
@@ -49,6 +50,7 @@ async def test_tabs_newlines_and_backslashes_in_values_are_escaped(tmp_path: Pat
     assert rows[2] == ["ERR1000002", "", "", ""]
 
 
+@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 async def test_a_portal_row_with_a_tab_and_a_carriage_return_stays_one_row(
     tmp_path: Path,
 ) -> None:

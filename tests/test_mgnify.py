@@ -6,6 +6,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import mirror
 from mirror.emulator import (
     Catalog,
@@ -44,6 +46,7 @@ def expected_files(
     return out
 
 
+@pytest.mark.slow  # 250 analyses paged and their files fetched: the size is the point
 async def test_study_of_150_analyses_filtered_ends_with_exactly_the_expected_files(
     tmp_path: Path,
 ) -> None:
@@ -68,7 +71,7 @@ async def test_study_of_150_analyses_filtered_ends_with_exactly_the_expected_fil
         log = emu.log
         for path, d in expected.items():
             analysis = path.split("/")[1]
-            assert (tmp_path / path).read_bytes() == emu.mgnify_bytes(analysis, d.alias)
+            assert (tmp_path / path).read_bytes() == emu.mgnify.download_bytes(analysis, d.alias)
 
         before = len(emu.log)
         again = await mirror.run(doc, retry=FAST_RETRY)
@@ -193,6 +196,7 @@ async def test_unsafe_alias_fails_alone_and_nothing_lands_outside_dest(tmp_path:
     assert "unsafe file name '../../evil.txt'" in row["reason"]
 
 
+@pytest.mark.slow  # the emulator's Retry-After pauses take real seconds (mirror.run takes no clock)
 async def test_faults_on_the_api_and_files_still_end_verified(tmp_path: Path) -> None:
     catalog = Catalog.generate_mgnify(seed=8, analyses=20)
     faults = [

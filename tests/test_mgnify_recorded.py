@@ -114,6 +114,7 @@ async def plan(tmp_path: Path, replay: Replay, **source: Any) -> tuple[int, str,
     return done.returncode, done.stdout, done.stderr
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 @pytest.mark.parametrize(
     ("source", "honour_page_size"),
     [
@@ -154,6 +155,7 @@ async def test_plan_is_exactly_the_recorded_downloads(
         ]
 
 
+@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 async def test_unknown_study_plans_nothing_and_says_so(tmp_path: Path) -> None:
     """An unknown study is a 200 with an empty list: the entry yields nothing, exit 1."""
     async with Replay(routes()) as replay:
@@ -164,6 +166,7 @@ async def test_unknown_study_plans_nothing_and_says_so(tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
+@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 async def test_refused_pipeline_version_is_one_line_with_the_service_message(
     tmp_path: Path,
 ) -> None:
@@ -179,6 +182,7 @@ async def test_refused_pipeline_version_is_one_line_with_the_service_message(
     assert '{"errors"' not in line
 
 
+@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 async def test_run_downloads_the_recorded_files_and_checks_the_recorded_sha1(
     tmp_path: Path,
 ) -> None:

@@ -82,6 +82,7 @@ def _served_over(emu: Emulated, files: list[Expected], since: float, factor: flo
     ]
 
 
+@pytest.mark.slow  # several mirror processes sharing one pull
 def test_two_runs_of_one_manifest_share_the_pull(
     tmp_path: Path, files: list[Expected], runs: list[Run], emulated: list[Emulated]
 ) -> None:
@@ -115,6 +116,7 @@ LEASE = 4.0
 RATE = 60
 
 
+@pytest.mark.slow  # three mirror processes, one SIGKILLed, on a real PostgreSQL server
 def test_three_processes_on_postgresql_survive_a_sigkill(
     tmp_path: Path,
     files: list[Expected],
@@ -244,6 +246,7 @@ def _status(dest: Path, *, here: bool = True) -> Status:
     return Status(done.returncode, held, running, verified, pending, done.stdout)
 
 
+@pytest.mark.slow  # several mirror processes sharing one pull
 def test_status_lists_members_and_what_they_hold(
     tmp_path: Path, runs: list[Run], emulated: list[Emulated]
 ) -> None:
@@ -309,12 +312,14 @@ async def test_members_finishing_together_each_write_the_index(
     tmp_path: Path, postgres_url: str
 ) -> None:
     # Every member rewrites index.tsv as it leaves; members of one pull leave together.
+    from mirror._dest import LocalDestination
     from mirror._index import write_index
     from mirror._state import open_store
 
     store = await open_store(postgres_url, tmp_path)
     try:
-        written = await asyncio.gather(*(write_index(store, 1, tmp_path) for _ in range(4)))
+        here = LocalDestination(tmp_path)
+        written = await asyncio.gather(*(write_index(store, 1, here) for _ in range(4)))
     finally:
         await store.aclose()
     assert written == [tmp_path / "index.tsv"] * 4
@@ -331,6 +336,7 @@ BIG_PATH = "vol1/fastq/ERR600/001/ERR6000001/ERR6000001.fastq.gz"
 BIG = 40_000_000
 
 
+@pytest.mark.slow  # kills a mirror process holding a file; another resumes it
 @pytest.mark.parametrize("elsewhere", [False, True], ids=["same-host", "other-host"])
 def test_a_killed_holders_file_is_resumed_by_another_from_its_part(
     tmp_path: Path, runs: list[Run], emulated: list[Emulated], elsewhere: bool

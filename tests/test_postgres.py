@@ -154,6 +154,7 @@ def test_a_malformed_port_is_refused_without_echoing_the_url() -> None:
     assert "5x" not in str(caught.value)
 
 
+@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 def test_cli_refuses_a_password_in_the_url(tmp_path: Path) -> None:
     url = f"postgresql://mirror:s3cr3t-pw@127.0.0.1:{_closed_port()}/pulls"
     done = mirror_cmd("status", "--dest", str(tmp_path), "--state", url, timeout=60)
@@ -165,6 +166,7 @@ def test_cli_refuses_a_password_in_the_url(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 def test_cli_names_an_unreachable_server_in_one_line(tmp_path: Path) -> None:
     port = _closed_port()
     url = f"postgresql://mirror@127.0.0.1:{port}/pulls"
@@ -191,6 +193,7 @@ async def test_an_unknown_host_is_named(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow  # a real PostgreSQL server and several processes
 def test_cli_status_reads_a_pull_from_postgresql(postgres_url: str, tmp_path: Path) -> None:
     async def fill() -> None:
         store = await open_store(postgres_url, tmp_path)
@@ -613,6 +616,7 @@ async def test_a_member_leaving_during_its_heartbeat_does_not_deadlock(
 # -- the engine on PostgreSQL -------------------------------------------------------------
 
 
+@pytest.mark.slow  # two whole runs at once sharing a pull through a real PostgreSQL server
 async def test_two_runs_share_one_pull_through_postgresql(
     emulator: Emulator, postgres_url: str, tmp_path: Path
 ) -> None:

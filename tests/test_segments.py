@@ -14,6 +14,7 @@ from mirror import _segments
 from mirror._config import HostLimit
 from mirror._http import Http
 from mirror._models import FileTask
+from mirror._tuning import TransferTuning
 from mirror.emulator import Catalog, Emulator, Fault, md5_of
 
 from .conftest import one_fastq_catalog
@@ -31,30 +32,26 @@ def task(emu: Emulator) -> FileTask:
     return FileTask(
         source="ena",
         accession="ERR6000001",
-        url=emu.file_url(PATH),
+        url=emu.ena.file_url(PATH),
         path="ERR6000001.fastq.gz",
         size=SIZE,
         checksum=md5_of(PATH, SIZE),
     )
 
 
-@pytest.fixture
-def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Slices of 1 MiB written 64 KiB at a time: the real sizes scaled down 64-fold.
-    monkeypatch.setattr(_segments, "SLICE_BATCH", 64 << 10)
+#: Slices of 1 MiB written 64 KiB at a time: the real sizes scaled down 64-fold.
+SMALL_BATCHES = TransferTuning(flush_bytes=64 << 10)
 
 
 def limits(_host: str) -> HostLimit:
     return HostLimit(connections=8)
 
 
-async def test_resume_with_far_slices_done_and_the_first_one_not_finishes(
-    tmp_path: Path, small_batches: None
-) -> None:
+async def test_resume_with_far_slices_done_and_the_first_one_not_finishes(tmp_path: Path) -> None:
     # A killed run left every slice but the first complete, the first a quarter done:
     # only the rest of that one slice is asked for, and the file hashes whole.
     async with Emulator(catalog()) as emu, Http(limits) as http:
-        body = emu.file_bytes(PATH)
+        body = emu.ena.file_bytes(PATH)
         final = tmp_path / "out" / "ERR6000001.fastq.gz"
         final.parent.mkdir()
         part = final.with_name(final.name + ".part")
@@ -65,7 +62,9 @@ async def test_resume_with_far_slices_done_and_the_first_one_not_finishes(
         )
         part.write_bytes(body[: SLICE // 4] + b"\0" * (SLICE - SLICE // 4) + body[SLICE:])
         got = await asyncio.wait_for(
-            _segments.fetch_segmented(task(emu), final, http, connections=4, slice_size=SLICE),
+            _segments.fetch_segmented(
+                task(emu), final, http, connections=4, slice_size=SLICE, transfer=SMALL_BATCHES
+            ),
             timeout=30,
         )
         await emu.wait_idle()
@@ -78,7 +77,7 @@ async def test_resume_with_far_slices_done_and_the_first_one_not_finishes(
 
 
 async def test_a_slow_first_slice_does_not_hold_back_the_others(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_batches: None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # On a real link one connection is often slower than the rest: the hasher waits
     # for the frontier, and the other slices must go on meanwhile, not queue behind it.
@@ -97,9 +96,9 @@ async def test_a_slow_first_slice_does_not_hold_back_the_others(
         emu.faults.add(Fault(kind="slow", match=f"*{PATH}", offset=0, bytes_per_second=1 << 19))
         final = tmp_path / "out" / "ERR6000001.fastq.gz"
         got = await _segments.fetch_segmented(
-            task(emu), final, http, connections=4, slice_size=SLICE
+            task(emu), final, http, connections=4, slice_size=SLICE, transfer=SMALL_BATCHES
         )
-        assert final.read_bytes() == emu.file_bytes(PATH)
+        assert final.read_bytes() == emu.ena.file_bytes(PATH)
     assert got.md5 == md5_of(PATH, SIZE)
     assert sum(n for _, n in writes) == SIZE
     # Every other slice was written while the slow one had less than half of its bytes.
@@ -127,7 +126,7 @@ async def test_slices_of_a_file_whose_md5_changed_are_not_joined(tmp_path: Path)
         )
         await emu.wait_idle()
         ranges = sorted(e.range or "" for e in emu.log if e.path.endswith(".fastq.gz"))
-        body = emu.file_bytes(PATH)
+        body = emu.ena.file_bytes(PATH)
     assert got.md5 == md5_of(PATH, SIZE)
     assert final.read_bytes() == body
     assert len(ranges) == count

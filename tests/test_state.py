@@ -76,7 +76,8 @@ async def test_unknown_store_url_is_a_clear_error(tmp_path: Path) -> None:
 
 
 async def test_a_schema_1_store_keeps_its_runs_and_verified_files(tmp_path: Path) -> None:
-    write_schema_1(
+    await asyncio.to_thread(
+        write_schema_1,
         tmp_path / ".mirror" / "state.sqlite",
         [
             Row1("a", "verified", 3, md5="b" * 32, bytes=10, verified_by="md5"),

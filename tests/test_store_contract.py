@@ -187,6 +187,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 """
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_claimers_in_several_processes_never_share_a_file(
     backend: Backend, store: Store
 ) -> None:

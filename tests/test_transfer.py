@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -10,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from mirror import RetryPolicy
@@ -21,9 +25,10 @@ from mirror._http import Http
 from mirror._manifest import load_manifest
 from mirror._models import Event, FileStarted, FileTask
 from mirror._state import Member, open_store
-from mirror.emulator import Catalog, Emulator, Fault, md5_of
+from mirror.emulator import Emulator, Fault, FilesOptions, md5_of
 
 from .conftest import ena_manifest, file_requests, md5_of_file, one_fastq_catalog
+from .scripted import Scripted, cut, ranges
 
 PATH = "vol1/fastq/ERR700/001/ERR7000001/ERR7000001.fastq.gz"
 LOCAL = "ena/ERR7000001/ERR7000001.fastq.gz"
@@ -50,7 +55,11 @@ async def test_a_file_regenerated_with_a_new_size_and_md5_restarts_from_zero(
     dest = tmp_path / "data"
     part = dest / (LOCAL + ".part")
     old, new = 3_000_000, 3_200_000
-    first = Emulator(one_fastq_catalog(7, PATH, old), faults=cut_after(1 << 20), bandwidth=PACE)
+    first = Emulator(
+        one_fastq_catalog(7, PATH, old),
+        faults=cut_after(1 << 20),
+        files=FilesOptions(bandwidth=PACE),
+    )
     async with first as emu:
         await run_once(emu, dest)
     assert 0 < part.stat().st_size <= 1 << 20  # the bytes that arrived before the cut
@@ -64,48 +73,45 @@ async def test_a_file_regenerated_with_a_new_size_and_md5_restarts_from_zero(
 
 
 async def test_a_changed_md5_of_the_same_size_is_never_joined(tmp_path: Path) -> None:
-    # Same name, same size, other bytes: the Portal's MD5 is all that says so. The
-    # second URL stands for the regenerated file (the emulator's content is keyed by path).
-    size = 2_500_000
-    first = "vol1/fastq/ERR700/002/ERR7000002/ERR7000002.fastq.gz"
-    second = "vol1/fastq/ERR700/003/ERR7000003/ERR7000003.fastq.gz"
-    catalog = Catalog(
-        runs=(
-            *one_fastq_catalog(7, first, size).runs,
-            *one_fastq_catalog(8, second, size).runs,
-        )
-    )
+    # Same name, same size, other bytes: the Portal's MD5 is all that says so.
+    size, kept = 2_500_000, 700_000
+    old, new = random.Random(1).randbytes(size), random.Random(2).randbytes(size)
     dest = tmp_path / "data"
     final = dest / "x.fastq.gz"
+    read = asyncio.Event()
+    received = 0
+
+    def progress(n: int) -> None:
+        nonlocal received
+        received += n
+        if received >= kept:
+            read.set()
+
     store = await open_store(None, dest)
     try:
-        faults = [Fault(kind="truncate", host="ftp", match=f"/{first}", after_bytes=700_000)]
-        serving = Emulator(catalog, faults=faults, bandwidth=PACE)
-        async with serving as emu, Http(limits) as http:
+        script = [cut(old, kept, read=read), ranges(new)]
+        async with Scripted(script) as server, Http(limits) as http:
 
-            def task(path: str) -> FileTask:
+            def task(data: bytes) -> FileTask:
                 return FileTask(
                     source="ena",
                     accession="ERR7000002",
-                    url=emu.file_url(path),
+                    url=server.url,
                     path="x.fastq.gz",
                     size=size,
-                    checksum=md5_of(path, size),
+                    checksum=hashlib.md5(data).hexdigest(),
                 )
 
             me = Member(id="test", host="node1", pid=os.getpid())
-            await store.plan([task(first)], await store.join(me, lease=60))
-            try:
-                await fetch(task(first), final, http, store)
-            except ConnectionFailed:
-                pass
-            else:
-                raise AssertionError("the truncate fault did not fire")
-            assert 0 < (dest / "x.fastq.gz.part").stat().st_size <= 700_000
-            got = await fetch(task(second), final, http, store)
-            assert got.md5 == md5_of(second, size)
-            assert final.read_bytes() == emu.file_bytes(second)
-            assert [(r.range, r.status) for r in emu.log if r.path == f"/{second}"] == [(None, 200)]
+            await store.plan([task(old)], await store.join(me, lease=60))
+            with pytest.raises(ConnectionFailed):
+                await fetch(task(old), final, http, store, progress=progress)
+            assert (dest / "x.fastq.gz.part").read_bytes() == old[:kept]
+            # The archive regenerated the file: the Portal lists the new MD5.
+            got = await fetch(task(new), final, http, store)
+            assert got.md5 == hashlib.md5(new).hexdigest()
+            assert final.read_bytes() == new
+            assert [(s.range, s.if_range) for s in server.seen] == [(None, None), (None, None)]
     finally:
         await store.aclose()
 
@@ -113,7 +119,11 @@ async def test_a_changed_md5_of_the_same_size_is_never_joined(tmp_path: Path) ->
 async def test_file_started_carries_the_resume_offset(tmp_path: Path) -> None:
     dest = tmp_path / "data"
     size = 3_000_000
-    serving = Emulator(one_fastq_catalog(7, PATH, size), faults=cut_after(1 << 20), bandwidth=PACE)
+    serving = Emulator(
+        one_fastq_catalog(7, PATH, size),
+        faults=cut_after(1 << 20),
+        files=FilesOptions(bandwidth=PACE),
+    )
     async with serving as emu:
         first: list[Event] = []
         await run_once(emu, dest, first)
@@ -137,6 +147,7 @@ def limits(_host: str) -> HostLimit:
 IN_FLIGHT = 256 << 10
 
 
+@pytest.mark.slow  # kills a child process mid-transfer and resumes: real processes and signals
 def test_sigkill_loses_at_most_the_last_half_second(emulator_process: Any, tmp_path: Path) -> None:
     # 1 MB/s: a 4 MiB batch would take four seconds to fill. What the emulator handed
     # to the socket minus what is in the .part is what the kill cost.

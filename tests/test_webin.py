@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mirror.emulator import Catalog
 
 from .conftest import mirror_cmd
@@ -52,6 +54,7 @@ def submit(emu: Any, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_sync_queue_and_duplicate_alias(emulator_process: Any, tmp_path: Path) -> None:
     emu = emulator_process(Catalog(), "--webin-account", f"{USER}:{PASSWORD}")
     doc = write_doc(tmp_path / "doc.json", "a")
@@ -79,6 +82,7 @@ def test_sync_queue_and_duplicate_alias(emulator_process: Any, tmp_path: Path) -
     assert PASSWORD not in emu.log_path.read_text()
 
 
+@pytest.mark.slow  # kills a child process mid-transfer and resumes: real processes and signals
 def test_killed_while_polling_resumes_the_same_submission(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -123,6 +127,7 @@ def test_killed_while_polling_resumes_the_same_submission(
     assert json.loads((tmp_path / "doc.receipt.json").read_text())["success"] is True
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_validate_creates_nothing_and_xml_gets_an_xml_receipt(
     emulator_process: Any, tmp_path: Path
 ) -> None:
@@ -147,6 +152,7 @@ def test_validate_creates_nothing_and_xml_gets_an_xml_receipt(
     assert (tmp_path / "study.receipt.xml").read_text().lstrip().startswith("<?xml")
 
 
+@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 def test_missing_credentials_exit_2(tmp_path: Path) -> None:
     doc = write_doc(tmp_path / "doc.json", "c")
     env = {"WEBIN_USERNAME": "", "WEBIN_PASSWORD": "", "NETRC": str(tmp_path / "none")}

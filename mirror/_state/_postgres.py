@@ -9,16 +9,9 @@ whose clocks disagree still agree on whose lease has expired.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import socket
-import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
-
-import asyncpg
 
 from .._exceptions import StateError, StateUrlError
 from .._models import FileTask, TaskStatus
@@ -29,216 +22,21 @@ from ._base import (
     MemberInfo,
     PlannedFile,
     PullProgress,
-    StoredFile,
     pull_key,
 )
-
-__all__ = ["PostgresStore", "PostgresUrl", "open_postgres", "parse_url"]
-
-#: The version of the tables below; a database written by a newer ebi-mirror is refused.
-SCHEMA_VERSION: Final = 1
-#: Held (for one transaction) while the tables are created, so two members opening a new
-#: database at once do not both run CREATE TABLE (PostgreSQL would fail the second).
-_SCHEMA_LOCK: Final = 0x6562_692D_6D69_7272  # "ebi-mirr"
-#: The server's clock when the statement began: every member compares leases against the
-#: same clock, whatever its host's says. statement_timestamp(), not now() (the start of
-#: the transaction) nor clock_timestamp() (volatile: "lease_until < clock_timestamp()"
-#: cannot use an index, and a claim would read every held file to find expired ones).
-_NOW: Final = "extract(epoch from statement_timestamp())::float8"
-_NAMED_BY: Final = "--state (or MIRROR_STATE)"
-_PAGE: Final = 2000
-#: Connections per member: statements of its workers run side by side, up to this many.
-_CONNECTIONS: Final = 4
-_SESSION: Final = {
-    "application_name": "ebi-mirror",
-    # JIT compiling pays off for long analytic queries, never for these.
-    "jit": "off",
-    # A commit returns before its WAL reaches the disk (the server still writes it within
-    # a fraction of a second, and never corrupts). Only a crash of the database server
-    # itself can lose the last commits, and that costs what SQLite's synchronous=NORMAL
-    # costs: a claim handed out again or a verified mark lost, so a file downloaded
-    # twice, never a wrong file. Waiting for the flush would cap a pull at a few hundred
-    # claims per second on an ordinary disk.
-    "synchronous_commit": "off",
-    # Every statement is written to run well whatever its parameters (the claim finds
-    # its rows by primary key from an array, whatever n is): plan each once per
-    # connection. Re-planning each call (a "custom" plan, which PostgreSQL keeps
-    # choosing when the generic plan's cost looks higher) costs more than running it.
-    "plan_cache_mode": "force_generic_plan",
-}
-
-_SCHEMA: Final = f"""
-CREATE TABLE IF NOT EXISTS ebi_mirror_meta (key text PRIMARY KEY, value text NOT NULL);
-CREATE TABLE IF NOT EXISTS ebi_mirror_pulls (
-    id          bigserial PRIMARY KEY,
-    name        text NOT NULL UNIQUE,
-    generation  bigint NOT NULL DEFAULT 0,
-    -- the last planning position handed out (ebi_mirror_files.seq)
-    seq         bigint NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS ebi_mirror_members (
-    pull        bigint NOT NULL,
-    id          text NOT NULL,
-    host        text NOT NULL,
-    pid         integer NOT NULL,
-    generation  bigint NOT NULL,
-    started     float8 NOT NULL,
-    heartbeat   float8 NOT NULL,
-    sees        integer NOT NULL DEFAULT 0,
-    PRIMARY KEY (pull, id)
-);
-CREATE TABLE IF NOT EXISTS ebi_mirror_files (
-    pull        bigint NOT NULL,
-    key         text COLLATE "C" NOT NULL,
-    -- planning order: claims hand files out in the order they were planned
-    seq         bigint NOT NULL,
-    generation  bigint NOT NULL,
-    entry       integer NOT NULL,
-    source      text NOT NULL,
-    accession   text NOT NULL,
-    url         text NOT NULL,
-    path        text NOT NULL,
-    size        bigint,
-    checksum    text,
-    verify      text NOT NULL,
-    root        text,
-    mode        integer,
-    status      text NOT NULL,
-    md5         text,
-    bytes       bigint,
-    verified_by text,
-    reason      text,
-    validator   text,
-    holder      text,
-    lease_until float8,
-    fence       bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (pull, key)
-);
--- The work queue: the files still to hand out, in planning order; the files being
--- fetched apart, by the end of their lease, so that a claim finds the expired ones
--- without walking past every file held right now.
-CREATE INDEX IF NOT EXISTS ebi_mirror_files_pending
-    ON ebi_mirror_files (pull, generation, seq) WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS ebi_mirror_files_leases
-    ON ebi_mirror_files (pull, lease_until) WHERE status = 'running';
-CREATE TABLE IF NOT EXISTS ebi_mirror_plans (
-    pull        bigint NOT NULL,
-    generation  bigint NOT NULL,
-    digest      text NOT NULL,
-    planner     text NOT NULL,
-    done        boolean NOT NULL DEFAULT false,
-    PRIMARY KEY (pull, generation, digest)
-);
-CREATE TABLE IF NOT EXISTS ebi_mirror_once (
-    pull        bigint NOT NULL,
-    generation  bigint NOT NULL,
-    name        text NOT NULL,
-    PRIMARY KEY (pull, generation, name)
-);
-CREATE TABLE IF NOT EXISTS ebi_mirror_problems (
-    id          bigserial PRIMARY KEY,
-    pull        bigint NOT NULL,
-    generation  bigint NOT NULL,
-    kind        text NOT NULL,
-    message     text NOT NULL,
-    at          float8 NOT NULL DEFAULT {_NOW}
-);
-"""
-
-_ROW: Final = (
-    "key, path, source, accession, url, size, checksum, verify, status, md5, bytes,"
-    " verified_by, reason, root, holder, lease_until"
+from ._postgres_base import PostgresBase
+from ._postgres_connect import (
+    DB_ERRORS,
+    NAMED_BY,
+    Connections,
+    PostgresUrl,
+    connect,
+    one_line,
+    parse_url,
 )
+from ._postgres_schema import NOW, SCHEMA_VERSION, prepare
 
-
-@dataclass(frozen=True, slots=True)
-class PostgresUrl:
-    """A ``postgresql://`` URL taken apart; ``str()`` is safe to show (it holds no password)."""
-
-    dsn: str
-    host: str
-    port: int | None
-    database: str
-    user: str | None
-
-    def __str__(self) -> str:
-        user = f"{self.user}@" if self.user else ""
-        port = f":{self.port}" if self.port is not None else ""
-        if self.host.startswith("/"):  # a Unix socket's directory
-            return f"postgresql://{user}{port}/{self.database}?host={self.host}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"postgresql://{user}{host}{port}/{self.database}"
-
-
-def parse_url(url: str) -> PostgresUrl:
-    """Take ``postgresql://[user@]host[:port]/db`` apart; refuse a password inside it.
-
-    A password in a URL ends up in shell history, process lists and job scripts: it is
-    refused, and the message never repeats it.
-    """
-    try:
-        parts = urllib.parse.urlsplit(url)
-        query = urllib.parse.parse_qs(parts.query)
-        if parts.password is not None or "password" in query:
-            raise StateUrlError(
-                "a password inside the PostgreSQL URL is refused (it would show in process "
-                "lists and logs): give it in PGPASSWORD or ~/.pgpass",
-                file=_NAMED_BY,
-            )
-        port = parts.port
-    except ValueError:
-        # Without echoing the URL: its port field may hold a password ("user:secret@").
-        raise StateUrlError(
-            "the PostgreSQL URL is malformed: expected postgresql://[user@]host[:port]/db",
-            file=_NAMED_BY,
-        ) from None
-    database = urllib.parse.unquote(parts.path.lstrip("/"))
-    if not database or "/" in database:
-        raise StateUrlError(
-            "the PostgreSQL URL names no database: expected postgresql://[user@]host[:port]/db",
-            file=_NAMED_BY,
-        )
-    # A socket directory may come %-encoded in the host part, or as ?host=.
-    named = urllib.parse.unquote(parts.hostname) if parts.hostname else None
-    host = named or (query.get("host") or [os.environ.get("PGHOST", "localhost")])[0]
-    user = urllib.parse.unquote(parts.username) if parts.username else None
-    return PostgresUrl(dsn=url, host=host, port=port, database=database, user=user)
-
-
-def _successor(prefix: str) -> str | None:
-    """The least string greater than every string that starts with ``prefix`` (in code
-    point order, which is UTF-8 byte order); None when there is none."""
-    while prefix:
-        last = ord(prefix[-1])
-        if last < 0x10FFFF:
-            following = last + 1
-            if 0xD800 <= following <= 0xDFFF:  # surrogates are no characters of UTF-8
-                following = 0xE000
-            return prefix[:-1] + chr(following)
-        prefix = prefix[:-1]
-    return None
-
-
-def _line(exc: BaseException) -> str:
-    """An asyncpg or socket error as one line, in words where the error has none."""
-    if isinstance(exc, socket.gaierror):
-        return f"unknown host ({exc.strerror})"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is PostgreSQL running, and listening on that address?)"
-    if isinstance(exc, TimeoutError):
-        return "no answer in time"
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-#: What a failed statement or connection raises: the server's errors, the driver's,
-#: and the network's.
-_DB_ERRORS: Final = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.InternalClientError,
-    OSError,
-    TimeoutError,
-)
+__all__ = ["SCHEMA_VERSION", "PostgresStore", "PostgresUrl", "open_postgres", "parse_url"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,81 +49,9 @@ class _Completion:
     done: asyncio.Future[bool]
 
 
-class _Connections:
-    """A few connections to the server, each used by one statement (or transaction) at a
-    time.
-
-    asyncpg's own pool resets a connection on every release (``RESET ALL``, ``UNLISTEN``
-    ...: a round trip) and releases through a task of its own; the store keeps no
-    session state, so handing connections out of a LIFO queue is all it needs, and a
-    claim or complete is then exactly one round trip. A connection whose statement
-    failed or was cancelled is closed, not reused: its state is not known.
-    """
-
-    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]], size: int) -> None:
-        self._connect = connect
-        # A slot is an idle connection, or None: room for one more connection.
-        self._slots: asyncio.LifoQueue[asyncpg.Connection | None] = asyncio.LifoQueue()
-        for _ in range(size):
-            self._slots.put_nowait(None)
-        self._closed = False
-
-    @contextlib.asynccontextmanager
-    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        if self._closed:
-            raise asyncpg.InterfaceError("the store is closed")
-        slot = await self._slots.get()
-        try:
-            db = slot if slot is not None and not slot.is_closed() else await self._connect()
-        except BaseException:
-            self._slots.put_nowait(None)
-            raise
-        try:
-            yield db
-        except BaseException:
-            db.terminate()
-            self._slots.put_nowait(None)
-            raise
-        self._slots.put_nowait(db)
-
-    async def close(self) -> None:
-        self._closed = True
-        while not self._slots.empty():
-            db = self._slots.get_nowait()
-            if db is not None:
-                try:
-                    await db.close(timeout=5)
-                except _DB_ERRORS:
-                    db.terminate()
-
-
 async def open_postgres(url: str, dest: Path) -> PostgresStore:
     """Open (creating its tables on first use) the store at ``url`` for the pull at ``dest``."""
-    where = parse_url(url)
-
-    async def connect() -> asyncpg.Connection:
-        return await asyncpg.connect(
-            where.dsn,
-            timeout=15,
-            # A statement that has not answered in two minutes is not going to.
-            command_timeout=120,
-            server_settings=_SESSION,
-        )
-
-    connections = _Connections(connect, _CONNECTIONS)
-    try:
-        async with connections.acquire():
-            pass  # the first connection: the URL, the server and the password work
-    except _DB_ERRORS as exc:
-        await connections.close()
-        hint = ""
-        if isinstance(exc, asyncpg.InvalidPasswordError):
-            hint = " (the password comes from PGPASSWORD or ~/.pgpass)"
-        raise StateUrlError(
-            f"cannot connect to the PostgreSQL state store {where} (host {where.host}, port "
-            f"{where.port or 5432}, database {where.database}): {_line(exc)}{hint}",
-            file=_NAMED_BY,
-        ) from None
+    connections, where = await connect(url)
     store = PostgresStore(connections, where, pull_key(dest))
     try:
         await store.open()
@@ -335,7 +61,7 @@ async def open_postgres(url: str, dest: Path) -> PostgresStore:
     return store
 
 
-class PostgresStore:
+class PostgresStore(PostgresBase):
     """The :class:`~mirror._state.Store` in a PostgreSQL database (``--state postgresql://``).
 
     One database holds any number of pulls, each named by its ``dest`` (:func:`pull_key`);
@@ -343,7 +69,7 @@ class PostgresStore:
     transaction, so a member that dies mid-call leaves nothing half-done.
     """
 
-    def __init__(self, connections: _Connections, where: PostgresUrl, pull: str) -> None:
+    def __init__(self, connections: Connections, where: PostgresUrl, pull: str) -> None:
         self._db = connections
         self._where = where
         self.pull = pull
@@ -361,15 +87,7 @@ class PostgresStore:
         """
         try:
             async with self._db.acquire() as db:
-                if await self._schema(db) != SCHEMA_VERSION:
-                    async with db.transaction():
-                        await db.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-                        if await self._schema(db) is None:  # not made meanwhile
-                            await db.execute(_SCHEMA)
-                            await db.execute(
-                                "INSERT INTO ebi_mirror_meta VALUES ('schema', $1)",
-                                str(SCHEMA_VERSION),
-                            )
+                await prepare(db, self._where)
                 found = await db.fetchval(
                     "SELECT id FROM ebi_mirror_pulls WHERE name=$1", self.pull
                 )
@@ -382,66 +100,16 @@ class PostgresStore:
                         "SELECT id FROM ebi_mirror_pulls WHERE name=$1", self.pull
                     )
                 self._id = int(found)
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             raise StateUrlError(
-                f"cannot open the state store {self._where}: {_line(exc)}", file=_NAMED_BY
+                f"cannot open the state store {self._where}: {one_line(exc)}", file=NAMED_BY
             ) from None
-
-    async def _schema(self, db: asyncpg.Connection) -> int | None:
-        """The schema version of the database's tables (None: no tables yet); a newer one
-        than this ebi-mirror knows is refused."""
-        # pg_class itself, not to_regclass(): that reads the backend's catalog cache,
-        # which still says "no such table" after another member created it while this
-        # one waited for the schema lock.
-        if not await db.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
-            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE c.relname = 'ebi_mirror_meta' AND n.nspname = current_schema())"
-        ):
-            return None
-        found = await db.fetchval("SELECT value FROM ebi_mirror_meta WHERE key='schema'")
-        if found is None:
-            return None
-        if int(found) > SCHEMA_VERSION:
-            raise StateUrlError(
-                f"the state store {self._where} was written by a newer ebi-mirror "
-                f"(schema {found}, this one knows {SCHEMA_VERSION}): upgrade "
-                "ebi-mirror on every machine taking part in the pull",
-                file=_NAMED_BY,
-            )
-        return int(found)
 
     async def aclose(self) -> None:
         if self._completer is not None:
             # Completions already asked for are written before the connections close.
             await asyncio.shield(self._completer)
         await self._db.close()
-
-    # -- helpers ---------------------------------------------------------------------
-
-    def _error(self, exc: BaseException) -> StateError:
-        return StateError(f"state store {self._where}: {_line(exc)}")
-
-    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        try:
-            async with self._db.acquire() as db:
-                return await db.fetch(sql, *args)
-        except _DB_ERRORS as exc:
-            raise self._error(exc) from None
-
-    async def _fetchval(self, sql: str, *args: Any) -> Any:
-        try:
-            async with self._db.acquire() as db:
-                return await db.fetchval(sql, *args)
-        except _DB_ERRORS as exc:
-            raise self._error(exc) from None
-
-    async def _execute(self, sql: str, *args: Any) -> str:
-        try:
-            async with self._db.acquire() as db:
-                return await db.execute(sql, *args)
-        except _DB_ERRORS as exc:
-            raise self._error(exc) from None
 
     # -- members ---------------------------------------------------------------------
 
@@ -455,7 +123,7 @@ class PostgresStore:
                 )
                 others = await db.fetchval(
                     f"SELECT count(*) FROM ebi_mirror_members WHERE pull=$1 AND id<>$2"
-                    f" AND heartbeat >= {_NOW} - $3",
+                    f" AND heartbeat >= {NOW} - $3",
                     self._id,
                     member.id,
                     lease,
@@ -469,13 +137,13 @@ class PostgresStore:
                     )
                     # Members that stopped heartbeating before this generation are history.
                     await db.execute(
-                        f"DELETE FROM ebi_mirror_members WHERE pull=$1 AND heartbeat < {_NOW} - $2",
+                        f"DELETE FROM ebi_mirror_members WHERE pull=$1 AND heartbeat < {NOW} - $2",
                         self._id,
                         lease,
                     )
                 await db.execute(
                     f"INSERT INTO ebi_mirror_members (pull, id, host, pid, generation, started,"
-                    f" heartbeat) VALUES ($1, $2, $3, $4, $5, {_NOW}, {_NOW})"
+                    f" heartbeat) VALUES ($1, $2, $3, $4, $5, {NOW}, {NOW})"
                     " ON CONFLICT (pull, id) DO UPDATE SET generation=EXCLUDED.generation,"
                     " heartbeat=EXCLUDED.heartbeat",
                     self._id,
@@ -485,14 +153,14 @@ class PostgresStore:
                     generation,
                 )
                 return generation
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             raise self._error(exc) from None
 
     async def heartbeat(self, member: Member, *, lease: float, sees: int) -> Heartbeat:
         try:
             async with self._db.acquire() as db, db.transaction():
                 found = await db.fetchval(
-                    f"UPDATE ebi_mirror_members SET heartbeat={_NOW}, sees=$3"
+                    f"UPDATE ebi_mirror_members SET heartbeat={NOW}, sees=$3"
                     " WHERE pull=$1 AND id=$2 RETURNING 1",
                     self._id,
                     member.id,
@@ -504,7 +172,7 @@ class PostgresStore:
                     await db.execute(
                         f"INSERT INTO ebi_mirror_members (pull, id, host, pid, generation,"
                         f" started, heartbeat, sees) SELECT $1, $2, $3, $4, generation,"
-                        f" {_NOW}, {_NOW}, $5 FROM ebi_mirror_pulls WHERE id=$1"
+                        f" {NOW}, {NOW}, $5 FROM ebi_mirror_pulls WHERE id=$1"
                         " ON CONFLICT DO NOTHING",
                         self._id,
                         member.id,
@@ -513,7 +181,7 @@ class PostgresStore:
                         sees,
                     )
                 held = await db.fetch(
-                    f"UPDATE ebi_mirror_files SET lease_until={_NOW} + $3"
+                    f"UPDATE ebi_mirror_files SET lease_until={NOW} + $3"
                     " WHERE pull=$1 AND holder=$2 AND status='running' RETURNING key",
                     self._id,
                     member.id,
@@ -521,12 +189,12 @@ class PostgresStore:
                 )
                 live = await db.fetch(
                     f"SELECT id, sees FROM ebi_mirror_members WHERE pull=$1"
-                    f" AND (id=$2 OR heartbeat >= {_NOW} - $3)",
+                    f" AND (id=$2 OR heartbeat >= {NOW} - $3)",
                     self._id,
                     member.id,
                     lease,
                 )
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             raise self._error(exc) from None
         count = len(live)
         return Heartbeat(
@@ -549,7 +217,7 @@ class PostgresStore:
                     self._id,
                     member.id,
                 )
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             raise self._error(exc) from None
 
     async def members(self, *, lease: float) -> list[MemberInfo]:
@@ -559,7 +227,7 @@ class PostgresStore:
             "  AND f.status='running') AS held,"
             " EXISTS (SELECT 1 FROM ebi_mirror_plans p WHERE p.pull=m.pull AND p.planner=m.id"
             "  AND NOT p.done) AS planning"
-            f" FROM ebi_mirror_members m WHERE m.pull=$1 AND m.heartbeat >= {_NOW} - $2"
+            f" FROM ebi_mirror_members m WHERE m.pull=$1 AND m.heartbeat >= {NOW} - $2"
             " ORDER BY m.started, m.id",
             self._id,
             lease,
@@ -590,7 +258,7 @@ class PostgresStore:
             " ON CONFLICT (pull, generation, digest) DO UPDATE SET planner=EXCLUDED.planner"
             " WHERE NOT p.done AND (p.planner=EXCLUDED.planner OR NOT EXISTS ("
             "  SELECT 1 FROM ebi_mirror_members m WHERE m.pull=p.pull AND m.id=p.planner"
-            f"  AND m.heartbeat >= {_NOW} - $5))"
+            f"  AND m.heartbeat >= {NOW} - $5))"
             " RETURNING 1",
             self._id,
             generation,
@@ -690,7 +358,7 @@ class PostgresStore:
             "  AND status='running') AS running,"
             " EXISTS (SELECT 1 FROM ebi_mirror_plans p JOIN ebi_mirror_members m"
             "  ON m.pull=p.pull AND m.id=p.planner WHERE p.pull=$1 AND p.generation=$2"
-            f"  AND NOT p.done AND m.heartbeat >= {_NOW} - $3) AS planning",
+            f"  AND NOT p.done AND m.heartbeat >= {NOW} - $3) AS planning",
             self._id,
             generation,
             lease,
@@ -713,14 +381,14 @@ class PostgresStore:
         # update then finds the picked rows by primary key, whatever n the plan assumed.
         rows = await self._fetch(
             f"UPDATE ebi_mirror_files SET status='running', holder=$3,"
-            f" lease_until={_NOW} + $5, fence=fence + 1"
+            f" lease_until={NOW} + $5, fence=fence + 1"
             " WHERE pull=$1 AND key = ANY(ARRAY(SELECT key FROM ("
             "  SELECT key, seq FROM (SELECT key, seq FROM ebi_mirror_files WHERE pull=$1"
             "   AND generation=$2 AND status='pending'"
             "   ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED) AS pending"
             "  UNION ALL"
             "  SELECT key, seq FROM (SELECT key, seq FROM ebi_mirror_files WHERE pull=$1"
-            f"   AND generation=$2 AND status='running' AND lease_until < {_NOW}"
+            f"   AND generation=$2 AND status='running' AND lease_until < {NOW}"
             "   ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED) AS expired"
             " ) AS free ORDER BY seq LIMIT $4))"
             " RETURNING seq, fence, entry, source, accession, url, path, size, checksum,"
@@ -845,97 +513,6 @@ class PostgresStore:
             key,
             validator,
         )
-
-    # -- reading -----------------------------------------------------------------------
-
-    async def generation(self) -> int:
-        found = await self._fetchval(
-            "SELECT generation FROM ebi_mirror_pulls WHERE id=$1", self._id
-        )
-        return int(found or 0)
-
-    async def counts(self, generation: int | None) -> dict[TaskStatus, tuple[int, int]]:
-        rows = await self._fetch(
-            "SELECT status, count(*) AS n, COALESCE(sum(COALESCE(bytes, size)), 0) AS b"
-            " FROM ebi_mirror_files WHERE pull=$1 AND ($2::int8 IS NULL OR generation=$2)"
-            " GROUP BY status",
-            self._id,
-            generation,
-        )
-        out = {status: (0, 0) for status in TaskStatus}
-        for r in rows:
-            out[TaskStatus(r["status"])] = (int(r["n"]), int(r["b"]))
-        return out
-
-    async def tally(self, generation: int, prefix: str) -> dict[TaskStatus, int]:
-        # A range of the primary key (byte order, COLLATE "C"): the keys that start with
-        # the prefix, and no others, lie between it and its successor.
-        upper = _successor(prefix)
-        sql = (
-            "SELECT status, count(*) AS n FROM ebi_mirror_files WHERE pull=$1"
-            " AND generation=$2 AND key >= $3 AND starts_with(key, $3)"
-        )
-        if upper is None:
-            rows = await self._fetch(sql + " GROUP BY status", self._id, generation, prefix)
-        else:
-            rows = await self._fetch(
-                sql + " AND key < $4 GROUP BY status", self._id, generation, prefix, upper
-            )
-        out = dict.fromkeys(TaskStatus, 0)
-        for r in rows:
-            out[TaskStatus(r["status"])] = int(r["n"])
-        return out
-
-    async def files(
-        self,
-        generation: int | None,
-        *,
-        with_verified: bool = False,
-        status: TaskStatus | None = None,
-    ) -> AsyncIterator[StoredFile]:
-        after = ""
-        while True:
-            try:
-                async with self._db.acquire() as db, db.transaction():
-                    # Each page walks the primary key from where the last one ended. A
-                    # plan that sorts (what the planner picks from the statistics of a
-                    # table that just grew by a whole plan) would read and sort the
-                    # whole rest of the pull for every page.
-                    await db.execute("SET LOCAL enable_sort = off")
-                    rows = await db.fetch(
-                        f"SELECT {_ROW} FROM ebi_mirror_files WHERE pull=$1"
-                        " AND ($2::int8 IS NULL OR generation=$2 OR ($5 AND status='verified'))"
-                        f" AND ($3::text IS NULL OR status=$3) AND key > $4 ORDER BY key"
-                        f" LIMIT {_PAGE}",
-                        self._id,
-                        generation,
-                        status.value if status is not None else None,
-                        after,
-                        with_verified,
-                    )
-            except _DB_ERRORS as exc:
-                raise self._error(exc) from None
-            for r in rows:
-                yield StoredFile(
-                    path=r["path"],
-                    source=r["source"],
-                    accession=r["accession"],
-                    url=r["url"],
-                    size=r["size"],
-                    checksum=r["checksum"],
-                    verify=r["verify"],
-                    status=TaskStatus(r["status"]),
-                    md5=r["md5"],
-                    bytes=r["bytes"],
-                    verified_by=r["verified_by"],
-                    reason=r["reason"],
-                    root=r["root"],
-                    holder=r["holder"],
-                    lease_until=r["lease_until"],
-                )
-            if len(rows) < _PAGE:
-                return
-            after = rows[-1]["key"]
 
     # -- pull-wide bookkeeping -----------------------------------------------------------
 

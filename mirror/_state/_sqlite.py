@@ -9,18 +9,14 @@ filesystem does not give SQLite working locks: pulls across machines need Postgr
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
 import sqlite3
-import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar, get_args
 
 from .._exceptions import StateError
-from .._models import FileTask, TaskStatus, Verify
+from .._models import FileTask, TaskStatus
 from ._base import (
     Claim,
     Heartbeat,
@@ -28,174 +24,15 @@ from ._base import (
     MemberInfo,
     PlannedFile,
     PullProgress,
-    StoredFile,
 )
+from ._sqlite_base import SQLiteBase, patiently, transaction
+from ._sqlite_rows import claimed, live, lookup_known, task_columns
+from ._sqlite_schema import SCHEMA_VERSION, prepare
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-T = TypeVar("T")
-SCHEMA_VERSION = 2
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS pulls (
-    id          INTEGER PRIMARY KEY,
-    key         TEXT NOT NULL UNIQUE,
-    generation  INTEGER NOT NULL DEFAULT 0,
-    -- The last planning position handed out: files are claimed in planning order.
-    seq         INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS files (
-    id          INTEGER PRIMARY KEY,
-    pull        INTEGER NOT NULL REFERENCES pulls (id),
-    key         TEXT NOT NULL,
-    source      TEXT NOT NULL,
-    accession   TEXT NOT NULL,
-    url         TEXT NOT NULL,
-    size        INTEGER,
-    checksum    TEXT,
-    verify      TEXT NOT NULL,
-    root        TEXT,
-    mode        INTEGER,
-    entry       INTEGER NOT NULL DEFAULT 0,
-    status      TEXT NOT NULL DEFAULT 'pending',
-    md5         TEXT,
-    bytes       INTEGER,
-    verified_by TEXT,
-    reason      TEXT,
-    validator   TEXT,
-    generation  INTEGER NOT NULL,
-    seq         INTEGER NOT NULL,
-    holder      TEXT,
-    lease_until REAL,
-    fence       INTEGER NOT NULL DEFAULT 0,
-    updated     REAL NOT NULL,
-    UNIQUE (pull, key)
-);
--- The work queue: a claim reads the pending (and running) rows of one generation in
--- planning order without touching the verified ones.
-CREATE INDEX IF NOT EXISTS files_queue ON files (pull, generation, status, seq);
--- Expired leases, found without reading every running row.
-CREATE INDEX IF NOT EXISTS files_lease ON files (pull, generation, lease_until)
-    WHERE status = 'running';
-CREATE INDEX IF NOT EXISTS files_holder ON files (pull, holder) WHERE holder IS NOT NULL;
-CREATE TABLE IF NOT EXISTS members (
-    pull        INTEGER NOT NULL,
-    id          TEXT NOT NULL,
-    host        TEXT NOT NULL,
-    pid         INTEGER NOT NULL,
-    generation  INTEGER NOT NULL,
-    started     REAL NOT NULL,
-    heartbeat   REAL NOT NULL,
-    sees        INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (pull, id)
-);
-CREATE TABLE IF NOT EXISTS plans (
-    pull        INTEGER NOT NULL,
-    generation  INTEGER NOT NULL,
-    digest      TEXT NOT NULL,
-    planner     TEXT NOT NULL,
-    done        INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (pull, generation, digest)
-);
-CREATE TABLE IF NOT EXISTS marks (
-    pull        INTEGER NOT NULL,
-    generation  INTEGER NOT NULL,
-    name        TEXT NOT NULL,
-    PRIMARY KEY (pull, generation, name)
-);
-CREATE TABLE IF NOT EXISTS problems (
-    pull        INTEGER NOT NULL,
-    generation  INTEGER NOT NULL,
-    kind        TEXT NOT NULL,
-    message     TEXT NOT NULL,
-    at          REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS problems_generation ON problems (pull, generation);
--- Files and bytes by generation and status, kept by the triggers below: the members
--- read them every few seconds, and counting 300,000 rows each time would not do.
-CREATE TABLE IF NOT EXISTS tallies (
-    pull        INTEGER NOT NULL,
-    generation  INTEGER NOT NULL,
-    status      TEXT NOT NULL,
-    files       INTEGER NOT NULL,
-    bytes       INTEGER NOT NULL,
-    PRIMARY KEY (pull, generation, status)
-) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS files_tally_insert AFTER INSERT ON files BEGIN
-    INSERT INTO tallies VALUES
-        (NEW.pull, NEW.generation, NEW.status, 1, COALESCE(NEW.bytes, NEW.size, 0))
-    ON CONFLICT DO UPDATE SET files = files + 1, bytes = bytes + excluded.bytes;
-END;
-CREATE TRIGGER IF NOT EXISTS files_tally_update
-AFTER UPDATE OF pull, generation, status, bytes, size ON files BEGIN
-    UPDATE tallies SET files = files - 1, bytes = bytes - COALESCE(OLD.bytes, OLD.size, 0)
-        WHERE pull = OLD.pull AND generation = OLD.generation AND status = OLD.status;
-    INSERT INTO tallies VALUES
-        (NEW.pull, NEW.generation, NEW.status, 1, COALESCE(NEW.bytes, NEW.size, 0))
-    ON CONFLICT DO UPDATE SET files = files + 1, bytes = bytes + excluded.bytes;
-END;
-CREATE TRIGGER IF NOT EXISTS files_tally_delete AFTER DELETE ON files BEGIN
-    UPDATE tallies SET files = files - 1, bytes = bytes - COALESCE(OLD.bytes, OLD.size, 0)
-        WHERE pull = OLD.pull AND generation = OLD.generation AND status = OLD.status;
-END;
-"""
-_COLUMNS = (
-    "key, source, accession, url, size, checksum, verify, status, md5, bytes, verified_by,"
-    " reason, root, holder, lease_until"
-)
-_PAGE = 2000
-#: Keys looked up in one statement (SQLite allows 32,766 parameters).
-_CHUNK = 500
 
-
-#: How long a statement waits for a lock another process holds before giving up.
-BUSY_TIMEOUT = 30.0
-
-
-def _patiently(fn: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> T:
-    """Run ``fn`` (one transaction, or reads), again while another process holds the lock.
-
-    SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries: with several
-    processes claiming, a waiter would sleep through many short transactions of the
-    others. Trying again after a tenth of a millisecond, then less often, keeps the
-    waits close to the transactions' own length.
-    """
-    deadline = time.monotonic() + BUSY_TIMEOUT
-    pause = 0.0001
-    while True:
-        try:
-            return fn(db)
-        except sqlite3.OperationalError as exc:
-            code = getattr(exc, "sqlite_errorcode", None)
-            if code is None or code & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                raise
-            if time.monotonic() >= deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.005)
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction: all of the block's statements land, or none.
-
-    The connection runs in autocommit mode (``isolation_level=None``), where
-    ``with db:`` opens no transaction at all and every statement commits alone.
-    ``BEGIN IMMEDIATE`` takes the write lock before the first read, so a
-    read-then-write (a file's status, the next generation) cannot interleave with
-    another process sharing the store.
-    """
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-
-
-class SQLiteStore:
+class SQLiteStore(SQLiteBase):
     """The default :class:`~mirror._state.Store`: ``dest/.mirror/state.sqlite``.
 
     Every statement runs on one thread of its own (sqlite3 connections are bound to
@@ -212,45 +49,8 @@ class SQLiteStore:
         self.path = path
         self.pull = pull
         self._pull_id = 0
-        self._db: sqlite3.Connection | None = None
+        self._db = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirror-sqlite")
-
-    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._db is None:
-            raise StateError(f"state store {self.path} is closed")
-
-        def run() -> T:
-            if self._db is None:
-                raise StateError(f"state store {self.path} is closed")
-            try:
-                return _patiently(fn, self._db)
-            # OverflowError: an integer SQLite cannot store (a size past 2**63).
-            except (sqlite3.Error, OverflowError) as exc:
-                raise StateError(self._describe(exc)) from exc
-
-        return await asyncio.get_running_loop().run_in_executor(self._thread, run)
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction."""
-
-        def write(db: sqlite3.Connection) -> T:
-            with _transaction(db):
-                return fn(db)
-
-        return await self._call(write)
-
-    def _describe(self, exc: BaseException, doing: str = "state store") -> str:
-        """One line for a failed statement; a full disk says where and how much is left."""
-        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
-            try:
-                free = f"{_mib(shutil.disk_usage(self.path.parent).free)} free"
-            except OSError:
-                free = "free space unknown"
-            return (
-                f"{doing} {self.path}: the disk is full ({free} on {self.path.parent}); "
-                "free some space and re-run to resume"
-            )
-        return f"{doing} {self.path}: {exc}"
 
     async def open(self) -> None:
         def connect() -> None:
@@ -260,10 +60,10 @@ class SQLiteStore:
                 try:
                     db.execute("PRAGMA journal_mode=WAL")
                     db.execute("PRAGMA synchronous=NORMAL")
-                    # A lock another process holds is waited for by _patiently.
+                    # A lock another process holds is waited for by patiently.
                     db.execute("PRAGMA busy_timeout=0")
                     # Two processes opening one new store must not both create or migrate it.
-                    self._pull_id = _patiently(self._prepare, db)
+                    self._pull_id = patiently(self._prepare, db)
                 except BaseException:
                     db.close()
                     raise
@@ -274,8 +74,8 @@ class SQLiteStore:
         await asyncio.get_running_loop().run_in_executor(self._thread, connect)
 
     def _prepare(self, db: sqlite3.Connection) -> int:
-        with _transaction(db):
-            return _prepare(db, self.path, self.pull)
+        with transaction(db):
+            return prepare(db, self.path, self.pull)
 
     async def aclose(self) -> None:
         def close() -> None:
@@ -416,7 +216,7 @@ class SQLiteStore:
             planner, done = row
             if done:
                 return False
-            if planner != member.id and _live(db, pull, str(planner), lease):
+            if planner != member.id and live(db, pull, str(planner), lease):
                 return False
             db.execute(
                 "UPDATE plans SET planner=? WHERE pull=? AND generation=? AND digest=?",
@@ -444,7 +244,7 @@ class SQLiteStore:
 
         def plan(db: sqlite3.Connection) -> list[PlannedFile]:
             now = time.time()
-            known = _known(db, pull, [t.key for t in tasks])
+            known = lookup_known(db, pull, [t.key for t in tasks])
             (seq,) = db.execute("SELECT seq FROM pulls WHERE id=?", (pull,)).fetchone()
             out: list[PlannedFile] = []
             inserts: list[tuple[object, ...]] = []
@@ -459,13 +259,13 @@ class SQLiteStore:
                 # A second task of the key in this batch is planned in this generation.
                 known[key] = ("pending", None, None, generation, None, None, None)
                 if row is None:
-                    inserts.append((pull, key, *_described(task), entry, generation, seq, now))
+                    inserts.append((pull, key, *task_columns(task), entry, generation, seq, now))
                     out.append(
                         PlannedFile(task=task, status=TaskStatus.PENDING, md5=None, bytes=None)
                     )
                     continue
                 status, checksum, size, _, md5, nbytes, verified_by = row
-                described = (*_described(task), entry, generation, seq, now, pull, key)
+                described = (*task_columns(task), entry, generation, seq, now, pull, key)
                 if status == TaskStatus.FAILED or (
                     status == TaskStatus.VERIFIED
                     and (checksum != task.checksum or (task.size is not None and size != task.size))
@@ -563,7 +363,7 @@ class SQLiteStore:
                 " updated=? WHERE id=?",
                 [(member.id, now + lease, now, r[0]) for r in rows],
             )
-            return [_claimed(r) for r in rows]
+            return [claimed(r) for r in rows]
 
         return await self._write(claim)
 
@@ -635,90 +435,6 @@ class SQLiteStore:
 
         await self._write(put)
 
-    # -- reading ---------------------------------------------------------------------
-
-    async def generation(self) -> int:
-        pull = self._pull_id
-
-        def generation(db: sqlite3.Connection) -> int:
-            row = db.execute("SELECT generation FROM pulls WHERE id=?", (pull,)).fetchone()
-            return int(row[0]) if row else 0
-
-        return await self._call(generation)
-
-    async def counts(self, generation: int | None) -> dict[TaskStatus, tuple[int, int]]:
-        pull = self._pull_id
-
-        def counts(db: sqlite3.Connection) -> dict[TaskStatus, tuple[int, int]]:
-            out = {status: (0, 0) for status in TaskStatus}
-            sql = "SELECT status, SUM(files), SUM(bytes) FROM tallies WHERE pull=?"
-            if generation is None:
-                rows = db.execute(sql + " GROUP BY status", (pull,))
-            else:
-                rows = db.execute(sql + " AND generation=? GROUP BY status", (pull, generation))
-            for status, n, nbytes in rows:
-                out[TaskStatus(status)] = (int(n), int(nbytes))
-            return out
-
-        return await self._call(counts)
-
-    async def tally(self, generation: int, prefix: str) -> dict[TaskStatus, int]:
-        pull = self._pull_id
-
-        def tally(db: sqlite3.Connection) -> dict[TaskStatus, int]:
-            out = dict.fromkeys(TaskStatus, 0)
-            # The keys under the prefix are one range of the (pull, key) index: keys
-            # compare as UTF-8 bytes, in code point order. substr, not LIKE: a key may
-            # hold '%' or '_'.
-            sql = (
-                "SELECT status, COUNT(*) FROM files WHERE pull=? AND key>=?"
-                " AND substr(key, 1, ?)=? AND generation=?"
-            )
-            args: tuple[object, ...] = (pull, prefix, len(prefix), prefix, generation)
-            if prefix and ord(prefix[-1]) < sys.maxunicode:
-                sql += " AND key<?"
-                args += (prefix[:-1] + chr(ord(prefix[-1]) + 1),)
-            for status, n in db.execute(sql + " GROUP BY status", args):
-                out[TaskStatus(status)] = int(n)
-            return out
-
-        return await self._call(tally)
-
-    async def files(
-        self,
-        generation: int | None,
-        *,
-        with_verified: bool = False,
-        status: TaskStatus | None = None,
-    ) -> AsyncIterator[StoredFile]:
-        where = "pull=?"
-        args: tuple[object, ...] = (self._pull_id,)
-        if generation is not None:
-            if with_verified:
-                where += " AND (generation=? OR status='verified')"
-            else:
-                where += " AND generation=?"
-            args += (generation,)
-        if status is not None:
-            where += " AND status=?"
-            args += (status.value,)
-        after = ""
-        while True:
-
-            def page(db: sqlite3.Connection, after: str = after) -> list[tuple[object, ...]]:
-                return db.execute(
-                    f"SELECT {_COLUMNS} FROM files WHERE {where} AND key>? ORDER BY key"
-                    f" LIMIT {_PAGE}",
-                    (*args, after),
-                ).fetchall()
-
-            rows = await self._call(page)
-            if not rows:
-                return
-            for row in rows:
-                yield _stored(row)
-            after = str(rows[-1][0])
-
     # -- pull-wide bookkeeping ---------------------------------------------------------
 
     async def once(self, generation: int, name: str) -> bool:
@@ -763,213 +479,3 @@ class SQLiteStore:
             return [(str(k), str(m)) for k, m in rows]
 
         return await self._call(problems)
-
-
-def _prepare(db: sqlite3.Connection, path: Path, pull: str) -> int:
-    """Create or migrate the schema (inside the caller's transaction); the pull's id."""
-    has_meta = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-    ).fetchone()
-    row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() if has_meta else None
-    version = int(row[0]) if row else None
-    if version is not None and version > SCHEMA_VERSION:
-        raise StateError(
-            f"state store {path} was written by a newer ebi-mirror "
-            f"(schema {version}); upgrade ebi-mirror"
-        )
-    old_run = 0
-    if version == 1:
-        old_run = _rename_schema_1(db)
-    tallied = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='tallies'"
-    ).fetchone()
-    for statement in _statements(_SCHEMA):
-        db.execute(statement)
-    if not tallied:  # a store written before the tallies were kept
-        db.execute(
-            "INSERT INTO tallies SELECT pull, generation, status, COUNT(*),"
-            " SUM(COALESCE(bytes, size, 0)) FROM files GROUP BY pull, generation, status"
-        )
-    db.execute(
-        "INSERT INTO pulls (key) SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM pulls WHERE key=?1)",
-        (pull,),
-    )
-    (pull_id,) = db.execute("SELECT id FROM pulls WHERE key=?", (pull,)).fetchone()
-    if version == 1:
-        _copy_schema_1(db, int(pull_id), old_run)
-    if version != SCHEMA_VERSION:
-        # Only then: opening a store as it is writes nothing (a full disk must not stop
-        # `mirror status` from reading it).
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-    return int(pull_id)
-
-
-def _statements(script: str) -> Iterator[str]:
-    """The statements of ``script``, a trigger's body kept whole."""
-    statement = ""
-    for part in script.split(";"):
-        statement += part + ";"
-        if sqlite3.complete_statement(statement):
-            if statement.strip(" \n;"):
-                yield statement
-            statement = ""
-
-
-def _rename_schema_1(db: sqlite3.Connection) -> int:
-    """Move a schema-1 store's tables aside; its last run number."""
-    columns = {r[1] for r in db.execute("PRAGMA table_info(files)")}
-    if "root" not in columns:  # stores written before the reference cache
-        db.execute("ALTER TABLE files ADD COLUMN root TEXT")
-    # A file under a root of its own is keyed by root/path (FileTask.key); stores
-    # written before keyed it by the path alone.
-    if db.execute("SELECT 1 FROM meta WHERE key='rooted_keys'").fetchone() is None:
-        db.execute(
-            "UPDATE files SET path = rtrim(root, '/') || '/' || path"
-            " WHERE root IS NOT NULL AND substr(path, 1, 1) != '/'"
-        )
-    db.execute("DELETE FROM meta WHERE key='rooted_keys'")
-    row = db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
-    db.execute("DELETE FROM meta WHERE key='run'")
-    db.execute("DROP INDEX IF EXISTS files_run")
-    db.execute("ALTER TABLE files RENAME TO files_1")
-    db.execute("ALTER TABLE problems RENAME TO problems_1")
-    return int(row[0]) if row else 0
-
-
-def _copy_schema_1(db: sqlite3.Connection, pull: int, run: int) -> None:
-    """A schema-1 store held one pull, numbered by runs: its runs become generations."""
-    db.execute(
-        "INSERT INTO files (pull, key, source, accession, url, size, checksum, verify, root,"
-        " status, md5, bytes, verified_by, reason, validator, generation, seq, updated)"
-        " SELECT ?, path, source, accession, url, size, checksum, verify, root,"
-        # Nothing was running under a lease then: a file mid-download resumes.
-        " CASE status WHEN 'running' THEN 'pending' ELSE status END,"
-        " md5, bytes, verified_by, reason, validator, run, rowid, updated"
-        " FROM files_1 ORDER BY rowid",
-        (pull,),
-    )
-    db.execute(
-        "INSERT INTO problems (pull, generation, kind, message, at)"
-        " SELECT ?, run, kind, message, at FROM problems_1 ORDER BY rowid",
-        (pull,),
-    )
-    db.execute(
-        "UPDATE pulls SET generation=?, seq=(SELECT COALESCE(MAX(rowid), 0) FROM files_1)"
-        " WHERE id=?",
-        (run, pull),
-    )
-    db.execute("DROP TABLE files_1")
-    db.execute("DROP TABLE problems_1")
-
-
-#: What a plan needs of a known file: status, checksum, size, generation, md5, bytes,
-#: verified_by.
-_Known = tuple[str, str | None, int | None, int, str | None, int | None, str | None]
-
-
-def _known(db: sqlite3.Connection, pull: int, keys: Sequence[str]) -> dict[str, _Known]:
-    """What the store knows of ``keys``, by key."""
-    known: dict[str, _Known] = {}
-    unique = list(dict.fromkeys(keys))
-    for start in range(0, len(unique), _CHUNK):
-        chunk = unique[start : start + _CHUNK]
-        for key, status, checksum, size, generation, md5, nbytes, verified_by in db.execute(
-            "SELECT key, status, checksum, size, generation, md5, bytes, verified_by FROM files"
-            f" WHERE pull=? AND key IN ({','.join('?' * len(chunk))})",
-            (pull, *chunk),
-        ):
-            known[key] = (status, checksum, size, generation, md5, nbytes, verified_by)
-    return known
-
-
-def _live(db: sqlite3.Connection, pull: int, member: str, lease: float) -> bool:
-    row = db.execute(
-        "SELECT 1 FROM members WHERE pull=? AND id=? AND heartbeat>=?",
-        (pull, member, time.time() - lease),
-    ).fetchone()
-    return row is not None
-
-
-def _described(task: FileTask) -> tuple[object, ...]:
-    """The columns a plan writes, in the order of ``source ... entry``."""
-    return (
-        task.source,
-        task.accession,
-        task.url,
-        task.size,
-        task.checksum,
-        task.verify,
-        task.root,
-        task.mode,
-    )
-
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:,.1f} MiB"
-
-
-def _relative(key: str, root: object) -> str:
-    """The task's ``path`` from its key: ``root/path`` with a root of its own."""
-    if isinstance(root, str) and key.startswith(root.rstrip("/") + "/"):
-        return key[len(root.rstrip("/")) + 1 :]
-    return key
-
-
-def _verify(value: object) -> Verify:
-    for known in get_args(Verify):
-        if value == known:
-            return known  # type: ignore[no-any-return]
-    raise StateError(f"unknown verification {value!r} in the state store")
-
-
-def _claimed(row: tuple[object, ...]) -> Claim:
-    (_, _, key, source, accession, url, size, checksum, verify, root, mode, entry, fence) = row
-    task = FileTask(
-        source=str(source),
-        accession=str(accession),
-        url=str(url),
-        path=_relative(str(key), root),
-        size=size if isinstance(size, int) else None,
-        checksum=checksum if isinstance(checksum, str) else None,
-        verify=_verify(verify),
-        root=root if isinstance(root, str) else None,
-        mode=mode if isinstance(mode, int) else None,
-    )
-    return Claim(task=task, fence=int(str(fence)) + 1, entry=int(str(entry)))
-
-
-def _stored(row: tuple[object, ...]) -> StoredFile:
-    (
-        key,
-        source,
-        accession,
-        url,
-        size,
-        checksum,
-        verify,
-        status,
-        md5,
-        nbytes,
-        verified_by,
-        reason,
-        root,
-        holder,
-        lease_until,
-    ) = row
-    return StoredFile(
-        path=_relative(str(key), root),
-        source=str(source),
-        accession=str(accession),
-        url=str(url),
-        size=size if isinstance(size, int) else None,
-        checksum=checksum if isinstance(checksum, str) else None,
-        verify=str(verify),
-        status=TaskStatus(str(status)),
-        md5=md5 if isinstance(md5, str) else None,
-        bytes=nbytes if isinstance(nbytes, int) else None,
-        verified_by=verified_by if isinstance(verified_by, str) else None,
-        reason=reason if isinstance(reason, str) else None,
-        root=root if isinstance(root, str) else None,
-        holder=holder if isinstance(holder, str) else None,
-        lease_until=float(lease_until) if isinstance(lease_until, int | float) else None,
-    )

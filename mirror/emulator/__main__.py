@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from ._catalog import Catalog
-from ._ega_state import DEFAULT_EGA_USERS
 from ._faults import Fault
+from ._options import HOSTS, FilesOptions, TlsOptions
 from ._server import Emulator
-from ._webin_records import DEFAULT_WEBIN_ACCOUNTS
+from .ega._options import DEFAULT_EGA_USERS, EgaOptions
+from .ena._options import EnaOptions
+from .enterobase._options import EnterobaseOptions
+from .webin._options import WebinOptions
+from .webin._records import DEFAULT_WEBIN_ACCOUNTS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -107,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
         "--tls-host",
         action="append",
         dest="tls_hosts",
-        choices=("www", "ftp", "enterobase", "ega"),
+        choices=HOSTS,
         help="a host to serve over HTTPS (repeatable; default: all, given --tls-cert)",
     )
     parser.add_argument(
@@ -163,34 +167,41 @@ async def _serve(args: argparse.Namespace, catalog: Catalog, faults: list[Fault]
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    ega_users = dict(args.ega_users) if args.ega_users else DEFAULT_EGA_USERS
+    webin_accounts = dict(args.webin_accounts) if args.webin_accounts else DEFAULT_WEBIN_ACCOUNTS
+    tls = None
+    if args.tls_cert is not None and args.tls_key is not None:
+        tls = TlsOptions(cert=args.tls_cert, key=args.tls_key, hosts=args.tls_hosts)
     emulator = Emulator(
         catalog,
+        ena=EnaOptions(
+            portal_rate_limit=args.portal_rate_limit or None,
+            portal_retry_after=args.portal_retry_after,
+        ),
+        enterobase=EnterobaseOptions(
+            tokens=args.enterobase_tokens or ("test-token",),
+            rate_limit=args.enterobase_rate_limit or None,
+        ),
+        ega=EgaOptions(
+            users=ega_users,
+            session_idle=args.ega_session_idle,
+            token_ttl=args.ega_token_ttl,
+            range_support=not args.ega_no_range,
+        ),
+        webin=WebinOptions(accounts=webin_accounts, poll_pending=args.webin_poll_pending),
+        files=FilesOptions(bandwidth=args.bandwidth, range_support=not args.no_range),
         faults=faults,
         seed=args.seed,
         log_path=args.log,
-        portal_rate_limit=args.portal_rate_limit or None,
-        portal_retry_after=args.portal_retry_after,
-        bandwidth=args.bandwidth,
-        range_support=not args.no_range,
         ports={
             "www": args.www_port,
             "ftp": args.ftp_port,
             "enterobase": args.enterobase_port,
             "ega": args.ega_port,
         },
-        enterobase_tokens=args.enterobase_tokens or ("test-token",),
-        enterobase_rate_limit=args.enterobase_rate_limit or None,
-        today=args.today,
-        ega_users=dict(args.ega_users) if args.ega_users else DEFAULT_EGA_USERS,
-        ega_session_idle=args.ega_session_idle,
-        ega_token_ttl=args.ega_token_ttl,
-        ega_range_support=not args.ega_no_range,
-        webin_accounts=dict(args.webin_accounts) if args.webin_accounts else DEFAULT_WEBIN_ACCOUNTS,
-        webin_poll_pending=args.webin_poll_pending,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        tls_hosts=args.tls_hosts,
+        tls=tls,
         local_links=args.local_links,
+        today=args.today,
     )
     async with emulator:
         ready = json.dumps({"endpoints": emulator.endpoints, "pid": os.getpid()})

@@ -12,12 +12,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._cram_records import CramReference, generate_cram_references
-from ._ega_records import EgaDataset, EgaFile
-from ._enterobase_records import EnterobaseAssembly, generate_assemblies
-from ._generated import GeneratedStudy
-from ._mgnify_records import MgnifyAnalysis, MgnifyStudy
-from ._records import EnaAnalysis, EnaFile, EnaRun
+from .cram._records import CramReference, generate_cram_references
+from .ega._records import EgaDataset, EgaFile
+from .ena._generated import GeneratedStudy
+from .ena._records import EnaAnalysis, EnaFile, EnaRun
+from .enterobase._records import EnterobaseAssembly, generate_assemblies
+from .mgnify._records import MgnifyAnalysis, MgnifyStudy
 
 __all__ = ["Catalog"]
 
@@ -69,7 +69,7 @@ class Catalog:
     Lookups take an accession and an ``includeAccessionType``-style kind (``"run"``,
     ``"experiment"``, ``"sample"``, ``"study"``, ``"analysis"``) or None for any.
     MGnify studies are looked up by MGYS or ERP accession, analyses by MGYA.
-    EnteroBase records only seed the emulator's live store (``emu.enterobase_release``
+    EnteroBase records only seed the emulator's live store (``emu.enterobase.release``
     adds to that, not to the frozen catalog). EGA datasets (EGAD…) and their files
     (EGAF…) serve both EGA protocols. CRAM references are looked up by the MD5 or
     SHA1 of their uppercase bases.

@@ -1,28 +1,30 @@
-"""State shared by every emulated host: catalog, faults, log, options, and the app keys."""
+"""State shared by every emulated host: catalog, faults, log, file options, the calendar day,
+and the app keys; each service keeps its own state under its own key."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import collections
+import datetime
 import time
-from dataclasses import dataclass
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ._catalog import Catalog
-from ._ega_state import EgaState
-from ._enterobase_records import Clock, EnterobaseStore
 from ._faults import Fault, FaultSet
 from ._log import Exchange, RequestLog
-from ._webin_state import WebinState
+from ._options import FilesOptions
+
+if TYPE_CHECKING:
+    from ._catalog import Catalog
 
 __all__ = [
     "CONTEXT",
     "EXCHANGE",
+    "Clock",
     "Context",
-    "Options",
     "SlidingWindow",
     "basic_credentials",
     "fault_response",
@@ -30,35 +32,20 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Options:
-    """Emulator-wide behaviour; faults change single requests, these change all of them."""
+class Clock:
+    """The emulator's calendar day: what EnteroBase's ``reldate`` counts back from, and
+    the date Webin's receipts carry."""
 
-    bandwidth: int | None = None
-    range_support: bool = True
-    portal_rate_limit: int | None = 50
-    portal_retry_after: int | None = None
-    mgnify_public_links: bool = True
-    enterobase_public_links: bool = True
-    enterobase_tokens: frozenset[str] = frozenset({"test-token"})
-    enterobase_expired_tokens: frozenset[str] = frozenset()
-    enterobase_rate_limit: int | None = 3
-    # ENA's absolute links (``*_ftp`` values, Browser XML links) name the emulator's
-    # own hosts instead of ftp.sra.ebi.ac.uk and www.ebi.ac.uk.
-    local_links: bool = False
+    def __init__(self, today: datetime.date | None = None) -> None:
+        self._today = today
 
-    def __post_init__(self) -> None:
-        if self.bandwidth is not None and self.bandwidth <= 0:
-            raise ValueError("bandwidth must be > 0 bytes/s, or None")
-        for name in ("portal_rate_limit", "enterobase_rate_limit"):
-            limit = getattr(self, name)
-            if limit is not None and limit <= 0:
-                raise ValueError(f"{name} must be > 0 requests/s, or None")
-        if any(not token or ":" in token for token in self.enterobase_tokens):
-            # Basic auth splits user:password at the first colon.
-            raise ValueError("EnteroBase tokens must be non-empty and contain no ':'")
-        if self.portal_retry_after is not None and self.portal_retry_after < 0:
-            raise ValueError("portal_retry_after must be >= 0")
+    @property
+    def today(self) -> datetime.date:
+        # Unset: the real UTC date, read each time, so a long run crosses midnight.
+        return self._today or datetime.datetime.now(datetime.UTC).date()
+
+    def set(self, today: datetime.date | None) -> None:
+        self._today = today
 
 
 class SlidingWindow:
@@ -85,6 +72,16 @@ class SlidingWindow:
         times.append(now)
         return True
 
+    def refusal(
+        self, request: web.Request, status: int, *, retry_after: int | None = None
+    ) -> web.Response | None:
+        """The answer to a request past the limit (logged as a 'rate_limit' fault), or
+        None when the request may go on."""
+        if self.admit(request.remote or ""):
+            return None
+        request[EXCHANGE].fault = "rate_limit"
+        return status_response(status, retry_after=retry_after)
+
 
 class Context:
     """Everything a handler needs, stored once per emulated host app under CONTEXT."""
@@ -95,29 +92,24 @@ class Context:
         catalog: Catalog,
         faults: FaultSet,
         log: RequestLog,
-        options: Options,
+        files: FilesOptions | None = None,
         clock: Clock | None = None,
-        ega: EgaState | None = None,
-        webin: WebinState | None = None,
+        local_links: bool = False,
     ) -> None:
         self.catalog = catalog
         self.faults = faults
         self.log = log
-        self.options = options
+        self.files = files if files is not None else FilesOptions()
         self.clock = clock or Clock()
-        self.enterobase = EnterobaseStore(catalog.enterobase_assemblies)
-        self.ega = ega if ega is not None else EgaState(catalog.ega_datasets)
-        self.webin = webin if webin is not None else WebinState()
+        # ENA's absolute links (``*_ftp`` values, Browser XML links) name the emulator's
+        # own hosts instead of ftp.sra.ebi.ac.uk and www.ebi.ac.uk.
+        self.local_links = local_links
         # Host name -> "scheme://address:port", filled once the sites are bound.
         self.bases: dict[str, str] = {}
-        limit = options.portal_rate_limit
-        self.portal_window = SlidingWindow(limit) if limit is not None else None
-        limit = options.enterobase_rate_limit
-        self.enterobase_window = SlidingWindow(limit) if limit is not None else None
 
     def public_base(self, host: str) -> str:
         """Scheme and authority an absolute link to ``host`` names (``www``, ``ftp``)."""
-        if self.options.local_links and host in self.bases:
+        if self.local_links and host in self.bases:
             return self.bases[host]
         return _PUBLIC_BASES[host]
 

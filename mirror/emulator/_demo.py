@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime
 
 from ._catalog import Catalog
-from ._cram_records import CramReference
-from ._ega_records import EgaDataset, EgaFile
-from ._enterobase_records import generate_assemblies
-from ._layout import analysis_dir, fastq_dir, run_dir, sra_path
-from ._mgnify_generate import demo_mgnify_study
-from ._records import EnaAnalysis, EnaFile, EnaRun
+from .cram._records import CramReference
+from .ega._records import EgaDataset, EgaFile
+from .ena._layout import analysis_dir, fastq_dir, run_dir, sra_path
+from .ena._records import EnaAnalysis, EnaFile, EnaRun
+from .enterobase._records import generate_assemblies
+from .mgnify._generate import demo_mgnify_study
 
 __all__ = ["demo_catalog"]
 

@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from ._context import CONTEXT, EXCHANGE
 from ._log import Exchange, redact_query
-from ._webin import DROPBOX_PREFIX, WEBIN_PREFIX
 
 __all__ = ["record"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Where POST bodies are never logged, by host: path prefixes. EGA's bodies carry
-# passwords and rekeys; Webin's are whole submission documents (unpublished metadata,
-# up to 15 MB) that the log has no use for.
-_FORMLESS: Mapping[str, tuple[str, ...]] = {"ega": ("/",), "www": (WEBIN_PREFIX, DROPBOX_PREFIX)}
 
-
-def record(host: str) -> Middleware:
-    formless = _FORMLESS.get(host, ())
+def record(host: str, *, formless: tuple[str, ...] = ()) -> Middleware:
+    """Log every request to ``host``; POST bodies only outside the ``formless`` path
+    prefixes (where they carry secrets or whole documents)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

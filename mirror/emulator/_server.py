@@ -2,38 +2,44 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import socket
 import ssl
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
+from typing import Any
 
 from aiohttp import web
 
-from ._browser import BROWSER_PREFIX, TAXONOMY_PREFIX, build_browser_app, build_taxonomy_app
 from ._catalog import Catalog
-from ._content import content_bytes, md5_of, sha1_of
-from ._context import CONTEXT, Context, Options
-from ._cram import CRAM_PREFIX, build_cram_app
-from ._ega import ACCESS_PREFIX, DATA_PREFIX, DOWNLOAD_PREFIX, TOKEN_PATH, add_ega_routes
-from ._ega_controls import EgaControls
-from ._ega_state import DEFAULT_EGA_USERS, EgaState
-from ._ena import PORTAL_PREFIX, build_portal_app
-from ._ena_controls import EnaControls
-from ._enterobase import ENTEROBASE_PREFIX, add_enterobase_routes
-from ._enterobase_records import Clock, EnterobaseAssembly, fasta_bytes
+from ._context import CONTEXT, Clock, Context
 from ._faults import Fault, FaultSet
-from ._files import add_file_routes
-from ._layout import FTP_HOST
 from ._log import LogEntry, RequestLog
-from ._mgnify import MGNIFY_LATEST, MGNIFY_PREFIX, build_mgnify_app
-from ._mgnify_records import MgnifyDownload, download_key
 from ._middleware import record
-from ._records import EnaFile
-from ._webin import DROPBOX_PREFIX, WEBIN_PREFIX, build_dropbox_app, build_webin_app
-from ._webin_records import DEFAULT_WEBIN_ACCOUNTS
-from ._webin_state import WebinState
+from ._options import HOSTS, FilesOptions, TlsOptions
+from .cram._controls import CramControls
+from .cram._registry import CRAM_PREFIX, build_cram_app
+from .ega._controls import EgaControls
+from .ega._options import EgaOptions
+from .ega._rest import ACCESS_PREFIX, DATA_PREFIX, DOWNLOAD_PREFIX, TOKEN_PATH, add_ega_routes
+from .ega._state import EGA, EgaState
+from .ena._browser import BROWSER_PREFIX, TAXONOMY_PREFIX, build_browser_app, build_taxonomy_app
+from .ena._controls import EnaControls
+from .ena._files import add_file_routes
+from .ena._options import ENA, EnaOptions, EnaState
+from .ena._portal import PORTAL_PREFIX, build_portal_app
+from .enterobase._api import ENTEROBASE_PREFIX, add_enterobase_routes
+from .enterobase._controls import EnterobaseControls
+from .enterobase._options import ENTEROBASE, EnterobaseOptions, EnterobaseState
+from .mgnify._api import MGNIFY_LATEST, MGNIFY_PREFIX, build_mgnify_app
+from .mgnify._controls import MgnifyControls
+from .mgnify._options import MGNIFY, MgnifyOptions
+from .webin._api import DROPBOX_PREFIX, WEBIN_PREFIX, build_dropbox_app, build_webin_app
+from .webin._controls import WebinControls
+from .webin._options import WebinOptions
+from .webin._state import WEBIN, WebinState
 
 __all__ = ["Emulator"]
 
@@ -60,6 +66,7 @@ _HOSTS: Mapping[str, Callable[[web.Application], None]] = {
     "enterobase": add_enterobase_routes,
     "ega": add_ega_routes,
 }
+assert tuple(_HOSTS) == HOSTS
 # Public endpoint name → (host, path prefix on that host); the names are the
 # engine's endpoint keys.
 _ENDPOINTS: Mapping[str, tuple[str, str]] = {
@@ -75,13 +82,17 @@ _ENDPOINTS: Mapping[str, tuple[str, str]] = {
     "webin": ("www", WEBIN_PREFIX),
     "ena_browser": ("www", BROWSER_PREFIX),
 }
+# Where POST bodies are never logged, by host: path prefixes. EGA's bodies carry
+# passwords and rekeys; Webin's are whole submission documents (unpublished metadata,
+# up to 15 MB) that the log has no use for.
+_FORMLESS: Mapping[str, tuple[str, ...]] = {"ega": ("/",), "www": (WEBIN_PREFIX, DROPBOX_PREFIX)}
 _SHUTDOWN_TIMEOUT = 2.0
 # Request bodies up to this size: Webin takes documents of up to 15 MB (aiohttp's
 # default is 1 MiB), and a Portal includeAccessions batch can be long too.
 _MAX_BODY = 32 * 1024 * 1024
 
 
-class Emulator(EgaControls, EnaControls):
+class Emulator:
     """The archives on loopback, one port per host.
 
     ``www``: ENA's Portal API, CRAM reference registry and Webin submission services
@@ -93,141 +104,108 @@ class Emulator(EgaControls, EnaControls):
     ``enterobase``, ``ega_access``, ``ega_download``, ``ega_auth``, ``ega_data``,
     ``cram_registry``, ``webin``).
     Faults can be added and cleared while it runs; ``emu.log`` lists every request in
-    arrival order.
+    arrival order. Each service has its options (``ena=EnaOptions(...)``, ...) and
+    its controls for tests (``emu.ena``, ``emu.cram``, ``emu.webin``, ``emu.mgnify``,
+    ``emu.enterobase``, ``emu.ega``).
 
     Args:
-        catalog: what ENA holds; ``Catalog.demo()`` when None.
+        catalog: what the archives hold; ``Catalog.demo()`` when None.
+        ena: ENA's Portal API (its rate limit). Each service's options default to
+            that class's defaults (here ``EnaOptions()``) when None.
+        mgnify: MGnify's API (public or local links).
+        enterobase: EnteroBase's tokens, rate limit and links.
+        ega: EGA's accounts, grants, lifetimes, range support.
+        webin: Webin's accounts and how long queued submissions stay pending.
+        files: how every file host sends bodies (bandwidth cap, range support).
         faults: initial fault rules (``emu.faults`` changes them later).
-        seed: seed of the RNG that decides ``Fault.probability``.
+        seed: seed of the RNG that decides ``Fault.probability`` (and EGA's ids).
         log_path: also append each LogEntry as a JSON line here (flushed per line).
         keep_log: keep entries in memory for ``emu.log`` (off for huge benchmarks).
-        portal_rate_limit: Portal API requests per client in any 1 s window before
-            429 (ENA's documented 50); None disables.
-        portal_retry_after: seconds for a Retry-After on those 429s; ENA sends none.
-        bandwidth: cap every file-host response at this many bytes/s.
-        range_support: False makes the file host ignore Range (200, full body) and
-            send ``Accept-Ranges: none``.
         ports: fixed port per host name (``{"www": 8080, "ftp": 8081,
             "enterobase": 8082, "ega": 8083}``); 0 = any.
         host: the address to bind, loopback by default.
-        mgnify_public_links: MGnify's absolute links name https://www.ebi.ac.uk, as the
-            real service's do; False names the emulator instead.
-        enterobase_tokens: API tokens EnteroBase accepts (Basic user name).
-        enterobase_expired_tokens: tokens refused with 401 as expired ones are.
-        enterobase_rate_limit: EnteroBase requests per client in any 1 s window
-            before 503 (its documented 3); None disables.
-        enterobase_public_links: EnteroBase's next and download links name
-            http://enterobase.warwick.ac.uk, as the real ones do; False: the emulator.
-        today: the emulator's calendar day (what ``reldate`` counts back from);
-            None follows the real UTC date.
-        ega_users: EGA accounts, user name → password (both protocols).
-        ega_grants: user → the datasets it may access; None: everyone, everything.
-        ega_session_idle: seconds a REST v2 session lives unused (EGA: 10 minutes).
-        ega_token_ttl: lifetime in seconds of a Data API bearer token.
-        ega_ticket_ttl: seconds before an undownloaded ticket is removed (7 days).
-        ega_range_support: False makes REST v2 streams ignore Range (200, whole);
-            the Data API always honours it.
-        ega_wrong_results: file IDs whose ``/results`` report a wrong MD5.
-        webin_accounts: Webin submission accounts, name (``Webin-…``) → password.
-        webin_poll_pending: polls of a queued submission answered 202 before its
-            receipt comes (each submission's own count).
-        tls_cert, tls_key: PEM certificate chain and key: serve HTTPS (the archives'
-            own transport) instead of HTTP; clients trust the issuing CA, e.g. through
-            ``SSL_CERT_FILE``. The certificate should name 127.0.0.1 (or ``host``).
-        tls_hosts: the hosts that serve HTTPS when a certificate is given (default:
-            all); the others stay on HTTP, for clients that fetch ``http://`` links.
+        tls: serve HTTPS (on all hosts, or on ``TlsOptions.hosts``) instead of HTTP.
         local_links: absolute links name the emulator's own hosts, never the public
             ones: ENA's ``*_ftp`` values become ``127.0.0.1:PORT/vol1/…`` and Browser
             XML links name its Portal; MGnify's and EnteroBase's links too. For
             clients that follow the links they are given.
+        today: the emulator's calendar day (what EnteroBase's ``reldate`` counts back
+            from, the date of Webin's receipts); None follows the real UTC date.
     """
 
     def __init__(
         self,
         catalog: Catalog | None = None,
         *,
+        ena: EnaOptions | None = None,
+        mgnify: MgnifyOptions | None = None,
+        enterobase: EnterobaseOptions | None = None,
+        ega: EgaOptions | None = None,
+        webin: WebinOptions | None = None,
+        files: FilesOptions | None = None,
         faults: Iterable[Fault] = (),
         seed: int = 0,
         log_path: str | os.PathLike[str] | None = None,
         keep_log: bool = True,
-        portal_rate_limit: int | None = 50,
-        portal_retry_after: int | None = None,
-        bandwidth: int | None = None,
-        range_support: bool = True,
         ports: Mapping[str, int] | None = None,
         host: str = "127.0.0.1",
-        mgnify_public_links: bool = True,
-        enterobase_tokens: Iterable[str] = ("test-token",),
-        enterobase_expired_tokens: Iterable[str] = (),
-        enterobase_rate_limit: int | None = 3,
-        enterobase_public_links: bool = True,
-        today: datetime.date | None = None,
-        ega_users: Mapping[str, str] = DEFAULT_EGA_USERS,
-        ega_grants: Mapping[str, Iterable[str]] | None = None,
-        ega_session_idle: float = 600.0,
-        ega_token_ttl: float = 3600.0,
-        ega_ticket_ttl: float = 7 * 86400.0,
-        ega_range_support: bool = True,
-        ega_wrong_results: Iterable[str] = (),
-        webin_accounts: Mapping[str, str] = DEFAULT_WEBIN_ACCOUNTS,
-        webin_poll_pending: int = 2,
-        tls_cert: str | os.PathLike[str] | None = None,
-        tls_key: str | os.PathLike[str] | None = None,
-        tls_hosts: Iterable[str] | None = None,
+        tls: TlsOptions | None = None,
         local_links: bool = False,
+        today: datetime.date | None = None,
     ) -> None:
         self.catalog = catalog if catalog is not None else Catalog.demo()
+        ena = ena or EnaOptions()
+        mgnify = mgnify or MgnifyOptions()
+        enterobase = enterobase or EnterobaseOptions()
+        ega = ega or EgaOptions()
+        webin = webin or WebinOptions()
         self.faults = FaultSet(faults, seed=seed)
         self._log = RequestLog(log_path, keep=keep_log)
-        options = Options(
-            bandwidth=bandwidth,
-            range_support=range_support,
-            portal_rate_limit=portal_rate_limit,
-            portal_retry_after=portal_retry_after,
-            mgnify_public_links=mgnify_public_links and not local_links,
-            enterobase_public_links=enterobase_public_links and not local_links,
-            enterobase_tokens=frozenset(enterobase_tokens),
-            enterobase_expired_tokens=frozenset(enterobase_expired_tokens),
-            enterobase_rate_limit=enterobase_rate_limit,
-            local_links=local_links,
-        )
         self._clock = Clock(today)
-        ega = EgaState(
-            self.catalog.ega_datasets,
-            users=ega_users,
-            grants=ega_grants,
-            session_idle=ega_session_idle,
-            token_ttl=ega_token_ttl,
-            ticket_ttl=ega_ticket_ttl,
-            range_support=ega_range_support,
-            wrong_results=ega_wrong_results,
-            seed=seed,
-        )
         self._context = Context(
             catalog=self.catalog,
             faults=self.faults,
             log=self._log,
-            options=options,
+            files=files,
             clock=self._clock,
-            ega=ega,
-            webin=WebinState(webin_accounts, poll_pending=webin_poll_pending),
+            local_links=local_links,
         )
+        if local_links:
+            mgnify = dataclasses.replace(mgnify, public_links=False)
+            enterobase = dataclasses.replace(enterobase, public_links=False)
+        ega_state = EgaState(self.catalog.ega_datasets, ega, seed=seed)
+        enterobase_state = EnterobaseState(enterobase, self.catalog.enterobase_assemblies)
+        webin_state = WebinState(webin)
+        # Each service's state, under its own key on every host's app.
+        self._states: tuple[tuple[web.AppKey[Any], object], ...] = (
+            (ENA, EnaState(ena)),
+            (MGNIFY, mgnify),
+            (ENTEROBASE, enterobase_state),
+            (EGA, ega_state),
+            (WEBIN, webin_state),
+        )
+        #: ENA's file host: the files, their bytes, MD5s and URLs.
+        self.ena = EnaControls(self.catalog, lambda: self.endpoints["ena_files"])
+        #: The CRAM reference registry's sequences.
+        self.cram = CramControls(self.catalog)
+        #: Webin's counters, submissions and submitted objects.
+        self.webin = WebinControls(webin_state)
+        #: MGnify's downloads, their bytes and SHA1s.
+        self.mgnify = MgnifyControls(self.catalog)
+        #: EnteroBase's records, new releases, FASTA bytes.
+        self.enterobase = EnterobaseControls(enterobase_state, self._clock)
+        #: EGA's files, streams, tickets, sessions, tokens and its clock.
+        self.ega = EgaControls(self.catalog, ega_state)
         unknown = set(ports or {}) - set(_HOSTS)
         if unknown:
             raise ValueError(f"unknown host(s) {sorted(unknown)}; hosts are {sorted(_HOSTS)}")
         self._ports = {name: (ports or {}).get(name, 0) for name in _HOSTS}
         self._tls: ssl.SSLContext | None = None
-        if (tls_cert is None) != (tls_key is None):
-            raise ValueError("tls_cert and tls_key go together")
-        if tls_cert is not None and tls_key is not None:
+        self._tls_hosts: frozenset[str] = frozenset()
+        if tls is not None:
             self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            self._tls.load_cert_chain(tls_cert, tls_key)
-        self._tls_hosts = frozenset(_HOSTS if tls_hosts is None else tls_hosts)
-        if self._tls_hosts - set(_HOSTS):
-            raise ValueError(
-                f"unknown TLS host(s) {sorted(self._tls_hosts - set(_HOSTS))}; "
-                f"hosts are {sorted(_HOSTS)}"
-            )
+            self._tls.load_cert_chain(tls.cert, tls.key)
+            self._tls_hosts = tls.served
         self._host = host
         self._runners: dict[str, web.AppRunner] = {}
         self._bound: dict[str, int] = {}
@@ -238,8 +216,11 @@ class Emulator(EgaControls, EnaControls):
         self._log.open_file()
         try:
             for name, register in _HOSTS.items():
-                app = web.Application(middlewares=[record(name)], client_max_size=_MAX_BODY)
+                middleware = record(name, formless=_FORMLESS.get(name, ()))
+                app = web.Application(middlewares=[middleware], client_max_size=_MAX_BODY)
                 app[CONTEXT] = self._context
+                for key, state in self._states:
+                    app[key] = state
                 register(app)
                 runner = web.AppRunner(
                     app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_TIMEOUT
@@ -317,54 +298,6 @@ class Emulator(EgaControls, EnaControls):
         """
         await self._log.wait_idle()
 
-    def file(self, path: str) -> EnaFile:
-        """The catalog file at ``path``: ``vol1/…``, ``/vol1/…``, or any URL of it."""
-        key = path
-        _scheme, sep, rest = key.partition("://")
-        if sep:
-            key = rest.partition("/")[2]
-        key = key.removeprefix(FTP_HOST).lstrip("/")
-        found = self.catalog.file(key)
-        if found is None:
-            raise KeyError(path)
-        return found
-
-    def file_bytes(self, path: str) -> bytes:
-        """The exact bytes served for ``path``; for small files."""
-        found = self.file(path)
-        return content_bytes(found.path, found.size)
-
-    def file_md5(self, path: str) -> str:
-        """MD5 hex of ``path``'s bytes, as the reports give it (cached)."""
-        found = self.file(path)
-        return md5_of(found.path, found.size)
-
-    def file_url(self, path: str) -> str:
-        """``path`` on the emulated file host, e.g. for a direct GET."""
-        return f"{self.endpoints['ena_files']}/{self.file(path).path}"
-
-    # MGnify.
-
-    def mgnify_download(self, analysis: str, alias: str) -> MgnifyDownload:
-        """A download of an MGnify analysis (MGYA…) by its alias."""
-        found = self.catalog.mgnify_analysis(analysis)
-        item = found.download(alias) if found is not None else None
-        if item is None:
-            raise KeyError(f"{analysis}/{alias}")
-        return item
-
-    def mgnify_bytes(self, analysis: str, alias: str) -> bytes:
-        """The exact bytes served at ``analyses/{analysis}/file/{alias}``."""
-        return content_bytes(
-            download_key(analysis, alias), self.mgnify_download(analysis, alias).size
-        )
-
-    def mgnify_sha1(self, analysis: str, alias: str) -> str:
-        """SHA1 hex of a download's bytes, listed or not (the listing omits un-back-filled ones)."""
-        return sha1_of(download_key(analysis, alias), self.mgnify_download(analysis, alias).size)
-
-    # EnteroBase.
-
     @property
     def today(self) -> datetime.date:
         """The emulator's calendar day; EnteroBase's ``reldate`` counts back from it."""
@@ -373,31 +306,6 @@ class Emulator(EgaControls, EnaControls):
     def set_today(self, today: datetime.date | None) -> None:
         """Move the emulator's clock (None: follow the real UTC date again)."""
         self._clock.set(today)
-
-    def enterobase_records(self, database: str = "senterica") -> list[EnterobaseAssembly]:
-        """The records the running EnteroBase holds, runtime releases included."""
-        return list(self._context.enterobase.records(database))
-
-    def enterobase_release(
-        self,
-        database: str = "senterica",
-        count: int = 1,
-        *,
-        seed: int = 0,
-        serotypes: Sequence[str] = ("Agona", "Typhimurium"),
-        fasta_size: tuple[int, int] = (4096, 32768),
-    ) -> tuple[EnterobaseAssembly, ...]:
-        """Release ``count`` new records today, so that ``reldate=1`` finds just them."""
-        return self._context.enterobase.release(
-            database, count, today=self.today, seed=seed, serotypes=serotypes, fasta_size=fasta_size
-        )
-
-    def enterobase_fasta(self, database: str, barcode: str) -> bytes:
-        """The FASTA served for an assembly barcode (``SAL_AA0001AA_AS``)."""
-        record = self._context.enterobase.assembly(database, barcode)
-        if record is None:
-            raise KeyError(f"{database}/{barcode}")
-        return fasta_bytes(barcode, record.fasta_size)
 
 
 def _listen(host: str, port: int) -> socket.socket:

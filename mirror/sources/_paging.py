@@ -15,9 +15,6 @@ from .._http import Http, redact_url
 __all__ = ["Params", "iter_jsonapi", "iter_paging_next", "page_url"]
 
 Params = Sequence[tuple[str, str]]
-#: Pages fetched at once when the page count is known. MGnify's own client caps
-#: itself at 5 concurrent requests; the host gate still bounds the total.
-AHEAD = 4
 
 
 def page_url(url: str, page: int) -> str:
@@ -41,14 +38,16 @@ async def iter_jsonapi(
     *,
     params: Params = (),
     follow: Callable[[str], str] = lambda u: u,
-    page_size: int = 100,
+    page_size: int,
+    ahead: int,
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """The ``data`` items of a JSON:API list, one page at a time, in page order.
 
     With page-number pagination (``meta.pagination.pages`` known and ``links.next``
-    carrying ``page=``) the remaining pages are fetched :data:`AHEAD` at a time; a
+    carrying ``page=``) the remaining pages are fetched ``ahead`` at a time; a
     cursor-paginated list (only ``links.next``) is read in sequence. ``follow``
     turns a link from the document into the URL to request (host rewriting).
+    ``page_size`` and ``ahead`` come from ``tuning.sources``.
     """
     first_params = [*params, ("page_size", str(page_size))]
     doc = await http.get_json(url, params=first_params)
@@ -61,7 +60,7 @@ async def iter_jsonapi(
         return
     nxt = follow(nxt)
     if isinstance(pages, int) and pages > 1 and "page=" in urlsplit(nxt).query:
-        async for data in _numbered(http, nxt, range(2, pages + 1)):
+        async for data in _numbered(http, nxt, range(2, pages + 1), ahead):
             yield data
         return
     while nxt:
@@ -71,7 +70,9 @@ async def iter_jsonapi(
         nxt = follow(links["next"]) if links.get("next") else None
 
 
-async def _numbered(http: Http, template: str, pages: range) -> AsyncIterator[list[dict[str, Any]]]:
+async def _numbered(
+    http: Http, template: str, pages: range, ahead: int
+) -> AsyncIterator[list[dict[str, Any]]]:
     async def fetch(page: int) -> list[dict[str, Any]]:
         target = page_url(template, page)
         doc = await http.get_json(target)
@@ -84,7 +85,7 @@ async def _numbered(http: Http, template: str, pages: range) -> AsyncIterator[li
     try:
         for page in todo:
             window.append(asyncio.ensure_future(fetch(page)))
-            if len(window) >= AHEAD:
+            if len(window) >= ahead:
                 break
         while window:
             data = await window.pop(0)

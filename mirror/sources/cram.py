@@ -22,25 +22,33 @@ from __future__ import annotations
 
 import asyncio
 import glob
-import hashlib
 import logging
 import os
-import shutil
+import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
-from .._config import CramRefsSpec
+from .. import _validate as v
+from .._dest import Destination
 from .._exceptions import MirrorError, TransferError
-from .._fetch import Received
 from .._hts import HeaderError, read_header_text, references
 from .._models import FileTask
-from . import SourceContext
+from .._registry import SourceKind, no_credentials
+from . import Received, Source, SourceContext
 
-__all__ = ["CramRefSource", "cache_path"]
+__all__ = ["KIND", "CramRefSource", "CramRefsSpec", "cache_path"]
 
 logger = logging.getLogger(__name__)
 
-READ = 8 << 20
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CramRefsSpec:
+    md5: tuple[str, ...] = ()
+    sha1: tuple[str, ...] = ()
+    crams: tuple[str, ...] = ()
+    cache: Path = field(default_factory=lambda: Path("~/.cache/hts-ref").expanduser())
 
 
 def cache_path(md5: str) -> str:
@@ -48,13 +56,9 @@ def cache_path(md5: str) -> str:
     return f"{md5[:2]}/{md5[2:4]}/{md5[4:]}"
 
 
-def _digest(path: Path, algorithm: str) -> str | None:
+def _digest(dest: Destination, path: Path, algorithm: str) -> str | None:
     try:
-        h = hashlib.new(algorithm)
-        with path.open("rb") as f:
-            while chunk := f.read(READ):
-                h.update(chunk)
-        return h.hexdigest()
+        return dest.hash(path, algorithm)[0]
     except OSError:
         return None
 
@@ -68,6 +72,7 @@ class CramRefSource:
 
     name = "cram_refs"
     parallel_ranges = False  # the registry's /md5/ path documents no Range support
+    max_range: int | None = None
 
     def __init__(self, spec: CramRefsSpec, ctx: SourceContext) -> None:
         self.spec = spec
@@ -141,12 +146,13 @@ class CramRefSource:
         return found
 
     def _valid(self, md5: str) -> bool:
-        return _digest(self.cache / cache_path(md5), "md5") == md5
+        return _digest(self.ctx.dest, self.cache / cache_path(md5), "md5") == md5
 
     def _sha1_known(self, sha1: str) -> str | None:
         try:
-            return (self.cache / ".sha1" / f"{sha1}.md5").read_text().strip() or None
-        except OSError:
+            note = self.ctx.dest.read_bytes(self.cache / ".sha1" / f"{sha1}.md5")
+            return note.decode().strip() or None
+        except (OSError, UnicodeDecodeError):
             return None
 
     # -- FileHooks: file SHA1-named sequences under their MD5 ---------------------------
@@ -170,22 +176,56 @@ class CramRefSource:
         # another one planned files it beside the fetched copy, wherever its own
         # manifest's cache resolves to.
         cache = Path(task.root) if task.root else self.cache
-        await asyncio.to_thread(_file_by_md5, cache, task.accession)
+        await asyncio.to_thread(_file_by_md5, self.ctx.dest, cache, task.accession)
 
 
-def _file_by_md5(cache: Path, sha1: str) -> None:
+def _file_by_md5(dest: Destination, cache: Path, sha1: str) -> None:
     fetched = cache / ".sha1" / sha1
-    md5 = _digest(fetched, "md5")
+    md5 = _digest(dest, fetched, "md5")
     if md5 is None:
         return  # not fetched in this run, and already filed
-    final = cache / cache_path(md5)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(fetched, tmp)
-    except OSError:  # a file system without hard links: the same bytes, copied
-        shutil.copyfile(fetched, tmp)
-        tmp.chmod(0o444)
-    os.replace(tmp, final)
-    (cache / ".sha1" / f"{sha1}.md5").write_text(md5 + "\n")
+    dest.link(fetched, cache / cache_path(md5), 0o444)
+    dest.write_atomic(cache / ".sha1" / f"{sha1}.md5", (md5 + "\n").encode())
+
+
+# --------------------------------------------------------------------------- the entry
+
+_MD5: Final = re.compile(r"[0-9a-fA-F]{32}")
+_SHA1: Final = re.compile(r"[0-9a-fA-F]{40}")
+
+
+def parse(w: v.Where, path: v.KeyPath, body: dict[str, object]) -> CramRefsSpec:
+    md5 = v.optional_strings(
+        w, path, body, "md5", item="MD5", check=v.hex_check(_MD5, "an MD5 (32 hex digits)")
+    )
+    sha1 = v.optional_strings(
+        w, path, body, "sha1", item="SHA-1", check=v.hex_check(_SHA1, "a SHA-1 (40 hex digits)")
+    )
+    # Relative globs are anchored to the manifest's directory, so the same manifest
+    # finds the same CRAMs whatever the current directory of the run.
+    crams = tuple(
+        str(w.resolve(pattern))
+        for pattern in v.optional_strings(w, path, body, "crams", item="glob")
+    )
+    if not md5 and not sha1 and not crams:
+        raise w.error(path, "no md5, sha1 or crams given")
+    cache = body.get("cache")
+    if cache is None:
+        return CramRefsSpec(md5=md5, sha1=sha1, crams=crams)
+    text = v.path_text(w, (*path, "cache"), cache, allow_pathlike=w.file == v.DICT_ORIGIN)
+    return CramRefsSpec(md5=md5, sha1=sha1, crams=crams, cache=w.resolve(text))
+
+
+def _build(spec: CramRefsSpec, ctx: SourceContext, credentials: None) -> Source:
+    return CramRefSource(spec, ctx)
+
+
+KIND: SourceKind[CramRefsSpec, None] = SourceKind(
+    key="cram_refs",
+    spec=CramRefsSpec,
+    fields=("md5", "sha1", "crams", "cache"),
+    parse=parse,
+    credentials=no_credentials,
+    build=_build,
+    endpoints={"cram_registry": "https://www.ebi.ac.uk/ena/cram"},
+)

@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from .._credentials import Secret
@@ -41,11 +40,10 @@ from .._exceptions import (
     SourceError,
     TransferError,
 )
-from .._fetch import Received
 from .._http import redact_url
 from .._models import FileTask, TaskStatus
 from .._paths import safe_name
-from . import SourceContext
+from . import Received, SourceContext
 
 __all__ = ["EgaTicketSource", "ega_path"]
 
@@ -77,6 +75,7 @@ class EgaTicketSource:
     #: One stream per ticket: a complete download consumes the ticket, so parallel
     #: slices would race each other for it.
     parallel_ranges = False
+    max_range: int | None = None
 
     def __init__(
         self, datasets: tuple[str, ...], files: tuple[str, ...], ctx: SourceContext, login: EgaLogin
@@ -126,7 +125,8 @@ class EgaTicketSource:
             message = _message(doc) or (str(result[0]) if result else "no reason given")
             raise CredentialsError(
                 # The user name is personal data: it stays out of messages and logs.
-                f"EGA refused the login (EGA_USERNAME/EGA_PASSWORD): {message}"
+                f"EGA refused the login (EGA_USERNAME/EGA_PASSWORD): {message}",
+                hint="check EGA_USERNAME and EGA_PASSWORD (your EGA account's login)",
             )
 
     async def _envelope(
@@ -284,7 +284,7 @@ class EgaTicketSource:
             local = got.md5
         elif got.offset and server_size == got.size - got.offset:
             # The server saw only the resumed range: compare what it sent with that.
-            local = await asyncio.to_thread(_md5_from, got.path, got.offset)
+            local, _ = await asyncio.to_thread(self.ctx.dest.hash, got.path, start=got.offset)
         else:
             local = ""
         if local != server_md5:
@@ -348,12 +348,3 @@ def _message(doc: dict[str, Any]) -> str:
         if isinstance(value, str) and value and value.upper() != "OK":
             return value
     return ""
-
-
-def _md5_from(path: Path, offset: int) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        f.seek(offset)
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()

@@ -52,12 +52,19 @@ CLIENT_SECRET = (
 AVAILABLE = "available"
 #: Refresh when less than this share of the token's lifetime is left.
 REFRESH_AT = 0.25
+#: The Data API serves at most 100 MiB a request (pyega3 #262, its default slice).
+MAX_RANGE = 100 << 20
 
 
 class EgaDataSource:
     """Expands an ``ega:`` entry (``protocol: data-api``); its hooks keep a fresh token."""
 
     name = "ega"
+    parallel_ranges = True
+
+    @property
+    def max_range(self) -> int | None:
+        return MAX_RANGE
 
     def __init__(
         self,
@@ -121,12 +128,14 @@ class EgaDataSource:
                 if error == "invalid_client":
                     raise CredentialsError(
                         "EGA refused the OAuth client (EGA_CLIENT_ID/EGA_CLIENT_SECRET, "
-                        f"or pyega3's published one when they are unset): HTTP {status}"
+                        f"or pyega3's published one when they are unset): HTTP {status}",
+                        hint="unset EGA_CLIENT_ID and EGA_CLIENT_SECRET, or set both correctly",
                     )
                 # The user name is personal data: it stays out of messages and logs.
                 raise CredentialsError(
                     f"EGA refused the login (EGA_USERNAME/EGA_PASSWORD): HTTP {status}"
-                    + (f" {error}" if isinstance(error, str) else "")
+                    + (f" {error}" if isinstance(error, str) else ""),
+                    hint="check EGA_USERNAME and EGA_PASSWORD (your EGA account's login)",
                 )
             if not isinstance(doc, dict) or not isinstance(doc.get("access_token"), str):
                 raise SourceError("EGA: the token endpoint answered without an access_token")
@@ -151,7 +160,8 @@ class EgaDataSource:
                     continue  # expired under us: one fresh token, then give up
                 if exc.status in (401, 403):
                     raise CredentialsError(
-                        f"EGA: not authorised for {path} (HTTP {exc.status})"
+                        f"EGA: not authorised for {path} (HTTP {exc.status})",
+                        hint="ask the dataset's Data Access Committee to grant your account access",
                     ) from None
                 if exc.status == 404:
                     return None

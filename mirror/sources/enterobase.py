@@ -21,17 +21,21 @@ Facts this module relies on (ARCHIVES.md, research/mgnify-enterobase-cram.md):
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
-import os
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .._config import DEFAULT_ENDPOINTS, EnterobaseSpec
+from .. import _validate as v
 from .._credentials import Secret
+from .._dest import Destination
 from .._exceptions import (
     CredentialsError,
     HTTPStatusError,
@@ -39,19 +43,20 @@ from .._exceptions import (
     SourceError,
     TransferError,
 )
-from .._fetch import Received
 from .._http import basic_auth
 from .._models import FileTask
 from .._paths import join_under, safe_name
-from . import SourceContext
+from .._registry import CredentialLookup, SourceKind
+from . import Received, Source, SourceContext
 from ._links import rewrite
 from ._paging import iter_paging_next
 
-__all__ = ["MERGE_SUFFIX", "EnterobaseSource", "records_of"]
+__all__ = ["KIND", "MERGE_SUFFIX", "EnterobaseSource", "EnterobaseSpec", "records_of"]
 
 logger = logging.getLogger(__name__)
 
-PAGE = 100
+#: The public API; overridable under ``endpoints: enterobase``.
+DEFAULT_BASE: Final = "https://enterobase.warwick.ac.uk/api/v2.0"
 #: Beside ``{resource}.jsonl`` while a listing runs: the records merged so far.
 MERGE_SUFFIX = ".merge.sqlite"
 _KEYS = {"assemblies": "Assemblies", "strains": "Strains", "traces": "Traces"}
@@ -60,6 +65,19 @@ _REFUSED = (
     "every six months: renew it at EnteroBase (or ask its team for API access to the "
     "'{db}' database), then set ENTEROBASE_TOKEN again"
 )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EnterobaseSpec:
+    database: str
+    query: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    reldate: int | None = None
+    only_fields: tuple[str, ...] = ()
+    orderby: str | None = None
+    sortorder: Literal["asc", "desc"] | None = None
+    assemblies: bool = False
+    #: strains | assemblies | straindata | ... (the API method queried)
+    resource: str = "assemblies"
 
 
 def records_of(doc: dict[str, Any], resource: str) -> list[dict[str, Any]]:
@@ -92,12 +110,14 @@ class EnterobaseSource:
     """
 
     name = "enterobase"
+    parallel_ranges = True
+    max_range: int | None = None
 
     def __init__(self, spec: EnterobaseSpec, ctx: SourceContext, token: Secret) -> None:
         self.spec = spec
         self.ctx = ctx
         self.base = ctx.endpoints["enterobase"].rstrip("/")
-        self._default = DEFAULT_ENDPOINTS["enterobase"]
+        self._default = DEFAULT_BASE
         self._token = token
         self._auth = (token.value, "")
         self.hooks = self
@@ -129,7 +149,7 @@ class EnterobaseSource:
 
     def _params(self) -> list[tuple[str, str]]:
         spec = self.spec
-        params = [("limit", str(PAGE)), ("offset", "0")]
+        params = [("limit", str(self.ctx.sizes.enterobase_page)), ("offset", "0")]
         if spec.orderby:
             params.append(("orderby", spec.orderby))
         if spec.sortorder:
@@ -147,7 +167,7 @@ class EnterobaseSource:
         url = f"{self.base}/{db}/{resource}"
         records = 0
         kept = await _Kept.open(
-            join_under(self.ctx.metadata.root, f"enterobase/{db}/{resource}.jsonl")
+            self.ctx.dest, join_under(self.ctx.metadata.root, f"enterobase/{db}/{resource}.jsonl")
         )
         try:
             async for doc in iter_paging_next(
@@ -226,39 +246,46 @@ class _Kept:
     records to the ones already kept. The merge happens on disk, in a SQLite file
     beside the target (:data:`MERGE_SUFFIX`), so memory stays flat however many
     records the query matches; the ``.jsonl`` is replaced atomically at the end and
-    left as it was if the listing fails.
+    left as it was if the listing fails. The merge file is the destination's scratch
+    (beside the target on a local disk), never part of the mirror.
     """
 
-    def __init__(self, target: Path, db: sqlite3.Connection) -> None:
+    def __init__(
+        self, dest: Destination, target: Path, merge: Path, db: sqlite3.Connection
+    ) -> None:
+        self.dest = dest
         self.target = target
+        self.merge = merge
         self._db = db
         self._seq = 0
 
     @classmethod
-    async def open(cls, target: Path) -> _Kept:
+    async def open(cls, dest: Destination, target: Path) -> _Kept:
         def open_() -> _Kept:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            merge = target.with_name(target.name + MERGE_SUFFIX)
+            merge = dest.scratch(target.with_name(target.name + MERGE_SUFFIX))
             merge.unlink(missing_ok=True)  # left by a killed run: its records are refetched
             db = sqlite3.connect(merge, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=OFF")
             db.execute("PRAGMA synchronous=OFF")
             db.execute("CREATE TABLE r (barcode TEXT PRIMARY KEY, seq INTEGER, doc TEXT)")
-            kept = cls(target, db)
-            if target.exists():
-                with open(target, encoding="utf-8") as f:
-                    batch: list[dict[str, Any]] = []
-                    for line in f:
-                        try:
-                            record = json.loads(line)
-                        except ValueError:
-                            continue
-                        if isinstance(record, dict):
-                            batch.append(record)
-                        if len(batch) >= 1000:
-                            kept._insert(batch)
-                            batch = []
-                    kept._insert(batch)
+            kept = cls(dest, target, merge, db)
+            try:
+                kept_before = dest.open_read(target)
+            except FileNotFoundError:
+                return kept
+            with io.TextIOWrapper(kept_before, encoding="utf-8") as f:
+                batch: list[dict[str, Any]] = []
+                for line in f:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(record, dict):
+                        batch.append(record)
+                    if len(batch) >= 1000:
+                        kept._insert(batch)
+                        batch = []
+                kept._insert(batch)
             return kept
 
         return await asyncio.to_thread(open_)
@@ -281,11 +308,14 @@ class _Kept:
 
     async def finish(self) -> None:
         def finish() -> None:
-            tmp = self.target.with_name(self.target.name + ".tmp")
-            with open(tmp, "w", encoding="utf-8") as f:
+            out = self.dest.stage(self.target, tmp=self.target.with_name(self.target.name + ".tmp"))
+            try:
                 for (doc,) in self._db.execute("SELECT doc FROM r ORDER BY seq"):
-                    f.write(doc + "\n")
-            os.replace(tmp, self.target)
+                    out.write(doc + "\n")
+                out.commit()
+            except BaseException:
+                out.abort()
+                raise
             self._close()
 
         await asyncio.to_thread(finish)
@@ -295,4 +325,113 @@ class _Kept:
 
     def _close(self) -> None:
         self._db.close()
-        self.target.with_name(self.target.name + MERGE_SUFFIX).unlink(missing_ok=True)
+        self.merge.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- the entry
+
+_RESOURCES: Final = ("strains", "assemblies", "straindata", "traces")
+_DATABASE: Final = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def parse(w: v.Where, path: v.KeyPath, body: dict[str, object]) -> EnterobaseSpec:
+    database = v.text(
+        w, (*path, "database"), v.required(w, path, body, "database"), "a database name"
+    )
+    if not _DATABASE.fullmatch(database):
+        raise w.error(
+            (*path, "database"),
+            f"{v.show(database)} is not an EnteroBase database name (such as 'senterica')",
+        )
+    reldate = body.get("reldate")
+    orderby = body.get("orderby")
+    sortorder = body.get("sortorder")
+    assemblies = body.get("assemblies")
+    resource = body.get("resource")
+    order: Literal["asc", "desc"] | None = None
+    if sortorder is not None:
+        chosen = v.choice(w, (*path, "sortorder"), sortorder, ("asc", "desc"))
+        order = "asc" if chosen == "asc" else "desc"
+    return EnterobaseSpec(
+        database=database,
+        query=_query(w, (*path, "query"), body.get("query")),
+        reldate=None if reldate is None else v.integer(w, (*path, "reldate"), reldate, low=1),
+        only_fields=v.optional_strings(w, path, body, "only_fields", item="field name"),
+        orderby=None if orderby is None else v.text(w, (*path, "orderby"), orderby),
+        sortorder=order,
+        assemblies=False if assemblies is None else v.boolean(w, (*path, "assemblies"), assemblies),
+        resource=(
+            "assemblies"
+            if resource is None
+            else v.choice(w, (*path, "resource"), resource, _RESOURCES)
+        ),
+    )
+
+
+def _query(w: v.Where, path: v.KeyPath, value: object) -> Mapping[str, str]:
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, Mapping):
+        raise w.expected(path, "a mapping of query parameters", value)
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key:
+            raise w.error(path, f"parameter names must be strings, got {v.describe(key)}")
+        here = (*path, key)
+        if isinstance(item, str):
+            out[key] = item
+            continue
+        if item is None or not isinstance(item, bool | int | float):
+            raise w.expected(here, "a string, number or boolean", item)
+        written = w.raw.get(here)
+        if isinstance(item, bool):
+            # YAML 1.1 reads ``NO`` (Norway) or ``off`` as false; a query value is
+            # text, so keep such words as written and only spell true/false canonically.
+            if written is not None and written.lower() not in ("true", "false"):
+                out[key] = written
+            else:
+                out[key] = "true" if item else "false"
+        else:
+            # ``0123`` would read as octal 83; the server wants what the user wrote.
+            out[key] = written if written is not None else str(item)
+    return MappingProxyType(out)
+
+
+def token(spec: EnterobaseSpec, lookup: CredentialLookup) -> Secret:
+    """The API token: ``ENTEROBASE_TOKEN``, else the login of a ``~/.netrc`` entry."""
+    found = lookup.credentials.get("ENTEROBASE_TOKEN")
+    if found is None:
+        entry = lookup.credentials.for_host(lookup.endpoints["enterobase"])
+        found = entry[0] if entry and entry[0] else None
+    if found is None:
+        raise CredentialsError(
+            f"{lookup.where}: ENTEROBASE_TOKEN is not set. EnteroBase needs "
+            "an API token (ask the EnteroBase team for API access to the database); put "
+            "it in ENTEROBASE_TOKEN, or as the login of a ~/.netrc entry for its host"
+        )
+    return found
+
+
+def _build(spec: EnterobaseSpec, ctx: SourceContext, credentials: Secret) -> Source:
+    return EnterobaseSource(spec, ctx, credentials)
+
+
+KIND: SourceKind[EnterobaseSpec, Secret] = SourceKind(
+    key="enterobase",
+    spec=EnterobaseSpec,
+    fields=(
+        "database",
+        "query",
+        "reldate",
+        "only_fields",
+        "orderby",
+        "sortorder",
+        "assemblies",
+        "resource",
+    ),
+    parse=parse,
+    credentials=token,
+    build=_build,
+    environment=("ENTEROBASE_TOKEN",),
+    endpoints={"enterobase": DEFAULT_BASE},
+)

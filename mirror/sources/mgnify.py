@@ -17,25 +17,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 from urllib.parse import quote
 
-from .._config import DEFAULT_ENDPOINTS, MgnifySpec
+from .. import _validate as v
+from .._accessions import ena_kind, is_mgnify_analysis, is_mgnify_study
 from .._exceptions import EmptyEntry, HTTPStatusError, SourceError, UnsafePathError, collapsed
 from .._models import FileTask
 from .._paths import safe_name
+from .._registry import Accessions, GetOptions, SourceKind, no_credentials
 from .._streams import produced
-from . import SourceContext
+from . import Source, SourceContext
 from ._links import rewrite
 from ._paging import iter_jsonapi
 
-__all__ = ["MgnifySource", "download_task"]
+__all__ = ["KIND", "MgnifySource", "MgnifySpec", "download_task"]
 
 logger = logging.getLogger(__name__)
 
-#: Analyses expanded at once (each lists its downloads); the host gate bounds requests.
-ANALYSES_AT_ONCE = 4
+#: The public API; overridable under ``endpoints: mgnify``.
+DEFAULT_BASE: Final = "https://www.ebi.ac.uk/metagenomics/api/v1"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MgnifySpec:
+    studies: tuple[str, ...] = ()
+    analyses: tuple[str, ...] = ()
+    pipeline_version: str | None = None
+    groups: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
 
 
 def _lower(values: Iterable[str]) -> frozenset[str]:
@@ -84,12 +98,14 @@ class MgnifySource:
     """Expands an ``mgnify:`` manifest entry through the MGnify v1 API."""
 
     name = "mgnify"
+    #: Plain GETs of public files.
+    hooks = None
 
     def __init__(self, spec: MgnifySpec, ctx: SourceContext) -> None:
         self.spec = spec
         self.ctx = ctx
         self.base = ctx.endpoints["mgnify"].rstrip("/")
-        self._default = DEFAULT_ENDPOINTS["mgnify"]
+        self._default = DEFAULT_BASE
         self._groups = _lower(spec.groups)
         self._formats = _lower(spec.formats)
         self._labels = _lower(spec.labels)
@@ -106,7 +122,8 @@ class MgnifySource:
             yield batch
 
     async def _run(self, emit: Callable[[list[FileTask]], Awaitable[None]]) -> None:
-        """List analyses and expand :data:`ANALYSES_AT_ONCE` of them at a time."""
+        """List analyses and expand ``tuning.sources.mgnify_analyses`` of them at a time."""
+        at_once = self.ctx.sizes.mgnify_analyses
         analyses: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=100)
 
         async def list_analyses() -> None:
@@ -117,7 +134,7 @@ class MgnifySource:
                 found = await self._analysis(accession)
                 if found is not None:
                     await analyses.put(found)
-            for _ in range(ANALYSES_AT_ONCE):
+            for _ in range(at_once):
                 await analyses.put(None)
 
         async def expand_analyses() -> None:
@@ -131,7 +148,7 @@ class MgnifySource:
         with collapsed():
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(list_analyses())
-                for _ in range(ANALYSES_AT_ONCE):
+                for _ in range(at_once):
                     tg.create_task(expand_analyses())
         self._report_filters()
 
@@ -142,7 +159,14 @@ class MgnifySource:
         url = f"{self.base}/studies/{study}/analyses"
         found = 0
         try:
-            async for page in iter_jsonapi(self.ctx.http, url, params=params, follow=self._follow):
+            async for page in iter_jsonapi(
+                self.ctx.http,
+                url,
+                params=params,
+                follow=self._follow,
+                page_size=self.ctx.sizes.mgnify_page,
+                ahead=self.ctx.sizes.pages_ahead,
+            ):
                 for record in page:
                     if self._pipeline_ok(record):
                         found += 1
@@ -196,7 +220,13 @@ class MgnifySource:
         )
         tasks: list[FileTask] = []
         listed = 0
-        async for page in iter_jsonapi(self.ctx.http, url, follow=self._follow):
+        async for page in iter_jsonapi(
+            self.ctx.http,
+            url,
+            follow=self._follow,
+            page_size=self.ctx.sizes.mgnify_page,
+            ahead=self.ctx.sizes.pages_ahead,
+        ):
             for item in page:
                 listed += 1
                 self._note(item)
@@ -268,3 +298,85 @@ class MgnifySource:
         ).get("id")
         wanted = self.spec.pipeline_version
         return not (wanted and isinstance(pipeline, str) and pipeline != wanted)
+
+
+# --------------------------------------------------------------------------- the entry
+
+
+def parse(w: v.Where, path: v.KeyPath, body: dict[str, object]) -> MgnifySpec:
+    studies = v.optional_strings(
+        w,
+        path,
+        body,
+        "studies",
+        item="MGnify study accession",
+        # MGnify looks a study up by its ENA study or BioProject accession too.
+        check=v.pattern_check(
+            lambda acc: is_mgnify_study(acc) or ena_kind(acc) in ("study", "project"),
+            "a MGnify study accession (MGYS and 8 digits) or an ENA study (ERP…, PRJ…)",
+        ),
+    )
+    analyses = v.optional_strings(
+        w,
+        path,
+        body,
+        "analyses",
+        item="MGnify analysis accession",
+        check=v.pattern_check(
+            is_mgnify_analysis, "a MGnify analysis accession (MGYA and 8 digits)"
+        ),
+    )
+    if not studies and not analyses:
+        raise w.error(path, "no studies or analyses given")
+    version = body.get("pipeline_version")
+    return MgnifySpec(
+        studies=studies,
+        analyses=analyses,
+        pipeline_version=None if version is None else _pipeline_version(w, path, version),
+        groups=v.optional_strings(w, path, body, "groups", item="group"),
+        formats=v.optional_strings(w, path, body, "formats", item="format"),
+        labels=v.optional_strings(w, path, body, "labels", item="label"),
+    )
+
+
+def _pipeline_version(w: v.Where, path: v.KeyPath, value: object) -> str:
+    here = (*path, "pipeline_version")
+    if isinstance(value, str):
+        text = v.text(w, here, value, "a version such as '5.0'")
+        # MGnify's filter takes only its own spelling ("5.0"): "5" is answered with 400.
+        return f"{text}.0" if text.isdigit() else text
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise w.expected(here, "a version such as '5.0'", value)
+    # ``5.10`` unquoted is the float 5.1: prefer the text as written when we have it.
+    written = w.raw.get(here)
+    if written is not None and "." in written:
+        return written
+    # MGnify names every pipeline "N.M"; a bare ``5`` means 5.0.
+    return f"{value}.0" if isinstance(value, int) else str(value)
+
+
+def _entry(accessions: tuple[str, ...], options: GetOptions) -> MgnifySpec:
+    return MgnifySpec(
+        studies=tuple(a for a in accessions if is_mgnify_study(a)),
+        analyses=tuple(a for a in accessions if not is_mgnify_study(a)),
+    )
+
+
+def _build(spec: MgnifySpec, ctx: SourceContext, credentials: None) -> Source:
+    return MgnifySource(spec, ctx)
+
+
+KIND: SourceKind[MgnifySpec, None] = SourceKind(
+    key="mgnify",
+    spec=MgnifySpec,
+    fields=("studies", "analyses", "pipeline_version", "groups", "formats", "labels"),
+    parse=parse,
+    credentials=no_credentials,
+    build=_build,
+    endpoints={"mgnify": DEFAULT_BASE},
+    accessions=Accessions(
+        title="MGnify",
+        claims=lambda acc: is_mgnify_study(acc) or is_mgnify_analysis(acc),
+        entry=_entry,
+    ),
+)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -40,17 +39,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._credentials import Secret
+from .._dest import Destination, LocalDestination
 from .._exceptions import (
     CredentialsError,
     HTTPStatusError,
     ManifestError,
+    MirrorError,
     NotConnected,
+    RateLimited,
+    Retryable,
     SourceError,
-    TransferError,
     collapsed,
 )
 from .._http import Http, redact_url
-from .._retry import next_delay
+from .._retry import retry_call
 from ..sources._links import rewrite
 
 __all__ = ["Outcome", "Submission", "receipt_path", "state_path", "submit_all"]
@@ -166,18 +168,25 @@ def parse_receipt(text: str, kind: Kind) -> tuple[bool, list[tuple[str, str, str
 
 
 async def submit_all(
-    documents: list[Path], how: Submission, http: Http, *, say: Callable[[str], None]
+    documents: list[Path],
+    how: Submission,
+    http: Http,
+    *,
+    say: Callable[[str], None],
+    dest: Destination | None = None,
 ) -> list[Outcome]:
     """Submit every document concurrently (the host gate sets the pace).
 
     All are read and checked first: a malformed document raises ``ManifestError``
-    before anything is sent.
+    before anything is sent. Receipts and the ids of queued submissions are written
+    beside the documents through ``dest`` (the local file system by default).
     """
+    files = dest or LocalDestination(Path.cwd())
     bodies = [await asyncio.to_thread(_read_document, doc) for doc in documents]
     with collapsed():
         async with asyncio.TaskGroup() as tg:
             tasks = [
-                tg.create_task(_submit(doc, body, how, http, say))
+                tg.create_task(_submit(doc, body, how, http, say, files))
                 for doc, body in zip(documents, bodies, strict=True)
             ]
     return [t.result() for t in tasks]
@@ -214,7 +223,12 @@ def _read_document(document: Path) -> bytes:
 
 
 async def _submit(
-    document: Path, body: bytes, how: Submission, http: Http, say: Callable[[str], None]
+    document: Path,
+    body: bytes,
+    how: Submission,
+    http: Http,
+    say: Callable[[str], None],
+    files: Destination,
 ) -> Outcome:
     kind = kind_of(document, body)
     if how.validate:
@@ -225,7 +239,7 @@ async def _submit(
     submission_id: str | None = None
     resumed = False
     if how.queue:
-        state = await asyncio.to_thread(_read_state, state_path(document))
+        state = await asyncio.to_thread(_read_state, files, state_path(document))
         if state is not None:
             submission_id, poll = state["submissionId"], state["poll"]
             resumed = True
@@ -235,16 +249,19 @@ async def _submit(
             submission_id, poll = _queued(answer, kind, how.base)
             # Written before the first poll: a kill from here on resumes by polling.
             await asyncio.to_thread(
-                _write_state, state_path(document), {"submissionId": submission_id, "poll": poll}
+                _write_state,
+                files,
+                state_path(document),
+                {"submissionId": submission_id, "poll": poll},
             )
             say(f"{document.name}: queued as {submission_id}")
         text = await _poll(http, rewrite(poll, how.base, how.public_base), headers, auth, how)
     else:
         text = await _post(http, f"{how.base}/submit", body, headers, auth, document)
     receipt = receipt_path(document, kind)
-    await asyncio.to_thread(_write_atomic, receipt, text)
+    await asyncio.to_thread(files.write_atomic, receipt, text.encode("utf-8"))
     if how.queue:
-        await asyncio.to_thread(state_path(document).unlink, missing_ok=True)
+        await asyncio.to_thread(files.drop, state_path(document))
     try:
         success, found, errors = parse_receipt(text, kind)
     except (ValueError, ET.ParseError) as exc:
@@ -291,27 +308,24 @@ async def _post(
                 )
             return text
 
-    attempt = 0
-    while True:
-        attempt += 1
+    async def sent(_previous: MirrorError | None) -> str:
         try:
             return await once()
-        except TransferError as exc:
-            turned_away = isinstance(exc, NotConnected) or getattr(exc, "status", None) == 429
-            if not turned_away:
-                if not exc.retryable:
-                    raise
-                raise SourceError(
-                    f"{document}: Webin may have received this submission but its answer "
-                    f"was lost ({exc}); not sent again, as a second POST could submit "
-                    f"everything twice: check the submissions of {auth[0]} (Webin Portal) "
-                    "before re-running"
-                ) from exc
-            delay = next_delay(http.retry, attempt, retry_after=getattr(exc, "retry_after", None))
-            if delay is None:
+        except Retryable as exc:
+            # Sent again only when the service turned it away: no connection was made,
+            # or it answered 429 before reading the submission.
+            if isinstance(exc, NotConnected) or (
+                isinstance(exc, RateLimited) and exc.status == 429
+            ):
                 raise
-            logger.info("%s: %s; retry %d in %.1fs", redact_url(url), exc, attempt, delay)
-            await asyncio.sleep(delay)
+            raise SourceError(
+                f"{document}: Webin may have received this submission but its answer "
+                f"was lost ({exc}); not sent again, as a second POST could submit "
+                f"everything twice: check the submissions of {auth[0]} (Webin Portal) "
+                "before re-running"
+            ) from exc
+
+    return await retry_call(redact_url(url), sent, http.retry, sleep=http.clock.sleep)
 
 
 def _queued(answer: str, kind: Kind, base: str) -> tuple[str, str]:
@@ -356,7 +370,10 @@ async def _poll(
 
         status, text = await http.retrying(redact_url(url), once)
         if status in (401, 403):
-            raise CredentialsError(f"Webin refused the account {auth[0]} while polling")
+            raise CredentialsError(
+                f"Webin refused the account {auth[0]} while polling",
+                hint="check WEBIN_USERNAME and WEBIN_PASSWORD (or the ~/.netrc entry)",
+            )
         if status == 200 and text.strip():
             return text
         logger.info("Webin: %s still queued; polling again in %.1fs", url, delay)
@@ -364,22 +381,16 @@ async def _poll(
         delay = min(how.poll_max, delay * 1.5)
 
 
-def _read_state(path: Path) -> dict[str, str] | None:
+def _read_state(files: Destination, path: Path) -> dict[str, str] | None:
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(files.read_bytes(path))
         return {"submissionId": str(doc["submissionId"]), "poll": str(doc["poll"])}
     except (OSError, ValueError, KeyError):
         return None
 
 
-def _write_state(path: Path, doc: dict[str, str]) -> None:
-    _write_atomic(path, json.dumps(doc, indent=2) + "\n")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _write_state(files: Destination, path: Path, doc: dict[str, str]) -> None:
+    files.write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
 
 
 def existing_accession(error: str) -> str | None:

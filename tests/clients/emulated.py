@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mirror.emulator import Catalog, Emulator
+from mirror.emulator import Catalog, Emulator, EnaOptions, TlsOptions
 
 from ..tls import TlsFiles, make_ca
 
@@ -69,10 +69,8 @@ async def emulated(
     tls = make_ca(tmp_path / "ca")
     async with Emulator(
         catalog or Catalog.demo(),
-        portal_rate_limit=None,
-        tls_cert=tls.cert,
-        tls_key=tls.key,
-        tls_hosts=tls_hosts,
+        ena=EnaOptions(portal_rate_limit=None),
+        tls=TlsOptions(cert=tls.cert, key=tls.key, hosts=tls_hosts),
         local_links=local_links,
     ) as emu:
         www = _authority(emu.endpoints["ena_portal"])

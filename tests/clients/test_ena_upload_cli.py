@@ -100,7 +100,7 @@ async def test_ena_upload_cli_adds_study_sample_experiment_run(tmp_path: Path) -
         assert code == 0, err
         assert "Submitting XMLs to ENA server: https://wwwdev.ebi.ac.uk/ena/submit/drop-box/" in out
         assert "Submission was done successfully" in out
-        made = {(o.kind, o.alias): o.accession for o in world.emu.webin_objects(ACCOUNT)}
+        made = {(o.kind, o.alias): o.accession for o in world.emu.webin.objects(ACCOUNT)}
         assert set(made) == {
             ("study", "gut-study"),
             ("sample", "gut-1"),
@@ -120,7 +120,7 @@ async def test_ena_upload_cli_adds_study_sample_experiment_run(tmp_path: Path) -
         receipt = ET.parse(work / "receipt.xml").getroot()
         assert receipt.get("success") == "true"
         (submission,) = receipt.iterfind("SUBMISSION")
-        assert submission.get("accession") == world.emu.webin_objects(ACCOUNT)[0].submission
+        assert submission.get("accession") == world.emu.webin.objects(ACCOUNT)[0].submission
         await world.emu.wait_idle()
         # One request, to the drop-box, with no document in the log.
         assert [(e.method, e.path, e.status, e.form) for e in world.emu.log] == [
@@ -137,14 +137,14 @@ async def test_ena_upload_cli_adds_study_sample_experiment_run(tmp_path: Path) -
                 f'In {kind}, alias: "{alias}". The object being added already exists in the '
                 f'submission account with accession: "{accession}".'
             ) in err
-        assert len(world.emu.webin_objects()) == 4
+        assert len(world.emu.webin.objects()) == 4
 
         # A refused password: 401, nothing created; ena-upload-cli keeps the answer in
         # receipt.xml and fails (it parses any answer as XML).
         code, out, err = await _submit(world, work, tables, PASSWORD + "-wrong")
         assert code == 1
         assert '"status": 401' in (work / "receipt.xml").read_text()
-        assert world.emu.webin_stats().unauthorized == 1
-        assert len(world.emu.webin_objects()) == 4
+        assert world.emu.webin.stats().unauthorized == 1
+        assert len(world.emu.webin.objects()) == 4
         await world.emu.wait_idle()
         assert [e.status for e in world.emu.log] == [200, 200, 401]

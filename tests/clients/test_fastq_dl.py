@@ -52,8 +52,8 @@ async def test_fastq_dl_downloads_a_run_with_verified_md5s(
         for path in FILES:
             local = out / path.rsplit("/", 1)[1]
             data = local.read_bytes()
-            assert hashlib.md5(data).hexdigest() == world.emu.file_md5(path)
-            assert data == world.emu.file_bytes(path)
+            assert hashlib.md5(data).hexdigest() == world.emu.ena.file_md5(path)
+            assert data == world.emu.ena.file_bytes(path)
             gzip.decompress(data)  # gzip's own CRC and length check
         with (out / "fastq-run-info.tsv").open() as handle:
             (row,) = csv.DictReader(handle, delimiter="\t")

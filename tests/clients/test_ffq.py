@@ -69,7 +69,7 @@ async def test_ffq_run_metadata_and_files(world: Emulated, tmp_path: Path) -> No
             "filetype": "fastq",
             "filesize": f.size,
             "filenumber": n,
-            "md5": world.emu.file_md5(f.path),
+            "md5": world.emu.ena.file_md5(f.path),
             "urltype": "ftp",
             "url": f"ftp://ftp.sra.ebi.ac.uk/{f.path}",
         }
@@ -88,7 +88,7 @@ async def test_ffq_ftp_links(world: Emulated, tmp_path: Path) -> None:
     links = json.loads(done.stdout)
     record = next(world.emu.catalog.runs_for(RUN, "run"))
     assert [(x["url"], x["md5"], x["filesize"]) for x in links] == [
-        (f"ftp://ftp.sra.ebi.ac.uk/{f.path}", world.emu.file_md5(f.path), f.size)
+        (f"ftp://ftp.sra.ebi.ac.uk/{f.path}", world.emu.ena.file_md5(f.path), f.size)
         for f in record.fastq
     ]
 

@@ -56,7 +56,7 @@ async def test_kingfisher_ena_ftp_downloads_and_checks_a_run(tmp_path: Path) -> 
         assert sorted(p.name for p in out.iterdir()) == [f"{RUN}_1.fastq.gz", f"{RUN}_2.fastq.gz"]
         for path in FILES:
             data = (out / path.rsplit("/", 1)[1]).read_bytes()
-            assert hashlib.md5(data).hexdigest() == world.emu.file_md5(path)
+            assert hashlib.md5(data).hexdigest() == world.emu.ena.file_md5(path)
             gzip.decompress(data)
         await world.emu.wait_idle()
         report, *files = world.emu.log

@@ -21,7 +21,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from mirror.emulator import Catalog, Emulator
+from mirror.emulator import Catalog, Emulator, MgnifyOptions
 
 from .conftest import client_bin
 
@@ -60,7 +60,7 @@ NON_AMPLICON = {
 
 @pytest.fixture
 async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(Catalog.demo(), mgnify_public_links=False) as emulator:
+    async with Emulator(Catalog.demo(), mgnify=MgnifyOptions(public_links=False)) as emulator:
         yield emulator
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from mirror.emulator import Catalog, Emulator
+from mirror.emulator import Catalog, EgaOptions, Emulator
 
 from ..emulator.ega_helpers import DATASET, recorded_catalog, recorded_items
 from .conftest import client_bin
@@ -92,7 +92,9 @@ async def pyega3(work: Path, proxy_port: int, *args: str) -> subprocess.Complete
 
 async def test_pyega3_lists_and_fetches(tmp_path: Path, closed_port: int) -> None:
     catalog = Catalog.demo().merge(recorded_catalog())
-    async with Emulator(catalog, ega_users={USER: PASSWORD, TEST_USER: "egarocks"}) as emu:
+    async with Emulator(
+        catalog, ega=EgaOptions(users={USER: PASSWORD, TEST_USER: "egarocks"})
+    ) as emu:
         sf = str(server_file(emu, tmp_path))
         creds = tmp_path / "credentials.json"
         creds.write_text(json.dumps({"username": USER, "password": PASSWORD}))
@@ -114,9 +116,9 @@ async def test_pyega3_lists_and_fetches(tmp_path: Path, closed_port: int) -> Non
         )  # fmt: skip
         test_account = await pyega3(tmp_path, closed_port, "-t", "-sf", sf, "datasets")
         log = emu.log
-        reports = emu.ega_download_reports()
-        stats = emu.ega_stats()
-        expected = {f: emu.ega_plain_bytes(f) for f in (AVAILABLE, SLICED)}
+        reports = emu.ega.download_reports()
+        stats = emu.ega.stats()
+        expected = {f: emu.ega.plain_bytes(f) for f in (AVAILABLE, SLICED)}
 
     for done in (datasets, files, fetch_dataset, fetch_file, test_account):
         assert done.returncode == 0, done.stderr
@@ -165,7 +167,7 @@ async def test_pyega3_with_a_wrong_client_secret_is_refused(
     async with Emulator(Catalog.demo()) as emu:
         sf = str(server_file(emu, tmp_path, client_secret="not-pyega3s-secret"))
         done = await pyega3(tmp_path, closed_port, "-t", "-sf", sf, "datasets")
-        stats = emu.ega_stats()
+        stats = emu.ega.stats()
         data_requests = [e for e in emu.log if "/metadata/" in e.path]
     assert "Invalid username, password or secret key" in done.stderr
     assert "401 Client Error" in done.stderr

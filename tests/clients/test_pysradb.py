@@ -46,7 +46,7 @@ async def test_pysradb_searches_ena_and_downloads_the_run(tmp_path: Path) -> Non
         assert (row["run_accession"], row["study_accession"]) == ("ERR11000002", "PRJEB40002")
         assert (row["tax_id"], row["library_layout"]) == ("408170", "SINGLE")
         assert row["fastq_ftp"] == f"ftp.sra.ebi.ac.uk/{FILE}"
-        assert row["fastq_md5"] == world.emu.file_md5(FILE)
+        assert row["fastq_md5"] == world.emu.ena.file_md5(FILE)
 
         out = tmp_path / "out"
         done = await world.run(
@@ -56,7 +56,7 @@ async def test_pysradb_searches_ena_and_downloads_the_run(tmp_path: Path) -> Non
         assert done.returncode == 0, done.stderr
         local = out / "PRJEB40002" / "ERX10500002" / "ERR11000002.fastq.gz"
         data = local.read_bytes()
-        assert hashlib.md5(data).hexdigest() == world.emu.file_md5(FILE)
+        assert hashlib.md5(data).hexdigest() == world.emu.ena.file_md5(FILE)
         gzip.decompress(data)
         assert not local.with_name(local.name + ".part").exists()
 

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from mirror.emulator import Catalog, Emulator
+from mirror.emulator import Catalog, Emulator, EnaOptions
 
 
 @pytest.fixture
 async def emu() -> AsyncIterator[Emulator]:
     # No portal rate limit here: only the rate-limit tests want 429s.
-    async with Emulator(Catalog.demo(), portal_rate_limit=None) as emulator:
+    async with Emulator(Catalog.demo(), ena=EnaOptions(portal_rate_limit=None)) as emulator:
         yield emulator
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from mirror.emulator import Catalog, EnaFile, EnaRun, GeneratedStudy, iter_range, md5_of
 from mirror.emulator._content import BLOCK_SIZE, content_bytes
-from mirror.emulator._layout import dir2, fastq_dir, sra_path
-from mirror.emulator._records import ACCESSION_PATTERNS
+from mirror.emulator.ena._layout import dir2, fastq_dir, sra_path
+from mirror.emulator.ena._records import ACCESSION_PATTERNS
 
 MIB = 1 << 20
 

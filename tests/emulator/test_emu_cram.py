@@ -20,10 +20,10 @@ async def test_md5_and_sha1_paths_serve_the_raw_uppercase_sequence(
     base = emu.endpoints["cram_registry"]
     assert base.endswith("/ena/cram")
     assert base.split("/")[2] == emu.endpoints["ena_portal"].split("/")[2]  # the www host
-    references = emu.cram_references()
+    references = emu.cram.references()
     assert [name for name, *_ in references] == ["MT", "phiX174", "chr22_part"]
     for name, md5, sha1, length in references:
-        expected = emu.cram_sequence(md5)
+        expected = emu.cram.sequence(md5)
         body = b""
         # Lowercase hex is canonical; uppercase is accepted too.
         for url in (f"{base}/md5/{md5}", f"{base}/md5/{md5.upper()}", f"{base}/sha1/{sha1}"):
@@ -48,7 +48,7 @@ async def test_unknown_or_malformed_checksums_are_404(
     base = emu.endpoints["cram_registry"]
     unknown_md5 = hashlib.md5(b"ACGT").hexdigest()
     unknown_sha1 = hashlib.sha1(b"ACGT").hexdigest()
-    _, md5, sha1, _ = emu.cram_references()[0]
+    _, md5, sha1, _ = emu.cram.references()[0]
     for path in (
         f"/md5/{unknown_md5}",
         f"/sha1/{unknown_sha1}",
@@ -64,9 +64,9 @@ async def test_unknown_or_malformed_checksums_are_404(
 
 
 async def test_range_requests_and_head(emu: Emulator, session: aiohttp.ClientSession) -> None:
-    _, md5, _, length = next(r for r in emu.cram_references() if r[0] == "chr22_part")
+    _, md5, _, length = next(r for r in emu.cram.references() if r[0] == "chr22_part")
     url = f"{emu.endpoints['cram_registry']}/md5/{md5}"
-    expected = emu.cram_sequence(md5)
+    expected = emu.cram.sequence(md5)
     # A resume across the 1 MiB mark, and a middle slice.
     for header, start, end in (("bytes=1048570-", 1048570, length), ("bytes=100-199", 100, 200)):
         async with session.get(url, headers={"Range": header}) as response:
@@ -82,7 +82,7 @@ async def test_range_requests_and_head(emu: Emulator, session: aiohttp.ClientSes
 
 
 async def test_refget_metadata(emu: Emulator, session: aiohttp.ClientSession) -> None:
-    name, md5, _, length = emu.cram_references()[1]
+    name, md5, _, length = emu.cram.references()[1]
     base = emu.endpoints["cram_registry"]
     for ident in (md5, f"md5:{md5}", md5.upper()):
         async with session.get(f"{base}/sequence/{ident}/metadata") as response:
@@ -100,7 +100,7 @@ async def test_refget_metadata(emu: Emulator, session: aiohttp.ClientSession) ->
 
 
 async def test_faults_and_the_log_apply(emu: Emulator, session: aiohttp.ClientSession) -> None:
-    _, md5, _, length = emu.cram_references()[0]
+    _, md5, _, length = emu.cram.references()[0]
     url = f"{emu.endpoints['cram_registry']}/md5/{md5}"
     emu.faults.add(Fault(kind="status", status=503, host="www", match="/ena/cram/*", times=1))
     emu.faults.add(Fault(kind="corrupt", host="www", match="/ena/cram/md5/*", offset=5, times=1))
@@ -108,7 +108,7 @@ async def test_faults_and_the_log_apply(emu: Emulator, session: aiohttp.ClientSe
     for _ in range(3):
         async with session.get(url) as response:
             bodies.append((response.status, await response.read()))
-    expected = emu.cram_sequence(md5)
+    expected = emu.cram.sequence(md5)
     assert [status for status, _ in bodies] == [503, 200, 200]
     assert bodies[1][1] != expected
     assert bodies[1][1][6:] == expected[6:]
@@ -132,7 +132,7 @@ async def test_explicit_sequences_are_served_and_hashed_uppercase(
     async with Emulator(Catalog(cram_references=(ref,))) as emu:
         async with session.get(f"{emu.endpoints['cram_registry']}/md5/{ref.md5}") as response:
             assert await response.read() == b"ACGTACGTNNRY"
-        assert emu.cram_reference(ref.sha1) == ref
+        assert emu.cram.reference(ref.sha1) == ref
 
 
 def test_catalog_generation_round_trip_and_validation() -> None:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from mirror.emulator import Catalog, Emulator, Fault
+from mirror.emulator import Catalog, EgaOptions, Emulator, Fault
 
 from .ega_helpers import (
     CLIENT,
@@ -29,9 +29,9 @@ BIG_SIZE = 3 * 1024 * 1024 + 7
 
 
 @pytest.fixture
-async def ega() -> AsyncIterator[Emulator]:
+async def ega_emu() -> AsyncIterator[Emulator]:
     catalog = Catalog.demo().merge(Catalog.generate_ega(BIG_DATASET, files=1, size=BIG_SIZE))
-    async with Emulator(catalog, ega_token_ttl=30) as emulator:
+    async with Emulator(catalog, ega=EgaOptions(token_ttl=30)) as emulator:
         yield emulator
 
 
@@ -41,10 +41,10 @@ def _big(emu: Emulator) -> str:
     return dataset.files[0].file_id
 
 
-async def test_password_grant(ega: Emulator, session: aiohttp.ClientSession) -> None:
+async def test_password_grant(ega_emu: Emulator, session: aiohttp.ClientSession) -> None:
     form = {"grant_type": "password", **CLIENT, "scope": "openid"}
     form |= {"username": USER, "password": PASSWORD}
-    async with session.post(ega.endpoints["ega_auth"], data=form) as response:
+    async with session.post(ega_emu.endpoints["ega_auth"], data=form) as response:
         assert response.status == 200
         doc = await response.json()
     assert set(doc) == {"access_token", "token_type", "expires_in", "scope"}
@@ -61,56 +61,58 @@ async def test_password_grant(ega: Emulator, session: aiohttp.ClientSession) -> 
         ({**form, "client_id": "someone-else"}, 401, "invalid_client"),
     ]
     for data, status, error in refused:
-        async with session.post(ega.endpoints["ega_auth"], data=data) as response:
+        async with session.post(ega_emu.endpoints["ega_auth"], data=data) as response:
             assert response.status == status
             assert (await response.json())["error"] == error
     # client_secret_basic: the same client in an Authorization header.
     pair = f"{CLIENT['client_id']}:{CLIENT['client_secret']}".encode()
     basic = {"Authorization": "Basic " + base64.b64encode(pair).decode()}
     bare = {k: v for k, v in form.items() if not k.startswith("client_")}
-    async with session.post(ega.endpoints["ega_auth"], data=bare, headers=basic) as response:
+    async with session.post(ega_emu.endpoints["ega_auth"], data=bare, headers=basic) as response:
         assert response.status == 200
-    stats = ega.ega_stats()
+    stats = ega_emu.ega.stats()
     assert (stats.token_grants, stats.token_refusals, stats.client_refusals) == (2, 7, 4)
     # userinfo names the user (pyega3's user_id).
-    userinfo = ega.endpoints["ega_auth"].replace("/token", "/userinfo")
+    userinfo = ega_emu.endpoints["ega_auth"].replace("/token", "/userinfo")
     headers = {"Authorization": f"Bearer {doc['access_token']}"}
     async with session.post(userinfo, headers=headers) as response:
         assert (await response.json())["sub"] == USER
 
 
-async def test_bearer_required_and_expiry(ega: Emulator, session: aiohttp.ClientSession) -> None:
-    url = ega.endpoints["ega_data"] + "/metadata/datasets"
+async def test_bearer_required_and_expiry(
+    ega_emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    url = ega_emu.endpoints["ega_data"] + "/metadata/datasets"
     refused = [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic eDp5"}]
     for headers in refused:
         async with session.get(url, headers=headers) as response:
             assert response.status == 401
             assert response.headers["WWW-Authenticate"].startswith("Bearer")
             assert (await response.json())["error"] == "invalid_token"
-    auth = await bearer(session, ega)
-    ega.ega_advance(29)
+    auth = await bearer(session, ega_emu)
+    ega_emu.ega.advance(29)
     async with session.get(url, headers=auth) as response:
         assert response.status == 200
-    ega.ega_advance(2)
+    ega_emu.ega.advance(2)
     async with session.get(url, headers=auth) as response:
         assert response.status == 401
-    auth = await bearer(session, ega)
+    auth = await bearer(session, ega_emu)
     async with session.get(url, headers=auth) as response:
         assert response.status == 200
-    assert ega.ega_expire_tokens() == 1
-    file_url = f"{ega.endpoints['ega_data']}/files/{FILE_A}?destinationFormat=plain"
+    assert ega_emu.ega.expire_tokens() == 1
+    file_url = f"{ega_emu.endpoints['ega_data']}/files/{FILE_A}?destinationFormat=plain"
     async with session.get(file_url, headers=auth) as response:
         assert response.status == 401
 
 
-async def test_metadata_shapes(ega: Emulator, session: aiohttp.ClientSession) -> None:
-    auth = await bearer(session, ega)
-    data = ega.endpoints["ega_data"]
+async def test_metadata_shapes(ega_emu: Emulator, session: aiohttp.ClientSession) -> None:
+    auth = await bearer(session, ega_emu)
+    data = ega_emu.endpoints["ega_data"]
     async with session.get(data + "/metadata/datasets", headers=auth) as response:
         assert await response.json() == [{"datasetId": DATASET}, {"datasetId": BIG_DATASET}]
     async with session.get(f"{data}/metadata/datasets/{DATASET}/files", headers=auth) as r:
         files = await r.json()
-    plain = ega.ega_plain_bytes(FILE_A)
+    plain = ega_emu.ega.plain_bytes(FILE_A)
     assert files[0] == {
         "fileId": FILE_A,
         # A relative archive path, as the Data API lists it.
@@ -124,7 +126,7 @@ async def test_metadata_shapes(ega: Emulator, session: aiohttp.ClientSession) ->
         "fileStatus": "available",
         "datasetId": DATASET,
     }
-    assert files[0]["plainChecksum"] == ega.ega_plain_md5(FILE_A)
+    assert files[0]["plainChecksum"] == ega_emu.ega.plain_md5(FILE_A)
     assert len(files) == 3
     async with session.get(f"{data}/metadata/files/{FILE_B}", headers=auth) as response:
         assert await response.json() == files[1]
@@ -133,12 +135,14 @@ async def test_metadata_shapes(ega: Emulator, session: aiohttp.ClientSession) ->
             assert response.status == 404
 
 
-async def test_ranged_plain_slices_are_exact(ega: Emulator, session: aiohttp.ClientSession) -> None:
-    auth = await bearer(session, ega)
-    file_id = _big(ega)
-    plain = ega.ega_plain_bytes(file_id)
+async def test_ranged_plain_slices_are_exact(
+    ega_emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    auth = await bearer(session, ega_emu)
+    file_id = _big(ega_emu)
+    plain = ega_emu.ega.plain_bytes(file_id)
     assert len(plain) == BIG_SIZE
-    url = f"{ega.endpoints['ega_data']}/files/{file_id}?destinationFormat=plain"
+    url = f"{ega_emu.endpoints['ega_data']}/files/{file_id}?destinationFormat=plain"
     # pyega3's slices (here 1 MiB - 3) cover the file; each must be exact.
     slice_size = (1 << 20) - 3
     pieces = []
@@ -150,7 +154,7 @@ async def test_ranged_plain_slices_are_exact(ega: Emulator, session: aiohttp.Cli
             assert response.headers["Content-Range"] == f"bytes {start}-{last}/{BIG_SIZE}"
             pieces.append(await response.read())
             assert pieces[-1] == plain[start : last + 1]
-    assert hashlib.md5(b"".join(pieces)).hexdigest() == ega.ega_plain_md5(file_id)
+    assert hashlib.md5(b"".join(pieces)).hexdigest() == ega_emu.ega.plain_md5(file_id)
     async with session.get(url, headers=auth) as response:
         assert response.status == 200
         assert await response.read() == plain
@@ -160,9 +164,9 @@ async def test_ranged_plain_slices_are_exact(ega: Emulator, session: aiohttp.Cli
         assert response.status == 416
 
 
-async def test_only_plain_is_served(ega: Emulator, session: aiohttp.ClientSession) -> None:
-    auth = await bearer(session, ega)
-    base = f"{ega.endpoints['ega_data']}/files/{FILE_A}"
+async def test_only_plain_is_served(ega_emu: Emulator, session: aiohttp.ClientSession) -> None:
+    auth = await bearer(session, ega_emu)
+    base = f"{ega_emu.endpoints['ega_data']}/files/{FILE_A}"
     for query in ("", "?destinationFormat=aes128"):
         async with session.get(base + query, headers=auth) as response:
             assert response.status == 400
@@ -170,16 +174,16 @@ async def test_only_plain_is_served(ega: Emulator, session: aiohttp.ClientSessio
         assert response.status == 404
 
 
-async def test_faults_on_plain_files(ega: Emulator, session: aiohttp.ClientSession) -> None:
-    auth = await bearer(session, ega)
-    file_id = _big(ega)
-    url = f"{ega.endpoints['ega_data']}/files/{file_id}?destinationFormat=plain"
-    ega.faults.add(Fault(kind="truncate", host="ega", match="/v2/files/*", after_bytes=1000))
+async def test_faults_on_plain_files(ega_emu: Emulator, session: aiohttp.ClientSession) -> None:
+    auth = await bearer(session, ega_emu)
+    file_id = _big(ega_emu)
+    url = f"{ega_emu.endpoints['ega_data']}/files/{file_id}?destinationFormat=plain"
+    ega_emu.faults.add(Fault(kind="truncate", host="ega", match="/v2/files/*", after_bytes=1000))
     with pytest.raises(aiohttp.ClientPayloadError):
         async with session.get(url, headers={**auth, "Range": "bytes=0-99999"}) as response:
             await response.read()
-    ega.faults.clear()
-    ega.faults.add(Fault(kind="no_range", host="ega", times=1))
+    ega_emu.faults.clear()
+    ega_emu.faults.add(Fault(kind="no_range", host="ega", times=1))
     async with session.get(url, headers={**auth, "Range": "bytes=0-9"}) as response:
         assert response.status == 200
         assert len(await response.read()) == BIG_SIZE
@@ -187,7 +191,7 @@ async def test_faults_on_plain_files(ega: Emulator, session: aiohttp.ClientSessi
 
 async def test_grants_limit_both_apis(session: aiohttp.ClientSession) -> None:
     catalog = Catalog.demo().merge(Catalog.generate_ega(BIG_DATASET, files=1))
-    async with Emulator(catalog, ega_grants={USER: [BIG_DATASET]}) as emu:
+    async with Emulator(catalog, ega=EgaOptions(grants={USER: [BIG_DATASET]})) as emu:
         auth = await bearer(session, emu)
         data = emu.endpoints["ega_data"]
         async with session.get(data + "/metadata/datasets", headers=auth) as response:
@@ -217,7 +221,7 @@ async def test_recorded_listing_with_status_variants_and_gpg(
             same = set(real) - {"plainChecksum"}
             assert {k: mine[k] for k in same} == {k: real[k] for k in same}
         available, gpg, unavailable = (item["fileId"] for item in recorded)
-        plain = emu.ega_plain_bytes(available)
+        plain = emu.ega.plain_bytes(available)
         assert len(plain) == recorded[0]["fileSize"] - 16
         url = f"{data}/files/{available}?destinationFormat=plain"
         async with session.get(url, headers={**auth, "Range": "bytes=0-99"}) as r:
@@ -230,9 +234,9 @@ async def test_recorded_listing_with_status_variants_and_gpg(
 
 
 async def test_download_stats_as_pyega3_posts_them(
-    ega: Emulator, session: aiohttp.ClientSession
+    ega_emu: Emulator, session: aiohttp.ClientSession
 ) -> None:
-    url = ega.endpoints["ega_data"] + "/download-stats"
+    url = ega_emu.endpoints["ega_data"] + "/download-stats"
     report = {
         "userId": USER,
         "clientDownloadStartedAt": "2026-12-05T04:00:00",
@@ -248,24 +252,24 @@ async def test_download_stats_as_pyega3_posts_them(
     }
     async with session.post(url, json=report) as response:
         assert response.status == 401
-    auth = await bearer(session, ega)
+    auth = await bearer(session, ega_emu)
     async with session.post(url, json=report, headers=auth) as response:
         assert response.status == 200
         assert (await response.json())["fileId"] == FILE_A
     for bad in ({**report, "status": "Maybe"}, {"status": "Failed"}, [report]):
         async with session.post(url, json=bad, headers=auth) as response:
             assert response.status == 400
-    assert ega.ega_download_reports() == [report]
-    assert ega.ega_stats().download_stats == 1
+    assert ega_emu.ega.download_reports() == [report]
+    assert ega_emu.ega.stats().download_stats == 1
 
 
-async def test_pyega3_test_account(ega: Emulator, session: aiohttp.ClientSession) -> None:
+async def test_pyega3_test_account(ega_emu: Emulator, session: aiohttp.ClientSession) -> None:
     # pyega3 -t logs in with the account of its default_credential_file.json.
     form = {"grant_type": "password", **CLIENT, "scope": "openid"}
     form |= {"username": "ega-test-data@ebi.ac.uk", "password": "egarocks"}
-    async with session.post(ega.endpoints["ega_auth"], data=form) as response:
+    async with session.post(ega_emu.endpoints["ega_auth"], data=form) as response:
         assert response.status == 200
         token = (await response.json())["access_token"]
-    url = ega.endpoints["ega_data"] + "/metadata/datasets"
+    url = ega_emu.endpoints["ega_data"] + "/metadata/datasets"
     async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as response:
         assert {d["datasetId"] for d in await response.json()} >= {DATASET}

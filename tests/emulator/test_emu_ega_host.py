@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from mirror.emulator import Catalog, EgaDataset, EgaFile, Emulator
+from mirror.emulator import Catalog, EgaDataset, EgaFile, EgaOptions, Emulator
 
 from .ega_helpers import (
     CLIENT,
@@ -64,7 +64,9 @@ def test_catalog_holds_ega_datasets() -> None:
 async def test_secrets_never_reach_the_log(tmp_path: Path, session: aiohttp.ClientSession) -> None:
     password, rekey = "pa ss+w&rd=%", "rekey-that-must-stay-secret"
     log_path = tmp_path / "log.jsonl"
-    async with Emulator(Catalog.demo(), log_path=log_path, ega_users={USER: password}) as emu:
+    async with Emulator(
+        Catalog.demo(), log_path=log_path, ega=EgaOptions(users={USER: password})
+    ) as emu:
         access = emu.endpoints["ega_access"]
         raw = f'loginrequest={{"username": "{USER}", "password": "{password}"}}'
         async with session.post(access + "/users/login", data=raw.encode()) as response:
@@ -100,6 +102,7 @@ async def test_secrets_never_reach_the_log(tmp_path: Path, session: aiohttp.Clie
     assert len(log) == 8
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_cli_ega_options(tmp_path: Path, session: aiohttp.ClientSession) -> None:
     async with emulator_cli(
         tmp_path,

@@ -8,7 +8,7 @@ import re
 
 import aiohttp
 
-from mirror.emulator import Catalog, Emulator, Fault
+from mirror.emulator import Catalog, EgaOptions, Emulator, Fault
 
 from .ega_helpers import (
     DATASET,
@@ -87,7 +87,7 @@ async def test_every_login_form_gives_a_session(
         tokens.add(token)
         assert (await get(session, emu, "/datasets", token))["header"] == OK_HEADER
     assert len(tokens) == len(docs)
-    assert emu.ega_stats().logins == len(docs)
+    assert emu.ega.stats().logins == len(docs)
 
 
 async def test_wrong_password_is_http_200_with_one_failure_message(
@@ -102,25 +102,25 @@ async def test_wrong_password_is_http_200_with_one_failure_message(
         assert header["userMessage"] != "OK"
         assert len(response["result"]) == 1
         assert response["result"][0] != "success"
-    stats = emu.ega_stats()
+    stats = emu.ega.stats()
     assert (stats.logins, stats.login_failures) == (0, len(docs))
 
 
 async def test_lost_sessions_answer_991(session: aiohttp.ClientSession) -> None:
-    async with Emulator(Catalog.demo(), ega_session_idle=60) as emu:
+    async with Emulator(Catalog.demo(), ega=EgaOptions(session_idle=60)) as emu:
         token = await login(session, emu)
         # Each use restarts the idle time.
         for _ in range(3):
-            emu.ega_advance(50)
+            emu.ega.advance(50)
             assert (await get(session, emu, "/datasets", token))["header"]["code"] == "200"
-        emu.ega_advance(61)
+        emu.ega.advance(61)
         lost = await get(session, emu, "/datasets", token)
         assert lost["header"]["code"] == lost["header"]["errorCode"] == "991"
         assert lost["header"]["userMessage"] == "Session lost"
         assert lost["response"]["result"] == []
         # On demand, without a session, with a made-up one, after logout.
         token = await login(session, emu)
-        assert emu.ega_expire_sessions() == 1
+        assert emu.ega.expire_sessions() == 1
         assert (await get(session, emu, "/datasets", token))["header"]["code"] == "991"
         assert (await get(session, emu, "/datasets", None))["header"]["code"] == "991"
         assert (await get(session, emu, "/datasets", "nope"))["header"]["code"] == "991"
@@ -128,7 +128,7 @@ async def test_lost_sessions_answer_991(session: aiohttp.ClientSession) -> None:
         logout = await get(session, emu, "/users/logout", token)
         assert logout["response"]["result"] == ["logged out"]
         assert (await get(session, emu, "/requests", token))["header"]["code"] == "991"
-        assert emu.ega_stats().sessions_lost == 5
+        assert emu.ega.stats().sessions_lost == 5
 
 
 async def test_datasets_and_their_files(emu: Emulator, session: aiohttp.ClientSession) -> None:
@@ -148,7 +148,7 @@ async def test_datasets_and_their_files(emu: Emulator, session: aiohttp.ClientSe
     }
     assert [f["fileID"] for f in files] == [FILE_A, FILE_B, FILE_C]
     assert [f["fileSize"] for f in files] == [
-        str(emu.ega_file(f).size) for f in (FILE_A, FILE_B, FILE_C)
+        str(emu.ega.file(f).size) for f in (FILE_A, FILE_B, FILE_C)
     ]
     one = await get(session, emu, f"/files/{FILE_B}", token)
     assert one["response"]["result"] == [files[1]]
@@ -187,7 +187,7 @@ async def test_requests_by_dataset_and_by_file(
     assert everything["response"]["result"] == made + one
     by_ticket = await get(session, emu, f"/requests/ticket/{one[0]['ticket']}", token)
     assert by_ticket["response"]["result"] == one
-    assert emu.ega_stats().tickets_issued == 4
+    assert emu.ega.stats().tickets_issued == 4
 
 
 async def test_a_repeated_label_only_adds_missing_files(
@@ -199,9 +199,9 @@ async def test_a_repeated_label_only_adds_missing_files(
     tickets = again["response"]["result"]
     assert [t["fileID"] for t in tickets] == [FILE_A, FILE_B, FILE_C]
     assert tickets[0] == first[0]
-    assert emu.ega_stats().tickets_issued == 3
+    assert emu.ega.stats().tickets_issued == 3
     # The kept ticket keeps the rekey it was made with.
-    kept = emu.ega_tickets(label="L")[0]
+    kept = emu.ega.tickets(label="L")[0]
     assert kept.rekey == "my-secret-rekey"
     assert len((await get(session, emu, "/requests/L", token))["response"]["result"]) == 3
 
@@ -217,14 +217,14 @@ async def test_pyega_unquoted_downloadrequest_is_accepted(
         doc = await envelope(response)
     assert doc["header"]["code"] == "200"
     assert doc["response"]["result"][0]["label"] == "9f-label"
-    (ticket,) = emu.ega_tickets(label="9f-label")
+    (ticket,) = emu.ega.tickets(label="9f-label")
     assert ticket.rekey == "abc123"
 
 
 async def test_bad_and_forbidden_requests(session: aiohttp.ClientSession) -> None:
     catalog = Catalog.demo().merge(Catalog.generate_ega("EGAD00010000999", files=2))
     grants = {USER: [DATASET]}
-    async with Emulator(catalog, ega_grants=grants) as emu:
+    async with Emulator(catalog, ega=EgaOptions(grants=grants)) as emu:
         token = await login(session, emu)
         url = f"{emu.endpoints['ega_access']}/requests/new/datasets/{DATASET}"
         for body in ("", 'downloadrequest={"downloadType":"STREAM","descriptor":"x"}'):
@@ -238,7 +238,7 @@ async def test_bad_and_forbidden_requests(session: aiohttp.ClientSession) -> Non
         assert (await get(session, emu, "/datasets", token))["response"]["result"] == [DATASET]
         hidden = await get(session, emu, "/datasets/EGAD00010000999/files", token)
         assert hidden["response"]["result"] == []
-        assert emu.ega_stats().tickets_issued == 0
+        assert emu.ega.stats().tickets_issued == 0
 
 
 async def test_deleting_tickets_and_requests(emu: Emulator, session: aiohttp.ClientSession) -> None:
@@ -259,7 +259,7 @@ async def test_deleting_tickets_and_requests(emu: Emulator, session: aiohttp.Cli
         url = f"{emu.endpoints['ega_download']}/downloads/{ticket}"
         async with session.get(url) as response:
             assert response.status == 404
-    assert emu.ega_stats().tickets_deleted == 3
+    assert emu.ega.stats().tickets_deleted == 3
 
 
 async def test_faults_apply_to_json_calls(emu: Emulator, session: aiohttp.ClientSession) -> None:

@@ -7,7 +7,7 @@ import hashlib
 import aiohttp
 import pytest
 
-from mirror.emulator import Catalog, Emulator, Fault
+from mirror.emulator import Catalog, EgaOptions, Emulator, Fault
 
 from .ega_helpers import (
     DATASET,
@@ -34,21 +34,21 @@ async def test_stream_is_the_file_rekeyed(emu: Emulator, session: aiohttp.Client
     for rekey in ("k1", "k2"):
         status, body = await download(session, emu, await _ticket(session, emu, FILE_B, rekey))
         assert status == 200
-        assert body == emu.ega_stream_bytes(FILE_B, rekey)
-        assert hashlib.md5(body).hexdigest() == emu.ega_stream_md5(FILE_B, rekey)
+        assert body == emu.ega.stream_bytes(FILE_B, rekey)
+        assert hashlib.md5(body).hexdigest() == emu.ega.stream_md5(FILE_B, rekey)
         streams[rekey] = body
-    plain = emu.ega_plain_bytes(FILE_B)
-    assert len(streams["k1"]) == len(streams["k2"]) == len(plain) == emu.ega_file(FILE_B).size
+    plain = emu.ega.plain_bytes(FILE_B)
+    assert len(streams["k1"]) == len(streams["k2"]) == len(plain) == emu.ega.file(FILE_B).size
     assert len({streams["k1"], streams["k2"], plain}) == 3
     # The same rekey on another file gives another stream.
-    assert emu.ega_stream_bytes(FILE_A, "k1") != streams["k1"][: emu.ega_file(FILE_A).size]
+    assert emu.ega.stream_bytes(FILE_A, "k1") != streams["k1"][: emu.ega.file(FILE_A).size]
 
 
 async def test_ranges_and_removal_after_the_last_byte(
     emu: Emulator, session: aiohttp.ClientSession
 ) -> None:
     ticket = await _ticket(session, emu, FILE_B)
-    whole = emu.ega_stream_bytes(FILE_B, "k1")
+    whole = emu.ega.stream_bytes(FILE_B, "k1")
     size = len(whole)
     url = f"{emu.endpoints['ega_download']}/downloads/{ticket}"
     async with session.get(url, headers={"Range": "bytes=0-99999"}) as response:
@@ -61,44 +61,44 @@ async def test_ranges_and_removal_after_the_last_byte(
         206,
         whole[100_000:200_001],
     )
-    assert len(emu.ega_tickets()) == 1
+    assert len(emu.ega.tickets()) == 1
     not_yet = await results(session, emu, ticket)
     assert not_yet["header"]["code"] == "404"
     assert await download(session, emu, ticket, "bytes=200001-") == (206, whole[200_001:])
     await emu.wait_idle()
-    assert emu.ega_tickets() == []
+    assert emu.ega.tickets() == []
     status, _ = await download(session, emu, ticket, "bytes=0-9")
     assert status == 404
     # The results outlive the ticket: the MD5 of the whole stream, and its size.
     doc = await results(session, emu, ticket, md5=hashlib.md5(whole).hexdigest())
     assert doc["header"]["code"] == "200"
     assert doc["header"]["service"] == "download"
-    assert doc["response"]["result"] == [emu.ega_stream_md5(FILE_B, "k1"), str(size)]
-    stats = emu.ega_stats()
+    assert doc["response"]["result"] == [emu.ega.stream_md5(FILE_B, "k1"), str(size)]
+    stats = emu.ega.stats()
     assert (stats.tickets_completed, stats.tickets_removed, stats.results_mismatched) == (1, 1, 0)
     await results(session, emu, ticket, md5="0" * 32)
-    assert emu.ega_stats().results_mismatched == 1
+    assert emu.ega.stats().results_mismatched == 1
 
 
 async def test_without_range_support_the_whole_stream_comes_back(
     session: aiohttp.ClientSession,
 ) -> None:
-    async with Emulator(Catalog.demo(), ega_range_support=False) as emu:
+    async with Emulator(Catalog.demo(), ega=EgaOptions(range_support=False)) as emu:
         ticket = await _ticket(session, emu, FILE_A)
         url = f"{emu.endpoints['ega_download']}/downloads/{ticket}"
         async with session.get(url, headers={"Range": "bytes=10-19"}) as response:
             assert response.status == 200
             assert response.headers["Accept-Ranges"] == "none"
-            assert await response.read() == emu.ega_stream_bytes(FILE_A, "k1")
+            assert await response.read() == emu.ega.stream_bytes(FILE_A, "k1")
         await emu.wait_idle()
-        assert emu.ega_tickets() == []
+        assert emu.ega.tickets() == []
 
 
 async def test_a_cut_download_keeps_its_ticket_for_the_resume(
     emu: Emulator, session: aiohttp.ClientSession
 ) -> None:
     ticket = await _ticket(session, emu, FILE_B)
-    whole = emu.ega_stream_bytes(FILE_B, "k1")
+    whole = emu.ega.stream_bytes(FILE_B, "k1")
     emu.faults.add(Fault(kind="reset", host="ega", match="*/downloads/*", after_bytes=70_000))
     url = f"{emu.endpoints['ega_download']}/downloads/{ticket}"
     received = bytearray()
@@ -114,21 +114,21 @@ async def test_a_cut_download_keeps_its_ticket_for_the_resume(
     assert whole.startswith(received)
     emu.faults.clear()
     await emu.wait_idle()
-    assert [t.ticket for t in emu.ega_tickets()] == [ticket]
+    assert [t.ticket for t in emu.ega.tickets()] == [ticket]
     status, rest = await download(session, emu, ticket, f"bytes={len(received)}-")
     assert (status, bytes(received) + rest) == (206, whole)
     await emu.wait_idle()
-    assert emu.ega_tickets() == []
+    assert emu.ega.tickets() == []
 
 
 async def test_short_and_corrupt_streams(emu: Emulator, session: aiohttp.ClientSession) -> None:
-    whole = emu.ega_stream_bytes(FILE_A, "k1")
+    whole = emu.ega.stream_bytes(FILE_A, "k1")
     ticket = await _ticket(session, emu, FILE_A)
     emu.faults.add(Fault(kind="short", host="ega", after_bytes=10, times=1))
     assert await download(session, emu, ticket) == (200, whole[:-10])
     await emu.wait_idle()
     # A short answer never sent the last byte: the ticket is still there.
-    assert len(emu.ega_tickets()) == 1
+    assert len(emu.ega.tickets()) == 1
     emu.faults.add(Fault(kind="corrupt", host="ega", offset=5, times=1))
     status, body = await download(session, emu, ticket)
     assert status == 200
@@ -138,7 +138,7 @@ async def test_short_and_corrupt_streams(emu: Emulator, session: aiohttp.ClientS
     # meant to send, which is how a client catches the damage.
     doc = await results(session, emu, ticket, md5=hashlib.md5(body).hexdigest())
     assert doc["response"]["result"][0] == hashlib.md5(whole).hexdigest()
-    assert emu.ega_stats().results_mismatched == 1
+    assert emu.ega.stats().results_mismatched == 1
 
 
 async def test_status_faults_on_downloads(emu: Emulator, session: aiohttp.ClientSession) -> None:
@@ -154,22 +154,22 @@ async def test_expiry_on_demand_and_after_seven_days(
     token = await login(session, emu)
     made = (await new_request(session, emu, token, DATASET))["response"]["result"]
     first, second, third = (t["ticket"] for t in made)
-    assert emu.ega_expire_ticket(first) is True
-    assert emu.ega_expire_ticket(first) is False
+    assert emu.ega.expire_ticket(first) is True
+    assert emu.ega.expire_ticket(first) is False
     assert (await download(session, emu, first))[0] == 404
     # An expired ticket has no results either.
     assert (await results(session, emu, first))["header"]["code"] == "404"
-    emu.ega_advance(7 * 86400 - 60)
+    emu.ega.advance(7 * 86400 - 60)
     assert (await download(session, emu, second, "bytes=0-0"))[0] == 206
-    emu.ega_advance(120)
+    emu.ega.advance(120)
     assert (await download(session, emu, third, "bytes=0-0"))[0] == 404
     listed = await get(session, emu, "/requests", await login(session, emu))
     assert listed["response"]["result"] == []
-    assert emu.ega_stats().tickets_expired == 3
+    assert emu.ega.stats().tickets_expired == 3
 
 
 async def test_wrong_results_fault(session: aiohttp.ClientSession) -> None:
-    async with Emulator(Catalog.demo(), ega_wrong_results=[FILE_A]) as emu:
+    async with Emulator(Catalog.demo(), ega=EgaOptions(wrong_results=[FILE_A])) as emu:
         for file_id, rekey in ((FILE_A, "k1"), (FILE_B, "k1")):
             ticket = await _ticket(session, emu, file_id, rekey)
             status, body = await download(session, emu, ticket)
@@ -179,8 +179,8 @@ async def test_wrong_results_fault(session: aiohttp.ClientSession) -> None:
             assert int(size) == len(body)
             right = server_md5 == hashlib.md5(body).hexdigest()
             assert right is (file_id == FILE_B)
-        emu.ega_wrong_results(FILE_A, wrong=False)
-        emu.ega_wrong_results(FILE_B)
+        emu.ega.wrong_results(FILE_A, wrong=False)
+        emu.ega.wrong_results(FILE_B)
         ticket = await _ticket(session, emu, FILE_B, "k2")
         _status, body = await download(session, emu, ticket)
         await emu.wait_idle()
@@ -196,7 +196,7 @@ async def test_download_server_aliases_and_session_param(
     ds = emu.endpoints["ega_download"].replace("/download/v2", "/ds/v2")
     async with session.get(f"{ds}/downloads/{ticket}", params={"session": "x"}) as response:
         assert response.status == 200
-        assert await response.read() == emu.ega_stream_bytes(FILE_A, "k1")
+        assert await response.read() == emu.ega.stream_bytes(FILE_A, "k1")
     await emu.wait_idle()
     async with session.get(f"{ds}/results/{ticket}") as response:
         assert response.status == 200

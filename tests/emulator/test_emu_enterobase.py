@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mirror.emulator import Catalog, Emulator, EnterobaseAssembly, Fault
+from mirror.emulator import Catalog, Emulator, EnterobaseAssembly, EnterobaseOptions, Fault
 
 from .helpers import emulator_cli
 
@@ -35,9 +35,9 @@ async def ebase() -> AsyncIterator[Emulator]:
     async with Emulator(
         Catalog.generate_enterobase(records=RECORDS),
         today=TODAY,
-        enterobase_rate_limit=None,
-        enterobase_tokens=("test-token", "old-token"),
-        enterobase_expired_tokens=("old-token",),
+        enterobase=EnterobaseOptions(
+            rate_limit=None, tokens=("test-token", "old-token"), expired_tokens=("old-token",)
+        ),
     ) as emulator:
         yield emulator
 
@@ -88,7 +88,7 @@ async def test_limit_offset_paging_to_the_end(
         seen += [record["assembly_barcode"] for record in doc["Assemblies"]]
         nxt = doc["links"]["paging"].get("next")
         url = local(ebase, nxt) if nxt else None
-    assert seen == sorted(r.assembly_barcode for r in ebase.enterobase_records())
+    assert seen == sorted(r.assembly_barcode for r in ebase.enterobase.records())
     assert [len(p["Assemblies"]) for p in pages] == [50, 50, 20]
     assert {p["links"]["total_records"] for p in pages} == {RECORDS}
     assert pages[-1]["links"]["paging"].get("next") is None
@@ -129,7 +129,7 @@ async def test_only_fields_both_forms(ebase: Emulator, session: aiohttp.ClientSe
 
 
 async def test_field_filters(ebase: Emulator, session: aiohttp.ClientSession) -> None:
-    records = ebase.enterobase_records()
+    records = ebase.enterobase.records()
     agona = sorted(r.assembly_barcode for r in records if r.serotype == "Agona")
     assert 0 < len(agona) < RECORDS
     base = ebase.endpoints["enterobase"] + "/senterica"
@@ -157,7 +157,7 @@ async def test_reldate_sees_only_runtime_releases(
     url = ebase.endpoints["enterobase"] + "/senterica/assemblies?reldate=1&limit=500"
     assert (await get(session, url))["Assemblies"] == []
     assert ebase.today == TODAY
-    released = ebase.enterobase_release("senterica", 3)
+    released = ebase.enterobase.release("senterica", 3)
     assert {r.release_date for r in released} == {TODAY}
     doc = await get(session, url)
     assert [r["assembly_barcode"] for r in doc["Assemblies"]] == [
@@ -176,7 +176,7 @@ async def test_straindata_is_a_dict_by_strain_barcode(
     doc = await get(session, ebase.endpoints["enterobase"] + "/senterica/straindata?limit=5")
     data = doc["straindata"]
     assert isinstance(data, dict)
-    records = {r.strain_barcode: r for r in ebase.enterobase_records()}
+    records = {r.strain_barcode: r for r in ebase.enterobase.records()}
     assert len(data) == 5
     for barcode, row in data.items():
         assert row["strain_barcode"] == barcode
@@ -209,7 +209,7 @@ async def test_download_link_needs_the_token(
     url = local(ebase, record["download_fasta_link"])
     async with session.get(url) as response:
         assert response.status == 401
-    expected = ebase.enterobase_fasta("senterica", record["assembly_barcode"])
+    expected = ebase.enterobase.fasta("senterica", record["assembly_barcode"])
     async with session.get(url, headers=AUTH) as response:
         assert response.status == 200
         assert response.headers["Content-Length"] == str(len(expected))
@@ -229,7 +229,9 @@ async def test_token_never_reaches_the_log(tmp_path: Path, session: aiohttp.Clie
     secret = "s3cret-T0KEN-value"
     log_path = tmp_path / "requests.jsonl"
     async with Emulator(
-        Catalog.demo(), log_path=log_path, enterobase_tokens=(secret,), enterobase_rate_limit=None
+        Catalog.demo(),
+        log_path=log_path,
+        enterobase=EnterobaseOptions(tokens=(secret,), rate_limit=None),
     ) as emu:
         headers = basic(secret)
         doc = await get(
@@ -267,7 +269,7 @@ async def test_faults_on_the_enterobase_host(
 
 
 async def test_own_links_when_asked(session: aiohttp.ClientSession) -> None:
-    async with Emulator(enterobase_public_links=False, enterobase_rate_limit=None) as emu:
+    async with Emulator(enterobase=EnterobaseOptions(public_links=False, rate_limit=None)) as emu:
         doc = await get(session, emu.endpoints["enterobase"] + "/senterica/assemblies?limit=2")
         own = emu.endpoints["enterobase"].removesuffix("/api/v2.0")
         assert doc["links"]["paging"]["next"].startswith(own + "/api/v2.0/senterica/assemblies?")
@@ -287,6 +289,7 @@ def test_generator_is_deterministic() -> None:
     assert EnterobaseAssembly.generate("ecoli", 1)[0].assembly_barcode.startswith("ESC_")
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_cli_serves_mgnify_and_enterobase(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:

@@ -26,12 +26,12 @@ async def _fetch(
 
 async def test_status_with_retry_after(emu: Emulator, session: aiohttp.ClientSession) -> None:
     emu.faults.add(Fault(kind="status", status=429, retry_after=7, times=1))
-    status, headers, _ = await _fetch(session, emu.file_url(FASTQ_1))
+    status, headers, _ = await _fetch(session, emu.ena.file_url(FASTQ_1))
     assert (status, headers["Retry-After"]) == (429, "7")
-    status, headers, body = await _fetch(session, emu.file_url(FASTQ_1))
+    status, headers, body = await _fetch(session, emu.ena.file_url(FASTQ_1))
     assert status == 200
     assert "Retry-After" not in headers
-    assert body == emu.file_bytes(FASTQ_1)
+    assert body == emu.ena.file_bytes(FASTQ_1)
 
 
 @pytest.mark.parametrize("kind", ["reset", "truncate"])
@@ -42,14 +42,14 @@ async def test_cut_connections_deliver_exactly_after_bytes(
     received = bytearray()
 
     async def download() -> None:
-        async with session.get(emu.file_url(FASTQ_1)) as response:
-            assert response.headers["Content-Length"] == str(emu.file(FASTQ_1).size)
+        async with session.get(emu.ena.file_url(FASTQ_1)) as response:
+            assert response.headers["Content-Length"] == str(emu.ena.file(FASTQ_1).size)
             async for piece in response.content.iter_any():
                 received.extend(piece)
 
     with pytest.raises(PAYLOAD_ERRORS) as caught:
         await download()
-    assert bytes(received) == emu.file_bytes(FASTQ_1)[:70_000]
+    assert bytes(received) == emu.ena.file_bytes(FASTQ_1)[:70_000]
     if kind == "reset":
         assert "reset" in str(caught.value).lower()
     await emu.wait_idle()
@@ -59,12 +59,14 @@ async def test_cut_connections_deliver_exactly_after_bytes(
 
 async def test_short_looks_complete(emu: Emulator, session: aiohttp.ClientSession) -> None:
     emu.faults.add(Fault(kind="short", after_bytes=100))
-    size = emu.file(FASTQ_1).size
-    status, headers, body = await _fetch(session, emu.file_url(FASTQ_1))
+    size = emu.ena.file(FASTQ_1).size
+    status, headers, body = await _fetch(session, emu.ena.file_url(FASTQ_1))
     assert status == 200
     assert int(headers["Content-Length"]) == len(body) == size - 100
-    assert body == emu.file_bytes(FASTQ_1)[: size - 100]
-    status, headers, body = await _fetch(session, emu.file_url(FASTQ_1), {"Range": "bytes=1000-"})
+    assert body == emu.ena.file_bytes(FASTQ_1)[: size - 100]
+    status, headers, body = await _fetch(
+        session, emu.ena.file_url(FASTQ_1), {"Range": "bytes=1000-"}
+    )
     assert status == 206
     assert headers["Content-Range"] == f"bytes 1000-{size - 101}/{size}"
     assert len(body) == size - 1100
@@ -75,15 +77,15 @@ async def test_corrupt_flips_one_byte(
     emu: Emulator, session: aiohttp.ClientSession, offset: int | None
 ) -> None:
     emu.faults.add(Fault(kind="corrupt", offset=offset, times=1))
-    good = emu.file_bytes(FASTQ_1)
-    _, _, body = await _fetch(session, emu.file_url(FASTQ_1))
+    good = emu.ena.file_bytes(FASTQ_1)
+    _, _, body = await _fetch(session, emu.ena.file_url(FASTQ_1))
     assert len(body) == len(good)
     position = len(good) // 2 if offset is None else offset
     assert body[position] == good[position] ^ 0xFF
     assert body[:position] == good[:position]
     assert body[position + 1 :] == good[position + 1 :]
-    assert hashlib.md5(body).hexdigest() != emu.file_md5(FASTQ_1)
-    _, _, body = await _fetch(session, emu.file_url(FASTQ_1))
+    assert hashlib.md5(body).hexdigest() != emu.ena.file_md5(FASTQ_1)
+    _, _, body = await _fetch(session, emu.ena.file_url(FASTQ_1))
     assert body == good
 
 
@@ -91,10 +93,10 @@ async def test_corrupt_waits_for_a_range_that_covers_it(
     emu: Emulator, session: aiohttp.ClientSession
 ) -> None:
     emu.faults.add(Fault(kind="corrupt", offset=500, times=1))
-    good = emu.file_bytes(FASTQ_1)
-    _, _, body = await _fetch(session, emu.file_url(FASTQ_1), {"Range": "bytes=1000-"})
+    good = emu.ena.file_bytes(FASTQ_1)
+    _, _, body = await _fetch(session, emu.ena.file_url(FASTQ_1), {"Range": "bytes=1000-"})
     assert body == good[1000:]
-    _, _, body = await _fetch(session, emu.file_url(FASTQ_1), {"Range": "bytes=0-999"})
+    _, _, body = await _fetch(session, emu.ena.file_url(FASTQ_1), {"Range": "bytes=0-999"})
     assert body[500] == good[500] ^ 0xFF
     await emu.wait_idle()
     assert [entry.fault for entry in emu.log] == [None, "corrupt"]
@@ -103,31 +105,31 @@ async def test_corrupt_waits_for_a_range_that_covers_it(
 async def test_slow_paces_the_body(emu: Emulator, session: aiohttp.ClientSession) -> None:
     emu.faults.add(Fault(kind="slow", bytes_per_second=40_000))
     path = "vol1/fastq/ERR120/001/ERR120000001/ERR120000001_2.fastq.gz"  # 3 KiB
-    async with session.get(emu.file_url(path)) as response:
+    async with session.get(emu.ena.file_url(path)) as response:
         body = await response.read()
-    assert body == emu.file_bytes(path)
+    assert body == emu.ena.file_bytes(path)
     await emu.wait_idle()
     assert emu.log[-1].fault == "slow"
 
 
 async def test_no_range_answers_200_full(emu: Emulator, session: aiohttp.ClientSession) -> None:
     emu.faults.add(Fault(kind="no_range"))
-    status, headers, body = await _fetch(session, emu.file_url(FASTQ_1), {"Range": "bytes=10-"})
+    status, headers, body = await _fetch(session, emu.ena.file_url(FASTQ_1), {"Range": "bytes=10-"})
     assert status == 200
     assert "Content-Range" not in headers
-    assert body == emu.file_bytes(FASTQ_1)
+    assert body == emu.ena.file_bytes(FASTQ_1)
 
 
 async def test_gzip_header_breaks_a_decoding_client(emu: Emulator) -> None:
     emu.faults.add(Fault(kind="gzip_header"))
     async with aiohttp.ClientSession(auto_decompress=False) as raw:
-        _status, headers, body = await _fetch(raw, emu.file_url(FASTQ_1))
+        _status, headers, body = await _fetch(raw, emu.ena.file_url(FASTQ_1))
     assert headers["Content-Encoding"] == "gzip"
-    assert body == emu.file_bytes(FASTQ_1)
+    assert body == emu.ena.file_bytes(FASTQ_1)
     # The .fastq.gz is a real gzip stream, as on ENA: a client that decodes it gets
     # the uncompressed bytes, silently, and the file's size and MD5 no longer match.
     async with aiohttp.ClientSession() as decoding:
-        _status, _headers, decoded = await _fetch(decoding, emu.file_url(FASTQ_1))
+        _status, _headers, decoded = await _fetch(decoding, emu.ena.file_url(FASTQ_1))
     assert decoded == gzip.decompress(body)
     assert len(decoded) < len(body)
 
@@ -149,7 +151,7 @@ async def test_portal_faults(emu: Emulator, session: aiohttp.ClientSession) -> N
 async def test_times_and_host_filter(emu: Emulator, session: aiohttp.ClientSession) -> None:
     emu.faults.add(Fault(kind="status", status=500, host="www", times=2))
     for _ in range(3):
-        status, _, _ = await _fetch(session, emu.file_url(FASTQ_1), {"Range": "bytes=0-0"})
+        status, _, _ = await _fetch(session, emu.ena.file_url(FASTQ_1), {"Range": "bytes=0-0"})
         assert status == 206
     url = emu.endpoints["ena_portal"] + "/returnFields?result=read_run"
     statuses = [(await _fetch(session, url))[0] for _ in range(3)]
@@ -200,8 +202,8 @@ def test_fault_json_round_trip_and_validation() -> None:
 
 async def test_faults_from_the_constructor(session: aiohttp.ClientSession) -> None:
     async with Emulator(Catalog.demo(), faults=[Fault(kind="status", status=502)]) as emu:
-        status, _, _ = await _fetch(session, emu.file_url(FASTQ_1))
+        status, _, _ = await _fetch(session, emu.ena.file_url(FASTQ_1))
         assert status == 502
         emu.faults.clear()
-        status, _, _ = await _fetch(session, emu.file_url(FASTQ_1))
+        status, _, _ = await _fetch(session, emu.ena.file_url(FASTQ_1))
         assert status == 200

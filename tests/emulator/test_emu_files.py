@@ -8,8 +8,8 @@ import hashlib
 import aiohttp
 import pytest
 
-from mirror.emulator import Catalog, Emulator
-from mirror.emulator._files import LAST_MODIFIED, RangePlan, plan_range
+from mirror.emulator import Catalog, Emulator, FilesOptions
+from mirror.emulator._blob import LAST_MODIFIED, RangePlan, plan_range
 
 from .helpers import FASTQ_1
 
@@ -54,12 +54,12 @@ def test_plan_range_if_range(if_range: str, status: int) -> None:
 
 
 async def test_full_get_headers_and_body(emu: Emulator, session: aiohttp.ClientSession) -> None:
-    async with session.get(emu.file_url(FASTQ_1)) as response:
+    async with session.get(emu.ena.file_url(FASTQ_1)) as response:
         body = await response.read()
         headers = response.headers
         assert response.status == 200
-    assert body == emu.file_bytes(FASTQ_1)
-    assert hashlib.md5(body).hexdigest() == emu.file_md5(FASTQ_1)
+    assert body == emu.ena.file_bytes(FASTQ_1)
+    assert hashlib.md5(body).hexdigest() == emu.ena.file_md5(FASTQ_1)
     assert headers["Content-Length"] == str(len(body))
     assert headers["Content-Type"] == "application/octet-stream"
     assert headers["Accept-Ranges"] == "bytes"
@@ -72,8 +72,8 @@ async def test_full_get_headers_and_body(emu: Emulator, session: aiohttp.ClientS
 async def test_range_206_and_resume_reassembles(
     emu: Emulator, session: aiohttp.ClientSession
 ) -> None:
-    url = emu.file_url(FASTQ_1)
-    whole = emu.file_bytes(FASTQ_1)
+    url = emu.ena.file_url(FASTQ_1)
+    whole = emu.ena.file_bytes(FASTQ_1)
     cut = (1 << 20) + 12_345
     async with session.get(url, headers={"Range": f"bytes={cut}-"}) as response:
         assert response.status == 206
@@ -86,15 +86,17 @@ async def test_range_206_and_resume_reassembles(
 
 
 async def test_unsatisfiable_range_is_416(emu: Emulator, session: aiohttp.ClientSession) -> None:
-    size = emu.file(FASTQ_1).size
-    async with session.get(emu.file_url(FASTQ_1), headers={"Range": f"bytes={size}-"}) as response:
+    size = emu.ena.file(FASTQ_1).size
+    async with session.get(
+        emu.ena.file_url(FASTQ_1), headers={"Range": f"bytes={size}-"}
+    ) as response:
         assert response.status == 416
         assert response.headers["Content-Range"] == f"bytes */{size}"
         assert await response.read() == b""
 
 
 async def test_if_range(emu: Emulator, session: aiohttp.ClientSession) -> None:
-    url = emu.file_url(FASTQ_1)
+    url = emu.ena.file_url(FASTQ_1)
     async with session.head(url) as response:
         etag = response.headers["ETag"]
     async with session.get(url, headers={"Range": "bytes=5-", "If-Range": etag}) as response:
@@ -102,11 +104,11 @@ async def test_if_range(emu: Emulator, session: aiohttp.ClientSession) -> None:
     stale = {"Range": "bytes=5-", "If-Range": '"stale-etag"'}
     async with session.get(url, headers=stale) as response:
         assert response.status == 200
-        assert await response.read() == emu.file_bytes(FASTQ_1)
+        assert await response.read() == emu.ena.file_bytes(FASTQ_1)
 
 
 async def test_head(emu: Emulator, session: aiohttp.ClientSession) -> None:
-    async with session.head(emu.file_url(FASTQ_1), headers={"Range": "bytes=0-9"}) as response:
+    async with session.head(emu.ena.file_url(FASTQ_1), headers={"Range": "bytes=0-9"}) as response:
         assert response.status == 206
         assert response.headers["Content-Length"] == "10"
         assert await response.read() == b""
@@ -126,20 +128,20 @@ async def test_unknown_paths_are_404(
 
 
 async def test_range_support_off(session: aiohttp.ClientSession) -> None:
-    async with Emulator(Catalog.demo(), range_support=False) as emu:
+    async with Emulator(Catalog.demo(), files=FilesOptions(range_support=False)) as emu:
         headers = {"Range": "bytes=5-"}
-        async with session.get(emu.file_url(FASTQ_1), headers=headers) as response:
+        async with session.get(emu.ena.file_url(FASTQ_1), headers=headers) as response:
             assert response.status == 200
             assert response.headers["Accept-Ranges"] == "none"
-            assert await response.read() == emu.file_bytes(FASTQ_1)
+            assert await response.read() == emu.ena.file_bytes(FASTQ_1)
 
 
 async def test_bandwidth_caps_each_response(session: aiohttp.ClientSession) -> None:
     path = "vol1/fastq/ERR408/002/ERR4080002/ERR4080002.fastq.gz"  # 1 KiB
-    async with Emulator(Catalog.demo(), bandwidth=4096) as emu:
+    async with Emulator(Catalog.demo(), files=FilesOptions(bandwidth=4096)) as emu:
         loop_time = asyncio.get_running_loop().time
         start = loop_time()
-        async with session.get(emu.file_url(path)) as response:
-            assert await response.read() == emu.file_bytes(path)
+        async with session.get(emu.ena.file_url(path)) as response:
+            assert await response.read() == emu.ena.file_bytes(path)
         # 1024 bytes in 512-byte pieces at 4096 B/s: the second piece waits 1/8 s.
         assert loop_time() - start >= 0.12

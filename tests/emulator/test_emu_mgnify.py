@@ -10,7 +10,16 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from mirror.emulator import Catalog, Emulator, Fault, MgnifyAnalysis, MgnifyDownload, MgnifyStudy
+from mirror.emulator import (
+    Catalog,
+    Emulator,
+    EnaOptions,
+    Fault,
+    MgnifyAnalysis,
+    MgnifyDownload,
+    MgnifyOptions,
+    MgnifyStudy,
+)
 
 PUBLIC = "https://www.ebi.ac.uk/metagenomics/api/v1"
 BIG = "MGYS00009001"
@@ -20,7 +29,7 @@ BIG = "MGYS00009001"
 async def big() -> AsyncIterator[Emulator]:
     """The demo plus two generated studies of 150 analyses each (300 in all)."""
     catalog = Catalog.demo().merge(Catalog.generate_mgnify(studies=2, analyses=150))
-    async with Emulator(catalog, portal_rate_limit=None) as emulator:
+    async with Emulator(catalog, ena=EnaOptions(portal_rate_limit=None)) as emulator:
         yield emulator
 
 
@@ -163,7 +172,7 @@ async def test_downloads_item_shape(emu: Emulator, session: aiohttp.ClientSessio
     }
     reads = items["ERR3477397_MERGED_FASTQ.fasta.gz"]["attributes"]
     assert reads["file-checksum"] == {
-        "checksum": emu.mgnify_sha1("MGYA00005002", "ERR3477397_MERGED_FASTQ.fasta.gz"),
+        "checksum": emu.mgnify.download_sha1("MGYA00005002", "ERR3477397_MERGED_FASTQ.fasta.gz"),
         "checksum-algorithm": "SHA1",
     }
     chunked = await get(session, f"{emu.endpoints['mgnify']}/analyses/MGYA00005001/downloads")
@@ -189,9 +198,9 @@ async def test_file_bytes_match_listed_sha1_and_ranges(
             disposition = response.headers["Content-Disposition"]
         assert disposition == f"attachment; filename={item['id']}"
         assert hashlib.sha1(body).hexdigest() == item["attributes"]["file-checksum"]["checksum"]
-        assert body == emu.mgnify_bytes("MGYA00005001", item["id"])
+        assert body == emu.mgnify.download_bytes("MGYA00005001", item["id"])
     url = local(emu, doc["data"][0]["links"]["self"])
-    whole = emu.mgnify_bytes("MGYA00005001", doc["data"][0]["id"])
+    whole = emu.mgnify.download_bytes("MGYA00005001", doc["data"][0]["id"])
     async with session.get(url, headers={"Range": "bytes=1000-"}) as response:
         assert response.status == 206
         assert response.headers["Content-Range"] == f"bytes 1000-{len(whole) - 1}/{len(whole)}"
@@ -226,7 +235,9 @@ async def test_unsafe_alias_is_percent_encoded_and_served(
         assert item["attributes"]["alias"] == "../../evil.txt"
         async with session.get(local(emu, item["links"]["self"])) as response:
             assert response.status == 200
-            assert await response.read() == emu.mgnify_bytes("MGYA00000666", "../../evil.txt")
+            assert await response.read() == emu.mgnify.download_bytes(
+                "MGYA00000666", "../../evil.txt"
+            )
 
 
 async def test_cursor_pagination(session: aiohttp.ClientSession) -> None:
@@ -274,7 +285,7 @@ async def test_not_found_documents(emu: Emulator, session: aiohttp.ClientSession
 
 
 async def test_study_record_and_own_links(session: aiohttp.ClientSession) -> None:
-    async with Emulator(mgnify_public_links=False) as emu:
+    async with Emulator(mgnify=MgnifyOptions(public_links=False)) as emu:
         doc = await get(session, f"{emu.endpoints['mgnify']}/studies/ERP117001")
         assert doc["data"]["type"] == "studies"
         assert doc["data"]["id"] == "MGYS00005001"

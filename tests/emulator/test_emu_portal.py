@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from mirror.emulator import Catalog, Emulator
+from mirror.emulator import Catalog, Emulator, EnaOptions
 
 FASTQ_FIELDS = "fastq_ftp,fastq_md5,fastq_bytes"
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real-responses" / "ena"
@@ -60,9 +60,9 @@ async def test_filereport_tsv_columns_in_requested_order(
     for u, md5, size in zip(
         urls, three["fastq_md5"].split(";"), three["fastq_bytes"].split(";"), strict=True
     ):
-        data = emu.file_bytes(u)
+        data = emu.ena.file_bytes(u)
         assert len(data) == int(size)
-        assert hashlib.md5(data).hexdigest() == md5 == emu.file_md5(u)
+        assert hashlib.md5(data).hexdigest() == md5 == emu.ena.file_md5(u)
     assert rows[3]["fastq_ftp"] == rows[3]["fastq_md5"] == rows[3]["fastq_bytes"] == ""
 
 
@@ -120,7 +120,7 @@ async def test_filereport_analysis(emu: Emulator, session: aiohttp.ClientSession
         assert status == 200
         header, (row,) = _tsv(text)
         assert header == ["analysis_accession", *fields.split(",")]
-        assert row["generated_md5"] == emu.file_md5(row["generated_ftp"])
+        assert row["generated_md5"] == emu.ena.file_md5(row["generated_ftp"])
 
 
 @pytest.mark.parametrize(
@@ -354,9 +354,10 @@ async def test_trailing_slash_is_404(emu: Emulator, session: aiohttp.ClientSessi
     assert status == 404
 
 
+@pytest.mark.slow  # streams a 20,000-run report: the size is the point
 async def test_generated_study_streams_many_rows(session: aiohttp.ClientSession) -> None:
     catalog = Catalog.generate(runs_per_study=20_000, files_per_run=2)
-    async with Emulator(catalog, portal_rate_limit=None) as emu:
+    async with Emulator(catalog, ena=EnaOptions(portal_rate_limit=None)) as emu:
         url = emu.endpoints["ena_portal"] + "/filereport"
         async with session.get(
             url, params={"accession": "PRJEB70000", "result": "read_run", "fields": FASTQ_FIELDS}
@@ -367,4 +368,4 @@ async def test_generated_study_streams_many_rows(session: aiohttp.ClientSession)
     last = dict(zip(lines[0].split("\t"), lines[-1].split("\t"), strict=True))
     assert last["run_accession"] == "ERR200019999"
     first_file = last["fastq_ftp"].split(";")[0]
-    assert last["fastq_md5"].split(";")[0] == emu.file_md5(first_file)
+    assert last["fastq_md5"].split(";")[0] == emu.ena.file_md5(first_file)

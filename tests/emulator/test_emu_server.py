@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 import mirror.emulator
-from mirror.emulator import Catalog, Emulator, Fault, LogEntry
+from mirror.emulator import Catalog, Emulator, EnaOptions, Fault, LogEntry
 
 from .helpers import FASTQ_1, emulator_cli
 
@@ -34,15 +35,19 @@ async def test_endpoints_are_separate_loopback_hosts(emu: Emulator) -> None:
 
 async def test_log_entries(tmp_path: Path, session: aiohttp.ClientSession) -> None:
     log_path = tmp_path / "requests.jsonl"
-    async with Emulator(Catalog.demo(), log_path=log_path, portal_rate_limit=None) as emu:
+    async with Emulator(
+        Catalog.demo(), log_path=log_path, ena=EnaOptions(portal_rate_limit=None)
+    ) as emu:
         emu.faults.add(Fault(kind="reset", after_bytes=123, times=1))
         try:
-            async with session.get(emu.file_url(FASTQ_1)) as response:
+            async with session.get(emu.ena.file_url(FASTQ_1)) as response:
                 await response.read()
         except aiohttp.ClientPayloadError:
             pass
-        async with session.get(emu.file_url(FASTQ_1), headers={"Range": "bytes=10-19"}) as response:
-            assert await response.read() == emu.file_bytes(FASTQ_1)[10:20]
+        async with session.get(
+            emu.ena.file_url(FASTQ_1), headers={"Range": "bytes=10-19"}
+        ) as response:
+            assert await response.read() == emu.ena.file_bytes(FASTQ_1)[10:20]
         form = {
             "result": "read_run",
             "includeAccessions": "ERR164407",
@@ -87,9 +92,10 @@ async def test_client_hanging_up_mid_file_is_logged_with_the_bytes_sent(
     catalog = Catalog.generate(runs_per_study=1, files_per_run=1, file_size=256 << 20)
     (file,) = catalog.iter_files()
     async with Emulator(catalog) as emu:
-        async with session.get(emu.file_url(file.path)) as response:
+        async with session.get(emu.ena.file_url(file.path)) as response:
             assert (
-                await response.content.readexactly(1 << 20) == emu.file_bytes(file.path)[: 1 << 20]
+                await response.content.readexactly(1 << 20)
+                == emu.ena.file_bytes(file.path)[: 1 << 20]
             )
             response.close()
         await emu.wait_idle()
@@ -103,7 +109,7 @@ async def test_keep_log_off_still_writes_the_file(
 ) -> None:
     log_path = tmp_path / "only-file.jsonl"
     async with Emulator(Catalog.demo(), log_path=log_path, keep_log=False) as emu:
-        async with session.head(emu.file_url(FASTQ_1)) as response:
+        async with session.head(emu.ena.file_url(FASTQ_1)) as response:
             assert response.status == 200
         await emu.wait_idle()
         assert emu.log == []
@@ -122,7 +128,7 @@ async def test_log_keeps_the_query_string(emu: Emulator, session: aiohttp.Client
 
 
 async def test_portal_rate_limit(session: aiohttp.ClientSession) -> None:
-    async with Emulator(Catalog.demo(), portal_rate_limit=5) as emu:
+    async with Emulator(Catalog.demo(), ena=EnaOptions(portal_rate_limit=5)) as emu:
         url = emu.endpoints["ena_portal"] + "/returnFields?result=analysis"
 
         async def status() -> tuple[int, str | None]:
@@ -131,7 +137,7 @@ async def test_portal_rate_limit(session: aiohttp.ClientSession) -> None:
 
         results = await asyncio.gather(*(status() for _ in range(8)))
         # The file host is not rate-limited.
-        async with session.get(emu.file_url(FASTQ_1), headers={"Range": "bytes=0-0"}) as r:
+        async with session.get(emu.ena.file_url(FASTQ_1), headers={"Range": "bytes=0-0"}) as r:
             assert r.status == 206
         await emu.wait_idle()
         log = emu.log
@@ -140,7 +146,9 @@ async def test_portal_rate_limit(session: aiohttp.ClientSession) -> None:
 
 
 async def test_portal_rate_limit_retry_after_option(session: aiohttp.ClientSession) -> None:
-    async with Emulator(Catalog.demo(), portal_rate_limit=1, portal_retry_after=1) as emu:
+    async with Emulator(
+        Catalog.demo(), ena=EnaOptions(portal_rate_limit=1, portal_retry_after=1)
+    ) as emu:
         url = emu.endpoints["ena_portal"] + "/count?result=read_run"
         statuses = []
         for _ in range(2):
@@ -150,11 +158,12 @@ async def test_portal_rate_limit_retry_after_option(session: aiohttp.ClientSessi
 
 
 async def test_file_helpers_agree_with_the_catalog(emu: Emulator) -> None:
-    file = emu.file("ftp.sra.ebi.ac.uk/" + FASTQ_1)
-    assert emu.file("/" + FASTQ_1) == file == emu.catalog.file(FASTQ_1)
-    assert len(emu.file_bytes(FASTQ_1)) == file.size
+    file = emu.ena.file("ftp.sra.ebi.ac.uk/" + FASTQ_1)
+    assert emu.ena.file("/" + FASTQ_1) == file == emu.catalog.file(FASTQ_1)
+    assert len(emu.ena.file_bytes(FASTQ_1)) == file.size
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_cli_subprocess_serves_and_stops_on_sigterm(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
@@ -183,6 +192,7 @@ async def test_cli_subprocess_serves_and_stops_on_sigterm(
     ]
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_cli_rejects_a_bad_catalog(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"runs": [{"accession": "nope"}]}')

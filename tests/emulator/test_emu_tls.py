@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from mirror.emulator import Catalog, Emulator
+from mirror.emulator import Catalog, Emulator, EnaOptions, TlsOptions
 
 from ..tls import TlsFiles, make_ca
 from .helpers import emulator_cli
@@ -28,7 +28,9 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 @pytest.fixture
 async def https_emu(tls: TlsFiles) -> AsyncIterator[Emulator]:
     async with Emulator(
-        Catalog.demo(), portal_rate_limit=None, tls_cert=tls.cert, tls_key=tls.key
+        Catalog.demo(),
+        ena=EnaOptions(portal_rate_limit=None),
+        tls=TlsOptions(cert=tls.cert, key=tls.key),
     ) as emulator:
         yield emulator
 
@@ -44,14 +46,14 @@ async def test_https_serves_every_host_and_verifies_against_the_test_ca(
     assert all(url.startswith("https://127.0.0.1:") for url in https_emu.endpoints.values())
     path = "vol1/fastq/ERR164/007/ERR164407/ERR164407_1.fastq.gz"
     async with _trusting(tls) as session:
-        async with session.get(https_emu.file_url(path)) as response:
+        async with session.get(https_emu.ena.file_url(path)) as response:
             body = await response.read()
         async with session.get(
-            https_emu.file_url(path), headers={"Range": "bytes=100-"}
+            https_emu.ena.file_url(path), headers={"Range": "bytes=100-"}
         ) as response:
             assert response.status == 206
             assert await response.read() == body[100:]
-    assert hashlib.md5(body).hexdigest() == https_emu.file_md5(path)
+    assert hashlib.md5(body).hexdigest() == https_emu.ena.file_md5(path)
     gzip.decompress(body)
     # Without the CA, verification fails: the TLS path is real.
     async with aiohttp.ClientSession() as plain:
@@ -61,20 +63,22 @@ async def test_https_serves_every_host_and_verifies_against_the_test_ca(
 
 async def test_tls_hosts_choose_which_hosts_speak_https(tls: TlsFiles) -> None:
     async with Emulator(
-        Catalog.demo(), tls_cert=tls.cert, tls_key=tls.key, tls_hosts=["www"]
+        Catalog.demo(), tls=TlsOptions(cert=tls.cert, key=tls.key, hosts=["www"])
     ) as emu:
         assert emu.endpoints["ena_portal"].startswith("https://")
         assert emu.endpoints["ena_files"].startswith("http://")
 
 
-def test_tls_needs_both_cert_and_key(tls: TlsFiles) -> None:
-    with pytest.raises(ValueError, match="go together"):
-        Emulator(Catalog.demo(), tls_cert=tls.cert)
+def test_tls_hosts_must_be_emulated_hosts(tls: TlsFiles) -> None:
+    with pytest.raises(ValueError, match=r"unknown TLS host\(s\) \['wwww'\]"):
+        TlsOptions(cert=tls.cert, key=tls.key, hosts=["wwww"])
 
 
 async def test_local_links_keep_ftp_values_on_the_file_host(tls: TlsFiles) -> None:
     async with (
-        Emulator(Catalog.demo(), tls_cert=tls.cert, tls_key=tls.key, local_links=True) as emu,
+        Emulator(
+            Catalog.demo(), tls=TlsOptions(cert=tls.cert, key=tls.key), local_links=True
+        ) as emu,
         _trusting(tls) as session,
     ):
         url = emu.endpoints["ena_portal"] + "/filereport"
@@ -136,6 +140,7 @@ async def test_taxonomy_lookups(emu: Emulator, session: aiohttp.ClientSession) -
         assert (response.status, await response.text()) == (404, "No results.")
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_cli_serves_https(tmp_path: Path, tls: TlsFiles) -> None:
     async with emulator_cli(
         tmp_path, "--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--local-links"
@@ -149,6 +154,7 @@ async def test_cli_serves_https(tmp_path: Path, tls: TlsFiles) -> None:
         assert ready["endpoints"]["ena_portal"] + "/filereport?accession=ERR164407" in text
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_cli_refuses_a_certificate_without_its_key(tls: TlsFiles) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "mirror.emulator", "--tls-cert", str(tls.cert)],

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
-from mirror.emulator import Catalog, Emulator
+from mirror.emulator import Catalog, Emulator, WebinOptions
 
 from .webin_helpers import (
     ACCOUNT,
@@ -79,11 +79,11 @@ async def test_sync_json_receipt(emu: Emulator, session: aiohttp.ClientSession) 
     assert receipt["actions"] == ["ADD", "HOLD"]
     all_accessions = [item["accession"] for p in ("samples", "runs") for item in receipt[p]]
     assert len(set(all_accessions)) == len(all_accessions)
-    created = {(o.kind, o.alias): o.accession for o in emu.webin_objects(ACCOUNT)}
+    created = {(o.kind, o.alias): o.accession for o in emu.webin.objects(ACCOUNT)}
     assert created[("sample", "gut")] == accessions(receipt, "samples")["gut"]
     assert len(created) == 6
-    assert emu.webin_submissions() == [receipt["submission"]["accession"]]
-    stats = emu.webin_stats()
+    assert emu.webin.submissions() == [receipt["submission"]["accession"]]
+    stats = emu.webin.stats()
     assert (stats.submits, stats.queued, stats.polls, stats.receipts) == (1, 0, 0, 1)
 
 
@@ -132,7 +132,7 @@ async def test_sync_xml_receipt(emu: Emulator, session: aiohttp.ClientSession) -
     submission = root.find("SUBMISSION")
     assert submission is not None
     assert submission.get("alias") == "sub-x"
-    assert emu.webin_submissions() == [submission.get("accession")]
+    assert emu.webin.submissions() == [submission.get("accession")]
     assert [e.text for e in root.iterfind("MESSAGES/INFO")][-1] == TEST_INFO
     assert [e.text for e in root.iterfind("ACTIONS")] == ["ADD", "HOLD"]
 
@@ -142,7 +142,7 @@ async def test_missing_or_wrong_credentials_are_401_and_never_logged(
 ) -> None:
     log_path = tmp_path / "log.jsonl"
     accounts = {ACCOUNT: PASSWORD, "Webin-99": "other-secret"}
-    async with Emulator(Catalog(), webin_accounts=accounts, log_path=log_path) as emu:
+    async with Emulator(Catalog(), webin=WebinOptions(accounts=accounts), log_path=log_path) as emu:
         url = emu.endpoints["webin"] + "/submit"
         body = json.dumps(json_doc(samples=["s1"]))
         for headers in ({}, auth(password="wrong"), auth(account="Webin-1"), auth(password="")):
@@ -159,8 +159,8 @@ async def test_missing_or_wrong_credentials_are_401_and_never_logged(
             assert response.status == 401
             assert response.headers["Content-Type"] == "application/xml"
             assert b"<status>401</status>" in await response.read()
-        assert emu.webin_objects() == []
-        assert emu.webin_stats().unauthorized == 5
+        assert emu.webin.objects() == []
+        assert emu.webin.stats().unauthorized == 5
         # The second account works, and the log holds neither password nor document.
         await submit_json(
             session, emu, json_doc(samples=["s1"]), headers=auth("Webin-99", "other-secret")
@@ -188,14 +188,14 @@ async def test_duplicate_alias_fails_the_whole_submission(
     # Rolled back: nothing got an accession, nothing was created.
     assert accessions(again, "samples") == {"s2": ""}
     assert "accession" not in again["submission"]
-    assert sorted(o.alias for o in emu.webin_objects()) == ["exp-1", "s1"]
-    assert len(emu.webin_submissions()) == 1
+    assert sorted(o.alias for o in emu.webin.objects()) == ["exp-1", "s1"]
+    assert len(emu.webin.submissions()) == 1
     # So s2 alone goes through; aliases are per type (a run may be called exp-1) and
     # per account (another account may reuse every alias).
     later = await submit_json(session, emu, json_doc(samples=["s2"], runs=["exp-1"]))
     assert later["success"] is True
     assert accessions(later, "samples")["s2"].startswith("ERS")
-    async with Emulator(Catalog(), webin_accounts={"Webin-2": "pw"}) as other:
+    async with Emulator(Catalog(), webin=WebinOptions(accounts={"Webin-2": "pw"})) as other:
         receipt = await submit_json(
             session, other, json_doc(experiments=["exp-1"]), headers=auth("Webin-2", "pw")
         )
@@ -215,8 +215,8 @@ async def test_validate_creates_nothing(emu: Emulator, session: aiohttp.ClientSe
     assert receipt["submission"] == {"alias": "dry"}
     assert receipt["messages"] == {"info": [TEST_INFO]}
     assert receipt["actions"] == ["VALIDATE"]
-    assert emu.webin_objects() == []
-    assert emu.webin_submissions() == []
+    assert emu.webin.objects() == []
+    assert emu.webin.submissions() == []
     # A later ADD of the same aliases (and submission alias) succeeds.
     added = await submit_json(session, emu, json_doc(alias="dry", samples=["v1"], runs=["r1"]))
     assert added["success"] is True
@@ -227,7 +227,7 @@ async def test_validate_creates_nothing(emu: Emulator, session: aiohttp.ClientSe
     assert clash["success"] is False
     assert "already exists" in clash["messages"]["error"][0]
     assert ROLLED_BACK not in clash["messages"]["info"]
-    assert len(emu.webin_objects()) == 2
+    assert len(emu.webin.objects()) == 2
 
 
 async def test_malformed_documents_get_a_failed_receipt(
@@ -258,7 +258,7 @@ async def test_malformed_documents_get_a_failed_receipt(
     # Well-formed, but nothing in it (a misspelt key is ignored, as Jackson ignores it).
     empty = await submit_json(session, emu, {"sample": [{"alias": "s1"}]})
     assert empty["messages"]["error"] == ["The submission contains no objects."]
-    assert emu.webin_objects() == []
+    assert emu.webin.objects() == []
 
 
 async def test_multipart_file_part_as_webin_cli_sends_it(
@@ -294,4 +294,4 @@ async def test_multipart_file_part_as_webin_cli_sends_it(
         async with session.post(url, data=writer, headers=headers) as response:
             assert response.status == 400
             assert (await response.json())["status"] == 400
-    assert sorted(o.alias for o in emu.webin_objects()) == ["cli-run", "cli-sample"]
+    assert sorted(o.alias for o in emu.webin.objects()) == ["cli-run", "cli-sample"]

@@ -71,8 +71,8 @@ async def test_add_answers_an_xml_receipt_with_accessions(
     assert _at(root, "STUDY").get("holdUntilDate")
     assert [e.text for e in root.iterfind("MESSAGES/INFO")] == [HOLD_INFO, TEST_INFO]
     assert [e.text for e in root.iterfind("ACTIONS")] == ["ADD", "ADD", "HOLD"]
-    assert sorted(o.alias for o in emu.webin_objects()) == ["r1", "s1", "s2", "st-1", "x1"]
-    assert emu.webin_stats().submits == 1
+    assert sorted(o.alias for o in emu.webin.objects()) == ["r1", "s1", "s2", "st-1", "x1"]
+    assert emu.webin.stats().submits == 1
 
 
 async def test_duplicate_alias_and_validate(emu: Emulator, session: aiohttp.ClientSession) -> None:
@@ -93,7 +93,7 @@ async def test_duplicate_alias_and_validate(emu: Emulator, session: aiohttp.Clie
     root = ET.fromstring(body)
     assert root.get("success") == "true"
     assert _at(root, "SAMPLE").get("accession") is None
-    assert sorted(o.alias for o in emu.webin_objects()) == ["s1"]
+    assert sorted(o.alias for o in emu.webin.objects()) == ["s1"]
 
 
 async def test_bad_part_and_refused_password(emu: Emulator, session: aiohttp.ClientSession) -> None:
@@ -110,8 +110,8 @@ async def test_bad_part_and_refused_password(emu: Emulator, session: aiohttp.Cli
         session, emu, _form(_ADD_HOLD, SAMPLE="s1"), **auth(password=PASSWORD + "x")
     )
     assert status == 401
-    assert emu.webin_stats().unauthorized == 1
-    assert emu.webin_objects() == []
+    assert emu.webin.stats().unauthorized == 1
+    assert emu.webin.objects() == []
     await emu.wait_idle()
     assert [entry.status for entry in emu.log] == [200, 400, 401]
     # Submissions are unpublished metadata: the log never holds them.

@@ -10,14 +10,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from mirror.emulator import Catalog, Emulator, Fault
+from mirror.emulator import Catalog, Emulator, Fault, WebinOptions
 
 from .helpers import emulator_cli
 from .webin_helpers import TEST_INFO, accessions, auth, json_doc, submit_json, xml_doc
 
 
 async def test_queue_then_poll_202_until_the_receipt(session: aiohttp.ClientSession) -> None:
-    async with Emulator(Catalog(), webin_poll_pending=3) as emu:
+    async with Emulator(Catalog(), webin=WebinOptions(poll_pending=3)) as emu:
         answer = await submit_json(
             session, emu, json_doc(samples=["q1"], runs=["qr1"]), path="/submit/queue"
         )
@@ -28,8 +28,8 @@ async def test_queue_then_poll_202_until_the_receipt(session: aiohttp.ClientSess
             "_links": {"poll": {"href": f"{emu.endpoints['webin']}/submit/poll/{sid}"}},
         }
         # Processed when queued, whether or not anyone polls.
-        assert {o.alias for o in emu.webin_objects()} == {"q1", "qr1"}
-        assert emu.webin_submissions() == [sid]
+        assert {o.alias for o in emu.webin.objects()} == {"q1", "qr1"}
+        assert emu.webin.submissions() == [sid]
         seen, receipt = [], {}
         for _ in range(5):
             async with session.get(answer["_links"]["poll"]["href"], headers=auth()) as response:
@@ -45,7 +45,7 @@ async def test_queue_then_poll_202_until_the_receipt(session: aiohttp.ClientSess
         assert receipt["submission"]["accession"] == sid
         assert accessions(receipt, "samples")["q1"].startswith("ERS")
         assert receipt["messages"]["info"] == [TEST_INFO]
-        stats = emu.webin_stats()
+        stats = emu.webin.stats()
         assert (stats.submits, stats.queued, stats.polls, stats.receipts) == (0, 1, 5, 2)
 
 
@@ -81,7 +81,7 @@ async def test_xml_queue_and_poll_formats(emu: Emulator, session: aiohttp.Client
 
 async def test_poll_refusals(session: aiohttp.ClientSession) -> None:
     accounts = {"Webin-1": "one", "Webin-2": "two"}
-    async with Emulator(Catalog(), webin_accounts=accounts) as emu:
+    async with Emulator(Catalog(), webin=WebinOptions(accounts=accounts)) as emu:
         one, two = auth("Webin-1", "one"), auth("Webin-2", "two")
         answer = await submit_json(
             session, emu, json_doc(samples=["p1"]), path="/submit/queue", headers=one
@@ -93,7 +93,7 @@ async def test_poll_refusals(session: aiohttp.ClientSession) -> None:
             async with session.get(target, headers=headers) as response:
                 assert response.status == status
                 assert (await response.json())["status"] == status
-        assert emu.webin_stats().polls == 0
+        assert emu.webin.stats().polls == 0
 
 
 async def test_faults_before_and_after_processing(
@@ -106,13 +106,13 @@ async def test_faults_before_and_after_processing(
     emu.faults.add(Fault(kind="status", status=503, host="www", match="*/submit", times=1))
     async with session.post(url, data=body, headers=headers) as response:
         assert response.status == 503
-    assert emu.webin_objects() == []
+    assert emu.webin.objects() == []
     # A reset after processing: submitted, but the client never sees the receipt.
     emu.faults.add(Fault(kind="reset", host="www", match="*/submit", after_bytes=20, times=1))
     with pytest.raises(aiohttp.ClientError):
         async with session.post(url, data=body, headers=headers) as response:
             await response.read()
-    (made,) = emu.webin_objects()
+    (made,) = emu.webin.objects()
     # Recovery: a retry fails on the alias, naming the accession; or ask for the receipt.
     retry = await submit_json(session, emu, json_doc(alias="lost2", samples=["f1"]))
     assert f'with accession: "{made.accession}"' in retry["messages"]["error"][0]
@@ -157,7 +157,7 @@ async def test_modify_hold_and_release(emu: Emulator, session: aiohttp.ClientSes
             "externalAccession": added["projects"][0]["externalAccession"],
         }
     ]
-    assert len(emu.webin_objects()) == 2
+    assert len(emu.webin.objects()) == 2
     # Real actions the emulator does not model fail loudly rather than pass silently.
     killed = await submit_json(
         session, emu, json_doc(actions=[{"type": "KILL", "target": project}])
@@ -166,6 +166,7 @@ async def test_modify_hold_and_release(emu: Emulator, session: aiohttp.ClientSes
     assert "not supported" in killed["messages"]["error"][0]
 
 
+@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_cli_webin_accounts_poll_pending_and_endpoints(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:

@@ -1,0 +1,254 @@
+"""The ``mirror`` command line: its options, their help, and one-line usage errors."""
+
+from __future__ import annotations
+
+import argparse
+import typing
+from pathlib import Path
+
+from ._cli_output import EXIT_USAGE
+from ._display import PLAIN_INTERVAL
+from ._tuning import PullTuning
+
+_EPILOG = """\
+examples:
+  mirror demo                         mirror a demo data set from a local emulator, offline
+  mirror plan manifest.yaml           count files and bytes, download nothing
+  mirror run manifest.yaml            download and verify everything; re-run to resume
+  mirror get ERR164407 PRJEB1787      no manifest: accessions straight from the command line
+  mirror status manifest.yaml         what is verified, pending, failed (and why)
+  mirror status --dest ./pull         the same for a directory 'mirror get' filled
+  mirror verify manifest.yaml         re-hash local files against the recorded MD5s
+  mirror submit --queue study.json    submit to ENA Webin (test service) and keep the receipt
+
+exit codes: 0 all verified, 1 some files failed (re-run retries them),
+            2 usage/manifest/credentials error, 130 interrupted (re-run resumes)
+
+A manifest is YAML; see configs/ for examples. Credentials come from the environment
+(EGA_USERNAME, EGA_PASSWORD, EGA_REKEY, ENTEROBASE_TOKEN, WEBIN_USERNAME,
+WEBIN_PASSWORD) or ~/.netrc, never from the manifest.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that says where to read more."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        message = message.removeprefix("argument ")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--dest", metavar="DIR", help="root of the local mirror (overrides the manifest's dest)"
+    )
+    common.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="concurrent downloads (overrides the manifest; default 16)",
+    )
+    common.add_argument(
+        "--state",
+        metavar="URL",
+        help="state store: a path, or sqlite:///PATH (relative to the current directory; "
+        "sqlite:////abs/path is absolute); postgresql://[user@]host[:port]/db to share one "
+        "pull between machines (password from PGPASSWORD or ~/.pgpass). Default: "
+        "MIRROR_STATE, else DEST/.mirror/state.sqlite. Every process naming the same store "
+        "and dest takes part in the same pull",
+    )
+    common.add_argument(
+        "--lease",
+        type=_seconds,
+        metavar="SECONDS",
+        default=PullTuning().lease,
+        help="how long a file stays with the process fetching it without a heartbeat: a "
+        "process that dies loses its files to the others after this long (default 60)",
+    )
+    common.add_argument(
+        "--timeout",
+        action="append",
+        metavar="NAME=SECONDS",
+        help="override a manifest timeout (repeatable): connect (default 15), read (30: no "
+        "bytes for this long and a request or a stalled body is given up), host_down (90: a "
+        "host failing every connection this long has its remaining files failed together)",
+    )
+    common.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON event per line on stdout instead of progress bars",
+    )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more detail: -v a line per file, -vv retries and throttling, -vvv debug",
+    )
+    common.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+    common.add_argument(
+        "--progress-interval",
+        type=_seconds,
+        default=PLAIN_INTERVAL,
+        metavar="SECONDS",
+        help="when stderr is not a terminal, a progress line this often "
+        f"(default {PLAIN_INTERVAL:.0f})",
+    )
+
+    p = _Parser(
+        prog="mirror",
+        description="Bulk, resumable, MD5-verified downloads from EMBL-EBI archives "
+        "(ENA, MGnify, EnteroBase, EGA, CRAM references).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version="ebi-mirror 0.1.0")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            parents=[common],
+            help=help_,
+            description=description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    run = add(
+        "run",
+        "plan, then download until every file is verified or has failed",
+        "Expand the manifest's sources and download every file into DEST, verifying "
+        "each against the archive's checksum before it appears at its final path.\n"
+        "Re-running resumes: verified files are not requested again, partial files "
+        "continue where they stopped, failed files are retried.",
+    )
+    run.add_argument("manifest", help="YAML manifest (see configs/)")
+
+    get = add(
+        "get",
+        "download accessions given on the command line, no manifest needed",
+        "The archive is told by the prefix: MGYS/MGYA are MGnify, EGAD/EGAF are EGA, "
+        "everything else ENA. Same engine, layout, state and exit codes as 'run'.",
+    )
+    get.add_argument("accessions", nargs="*", metavar="ACCESSION")
+    get.add_argument(
+        "-i",
+        "--input",
+        metavar="FILE",
+        help="read accessions from FILE ('-' for stdin): one or more a line, separated by "
+        "tabs, commas or blanks; '#' starts a comment",
+    )
+    get.add_argument(
+        "--files",
+        metavar="FAMILIES",
+        help="ENA file families to fetch, comma-separated: fastq, submitted, sra (runs), "
+        "generated (analyses); e.g. --files fastq,submitted. Default: fastq for runs, "
+        "submitted and generated for analyses",
+    )
+    get.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="another base URL for a service, e.g. "
+        "ena_portal=http://127.0.0.1:8080/ena/portal/api (repeatable)",
+    )
+
+    plan = add(
+        "plan",
+        "expand the sources and print the file count and bytes",
+        "Ask the archives what the manifest names, print how many files and bytes "
+        "that is, and download nothing.",
+    )
+    plan.add_argument("manifest")
+
+    status = add(
+        "status",
+        "counts by status from the state store, and why files failed",
+        "Read the state store of a manifest's DEST, or of --dest DIR (no network): files "
+        "and bytes of the whole pull verified, pending and failed, the sources that "
+        "could not be planned, then one line per failed file with its reason.",
+    )
+    status.add_argument("manifest", nargs="?", help="manifest (or give --dest DIR)")
+
+    verify = add(
+        "verify",
+        "re-hash local files against the recorded MD5s",
+        "Re-read every verified file and compare its MD5 with the one recorded when "
+        "it was downloaded. Mismatches are reported and marked pending, so the next "
+        "'mirror run' fetches them again. Give the manifest or --dest DIR.",
+    )
+    verify.add_argument("manifest", nargs="?", help="manifest (or give --dest DIR)")
+
+    submit = sub.add_parser(
+        "submit",
+        help="submit XML or JSON documents to ENA through Webin REST V2",
+        description="Submit each DOCUMENT (one JSON or XML document each) to the Webin REST V2 "
+        "TEST service unless --production is given, write its receipt next to it "
+        "(doc.json -> doc.receipt.json, doc.xml -> doc.receipt.xml) and print the accessions. "
+        "Credentials: WEBIN_USERNAME and WEBIN_PASSWORD, or ~/.netrc. Exit 0 when every "
+        "receipt says success, 1 when one does not (its errors printed), 2 for usage or "
+        "credentials errors.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    submit.add_argument("documents", nargs="+", metavar="DOCUMENT", type=Path)
+    submit.add_argument(
+        "--queue",
+        action="store_true",
+        help="use /submit/queue and poll for the receipt (large submissions); "
+        "an interrupted run resumes polling the same submission",
+    )
+    submit.add_argument(
+        "--validate",
+        action="store_true",
+        help="add the VALIDATE action: a dry run that creates nothing",
+    )
+    submit.add_argument(
+        "--production",
+        action="store_true",
+        help="submit to the production service (default: the test service, wiped daily)",
+    )
+    submit.add_argument(
+        "--endpoint", metavar="URL", help="another Webin REST V2 base URL (or set MIRROR_WEBIN_URL)"
+    )
+    submit.add_argument(
+        "--poll-interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="first wait between polls of a queued submission (default 2)",
+    )
+    submit.add_argument("--json", action="store_true", help="one JSON line per document")
+    submit.add_argument("-v", "--verbose", action="count", default=0)
+    submit.add_argument("-q", "--quiet", action="store_true")
+
+    demo = add(
+        "demo",
+        "mirror a small demo data set from a local archive emulator, offline",
+        "Start the bundled archive emulator on 127.0.0.1, mirror the demo manifest "
+        "from it into ./mirror-demo (or --dest), verify every file, and say where "
+        "everything is. Needs no network.",
+    )
+    demo.add_argument("manifest", nargs="?", help="manifest to use (default: the bundled demo)")
+    return p
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds above 0")
+    return value

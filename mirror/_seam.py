@@ -1,0 +1,157 @@
+"""Where the engine meets the sources: the types both sides import, and nothing else.
+
+A source turns a manifest entry into :class:`~mirror.FileTask` batches and may add
+:class:`FileHooks` around the download of its files; the downloader tells a verifier
+what it :class:`Received`. Declaring these here, as Protocols, lets mypy check every
+source against what the engine calls, and keeps this module free of the heavy ones
+(HTTP, metadata) so that any module may import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from ._exceptions import MirrorError, TransferError
+from ._models import FileTask, TaskStatus
+from ._tuning import SourceTuning, Tuning
+
+if TYPE_CHECKING:
+    from ._dest import Destination
+    from ._http import Http
+    from ._metadata import MetadataWriter
+
+__all__ = ["FileHooks", "PullLedger", "Received", "Source", "SourceContext"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Received:
+    """A complete ``.part`` file, about to be checked: what a verifier is told."""
+
+    md5: str
+    size: int
+    path: Path
+    #: Where this attempt's response began (past 0 when it resumed a ``.part``).
+    offset: int
+    sha1: str | None = None
+
+
+class PullLedger(Protocol):
+    """What a source may ask of the pull as a whole (all its processes), through the store.
+
+    A source's own state lives in one process; the pull's lives here. EGA deletes a
+    request label only when the pull, not one process, is done with its dataset.
+    """
+
+    async def tally(self, prefix: str) -> dict[TaskStatus, int] | None:
+        """Files of this generation by status, among those whose key starts with ``prefix``;
+        None when no store keeps the pull (one process: its own bookkeeping decides)."""
+        ...
+
+    async def once(self, name: str) -> bool:
+        """True for the first caller of ``name`` in this generation, in any process."""
+        ...
+
+
+class _Alone:
+    """The ledger of a pull with one process and no store (unit tests, ``plan``)."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    async def tally(self, prefix: str) -> dict[TaskStatus, int] | None:
+        return None
+
+    async def once(self, name: str) -> bool:
+        first = name not in self._seen
+        self._seen.add(name)
+        return first
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SourceContext:
+    """What a source may use: HTTP, the endpoints, a metadata writer (and through it the
+    destination), a warning channel."""
+
+    http: Http
+    endpoints: Mapping[str, str]
+    metadata: MetadataWriter
+    warn: Callable[[str], None]
+    #: Stable for one ``dest``: sources use it to name server-side state they create
+    #: (EGA request labels), so a resumed run finds it again.
+    mirror_id: str = "ebi-mirror"
+    #: The pull as a whole (every process taking part), through the state store.
+    pull: PullLedger = field(default_factory=_Alone)
+    #: The run's knobs; a source reads its batch and page sizes from ``tuning.sources``.
+    tuning: Tuning = field(default_factory=Tuning)
+
+    @property
+    def sizes(self) -> SourceTuning:
+        return self.tuning.sources
+
+    @property
+    def dest(self) -> Destination:
+        """Where the mirror's files are: a source reads and writes files only through it."""
+        return self.metadata.dest
+
+
+class FileHooks(Protocol):
+    """What a source adds around fetching its files, when a plain GET is not enough.
+
+    EGA is the case in point: a ticket must be requested before the download, may
+    vanish mid-way (and be requested again), and the bytes are verified by asking
+    the server what it sent.
+    """
+
+    @property
+    def parallel_ranges(self) -> bool:
+        """Whether a large file may be fetched as several Range requests at once."""
+        ...
+
+    @property
+    def max_range(self) -> int | None:
+        """Most bytes the archive serves in one request (a fact, not a knob): slices
+        are cut no larger, whatever the tuning asks. ``None``: no such limit."""
+        ...
+
+    def recoverable(self, error: TransferError) -> bool:
+        """Whether ``error`` (not retryable in general) is worth another attempt here."""
+        ...
+
+    async def prepare(self, task: FileTask, error: MirrorError | None) -> FileTask:
+        """The task to fetch now, given the previous attempt's error; raise to give up."""
+        ...
+
+    async def headers(self, task: FileTask) -> Mapping[str, str]:
+        """Headers for one request of ``task`` (a bearer token refreshed in time)."""
+        ...
+
+    async def verify(self, task: FileTask, got: Received) -> None:
+        """Check a complete ``.part`` against the archive; raise to reject it."""
+        ...
+
+    async def settled(self, task: FileTask, verified: bool) -> None:
+        """``task`` is done for this run (verified now or earlier, or failed)."""
+        ...
+
+
+class Source(Protocol):
+    """Expands one manifest entry into file tasks, in batches, as the archive pages them.
+
+    Sources never sleep on their own and never touch files outside ``metadata``: the
+    engine's host gates set the pace and the engine owns the files.
+    """
+
+    @property
+    def name(self) -> str:
+        """The entry's manifest key, as messages name it (``sources[0].ena``)."""
+        ...
+
+    @property
+    def hooks(self) -> FileHooks | None:
+        """What the source adds around its downloads; ``None`` for a plain GET."""
+        ...
+
+    def expand(self) -> AsyncIterator[list[FileTask]]: ...

@@ -1,0 +1,208 @@
+"""The SQLite store's connection and its reads.
+
+One dedicated thread runs every statement, so the event loop never blocks on SQLite;
+a statement that meets another process's lock is tried again, and a write runs in one
+``BEGIN IMMEDIATE`` transaction. :class:`SQLiteBase` also reads what ``mirror status``,
+the index and ``mirror verify`` show; :class:`~mirror._state._sqlite.SQLiteStore` adds
+opening, the members, planning and the work queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import sqlite3
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from .._exceptions import StateError
+from .._models import TaskStatus
+from ._base import StoredFile
+from ._sqlite_rows import COLUMNS, mib, stored
+
+__all__ = ["BUSY_TIMEOUT", "SQLiteBase", "patiently", "transaction"]
+
+T = TypeVar("T")
+_PAGE = 2000
+
+
+#: How long a statement waits for a lock another process holds before giving up.
+BUSY_TIMEOUT = 30.0
+
+
+def patiently(fn: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> T:
+    """Run ``fn`` (one transaction, or reads), again while another process holds the lock.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries: with several
+    processes claiming, a waiter would sleep through many short transactions of the
+    others. Trying again after a tenth of a millisecond, then less often, keeps the
+    waits close to the transactions' own length.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    pause = 0.0001
+    while True:
+        try:
+            return fn(db)
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code is None or code & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.005)
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction: all of the block's statements land, or none.
+
+    The connection runs in autocommit mode (``isolation_level=None``), where
+    ``with db:`` opens no transaction at all and every statement commits alone.
+    ``BEGIN IMMEDIATE`` takes the write lock before the first read, so a
+    read-then-write (a file's status, the next generation) cannot interleave with
+    another process sharing the store.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+class SQLiteBase:
+    """Statements on the store's one thread, and the pull's reads."""
+
+    path: Path
+    _pull_id: int
+    _db: sqlite3.Connection | None
+    _thread: ThreadPoolExecutor
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._db is None:
+            raise StateError(f"state store {self.path} is closed")
+
+        def run() -> T:
+            if self._db is None:
+                raise StateError(f"state store {self.path} is closed")
+            try:
+                return patiently(fn, self._db)
+            # OverflowError: an integer SQLite cannot store (a size past 2**63).
+            except (sqlite3.Error, OverflowError) as exc:
+                raise StateError(self._describe(exc)) from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, run)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction."""
+
+        def write(db: sqlite3.Connection) -> T:
+            with transaction(db):
+                return fn(db)
+
+        return await self._call(write)
+
+    def _describe(self, exc: BaseException, doing: str = "state store") -> str:
+        """One line for a failed statement; a full disk says where and how much is left."""
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            try:
+                free = f"{mib(shutil.disk_usage(self.path.parent).free)} free"
+            except OSError:
+                free = "free space unknown"
+            return (
+                f"{doing} {self.path}: the disk is full ({free} on {self.path.parent}); "
+                "free some space and re-run to resume"
+            )
+        return f"{doing} {self.path}: {exc}"
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def generation(self) -> int:
+        pull = self._pull_id
+
+        def generation(db: sqlite3.Connection) -> int:
+            row = db.execute("SELECT generation FROM pulls WHERE id=?", (pull,)).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._call(generation)
+
+    async def counts(self, generation: int | None) -> dict[TaskStatus, tuple[int, int]]:
+        pull = self._pull_id
+
+        def counts(db: sqlite3.Connection) -> dict[TaskStatus, tuple[int, int]]:
+            out = {status: (0, 0) for status in TaskStatus}
+            sql = "SELECT status, SUM(files), SUM(bytes) FROM tallies WHERE pull=?"
+            if generation is None:
+                rows = db.execute(sql + " GROUP BY status", (pull,))
+            else:
+                rows = db.execute(sql + " AND generation=? GROUP BY status", (pull, generation))
+            for status, n, nbytes in rows:
+                out[TaskStatus(status)] = (int(n), int(nbytes))
+            return out
+
+        return await self._call(counts)
+
+    async def tally(self, generation: int, prefix: str) -> dict[TaskStatus, int]:
+        pull = self._pull_id
+
+        def tally(db: sqlite3.Connection) -> dict[TaskStatus, int]:
+            out = dict.fromkeys(TaskStatus, 0)
+            # The keys under the prefix are one range of the (pull, key) index: keys
+            # compare as UTF-8 bytes, in code point order. substr, not LIKE: a key may
+            # hold '%' or '_'.
+            sql = (
+                "SELECT status, COUNT(*) FROM files WHERE pull=? AND key>=?"
+                " AND substr(key, 1, ?)=? AND generation=?"
+            )
+            args: tuple[object, ...] = (pull, prefix, len(prefix), prefix, generation)
+            if prefix and ord(prefix[-1]) < sys.maxunicode:
+                sql += " AND key<?"
+                args += (prefix[:-1] + chr(ord(prefix[-1]) + 1),)
+            for status, n in db.execute(sql + " GROUP BY status", args):
+                out[TaskStatus(status)] = int(n)
+            return out
+
+        return await self._call(tally)
+
+    async def files(
+        self,
+        generation: int | None,
+        *,
+        with_verified: bool = False,
+        status: TaskStatus | None = None,
+    ) -> AsyncIterator[StoredFile]:
+        where = "pull=?"
+        args: tuple[object, ...] = (self._pull_id,)
+        if generation is not None:
+            if with_verified:
+                where += " AND (generation=? OR status='verified')"
+            else:
+                where += " AND generation=?"
+            args += (generation,)
+        if status is not None:
+            where += " AND status=?"
+            args += (status.value,)
+        after = ""
+        while True:
+
+            def page(db: sqlite3.Connection, after: str = after) -> list[tuple[object, ...]]:
+                return db.execute(
+                    f"SELECT {COLUMNS} FROM files WHERE {where} AND key>? ORDER BY key"
+                    f" LIMIT {_PAGE}",
+                    (*args, after),
+                ).fetchall()
+
+            rows = await self._call(page)
+            if not rows:
+                return
+            for row in rows:
+                yield stored(row)
+            after = str(rows[-1][0])

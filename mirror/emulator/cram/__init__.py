@@ -1,0 +1,5 @@
+"""ENA's CRAM reference registry."""
+
+from ._controls import CramControls as CramControls
+
+__all__ = ["CramControls"]

@@ -1,0 +1,134 @@
+"""The ``ega:`` manifest entry: datasets and files, the protocol, and the account to use.
+
+Two sources serve it: :class:`~mirror.sources.ega.EgaTicketSource` (``tickets``, the
+download API with re-encryption) and :class:`~mirror.sources.ega_data.EgaDataSource`
+(``data-api``, pyega3's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final, Literal
+
+from .. import _validate as v
+from .._accessions import is_ega_dataset, is_ega_file
+from .._exceptions import CredentialsError
+from .._registry import Accessions, CredentialLookup, GetOptions, SourceKind
+from . import Source, SourceContext
+from .ega import EgaLogin, EgaTicketSource
+from .ega_data import EgaDataSource
+
+__all__ = ["KIND", "EgaSpec", "login", "parse"]
+
+Protocol = Literal["tickets", "data-api"]
+
+ENDPOINTS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "ega_access": "https://ega.ebi.ac.uk/ega/rest/access/v2",
+        "ega_download": "http://ega.ebi.ac.uk/ega/rest/download/v2",
+        # The current EGA Data API (pyega3's default server file).
+        "ega_auth": "https://ega.ebi.ac.uk:8443/ega-openid-connect-server/token",
+        "ega_data": "https://ega.ebi.ac.uk:8443/v2",
+    }
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EgaSpec:
+    datasets: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    protocol: Protocol = "tickets"
+
+
+def parse(w: v.Where, path: v.KeyPath, body: dict[str, object]) -> EgaSpec:
+    datasets = v.optional_strings(
+        w,
+        path,
+        body,
+        "datasets",
+        item="EGA dataset accession",
+        check=v.pattern_check(is_ega_dataset, "an EGA dataset accession (EGAD and 11 digits)"),
+    )
+    files = v.optional_strings(
+        w,
+        path,
+        body,
+        "files",
+        item="EGA file accession",
+        check=v.pattern_check(is_ega_file, "an EGA file accession (EGAF and 11 digits)"),
+    )
+    if not datasets and not files:
+        raise w.error(path, "no datasets or files given")
+    raw = body.get("protocol")
+    protocol: Protocol = "tickets"
+    if raw is not None:
+        chosen = v.choice(w, (*path, "protocol"), raw, ("tickets", "data-api"))
+        protocol = "data-api" if chosen == "data-api" else "tickets"
+    return EgaSpec(datasets=datasets, files=files, protocol=protocol)
+
+
+def login(spec: EgaSpec, lookup: CredentialLookup) -> EgaLogin:
+    """The account: ``EGA_USERNAME``/``EGA_PASSWORD`` (else ``~/.netrc`` for the host the
+    protocol logs in at), ``EGA_REKEY`` for tickets, and the Data API's OAuth client."""
+    creds = lookup.credentials
+    user, password = creds.get("EGA_USERNAME"), creds.get("EGA_PASSWORD")
+    if user is None or password is None:
+        key = "ega_access" if spec.protocol == "tickets" else "ega_auth"
+        found = creds.for_host(lookup.endpoints[key])
+        if found is not None and found[0] and found[1]:
+            user, password = user or found[0], password or found[1]
+    missing = [n for n, s in (("EGA_USERNAME", user), ("EGA_PASSWORD", password)) if not s]
+    rekey = creds.get("EGA_REKEY")
+    if spec.protocol == "tickets" and rekey is None:
+        missing.append("EGA_REKEY")
+    if missing or user is None or password is None:
+        raise CredentialsError(
+            f"{lookup.where}: {' and '.join(missing)} not set. EGA needs your account "
+            "(EGA_USERNAME, EGA_PASSWORD, or a ~/.netrc entry for its host)"
+            + (
+                " and, for tickets, the re-encryption key EGA_REKEY"
+                if spec.protocol == "tickets"
+                else ""
+            )
+        )
+    return EgaLogin(
+        username=user.value,
+        password=password,
+        rekey=rekey,
+        client_id=creds.get("EGA_CLIENT_ID"),
+        client_secret=creds.get("EGA_CLIENT_SECRET"),
+    )
+
+
+def _build(spec: EgaSpec, ctx: SourceContext, account: EgaLogin) -> Source:
+    if spec.protocol == "tickets":
+        return EgaTicketSource(spec.datasets, spec.files, ctx, account)
+    return EgaDataSource(spec.datasets, spec.files, ctx, account)
+
+
+def _entry(accessions: tuple[str, ...], options: GetOptions) -> EgaSpec:
+    return EgaSpec(
+        datasets=tuple(a for a in accessions if is_ega_dataset(a)),
+        files=tuple(a for a in accessions if not is_ega_dataset(a)),
+    )
+
+
+KIND: SourceKind[EgaSpec, EgaLogin] = SourceKind(
+    key="ega",
+    spec=EgaSpec,
+    fields=("datasets", "files", "protocol"),
+    parse=parse,
+    credentials=login,
+    build=_build,
+    environment=("EGA_USERNAME", "EGA_PASSWORD", "EGA_REKEY"),
+    # The Data API's OAuth client, when not pyega3's.
+    optional_environment=("EGA_CLIENT_ID", "EGA_CLIENT_SECRET"),
+    endpoints=ENDPOINTS,
+    accessions=Accessions(
+        title="EGA",
+        claims=lambda acc: is_ega_dataset(acc) or is_ega_file(acc),
+        entry=_entry,
+    ),
+)
