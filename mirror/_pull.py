@@ -98,8 +98,10 @@ async def heartbeat(
             # of a host is under one request a second take turns.
             ids = sorted(m.id for m in await store.members(lease=lease))
             rank = ids.index(pull.member.id) if pull.member.id in ids else None
-            if rank is not None and len(ids) != beat.members:
-                rank = None  # the members changed in between: the next beat retries
+            if len(ids) != beat.members:
+                # The members changed between the two reads: no turns until they change
+                # again (only shares under one request a second take turns at all).
+                rank = None
             http.share(beat.members, rank if rank is not None and rank < beat.members else None)
             sees = beat.members
             pull.members = beat.members
