@@ -138,12 +138,7 @@ class Engine:
         failing: BaseException | None = None
         try:
             pull = await self._join(store)
-            async with Http(
-                self.manifest.host_limit,
-                retry=self.retry,
-                timeouts=self.manifest.timeouts,
-                tuning=self.tuning.http,
-            ) as http:
+            async with self._http() as http:
                 ctx = self._context(http, Ledger(store, pull.generation))
                 try:
                     with collapsed():
@@ -180,6 +175,15 @@ class Engine:
                 f"{outage}; {n} file{'s' if n != 1 else ''} not downloaded; re-run to retry them"
                 for outage, n in self.stats.hosts_down.values()
             ),
+        )
+
+    def _http(self) -> Http:
+        """The HTTP client of a run (or a plan): the manifest's host limits and timeouts."""
+        return Http(
+            self.manifest.host_limit,
+            retry=self.retry,
+            timeouts=self.manifest.timeouts,
+            tuning=self.tuning.http,
         )
 
     async def _join(self, store: Store) -> Pull:
@@ -233,12 +237,7 @@ class Engine:
         try:
             pull = await self._join(store)
             try:
-                async with Http(
-                    self.manifest.host_limit,
-                    retry=self.retry,
-                    timeouts=self.manifest.timeouts,
-                    tuning=self.tuning.http,
-                ) as http:
+                async with self._http() as http:
                     ctx = self._context(http, Ledger(store, pull.generation))
                     for i, make in enumerate(makers):
                         source = make(ctx)
