@@ -66,7 +66,8 @@ async def emulated(
 ) -> AsyncIterator[Emulated]:
     """The demo archive on loopback, served as the real one is (HTTPS), and the client
     environment: public host names routed to it, its CA trusted, HOME in ``tmp_path``."""
-    tls = make_ca(tmp_path / "ca")
+    # openssl runs as child processes: off the event loop, which is already serving.
+    tls = await asyncio.to_thread(make_ca, tmp_path / "ca")
     async with Emulator(
         catalog or Catalog.demo(),
         ena=EnaOptions(portal_rate_limit=None),
