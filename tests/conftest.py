@@ -297,3 +297,30 @@ def mirror_cmd(
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+#: A study, a sample and two runs of the demo catalog: every ENA entry kind at once.
+MIXED = ["PRJEB40001", "SAMEA110000010", "ERR120000001", "SRR9320616"]
+
+
+def mixed_expected() -> dict[str, str]:
+    """Local path → served path of every fastq and submitted file that ``MIXED`` names."""
+    runs = {r.accession: r for r in Catalog.demo().runs}
+    expected: dict[str, str] = {}
+    for acc in (
+        "ERR164407",
+        "ERR4080001",
+        "ERR4080002",
+        "ERR4080003",
+        "ERR11000001",
+        "ERR11000002",
+        "ERR120000001",
+        "SRR9320616",
+    ):
+        for f in (*runs[acc].fastq, *runs[acc].submitted):
+            expected[f"ena/{acc}/{f.path.rsplit('/', 1)[-1]}"] = f.path
+    # The study also holds an analysis: its submitted file comes with `submitted`.
+    (analysis,) = Catalog.demo().analyses
+    for f in analysis.submitted:
+        expected[f"ena/{analysis.accession}/{f.path.rsplit('/', 1)[-1]}"] = f.path
+    return expected

@@ -22,11 +22,17 @@ from mirror._dest import SLICES_SUFFIX, Destination, PartFile, SizedPart, Staged
 from mirror._engine import Engine
 from mirror._manifest import load_manifest
 from mirror._paths import final_path, part_path
-from mirror.emulator import Catalog, Emulator, Fault, FilesOptions, md5_of
+from mirror.emulator import Emulator, Fault, FilesOptions, md5_of
 
-from .conftest import FAST_RETRY, ena_manifest, file_requests, one_fastq_catalog
+from .conftest import (
+    FAST_RETRY,
+    MIXED,
+    ena_manifest,
+    file_requests,
+    mixed_expected,
+    one_fastq_catalog,
+)
 
-MIXED = ["PRJEB40001", "SAMEA110000010", "ERR120000001", "SRR9320616"]
 PATH = "vol1/fastq/ERR700/001/ERR7000001/ERR7000001.fastq.gz"
 LOCAL = "ena/ERR7000001/ERR7000001.fastq.gz"
 
@@ -206,28 +212,6 @@ class _Staged:
         self._dest.drop(self._tmp)
 
 
-def _expected(emulator: Emulator) -> dict[str, str]:
-    """Local path → served path of every file the MIXED accessions name."""
-    runs = {r.accession: r for r in Catalog.demo().runs}
-    expected: dict[str, str] = {}
-    for acc in (
-        "ERR164407",
-        "ERR4080001",
-        "ERR4080002",
-        "ERR4080003",
-        "ERR11000001",
-        "ERR11000002",
-        "ERR120000001",
-        "SRR9320616",
-    ):
-        for f in (*runs[acc].fastq, *runs[acc].submitted):
-            expected[f"ena/{acc}/{f.path.rsplit('/', 1)[-1]}"] = f.path
-    (analysis,) = Catalog.demo().analyses
-    for f in analysis.submitted:
-        expected[f"ena/{analysis.accession}/{f.path.rsplit('/', 1)[-1]}"] = f.path
-    return expected
-
-
 def _on_disk(dest: Path) -> list[str]:
     return sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
 
@@ -259,7 +243,7 @@ async def test_ena_end_to_end_writes_only_through_the_destination(
 
     summary = await _run(doc, files, tuning)
 
-    expected = _expected(emulator)
+    expected = mixed_expected()
     assert len(expected) >= 12
     assert (summary.planned, summary.verified, summary.failed) == (len(expected), len(expected), 0)
     for rel, served in expected.items():

@@ -14,9 +14,15 @@ import mirror
 from mirror import RetryPolicy
 from mirror.emulator import Catalog, Emulator, EnaOptions, Fault, FilesOptions
 
-from .conftest import FAST_RETRY, ena_manifest, file_requests, md5_of_file, read_index
-
-MIXED = ["PRJEB40001", "SAMEA110000010", "ERR120000001", "SRR9320616"]
+from .conftest import (
+    FAST_RETRY,
+    MIXED,
+    ena_manifest,
+    file_requests,
+    md5_of_file,
+    mixed_expected,
+    read_index,
+)
 
 
 async def test_study_sample_and_runs_end_verified_and_rerun_sends_no_file_request(
@@ -26,25 +32,7 @@ async def test_study_sample_and_runs_end_verified_and_rerun_sends_no_file_reques
     doc = ena_manifest(emulator.endpoints, dest, MIXED, files=["fastq", "submitted"])
     summary = await mirror.run(doc, retry=FAST_RETRY)
 
-    catalog_runs = {r.accession: r for r in Catalog.demo().runs}
-    expected: dict[str, str] = {}
-    for acc in (
-        "ERR164407",
-        "ERR4080001",
-        "ERR4080002",
-        "ERR4080003",
-        "ERR11000001",
-        "ERR11000002",
-        "ERR120000001",
-        "SRR9320616",
-    ):
-        run = catalog_runs[acc]
-        for f in (*run.fastq, *run.submitted):
-            expected[f"ena/{acc}/{f.path.rsplit('/', 1)[-1]}"] = f.path
-    # The study also holds an analysis: its submitted file comes with `submitted`.
-    (analysis,) = Catalog.demo().analyses
-    for f in analysis.submitted:
-        expected[f"ena/{analysis.accession}/{f.path.rsplit('/', 1)[-1]}"] = f.path
+    expected = mixed_expected()
     assert len(expected) >= 12
     assert summary.planned == len(expected)
     assert summary.verified == len(expected)
