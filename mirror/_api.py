@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -16,6 +15,7 @@ from ._engine import Engine
 from ._manifest import load_manifest
 from ._models import Event, RunFinished, Summary
 from ._retry import RetryPolicy
+from ._tasks import stopped
 from ._tuning import Tuning
 
 __all__ = ["Mirror", "run"]
@@ -137,10 +137,7 @@ class Mirror:
             self._summary = await task
             yield RunFinished(summary=self._summary)
         finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stopped(task)
 
 
 async def run(

@@ -27,7 +27,6 @@ the other sources and the downloads already planned carry on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import logging
@@ -55,11 +54,12 @@ from ._metadata import MetadataWriter
 from ._models import Event, FileTask, Progress, Summary, TaskStatus
 from ._planning import Planning
 from ._progress import progress
-from ._pull import Ledger, Pull, cancelling, evict_dead_neighbours, heartbeat
+from ._pull import Ledger, Pull, evict_dead_neighbours, heartbeat
 from ._registry import CredentialLookup, kind_of
 from ._retry import RetryPolicy
 from ._seam import FileHooks, PullLedger, Source, SourceContext
 from ._state import Claim, Member, Store, open_store
+from ._tasks import cancelling, waited
 from ._tuning import Tuning
 
 __all__ = ["Engine"]
@@ -409,8 +409,7 @@ class Engine:
                 continue
             if planner is not None and not planner.done():
                 pull.planned.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(pull.planned.wait(), poll)
+                await waited(pull.planned, poll)
                 continue
             progress = await store.progress(pull.generation, lease=self.lease)
             if not progress.planning and self.stats.planning:

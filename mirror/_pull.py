@@ -19,7 +19,7 @@ from ._http import WINDOW, Http
 from ._models import TaskStatus
 from ._state import Member, Store, gone
 
-__all__ = ["Ledger", "Pull", "cancelling", "evict_dead_neighbours", "heartbeat"]
+__all__ = ["Ledger", "Pull", "evict_dead_neighbours", "heartbeat"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,9 +121,3 @@ async def heartbeat(
             pull.counts = await store.counts(pull.generation)
             refresh = time.monotonic() + counts_every
         await asyncio.sleep(interval if pull.admitted.is_set() else interval / 4)
-
-
-def cancelling() -> bool:
-    """Whether the current task itself is being cancelled (not something it awaited)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0

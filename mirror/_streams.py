@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
+
+from ._tasks import stopped
 
 __all__ = ["produced"]
 
@@ -39,7 +40,4 @@ async def produced(
             worker.result()  # re-raise the producers' error, if any
             return
     finally:
-        if not worker.done():
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+        await stopped(worker)

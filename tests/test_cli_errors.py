@@ -335,10 +335,15 @@ def test_an_interrupted_json_run_still_ends_its_stream(
         text=True,
     )
     assert proc.stdout is not None
-    while json.loads(proc.stdout.readline())["event"] != "file-started":
-        pass
-    proc.send_signal(signal.SIGINT)
-    rest, err = proc.communicate(timeout=30)
+    try:
+        while json.loads(proc.stdout.readline())["event"] != "file-started":
+            pass
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:  # a hung run must not outlive its test
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     finished = last_event(rest)

@@ -4,13 +4,13 @@ JSON:API cursors (in sequence), and EnteroBase's limit/offset ``links.paging.nex
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._exceptions import SourceError
 from .._http import Http, redact_url
+from .._tasks import stopped
 
 __all__ = ["Params", "iter_jsonapi", "iter_paging_next", "page_url"]
 
@@ -95,11 +95,7 @@ async def _numbered(
             yield data
     finally:
         # The consumer stopped early or failed: the pages in flight are ours to end.
-        for task in window:
-            task.cancel()
-        for task in window:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stopped(*window)
 
 
 async def iter_paging_next(
