@@ -36,6 +36,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import replace
 
+from ._clock import REAL_CLOCK
 from ._config import Manifest
 from ._credentials import Credentials
 from ._dest import Destination, LocalDestination
@@ -59,7 +60,7 @@ from ._registry import CredentialLookup, kind_of
 from ._retry import RetryPolicy
 from ._seam import FileHooks, PullLedger, Source, SourceContext
 from ._state import Claim, Member, Store, open_store
-from ._tasks import cancelling, waited
+from ._tasks import cancelling
 from ._tuning import Tuning
 
 __all__ = ["Engine"]
@@ -409,7 +410,7 @@ class Engine:
                 continue
             if planner is not None and not planner.done():
                 pull.planned.clear()
-                await waited(pull.planned, poll)
+                await REAL_CLOCK.wait(pull.planned, poll)
                 continue
             progress = await store.progress(pull.generation, lease=self.lease)
             if not progress.planning and self.stats.planning:

@@ -1,36 +1,24 @@
 """Asyncio helpers that keep the calling task's own cancellation intact.
 
-Python 3.11's ``asyncio.wait_for`` and the usual ``t.cancel(); with
-suppress(CancelledError): await t`` both swallow a cancellation of the *caller* that
-arrives at the wrong moment: the caller then carries on as if nothing had been
-asked of it, and a SIGINT never ends the run. These do the same jobs without that.
+The usual ``t.cancel(); with suppress(CancelledError): await t`` swallows a
+cancellation of the *caller* that arrives meanwhile: the caller then carries on as if
+nothing had been asked of it, and a SIGINT never ends the run. (Python 3.11's
+``asyncio.wait_for`` has the same flaw; :meth:`mirror._clock.Clock.wait` is the
+timed wait to use.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
-__all__ = ["cancelling", "stopped", "waited"]
+__all__ = ["cancelling", "stopped"]
 
 
 def cancelling() -> bool:
     """Whether the current task itself is being cancelled (not something it awaited)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-async def waited(event: asyncio.Event, seconds: float) -> bool:
-    """Wait up to ``seconds`` for ``event``; whether it was set.
-
-    ``asyncio.timeout`` tells its own expiry from a cancellation of the caller, which
-    ``wait_for`` does not in 3.11 (it returns the result when both happen at once).
-    """
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()
-    return event.is_set()
 
 
 async def stopped(*tasks: asyncio.Future[Any]) -> None:

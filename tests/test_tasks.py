@@ -11,7 +11,8 @@ import gc
 
 import pytest
 
-from mirror._tasks import stopped, waited
+from mirror._clock import REAL_CLOCK
+from mirror._tasks import stopped
 
 
 async def _steps(n: int) -> None:
@@ -26,7 +27,7 @@ async def test_a_cancel_as_the_event_is_set_cancels_the_waiter(steps: int) -> No
     async def dispatcher() -> None:
         while True:  # the engine's loop: wait a little for news, look again
             event.clear()
-            await waited(event, 60)
+            await REAL_CLOCK.wait(event, 60)
 
     task = asyncio.create_task(dispatcher())
     await _steps(2)
@@ -38,11 +39,11 @@ async def test_a_cancel_as_the_event_is_set_cancels_the_waiter(steps: int) -> No
     assert task.cancelled()
 
 
-async def test_waited_says_whether_the_event_came() -> None:
+async def test_the_timed_wait_says_whether_the_event_came() -> None:
     event = asyncio.Event()
-    assert await waited(event, 0.001) is False
+    assert await REAL_CLOCK.wait(event, 0.001) is False
     event.set()
-    assert await waited(event, 60) is True
+    assert await REAL_CLOCK.wait(event, 60) is True
 
 
 @pytest.mark.parametrize("steps", range(4))
