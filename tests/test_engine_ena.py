@@ -86,6 +86,19 @@ async def test_mirror_events_drive_the_run(emulator: Emulator, tmp_path: Path) -
     assert m.summary.verified == 3
 
 
+async def test_the_run_ends_when_its_last_download_does(emulator: Emulator, tmp_path: Path) -> None:
+    doc = ena_manifest(emulator.endpoints, tmp_path, ["ERR120000001"])
+    loop = asyncio.get_running_loop()
+    last = 0.0
+    async with mirror.Mirror(doc, retry=FAST_RETRY) as m:
+        async for event in m.events():
+            if event.kind == "file-verified":
+                last = loop.time()
+    # Not when the dispatcher next looks for work (it looks once a second).
+    assert loop.time() - last < 0.5
+    assert (m.summary.verified, m.summary.exit_code) == (2, 0)
+
+
 async def test_runs_inside_a_busy_loop(emulator: Emulator, tmp_path: Path) -> None:
     ticks = 0
 
