@@ -36,7 +36,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import replace
 
-from ._clock import REAL_CLOCK
+from ._clock import REAL_CLOCK, Clock
 from ._config import Manifest
 from ._credentials import Credentials
 from ._dest import Destination, LocalDestination
@@ -86,6 +86,7 @@ class Engine:
         lease: float | None = None,
         destination: Destination | None = None,
         tuning: Tuning | None = None,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
         tuning = tuning or Tuning()
         # The arguments of the same names, when given, replace the tuning's.
@@ -122,6 +123,8 @@ class Engine:
         self._started = False
         #: Files planned without a size (the archive gives none): their bytes are unknown.
         self.unsized = 0
+        #: What the HTTP client's host gates, breakers and retry waits keep time with.
+        self.clock = clock
 
     # -- public ----------------------------------------------------------------------
 
@@ -185,6 +188,7 @@ class Engine:
             retry=self.retry,
             timeouts=self.manifest.timeouts,
             tuning=self.tuning.http,
+            clock=self.clock,
         )
 
     async def _join(self, store: Store) -> Pull:
