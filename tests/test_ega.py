@@ -208,7 +208,7 @@ def test_data_api_file_in_slices_killed_and_resumed(
     size = 18_000_000  # five slices, the last one short
     file_id = "EGAF00000900002"
     catalog = one_file(file_id, "/wgs/sample.cram", size)
-    # Each slice of the killed run paced at 1 MB/s: it is killed while four are part-way.
+    # Each slice of the killed run paced at 1 MB/s: four seconds a slice, killed part-way.
     pace = Fault(kind="slow", host="ega", match="/v2/files/*", bytes_per_second=1_000_000)
     log_path = tmp_path / "requests.jsonl"
     options = EgaOptions(users={USER: PASSWORD})
