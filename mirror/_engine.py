@@ -345,6 +345,7 @@ class Engine:
             stats=self.stats,
             emit=self._emit,
             transfer=self.tuning.transfer,
+            recorded=pull.recorded.add,
         )
         # A full or read-only destination stops every worker; the caller's collapsed()
         # turns the group into that one error.
@@ -470,6 +471,7 @@ class Engine:
             finally:
                 pull.jobs.pop(task.key, None)
                 pull.held.pop(task.key, None)
+                pull.recorded.discard(task.key)
                 pull.ended.set()
 
     # -- events ----------------------------------------------------------------------
