@@ -412,6 +412,9 @@ class Engine:
                 pull.planned.clear()
                 await REAL_CLOCK.wait(pull.planned, poll)
                 continue
+            # Cleared before looking: a file of this process that ends meanwhile wakes
+            # the wait below, so the run ends with its last file, not a poll later.
+            pull.ended.clear()
             progress = await store.progress(pull.generation, lease=self.lease)
             if not progress.planning and self.stats.planning:
                 # Another member planned: say what the pull holds.
@@ -429,7 +432,7 @@ class Engine:
                 return
             # Others are planning or still hold files (which come back to the queue if
             # their holder dies and its lease runs out): look again shortly.
-            await asyncio.sleep(poll)
+            await REAL_CLOCK.wait(pull.ended, poll)
 
     def _hooks_for(self, sources: list[Source], claim: Claim) -> FileHooks | None:
         """The hooks of the manifest entry that planned the file (another process may
@@ -463,6 +466,7 @@ class Engine:
             finally:
                 pull.jobs.pop(task.key, None)
                 pull.held.pop(task.key, None)
+                pull.ended.set()
 
     # -- events ----------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -74,6 +75,22 @@ async def test_an_engine_runs_once(emulator: Emulator, tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="runs once"):
         await engine.plan_only()
     assert len(emulator.log) == requests
+
+
+async def test_a_run_ends_with_its_last_file_not_a_look_later(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    # While files are in flight the run looks for more work every second (an eighth of
+    # the lease, at most 1 s); the end of its last file must not wait for the next look.
+    doc = ena_manifest(emulator.endpoints, tmp_path / "data", ["ERR164407"])
+    loop = asyncio.get_running_loop()
+    last = 0.0
+    async with mirror.Mirror(doc, retry=FAST_RETRY, lease=600) as run:
+        async for event in run.events():
+            if isinstance(event, mirror.FileVerified):
+                last = loop.time()
+    assert run.summary.verified == 2
+    assert loop.time() - last < 0.5
 
 
 def test_demo_uses_the_packaged_manifest_whatever_the_current_directory(
