@@ -149,6 +149,7 @@ def test_sigint_exits_130_and_rerun_resumes(
     assert (tmp_path / "data/ena/ERR5000001/ERR5000001.fastq.gz").stat().st_size == SIZE
 
 
+@pytest.mark.slow  # the command line's own retry backoff (about a second) between the tries
 def test_always_corrupt_file_is_listed_by_status(
     emulator_thread: Callable[..., ThreadedEmulator], cli: Cli, tmp_path: Path
 ) -> None:
@@ -206,7 +207,7 @@ def test_manifest_errors_exit_2_with_one_line(
     assert not (tmp_path / "mirror-data").exists()
 
 
-@pytest.mark.slow  # the demo's own emulator serves every archive of the demo manifest
+@pytest.mark.slow  # mirrors the whole demo manifest: every archive of the emulator in one run
 def test_demo_runs_offline_and_verifies(cli: Cli, tmp_path: Path) -> None:
     result = cli("demo", "--dest", "out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
