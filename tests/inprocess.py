@@ -8,21 +8,19 @@ event loop on the test's thread, as it does in a child process).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from mirror.emulator import Catalog, Emulator
 
-__all__ = ["Cli", "Ran", "ThreadedEmulator", "emulator_in_thread"]
+from .threaded import Served, serving
 
-T = TypeVar("T")
+__all__ = ["Cli", "Ran", "ThreadedEmulator", "emulator_in_thread"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +59,11 @@ class Cli:
 
 
 class ThreadedEmulator:
-    """An :class:`Emulator` whose event loop runs in a thread beside the test."""
+    """An :class:`Emulator` serving from a thread of its own (:func:`tests.threaded.serving`)."""
 
-    def __init__(self, emulator: Emulator, loop: asyncio.AbstractEventLoop) -> None:
-        self.emulator = emulator
-        self._loop = loop
+    def __init__(self, served: Served[Emulator]) -> None:
+        self.emulator = served.value
+        self._served = served
 
     @property
     def endpoints(self) -> dict[str, str]:
@@ -75,29 +73,13 @@ class ThreadedEmulator:
         """Every request finished so far, as dicts (as the emulator's JSONL log has them)."""
         return [entry.to_dict() for entry in self.emulator.log]
 
-    def idle(self, timeout: float = 30) -> None:
+    def idle(self) -> None:
         """Wait until no request is in flight: the log then has every request so far."""
-        self.call(self.emulator.wait_idle(), timeout)
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        self._served.wait(self.emulator.wait_idle)
 
 
 @contextlib.contextmanager
 def emulator_in_thread(catalog: Catalog, **options: Any) -> Iterator[ThreadedEmulator]:
     """Serve ``catalog`` (``options`` as :class:`Emulator` takes them) until the block ends."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="emulator", daemon=True)
-    thread.start()
-    try:
-        emulator = Emulator(catalog, **options)
-        served = ThreadedEmulator(emulator, loop)
-        served.call(emulator.start())
-        try:
-            yield served
-        finally:
-            served.call(emulator.stop())
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-        loop.close()
+    with serving(Emulator(catalog, **options)) as served:
+        yield ThreadedEmulator(served)
