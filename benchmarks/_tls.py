@@ -22,18 +22,19 @@ class TlsFiles:
     key: Path
 
 
-def _openssl(directory: Path, *args: str) -> None:
+def _openssl(openssl: str, directory: Path, *args: str) -> None:
     done = subprocess.run(
-        ["openssl", *args], cwd=directory, capture_output=True, text=True, check=False
+        [openssl, *args], cwd=directory, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         raise RuntimeError(f"openssl {args[0]} failed: {done.stderr.strip()}")
 
 
-def make_ca(directory: Path) -> TlsFiles:
+def make_ca(directory: Path, openssl: str = "openssl") -> TlsFiles:
     """A CA and a server certificate for 127.0.0.1 it signed, valid for two days."""
     directory.mkdir(parents=True, exist_ok=True)
     _openssl(
+        openssl,
         directory,
         "req", "-x509", *_KEY, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
         "-subj", "/CN=ebi-mirror benchmarks CA",
@@ -41,6 +42,7 @@ def make_ca(directory: Path) -> TlsFiles:
         "-addext", "keyUsage=critical,keyCertSign,cRLSign",
     )  # fmt: skip
     _openssl(
+        openssl,
         directory,
         "req", "-new", *_KEY, "-keyout", "server.key", "-out", "server.csr",
         "-subj", "/CN=127.0.0.1",
@@ -53,6 +55,7 @@ def make_ca(directory: Path) -> TlsFiles:
         encoding="utf-8",
     )
     _openssl(
+        openssl,
         directory,
         "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
         "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext",

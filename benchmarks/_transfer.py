@@ -66,7 +66,8 @@ class Transport:
 
 def transports(suite: Suite) -> list[Transport]:
     """HTTP, then HTTPS with a CA made for this run under ``WORK/tls``."""
-    return [Transport("http"), Transport("https", make_ca(suite.work / "tls"))]
+    tls = make_ca(suite.work / "tls", suite.tools.get("openssl", "openssl"))
+    return [Transport("http"), Transport("https", tls)]
 
 
 def _list_file(path: Path, urls: list[str]) -> Path:
