@@ -28,8 +28,8 @@ REPO = HERE.parent
 Workload = Callable[[Suite], WorkloadResult]
 WORKLOADS: dict[int, tuple[Workload, tuple[str, ...], tuple[str, ...]]] = {
     # number: (function, required tools, optional tools)
-    1: (w1_big_file, ("nginx", "aria2c", "curl"), ()),
-    2: (w2_many_small, ("nginx", "aria2c", "curl"), ("wget",)),
+    1: (w1_big_file, ("nginx", "aria2c", "curl", "openssl"), ()),
+    2: (w2_many_small, ("nginx", "aria2c", "curl", "openssl"), ("wget",)),
     3: (w3_medium, ("nginx", "aria2c"), ()),
     4: (w4_planning, ("nginx",), ()),
     5: (w5_memory, (), ()),

@@ -1,4 +1,4 @@
-"""The tools the suite needs (nginx, aria2c, curl, wget): found, or installed from Debian."""
+"""The tools the suite needs (nginx, aria2c, curl, openssl, …): found, or installed from Debian."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ PACKAGES: dict[str, str] = {
     "aria2c": "aria2",
     "curl": "curl",
     "wget": "wget",
+    # W1 and W2 over HTTPS: the suite's CA and nginx's certificate.
+    "openssl": "openssl",
     # GNU time: peak RSS of a command without its parent's (see _measure).
     "time": "time",
 }
@@ -144,6 +146,7 @@ def machine_info(tools: dict[str, str], repo: Path) -> dict[str, Any]:
         "aria2c": ["--version"],
         "curl": ["--version"],
         "wget": ["--version"],
+        "openssl": ["version"],
         "time": ["--version"],
     }
     mem_kib = 0

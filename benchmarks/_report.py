@@ -37,13 +37,14 @@ def _cells(key: str, row: Row) -> tuple[str, ...]:
     verdict = "" if row.passed is None else ("PASS" if row.passed else "FAIL")
     rate = f"{_num(row.rate, 1 if row.rate < 10_000 else 0)} {row.unit}"
     return (
-        key,
+        f"{key} {row.transport}" if row.transport else key,
         row.tool,
         str(len(row.runs)),
         _num(row.wall),
         rate,
         _num(row.cpu_per_gib, 3),
-        _num(row.rss_mb, 1),
+        # In-process rows (the MD5 and the floor) have no process of their own.
+        _num(row.rss_mb or None, 1),
         _num(row.ratio),
         row.target,
         verdict,

@@ -39,6 +39,8 @@ class Row:
     target: str = ""
     passed: bool | None = None
     note: str = ""
+    #: "http" or "https" where a workload runs over both; shown beside the workload.
+    transport: str = ""
 
     @property
     def wall(self) -> float:
@@ -76,6 +78,7 @@ class Row:
             "target": self.target,
             "passed": self.passed,
             "note": self.note,
+            "transport": self.transport,
             "runs": [m.to_dict() for m in self.runs],
         }
 

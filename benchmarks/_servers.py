@@ -21,6 +21,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from ._tls import TlsFiles
+
 __all__ = ["Emulator", "Nginx", "ServerError", "free_port"]
 
 _START_TIMEOUT = 30.0
@@ -91,13 +93,24 @@ http {{
     uwsgi_temp_path {prefix}/tmp/uwsgi;
     scgi_temp_path {prefix}/tmp/scgi;
     server {{
-        listen 127.0.0.1:{port};
-        root {root};
+        listen 127.0.0.1:{port}{ssl};
+{tls}        root {root};
         location / {{
         }}
     }}
 }}
 """
+
+
+def _tls_directives(tls: TlsFiles | None) -> str:
+    if tls is None:
+        return ""
+    # A session cache as any HTTPS server has: a reconnecting client resumes.
+    return (
+        f"        ssl_certificate {tls.cert};\n"
+        f"        ssl_certificate_key {tls.key};\n"
+        "        ssl_session_cache shared:SSL:10m;\n"
+    )
 
 
 class _Server:
@@ -128,8 +141,18 @@ class _Server:
 class Nginx(_Server):
     """nginx serving ``root`` (so ``/vol1/...`` URLs map to ``root/vol1/...``)."""
 
-    def __init__(self, binary: str, root: Path, prefix: Path, *, access_log: bool = False) -> None:
+    def __init__(
+        self,
+        binary: str,
+        root: Path,
+        prefix: Path,
+        *,
+        access_log: bool = False,
+        tls: TlsFiles | None = None,
+    ) -> None:
         self.binary = binary
+        #: With a certificate: HTTPS only (``ssl`` on the listening socket).
+        self.tls = tls
         self.root = root.resolve()
         self.prefix = prefix.resolve()
         self.access_log = self.prefix / "access.log" if access_log else None
@@ -139,7 +162,7 @@ class Nginx(_Server):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def host(self) -> str:
@@ -162,6 +185,8 @@ class Nginx(_Server):
                 access_log=self.access_log or "off",
                 port=self.port,
                 root=self.root,
+                ssl=" ssl" if self.tls else "",
+                tls=_tls_directives(self.tls),
             ),
             encoding="utf-8",
         )

@@ -164,10 +164,13 @@ class Suite:
         runners: Sequence[Runner],
         *,
         around: Around | None = None,
+        after_rep: Callable[[int], None] | None = None,
     ) -> dict[str, list[Measurement]]:
         """Run every tool once per repetition, in turn (A B C A B C …), verifying each run.
 
-        ``around``, if given, is entered around each measured run (see :data:`Around`).
+        ``around``, if given, is entered around each measured run (see :data:`Around`);
+        ``after_rep(rep)`` is called after each repetition's runs (the in-memory MD5 of
+        the floor is measured there, so it meets the same moment of the machine).
         """
         results: dict[str, list[Measurement]] = {r.name: [] for r in runners}
         if dataset.bytes >= BALLAST_ABOVE:
@@ -196,6 +199,8 @@ class Suite:
                     f"cpu {m.cpu:6.2f} s  rss {m.rss_mib:6.1f} MiB  ({checked.files} files ok)"
                 )
                 self.discard(out, last=rep == self.reps - 1)
+            if after_rep is not None:
+                after_rep(rep)
         if self.py_spy is not None and self.profile_dir is not None:
             self.profile(key, dataset, runners[0])
         return results
