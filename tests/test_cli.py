@@ -17,7 +17,7 @@ import yaml
 
 from mirror.emulator import Catalog, Fault, md5_of
 
-from .conftest import ena_manifest, mirror_cmd, one_fastq_catalog, read_index
+from .conftest import ena_manifest, mirror_cmd, one_fastq_catalog, one_stream, read_index
 
 BIG = 300_000_000
 BIG_PATH = "vol1/fastq/ERR500/001/ERR5000001/ERR5000001.fastq.gz"
@@ -62,8 +62,12 @@ def test_sigkill_mid_download_then_rerun_resumes_with_range(
     # 150 MB/s: the 300 MB file (one stream: below the parallel-slice threshold) takes
     # about two seconds, time enough to kill it mid-way.
     emu = emulator_process(big_catalog(), "--bandwidth", "150000000")
+    # One connection: a stream the loaded machine slows is not split (test_split.py).
     manifest = write_manifest(
-        tmp_path / "m.yaml", ena_manifest(emu.endpoints, tmp_path / "data", ["ERR5000001"])
+        tmp_path / "m.yaml",
+        ena_manifest(
+            emu.endpoints, tmp_path / "data", ["ERR5000001"], hosts=one_stream(emu.endpoints)
+        ),
     )
     part = tmp_path / "data/ena/ERR5000001/ERR5000001.fastq.gz.part"
     proc = subprocess.Popen(
@@ -109,8 +113,12 @@ def test_sigkill_mid_download_then_rerun_resumes_with_range(
 @pytest.mark.slow  # interrupts a child process (SIGINT) mid-run: real processes and signals
 def test_sigint_exits_130_and_rerun_resumes(emulator_process: Any, tmp_path: Path) -> None:
     emu = emulator_process(big_catalog(), "--bandwidth", "150000000")
+    # One connection: a stream the loaded machine slows is not split (test_split.py).
     manifest = write_manifest(
-        tmp_path / "m.yaml", ena_manifest(emu.endpoints, tmp_path / "data", ["ERR5000001"])
+        tmp_path / "m.yaml",
+        ena_manifest(
+            emu.endpoints, tmp_path / "data", ["ERR5000001"], hosts=one_stream(emu.endpoints)
+        ),
     )
     part = tmp_path / "data/ena/ERR5000001/ERR5000001.fastq.gz.part"
     proc = subprocess.Popen(
