@@ -94,6 +94,7 @@ http {{
         listen 127.0.0.1:{port};
         root {root};
         location / {{
+{location}
         }}
     }}
 }}
@@ -128,8 +129,19 @@ class _Server:
 class Nginx(_Server):
     """nginx serving ``root`` (so ``/vol1/...`` URLs map to ``root/vol1/...``)."""
 
-    def __init__(self, binary: str, root: Path, prefix: Path, *, access_log: bool = False) -> None:
+    def __init__(
+        self,
+        binary: str,
+        root: Path,
+        prefix: Path,
+        *,
+        access_log: bool = False,
+        limit_rate: str | None = None,
+    ) -> None:
         self.binary = binary
+        #: nginx's ``limit_rate`` (``40m``): each response, so each connection, at most
+        #: this many bytes a second, as the archives' servers cap every stream.
+        self.limit_rate = limit_rate
         self.root = root.resolve()
         self.prefix = prefix.resolve()
         self.access_log = self.prefix / "access.log" if access_log else None
@@ -162,6 +174,7 @@ class Nginx(_Server):
                 access_log=self.access_log or "off",
                 port=self.port,
                 root=self.root,
+                location=f"            limit_rate {self.limit_rate};" if self.limit_rate else "",
             ),
             encoding="utf-8",
         )
