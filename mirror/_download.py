@@ -23,7 +23,7 @@ from ._exceptions import (
     Retryable,
     TransferError,
 )
-from ._fetch import Fetched, Pace, StreamSlow, fetch
+from ._fetch import Fetched, Pace, PartSliced, StreamSlow, fetch
 from ._http import Http, host_key, redact_url
 from ._meter import RateMeter
 from ._models import Event, FileFailed, FileStarted, FileTask, FileVerified
@@ -293,18 +293,20 @@ class Downloader:
                     self.transfer.slice,
                     None,
                 )
-            if splittable and await asyncio.to_thread(self.dest.exists, sidecar):
-                # A stream split by an earlier attempt or run: its slices resume.
-                return await sliced(most, self.transfer.slice, None)
             pace = None
-            if splittable and task.size is not None and most > 1:
+            if splittable and task.size is not None:
+                # With one connection to the host a stream never splits, but a .part
+                # split by an earlier run (with more) still resumes its slices.
                 pace = Pace(
-                    below=self.transfer.split_below,
+                    below=self.transfer.split_below if most > 1 else 0,
                     probe=self.transfer.split_probe,
                     size=task.size,
                 )
             try:
                 return await self._stream(task, final, hooks, progress, started, commit, pace)
+            except PartSliced:
+                # Split by an earlier attempt or run: its slices resume.
+                return await sliced(most, self.transfer.slice, None)
             except StreamSlow as slow:
                 assert task.size is not None
                 left = task.size - slow.held

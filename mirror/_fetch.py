@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from ._dest import Destination, LocalDestination, PartFile
+from ._dest import SLICES_SUFFIX, Destination, LocalDestination, PartFile
 from ._exceptions import (
     ChecksumMismatch,
     IncompleteDownload,
@@ -54,6 +54,7 @@ __all__ = [
     "Fetched",
     "Pace",
     "PartRecord",
+    "PartSliced",
     "RangeAction",
     "Received",
     "StreamSlow",
@@ -138,6 +139,10 @@ class StreamSlow(Exception):
         super().__init__(f"stream slow after {held} bytes")
         self.held = held
         self.md5 = md5
+
+
+class PartSliced(Exception):
+    """The ``.part`` is a split file's (its slice record is beside it): resume its slices."""
 
 
 class Pace:
@@ -242,12 +247,15 @@ class _Sink:
     def is_open(self) -> bool:
         return self._file is not None
 
-    def open(self) -> int:
+    def open(self, sliced: bool = False) -> int:
         """Open the ``.part`` (or start it): bytes it holds.
 
         The bytes are not hashed yet: the caller first decides whether to trust them
-        (:meth:`hash_held`) or start again (:meth:`restart`).
+        (:meth:`hash_held`) or start again (:meth:`restart`). With ``sliced``, a
+        ``.part`` that has a slice record beside it is left alone: -1.
         """
+        if sliced and self.dest.exists(self.path.with_name(self.path.name + SLICES_SUFFIX)):
+            return -1
         self._file = self.dest.open_part(self.path)
         return self._file.size()
 
@@ -314,13 +322,17 @@ async def fetch(
     trusted (a checksum mismatch, a changed remote file) are dropped first.
 
     With ``pace``, a stream from a server that serves ranges stops once ``pace``
-    finds it slow, and :class:`StreamSlow` says how far it got.
+    finds it slow, and :class:`StreamSlow` says how far it got; a ``.part`` already
+    split into slices raises :class:`PartSliced`.
     """
     dest = dest or LocalDestination(final.parent)
     sink = _Sink(dest, dest.part(final), sha1=task.verify == "sha1")
     try:
         # One trip to a thread for all the file work before the request.
-        held = await acquire_in_thread(sink.open)
+        # Looked for in the same trip to a thread: a file split by an earlier attempt.
+        held = await acquire_in_thread(sink.open, pace is not None)
+        if held < 0:
+            raise PartSliced(task.path)
         record = None
         if held:
             record = PartRecord.loads(await validators.get_validator(task.key))

@@ -121,6 +121,36 @@ async def test_a_host_with_two_connections_never_gets_more(tmp_path: Path) -> No
     assert most_at_once(requests[1:]) == 2
 
 
+async def test_a_file_fetched_in_slices_from_the_start_grows_its_connections(
+    tmp_path: Path,
+) -> None:
+    # Sliced from its first byte (at least segment_min) over one connection: measured
+    # slow, it takes the host's four.
+    sliced = mirror.Tuning(
+        transfer=mirror.TransferTuning(
+            segment_min=1,
+            segment_connections=1,
+            slice=512 << 10,
+            split_below=8_000_000,
+            split_probe=0.2,
+            flush_seconds=0.1,
+            flush_bytes=256 << 10,
+        )
+    )
+    capped = FilesOptions(bandwidth=RATE)
+    async with Emulator(one_fastq_catalog(8, PATH, SIZE), files=capped) as emu:
+        summary = await mirror.run(
+            manifest(emu, tmp_path / "data", 4), retry=FAST_RETRY, tuning=sliced
+        )
+        await emu.wait_idle()
+        requests = file_requests(emu.log)
+    assert (summary.verified, summary.failed) == (1, 0)
+    assert md5_of_file(tmp_path / "data" / LOCAL) == md5_of(PATH, SIZE)
+    ranges = byte_ranges(requests)
+    assert ranges == [(a, min(a + (512 << 10), SIZE) - 1) for a in range(0, SIZE, 512 << 10)]
+    assert most_at_once(requests) == 4
+
+
 async def test_an_unthrottled_stream_stays_one(tmp_path: Path) -> None:
     # Large enough that the rule looks at the stream several times before it ends.
     big = 4 * SIZE
