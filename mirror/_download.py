@@ -301,6 +301,7 @@ class Downloader:
                     below=self.transfer.split_below if most > 1 else 0,
                     probe=self.transfer.split_probe,
                     size=task.size,
+                    idle=lambda: gate.idle,
                 )
             try:
                 return await self._stream(task, final, hooks, progress, started, commit, pace)
@@ -311,16 +312,18 @@ class Downloader:
                 assert task.size is not None
                 left = task.size - slow.held
                 logger.info(
-                    "%s: one stream ran below %.1f MB/s; the last %d bytes over %d connections",
+                    "%s: one stream ran below %.1f MB/s; the last %d bytes in slices",
                     task.path,
                     self.transfer.split_below / 1e6,
                     left,
-                    most,
                 )
                 # From here the slice record, not the stream's, says what the .part holds.
                 await self.store.set_validator(task.key, None)
-                size = max(1, min(self.transfer.split_slice, -(-left // most)))
-                return await sliced(most, size, slow)
+                # The connections idle now (the stream's own among them); more join
+                # later, up to most, while each stays slow and other files free theirs.
+                now = min(most, max(2, gate.idle))
+                size = max(1, min(self.transfer.split_slice, -(-left // now)))
+                return await sliced(now, size, slow)
         except RangesUnsupported:
             self._no_ranges.add(gate.key)
             logger.info("%s does not serve ranges: one stream per file", gate.key)

@@ -153,12 +153,18 @@ class Pace:
     batch written (the request's own latency is not the stream's pace). A stream
     below ``below`` bytes a second, with more left than one more window would bring,
     is slow; one window is enough, so a throttled file gains its connections early.
+    A stream is never split while ``idle()`` says the host has no connection to
+    spare: the other files' streams already fill its cap, and slices would only
+    queue behind them.
     """
 
-    def __init__(self, *, below: int, probe: float, size: int) -> None:
+    def __init__(
+        self, *, below: int, probe: float, size: int, idle: Callable[[], int] = lambda: 1
+    ) -> None:
         self.below = below
         self.probe = probe
         self.size = size
+        self.idle = idle
         self.tripped = False
         self._since: float | None = None
         self._at = 0
@@ -172,7 +178,9 @@ class Pace:
             return False
         rate = (position - self._at) / elapsed
         self._since, self._at = now, position
-        self.tripped = rate < self.below and self.size - position > rate * self.probe
+        self.tripped = (
+            rate < self.below and self.size - position > rate * self.probe and self.idle() > 0
+        )
         return self.tripped
 
 

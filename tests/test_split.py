@@ -7,6 +7,7 @@ the split rule's knobs with them.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 import mirror
-from mirror.emulator import Emulator, FilesOptions, LogEntry, md5_of
+from mirror.emulator import Catalog, Emulator, EnaFile, FilesOptions, LogEntry, md5_of
 
 from .conftest import FAST_RETRY, ena_manifest, file_requests, md5_of_file, one_fastq_catalog
 
@@ -149,6 +150,24 @@ async def test_a_file_fetched_in_slices_from_the_start_grows_its_connections(
     ranges = byte_ranges(requests)
     assert ranges == [(a, min(a + (512 << 10), SIZE) - 1) for a in range(0, SIZE, 512 << 10)]
     assert most_at_once(requests) == 4
+
+
+async def test_streams_that_fill_the_hosts_connections_are_not_split(tmp_path: Path) -> None:
+    # Two files, two workers, a host of two connections: both streams are slow, but
+    # slices could only queue behind the other file's stream.
+    pair = dataclasses.replace(
+        one_fastq_catalog(8, PATH, SIZE).runs[0],
+        library_layout="PAIRED",
+        fastq=tuple(EnaFile(path=PATH.replace(".fastq", f"_{n}.fastq"), size=SIZE) for n in (1, 2)),
+    )
+    async with Emulator(Catalog(runs=(pair,)), files=FilesOptions(bandwidth=RATE)) as emu:
+        doc = manifest(emu, tmp_path / "data", 2)
+        doc["workers"] = 2
+        summary = await mirror.run(doc, retry=FAST_RETRY, tuning=TUNING)
+        await emu.wait_idle()
+        requests = [(e.range, e.bytes) for e in file_requests(emu.log)]
+    assert (summary.verified, summary.failed) == (2, 0)
+    assert requests == [(None, SIZE), (None, SIZE)]
 
 
 async def test_an_unthrottled_stream_stays_one(tmp_path: Path) -> None:
