@@ -37,6 +37,9 @@ __all__ = ["Downloader", "Stats"]
 
 logger = logging.getLogger(__name__)
 
+#: The smallest batch a split file's connection writes in one trip to a thread.
+_SPLIT_BATCH = 256 << 10
+
 #: Write errors that every other file would hit too: they stop the run.
 FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
@@ -267,7 +270,15 @@ class Downloader:
             async def headers() -> Mapping[str, str]:
                 return await hooks.headers(task)
 
-        async def sliced(connections: int, slice_size: int, ahead: StreamSlow | None) -> Fetched:
+        # A split file's connections share one stream's batch: the memory held in
+        # batches stays what one stream holds, however many files are split at once.
+        shared = dataclasses.replace(
+            self.transfer, flush_bytes=max(_SPLIT_BATCH, self.transfer.flush_bytes // most)
+        )
+
+        async def sliced(
+            connections: int, slice_size: int, ahead: StreamSlow | None, *, split: bool = True
+        ) -> Fetched:
             return await fetch_segmented(
                 task,
                 final,
@@ -280,7 +291,7 @@ class Downloader:
                 slice_size=_slice_size(slice_size, hooks),
                 connections=connections,
                 dest=self.dest,
-                transfer=self.transfer,
+                transfer=shared if split else self.transfer,
                 ahead=ahead,
                 most=most,
             )
@@ -292,6 +303,7 @@ class Downloader:
                     min(self.transfer.segment_connections, gate.connections),
                     self.transfer.slice,
                     None,
+                    split=False,
                 )
             pace = None
             if splittable and task.size is not None:
