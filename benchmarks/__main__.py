@@ -20,6 +20,7 @@ from ._profile import find_py_spy
 from ._report import format_table, save_json
 from ._results import WorkloadResult
 from ._suite import Suite, mirror_command
+from ._throttled import w8_throttled
 from ._transfer import w1_big_file, w2_many_small, w3_medium
 
 HERE = Path(__file__).resolve().parent
@@ -35,6 +36,7 @@ WORKLOADS: dict[int, tuple[Workload, tuple[str, ...], tuple[str, ...]]] = {
     5: (w5_memory, (), ()),
     6: (w6_ega_data_api, ("curl",), ()),
     7: (w7_members, (), ()),
+    8: (w8_throttled, ("nginx", "aria2c", "curl"), ("wget",)),
 }
 
 

@@ -96,6 +96,7 @@ http {{
         listen 127.0.0.1:{port}{ssl};
 {tls}        root {root};
         location / {{
+{location}
         }}
     }}
 }}
@@ -149,10 +150,14 @@ class Nginx(_Server):
         *,
         access_log: bool = False,
         tls: TlsFiles | None = None,
+        limit_rate: str | None = None,
     ) -> None:
         self.binary = binary
         #: With a certificate: HTTPS only (``ssl`` on the listening socket).
         self.tls = tls
+        #: nginx's ``limit_rate`` (``40m``): each response, so each connection, at most
+        #: this many bytes a second, as the archives' servers cap every stream.
+        self.limit_rate = limit_rate
         self.root = root.resolve()
         self.prefix = prefix.resolve()
         self.access_log = self.prefix / "access.log" if access_log else None
@@ -187,6 +192,7 @@ class Nginx(_Server):
                 root=self.root,
                 ssl=" ssl" if self.tls else "",
                 tls=_tls_directives(self.tls),
+                location=f"            limit_rate {self.limit_rate};" if self.limit_rate else "",
             ),
             encoding="utf-8",
         )

@@ -85,11 +85,14 @@ class Timeouts:
             raise ValueError("timeouts must be positive")
 
 
-#: Published limits of the public hosts (SPEC.md): ENA 50 req/s, EnteroBase 1 req/s.
+#: Limits of the public hosts: the published ones (SPEC.md: ENA 50 req/s, EnteroBase
+#: 1 req/s), and what ENA's file server tolerates: ftp.sra.ebi.ac.uk refuses more than
+#: about 6 parallel connections from one client (other downloaders cap it there too).
 DEFAULT_HOSTS: Mapping[str, HostLimit] = MappingProxyType(
     {
         "www.ebi.ac.uk": HostLimit(rate=50, connections=8),
         "enterobase.warwick.ac.uk": HostLimit(rate=1, connections=1),
+        "ftp.sra.ebi.ac.uk": HostLimit(connections=6),
     }
 )
 

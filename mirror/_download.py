@@ -9,10 +9,10 @@ import errno
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
-from ._dest import Destination
+from ._dest import SLICES_SUFFIX, Destination
 from ._exceptions import (
     ChecksumMismatch,
     DestinationError,
@@ -23,7 +23,7 @@ from ._exceptions import (
     Retryable,
     TransferError,
 )
-from ._fetch import Fetched, fetch
+from ._fetch import Fetched, Pace, PartSliced, StreamSlow, fetch
 from ._http import Http, host_key, redact_url
 from ._meter import RateMeter
 from ._models import Event, FileFailed, FileStarted, FileTask, FileVerified
@@ -36,6 +36,9 @@ from ._tuning import TransferTuning
 __all__ = ["Downloader", "Stats"]
 
 logger = logging.getLogger(__name__)
+
+#: The smallest batch a split file's connection writes in one trip to a thread.
+_SPLIT_BATCH = 256 << 10
 
 #: Write errors that every other file would hit too: they stop the run.
 FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -265,31 +268,101 @@ class Downloader:
         verifier = hooks.verify if hooks is not None else None
         gate = self.http.gate(task.url)
         parallel = hooks is None or hooks.parallel_ranges
-        if parallel and self._segmented(task, gate.key):
-            headers = None
-            if hooks is not None:
+        # A split file may use the host's connections, up to split_connections.
+        most = min(self.transfer.split_connections, gate.connections)
+        sidecar = self.dest.part(final)
+        sidecar = sidecar.with_name(sidecar.name + SLICES_SUFFIX)
+        headers = None
+        if hooks is not None:
 
-                async def headers() -> Mapping[str, str]:
-                    return await hooks.headers(task)
+            async def headers() -> Mapping[str, str]:
+                return await hooks.headers(task)
 
-            try:
-                return await fetch_segmented(
-                    task,
-                    final,
-                    self.http,
-                    progress=progress,
-                    started=started,
-                    headers=headers,
-                    verifier=verifier,
-                    commit=commit,
-                    slice_size=_slice_size(self.transfer.slice, hooks),
-                    connections=min(self.transfer.segment_connections, gate.connections),
-                    dest=self.dest,
-                    transfer=self.transfer,
+        # A split file's connections share one stream's batch: the memory held in
+        # batches stays what one stream holds, however many files are split at once.
+        shared = dataclasses.replace(
+            self.transfer, flush_bytes=max(_SPLIT_BATCH, self.transfer.flush_bytes // most)
+        )
+
+        async def sliced(
+            connections: int, slice_size: int, ahead: StreamSlow | None, *, split: bool = True
+        ) -> Fetched:
+            return await fetch_segmented(
+                task,
+                final,
+                self.http,
+                progress=progress,
+                started=started,
+                headers=headers,
+                verifier=verifier,
+                commit=commit,
+                slice_size=_slice_size(slice_size, hooks),
+                connections=connections,
+                dest=self.dest,
+                transfer=shared if split else self.transfer,
+                ahead=ahead,
+                most=most,
+            )
+
+        splittable = parallel and self._splittable(task, gate.key)
+        try:
+            if splittable and task.size is not None and task.size >= self.transfer.segment_min:
+                return await sliced(
+                    min(self.transfer.segment_connections, gate.connections),
+                    self.transfer.slice,
+                    None,
+                    split=False,
                 )
-            except RangesUnsupported:
-                self._no_ranges.add(gate.key)
-                logger.info("%s does not serve ranges: one stream per file", gate.key)
+            pace = None
+            if splittable and task.size is not None:
+                # With one connection to the host a stream never splits, but a .part
+                # split by an earlier run (with more) still resumes its slices.
+                pace = Pace(
+                    below=self.transfer.split_below if most > 1 else 0,
+                    probe=self.transfer.split_probe,
+                    size=task.size,
+                    idle=lambda: gate.idle,
+                )
+            try:
+                return await self._stream(task, final, hooks, progress, started, commit, pace)
+            except PartSliced:
+                # Split by an earlier attempt or run: its slices resume.
+                return await sliced(most, self.transfer.slice, None)
+            except StreamSlow as slow:
+                assert task.size is not None
+                left = task.size - slow.held
+                logger.info(
+                    "%s: one stream ran below %.1f MB/s; the last %d bytes in slices",
+                    task.path,
+                    self.transfer.split_below / 1e6,
+                    left,
+                )
+                # From here the slice record, not the stream's, says what the .part holds.
+                await self.store.set_validator(task.key, None)
+                # The connections idle now (the stream's own among them); more join
+                # later, up to most, while each stays slow and other files free theirs.
+                now = min(most, max(2, gate.idle))
+                size = max(1, min(self.transfer.split_slice, -(-left // now)))
+                return await sliced(now, size, slow)
+        except RangesUnsupported:
+            self._no_ranges.add(gate.key)
+            logger.info("%s does not serve ranges: one stream per file", gate.key)
+            # The .part has holes: nothing of it can be continued by one stream.
+            await asyncio.to_thread(self.dest.drop, sidecar)
+            await self.store.set_validator(task.key, None)
+        return await self._stream(task, final, hooks, progress, started, commit, None)
+
+    async def _stream(
+        self,
+        task: FileTask,
+        final: Path,
+        hooks: FileHooks | None,
+        progress: Callable[[int], None],
+        started: Callable[[int], None],
+        commit: Callable[[Fetched], Awaitable[None]],
+        pace: Pace | None,
+    ) -> Fetched:
+        verifier = hooks.verify if hooks is not None else None
         if hooks is not None:
             task = _with_headers(task, await hooks.headers(task))
         return await fetch(
@@ -303,12 +376,12 @@ class Downloader:
             commit=commit,
             dest=self.dest,
             transfer=self.transfer,
+            pace=pace,
         )
 
-    def _segmented(self, task: FileTask, host: str) -> bool:
+    def _splittable(self, task: FileTask, host: str) -> bool:
         return (
             task.size is not None
-            and task.size >= self.transfer.segment_min
             and task.verify != "sha1"  # the in-order hasher computes MD5 only
             and host not in self._no_ranges
         )

@@ -27,6 +27,7 @@ the clock writes it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import hashlib
 import json
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from ._dest import Destination, LocalDestination, PartFile
+from ._dest import SLICES_SUFFIX, Destination, LocalDestination, PartFile
 from ._exceptions import (
     ChecksumMismatch,
     IncompleteDownload,
@@ -51,9 +52,12 @@ from ._tuning import TransferTuning
 
 __all__ = [
     "Fetched",
+    "Pace",
     "PartRecord",
+    "PartSliced",
     "RangeAction",
     "Received",
+    "StreamSlow",
     "decide",
     "fetch",
     "finish_part",
@@ -127,6 +131,59 @@ class PartRecord:
         return (self.checksum, self.size) == (other.checksum, other.size)
 
 
+class StreamSlow(Exception):
+    """A stream ran below its share and stopped: the ``.part`` holds its first ``held``
+    bytes, in order, and ``md5`` is their digest so far."""
+
+    def __init__(self, held: int, md5: hashlib._Hash) -> None:
+        super().__init__(f"stream slow after {held} bytes")
+        self.held = held
+        self.md5 = md5
+
+
+class PartSliced(Exception):
+    """The ``.part`` is a split file's (its slice record is beside it): resume its slices."""
+
+
+class Pace:
+    """Watches one stream's rate: :meth:`slow` says when the rest of its file is worth
+    splitting over more connections.
+
+    The rate is measured over windows of at least ``probe`` seconds, from the first
+    batch written (the request's own latency is not the stream's pace). A stream
+    below ``below`` bytes a second, with more left than one more window would bring,
+    is slow; one window is enough, so a throttled file gains its connections early.
+    A stream is never split while ``idle()`` says the host has no connection to
+    spare: the other files' streams already fill its cap, and slices would only
+    queue behind them.
+    """
+
+    def __init__(
+        self, *, below: int, probe: float, size: int, idle: Callable[[], int] = lambda: 1
+    ) -> None:
+        self.below = below
+        self.probe = probe
+        self.size = size
+        self.idle = idle
+        self.tripped = False
+        self._since: float | None = None
+        self._at = 0
+
+    def slow(self, position: int, now: float) -> bool:
+        if self._since is None:
+            self._since, self._at = now, position
+            return False
+        elapsed = now - self._since
+        if elapsed < self.probe:
+            return False
+        rate = (position - self._at) / elapsed
+        self._since, self._at = now, position
+        self.tripped = (
+            rate < self.below and self.size - position > rate * self.probe and self.idle() > 0
+        )
+        return self.tripped
+
+
 #: An extra check run on the complete ``.part`` before the rename (EGA ``/results``).
 Verifier = Callable[[FileTask, "Received"], Awaitable[None]]
 
@@ -198,12 +255,15 @@ class _Sink:
     def is_open(self) -> bool:
         return self._file is not None
 
-    def open(self) -> int:
+    def open(self, sliced: bool = False) -> int:
         """Open the ``.part`` (or start it): bytes it holds.
 
         The bytes are not hashed yet: the caller first decides whether to trust them
-        (:meth:`hash_held`) or start again (:meth:`restart`).
+        (:meth:`hash_held`) or start again (:meth:`restart`). With ``sliced``, a
+        ``.part`` that has a slice record beside it is left alone: -1.
         """
+        if sliced and self.dest.exists(self.path.with_name(self.path.name + SLICES_SUFFIX)):
+            return -1
         self._file = self.dest.open_part(self.path)
         return self._file.size()
 
@@ -254,6 +314,7 @@ async def fetch(
     commit: Callable[[Fetched], Awaitable[None]] | None = None,
     dest: Destination | None = None,
     transfer: TransferTuning | None = None,
+    pace: Pace | None = None,
 ) -> Fetched:
     """Download ``task`` to ``final`` (via ``final.part``), or raise a :class:`TransferError`.
 
@@ -267,12 +328,19 @@ async def fetch(
     On a retryable error the ``.part`` file keeps every byte that can be trusted,
     so the next attempt (or the next run) resumes from it. Bytes that cannot be
     trusted (a checksum mismatch, a changed remote file) are dropped first.
+
+    With ``pace``, a stream from a server that serves ranges stops once ``pace``
+    finds it slow, and :class:`StreamSlow` says how far it got; a ``.part`` already
+    split into slices raises :class:`PartSliced`.
     """
     dest = dest or LocalDestination(final.parent)
     sink = _Sink(dest, dest.part(final), sha1=task.verify == "sha1")
     try:
         # One trip to a thread for all the file work before the request.
-        held = await acquire_in_thread(sink.open)
+        # Looked for in the same trip to a thread: a file split by an earlier attempt.
+        held = await acquire_in_thread(sink.open, pace is not None)
+        if held < 0:
+            raise PartSliced(task.path)
         record = None
         if held:
             record = PartRecord.loads(await validators.get_validator(task.key))
@@ -305,8 +373,11 @@ async def fetch(
                 progress,
                 started,
                 transfer or TransferTuning(),
+                pace,
             )
         await asyncio.to_thread(sink.close)
+        if pace is not None and pace.tripped:
+            raise StreamSlow(sink.size, sink.md5)
         got = Received(
             md5=sink.md5.hexdigest(),
             size=sink.size,
@@ -330,6 +401,7 @@ async def _receive(
     progress: Callable[[int], None],
     started: Callable[[int], None],
     transfer: TransferTuning,
+    pace: Pace | None = None,
 ) -> int:
     headers = dict(task.headers)
     headers.update(resume_headers(offset, validator))
@@ -371,7 +443,14 @@ async def _receive(
             recorded = asyncio.ensure_future(
                 validators.set_validator(task.key, PartRecord.of(task, validator).dumps())
             )
-        received = await _stream(resp.chunks(), sink, progress, transfer, recorded)
+        # Only a server that says it serves ranges (or just did) is ever asked for slices.
+        ranges = resp.status == 206 or resp.headers.get("Accept-Ranges", "").lower() == "bytes"
+        if not ranges or task.size is None:
+            pace = None
+        async with contextlib.aclosing(resp.chunks()) as chunks:
+            received = await _stream(chunks, sink, progress, transfer, recorded, pace, offset)
+    if pace is not None and pace.tripped:
+        return received
     if length is not None and received < length:
         raise IncompleteDownload(
             f"{redact_url(task.url)}: body ended after {received} of {length} bytes",
@@ -386,11 +465,14 @@ async def _stream(
     progress: Callable[[int], None],
     transfer: TransferTuning,
     recorded: Awaitable[None] | None = None,
+    pace: Pace | None = None,
+    offset: int = 0,
 ) -> int:
     """Copy ``chunks`` into ``sink``: one batch in the thread while the next arrives.
 
     Chunks are handed over as a list, not joined: joining would copy every byte once
     more on the event loop's thread. Nothing is written before ``recorded`` is done.
+    Stops early, after a whole batch, once ``pace`` finds the stream slow.
     """
     loop = asyncio.get_running_loop()
     pending: asyncio.Future[None] | None = None
@@ -413,7 +495,10 @@ async def _stream(
                 pending = loop.run_in_executor(None, sink.write, batch)
                 received += size
                 batch, size = [], 0
-                due = loop.time() + flush_seconds
+                now = loop.time()
+                due = now + flush_seconds
+                if pace is not None and pace.slow(offset + received, now):
+                    break
     finally:
         # Whatever arrived is good bytes: keep it for the resume, even on error, and
         # even when cancelled again while it is being written.

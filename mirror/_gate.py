@@ -172,6 +172,12 @@ class HostGate:
         return self._connections.size
 
     @property
+    def idle(self) -> int:
+        """Connections this process may open now without waiting for one."""
+        slots = self._connections
+        return max(0, slots.size - slots.held - slots.waiting)
+
+    @property
     def members(self) -> int:
         """How many processes this gate's limits are split between (1 unless shared)."""
         return self._divisor

@@ -12,7 +12,7 @@ import contextlib
 import errno
 import json
 import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,7 +88,7 @@ class Response:
             start = _short(body[:200].decode("utf-8", errors="replace"))
             raise SourceError(f"{shown}: expected JSON, got {kind}: {start!r}") from exc
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         """Body bytes as they arrive, in whatever sizes the socket gives.
 
         ``readchunk`` hands over aiohttp's buffered pieces one by one, where

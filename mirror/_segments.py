@@ -30,6 +30,7 @@ from ._exceptions import IncompleteDownload, RemoteFileChanged, TransferError
 from ._fetch import (
     Fetched,
     Received,
+    StreamSlow,
     Verifier,
     acquire_in_thread,
     finish_part,
@@ -76,20 +77,33 @@ class _State:
         size: int,
         slice_size: int,
         checksum: str | None,
-        count: int,
-    ) -> _State:
+    ) -> _State | None:
+        """The record at ``path`` if it is for this file, in slices of at most
+        ``slice_size`` (a split stream's slices are smaller than a sliced file's)."""
         try:
             doc = json.loads(dest.read_bytes(path))
+            kept = doc["slice"]
             if (
                 doc["size"] == size
-                and doc["slice"] == slice_size
+                and isinstance(kept, int)
+                and 1 <= kept <= slice_size
                 and doc["checksum"] == checksum
-                and len(doc["done"]) == count
             ):
-                return cls(size, slice_size, checksum, [int(x) for x in doc["done"]])
+                done = [int(x) for x in doc["done"]]
+                slices = plan_slices(size, kept)
+                if len(done) == len(slices) and all(
+                    0 <= d <= end - start for d, (start, end) in zip(done, slices, strict=True)
+                ):
+                    return cls(size, kept, checksum, done)
         except (OSError, ValueError, KeyError, TypeError):
             pass
-        return cls(size, slice_size, checksum, [0] * count)
+        return None
+
+    @classmethod
+    def after(cls, size: int, slice_size: int, checksum: str | None, held: int) -> _State:
+        """A file whose first ``held`` bytes are in place, the rest in slices."""
+        done = [max(0, min(held, end) - start) for start, end in plan_slices(size, slice_size)]
+        return cls(size, slice_size, checksum, done)
 
     def save(self, dest: Destination, path: Path) -> None:
         doc = {
@@ -116,8 +130,18 @@ async def fetch_segmented(
     commit: Callable[[Fetched], Awaitable[None]] | None = None,
     dest: Destination | None = None,
     transfer: TransferTuning | None = None,
+    ahead: StreamSlow | None = None,
+    most: int | None = None,
 ) -> Fetched:
     """Download ``task`` (whose ``size`` must be known) in parallel Range slices.
+
+    ``ahead``: a stream that found itself slow left its first bytes in the ``.part``
+    (and their MD5 so far): only the rest is sliced, and hashed on from there. A
+    slice record from an earlier run wins over it.
+
+    ``most``: connections may grow from ``connections`` to this many while each runs
+    below ``transfer.split_below`` bytes a second (a server that caps every
+    connection).
 
     Each slice writes ``transfer.flush_bytes`` at a time (one thread hop, one
     ``pwritev``) and records its progress in the sidecar every ``save_every`` bytes
@@ -134,24 +158,39 @@ async def fetch_segmented(
     dest = dest or LocalDestination(final.parent)
     part = dest.part(final)
     sidecar = part.with_name(part.name + SLICES_SUFFIX)
-    slices = plan_slices(size, slice_size)
     checksum = task.checksum.lower() if task.checksum else None
-    state = await asyncio.to_thread(
-        _State.load, dest, sidecar, size, slice_size, checksum, len(slices)
-    )
+    loaded = await asyncio.to_thread(_State.load, dest, sidecar, size, slice_size, checksum)
+    md5 = hashlib.md5()
+    hashed_from = 0
+    if loaded is not None:
+        state = loaded
+    elif ahead is not None:
+        state = _State.after(size, slice_size, checksum, ahead.held)
+        md5, hashed_from = ahead.md5.copy(), ahead.held
+    else:
+        state = _State(size, slice_size, checksum, [0] * len(plan_slices(size, slice_size)))
+    slices = plan_slices(size, state.slice_size)
     if any(state.done) and not await asyncio.to_thread(dest.exists, part):
         state.done = [0] * len(slices)  # the sidecar outlived its .part
+        md5, hashed_from = hashlib.md5(), 0
     fresh = not any(state.done)
-    if fresh:
+    if loaded is None or fresh:
         # Written before the first slice byte: the .part never outlives what it is for.
         await asyncio.to_thread(state.save, dest, sidecar)
     held = await acquire_in_thread(dest.open_sized, part, size, fresh)
     started(sum(state.done))
     loop = asyncio.get_running_loop()
     frontier_moved = asyncio.Event()
-    md5 = hashlib.md5()
     received = 0
+    arrived = 0
+    first_byte = asyncio.Event()
     save_lock = asyncio.Lock()
+
+    def heard(n: int) -> None:
+        nonlocal arrived
+        arrived += n
+        first_byte.set()
+        progress(n)
 
     def contiguous() -> int:
         for (start, end), done in zip(slices, state.done, strict=True):
@@ -199,7 +238,7 @@ async def fetch_segmented(
                 )
                 batch.append(piece)
                 size_ += len(piece)
-                progress(len(piece))
+                heard(len(piece))
                 now = loop.time()
                 if size_ >= flush_bytes or position + size_ >= end or now >= due:
                     await loop.run_in_executor(None, held.write_at, batch, position)
@@ -231,7 +270,7 @@ async def fetch_segmented(
             )
 
     async def hasher() -> None:
-        hashed = 0
+        hashed = hashed_from
         while hashed < size:
             target = contiguous()
             if target > hashed:
@@ -250,12 +289,44 @@ async def fetch_segmented(
         while not queue.empty():
             await get_slice(queue.get_nowait())
 
+    running = max(1, min(connections, len(todo)))
+
+    async def grow(downloads: asyncio.TaskGroup) -> None:
+        """More connections while each runs below ``split_below``, up to ``most``."""
+        nonlocal running
+        assert most is not None
+        await first_byte.wait()
+        since, at = loop.time(), arrived
+        while running < most:
+            await asyncio.sleep(transfer.split_probe)
+            now = loop.time()
+            rate = (arrived - at) / (now - since) / running
+            since, at = now, arrived
+            if rate >= transfer.split_below or queue.empty():
+                continue
+            more = min(most - running, queue.qsize())
+            logger.info(
+                "%s: %d connections at %.1f MB/s each; %d more",
+                task.path,
+                running,
+                rate / 1e6,
+                more,
+            )
+            for _ in range(more):
+                downloads.create_task(connection())
+            running += more
+
     try:
         async with asyncio.TaskGroup() as tg:
             hash_task = tg.create_task(hasher())
+            grower = None
             async with asyncio.TaskGroup() as downloads:
-                for _ in range(max(1, min(connections, len(todo)))):
+                for _ in range(running):
                     downloads.create_task(connection())
+                if most is not None and most > running and len(todo) > running:
+                    grower = tg.create_task(grow(downloads))
+            if grower is not None:
+                grower.cancel()
             await hash_task
     except BaseExceptionGroup as group:
         raise _first(group) from None

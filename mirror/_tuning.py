@@ -41,6 +41,24 @@ class TransferTuning:
     #: More: faster on a long fat pipe; fewer: more of the host's connections left
     #: for other files.
     segment_connections: int = 4
+    #: A stream slower than this many bytes a second (a server that caps each
+    #: connection, as the archives' do) is joined by more connections: the rest of its
+    #: file is split into Range slices, up to ``split_connections`` and the host's
+    #: ``connections``. Lower: only very slow streams split; higher: a stream the CPU
+    #: (not the server) holds back may split too, for no gain.
+    split_below: int = 64 << 20
+    #: Seconds of a stream's body measured before it may be split (and between later
+    #: looks). Shorter: a throttled file gains its connections sooner; longer: a
+    #: burst or a stall is less likely to be mistaken for the stream's pace.
+    split_probe: float = 0.3
+    #: Bytes per Range request once a file is split: the frontier's hash waits for
+    #: at most one slice per connection at the end. Smaller: less of that wait, more
+    #: requests.
+    split_slice: int = 16 << 20
+    #: The most connections one split file uses (the host's ``connections`` bounds
+    #: all of its files together). More: faster from a throttled server; fewer: more
+    #: of the host's connections left for other files.
+    split_connections: int = 8
     #: Bytes gathered before one write-and-hash hop to a thread. Larger: fewer thread
     #: hops (less overhead per byte); smaller: less memory per file in flight and
     #: less lost when the process is killed.
@@ -62,6 +80,10 @@ class TransferTuning:
             raise ValueError("flush_bytes, save_every and checksum_attempts must be at least 1")
         if self.flush_seconds <= 0:
             raise ValueError("flush_seconds must be positive")
+        if min(self.split_below, self.split_slice, self.split_connections) < 1:
+            raise ValueError("split_below, split_slice and split_connections must be at least 1")
+        if self.split_probe <= 0:
+            raise ValueError("split_probe must be positive")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -198,6 +198,12 @@ def ena_manifest(
     return doc
 
 
+def one_stream(endpoints: dict[str, str]) -> dict[str, Any]:
+    """``hosts:`` that give the file host one connection: a slow stream is never split
+    (for tests of what one stream does: its resume, its pace)."""
+    return {endpoints["ena_files"].split("//", 1)[1].split("/", 1)[0]: {"connections": 1}}
+
+
 def file_requests(log: Sequence[LogEntry]) -> list[LogEntry]:
     return [e for e in log if e.host == "ftp"]
 

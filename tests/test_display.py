@@ -24,7 +24,7 @@ from mirror._download import Stats
 from mirror._meter import MIN_SPAN, RateMeter, eta
 from mirror.emulator import Emulator, Fault, FilesOptions
 
-from .conftest import FAST_RETRY, ena_manifest, one_fastq_catalog
+from .conftest import FAST_RETRY, ena_manifest, one_fastq_catalog, one_stream
 
 MiB = 1 << 20
 
@@ -360,8 +360,13 @@ def test_off_a_terminal_a_progress_line_comes_every_interval(
     # 2 MB/s: the 6 MB file takes about three seconds.
     emu = emulator_process(one_fastq_catalog(7, PATH, SIZE), "--bandwidth", "2000000")
     manifest = tmp_path / "m.yaml"
+    # One connection: the file keeps the capped pace instead of being split.
     manifest.write_text(
-        yaml.safe_dump(ena_manifest(emu.endpoints, tmp_path / "data", ["ERR7000001"]))
+        yaml.safe_dump(
+            ena_manifest(
+                emu.endpoints, tmp_path / "data", ["ERR7000001"], hosts=one_stream(emu.endpoints)
+            )
+        )
     )
     done = run_cli("run", str(manifest), "--progress-interval", "0.5")
     assert done.returncode == 0, done.stderr
@@ -403,8 +408,13 @@ def test_json_progress_events_carry_the_bytes_of_active_files_as_they_grow(
 ) -> None:
     emu = emulator_process(one_fastq_catalog(7, PATH, SIZE), "--bandwidth", "2000000")
     manifest = tmp_path / "m.yaml"
+    # One connection: the file keeps the capped pace instead of being split.
     manifest.write_text(
-        yaml.safe_dump(ena_manifest(emu.endpoints, tmp_path / "data", ["ERR7000001"]))
+        yaml.safe_dump(
+            ena_manifest(
+                emu.endpoints, tmp_path / "data", ["ERR7000001"], hosts=one_stream(emu.endpoints)
+            )
+        )
     )
     done = run_cli("run", str(manifest), "--json")
     assert done.returncode == 0, done.stderr

@@ -121,6 +121,15 @@ def test_minimal_manifest_takes_defaults(tmp_path: Path) -> None:
     assert manifest.sources == (EnaSpec(accessions=("ERR2842367",)),)
 
 
+def test_ena_file_host_defaults_to_six_connections(tmp_path: Path) -> None:
+    # ftp.sra.ebi.ac.uk refuses more than about 6 parallel connections from one client.
+    path = tmp_path / "manifest.yaml"
+    path.write_text(OK, encoding="utf-8")
+    assert load_manifest(path).host_limit("ftp.sra.ebi.ac.uk") == HostLimit(connections=6)
+    path.write_text("hosts:\n  ftp.sra.ebi.ac.uk: {rate: 20}\n" + OK, encoding="utf-8")
+    assert load_manifest(path).host_limit("ftp.sra.ebi.ac.uk") == HostLimit(rate=20, connections=6)
+
+
 @pytest.mark.parametrize(
     ("dest", "expected"),
     [

@@ -346,7 +346,11 @@ def test_a_killed_holders_file_is_resumed_by_another_from_its_part(
     )
     emulated.append(emu)
     dest = tmp_path / "data"
-    manifest = write_manifest(tmp_path / "m.yaml", manifest_doc(emu, dest, ["ERR6000001"]))
+    # One connection: the holder's single stream is what the survivor resumes.
+    manifest = write_manifest(
+        tmp_path / "m.yaml",
+        manifest_doc(emu, dest, ["ERR6000001"], hosts={emu.file_host: {"connections": 1}}),
+    )
     local = "ena/ERR6000001/ERR6000001.fastq.gz"
     part = dest / (local + ".part")
     lease = 4.0

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import time
 from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import unquote_plus
@@ -57,6 +58,9 @@ class LogEntry:
     bytes: int
     fault: str | None
     form: str | None = None
+    #: ``time.time()`` when the request ended (its body sent, or cut off): with ``t``,
+    #: which requests were in flight together.
+    ended: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,6 +99,7 @@ class Exchange:
             bytes=self.bytes,
             fault=self.fault,
             form=self.form,
+            ended=time.time(),
         )
 
 
