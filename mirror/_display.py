@@ -58,8 +58,10 @@ class Display:
 class JsonDisplay(Display):
     """``--json``: one JSON object per event on stdout, ``{"event": kind, ...fields}``."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        # ``sys.stdout`` as it is now, not as it was at import: a caller may have
+        # redirected it since (``contextlib.redirect_stdout``).
+        self.out = sys.stdout if out is None else out
 
     def handle(self, event: m.Event) -> None:
         doc: dict[str, Any] = {"event": event.kind, "time": round(time.time(), 3)}
