@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from unittest import mock
 
 from mirror._cli import main
 
@@ -43,6 +42,22 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+@contextlib.contextmanager
+def _without_uvloop() -> Iterator[None]:
+    """``import uvloop`` fails meanwhile. Only that key of ``sys.modules`` is touched:
+    restoring the whole dict would drop the modules the command imported, and a later
+    import would make second copies of their classes."""
+    saved = sys.modules.get("uvloop")
+    sys.modules["uvloop"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if saved is None:
+            del sys.modules["uvloop"]
+        else:
+            sys.modules["uvloop"] = saved
+
+
 def mirror_in_process(
     *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -53,7 +68,7 @@ def mirror_in_process(
         _environment(env or {}),
         contextlib.redirect_stdout(out),
         contextlib.redirect_stderr(err),
-        mock.patch.dict(sys.modules, {"uvloop": None}),  # ``import uvloop`` fails
+        _without_uvloop(),
     ):
         code = main(list(args))
     return subprocess.CompletedProcess(["mirror", *args], code, out.getvalue(), err.getvalue())
