@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import stat
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from mirror._models import Warning_
 from mirror._verify import verify_local
 from mirror.emulator import Catalog, CramReference, Emulator
 
-from .conftest import FAST_RETRY, mirror_cmd, read_index
+from .cli_in_process import mirror_in_process
+from .conftest import FAST_RETRY, read_index
 from .hts_files import (
     RefSeq,
     decode,
@@ -128,55 +130,59 @@ async def test_a_cram_written_by_samtools_fills_the_cache_samtools_decodes_from(
     assert await asyncio.to_thread(decode, cram, cache) == reads
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-def test_five_checksums_one_unknown_then_a_cram_files_m5_tags(
-    emulator_process: Any, tmp_path: Path
-) -> None:
+async def test_five_checksums_one_unknown_then_a_cram_files_m5_tags(tmp_path: Path) -> None:
     catalog = Catalog.generate_cram(count=4, length=50_000, seed=3)
-    emu = emulator_process(catalog)
     md5s = [r.md5 for r in catalog.cram_references] + [UNKNOWN]
-
-    cache = tmp_path / "hts-ref"
-    manifest = tmp_path / "m.yaml"
-    manifest.write_text(
-        yaml.safe_dump(cram_manifest(emu.endpoints, tmp_path / "d", cache, md5=md5s))
-    )
-    run = mirror_cmd("run", str(manifest))
-    assert run.returncode == 1, run.stderr
-    check_cache(cache, catalog)
-    assert not entry(cache, UNKNOWN).exists()
-    status = mirror_cmd("status", str(manifest))
-    failed = [line.split("\t") for line in status.stdout.splitlines() if "\tfailed\t" in line]
-    assert [f[0] for f in failed] == [str(entry(cache, UNKNOWN))]
-    assert "404" in failed[0][2]
-
-    # Entries already present and valid cost no request.
-    before = len(emu.log())
-    again = mirror_cmd("run", str(manifest))
-    assert again.returncode == 1
-    assert [e["path"] for e in emu.log()[before:] if "/ena/cram/" in e["path"]] == [
-        f"/ena/cram/md5/{UNKNOWN}"
-    ]
-
-    # The same driven by the @SQ M5 tags of a CRAM written by samtools, into a fresh
-    # cache; one of its references is not in the registry.
+    # The refs and the CRAM that names them are made while nothing else runs.
     refs = [RefSeq(r.name, r.bases().decode()) for r in catalog.cram_references]
     refs += make_references({"not_registered": 900}, seed=4)
     work = tmp_path / "aln"
     work.mkdir()
-    samtools_cram(work, refs, "3.0")
-    cache2 = tmp_path / "hts-ref-2"
-    manifest2 = tmp_path / "m2.yaml"
-    manifest2.write_text(
-        yaml.safe_dump(
-            cram_manifest(emu.endpoints, tmp_path / "d2", cache2, crams=[f"{work}/*.cram"])
+    await asyncio.to_thread(samtools_cram, work, refs, "3.0")
+
+    async with Emulator(catalog, seed=7) as emu:
+
+        async def command(*args: str) -> subprocess.CompletedProcess[str]:
+            done = await asyncio.to_thread(mirror_in_process, *args)
+            await emu.wait_idle()
+            return done
+
+        cache = tmp_path / "hts-ref"
+        manifest = tmp_path / "m.yaml"
+        manifest.write_text(
+            yaml.safe_dump(cram_manifest(emu.endpoints, tmp_path / "d", cache, md5=md5s))
         )
-    )
-    run2 = mirror_cmd("run", str(manifest2))
-    assert run2.returncode == 1
-    check_cache(cache2, catalog)
-    assert not entry(cache2, refs[-1].md5).exists()
-    assert f"/ena/cram/md5/{refs[-1].md5}" in [e["path"] for e in emu.log()]
+        run = await command("run", str(manifest))
+        assert run.returncode == 1, run.stderr
+        check_cache(cache, catalog)
+        assert not entry(cache, UNKNOWN).exists()
+        status = await command("status", str(manifest))
+        failed = [line.split("\t") for line in status.stdout.splitlines() if "\tfailed\t" in line]
+        assert [f[0] for f in failed] == [str(entry(cache, UNKNOWN))]
+        assert "404" in failed[0][2]
+
+        # Entries already present and valid cost no request.
+        before = len(emu.log)
+        again = await command("run", str(manifest))
+        assert again.returncode == 1
+        assert [e.path for e in emu.log[before:] if "/ena/cram/" in e.path] == [
+            f"/ena/cram/md5/{UNKNOWN}"
+        ]
+
+        # The same driven by the @SQ M5 tags of a CRAM written by samtools, into a fresh
+        # cache; one of its references is not in the registry.
+        cache2 = tmp_path / "hts-ref-2"
+        manifest2 = tmp_path / "m2.yaml"
+        manifest2.write_text(
+            yaml.safe_dump(
+                cram_manifest(emu.endpoints, tmp_path / "d2", cache2, crams=[f"{work}/*.cram"])
+            )
+        )
+        run2 = await command("run", str(manifest2))
+        assert run2.returncode == 1
+        check_cache(cache2, catalog)
+        assert not entry(cache2, refs[-1].md5).exists()
+        assert f"/ena/cram/md5/{refs[-1].md5}" in [e.path for e in emu.log]
 
 
 async def test_sha1_names_are_filed_under_their_md5_and_index_and_verify_agree(

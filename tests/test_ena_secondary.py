@@ -20,7 +20,8 @@ import mirror
 from mirror import SourceTuning
 from mirror.emulator import Catalog, Emulator
 
-from .conftest import FAST_RETRY, ena_manifest, mirror_cmd, read_index
+from .cli_in_process import mirror_in_process
+from .conftest import FAST_RETRY, ena_manifest, read_index
 from .replay import Answer, Replay
 from .test_ena_recorded import Portal, planned_files
 
@@ -99,12 +100,11 @@ def _plan(tmp_path: Path, base: str, accessions: list[str]) -> tuple[int, str]:
         "sources": [{"ena": {"accessions": accessions}}],
     }
     manifest.write_text(yaml.safe_dump(doc))
-    done = mirror_cmd("plan", str(manifest), "--json")
+    done = mirror_in_process("plan", str(manifest), "--json")
     assert "Traceback" not in done.stderr
     return done.returncode, done.stdout + done.stderr
 
 
-@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 @pytest.mark.parametrize("analysis_status", [204, 400])
 async def test_a_submission_plans_its_runs_through_filereport(
     tmp_path: Path, analysis_status: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import date
 from pathlib import Path
@@ -11,8 +12,10 @@ import pytest
 import yaml
 
 import mirror
+from mirror import SourceTuning, Tuning
 from mirror.emulator import Catalog, Emulator, EnterobaseOptions, Fault
 
+from .cli_in_process import mirror_in_process
 from .conftest import FAST_RETRY, mirror_cmd, read_index
 
 TOKEN = "eb-SECRET-token-7f3a9c"
@@ -43,71 +46,94 @@ def windows(times: list[float]) -> int:
     return best
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-def test_250_records_paged_verified_rate_kept_and_token_never_written(
-    emulator_process: Any, tmp_path: Path
-) -> None:
-    catalog = Catalog.generate_enterobase(records=250, seed=2, serotypes=("Agona",))
-    emu = emulator_process(catalog, "--enterobase-token", TOKEN, "--enterobase-rate-limit", "25")
-    dest = tmp_path / "data"
-    manifest = tmp_path / "m.yaml"
-    manifest.write_text(
-        yaml.safe_dump(
-            enterobase_manifest(
-                emu.endpoints,
-                dest,
-                query={"serotype": "Agona"},
-                only_fields=["strain_name", "serotype"],
-            )
-        )
-    )
+#: Small pages, so that a few records span several of them.
+PAGE = 10
 
-    run = mirror_cmd("run", str(manifest), "--json", "-vvv", env={"ENTEROBASE_TOKEN": TOKEN})
-    assert run.returncode == 0, run.stderr[-2000:]
-    rows = read_index(dest)
-    assert len(rows) == 250
+
+@pytest.mark.slow  # the rate is kept on the real clock the emulator counts it on (over 1 s)
+async def test_records_paged_verified_and_the_rate_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 25 records in pages of 10 and their 25 assemblies: 28 requests at 25 a second,
+    # which the emulator enforces (a 503 past it).
+    monkeypatch.setenv("ENTEROBASE_TOKEN", TOKEN)
+    catalog = Catalog.generate_enterobase(records=25, seed=2, serotypes=("Agona",))
+    options = EnterobaseOptions(tokens=(TOKEN,), rate_limit=25)
+    async with Emulator(catalog, enterobase=options) as emu:
+        doc = enterobase_manifest(
+            emu.endpoints,
+            tmp_path,
+            query={"serotype": "Agona"},
+            only_fields=["strain_name", "serotype"],
+        )
+        tuning = Tuning(sources=SourceTuning(enterobase_page=PAGE))
+        summary = await mirror.run(doc, retry=FAST_RETRY, tuning=tuning)
+        await emu.wait_idle()
+        log = [e for e in emu.log if e.host == "enterobase"]
+    assert (summary.planned, summary.verified, summary.exit_code) == (25, 25, 0)
+    rows = read_index(tmp_path)
+    assert len(rows) == 25
     assert {r["status"] for r in rows} == {"verified"}
     for r in rows:
         assert r["path"] == f"enterobase/senterica/{r['accession']}.fasta"
-        assert (dest / r["path"]).read_bytes().startswith(b">")
+        assert (tmp_path / r["path"]).read_bytes().startswith(b">")
         assert r["verified_by"] == "size"
-    kept = (dest / "metadata/enterobase/senterica/assemblies.jsonl").read_text().splitlines()
-    assert len(kept) == 250
+    kept = (tmp_path / "metadata/enterobase/senterica/assemblies.jsonl").read_text().splitlines()
+    assert len(kept) == 25
     assert all("strain_name" in json.loads(line) for line in kept)
 
-    log = [e for e in emu.log() if e["host"] == "enterobase"]
-    pages = [e for e in log if e["path"].endswith("/senterica/assemblies")]
-    assert len(pages) == 3  # 100 + 100 + 50, by links.paging.next
-    assert [e["status"] for e in log if e["status"] != 200] == []
-    assert windows([e["t"] for e in log]) <= 25
+    pages = [e for e in log if e.path.endswith("/senterica/assemblies")]
+    assert len(pages) == 3  # 10 + 10 + 5, by links.paging.next
+    assert [e.status for e in log if e.status != 200] == []
+    assert len(log) == 28
+    assert windows([e.t for e in log]) <= 25
 
+
+@pytest.mark.slow  # runs the mirror command in a child process, as a user would
+async def test_the_token_is_never_written(tmp_path: Path) -> None:
+    catalog = Catalog.generate_enterobase(records=5, seed=2, serotypes=("Agona",))
+    options = EnterobaseOptions(tokens=(TOKEN,), rate_limit=25)
+    async with Emulator(catalog, enterobase=options) as emu:
+        dest = tmp_path / "data"
+        manifest = tmp_path / "m.yaml"
+        doc = enterobase_manifest(emu.endpoints, dest, only_fields=["strain_name", "serotype"])
+        manifest.write_text(yaml.safe_dump(doc))
+        run = await asyncio.to_thread(
+            mirror_cmd, "run", str(manifest), "--json", "-vvv", env={"ENTEROBASE_TOKEN": TOKEN}
+        )
+        log = list(emu.log)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert {r["status"] for r in read_index(dest)} == {"verified"}
+    assert len([e for e in log if e.path.endswith("/upload/download")]) == 5
     # The token is in no output, no log line and no file under dest (the state store too).
-    for text in (run.stdout, run.stderr, emu.log_path.read_text()):
+    assert "DEBUG" in run.stderr  # -vvv: the debug lines too
+    for text in (run.stdout, run.stderr, repr(log)):
         assert TOKEN not in text
     for path in dest.rglob("*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-def test_missing_token_exits_2_before_any_request(emulator_process: Any, tmp_path: Path) -> None:
-    emu = emulator_process(Catalog.generate_enterobase(records=5))
-    manifest = tmp_path / "m.yaml"
-    manifest.write_text(yaml.safe_dump(enterobase_manifest(emu.endpoints, tmp_path / "d")))
-    env = {"ENTEROBASE_TOKEN": "", "NETRC": str(tmp_path / "no-netrc")}
-    run = mirror_cmd("run", str(manifest), env=env)
+async def test_missing_token_exits_2_before_any_request(tmp_path: Path) -> None:
+    async with Emulator(Catalog.generate_enterobase(records=5)) as emu:
+        manifest = tmp_path / "m.yaml"
+        manifest.write_text(yaml.safe_dump(enterobase_manifest(emu.endpoints, tmp_path / "d")))
+        env = {"ENTEROBASE_TOKEN": "", "NETRC": str(tmp_path / "no-netrc")}
+        run = await asyncio.to_thread(mirror_in_process, "run", str(manifest), env=env)
+        log = list(emu.log)
     assert run.returncode == 2
     assert "ENTEROBASE_TOKEN is not set" in run.stderr
     assert "Traceback" not in run.stderr
-    assert emu.log() == []
+    assert log == []
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-def test_refused_token_says_tokens_expire(emulator_process: Any, tmp_path: Path) -> None:
-    emu = emulator_process(Catalog.generate_enterobase(records=5), "--enterobase-token", TOKEN)
-    manifest = tmp_path / "m.yaml"
-    manifest.write_text(yaml.safe_dump(enterobase_manifest(emu.endpoints, tmp_path / "d")))
-    run = mirror_cmd("run", str(manifest), env={"ENTEROBASE_TOKEN": "an-old-token"})
+async def test_refused_token_says_tokens_expire(tmp_path: Path) -> None:
+    options = EnterobaseOptions(tokens=(TOKEN,))
+    async with Emulator(Catalog.generate_enterobase(records=5), enterobase=options) as emu:
+        manifest = tmp_path / "m.yaml"
+        manifest.write_text(yaml.safe_dump(enterobase_manifest(emu.endpoints, tmp_path / "d")))
+        env = {"ENTEROBASE_TOKEN": "an-old-token"}
+        run = await asyncio.to_thread(mirror_in_process, "run", str(manifest), env=env)
     assert run.returncode == 2
     assert "refused the API token" in run.stderr
     assert "expire every six months" in run.stderr
@@ -118,18 +144,21 @@ async def test_reldate_rerun_fetches_only_new_records_and_assemblies(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ENTEROBASE_TOKEN", TOKEN)
-    catalog = Catalog.generate_enterobase(records=40, seed=4)
+    catalog = Catalog.generate_enterobase(records=15, seed=4)
     async with Emulator(
         catalog,
         enterobase=EnterobaseOptions(tokens=(TOKEN,), rate_limit=None),
         today=date(2024, 6, 1),
     ) as emu:
-        first = await mirror.run(enterobase_manifest(emu.endpoints, tmp_path), retry=FAST_RETRY)
-        assert (first.planned, first.verified) == (40, 40)
+        # Not about the rate: the emulator keeps none, the host's is set high.
+        first = await mirror.run(
+            enterobase_manifest(emu.endpoints, tmp_path, rate=1000), retry=FAST_RETRY
+        )
+        assert (first.planned, first.verified) == (15, 15)
         new = emu.enterobase.release("senterica", 5)
         await emu.wait_idle()
         before = len(emu.log)
-        doc = enterobase_manifest(emu.endpoints, tmp_path, reldate=1)
+        doc = enterobase_manifest(emu.endpoints, tmp_path, rate=1000, reldate=1)
         second = await mirror.run(doc, retry=FAST_RETRY)
         await emu.wait_idle()
         downloads = [e for e in emu.log[before:] if e.path.endswith("/upload/download")]
@@ -140,12 +169,12 @@ async def test_reldate_rerun_fetches_only_new_records_and_assemblies(
         q.split("assembly_barcode=")[1].split("&")[0] for q in (e.query for e in downloads)
     } == new_barcodes
     rows = read_index(tmp_path)
-    assert len(rows) == 45  # earlier assemblies stay in the index
+    assert len(rows) == 20  # earlier assemblies stay in the index
     kept = (tmp_path / "metadata/enterobase/senterica/assemblies.jsonl").read_text()
-    assert len(kept.splitlines()) == 45
+    assert len(kept.splitlines()) == 20
 
 
-@pytest.mark.slow  # the emulator's Retry-After pauses take real seconds (mirror.run takes no clock)
+@pytest.mark.slow  # one Retry-After pause of a real second (mirror.run takes no clock)
 async def test_faults_on_enterobase_still_end_verified(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -153,7 +182,7 @@ async def test_faults_on_enterobase_still_end_verified(
     faults = [
         Fault(kind="status", host="enterobase", status=503, probability=0.1, times=3),
         Fault(
-            kind="status", host="enterobase", status=429, retry_after=1, probability=0.1, times=2
+            kind="status", host="enterobase", status=429, retry_after=1, probability=0.1, times=1
         ),
         Fault(
             kind="reset",
@@ -170,23 +199,27 @@ async def test_faults_on_enterobase_still_end_verified(
             probability=0.15,
         ),
     ]
-    catalog = Catalog.generate_enterobase(records=60, seed=9)
+    catalog = Catalog.generate_enterobase(records=30, seed=9)
     async with Emulator(
         catalog,
         faults=faults,
         seed=3,
         enterobase=EnterobaseOptions(tokens=(TOKEN,), rate_limit=None),
     ) as emu:
+        # A rate far above what loopback reaches: each 429/503 halves it and the run
+        # goes on at full pace (the halving itself is timed in tests/test_gate.py).
         summary = await mirror.run(
-            enterobase_manifest(emu.endpoints, tmp_path, rate=100), retry=FAST_RETRY
+            enterobase_manifest(emu.endpoints, tmp_path, rate=1000), retry=FAST_RETRY
         )
         await emu.wait_idle()
         kinds = {e.fault for e in emu.log if e.fault}
+        statuses = {e.status for e in emu.log if e.fault == "status"}
         expected = {
             r.assembly_barcode: emu.enterobase.fasta("senterica", r.assembly_barcode)
             for r in catalog.enterobase_assemblies
         }
-    assert (summary.planned, summary.verified, summary.failed) == (60, 60, 0)
+    assert (summary.planned, summary.verified, summary.failed) == (30, 30, 0)
     assert {"status", "reset", "truncate"} <= kinds
+    assert statuses == {429, 503}
     for barcode, data in expected.items():
         assert (tmp_path / f"enterobase/senterica/{barcode}.fasta").read_bytes() == data

@@ -23,7 +23,7 @@ from mirror._http import basic_auth
 from mirror.sources.enterobase import MERGE_SUFFIX
 from tests.replay import RECORDINGS, Answer, Chooser, Replay
 
-from .conftest import mirror_cmd
+from .cli_in_process import mirror_in_process
 
 TOKEN = "eb-recorded-token-5d1e"
 PREFIX = "/eb/api"
@@ -97,7 +97,9 @@ async def plan(tmp_path: Path, replay: Replay, **source: Any) -> tuple[int, str,
     }
     path = tmp_path / "manifest.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    done = await asyncio.to_thread(mirror_cmd, "plan", str(path), env={"ENTEROBASE_TOKEN": TOKEN})
+    done = await asyncio.to_thread(
+        mirror_in_process, "plan", str(path), env={"ENTEROBASE_TOKEN": TOKEN}
+    )
     return done.returncode, done.stdout, done.stderr
 
 
@@ -111,7 +113,6 @@ def kept(dest: Path, resource: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 @pytest.mark.parametrize("fields", [[], ["strain_name"]], ids=["all-fields", "only-fields"])
 async def test_assemblies_pages_plan_exactly_the_recorded_assemblies(
     tmp_path: Path, fields: list[str]
@@ -142,7 +143,6 @@ async def test_assemblies_pages_plan_exactly_the_recorded_assemblies(
     assert second["assembly_status"] == "Assembled"
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_straindata_keyed_by_strain_barcode(tmp_path: Path) -> None:
     service = Service(tmp_path / "data")
     async with Replay(service.routes()) as replay:
@@ -160,7 +160,6 @@ async def test_straindata_keyed_by_strain_barcode(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_a_refused_token_keeps_the_earlier_records(tmp_path: Path) -> None:
     """A listing that fails leaves the kept records as they were, and no merge file."""
     kept_file = tmp_path / "data/metadata/enterobase/senterica/assemblies.jsonl"

@@ -20,11 +20,13 @@ import pytest
 import yaml
 from aiohttp import web
 
+import mirror
 from mirror._state import open_store
 from mirror._state._base import StoredFile
 from tests.replay import RECORDINGS, Answer, Chooser, Replay
 
-from .conftest import mirror_cmd
+from .cli_in_process import mirror_in_process
+from .conftest import FAST_RETRY
 
 RECORDED = RECORDINGS / "mgnify"
 INDEX: dict[str, dict[str, Any]] = json.loads((RECORDED / "_index.json").read_text())
@@ -110,11 +112,12 @@ def requests(replay: Replay) -> list[str]:
 
 
 async def plan(tmp_path: Path, replay: Replay, **source: Any) -> tuple[int, str, str]:
-    done = await asyncio.to_thread(mirror_cmd, "plan", str(manifest(tmp_path, replay, **source)))
+    done = await asyncio.to_thread(
+        mirror_in_process, "plan", str(manifest(tmp_path, replay, **source))
+    )
     return done.returncode, done.stdout, done.stderr
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 @pytest.mark.parametrize(
     ("source", "honour_page_size"),
     [
@@ -155,7 +158,6 @@ async def test_plan_is_exactly_the_recorded_downloads(
         ]
 
 
-@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 async def test_unknown_study_plans_nothing_and_says_so(tmp_path: Path) -> None:
     """An unknown study is a 200 with an empty list: the entry yields nothing, exit 1."""
     async with Replay(routes()) as replay:
@@ -166,7 +168,6 @@ async def test_unknown_study_plans_nothing_and_says_so(tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
-@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 async def test_refused_pipeline_version_is_one_line_with_the_service_message(
     tmp_path: Path,
 ) -> None:
@@ -182,17 +183,17 @@ async def test_refused_pipeline_version_is_one_line_with_the_service_message(
     assert '{"errors"' not in line
 
 
-@pytest.mark.slow  # runs the mirror command in a child process, as a user would
 async def test_run_downloads_the_recorded_files_and_checks_the_recorded_sha1(
     tmp_path: Path,
 ) -> None:
     """44 size-checked files land with their bytes; the 3 whose recorded SHA1 (an
     invented value) matches no bytes fail verification instead of landing."""
     async with Replay(routes()) as replay:
-        path = manifest(tmp_path, replay, studies=["ERP136943"])
-        done = await asyncio.to_thread(mirror_cmd, "run", str(path))
-    assert done.returncode == 1, done.stderr
-    assert "Traceback" not in done.stderr
+        # The library, to retry the failing checksums without production's backoff.
+        summary = await mirror.run(
+            manifest(tmp_path, replay, studies=["ERP136943"]), retry=FAST_RETRY
+        )
+    assert (summary.verified, summary.failed, summary.exit_code) == (44, 3, 1), summary.errors
     files = {f.path: f for f in await planned(tmp_path / "data")}
     assert len(files) == 47
     for item in DOWNLOADS:

@@ -162,17 +162,14 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-async def _serve(args: argparse.Namespace, catalog: Catalog, faults: list[Fault]) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+def _emulator(args: argparse.Namespace, catalog: Catalog, faults: list[Fault]) -> Emulator:
+    """The emulator the command line's options describe (not started)."""
     ega_users = dict(args.ega_users) if args.ega_users else DEFAULT_EGA_USERS
     webin_accounts = dict(args.webin_accounts) if args.webin_accounts else DEFAULT_WEBIN_ACCOUNTS
     tls = None
     if args.tls_cert is not None and args.tls_key is not None:
         tls = TlsOptions(cert=args.tls_cert, key=args.tls_key, hosts=args.tls_hosts)
-    emulator = Emulator(
+    return Emulator(
         catalog,
         ena=EnaOptions(
             portal_rate_limit=args.portal_rate_limit or None,
@@ -203,6 +200,14 @@ async def _serve(args: argparse.Namespace, catalog: Catalog, faults: list[Fault]
         local_links=args.local_links,
         today=args.today,
     )
+
+
+async def _serve(args: argparse.Namespace, catalog: Catalog, faults: list[Fault]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    emulator = _emulator(args, catalog, faults)
     async with emulator:
         ready = json.dumps({"endpoints": emulator.endpoints, "pid": os.getpid()})
         if args.ready_file is not None:

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from mirror.emulator import __main__ as emulator_command
+
 # The docs' own example run; its _1 file is ~3 MiB, crossing the 1 MiB content blocks.
 FASTQ_1 = "vol1/fastq/ERR164/007/ERR164407/ERR164407_1.fastq.gz"
 
@@ -40,3 +42,17 @@ async def emulator_cli(tmp_path: Path, *args: str) -> AsyncIterator[dict[str, An
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def emulator_options(*args: str) -> AsyncIterator[dict[str, Any]]:
+    """The emulator ``python -m mirror.emulator ARGS`` serves, started in this process.
+
+    For tests of what the options set up: the process itself (its ready line, SIGTERM)
+    is :func:`emulator_cli`'s. Yields the same ``endpoints`` as its ready document.
+    """
+    parsed = emulator_command._parser().parse_args(args)
+    catalog = emulator_command._load_catalog(parsed.catalog)
+    faults = emulator_command._load_faults(parsed.faults)
+    async with emulator_command._emulator(parsed, catalog, faults) as emulator:
+        yield {"endpoints": emulator.endpoints}

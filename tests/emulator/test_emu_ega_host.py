@@ -22,7 +22,7 @@ from .ega_helpers import (
     new_request,
     recorded_catalog,
 )
-from .helpers import emulator_cli
+from .helpers import emulator_options
 
 
 def test_catalog_holds_ega_datasets() -> None:
@@ -102,10 +102,8 @@ async def test_secrets_never_reach_the_log(tmp_path: Path, session: aiohttp.Clie
     assert len(log) == 8
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_cli_ega_options(tmp_path: Path, session: aiohttp.ClientSession) -> None:
-    async with emulator_cli(
-        tmp_path,
+    async with emulator_options(
         "--ega-user", "alice@example.org:s3cret", "--ega-user", "bob@example.org:pw:with:colons",
         "--ega-session-idle", "30", "--ega-token-ttl", "5", "--ega-no-range",
     ) as ready:  # fmt: skip

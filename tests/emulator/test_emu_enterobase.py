@@ -14,7 +14,7 @@ import pytest
 
 from mirror.emulator import Catalog, Emulator, EnterobaseAssembly, EnterobaseOptions, Fault
 
-from .helpers import emulator_cli
+from .helpers import emulator_options
 
 PUBLIC = "http://enterobase.warwick.ac.uk"
 TODAY = datetime.date(2024, 6, 1)
@@ -289,12 +289,10 @@ def test_generator_is_deterministic() -> None:
     assert EnterobaseAssembly.generate("ecoli", 1)[0].assembly_barcode.startswith("ESC_")
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_cli_serves_mgnify_and_enterobase(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
-    async with emulator_cli(
-        tmp_path,
+    async with emulator_options(
         "--enterobase-token", "tok-a", "--enterobase-token", "tok-b",
         "--enterobase-rate-limit", "0", "--today", "2024-06-01",
     ) as ready:  # fmt: skip

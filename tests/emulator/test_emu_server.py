@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -13,6 +12,7 @@ import pytest
 
 import mirror.emulator
 from mirror.emulator import Catalog, Emulator, EnaOptions, Fault, LogEntry
+from mirror.emulator.__main__ import main as emulator_main
 
 from .helpers import FASTQ_1, emulator_cli
 
@@ -192,14 +192,9 @@ async def test_cli_subprocess_serves_and_stops_on_sigterm(
     ]
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-async def test_cli_rejects_a_bad_catalog(tmp_path: Path) -> None:
+def test_cli_rejects_a_bad_catalog(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Refused before anything is served: the command's main() in this process says it.
     bad = tmp_path / "bad.json"
     bad.write_text('{"runs": [{"accession": "nope"}]}')
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mirror.emulator", "--catalog", str(bad),
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, err = await proc.communicate()
-    assert proc.returncode == 2
-    assert b"cannot load" in err
+    assert emulator_main(["--catalog", str(bad)]) == 2
+    assert "mirror.emulator: cannot load input: " in capsys.readouterr().err

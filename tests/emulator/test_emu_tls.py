@@ -5,8 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import ssl
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,9 +13,10 @@ import aiohttp
 import pytest
 
 from mirror.emulator import Catalog, Emulator, EnaOptions, TlsOptions
+from mirror.emulator.__main__ import main as emulator_main
 
 from ..tls import TlsFiles, make_ca
-from .helpers import emulator_cli
+from .helpers import emulator_options
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +139,9 @@ async def test_taxonomy_lookups(emu: Emulator, session: aiohttp.ClientSession) -
         assert (response.status, await response.text()) == (404, "No results.")
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_cli_serves_https(tmp_path: Path, tls: TlsFiles) -> None:
-    async with emulator_cli(
-        tmp_path, "--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--local-links"
+    async with emulator_options(
+        "--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--local-links"
     ) as ready:
         assert ready["endpoints"]["ena_files"].startswith("https://127.0.0.1:")
         async with (
@@ -154,14 +152,9 @@ async def test_cli_serves_https(tmp_path: Path, tls: TlsFiles) -> None:
         assert ready["endpoints"]["ena_portal"] + "/filereport?accession=ERR164407" in text
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-def test_cli_refuses_a_certificate_without_its_key(tls: TlsFiles) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "mirror.emulator", "--tls-cert", str(tls.cert)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 2
-    assert done.stderr == "mirror.emulator: --tls-cert and --tls-key go together\n"
+def test_cli_refuses_a_certificate_without_its_key(
+    tls: TlsFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Refused before anything is served: the command's main() in this process says it.
+    assert emulator_main(["--tls-cert", str(tls.cert)]) == 2
+    assert capsys.readouterr().err == "mirror.emulator: --tls-cert and --tls-key go together\n"

@@ -12,7 +12,7 @@ import pytest
 
 from mirror.emulator import Catalog, Emulator, Fault, WebinOptions
 
-from .helpers import emulator_cli
+from .helpers import emulator_options
 from .webin_helpers import TEST_INFO, accessions, auth, json_doc, submit_json, xml_doc
 
 
@@ -166,14 +166,13 @@ async def test_modify_hold_and_release(emu: Emulator, session: aiohttp.ClientSes
     assert "not supported" in killed["messages"]["error"][0]
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 async def test_cli_webin_accounts_poll_pending_and_endpoints(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
     catalog_path = tmp_path / "catalog.json"
     catalog_path.write_text(json.dumps(Catalog.generate_cram(count=2, length=3000).to_dict()))
-    async with emulator_cli(
-        tmp_path, "--catalog", str(catalog_path),
+    async with emulator_options(
+        "--catalog", str(catalog_path),
         "--webin-account", "Webin-7:seven", "--webin-poll-pending", "0",
     ) as ready:  # fmt: skip
         endpoints = ready["endpoints"]
