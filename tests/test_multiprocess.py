@@ -1,7 +1,7 @@
 """One pull shared by several ``mirror run`` processes: real processes, real loopback.
 
-The emulator runs in a process of its own and its request log says what was served;
-the files on disk are checked byte for byte against the catalog.
+The emulator's request log says what was served; the files on disk are checked byte
+for byte against the catalog.
 """
 
 from __future__ import annotations
