@@ -11,6 +11,7 @@ refuses to run as root). ``postgres_url`` gives each test a fresh empty database
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import glob
@@ -24,12 +25,14 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import asyncpg
 import pytest
 
 __all__ = ["PostgresServer", "find_bindir", "postgres_server", "postgres_url", "start_postgres"]
@@ -118,11 +121,54 @@ class PostgresServer:
         name = f"t_{secrets.token_hex(6)}"
         # FILE_COPY: copying template1's few files beats WAL-logging every block of it.
         strategy = " STRATEGY FILE_COPY" if self.version >= 15 else ""
-        self.psql(f"CREATE DATABASE {name} OWNER {owner or self.superuser}{strategy}")
+        _admin(self).execute(f"CREATE DATABASE {name} OWNER {owner or self.superuser}{strategy}")
         return name
 
     def drop_database(self, name: str) -> None:
-        self.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        _admin(self).execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+class _Admin:
+    """A superuser connection to the ``postgres`` database, on a thread and event loop
+    of its own: a database per test costs a statement, not a psql process and a new
+    server backend for each CREATE and DROP."""
+
+    def __init__(self, url: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="postgres-admin", daemon=True
+        )
+        self._thread.start()
+        self._lock = threading.Lock()
+        self._conn: asyncpg.Connection = self._wait(asyncpg.connect(url))
+
+    def _wait(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=120)
+
+    def execute(self, sql: str) -> None:
+        with self._lock:  # one statement at a time on the one connection
+            self._wait(self._conn.execute(sql))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._wait(self._conn.close(timeout=5))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+_T = TypeVar("_T")
+#: This process's admin connection to each server it uses, by port.
+_ADMINS: dict[int, _Admin] = {}
+_ADMINS_LOCK = threading.Lock()
+
+
+def _admin(server: PostgresServer) -> _Admin:
+    with _ADMINS_LOCK:
+        admin = _ADMINS.get(server.port)
+        if admin is None:
+            admin = _ADMINS[server.port] = _Admin(server.url("postgres"))
+        return admin
 
 
 def _free_port() -> int:
@@ -235,9 +281,13 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 def stop_postgres(server: PostgresServer) -> None:
     """Stop the server by its PID (whichever process started it) and remove its files."""
+    admin = _ADMINS.pop(server.port, None)
+    if admin is not None:
+        admin.close()
     try:
-        # SIGINT: PostgreSQL's "fast" shutdown (disconnects clients, checkpoints, exits).
-        os.kill(server.pid, signal.SIGINT)
+        # SIGQUIT: PostgreSQL's "immediate" shutdown (no checkpoint: the cluster's files
+        # are removed next).
+        os.kill(server.pid, signal.SIGQUIT)
         if not _exited(server.pid, timeout=30):
             os.kill(server.pid, signal.SIGKILL)
             _exited(server.pid, timeout=30)
