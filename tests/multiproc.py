@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import yaml
 
 from mirror import Summary
 from mirror.emulator import Catalog, Emulator, Fault, FilesOptions, GeneratedStudy, md5_of
+
+from .threaded import Served, serving
 
 __all__ = [
     "Emulated",
@@ -168,9 +169,8 @@ class Emulated:
 
     endpoints: dict[str, str]
     log: RequestLog
-    _emulator: Emulator
-    _loop: asyncio.AbstractEventLoop
-    _halt: Callable[[], None]
+    _served: Served[Emulator]
+    _stop: contextlib.ExitStack
 
     @property
     def file_host(self) -> str:
@@ -184,21 +184,17 @@ class Emulated:
     def set_faults(self, faults: Sequence[Fault]) -> None:
         """From now on, ``faults`` instead of the faults so far (responses under way keep
         theirs)."""
+        emulator = self._served.value
 
         def apply() -> None:
-            self._emulator.faults.clear()
+            emulator.faults.clear()
             for fault in faults:
-                self._emulator.faults.add(fault)
+                emulator.faults.add(fault)
 
-        done = asyncio.run_coroutine_threadsafe(_call(apply), self._loop)
-        done.result(timeout=10)
+        self._served.call(apply)
 
     def stop(self) -> None:
-        self._halt()
-
-
-async def _call(fn: Callable[[], None]) -> None:
-    fn()
+        self._stop.close()
 
 
 def start_emulator(
@@ -208,43 +204,17 @@ def start_emulator(
     bytes/s, with ``faults``; its request log in ``work``."""
     work.mkdir(parents=True, exist_ok=True)
     log = work / "requests.jsonl"
-    started: queue.Queue[tuple[asyncio.AbstractEventLoop, asyncio.Event, Emulator]] = queue.Queue()
-    failed: list[BaseException] = []
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        emulator = Emulator(
-            catalog, files=FilesOptions(bandwidth=bandwidth), faults=faults, log_path=log
-        )
-        async with emulator:
-            started.put((asyncio.get_running_loop(), stop, emulator))
-            await stop.wait()
-
-    def main() -> None:
-        try:
-            asyncio.run(serve())
-        except BaseException as exc:  # reported by start_emulator
-            failed.append(exc)
-
-    thread = threading.Thread(target=main, name="emulator", daemon=True)
-    thread.start()
-    wait_until(lambda: not started.empty() or not thread.is_alive(), "the emulator")
-    if started.empty():
-        raise AssertionError(f"the emulator did not start: {failed!r}")
-    loop, stop, emulator = started.get_nowait()
-
-    def halt() -> None:
-        if thread.is_alive():
-            loop.call_soon_threadsafe(stop.set)
-            thread.join(10)
-
-    return Emulated(
-        endpoints=dict(emulator.endpoints),
-        log=RequestLog(log),
-        _emulator=emulator,
-        _loop=loop,
-        _halt=halt,
+    emulator = Emulator(
+        catalog, files=FilesOptions(bandwidth=bandwidth), faults=faults, log_path=log
     )
+    with contextlib.ExitStack() as stack:
+        served = stack.enter_context(serving(emulator))
+        return Emulated(
+            endpoints=dict(emulator.endpoints),
+            log=RequestLog(log),
+            _served=served,
+            _stop=stack.pop_all(),
+        )
 
 
 # -- manifests and runs --------------------------------------------------------------------
