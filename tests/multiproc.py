@@ -1,4 +1,4 @@
-"""Several ``mirror run`` processes on one pull, against an emulator in its own process.
+"""Several ``mirror run`` processes on one pull, against an emulator on loopback.
 
 The emulator's request log (JSONL, one line per request as it ends) is the ground
 truth: what was served, to whom it does not matter, how many bytes and when.
@@ -8,6 +8,7 @@ synchronisation.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import io
@@ -16,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,20 +27,24 @@ from typing import Any
 
 import yaml
 
-from mirror.emulator import Catalog, GeneratedStudy, md5_of
+from mirror import Summary
+from mirror.emulator import Catalog, Emulator, Fault, FilesOptions, GeneratedStudy, md5_of
+
+from .threaded import Served, serving
 
 __all__ = [
     "Emulated",
     "Expected",
     "RequestLog",
     "Run",
+    "RunHere",
     "expected_files",
     "manifest_doc",
     "md5_on_disk",
-    "mirror",
     "mirror_here",
     "most_in_window",
     "read_index",
+    "run_here",
     "start_emulator",
     "start_run",
     "wait_until",
@@ -158,11 +164,13 @@ def most_in_window(times: Iterable[float], window: float) -> int:
 
 @dataclass
 class Emulated:
-    """``python -m mirror.emulator`` in a process of its own."""
+    """The emulator on a thread of this process, with its own event loop (the ``mirror``
+    processes reach it over loopback, as any other server)."""
 
-    proc: subprocess.Popen[bytes]
     endpoints: dict[str, str]
     log: RequestLog
+    _served: Served[Emulator]
+    _stop: contextlib.ExitStack
 
     @property
     def file_host(self) -> str:
@@ -173,52 +181,40 @@ class Emulated:
     def portal_host(self) -> str:
         return self.endpoints["ena_portal"].split("//", 1)[1].split("/", 1)[0]
 
+    def set_faults(self, faults: Sequence[Fault]) -> None:
+        """From now on, ``faults`` instead of the faults so far (responses under way keep
+        theirs)."""
+        emulator = self._served.value
+
+        def apply() -> None:
+            emulator.faults.clear()
+            for fault in faults:
+                emulator.faults.add(fault)
+
+        self._served.call(apply)
+
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        self._stop.close()
 
 
-def start_emulator(work: Path, catalog: Catalog, *args: str) -> Emulated:
-    """Start the emulator on ``catalog`` (more options in ``args``); wait for its ready file."""
+def start_emulator(
+    work: Path, catalog: Catalog, *, bandwidth: int | None = None, faults: Sequence[Fault] = ()
+) -> Emulated:
+    """Start the emulator on ``catalog``, every file response paced at ``bandwidth``
+    bytes/s, with ``faults``; its request log in ``work``."""
     work.mkdir(parents=True, exist_ok=True)
-    catalog_path = work / "catalog.json"
-    catalog_path.write_text(json.dumps(catalog.to_dict()), encoding="utf-8")
-    ready, log, err = work / "ready.json", work / "requests.jsonl", work / "stderr.txt"
-    # Its stderr to a file: a pipe nobody reads would stall it once full.
-    with err.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mirror.emulator",
-                "--catalog",
-                str(catalog_path),
-                "--ready-file",
-                str(ready),
-                "--log",
-                str(log),
-                *args,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env=_env(),
+    log = work / "requests.jsonl"
+    emulator = Emulator(
+        catalog, files=FilesOptions(bandwidth=bandwidth), faults=faults, log_path=log
+    )
+    with contextlib.ExitStack() as stack:
+        served = stack.enter_context(serving(emulator))
+        return Emulated(
+            endpoints=dict(emulator.endpoints),
+            log=RequestLog(log),
+            _served=served,
+            _stop=stack.pop_all(),
         )
-    try:
-        wait_until(lambda: ready.exists() or proc.poll() is not None, "the emulator")
-    except AssertionError:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise
-    if not ready.exists():
-        detail = err.read_text(encoding="utf-8", errors="replace")
-        raise AssertionError(f"the emulator did not start: {detail}")
-    info = json.loads(ready.read_text(encoding="utf-8"))
-    return Emulated(proc=proc, endpoints=info["endpoints"], log=RequestLog(log))
 
 
 # -- manifests and runs --------------------------------------------------------------------
@@ -333,23 +329,53 @@ def start_run(
     return Run(proc=proc, out=out, err=err, started=started)
 
 
-def mirror(
-    *args: str, timeout: float = 60.0, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """The ``mirror`` command line in a child process, as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "mirror", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=_env(env),
-    )
+@dataclass
+class RunHere:
+    """``mirror.run`` on a thread of this process: a member of the pull (this process's
+    pid) without a new Python to start, for the member a test does not kill."""
+
+    thread: threading.Thread
+    #: Epoch seconds just before it started.
+    started: float
+    outcome: list[Summary | BaseException]
+
+    def wait(self, timeout: float = 60.0) -> Summary:
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise AssertionError(f"mirror.run still running after {timeout:g} s")
+        (outcome,) = self.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+
+def run_here(
+    manifest: Path,
+    *,
+    dest: Path | None = None,
+    state: str | None = None,
+    lease: float | None = None,
+) -> RunHere:
+    """``mirror.run(MANIFEST, dest=, state=, lease=)`` on its own thread and event loop."""
+    from mirror import run
+
+    outcome: list[Summary | BaseException] = []
+
+    def main() -> None:
+        try:
+            outcome.append(asyncio.run(run(str(manifest), dest=dest, state=state, lease=lease)))
+        except BaseException as exc:  # handed to wait()
+            outcome.append(exc)
+
+    thread = threading.Thread(target=main, name="mirror-run", daemon=True)
+    started = time.time()
+    thread.start()
+    return RunHere(thread=thread, started=started, outcome=outcome)
 
 
 def mirror_here(*args: str) -> subprocess.CompletedProcess[str]:
     """The ``mirror`` command line run in this process: the same output, without the
-    second or more a new Python takes to start on a loaded machine (for reads that must
-    come quickly, such as a status right after a kill)."""
+    second or more a new Python takes to start on a loaded machine."""
     from mirror._cli import main
 
     out, err = io.StringIO(), io.StringIO()

@@ -1,15 +1,21 @@
 """A real PostgreSQL server for the tests: initdb into a temporary directory, a free port.
 
-``postgres_server`` (one per pytest process, so each xdist worker has its own) runs
-Debian's (or any) ``initdb``/``postgres`` as the ``postgres`` user when the tests run as
-root (PostgreSQL refuses to run as root). ``postgres_url`` gives each test a fresh
-empty database. ``start_postgres`` is the same server for scripts (the benchmarks).
+``postgres_server`` is one server for the whole test session: under xdist the first
+worker that needs it starts it and the others use it (the controller hands them a
+directory to meet in, and stops the server by its PID once every worker is done);
+without xdist the pytest process runs its own. It runs Debian's (or any)
+``initdb``/``postgres`` as the ``postgres`` user when the tests run as root (PostgreSQL
+refuses to run as root). ``postgres_url`` gives each test a fresh empty database.
+``start_postgres`` is the same server for scripts (the benchmarks).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fcntl
 import glob
+import json
 import os
 import pwd
 import re
@@ -19,12 +25,14 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Coroutine, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import asyncpg
 import pytest
 
 __all__ = ["PostgresServer", "find_bindir", "postgres_server", "postgres_url", "start_postgres"]
@@ -71,6 +79,8 @@ class PostgresServer:
     version: int
     host: str = "127.0.0.1"
     superuser: str = SUPERUSER
+    #: The postmaster's PID (0: not known).
+    pid: int = 0
 
     def url(self, database: str, *, user: str | None = None) -> str:
         return f"postgresql://{user or self.superuser}@{self.host}:{self.port}/{database}"
@@ -111,11 +121,54 @@ class PostgresServer:
         name = f"t_{secrets.token_hex(6)}"
         # FILE_COPY: copying template1's few files beats WAL-logging every block of it.
         strategy = " STRATEGY FILE_COPY" if self.version >= 15 else ""
-        self.psql(f"CREATE DATABASE {name} OWNER {owner or self.superuser}{strategy}")
+        _admin(self).execute(f"CREATE DATABASE {name} OWNER {owner or self.superuser}{strategy}")
         return name
 
     def drop_database(self, name: str) -> None:
-        self.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        _admin(self).execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+class _Admin:
+    """A superuser connection to the ``postgres`` database, on a thread and event loop
+    of its own: a database per test costs a statement, not a psql process and a new
+    server backend for each CREATE and DROP."""
+
+    def __init__(self, url: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="postgres-admin", daemon=True
+        )
+        self._thread.start()
+        self._lock = threading.Lock()
+        self._conn: asyncpg.Connection = self._wait(asyncpg.connect(url))
+
+    def _wait(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=120)
+
+    def execute(self, sql: str) -> None:
+        with self._lock:  # one statement at a time on the one connection
+            self._wait(self._conn.execute(sql))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._wait(self._conn.close(timeout=5))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+_T = TypeVar("_T")
+#: This process's admin connection to each server it uses, by port.
+_ADMINS: dict[int, _Admin] = {}
+_ADMINS_LOCK = threading.Lock()
+
+
+def _admin(server: PostgresServer) -> _Admin:
+    with _ADMINS_LOCK:
+        admin = _ADMINS.get(server.port)
+        if admin is None:
+            admin = _ADMINS[server.port] = _Admin(server.url("postgres"))
+        return admin
 
 
 def _free_port() -> int:
@@ -144,6 +197,15 @@ def start_postgres(*, durable: bool = False) -> Iterator[PostgresServer]:
 
     ``durable=False`` (tests) turns fsync off: the tests check logic, not the disk.
     """
+    server = _start(durable=durable)
+    try:
+        yield server
+    finally:
+        stop_postgres(server)
+
+
+def _start(*, durable: bool) -> PostgresServer:
+    """initdb a temporary cluster and start it; ``stop_postgres`` stops it and removes it."""
     bindir = find_bindir()
     as_postgres = _as_postgres()
     version_text = subprocess.run(
@@ -191,28 +253,71 @@ def start_postgres(*, durable: bool = False) -> Iterator[PostgresServer]:
             settings += ["-c", "fsync=off", "-c", "synchronous_commit=off"]
             settings += ["-c", "full_page_writes=off"]
         proc, port = _launch(bindir, data, settings, env, as_postgres)
-        try:
-            password = secrets.token_urlsafe(12)
-            server = PostgresServer(
-                bindir=bindir,
-                port=port,
-                directory=directory,
-                password_role=PASSWORD_ROLE,
-                password=password,
-                version=version,
-            )
-            server.psql(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{password}'")
-            yield server
-        finally:
-            # SIGINT: PostgreSQL's "fast" shutdown (disconnects clients, checkpoints, exits).
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    finally:
+        _CHILDREN[proc.pid] = proc
+    except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
+        raise
+    password = secrets.token_urlsafe(12)
+    server = PostgresServer(
+        bindir=bindir,
+        port=port,
+        directory=directory,
+        password_role=PASSWORD_ROLE,
+        password=password,
+        version=version,
+        pid=proc.pid,
+    )
+    try:
+        server.psql(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{password}'")
+    except BaseException:
+        stop_postgres(server)
+        raise
+    return server
+
+
+#: Servers this process started, by PID: waited for (reaped) when stopped here.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def stop_postgres(server: PostgresServer) -> None:
+    """Stop the server by its PID (whichever process started it) and remove its files."""
+    admin = _ADMINS.pop(server.port, None)
+    if admin is not None:
+        admin.close()
+    try:
+        # SIGQUIT: PostgreSQL's "immediate" shutdown (no checkpoint: the cluster's files
+        # are removed next).
+        os.kill(server.pid, signal.SIGQUIT)
+        if not _exited(server.pid, timeout=30):
+            os.kill(server.pid, signal.SIGKILL)
+            _exited(server.pid, timeout=30)
+    except ProcessLookupError:
+        pass
+    finally:
+        _CHILDREN.pop(server.pid, None)
+        shutil.rmtree(server.directory, ignore_errors=True)
+
+
+def _exited(pid: int, *, timeout: float) -> bool:
+    """Wait until ``pid`` has exited: reaped if this process started it; else gone, or a
+    zombie its parent (an xdist worker that started it) has yet to reap."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        try:
+            child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return True
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def _launch(
@@ -264,12 +369,66 @@ def _tail(path: Path) -> str:
     return " | ".join(path.read_text(errors="replace").strip().splitlines()[-5:])
 
 
+#: Where the xdist workers of one session meet to share one server (a directory the
+#: controller makes and removes): ``server.json`` describes the running server.
+_MEETING = pytest.StashKey[Path]()
+_WORKERINPUT_KEY = "ebi_mirror_postgres"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: hand each worker the directory where the session's server is."""
+    config: pytest.Config = node.config
+    meeting = config.stash.get(_MEETING, None)
+    if meeting is None:
+        meeting = Path(tempfile.mkdtemp(prefix="ebi-mirror-pg-session-"))
+        config.stash[_MEETING] = meeting
+    node.workerinput[_WORKERINPUT_KEY] = str(meeting)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """xdist controller, once every worker is done: stop the session's server, if one ran."""
+    meeting = config.stash.get(_MEETING, None)
+    if meeting is None:
+        return
+    info = meeting / "server.json"
+    if info.exists():
+        stop_postgres(_load(info))
+    shutil.rmtree(meeting, ignore_errors=True)
+
+
+def _load(info: Path) -> PostgresServer:
+    fields = json.loads(info.read_text(encoding="utf-8"))
+    fields["bindir"] = Path(fields["bindir"])
+    fields["directory"] = Path(fields["directory"])
+    return PostgresServer(**fields)
+
+
+def _session_server(meeting: Path) -> PostgresServer:
+    """The server of the whole session: started by the first worker that asks for it."""
+    info = meeting / "server.json"
+    with (meeting / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if info.exists():
+            return _load(info)
+        server = _start(durable=False)
+        fields = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(server).items()}
+        info.write_text(json.dumps(fields), encoding="utf-8")
+        return server
+
+
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One PostgreSQL server per pytest process (each xdist worker starts its own)."""
+def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the test session (shared by the xdist workers)."""
+    workerinput: dict[str, Any] = getattr(request.config, "workerinput", {})
+    meeting = workerinput.get(_WORKERINPUT_KEY)
     try:
-        with start_postgres() as server:
-            yield server
+        if meeting is not None:
+            # The controller stops it once every worker is done with it.
+            yield _session_server(Path(meeting))
+        else:
+            with start_postgres() as server:
+                yield server
     except PostgresMissing as exc:
         pytest.fail(str(exc), pytrace=False)
 

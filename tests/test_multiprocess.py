@@ -1,24 +1,25 @@
 """One pull shared by several ``mirror run`` processes: real processes, real loopback.
 
-The emulator runs in a process of its own and its request log says what was served;
-the files on disk are checked byte for byte against the catalog.
+The emulator's request log says what was served; the files on disk are checked byte
+for byte against the catalog.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mirror.emulator import Catalog, GeneratedStudy, md5_of
+from mirror.emulator import Catalog, Fault, GeneratedStudy, md5_of
 
 from .conftest import one_fastq_catalog
 from .multiproc import (
@@ -28,10 +29,10 @@ from .multiproc import (
     expected_files,
     manifest_doc,
     md5_on_disk,
-    mirror,
     mirror_here,
     most_in_window,
     read_index,
+    run_here,
     start_emulator,
     start_run,
     wait_until,
@@ -39,8 +40,13 @@ from .multiproc import (
     wrong_files,
 )
 
-#: 300 files of 100-300 KB (150 paired runs): study PRJEB70012.
-STUDY = GeneratedStudy(index=12, runs=150, files_per_run=2, file_size=200_000, size_spread=0.5)
+#: 60 files of 50-150 KB (30 paired runs): study PRJEB70012.
+STUDY = GeneratedStudy(index=12, runs=30, files_per_run=2, file_size=100_000, size_spread=0.5)
+
+
+#: Short, so that a newcomer is admitted and a killed member's files are taken over
+#: soon; still a heartbeat every 0.75 s.
+LEASE = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +72,23 @@ def emulated() -> Iterator[list[Emulated]]:
         emu.stop()
 
 
-def _emulator(emulated: list[Emulated], tmp_path: Path, *args: str) -> Emulated:
-    emu = start_emulator(tmp_path / "emulator", Catalog(generated_studies=(STUDY,)), *args)
+def _emulator(
+    emulated: list[Emulated],
+    tmp_path: Path,
+    *,
+    bandwidth: int | None = None,
+    faults: Sequence[Fault] = (),
+    study: GeneratedStudy = STUDY,
+) -> Emulated:
+    catalog = Catalog(generated_studies=(study,))
+    emu = start_emulator(tmp_path / "emulator", catalog, bandwidth=bandwidth, faults=faults)
     emulated.append(emu)
     return emu
+
+
+def _paced(bytes_per_second: int) -> Fault:
+    """Every file response paced at ``bytes_per_second``."""
+    return Fault(kind="slow", host="ftp", bytes_per_second=bytes_per_second)
 
 
 def _served_over(emu: Emulated, files: list[Expected], since: float, factor: float) -> list[str]:
@@ -86,11 +105,20 @@ def _served_over(emu: Emulated, files: list[Expected], since: float, factor: flo
 def test_two_runs_of_one_manifest_share_the_pull(
     tmp_path: Path, files: list[Expected], runs: list[Run], emulated: list[Emulated]
 ) -> None:
-    # Paced at 2 MB/s a response, so the pull lasts longer than a process takes to start.
-    emu = _emulator(emulated, tmp_path, "--bandwidth", "2000000")
+    # Paced at 100 KB/s a response (a second a file, 7 s for one process alone) until
+    # both hold files, however far apart the two processes start; then at full speed.
+    emu = _emulator(emulated, tmp_path, faults=[_paced(100_000)])
     dest = tmp_path / "data"
     manifest = write_manifest(tmp_path / "m.yaml", manifest_doc(emu, dest, [STUDY.study]))
-    runs += [start_run(manifest, tmp_path, name=f"run{i}") for i in range(2)]
+    # A short lease: a heartbeat every 0.75 s, so that the member that joins second is
+    # admitted (once the first has applied the new count) within a second or so.
+    runs += [start_run(manifest, tmp_path, name=f"run{i}", lease=LEASE) for i in range(2)]
+    pids = {run.pid for run in runs}
+    wait_until(
+        lambda: all(_status(dest).held.get(pid, 0) > 0 for pid in pids),
+        "both processes to hold files",
+    )
+    emu.set_faults([])
     codes = [run.wait(60) for run in runs]
     assert codes == [0, 0], "\n".join(run.stderr() for run in runs)
 
@@ -105,15 +133,14 @@ def test_two_runs_of_one_manifest_share_the_pull(
     for run in runs:
         summary = run.summary()
         # Each run reports the whole pull, whoever downloaded which file.
-        assert (summary["planned"], summary["verified"], summary["failed"]) == (300, 300, 0)
+        assert (summary["planned"], summary["verified"], summary["failed"]) == (60, 60, 0)
         assert summary["bytes"] == total
         # Both took part: neither sat idle while the other did everything.
         assert summary["downloaded"] > 0, run.stderr()
     assert sum(run.summary()["downloaded"] for run in runs) <= 1.15 * total
 
 
-LEASE = 4.0
-RATE = 60
+RATE = 20
 
 
 @pytest.mark.slow  # three mirror processes, one SIGKILLed, on a real PostgreSQL server
@@ -124,11 +151,12 @@ def test_three_processes_on_postgresql_survive_a_sigkill(
     emulated: list[Emulated],
     postgres_url: str,
 ) -> None:
-    emu = _emulator(emulated, tmp_path, "--bandwidth", "2000000")
+    emu = _emulator(emulated, tmp_path, bandwidth=2_000_000)
     dest = tmp_path / "data"
-    # At most RATE file requests a second for the pull as a whole: 300 files take 5 s or more.
+    # At most RATE file requests a second for the pull as a whole: 60 files take 3 s or more.
+    # Two connections each: a killed member's transfers cut short cost little to redo.
     doc = manifest_doc(
-        emu, dest, [STUDY.study], hosts={emu.file_host: {"rate": RATE, "connections": 12}}
+        emu, dest, [STUDY.study], hosts={emu.file_host: {"rate": RATE, "connections": 6}}
     )
     manifest = write_manifest(tmp_path / "m.yaml", doc)
     total = sum(f.size for f in files)
@@ -136,19 +164,11 @@ def test_three_processes_on_postgresql_survive_a_sigkill(
     # The Portal requests of one process pulling the same sources alone (another dest,
     # so another pull in the same database): the yardstick for three. The file host's
     # limits do not change what is asked of the Portal, and without them this takes
-    # seconds less.
+    # seconds less. (It runs in this process: only the three need to be processes.)
     solo = {key: value for key, value in doc.items() if key != "hosts"}
     solo_manifest = write_manifest(tmp_path / "alone.yaml", {**solo, "workers": 16})
-    alone = start_run(
-        solo_manifest,
-        tmp_path,
-        name="alone",
-        dest=tmp_path / "alone",
-        state=postgres_url,
-        lease=LEASE,
-    )
-    runs.append(alone)
-    assert alone.wait(60) == 0, alone.stderr()
+    alone = run_here(solo_manifest, dest=tmp_path / "alone", state=postgres_url, lease=LEASE)
+    assert alone.wait(60).exit_code == 0
     portal_alone = len(emu.log.portal(alone.started))
     assert portal_alone > 0
 
@@ -191,7 +211,7 @@ def test_three_processes_on_postgresql_survive_a_sigkill(
     assert {r["status"] for r in rows} == {"verified"}
     for run in others:
         summary = run.summary()
-        assert (summary["planned"], summary["verified"], summary["failed"]) == (300, 300, 0)
+        assert (summary["planned"], summary["verified"], summary["failed"]) == (60, 60, 0)
 
     served = emu.log.files(began)
     assert sum(e["bytes"] for e in served) <= 1.15 * total
@@ -200,15 +220,13 @@ def test_three_processes_on_postgresql_survive_a_sigkill(
     portal_three = len(emu.log.portal(began, ended))
     assert portal_three <= 1.5 * portal_alone, (portal_three, portal_alone)
 
-    again = start_run(manifest, tmp_path, name="again", state=postgres_url, lease=LEASE)
-    runs.append(again)
-    assert again.wait(60) == 0, again.stderr()
+    again = run_here(manifest, state=postgres_url, lease=LEASE)
+    assert (again.wait(60).exit_code, again.wait().verified) == (0, 60)
     assert emu.log.files(again.started) == []
-    assert again.summary()["verified"] == 300
 
 
-#: 40 files of 100-300 KB (20 paired runs): study PRJEB70013.
-SMALL = GeneratedStudy(index=13, runs=20, files_per_run=2, file_size=200_000, size_spread=0.5)
+#: 40 files of 25-75 KB (20 paired runs): study PRJEB70013.
+SMALL = GeneratedStudy(index=13, runs=20, files_per_run=2, file_size=50_000, size_spread=0.5)
 #: "  HOST pid PID<TAB>last heartbeat HH:MM:SS (N s ago)<TAB>holds N file(s)"
 _MEMBER = re.compile(r"^  (\S+) pid (\d+)\tlast heartbeat \S+ \((\d+) s ago\)\tholds (\d+) files?")
 #: "PATH<TAB>running<TAB>HOST pid PID, lease N s left"
@@ -227,9 +245,8 @@ class Status:
     text: str
 
 
-def _status(dest: Path, *, here: bool = True) -> Status:
-    args = ("status", "--dest", str(dest))
-    done = mirror_here(*args) if here else mirror(*args)
+def _status(dest: Path) -> Status:
+    done = mirror_here("status", "--dest", str(dest))
     held: dict[int, int] = {}
     running: dict[int, set[str]] = {}
     verified = pending = -1
@@ -251,18 +268,16 @@ def test_status_lists_members_and_what_they_hold(
     tmp_path: Path, runs: list[Run], emulated: list[Emulated]
 ) -> None:
     small = expected_files(SMALL)
-    # 400 KB/s a response and two workers each: both members hold files for seconds.
-    emu = start_emulator(
-        tmp_path / "emulator", Catalog(generated_studies=(SMALL,)), "--bandwidth", "400000"
-    )
-    emulated.append(emu)
+    # 100 KB/s a response (half a second a file) and two workers each, until the kill:
+    # both members hold files for seconds (one alone would take 10 s).
+    emu = _emulator(emulated, tmp_path, faults=[_paced(100_000)], study=SMALL)
     dest = tmp_path / "data"
     manifest = write_manifest(
         tmp_path / "m.yaml", manifest_doc(emu, dest, [SMALL.study], workers=2)
     )
-    # Long enough that a status run right after the kill (seconds, on a loaded machine)
-    # still comes before the survivor may take the dead one's files.
-    lease = 6.0
+    # Long enough that a status read right after the kill (in this process: no Python
+    # to start) still comes before the dead one's leases run out.
+    lease = 3.0
     two = [start_run(manifest, tmp_path, name=f"member{i}", lease=lease) for i in range(2)]
     runs += two
     pids = {r.pid for r in two}
@@ -294,9 +309,10 @@ def test_status_lists_members_and_what_they_hold(
     assert after.code == 1
     assert set(after.held) == {survivor.pid}, after.text
     assert set(after.running) <= {survivor.pid}, after.text
+    emu.set_faults([])  # the rest at full speed
 
     assert survivor.wait(lease + 30) == 0, survivor.stderr()
-    done = _status(dest, here=False)  # as a user runs it
+    done = _status(dest)
     assert (done.code, done.held, done.running, done.verified, done.pending) == (
         0,
         {},
@@ -331,9 +347,12 @@ async def test_members_finishing_together_each_write_the_index(
     assert sorted(p.name for p in (tmp_path / ".mirror").iterdir()) == []
 
 
-#: One 40 MB file, paced at 4 MB/s: a single stream (far below the parallel-slice size).
+#: One 4 MB file (a single stream: far below the parallel-slice size). Its first
+#: response is paced at 400 KB/s, so that it lasts while the other member starts and
+#: joins, however loaded the machine; the resume is served at full speed.
 BIG_PATH = "vol1/fastq/ERR600/001/ERR6000001/ERR6000001.fastq.gz"
-BIG = 40_000_000
+BIG = 4_000_000
+FIRST_RESPONSE_PACE = 400_000
 
 
 @pytest.mark.slow  # kills a mirror process holding a file; another resumes it
@@ -341,8 +360,9 @@ BIG = 40_000_000
 def test_a_killed_holders_file_is_resumed_by_another_from_its_part(
     tmp_path: Path, runs: list[Run], emulated: list[Emulated], elsewhere: bool
 ) -> None:
+    slow_once = Fault(kind="slow", match=BIG_PATH, bytes_per_second=FIRST_RESPONSE_PACE, times=1)
     emu = start_emulator(
-        tmp_path / "emulator", one_fastq_catalog(6, BIG_PATH, BIG), "--bandwidth", "4000000"
+        tmp_path / "emulator", one_fastq_catalog(6, BIG_PATH, BIG), faults=[slow_once]
     )
     emulated.append(emu)
     dest = tmp_path / "data"
@@ -353,7 +373,8 @@ def test_a_killed_holders_file_is_resumed_by_another_from_its_part(
     )
     local = "ena/ERR6000001/ERR6000001.fastq.gz"
     part = dest / (local + ".part")
-    lease = 4.0
+    # Short, so that the other host's lease runs out soon; still a heartbeat every 0.75 s.
+    lease = 3.0
 
     def part_size() -> int:
         try:
@@ -362,7 +383,8 @@ def test_a_killed_holders_file_is_resumed_by_another_from_its_part(
             return 0
 
     # The holder starts first (on another host name, or on this host), the other joins
-    # while it downloads: it has nothing to do but wait for the file.
+    # while it downloads: it has nothing to do but wait for the file. The other runs in
+    # this process (it is not killed), a member of the pull like any.
     victim = start_run(
         manifest,
         tmp_path,
@@ -372,18 +394,17 @@ def test_a_killed_holders_file_is_resumed_by_another_from_its_part(
     )
     runs.append(victim)
     wait_until(lambda: part_size() > 0, "the download to start")
-    survivor = start_run(manifest, tmp_path, name="survivor", lease=lease)
-    runs.append(survivor)
+    survivor = run_here(manifest, lease=lease)
     status: dict[str, Any] = {}
 
     def both_joined() -> bool:
         status.update(json.loads(mirror_here("status", "--dest", str(dest), "--json").stdout))
         return len(status["members"]) == 2
 
-    wait_until(both_joined, "the second process to join")
+    wait_until(both_joined, "the second member to join")
     assert {(m["host"] != socket.gethostname(), m["pid"]) for m in status["members"]} == {
         (elsewhere, victim.pid),
-        (False, survivor.pid),
+        (False, os.getpid()),
     }
     [file] = status["in_progress"]
     assert (file["path"], file["holder"].rsplit(" ", 1)[-1]) == (local, str(victim.pid))
@@ -392,7 +413,8 @@ def test_a_killed_holders_file_is_resumed_by_another_from_its_part(
     assert 0 < held < BIG
 
     # The other takes the file over and resumes it from the .part.
-    assert survivor.wait(lease + 30) == 0, survivor.stderr()
+    summary = survivor.wait(lease + 30)
+    assert summary.exit_code == 0, summary
     assert md5_on_disk(dest / local) == md5_of(BIG_PATH, BIG)
     assert not part.exists()
     tries = [e for e in emu.log.files() if e["path"] == "/" + BIG_PATH]
@@ -402,4 +424,4 @@ def test_a_killed_holders_file_is_resumed_by_another_from_its_part(
         # Of a member on another host only its lease tells: nobody takes the file while
         # it holds (it may only have grown since status read it).
         assert tries[1]["t"] >= file["lease_until"] - 0.05
-    assert survivor.summary()["verified"] == 1
+    assert summary.verified == 1

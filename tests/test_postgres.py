@@ -622,9 +622,11 @@ async def test_two_runs_share_one_pull_through_postgresql(
 ) -> None:
     dest = tmp_path / "data"
     doc = ena_manifest(emulator.endpoints, dest, ["PRJEB40001", "ERR120000001"], workers=4)
+    # A short lease: a heartbeat every 0.75 s, so that the member that joins second is
+    # admitted (once the first has applied the new count) without seconds of waiting.
     first, second = await asyncio.gather(
-        mirror.run(doc, state=postgres_url, retry=FAST_RETRY),
-        mirror.run(doc, state=postgres_url, retry=FAST_RETRY),
+        mirror.run(doc, state=postgres_url, retry=FAST_RETRY, lease=3.0),
+        mirror.run(doc, state=postgres_url, retry=FAST_RETRY, lease=3.0),
     )
     assert (first.exit_code, second.exit_code) == (0, 0)
     rows = read_index(dest)
@@ -638,6 +640,6 @@ async def test_two_runs_share_one_pull_through_postgresql(
     assert sorted(served.values()) == [1] * len(rows)
 
     before = len(file_requests(emulator.log))
-    again = await mirror.run(doc, state=postgres_url, retry=FAST_RETRY)
+    again = await mirror.run(doc, state=postgres_url, retry=FAST_RETRY, lease=3.0)
     assert (again.exit_code, again.verified) == (0, len(rows))
     assert len(file_requests(emulator.log)) == before

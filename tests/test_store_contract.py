@@ -158,6 +158,8 @@ async def test_concurrent_claimers_on_two_connections_never_share_a_file(
     assert (await store.counts(generation))[TaskStatus.VERIFIED] == (300, 3000)
 
 
+FILES_FOR_PROCESSES = 150
+
 _CLAIMER = """
 import asyncio, json, os, sys
 from pathlib import Path
@@ -193,7 +195,8 @@ async def test_claimers_in_several_processes_never_share_a_file(
 ) -> None:
     lead = member("lead")
     generation = await store.join(lead, lease=LONG)
-    await store.plan(paths(600), generation)
+    # Enough that the three claim side by side for a while (each takes two at a time).
+    await store.plan(paths(FILES_FOR_PROCESSES), generation)
 
     def run() -> list[list[str]]:
         procs = [
@@ -228,10 +231,13 @@ async def test_claimers_in_several_processes_never_share_a_file(
 
     got = await asyncio.to_thread(run)
     keys = Counter(k for part in got for k in part)
-    assert sorted(keys) == [t.key for t in paths(600)]
+    assert sorted(keys) == [t.key for t in paths(FILES_FOR_PROCESSES)]
     assert set(keys.values()) == {1}
     assert sum(1 for part in got if part) > 1
-    assert (await store.counts(generation))[TaskStatus.VERIFIED] == (600, 6000)
+    assert (await store.counts(generation))[TaskStatus.VERIFIED] == (
+        FILES_FOR_PROCESSES,
+        10 * FILES_FOR_PROCESSES,
+    )
 
 
 async def test_an_expired_lease_goes_to_another_member_and_fences_the_first(
