@@ -9,24 +9,32 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-
-from ._api import Mirror
-from ._config import Manifest, Timeouts
 from ._display import Display, JsonDisplay, PlainDisplay, RichDisplay, human_bytes
 from ._exceptions import ManifestError
-from ._manifest import load_manifest
-from ._models import Summary
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ._api import Mirror
+    from ._config import Manifest
+    from ._models import Summary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _manifest(args: argparse.Namespace) -> Manifest:
+    # Here, not at the top: the parser needs this module's exit codes, and
+    # ``status --dest`` no manifest (YAML and the source registry take a while to load).
+    from ._manifest import load_manifest
+
     return _with_timeouts(load_manifest(args.manifest), args)
 
 
 def _with_timeouts(manifest: Manifest, args: argparse.Namespace) -> Manifest:
+    from ._config import Timeouts
+
     if not args.timeout:
         return manifest
     names = [f.name for f in dataclasses.fields(Timeouts)]
