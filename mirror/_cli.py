@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import logging
 import os
 import signal
 import sys
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     _logging(args, stderr)
     try:
         with collapsed():
-            return _run_async(_command(args, stderr))
+            return _run_async(_command(args, stderr), uvloop=args.command not in _LOCAL)
     except MirrorError as exc:
         err = stderr.console
         # One line per error: the first, then any others a task group held (once each:
@@ -146,15 +145,21 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
-def _run_async(coro: Coroutine[Any, Any, int]) -> int:
-    """Run ``coro`` on uvloop when available; SIGINT/SIGTERM cancel it (exit 130)."""
+#: Commands that read a state store and local files: asyncio's own loop serves them as
+#: well, and loading uvloop would take a good part of the time they run.
+_LOCAL = frozenset({"status", "verify"})
+
+
+def _run_async(coro: Coroutine[Any, Any, int], *, uvloop: bool = True) -> int:
+    """Run ``coro`` (on uvloop when asked and available); SIGINT/SIGTERM cancel it (exit 130)."""
     import asyncio
 
     factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    with contextlib.suppress(ImportError):
-        import uvloop
+    if uvloop:
+        with contextlib.suppress(ImportError):
+            import uvloop as fast
 
-        factory = uvloop.new_event_loop
+            factory = fast.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(_cancellable(coro))
 
@@ -179,28 +184,8 @@ async def _cancellable(coro: Awaitable[int]) -> int:
 
 def _logging(args: argparse.Namespace, stderr: _Stderr) -> None:
     """Warnings and per-file lines reach people as events; logging is for -vv and -vvv."""
-    level = {0: logging.ERROR, 1: logging.ERROR, 2: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, handlers=[_LogHandler(stderr)], format="%(name)s: %(message)s")
+    # Not at the top: --version and --help end in the parser, before this, and logging
+    # is a good part of what they would import.
+    from ._cli_log import setup_logging
 
-
-class _LogHandler(logging.Handler):
-    """rich's log handler, made when the first record passes the level: a run at the
-    default level rarely logs, and then neither rich nor the console is imported for it."""
-
-    def __init__(self, stderr: _Stderr) -> None:
-        super().__init__()
-        self._stderr = stderr
-
-    @functools.cached_property
-    def _rich(self) -> logging.Handler:
-        from rich.logging import RichHandler
-
-        # Through rich's console, so log lines print above the live progress bars.
-        handler = RichHandler(
-            console=self._stderr.console, show_path=False, markup=False, rich_tracebacks=False
-        )
-        handler.setFormatter(self.formatter)
-        return handler
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self._rich.emit(record)
+    setup_logging(args.verbose, lambda: stderr.console)

@@ -19,15 +19,20 @@ import pytest
 import yaml
 
 import mirror
+from mirror._cli import main
+from mirror._cli_parser import LEASE, PROGRESS_INTERVAL
+from mirror._display import PLAIN_INTERVAL
 from mirror._models import FileTask
 from mirror._state import Member, open_store
 
-#: Imported only by the commands that download (or by a manifest, for YAML).
-ENGINE = ["aiohttp", "asyncpg", "mirror._api", "mirror._engine", "mirror._http"]
+#: Imported only by the commands that download.
+ENGINE = ["aiohttp", "asyncpg", "uvloop", "mirror._api", "mirror._engine", "mirror._http"]
 #: stderr through rich is made on first use: these commands print to stdout.
 RICH = ["rich", "rich.console", "rich.logging"]
-#: What a command that ends in the parser does not need either.
-LOOP = ["asyncio", "sqlite3", "uvloop", "mirror._state", "mirror._cli_status"]
+#: The tunables' dataclasses: a manifest loads them, the parser and a store do not.
+TUNING = ["mirror._tuning", "mirror._retry"]
+#: What a command that ends in the parser needs none of either.
+STORE = ["asyncio", "logging", "sqlite3", "mirror._models", "mirror._state", "mirror._cli_status"]
 
 _CHILD = """
 import json, sys
@@ -70,7 +75,7 @@ def test_the_parser_alone_imports_no_command(args: list[str]) -> None:
         assert lines == ["ebi-mirror 0.1.0"]
     else:
         assert lines[0].startswith(f"usage: mirror {args[0]}" if len(args) > 1 else "usage:")
-    assert [m for m in [*ENGINE, *RICH, *LOOP, "yaml"] if m in modules] == []
+    assert [m for m in [*ENGINE, *RICH, *TUNING, *STORE, "yaml"] if m in modules] == []
 
 
 async def _pull(dest: Path) -> None:
@@ -107,7 +112,7 @@ def test_status_by_dest_reads_the_store_without_engine_rich_or_yaml(tmp_path: Pa
     asyncio.run(_pull(tmp_path))
     code, lines, modules = _child("status", "--dest", str(tmp_path))
     assert (code, lines) == (1, STATUS)
-    assert [m for m in [*ENGINE, *RICH, "yaml"] if m in modules] == []
+    assert [m for m in [*ENGINE, *RICH, *TUNING, "yaml"] if m in modules] == []
     assert {"asyncio", "sqlite3", "mirror._state"} <= modules  # it did read the store
 
 
@@ -122,6 +127,18 @@ def test_status_of_a_manifest_parses_it_without_the_engine(tmp_path: Path) -> No
     # Every source kind is loaded to read the manifest: none of them brings aiohttp.
     assert {"yaml", "mirror.sources.ena", "mirror.sources.enterobase"} <= modules
     assert [m for m in [*ENGINE, *RICH] if m in modules] == []
+
+
+def test_the_parser_states_the_defaults_the_product_uses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Written out in the parser, which imports neither of the modules that define them.
+    assert (mirror.PullTuning().lease, PLAIN_INTERVAL) == (LEASE, PROGRESS_INTERVAL)
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    help_ = " ".join(capsys.readouterr().out.split())
+    assert "loses its files to the others after this long (default 60)" in help_
+    assert "a progress line this often (default 30)" in help_
 
 
 @pytest.mark.slow  # child processes: a fresh interpreter is the only honest sys.modules
