@@ -55,8 +55,10 @@ class Display:
 class JsonDisplay(Display):
     """``--json``: one JSON object per event on stdout, ``{"event": kind, ...fields}``."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        # The stdout of when the display is made, not of when this module was imported
+        # (a caller may have redirected it since).
+        self.out = out if out is not None else sys.stdout
 
     def handle(self, event: m.Event) -> None:
         doc: dict[str, Any] = {"event": event.kind, "time": round(time.time(), 3)}

@@ -93,8 +93,12 @@ class Downloader:
         emit: Callable[[Event], None],
         transfer: TransferTuning | None = None,
         rng: random.Random | None = None,
+        recorded: Callable[[str], None] | None = None,
     ) -> None:
         self.dest = dest
+        #: Told the key of each file whose result (verified or failed) this process
+        #: has written to the store; its download may still be finishing (events, hooks).
+        self._recorded = recorded
         #: Segmenting, slice and flush sizes, checksum attempts.
         self.transfer = transfer or TransferTuning()
         self.http = http
@@ -125,6 +129,8 @@ class Downloader:
             # Another process took the file over meanwhile: its result stands.
             logger.info("%s: failed here (%s), but another process holds it now", task.path, reason)
             return
+        if self._recorded is not None:
+            self._recorded(task.key)
         self.stats.failed += 1
         self.stats.failed_bytes += task.size or 0
         if down is not None:
@@ -253,6 +259,8 @@ class Downloader:
                 # Its lease ran out while it was landing (this process stalled): the
                 # bytes are verified, but the file's row is the new holder's to write.
                 logger.warning("%s: landed after another process took it over", task.path)
+            elif self._recorded is not None:
+                self._recorded(task.key)
 
         verifier = hooks.verify if hooks is not None else None
         gate = self.http.gate(task.url)

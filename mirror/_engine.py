@@ -36,7 +36,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import replace
 
-from ._clock import REAL_CLOCK
+from ._clock import REAL_CLOCK, Clock
 from ._config import Manifest
 from ._credentials import Credentials
 from ._dest import Destination, LocalDestination
@@ -86,6 +86,7 @@ class Engine:
         lease: float | None = None,
         destination: Destination | None = None,
         tuning: Tuning | None = None,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
         tuning = tuning or Tuning()
         # The arguments of the same names, when given, replace the tuning's.
@@ -122,6 +123,8 @@ class Engine:
         self._started = False
         #: Files planned without a size (the archive gives none): their bytes are unknown.
         self.unsized = 0
+        #: What the HTTP client's host gates, breakers and retry waits keep time with.
+        self.clock = clock
 
     # -- public ----------------------------------------------------------------------
 
@@ -185,6 +188,7 @@ class Engine:
             retry=self.retry,
             timeouts=self.manifest.timeouts,
             tuning=self.tuning.http,
+            clock=self.clock,
         )
 
     async def _join(self, store: Store) -> Pull:
@@ -341,6 +345,7 @@ class Engine:
             stats=self.stats,
             emit=self._emit,
             transfer=self.tuning.transfer,
+            recorded=pull.recorded.add,
         )
         # A full or read-only destination stops every worker; the caller's collapsed()
         # turns the group into that one error.
@@ -412,6 +417,8 @@ class Engine:
                 pull.planned.clear()
                 await REAL_CLOCK.wait(pull.planned, poll)
                 continue
+            # Cleared before the read: a download ending during it wakes the wait below.
+            pull.ended.clear()
             progress = await store.progress(pull.generation, lease=self.lease)
             if not progress.planning and self.stats.planning:
                 # Another member planned: say what the pull holds.
@@ -428,8 +435,9 @@ class Engine:
                     continue
                 return
             # Others are planning or still hold files (which come back to the queue if
-            # their holder dies and its lease runs out): look again shortly.
-            await asyncio.sleep(poll)
+            # their holder dies and its lease runs out): look again shortly, or as soon
+            # as a download here ends (the last one ends the run).
+            await REAL_CLOCK.wait(pull.ended, poll)
 
     def _hooks_for(self, sources: list[Source], claim: Claim) -> FileHooks | None:
         """The hooks of the manifest entry that planned the file (another process may
@@ -463,6 +471,8 @@ class Engine:
             finally:
                 pull.jobs.pop(task.key, None)
                 pull.held.pop(task.key, None)
+                pull.recorded.discard(task.key)
+                pull.ended.set()
 
     # -- events ----------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from ._exceptions import (
 )
 from ._gate import TURN as TURN, TURN_START as TURN_START, WINDOW as WINDOW, HostGate, Slots
 from ._response import Response, _DamagedJson, _mapped, _short
-from ._retry import RetryPolicy, parse_retry_after, retry_call
+from ._retry import Retrying, RetryPolicy, parse_retry_after
 from ._tuning import HttpTuning
 from ._urls import basic_auth, host_key, redact_url
 
@@ -227,9 +227,10 @@ class Http:
         async def once(_previous: MirrorError | None) -> T:
             return await call()
 
-        return await retry_call(
-            what, once, policy or self.retry, sleep=self.clock.sleep, uncounted=self.waits_for_host
+        loop = Retrying(
+            what, policy or self.retry, sleep=self.clock.sleep, uncounted=self.waits_for_host
         )
+        return await loop.call(once)
 
     async def get_json(
         self,

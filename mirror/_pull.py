@@ -35,12 +35,17 @@ class Pull:
     held: dict[str, int] = field(default_factory=dict)
     #: The download of each file being fetched, to stop one whose lease was lost.
     jobs: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    #: Files whose result this member wrote to the store while their download still
+    #: runs its last steps: no longer held, yet not lost (never stopped).
+    recorded: set[str] = field(default_factory=set)
     #: Set once the other members share the hosts with this one: requests may start.
     admitted: asyncio.Event = field(default_factory=asyncio.Event)
     #: A planning batch landed in the store (this process's): claim again.
     planned: asyncio.Event = field(default_factory=asyncio.Event)
     #: A worker took an item from the queue: there is room to claim.
     taken: asyncio.Event = field(default_factory=asyncio.Event)
+    #: A download here ended: the pull may be done.
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
     #: Live members of the pull at the last heartbeat (this one included).
     members: int = 1
     #: The pull's counts by status, refreshed by the heartbeat while others take part.
@@ -108,7 +113,7 @@ async def heartbeat(
             continue  # tell the others at once
         if beat.members > 1:
             await evict_dead_neighbours(store, pull.member, lease=lease)
-        for key in claimed - beat.held:
+        for key in claimed - beat.held - pull.recorded:
             if key in pull.jobs:
                 pull.jobs[key].cancel()
         if not pull.admitted.is_set() and beat.settled:

@@ -25,7 +25,6 @@ __all__ = [
     "Retrying",
     "next_delay",
     "parse_retry_after",
-    "retry_call",
 ]
 
 logger = logging.getLogger(__name__)
@@ -207,6 +206,13 @@ class Retrying:
         self.attempts += 1
         return Attempt(self, self.attempts, self._error)
 
+    async def call(self, fn: Callable[[MirrorError | None], Awaitable[T]]) -> T:
+        """``fn(previous_error)`` in this loop until it returns."""
+        async for attempt in self:
+            with attempt:
+                return await fn(attempt.previous)
+        raise AssertionError("a retry loop ends by returning or raising")  # pragma: no cover
+
     def _failed(self, error: MirrorError) -> bool:
         """Whether the loop takes ``error`` (and tries again); raises to give up."""
         self._error = error
@@ -234,34 +240,3 @@ class Retrying:
     def _tell(self, retry: Retry) -> None:
         if self._on_retry is not None:
             self._on_retry(retry)
-
-
-async def retry_call(
-    what: str,
-    call: Callable[[MirrorError | None], Awaitable[T]],
-    policy: RetryPolicy,
-    *,
-    sleep: Callable[[float], Awaitable[None]],
-    rng: random.Random | None = None,
-    worth: Callable[[MirrorError], bool] = is_retryable,
-    uncounted: Callable[[MirrorError], bool] | None = None,
-    caps: Mapping[type[MirrorError], int] | None = None,
-    on_retry: Callable[[Retry], None] | None = None,
-    gave_up: Callable[[MirrorError, int], BaseException] | None = None,
-) -> T:
-    """``call(previous_error)`` in a :class:`Retrying` loop until it returns."""
-    loop = Retrying(
-        what,
-        policy,
-        sleep=sleep,
-        rng=rng,
-        worth=worth,
-        uncounted=uncounted,
-        caps=caps,
-        on_retry=on_retry,
-        gave_up=gave_up,
-    )
-    async for attempt in loop:
-        with attempt:
-            return await call(attempt.previous)
-    raise AssertionError("a retry loop ends by returning or raising")  # pragma: no cover

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import json
@@ -22,6 +23,8 @@ import pytest
 
 from mirror import RetryPolicy
 from mirror.emulator import Catalog, Emulator, EnaFile, EnaRun, LogEntry
+
+from .inprocess import Cli, ThreadedEmulator, emulator_in_thread
 
 #: ``postgres_server``/``postgres_url``: a real PostgreSQL server for the state store tests.
 pytest_plugins = ["tests.postgres"]
@@ -324,3 +327,16 @@ def mixed_expected() -> dict[str, str]:
     for f in analysis.submitted:
         expected[f"ena/{analysis.accession}/{f.path.rsplit('/', 1)[-1]}"] = f.path
     return expected
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """The ``mirror`` command line run in this process (no child's imports to wait for)."""
+    return Cli(capsys, monkeypatch)
+
+
+@pytest.fixture
+def emulator_thread() -> Iterator[Callable[..., ThreadedEmulator]]:
+    """A factory: the emulator serving a catalog from a thread (for ``cli``), stopped after."""
+    with contextlib.ExitStack() as stack:
+        yield lambda catalog, **options: stack.enter_context(emulator_in_thread(catalog, **options))

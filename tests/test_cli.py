@@ -1,4 +1,8 @@
-"""The ``mirror`` command line, run as a user runs it: child processes, real signals."""
+"""The ``mirror`` command line, run as a user runs it: child processes, real signals.
+
+One child process per command (run, plan, verify, get, status); the rest of each test
+calls the command line in this process (``cli``), against the emulator in a thread.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +23,15 @@ import yaml
 from mirror.emulator import Catalog, Fault, md5_of
 
 from .conftest import ena_manifest, mirror_cmd, one_fastq_catalog, read_index
+from .inprocess import Cli, ThreadedEmulator
 
-BIG = 300_000_000
-BIG_PATH = "vol1/fastq/ERR500/001/ERR5000001/ERR5000001.fastq.gz"
+#: One file, served slowly to the first request only: a run is stopped part-way
+#: through it, and the run after resumes it at full speed.
+SIZE = 6_000_000
+PATH = "vol1/fastq/ERR500/001/ERR5000001/ERR5000001.fastq.gz"
+#: Four seconds for the whole file: the first batch lands on disk after half a second
+#: (TransferTuning.flush_seconds), and the stop comes long before the end.
+SLOW = Fault(kind="slow", host="ftp", match=f"*/{PATH}", bytes_per_second=1_500_000, times=1)
 
 
 def write_manifest(path: Path, doc: dict[str, Any]) -> Path:
@@ -28,8 +39,14 @@ def write_manifest(path: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
-def big_catalog() -> Catalog:
-    return one_fastq_catalog(5, BIG_PATH, BIG)
+def slow_file_manifest(emu: ThreadedEmulator, tmp_path: Path) -> Path:
+    # One connection to the file host: the file travels as one stream, so the run
+    # after resumes it with one Range request.
+    host = emu.endpoints["ena_files"].split("/")[2]
+    doc = ena_manifest(
+        emu.endpoints, tmp_path / "data", ["ERR5000001"], hosts={host: {"connections": 1}}
+    )
+    return write_manifest(tmp_path / "m.yaml", doc)
 
 
 def wait_for(condition: Any, what: str, timeout: float = 60) -> None:
@@ -57,14 +74,10 @@ def slices_done(part: Path) -> int:
 
 @pytest.mark.slow  # kills a child process mid-transfer and resumes: real processes and signals
 def test_sigkill_mid_download_then_rerun_resumes_with_range(
-    emulator_process: Any, tmp_path: Path
+    emulator_thread: Callable[..., ThreadedEmulator], cli: Cli, tmp_path: Path
 ) -> None:
-    # 150 MB/s: the 300 MB file (one stream: below the parallel-slice threshold) takes
-    # about two seconds, time enough to kill it mid-way.
-    emu = emulator_process(big_catalog(), "--bandwidth", "150000000")
-    manifest = write_manifest(
-        tmp_path / "m.yaml", ena_manifest(emu.endpoints, tmp_path / "data", ["ERR5000001"])
-    )
+    emu = emulator_thread(one_fastq_catalog(5, PATH, SIZE), faults=[SLOW])
+    manifest = slow_file_manifest(emu, tmp_path)
     part = tmp_path / "data/ena/ERR5000001/ERR5000001.fastq.gz.part"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mirror", "run", str(manifest), "-q"],
@@ -72,46 +85,43 @@ def test_sigkill_mid_download_then_rerun_resumes_with_range(
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: part_size(part) > 60_000_000 or proc.poll() is not None, "the download")
+        wait_for(lambda: part_size(part) > 0 or proc.poll() is not None, "the download")
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     held = part_size(part)
-    assert 0 < held < BIG
+    assert 0 < held < SIZE
     final = tmp_path / "data/ena/ERR5000001/ERR5000001.fastq.gz"
     assert not final.exists()
 
-    done = mirror_cmd("run", str(manifest), "-q")
+    done = cli("run", str(manifest), "-q")
     assert done.returncode == 0, done.stderr
-    assert final.stat().st_size == BIG
-    h = hashlib.md5()
-    with final.open("rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    assert h.hexdigest() == md5_of(BIG_PATH, BIG)
+    assert final.stat().st_size == SIZE
+    assert hashlib.md5(final.read_bytes()).hexdigest() == md5_of(PATH, SIZE)
     assert not part.exists()
     rows = read_index(tmp_path / "data")
     assert [(r["status"], r["verified_by"]) for r in rows] == [("verified", "md5")]
 
-    wait_for(lambda: len([e for e in emu.log() if e["host"] == "ftp"]) >= 2, "the log")
+    emu.idle()  # the killed run's request is logged once the emulator sees it end
     tries = [e for e in emu.log() if e["path"].endswith("ERR5000001.fastq.gz")]
+    assert len(tries) == 2
     assert tries[0]["range"] is None
     resumed = tries[-1]
     assert resumed["status"] == 206
-    start = int(resumed["range"].removeprefix("bytes=").split("-")[0])
-    assert start >= held - (8 << 20)  # at most the last unwritten batch is asked again
-    assert start > 0
+    # Exactly the bytes the .part lacks are asked for again: every byte on disk counts.
+    assert resumed["range"] == f"bytes={held}-"
+    assert resumed["bytes"] == SIZE - held
     served = sum(e["bytes"] for e in tries)
-    assert served <= 1.15 * BIG, f"served {served} bytes for a {BIG}-byte file"
+    assert served <= 1.15 * SIZE, f"served {served} bytes for a {SIZE}-byte file"
 
 
 @pytest.mark.slow  # interrupts a child process (SIGINT) mid-run: real processes and signals
-def test_sigint_exits_130_and_rerun_resumes(emulator_process: Any, tmp_path: Path) -> None:
-    emu = emulator_process(big_catalog(), "--bandwidth", "150000000")
-    manifest = write_manifest(
-        tmp_path / "m.yaml", ena_manifest(emu.endpoints, tmp_path / "data", ["ERR5000001"])
-    )
+def test_sigint_exits_130_and_rerun_resumes(
+    emulator_thread: Callable[..., ThreadedEmulator], cli: Cli, tmp_path: Path
+) -> None:
+    emu = emulator_thread(one_fastq_catalog(5, PATH, SIZE), faults=[SLOW])
+    manifest = slow_file_manifest(emu, tmp_path)
     part = tmp_path / "data/ena/ERR5000001/ERR5000001.fastq.gz.part"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mirror", "run", str(manifest)],
@@ -119,36 +129,41 @@ def test_sigint_exits_130_and_rerun_resumes(emulator_process: Any, tmp_path: Pat
         stderr=subprocess.PIPE,
         text=True,
     )
-    wait_for(lambda: part_size(part) > 30_000_000 or proc.poll() is not None, "the download")
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    try:
+        wait_for(lambda: part_size(part) > 0 or proc.poll() is not None, "the download")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:  # a hung run must not outlive its test
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert "Traceback" not in err
     assert part.exists()
+    # The status command as a user runs it, in a process of its own.
     status = mirror_cmd("status", str(manifest))
     assert "pending" in status.stdout
-    done = mirror_cmd("run", str(manifest), "-q")
+    done = cli("run", str(manifest), "-q")
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "data/ena/ERR5000001/ERR5000001.fastq.gz").stat().st_size == BIG
+    assert (tmp_path / "data/ena/ERR5000001/ERR5000001.fastq.gz").stat().st_size == SIZE
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-def test_always_corrupt_file_is_listed_by_status(emulator_process: Any, tmp_path: Path) -> None:
-    faults = tmp_path / "faults.json"
-    faults.write_text(
-        json.dumps([Fault(kind="corrupt", match="*/ERR4080001_2.fastq.gz").to_dict()])
-    )
-    emu = emulator_process(Catalog.demo(), "--faults", str(faults))
+@pytest.mark.slow  # the command line's own retry backoff (about a second) between the tries
+def test_always_corrupt_file_is_listed_by_status(
+    emulator_thread: Callable[..., ThreadedEmulator], cli: Cli, tmp_path: Path
+) -> None:
+    corrupt = Fault(kind="corrupt", match="*/ERR4080001_2.fastq.gz")
+    emu = emulator_thread(Catalog.demo(), faults=[corrupt])
     manifest = write_manifest(
         tmp_path / "m.yaml", ena_manifest(emu.endpoints, tmp_path / "data", ["ERR4080001"])
     )
-    run = mirror_cmd("run", str(manifest), "--json")
+    run = cli("run", str(manifest), "--json")
     assert run.returncode == 1
     events = [json.loads(line) for line in run.stdout.splitlines()]
     assert {e["event"] for e in events} >= {"file-started", "file-verified", "file-failed"}
     assert not (tmp_path / "data/ena/ERR4080001/ERR4080001_2.fastq.gz").exists()
-    status = mirror_cmd("status", str(manifest))
+    status = cli("status", str(manifest))
     assert status.returncode == 1
     failed = [line for line in status.stdout.splitlines() if "\tfailed\t" in line]
     assert len(failed) == 1
@@ -157,7 +172,6 @@ def test_always_corrupt_file_is_listed_by_status(emulator_process: Any, tmp_path
     assert "MD5 mismatch" in reason
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -180,15 +194,11 @@ def test_always_corrupt_file_is_listed_by_status(emulator_process: Any, tmp_path
         pytest.param("version: 1\nsources: []\n", "m.yaml:2: sources:", id="empty-sources"),
     ],
 )
-def test_manifest_errors_exit_2_with_one_line(tmp_path: Path, text: str, expected: str) -> None:
+def test_manifest_errors_exit_2_with_one_line(
+    cli: Cli, tmp_path: Path, text: str, expected: str
+) -> None:
     (tmp_path / "m.yaml").write_text(text)
-    result = subprocess.run(
-        [sys.executable, "-m", "mirror", "run", "m.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = cli("run", "m.yaml", cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -197,15 +207,9 @@ def test_manifest_errors_exit_2_with_one_line(tmp_path: Path, text: str, expecte
     assert not (tmp_path / "mirror-data").exists()
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-def test_demo_runs_offline_and_verifies(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "mirror", "demo", "--dest", "out"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+@pytest.mark.slow  # mirrors the whole demo manifest: every archive of the emulator in one run
+def test_demo_runs_offline_and_verifies(cli: Cli, tmp_path: Path) -> None:
+    result = cli("demo", "--dest", "out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = read_index(tmp_path / "out")
     assert len(rows) >= 12
@@ -213,17 +217,18 @@ def test_demo_runs_offline_and_verifies(tmp_path: Path) -> None:
     assert "files verified" in result.stderr
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-def test_help_teaches(tmp_path: Path) -> None:
-    result = mirror_cmd("--help")
+def test_help_teaches(cli: Cli) -> None:
+    result = cli("--help")
     assert result.returncode == 0
     for word in ("demo", "run", "plan", "status", "verify", "get", "exit codes"):
         assert word in result.stdout
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-def test_plan_get_and_verify(emulator_process: Any, tmp_path: Path) -> None:
-    emu = emulator_process(Catalog.demo())
+@pytest.mark.slow  # runs plan, verify and get in child processes, as a user would
+def test_plan_get_and_verify(
+    emulator_thread: Callable[..., ThreadedEmulator], cli: Cli, tmp_path: Path
+) -> None:
+    emu = emulator_thread(Catalog.demo())
     manifest = write_manifest(
         tmp_path / "m.yaml", ena_manifest(emu.endpoints, tmp_path / "data", ["ERR164407"])
     )
@@ -232,9 +237,10 @@ def test_plan_get_and_verify(emulator_process: Any, tmp_path: Path) -> None:
     size = sum(f.size for r in Catalog.demo().runs if r.accession == "ERR164407" for f in r.fastq)
     assert plan.stdout.startswith(f"2 files, {size} bytes")
     assert not (tmp_path / "data/ena").exists()
+    emu.idle()
     assert [e for e in emu.log() if e["host"] == "ftp"] == []
 
-    run = mirror_cmd("run", str(manifest), "-q")
+    run = cli("run", str(manifest), "-q")
     assert run.returncode == 0, run.stderr
     ok = mirror_cmd("verify", str(manifest))
     assert (ok.returncode, ok.stdout.strip()) == (0, "2 files re-hashed, 0 mismatched")
@@ -244,12 +250,12 @@ def test_plan_get_and_verify(emulator_process: Any, tmp_path: Path) -> None:
     data = bytearray(victim.read_bytes())
     data[100] ^= 0xFF
     victim.write_bytes(bytes(data))
-    bad = mirror_cmd("verify", str(manifest))
+    bad = cli("verify", str(manifest))
     assert bad.returncode == 1
     assert bad.stdout.splitlines()[0].startswith("ena/ERR164407/ERR164407_2.fastq.gz\tmismatch")
-    again = mirror_cmd("run", str(manifest), "-q")
+    again = cli("run", str(manifest), "-q")
     assert again.returncode == 0
-    assert mirror_cmd("verify", str(manifest)).returncode == 0
+    assert cli("verify", str(manifest)).returncode == 0
 
     # The manifest-free path: same engine, layout and exit codes, into --dest.
     get = mirror_cmd(
@@ -266,6 +272,6 @@ def test_plan_get_and_verify(emulator_process: Any, tmp_path: Path) -> None:
         "ERR4080002_1.fastq.gz",
         "ERR4080002_2.fastq.gz",
     ]
-    bad_get = mirror_cmd("get", "XRR1", "--dest", str(tmp_path / "get"))
+    bad_get = cli("get", "XRR1", "--dest", str(tmp_path / "get"))
     assert bad_get.returncode == 2
     assert "'XRR1' is not an ENA, MGnify or EGA accession" in bad_get.stderr

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,12 @@ from mirror._config import HostLimit
 from mirror._http import Http
 from mirror.emulator import Catalog, Emulator
 
-from .conftest import FAST_RETRY, ena_manifest, mirror_cmd, read_index
+from .conftest import FAST_RETRY, ena_manifest, read_index
+from .inprocess import Cli, ThreadedEmulator
 from .replay import Answer, Replay
+
+#: The emulator serving from a thread, for the command line run in this process.
+Serve = Callable[..., ThreadedEmulator]
 
 
 def write(path: Path, doc: dict[str, Any]) -> Path:
@@ -28,28 +34,28 @@ def endpoint_flags(endpoints: dict[str, str]) -> list[str]:
     return [f"--endpoint={k}={v}" for k, v in endpoints.items()]
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-def test_plan_uses_the_state_store_named_by_state(emulator_process: Any, tmp_path: Path) -> None:
-    emu = emulator_process(Catalog.demo())
+def test_plan_uses_the_state_store_named_by_state(
+    emulator_thread: Serve, cli: Cli, tmp_path: Path
+) -> None:
+    emu = emulator_thread(Catalog.demo())
     m = write(tmp_path / "m.yaml", ena_manifest(emu.endpoints, tmp_path / "data", ["ERR164407"]))
     store = tmp_path / "elsewhere" / "state.sqlite"
-    plan = mirror_cmd("plan", str(m), "--state", f"sqlite:///{store}")
+    plan = cli("plan", str(m), "--state", f"sqlite:///{store}")
     assert plan.returncode == 0, plan.stderr
     assert store.is_file()
     assert not (tmp_path / "data/.mirror/state.sqlite").exists()
-    status = mirror_cmd("status", str(m), "--state", f"sqlite:///{store}")
+    status = cli("status", str(m), "--state", f"sqlite:///{store}")
     counts = [line.split()[:2] for line in status.stdout.splitlines()]
     assert counts == [["verified", "0"], ["pending", "2"], ["failed", "0"]]
 
 
-@pytest.mark.slow  # a real PostgreSQL server and several processes
 @pytest.mark.parametrize("command", ["run", "plan", "status", "verify"])
-def test_a_bad_state_url_is_a_usage_error(tmp_path: Path, command: str) -> None:
+def test_a_bad_state_url_is_a_usage_error(cli: Cli, tmp_path: Path, command: str) -> None:
     # Nothing listens on port 9: the store must be refused before any request.
     endpoints = {"ena_portal": "http://127.0.0.1:9/ena/portal/api"}
     m = write(tmp_path / "m.yaml", ena_manifest(endpoints, tmp_path / "data", ["ERR164407"]))
     for how, env in ((["--state", "mysql://db/pulls"], {}), ([], {"MIRROR_STATE": "mysql://x"})):
-        out = mirror_cmd(command, str(m), *how, env=env)
+        out = cli(command, str(m), *how, env=env)
         assert out.returncode == 2, out.stderr
         url = how[1] if how else env["MIRROR_STATE"]
         assert out.stderr.strip().splitlines() == [
@@ -71,6 +77,22 @@ async def test_an_engine_runs_once(emulator: Emulator, tmp_path: Path) -> None:
     assert len(emulator.log) == requests
 
 
+async def test_a_run_ends_with_its_last_file_not_a_look_later(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    # While files are in flight the run looks for more work every second (an eighth of
+    # the lease, at most 1 s); the end of its last file must not wait for the next look.
+    doc = ena_manifest(emulator.endpoints, tmp_path / "data", ["ERR164407"])
+    loop = asyncio.get_running_loop()
+    last = 0.0
+    async with mirror.Mirror(doc, retry=FAST_RETRY, lease=600) as run:
+        async for event in run.events():
+            if isinstance(event, mirror.FileVerified):
+                last = loop.time()
+    assert run.summary.verified == 2
+    assert loop.time() - last < 0.5
+
+
 def test_demo_uses_the_packaged_manifest_whatever_the_current_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -82,39 +104,39 @@ def test_demo_uses_the_packaged_manifest_whatever_the_current_directory(
     assert mirror.load_manifest(chosen).sources
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_verify_rehashes_every_verified_file_of_the_pull(
-    emulator_process: Any, tmp_path: Path
+    emulator_thread: Serve, cli: Cli, tmp_path: Path
 ) -> None:
-    emu = emulator_process(Catalog.demo())
+    emu = emulator_thread(Catalog.demo())
     dest = tmp_path / "data"
     first = write(tmp_path / "a.yaml", ena_manifest(emu.endpoints, dest, ["ERR164407"]))
     second = write(tmp_path / "b.yaml", ena_manifest(emu.endpoints, dest, ["ERR4080002"]))
     for m in (first, second):
-        assert mirror_cmd("run", str(m), "-q").returncode == 0
+        assert cli("run", str(m), "-q").returncode == 0
     # A file the earlier run verified, damaged on disk after the later run.
     victim = dest / "ena/ERR164407/ERR164407_1.fastq.gz"
     data = bytearray(victim.read_bytes())
     data[10] ^= 0xFF
     victim.write_bytes(bytes(data))
-    out = mirror_cmd("verify", str(second))
+    out = cli("verify", str(second))
     assert out.returncode == 1, out.stdout
     assert out.stdout.splitlines()[0].startswith("ena/ERR164407/ERR164407_1.fastq.gz\tmismatch")
     assert out.stdout.splitlines()[-1].startswith("5 files re-hashed, 1 mismatched")
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-def test_get_chooses_file_families_with_files(emulator_process: Any, tmp_path: Path) -> None:
-    emu = emulator_process(Catalog.demo())
+def test_get_chooses_file_families_with_files(
+    emulator_thread: Serve, cli: Cli, tmp_path: Path
+) -> None:
+    emu = emulator_thread(Catalog.demo())
     flags = endpoint_flags(emu.endpoints)
     # ERR4080003 has only a submitted file: nothing to download (exit 1), and the
     # message teaches get's own option.
-    plain = mirror_cmd("get", "ERR4080003", "--dest", str(tmp_path / "a"), *flags)
+    plain = cli("get", "ERR4080003", "--dest", str(tmp_path / "a"), *flags)
     assert plain.returncode == 1, plain.stderr
     assert "warning: ENA: ERR4080003: no fastq files (it has submitted files: " in plain.stderr
     assert "add --files fastq,submitted)" in plain.stderr
     assert "add them to 'files'" not in plain.stderr
-    got = mirror_cmd(
+    got = cli(
         "get", "ERR4080003", "--files", "submitted", "--dest", str(tmp_path / "b"), "-q", *flags
     )
     assert got.returncode == 0, got.stderr
@@ -125,13 +147,13 @@ def test_get_chooses_file_families_with_files(emulator_process: Any, tmp_path: P
         assert row["status"] == "verified"
         on_disk = (tmp_path / "b" / row["path"]).read_bytes()
         assert hashlib.md5(on_disk).hexdigest() == row["md5"]
-    bad = mirror_cmd("get", "ERR4080003", "--files", "fastq,bam", "--dest", str(tmp_path / "c"))
+    bad = cli("get", "ERR4080003", "--files", "fastq,bam", "--dest", str(tmp_path / "c"))
     assert bad.returncode == 2
     assert bad.stderr.strip() == (
         "mirror: error: <command line>: --files: 'bam' is not an ENA file family; "
         "expected any of fastq, submitted, sra, generated"
     )
-    assert "--files FAMILIES" in mirror_cmd("get", "--help").stdout
+    assert "--files FAMILIES" in cli("get", "--help").stdout
 
 
 async def test_a_200_that_is_not_json_fails_fast_naming_url_and_type() -> None:

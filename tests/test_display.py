@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
@@ -18,7 +19,7 @@ from rich.console import Console
 
 import mirror
 from mirror import _models as m
-from mirror._display import PlainDisplay, RichDisplay
+from mirror._display import JsonDisplay, PlainDisplay, RichDisplay
 from mirror._download import Stats
 from mirror._meter import MIN_SPAN, RateMeter, eta
 from mirror.emulator import Emulator, Fault, FilesOptions
@@ -424,3 +425,13 @@ def test_json_progress_events_carry_the_bytes_of_active_files_as_they_grow(
     assert last["bytes_done"] == last["bytes_total"] == SIZE
     assert last["rate"] is not None
     assert last["eta"] == 0.0
+
+
+def test_json_events_go_to_the_stdout_of_when_the_display_is_made() -> None:
+    # A program that redirected its stdout after importing mirror (as capturing
+    # output in-process does) gets the events there, not on the stdout of the import.
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        display = JsonDisplay()
+        display.handle(m.FileVerified(path="a", bytes=1, md5="0" * 32, verified_by="md5"))
+    assert json.loads(out.getvalue())["path"] == "a"

@@ -21,14 +21,17 @@ import yaml
 from aiohttp import web
 
 import mirror
+import mirror._engine
 from mirror import RetryPolicy
+from mirror._cli import main as mirror_main
 from mirror._state import StoredFile, open_store
 from mirror.emulator import Catalog, EgaDataset, EgaFile, EgaOptions, Emulator, Fault
 from mirror.sources.ega_data import CLIENT_ID, CLIENT_SECRET
 
-from .conftest import mirror_cmd, read_index
+from .conftest import read_index
 from .replay import RECORDINGS, Answer, Replay
 from .test_cli import slices_done, wait_for
+from .threaded import serving
 
 USER, PASSWORD, REKEY = "testuser@ebi.ac.uk", "pw-S3CRET-4a1f", "rekey-S3CRET-9b2c"
 CREDS = {"EGA_USERNAME": USER, "EGA_PASSWORD": PASSWORD, "EGA_REKEY": REKEY}
@@ -109,48 +112,58 @@ async def test_five_files_over_tickets_with_a_ticket_expiring_and_a_session_lost
     assert victim.file_id in expected
 
 
-@pytest.mark.slow  # a 1 GiB stream, SIGKILLed in a child process, then resumed
-def test_sigkill_during_a_1gb_ticket_stream_then_rerun(
-    emulator_process: Any, tmp_path: Path
+#: The killed run's streams are paced: a file of tens of MB then takes seconds to
+#: arrive, so the kill comes well before its end however loaded the machine is. The
+#: pace is lifted for the rerun.
+KILL_PACE = 4_000_000
+
+
+@pytest.mark.slow  # SIGKILL of a child process mid-stream, then a rerun
+@pytest.mark.parametrize("ranges", [True, False], ids=["206", "200"])
+def test_sigkill_during_a_ticket_stream_then_rerun(
+    tmp_path: Path,
+    ranges: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    size = 1 << 30
-    catalog = one_file("EGAF00000900001", "/bams/big.bam.cip", size)
-    for ranges in (True, False):
-        work = tmp_path / ("206" if ranges else "200")
-        work.mkdir()
-        # Streams paced at 300 MB/s: time enough to kill one a third of the way in.
-        faults = work / "faults.json"
-        faults.write_text(
-            json.dumps(
-                [
-                    Fault(
-                        kind="slow", host="ega", match="*/downloads/*", bytes_per_second=300_000_000
-                    ).to_dict()
-                ]
-            )
-        )
-        extra = ["--ega-user", f"{USER}:{PASSWORD}", "--faults", str(faults)]
-        emu = emulator_process(catalog, *extra, *([] if ranges else ["--ega-no-range"]))
-        manifest = work / "m.yaml"
-        manifest.write_text(yaml.safe_dump(ega_manifest(emu.endpoints, work / "data")))
-        env = {**os.environ, **CREDS}
-        part = work / "data/ega" / DATASET / "EGAF00000900001" / "big.bam.cip.part"
-        held = _kill_midway(manifest, env, functools.partial(_size, part), 300_000_000)
+    size = 24_000_000
+    file_id = "EGAF00000900001"
+    catalog = one_file(file_id, "/bams/big.bam.cip", size)
+    pace = Fault(kind="slow", host="ega", match="*/downloads/*", bytes_per_second=KILL_PACE)
+    log_path = tmp_path / "requests.jsonl"
+    options = EgaOptions(users={USER: PASSWORD}, range_support=ranges)
+    with serving(Emulator(catalog, ega=options, faults=[pace], log_path=log_path)) as served:
+        emu = served.value
+        manifest = tmp_path / "m.yaml"
+        manifest.write_text(yaml.safe_dump(ega_manifest(emu.endpoints, tmp_path / "data")))
+        final = tmp_path / "data/ega" / DATASET / file_id / "big.bam.cip"
+        part = final.with_name(final.name + ".part")
+        held = _kill_midway(manifest, {**os.environ, **CREDS}, functools.partial(_size, part), 0)
         assert 0 < held < size
-        done = mirror_cmd("run", str(manifest), "-q", env=CREDS)
-        assert done.returncode == 0, done.stderr
-        rows = read_index(work / "data")
-        assert [(r["status"], r["verified_by"]) for r in rows] == [("verified", "ega-results")]
-        streams = [e for e in emu.log() if "/downloads/" in e["path"]]
-        served = sum(e["bytes"] for e in streams)
-        if ranges:
-            assert streams[-1]["status"] == 206
-            assert served <= 1.15 * size, f"served {served} for {size}"
-        else:
-            assert streams[-1]["status"] == 200  # asked to resume, restarted, completed
-        for text in (done.stdout, done.stderr, emu.log_path.read_text()):
-            assert PASSWORD not in text
-            assert REKEY not in text
+        assert not final.exists()
+        served.wait(emu.wait_idle)  # the killed stream is logged
+        killed = len(emu.log)
+        served.call(emu.faults.clear)
+        for name, value in CREDS.items():
+            monkeypatch.setenv(name, value)
+        assert mirror_main(["run", str(manifest), "-q"]) == 0
+        out = capsys.readouterr()
+        served.wait(emu.wait_idle)
+        log = emu.log
+        expected = emu.ega.stream_md5(file_id, REKEY)
+    rows = read_index(tmp_path / "data")
+    assert [(r["status"], r["verified_by"]) for r in rows] == [("verified", "ega-results")]
+    assert md5_file(final) == expected
+    assert not part.exists()
+    streams = [(e.range, e.status, e.bytes) for e in log[killed:] if "/downloads/" in e.path]
+    if ranges:
+        # Resumed where the .part ended: the rerun fetched only the rest.
+        assert streams == [(f"bytes={held}-", 206, size - held)]
+    else:
+        assert streams == [(f"bytes={held}-", 200, size)]  # asked to resume, restarted
+    for text in (out.out, out.err, log_path.read_text()):
+        assert PASSWORD not in text
+        assert REKEY not in text
 
 
 async def test_results_md5_that_disagrees_fails_the_file(tmp_path: Path) -> None:
@@ -172,60 +185,84 @@ async def test_results_md5_that_disagrees_fails_the_file(tmp_path: Path) -> None
     assert "EGA /results" in row["reason"]
 
 
-@pytest.mark.slow  # 2 GiB in slices (slicing starts at 512 MiB), killed in a child process, resumed
-def test_data_api_2gb_file_in_slices_killed_and_resumed(
-    emulator_process: Any, tmp_path: Path
+#: Slices small enough that a file of tens of MB has several (by default slicing
+#: starts at 512 MiB); four are in flight at once.
+SEGMENT_MIN, SLICE = 1 << 20, 4 << 20
+SLICED = mirror.Tuning(transfer=mirror.TransferTuning(segment_min=SEGMENT_MIN, slice=SLICE))
+#: ``mirror`` with the run's tuning set to SLICED.
+SLICED_CLI = (
+    "import sys\n"
+    "import mirror, mirror._engine\n"
+    "mirror._engine.Tuning = lambda: mirror.Tuning(\n"
+    f"    transfer=mirror.TransferTuning(segment_min={SEGMENT_MIN}, slice={SLICE})\n"
+    ")\n"
+    "from mirror._cli import main\n"
+    "raise SystemExit(main(sys.argv[1:]))\n"
+)
+
+
+@pytest.mark.slow  # SIGKILL of a child process mid-way through slices, then a rerun
+def test_data_api_file_in_slices_killed_and_resumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    size = 2 << 30
-    catalog = one_file("EGAF00000900002", "/wgs/sample.cram", size)
-    # Each slice paced at 100 MB/s: with 8 at once, time enough to kill it mid-way.
-    faults = tmp_path / "faults.json"
-    slow = Fault(kind="slow", host="ega", match="*/files/*", bytes_per_second=100_000_000)
-    faults.write_text(json.dumps([slow.to_dict()]))
-    emu = emulator_process(
-        catalog, "--ega-user", f"{USER}:{PASSWORD}", "--ega-token-ttl", "3", "--faults", str(faults)
-    )
-    manifest = tmp_path / "m.yaml"
-    manifest.write_text(
-        yaml.safe_dump(ega_manifest(emu.endpoints, tmp_path / "data", protocol="data-api"))
-    )
-    env = {**os.environ, **CREDS}
-    part = tmp_path / "data/ega" / DATASET / "EGAF00000900002" / "sample.cram.part"
+    size = 18_000_000  # five slices, the last one short
+    file_id = "EGAF00000900002"
+    catalog = one_file(file_id, "/wgs/sample.cram", size)
+    # Each slice of the killed run paced at 1 MB/s: four seconds a slice, killed part-way.
+    pace = Fault(kind="slow", host="ega", match="/v2/files/*", bytes_per_second=1_000_000)
+    log_path = tmp_path / "requests.jsonl"
+    options = EgaOptions(users={USER: PASSWORD})
+    with serving(Emulator(catalog, ega=options, faults=[pace], log_path=log_path)) as served:
+        emu = served.value
+        manifest = tmp_path / "m.yaml"
+        doc = ega_manifest(emu.endpoints, tmp_path / "data", protocol="data-api")
+        manifest.write_text(yaml.safe_dump(doc))
+        final = tmp_path / "data/ega" / DATASET / file_id / "sample.cram"
+        part = final.with_name(final.name + ".part")
 
-    # Killed once the sidecar records 500 MB and two slices part-way: a moment where the
-    # rerun has partial slices to resume (between two waves of slices it may have none).
-    def ready() -> int:
-        held = slices_done(part)
-        return held if held > 500_000_000 and len(_partial_slices(part)) >= 2 else 0
+        # Killed once the sidecar records a tenth of the file and two slices part-way:
+        # the rerun then has partial slices to resume.
+        def ready() -> int:
+            held = slices_done(part)
+            return held if held > size // 10 and len(_partial_slices(part)) >= 2 else 0
 
-    _kill_midway(manifest, env, ready, 0)
-    held, partial = slices_done(part), _partial_slices(part)
-    assert 500_000_000 < held < size
-    assert len(partial) >= 2  # slices were fetched in parallel
-    # Every request the rerun makes is logged after this point (the first run's aborted
-    # requests may be too, but never as complete ones).
-    before = len(emu.log())
-    done = mirror_cmd("run", str(manifest), "-q", "--json", env=CREDS)
-    assert done.returncode == 0, done.stderr
-    final = tmp_path / "data/ega" / DATASET / "EGAF00000900002" / "sample.cram"
+        _kill_midway(manifest, {**os.environ, **CREDS}, ready, 0, code=SLICED_CLI)
+        held, partial = slices_done(part), _partial_slices(part)
+        assert size // 10 < held < size
+        assert len(partial) >= 2  # slices were fetched in parallel
+        assert not final.exists()
+        served.wait(emu.wait_idle)  # the killed run's requests are logged
+        before = len(emu.log)
+        served.call(emu.faults.clear)
+        for name, value in CREDS.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(mirror._engine, "Tuning", lambda: SLICED)
+        assert mirror_main(["run", str(manifest), "-q", "--json"]) == 0
+        out = capsys.readouterr()
+        served.wait(emu.wait_idle)
+        log = emu.log
+        expected = emu.ega.plain_md5(file_id)
     assert final.stat().st_size == size
+    assert md5_file(final) == expected
     (row,) = read_index(tmp_path / "data")
     assert (row["status"], row["verified_by"]) == ("verified", "md5")
+    rerun = [e for e in log[before:] if e.path == f"/v2/files/{file_id}"]
     complete = set()
-    for e in emu.log()[before:]:
-        if "/files/EGAF00000900002" in e["path"] and e["range"]:
-            first, last = (int(x) for x in e["range"].removeprefix("bytes=").split("-"))
-            if e["bytes"] == last - first + 1:
-                complete.add((first, last + 1))
-    # Byte-level resume: each part-done slice continues exactly where the sidecar left it.
+    for e in rerun:
+        assert e.range
+        first, last = (int(x) for x in e.range.removeprefix("bytes=").split("-"))
+        if e.bytes == last - first + 1:
+            complete.add((first, last + 1))
+    # Byte-level resume: each part-done slice continues exactly where the sidecar left
+    # it, and the rerun fetches only what the sidecar did not record.
     assert set(partial) <= complete, (partial, sorted(complete))
-    for text in (done.stdout, done.stderr, emu.log_path.read_text()):
+    assert sum(e.bytes for e in rerun) == size - held
+    for text in (out.out, out.err, log_path.read_text()):
         assert PASSWORD not in text
     for path in (tmp_path / "data").rglob("*"):
         if path.is_file() and path.stat().st_size < 10_000_000:
-            data = path.read_bytes()
-            assert PASSWORD.encode() not in data
-    assert json.loads(done.stdout.splitlines()[-1])["event"] == "run-finished"
+            assert PASSWORD.encode() not in path.read_bytes()
+    assert json.loads(out.out.splitlines()[-1])["event"] == "run-finished"
 
 
 async def test_data_api_401s_at_once_renew_the_token_once(tmp_path: Path) -> None:
@@ -267,14 +304,23 @@ def _partial_slices(part: Path) -> list[tuple[int, int]]:
     return found
 
 
-def _kill_midway(manifest: Path, env: dict[str, str], held: Callable[[], int], past: int) -> int:
+def _kill_midway(
+    manifest: Path,
+    env: dict[str, str],
+    held: Callable[[], int],
+    past: int,
+    *,
+    code: str | None = None,
+) -> int:
     """Start ``mirror run``, SIGKILL it once ``held()`` bytes exceed ``past``; return them.
 
     The process is stopped (SIGSTOP) before the condition is checked again and the
     kill sent, so what ``held()`` saw is exactly what the killed run left behind.
+    ``code``, when given, is the program run instead of ``-m mirror``.
     """
+    program = ["-m", "mirror"] if code is None else ["-c", code]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mirror", "run", str(manifest), "-q"],
+        [sys.executable, *program, "run", str(manifest), "-q"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
@@ -283,7 +329,7 @@ def _kill_midway(manifest: Path, env: dict[str, str], held: Callable[[], int], p
         while True:
             wait_for(lambda: held() > past or proc.poll() is not None, "the transfer")
             if proc.poll() is not None:
-                break
+                raise AssertionError(f"the run ended (exit {proc.returncode}) before the kill")
             os.kill(proc.pid, signal.SIGSTOP)
             if held() > past:
                 break
@@ -382,7 +428,6 @@ async def planned_files(dest: Path) -> list[StoredFile]:
         await store.aclose()
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 @pytest.mark.parametrize(
     ("listing", "skipped"),
     [
@@ -390,22 +435,27 @@ async def planned_files(dest: Path) -> list[StoredFile]:
         ("ega/pyega3_doc_item_v1.json", []),
     ],
 )
-async def test_recorded_listing_plans_and_fetches_what_pyega3_would(
-    tmp_path: Path, listing: str, skipped: list[str]
+def test_recorded_listing_plans_and_fetches_what_pyega3_would(
+    tmp_path: Path,
+    listing: str,
+    skipped: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     content = hashlib.sha256(b"NA12878.bam.bai").digest() * (RECORDED_PLAIN // 32 + 1)
     content = content[:RECORDED_PLAIN]
     dest = tmp_path / "data"
-    env = {"EGA_USERNAME": USER, "EGA_PASSWORD": PASSWORD}
+    monkeypatch.setenv("EGA_USERNAME", USER)
+    monkeypatch.setenv("EGA_PASSWORD", PASSWORD)
     forms: list[dict[str, str]] = []
-    async with recorded_data_api(listing, content, forms) as replay:
-        manifest = recorded_manifest(replay, dest)
-        plan = await asyncio.to_thread(mirror_cmd, "plan", str(manifest), "--json", env=env)
-        assert plan.returncode == 0, plan.stderr
-        planned = await planned_files(dest)
-        run = await asyncio.to_thread(mirror_cmd, "run", str(manifest), "-q", env=env)
-    assert json.loads(plan.stdout.splitlines()[-1])["files"] == 1
-    assert json.loads(plan.stdout.splitlines()[-1])["bytes"] == RECORDED_PLAIN
+    with serving(recorded_data_api(listing, content, forms)) as served:
+        manifest = recorded_manifest(served.value, dest)
+        assert mirror_main(["plan", str(manifest), "--json"]) == 0
+        plan = capsys.readouterr().out
+        planned = asyncio.run(planned_files(dest))
+        assert mirror_main(["run", str(manifest), "-q"]) == 0
+    assert json.loads(plan.splitlines()[-1])["files"] == 1
+    assert json.loads(plan.splitlines()[-1])["bytes"] == RECORDED_PLAIN
     # Only the available file that is not .gpg, named as pyega3 names it: .cip removed.
     path = f"ega/{RECORDED_DATASET}/{RECORDED_FILE}/NA12878.bam.bai"
     assert [(f.path, f.accession, f.size, f.checksum, f.verify) for f in planned] == [
@@ -413,14 +463,13 @@ async def test_recorded_listing_plans_and_fetches_what_pyega3_would(
         # then skips the check, and the size is what is left to verify.
         (path, RECORDED_FILE, RECORDED_PLAIN, None, "size")
     ]
-    events = [json.loads(line) for line in plan.stdout.splitlines()]
+    events = [json.loads(line) for line in plan.splitlines()]
     warnings = " ".join(str(e) for e in events if e["event"] == "warning")
     for file_id in skipped:
         assert file_id in warnings
     if skipped:
         assert "legacy .gpg file" in warnings
         assert "not available" in warnings
-    assert run.returncode == 0, run.stderr
     assert (dest / path).read_bytes() == content
     assert [(r["path"], r["bytes"], r["status"]) for r in read_index(dest)] == [
         (path, str(RECORDED_PLAIN), "verified")
@@ -431,21 +480,24 @@ async def test_recorded_listing_plans_and_fetches_what_pyega3_would(
     assert all(f["client_secret"] == CLIENT_SECRET for f in forms)
 
 
-@pytest.mark.slow  # runs the mirror command in a child process, as a user would
-async def test_own_oauth_client_from_the_environment_and_its_refusal(tmp_path: Path) -> None:
+def test_own_oauth_client_from_the_environment_and_its_refusal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     dest = tmp_path / "data"
     own = {"EGA_CLIENT_ID": "my-client", "EGA_CLIENT_SECRET": "client-S3CRET-77d1"}
-    env = {"EGA_USERNAME": USER, "EGA_PASSWORD": PASSWORD, **own}
+    for name, value in {"EGA_USERNAME": USER, "EGA_PASSWORD": PASSWORD, **own}.items():
+        monkeypatch.setenv(name, value)
     forms: list[dict[str, str]] = []
-    async with recorded_data_api("ega/dataset_files.json", b"", forms) as replay:
-        manifest = recorded_manifest(replay, dest)
-        plan = await asyncio.to_thread(mirror_cmd, "plan", str(manifest), env=env)
+    with serving(recorded_data_api("ega/dataset_files.json", b"", forms)) as served:
+        manifest = recorded_manifest(served.value, dest)
+        code = mirror_main(["plan", str(manifest)])
+    plan = capsys.readouterr()
     assert [(f["client_id"], f["client_secret"]) for f in forms] == [
         ("my-client", "client-S3CRET-77d1")
     ]
-    assert plan.returncode == 2, plan.stderr
-    assert "EGA refused the OAuth client (EGA_CLIENT_ID/EGA_CLIENT_SECRET" in plan.stderr
-    assert "Traceback" not in plan.stderr
-    for text in (plan.stdout, plan.stderr):
+    assert code == 2, plan.err
+    assert "EGA refused the OAuth client (EGA_CLIENT_ID/EGA_CLIENT_SECRET" in plan.err
+    assert "Traceback" not in plan.err
+    for text in (plan.out, plan.err):
         assert "client-S3CRET-77d1" not in text
         assert PASSWORD not in text

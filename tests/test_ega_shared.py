@@ -3,7 +3,7 @@
 Two source objects stand for two processes of one pull: they share the pull's ledger
 (:class:`tests.shared_pull.SharedPull`) and one emulator, and each fetches the files
 it claims from tasks rebuilt as a store row holds them. The last test runs two real
-``mirror run`` processes on one ``dest`` against an emulator process.
+``mirror run`` processes on one ``dest`` against one emulator.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 import yaml
@@ -37,6 +37,7 @@ from mirror.sources.ega_data import EgaDataSource
 from .conftest import FAST_RETRY, read_index
 from .shared_pull import SharedPull, as_row, fetch_claimed
 from .test_ega import CREDS, DATASET, PASSWORD, REKEY, USER, ega_manifest
+from .threaded import serving
 
 #: The same ``dest``, so the same request label, in every process.
 MIRROR_ID = "5eed0f1e2a3b"
@@ -215,37 +216,39 @@ async def test_data_api_worker_fetches_claimed_files_with_its_own_token(
         assert md5(dest / row.path) == emu.ega.plain_md5(row.accession)
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
+@pytest.mark.slow  # two mirror commands in child processes at once, as two users would
 def test_two_runs_at_once_request_the_dataset_once_and_delete_its_label_once(
-    emulator_process: Any, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     catalog = Catalog.generate_ega(dataset=DATASET, files=40, size=200_000, size_spread=0.5)
     files = catalog.ega_datasets[0].files
-    emu = emulator_process(catalog, "--ega-user", f"{USER}:{PASSWORD}")
-    dest = tmp_path / "data"
-    manifest = tmp_path / "m.yaml"
-    manifest.write_text(yaml.safe_dump(ega_manifest(emu.endpoints, dest)))
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "mirror", "run", str(manifest), "-q"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, **CREDS},
-        )
-        for _ in range(2)
-    ]
-    errors = [run.communicate(timeout=120)[1].decode() for run in runs]
+    with serving(Emulator(catalog, ega=EgaOptions(users={USER: PASSWORD}))) as served:
+        emu = served.value
+        dest = tmp_path / "data"
+        manifest = tmp_path / "m.yaml"
+        manifest.write_text(yaml.safe_dump(ega_manifest(emu.endpoints, dest)))
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "mirror", "run", str(manifest), "-q"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**os.environ, **CREDS},
+            )
+            for _ in range(2)
+        ]
+        errors = [run.communicate(timeout=120)[1].decode() for run in runs]
+        served.wait(emu.wait_idle)
+        log = emu.log
     assert [run.returncode for run in runs] == [0, 0], errors
     rows = read_index(dest)
     assert sorted(r["accession"] for r in rows) == sorted(f.file_id for f in files)
     assert {r["status"] for r in rows} == {"verified"}
-    log = emu.log()
-    new = [e["path"] for e in log if "/requests/new/" in e["path"]]
+    new = [e.path for e in log if "/requests/new/" in e.path]
     assert new == [f"/ega/rest/access/v2/requests/new/datasets/{DATASET}"]
-    deletes = [e["path"] for e in log if "/requests/delete/" in e["path"]]
+    deletes = [e.path for e in log if "/requests/delete/" in e.path]
     assert len(deletes) == 1
-    served = sum(e["bytes"] for e in log if "/downloads/" in e["path"])
-    assert served <= 1.15 * sum(f.size for f in files)
+    served_bytes = sum(e.bytes for e in log if "/downloads/" in e.path)
+    assert served_bytes <= 1.15 * sum(f.size for f in files)
     for f in files:
         local = dest / f"ega/{DATASET}/{f.file_id}/{Path(f.file_name).name}"
         assert md5(local) == stream_md5(f, REKEY)

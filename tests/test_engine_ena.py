@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 import mirror
 from mirror import RetryPolicy
+from mirror._engine import Engine
+from mirror._manifest import load_manifest
 from mirror.emulator import Catalog, Emulator, EnaOptions, Fault, FilesOptions
 
+from .clock import VirtualClock
 from .conftest import (
     FAST_RETRY,
     MIXED,
@@ -21,6 +25,7 @@ from .conftest import (
     file_requests,
     md5_of_file,
     mixed_expected,
+    one_fastq_catalog,
     read_index,
 )
 
@@ -86,6 +91,19 @@ async def test_mirror_events_drive_the_run(emulator: Emulator, tmp_path: Path) -
     assert m.summary.verified == 3
 
 
+async def test_the_run_ends_when_its_last_download_does(emulator: Emulator, tmp_path: Path) -> None:
+    doc = ena_manifest(emulator.endpoints, tmp_path, ["ERR120000001"])
+    loop = asyncio.get_running_loop()
+    last = 0.0
+    async with mirror.Mirror(doc, retry=FAST_RETRY) as m:
+        async for event in m.events():
+            if event.kind == "file-verified":
+                last = loop.time()
+    # Not when the dispatcher next looks for work (it looks once a second).
+    assert loop.time() - last < 0.5
+    assert (m.summary.verified, m.summary.exit_code) == (2, 0)
+
+
 async def test_runs_inside_a_busy_loop(emulator: Emulator, tmp_path: Path) -> None:
     ticks = 0
 
@@ -97,7 +115,7 @@ async def test_runs_inside_a_busy_loop(emulator: Emulator, tmp_path: Path) -> No
 
     other = asyncio.create_task(busy())
     try:
-        doc = ena_manifest(emulator.endpoints, tmp_path, ["ERR164407", "ERR4080001"])
+        doc = ena_manifest(emulator.endpoints, tmp_path, ["ERR11000001", "ERR120000001"])
         summary = await mirror.run(doc, retry=FAST_RETRY)
     finally:
         other.cancel()
@@ -108,24 +126,28 @@ async def test_runs_inside_a_busy_loop(emulator: Emulator, tmp_path: Path) -> No
     assert ticks > 100  # the other task kept running while we mirrored
 
 
-@pytest.mark.slow  # the emulator's Retry-After pauses take real seconds (mirror.run takes no clock)
 async def test_faults_on_ten_percent_of_requests_still_end_verified(tmp_path: Path) -> None:
     faults = [
         # A bad patch, not a hostile server: random throttling that never ends would
         # (rightly) drive the adaptive rate to its floor.
         Fault(kind="status", status=429, retry_after=1, probability=0.1, times=8),
         Fault(kind="status", status=503, probability=0.1, times=8),
-        Fault(kind="reset", host="ftp", after_bytes=50_000, probability=0.025),
-        Fault(kind="truncate", host="ftp", after_bytes=20_000, probability=0.025),
+        Fault(kind="reset", host="ftp", after_bytes=5_000, probability=0.025),
+        Fault(kind="truncate", host="ftp", after_bytes=2_000, probability=0.025),
         Fault(kind="corrupt", host="ftp", probability=0.025),
-        Fault(kind="short", host="ftp", after_bytes=1000, probability=0.025),
+        Fault(kind="short", host="ftp", after_bytes=100, probability=0.025),
     ]
+    # Many files, so that every kind of fault comes up; small ones (7 to 23 kB), past
+    # every cut above.
     catalog = Catalog.generate(
-        3, runs_per_study=120, files_per_run=2, file_size=150_000, size_spread=0.5
+        3, runs_per_study=120, files_per_run=2, file_size=15_000, size_spread=0.5
     )
     async with Emulator(catalog, faults=faults, seed=11) as emu:
         doc = ena_manifest(emu.endpoints, tmp_path, ["PRJEB70000"], workers=16)
-        summary = await mirror.run(doc, retry=FAST_RETRY)
+        # Retry-After pauses and the rate cuts after each 429/503 (tens of seconds
+        # of slow pace) pass on a virtual clock.
+        clock = VirtualClock()
+        summary = await Engine(load_manifest(doc), retry=FAST_RETRY, clock=clock).run()
         await emu.wait_idle()
         log = emu.log
         expected = {
@@ -135,6 +157,7 @@ async def test_faults_on_ten_percent_of_requests_still_end_verified(tmp_path: Pa
         }
     assert (summary.planned, summary.verified, summary.failed) == (240, 240, 0)
     assert summary.exit_code == 0
+    assert 1.0 in clock.slept  # a 429's Retry-After, waited out
     faulted = [e for e in log if e.fault]
     assert len(faulted) >= 0.10 * len(log)
     assert {"status", "reset", "truncate", "corrupt", "short"} <= {e.fault for e in faulted}
@@ -175,9 +198,14 @@ async def test_always_corrupt_file_fails_alone_and_never_lands(
     ]
 
 
-@pytest.mark.slow  # measures request arrivals at the emulator in real seconds
-async def test_rate_limit_holds_in_every_second_with_64_workers(tmp_path: Path) -> None:
-    catalog = Catalog.generate(5, runs_per_study=150, files_per_run=2, file_size=2048)
+async def test_rate_limit_holds_in_every_second_with_64_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The host gates keep time on a virtual clock and the emulator stamps each arrival
+    # with it: five seconds of rate windows pass at the speed of the loop.
+    clock = VirtualClock()
+    monkeypatch.setattr("mirror.emulator._middleware.time", clock)
+    catalog = Catalog.generate(5, runs_per_study=50, files_per_run=2, file_size=2048)
     async with Emulator(catalog, ena=EnaOptions(portal_rate_limit=None)) as emu:
         host = emu.endpoints["ena_files"].split("//", 1)[1]
         www = emu.endpoints["ena_portal"].split("//", 1)[1].split("/", 1)[0]
@@ -188,10 +216,10 @@ async def test_rate_limit_holds_in_every_second_with_64_workers(tmp_path: Path) 
             workers=64,
             hosts={host: {"rate": 20, "connections": 64}, www: {"rate": 20}},
         )
-        summary = await mirror.run(doc, retry=FAST_RETRY)
+        summary = await Engine(load_manifest(doc), retry=FAST_RETRY, clock=clock).run()
         await emu.wait_idle()
         log = emu.log
-    assert (summary.planned, summary.verified) == (300, 300)
+    assert (summary.planned, summary.verified) == (100, 100)
     for which in ("ftp", "www"):
         times = sorted(e.t for e in log if e.host == which)
         # No window [t, t+1s) holds more than 20 request arrivals.
@@ -200,7 +228,7 @@ async def test_rate_limit_holds_in_every_second_with_64_workers(tmp_path: Path) 
             while times[j] <= t - 1.0:
                 j += 1
             assert i - j + 1 <= 20, f"{i - j + 1} requests to {which} within one second"
-    assert len([e for e in log if e.host == "ftp"]) == 300
+    assert len([e for e in log if e.host == "ftp"]) == 100
 
 
 @pytest.mark.parametrize(
@@ -214,15 +242,16 @@ async def test_rate_limit_holds_in_every_second_with_64_workers(tmp_path: Path) 
 async def test_partial_download_is_resumed_or_restarted(
     tmp_path: Path, ranges: bool, status: int, sent: Callable[[int, int], int]
 ) -> None:
-    path = "vol1/fastq/ERR164/007/ERR164407/ERR164407_1.fastq.gz"
+    path = "vol1/fastq/ERR700/001/ERR7000001/ERR7000001.fastq.gz"
     # Paced, so the bytes before the cut are read (aiohttp drops what is buffered at a cut).
     async with Emulator(
-        Catalog.demo(), files=FilesOptions(range_support=ranges, bandwidth=4_000_000)
+        one_fastq_catalog(7, path, 1_500_000),
+        files=FilesOptions(range_support=ranges, bandwidth=4_000_000),
     ) as emu:
         # A download interrupted after at most 1 MB, as a killed run leaves it.
         emu.faults.add(Fault(kind="truncate", match=f"*{path}", after_bytes=1_000_000, times=1))
-        part = tmp_path / "ena/ERR164407/ERR164407_1.fastq.gz.part"
-        doc = ena_manifest(emu.endpoints, tmp_path, ["ERR164407"])
+        part = tmp_path / "ena/ERR7000001/ERR7000001.fastq.gz.part"
+        doc = ena_manifest(emu.endpoints, tmp_path, ["ERR7000001"])
         await mirror.run(doc, retry=RetryPolicy(attempts=1))
         held = part.stat().st_size
         assert 0 < held <= 1_000_000
@@ -232,8 +261,8 @@ async def test_partial_download_is_resumed_or_restarted(
         await emu.wait_idle()
         tries = [e for e in file_requests(emu.log[first:]) if e.path.endswith(path[-20:])]
         expected = emu.ena.file_bytes(path)
-    assert (summary.verified, summary.failed) == (2, 0)
-    assert (tmp_path / "ena/ERR164407/ERR164407_1.fastq.gz").read_bytes() == expected
+    assert (summary.verified, summary.failed) == (1, 0)
+    assert (tmp_path / "ena/ERR7000001/ERR7000001.fastq.gz").read_bytes() == expected
     assert [(e.range, e.status, e.bytes) for e in tries] == [
         (f"bytes={held}-", status, sent(len(expected), held))
     ]
@@ -267,15 +296,20 @@ async def test_unknown_accessions_and_empty_runs_fail_the_entry_naming_them(
     assert "ERR4080003: no fastq files (it has submitted files" in "\n".join(warnings)
 
 
-@pytest.mark.slow  # 2,000 files planned and fetched twice (planning outlasts the first files)
 async def test_downloads_start_before_planning_ends_and_a_cancelled_run_resumes(
     tmp_path: Path,
 ) -> None:
-    catalog = Catalog.generate(9, runs_per_study=2000, files_per_run=1, file_size=512)
-    async with Emulator(catalog, ena=EnaOptions(portal_rate_limit=None)) as emu:
+    catalog = Catalog.generate(9, runs_per_study=40, files_per_run=1, file_size=512)
+    # The first run's study report (9 kB) trickles in over three seconds, handed to the
+    # store five rows at a time: the first files download while the rest is to come.
+    slow_report = Fault(kind="slow", host="www", match="*/search", bytes_per_second=3000, times=1)
+    tuning = mirror.Tuning(sources=mirror.SourceTuning(ena_batch=5))
+    async with Emulator(
+        catalog, ena=EnaOptions(portal_rate_limit=None), faults=[slow_report]
+    ) as emu:
         doc = ena_manifest(emu.endpoints, tmp_path, ["PRJEB70000"], workers=4)
         seen: list[str] = []
-        async with mirror.Mirror(doc, retry=FAST_RETRY) as m:
+        async with mirror.Mirror(doc, retry=FAST_RETRY, tuning=tuning) as m:
             async for event in m.events():
                 seen.append(event.kind)
                 if event.kind == "file-verified":
@@ -284,24 +318,43 @@ async def test_downloads_start_before_planning_ends_and_a_cancelled_run_resumes(
         # Nothing half-done is at a final path; the index says what is verified.
         rows = read_index(tmp_path)
         verified = [r for r in rows if r["status"] == "verified"]
-        assert 1 <= len(verified) < 2000
+        assert 1 <= len(verified) < 40
         for row in rows:
             local = tmp_path / row["path"]
             if row["status"] == "verified":
                 assert md5_of_file(local) == row["md5"]
             else:
                 assert not local.exists()
-        summary = await mirror.run(doc, retry=FAST_RETRY)
-    assert (summary.planned, summary.verified, summary.skipped) == (2000, 2000, len(verified))
+        summary = await mirror.run(doc, retry=FAST_RETRY, tuning=tuning)
+    assert (summary.planned, summary.verified, summary.skipped) == (40, 40, len(verified))
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-def test_asyncio_run_of_a_manifest_path(emulator_process: Any, tmp_path: Path) -> None:
-    emu = emulator_process(Catalog.demo())
-    doc = ena_manifest(emu.endpoints, tmp_path / "data", ["ERR164407", "ERR4080002"])
-    path = tmp_path / "manifest.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    summary = asyncio.run(mirror.run(str(path)))
+@contextlib.contextmanager
+def emulator_on_a_thread(catalog: Catalog) -> Iterator[Emulator]:
+    """An emulator on an event loop of its own thread, for a test whose thread calls
+    ``asyncio.run`` as a script would."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="emulator", daemon=True)
+    thread.start()
+    emu = Emulator(catalog)
+    try:
+        asyncio.run_coroutine_threadsafe(emu.__aenter__(), loop).result(timeout=30)
+        try:
+            yield emu
+        finally:
+            asyncio.run_coroutine_threadsafe(emu.__aexit__(None, None, None), loop).result(30)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
+def test_asyncio_run_of_a_manifest_path(tmp_path: Path) -> None:
+    with emulator_on_a_thread(Catalog.demo()) as emu:
+        doc = ena_manifest(emu.endpoints, tmp_path / "data", ["ERR120000001", "ERR4080002"])
+        path = tmp_path / "manifest.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        summary = asyncio.run(mirror.run(str(path)))
     assert isinstance(summary, mirror.Summary)
     assert (summary.planned, summary.verified, summary.failed, summary.pending) == (5, 5, 0, 0)
     assert summary.bytes == sum(int(r["bytes"]) for r in read_index(tmp_path / "data"))

@@ -34,7 +34,7 @@ from mirror._exceptions import (
     collapsed,
     expected_errors,
 )
-from mirror._retry import Retry, RetryPolicy, retry_call
+from mirror._retry import Retry, Retrying, RetryPolicy
 
 
 async def fail(exc: BaseException) -> None:
@@ -137,12 +137,12 @@ async def test_the_class_decides_whether_an_error_is_retried(
 
     policy = RetryPolicy(attempts=3, base=0.0)
     if retried:
-        assert await retry_call("x", once, policy, sleep=sleep) == "done"
+        assert await Retrying("x", policy, sleep=sleep).call(once) == "done"
         assert calls == [None, error]
         assert len(slept) == 1
     else:
         with pytest.raises(type(error)) as caught:
-            await retry_call("x", once, policy, sleep=sleep)
+            await Retrying("x", policy, sleep=sleep).call(once)
         assert caught.value is error
         assert (calls, slept) == ([None], [])
 
@@ -189,7 +189,7 @@ async def test_retry_after_is_a_floor_and_the_budget_ends_the_loop() -> None:
 
     policy = RetryPolicy(attempts=3, base=0.01, cap=0.01)
     with pytest.raises(RateLimited):
-        await retry_call("x", once, policy, sleep=sleep)
+        await Retrying("x", policy, sleep=sleep).call(once)
     assert sleep.slept == [7.0, 7.0]
 
 
@@ -210,16 +210,15 @@ async def test_uncounted_attempts_and_caps_and_giving_up() -> None:
         return SourceError(f"gave up after {attempts}: {error}")
 
     with pytest.raises(SourceError, match=r"^gave up after 2: md5 2$"):
-        await retry_call(
+        await Retrying(
             "x",
-            once,
             RetryPolicy(attempts=10, base=0.0),
             sleep=sleep,
             uncounted=lambda e: isinstance(e, NotConnected),
             caps={ChecksumMismatch: 2},
             on_retry=told.append,
             gave_up=gave_up,
-        )
+        ).call(once)
     # The paused host's failures did not count, nor wait; the second mismatch ended it.
     assert [(r.attempt, r.counted) for r in told] == [(0, False), (1, True), (1, False)]
     assert sleep.slept == [0.0]
@@ -232,5 +231,5 @@ async def test_anything_but_our_errors_leaves_the_loop_at_once() -> None:
         raise ValueError("a bug")
 
     with pytest.raises(ValueError, match="a bug"):
-        await retry_call("x", once, RetryPolicy(), sleep=sleep)
+        await Retrying("x", RetryPolicy(), sleep=sleep).call(once)
     assert sleep.slept == []

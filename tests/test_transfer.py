@@ -29,6 +29,7 @@ from mirror.emulator import Emulator, Fault, FilesOptions, md5_of
 
 from .conftest import ena_manifest, file_requests, md5_of_file, one_fastq_catalog
 from .scripted import Scripted, cut, ranges
+from .threaded import serving
 
 PATH = "vol1/fastq/ERR700/001/ERR7000001/ERR7000001.fastq.gz"
 LOCAL = "ena/ERR7000001/ERR7000001.fastq.gz"
@@ -147,49 +148,49 @@ def limits(_host: str) -> HostLimit:
 IN_FLIGHT = 256 << 10
 
 
-@pytest.mark.slow  # kills a child process mid-transfer and resumes: real processes and signals
-def test_sigkill_loses_at_most_the_last_half_second(emulator_process: Any, tmp_path: Path) -> None:
-    # 1 MB/s: a 4 MiB batch would take four seconds to fill. What the emulator handed
+@pytest.mark.slow  # kills a child process mid-transfer: real processes and signals
+def test_sigkill_loses_at_most_the_last_half_second(tmp_path: Path) -> None:
+    # 2 MB/s: a 4 MiB batch would take two seconds to fill. What the emulator handed
     # to the socket minus what is in the .part is what the kill cost.
-    rate = 1_000_000
+    rate = 2_000_000
     path = "vol1/fastq/ERR700/009/ERR7000009/ERR7000009.fastq.gz"
-    emu = emulator_process(one_fastq_catalog(7, path, 16_000_000), "--bandwidth", str(rate))
-    manifest = tmp_path / "m.yaml"
-    doc = ena_manifest(emu.endpoints, tmp_path / "data", ["ERR7000001"])
-    manifest.write_text(yaml.safe_dump(doc))
-    part = tmp_path / "data/ena/ERR7000001/ERR7000009.fastq.gz.part"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mirror", "run", str(manifest), "-q"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until(lambda: part.exists() or proc.poll() is not None, "the .part")
-        opened = time.monotonic()
-        # Killed once 1.5 MB are on disk, or after 2.5 s of transfer whatever is there.
-        wait_until(
-            lambda: (
-                size_of(part) >= 1_500_000
-                or time.monotonic() - opened > 2.5
-                or proc.poll() is not None
-            ),
-            "the transfer",
+    catalog = one_fastq_catalog(7, path, 16_000_000)
+    with serving(Emulator(catalog, files=FilesOptions(bandwidth=rate))) as served:
+        emu = served.value
+        manifest = tmp_path / "m.yaml"
+        doc = ena_manifest(emu.endpoints, tmp_path / "data", ["ERR7000001"])
+        manifest.write_text(yaml.safe_dump(doc))
+        part = tmp_path / "data/ena/ERR7000001/ERR7000009.fastq.gz.part"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mirror", "run", str(manifest), "-q"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    held = size_of(part)
-
-    def sent() -> list[int]:
-        return [e["bytes"] for e in emu.log() if e["path"] == f"/{path}"]
-
-    wait_until(lambda: len(sent()) == 1, "the emulator to log the dropped transfer")
-    (served,) = sent()
-    assert served >= 1_000_000
-    lost = served - held
+        try:
+            wait_until(lambda: part.exists() or proc.poll() is not None, "the .part")
+            opened = time.monotonic()
+            # Killed once 2 MB are on disk (two half-second writes), or after 1.5 s of
+            # transfer whatever is there.
+            wait_until(
+                lambda: (
+                    size_of(part) >= 2_000_000
+                    or time.monotonic() - opened > 1.5
+                    or proc.poll() is not None
+                ),
+                "the transfer",
+            )
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        held = size_of(part)
+        served.wait(emu.wait_idle)  # the dropped transfer is logged
+        sent = [e.bytes for e in emu.log if e.path == f"/{path}"]
+    (served_bytes,) = sent
+    assert served_bytes >= 2_000_000
+    lost = served_bytes - held
     # The README's bound: what arrived in the last half second.
-    assert 0 <= lost <= 0.5 * rate + IN_FLIGHT, f"sent {served}, kept {held}"
+    assert 0 <= lost <= 0.5 * rate + IN_FLIGHT, f"sent {served_bytes}, kept {held}"
 
 
 def size_of(path: Path) -> int:

@@ -1,31 +1,9 @@
-"""The state store: where every planned file stands, and the pull's work queue."""
+"""The state store: where every planned file stands, and the pull's work queue.
+
+The contract and its types live in :mod:`._base`; this package exports exactly its names.
+"""
 
 from __future__ import annotations
 
-from ._base import (
-    Claim,
-    Heartbeat,
-    Member,
-    MemberInfo,
-    PlannedFile,
-    PullProgress,
-    Store,
-    StoredFile,
-    gone,
-    open_store,
-    pull_key,
-)
-
-__all__ = [
-    "Claim",
-    "Heartbeat",
-    "Member",
-    "MemberInfo",
-    "PlannedFile",
-    "PullProgress",
-    "Store",
-    "StoredFile",
-    "gone",
-    "open_store",
-    "pull_key",
-]
+from ._base import *  # noqa: F403
+from ._base import __all__ as __all__

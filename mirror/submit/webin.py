@@ -52,7 +52,7 @@ from .._exceptions import (
     collapsed,
 )
 from .._http import Http, redact_url
-from .._retry import retry_call
+from .._retry import Retrying
 from ..sources._links import rewrite
 
 __all__ = ["Outcome", "Submission", "receipt_path", "state_path", "submit_all"]
@@ -325,7 +325,7 @@ async def _post(
                 "before re-running"
             ) from exc
 
-    return await retry_call(redact_url(url), sent, http.retry, sleep=http.clock.sleep)
+    return await Retrying(redact_url(url), http.retry, sleep=http.clock.sleep).call(sent)
 
 
 def _queued(answer: str, kind: Kind, base: str) -> tuple[str, str]:
