@@ -113,8 +113,8 @@ def _command(args: argparse.Namespace, stderr: _Stderr) -> Coroutine[Any, Any, i
 
 class _Stderr:
     """Messages, warnings and progress, through rich, whose console is made on first
-    use: importing rich takes longer than all of ``mirror status``, which writes to
-    stderr only when it fails."""
+    use: importing rich is a good part of what ``mirror status`` would take, and status
+    writes to stderr only when it fails."""
 
     @functools.cached_property
     def console(self) -> Console:

@@ -1,8 +1,8 @@
 """The short commands stay short: ``import mirror``, ``mirror --version``, ``--help`` and
-``mirror status`` load neither the engine nor aiohttp (nor rich, YAML or asyncpg where
-they are not needed), which take several times longer to import than these commands
-take to run. Checked by what a fresh interpreter has imported, not by timing it; the
-wall times are in the benchmarks' short-commands rows.
+``mirror status`` load neither the engine nor aiohttp (nor rich, YAML or uvloop where
+they are not needed), whose imports take several times longer than these commands need
+to run. Checked by what a fresh interpreter has imported, not by timing it; the wall
+times are the benchmarks' W8 rows.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ ENGINE = ["aiohttp", "asyncpg", "uvloop", "mirror._api", "mirror._engine", "mirr
 RICH = ["rich", "rich.console", "rich.logging"]
 #: The tunables' dataclasses: a manifest loads them, the parser and a store do not.
 TUNING = ["mirror._tuning", "mirror._retry"]
-#: What a command that ends in the parser needs none of either.
+#: What only a command that reads the store needs: the parser alone needs none of it.
 STORE = ["asyncio", "logging", "sqlite3", "mirror._models", "mirror._state", "mirror._cli_status"]
 
 _CHILD = """
