@@ -19,6 +19,7 @@ from ._planning import w4_planning, w5_memory
 from ._profile import find_py_spy
 from ._report import format_table, save_json
 from ._results import WorkloadResult
+from ._short import w9_short_commands
 from ._suite import Suite, mirror_command
 from ._throttled import w8_throttled
 from ._transfer import w1_big_file, w2_many_small, w3_medium
@@ -37,6 +38,7 @@ WORKLOADS: dict[int, tuple[Workload, tuple[str, ...], tuple[str, ...]]] = {
     6: (w6_ega_data_api, ("curl",), ()),
     7: (w7_members, (), ()),
     8: (w8_throttled, ("nginx", "aria2c", "curl"), ("wget",)),
+    9: (w9_short_commands, (), ()),
 }
 
 
@@ -66,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workloads",
         type=_workloads,
         default=list(WORKLOADS),
-        metavar="1,2,3,4,5,6,7",
+        metavar="1,2,3,4,5,6,7,8",
         help="which workloads to run (default: all)",
     )
     p.add_argument(

@@ -57,7 +57,8 @@ class Row:
     @property
     def rate(self) -> float:
         done = self.bytes / MB if self.unit == "MB/s" else self.files
-        return done / self.wall if self.wall > 0 else float("nan")
+        # A row that moves nothing (a command's start-up) has no rate: "—".
+        return done / self.wall if self.wall > 0 and done else float("nan")
 
     @property
     def cpu_per_gib(self) -> float | None:

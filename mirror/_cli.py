@@ -1,7 +1,8 @@
 """The ``mirror`` command: the subcommands' dispatch, logging, uvloop, exit codes.
 
 The parser is in :mod:`mirror._cli_parser`, each subcommand in a ``_cli_*`` module of its
-own; only these modules print (with :mod:`mirror._display`). Exit codes (SPEC.md):
+own, imported only when that command runs (``--version`` and ``status`` stay quick);
+only these modules print (with :mod:`mirror._display`). Exit codes (SPEC.md):
 0 every planned file verified; 1 some failed (re-run retries only those); 2 usage,
 manifest or credentials error, nothing downloaded; 130 interrupted, state saved.
 """
@@ -9,25 +10,23 @@ manifest or credentials error, nothing downloaded; 130 interrupted, state saved.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import logging
+import functools
 import os
 import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
-from ._cli_demo import _demo
 from ._cli_output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, _json
 from ._cli_parser import _parser
-from ._cli_run import _get, _plan, _run
-from ._cli_status import _status, _verify
-from ._cli_submit import _submit
 from ._exceptions import MirrorError, collapsed, is_usage_error
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from rich.console import Console
 
 __all__ = ["main"]
 
@@ -36,21 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "state", "") is None:
         args.state = os.environ.get("MIRROR_STATE") or None
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    _logging(args, err)
-    commands: dict[str, Callable[[argparse.Namespace, Console], Coroutine[Any, Any, int]]] = {
-        "run": _run,
-        "get": _get,
-        "plan": _plan,
-        "status": _status,
-        "verify": _verify,
-        "demo": _demo,
-        "submit": _submit,
-    }
+    stderr = _Stderr()
+    _logging(args, stderr)
     try:
         with collapsed():
-            return _run_async(commands[args.command](args, err))
+            return _run_async(_command(args, stderr), uvloop=args.command not in _LOCAL)
     except MirrorError as exc:
+        err = stderr.console
         # One line per error: the first, then any others a task group held (once each:
         # workers side by side often meet the same one).
         lines = list(dict.fromkeys((str(exc), *getattr(exc, "__notes__", ()))))
@@ -67,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except KeyboardInterrupt:
         message = "interrupted; state saved, re-run to resume"
-        err.print(f"mirror: {message}", markup=False)
+        stderr.console.print(f"mirror: {message}", markup=False)
         if getattr(args, "json", False) and args.command in _STREAMING:
             with contextlib.suppress(BrokenPipeError):
                 print(_json(_failed_event(EXIT_INTERRUPTED, [message])), flush=True)
@@ -82,6 +73,54 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _silence_stdout()
         return EXIT_INTERRUPTED
+
+
+def _command(args: argparse.Namespace, stderr: _Stderr) -> Coroutine[Any, Any, int]:
+    """The subcommand's coroutine, importing only its own modules: ``status`` and
+    ``verify`` read a state store and load neither the engine nor aiohttp (nor rich:
+    they print to stdout), and ``--version`` and ``--help`` end in the parser."""
+    match args.command:
+        case "status":
+            from ._cli_status import _status
+
+            return _status(args)
+        case "verify":
+            from ._cli_status import _verify
+
+            return _verify(args)
+        case "run":
+            from ._cli_run import _run
+
+            return _run(args, stderr.console)
+        case "get":
+            from ._cli_run import _get
+
+            return _get(args, stderr.console)
+        case "plan":
+            from ._cli_run import _plan
+
+            return _plan(args, stderr.console)
+        case "demo":
+            from ._cli_demo import _demo
+
+            return _demo(args, stderr.console)
+        case "submit":
+            from ._cli_submit import _submit
+
+            return _submit(args, stderr.console)
+    raise AssertionError(f"no command {args.command!r}")  # the parser allows no other
+
+
+class _Stderr:
+    """Messages, warnings and progress, through rich, whose console is made on first
+    use: importing rich is a good part of what ``mirror status`` would take, and status
+    writes to stderr only when it fails."""
+
+    @functools.cached_property
+    def console(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 #: Commands whose ``--json`` output is a stream of events ending in ``run-finished``.
@@ -106,18 +145,28 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
-def _run_async(coro: Coroutine[Any, Any, int]) -> int:
-    """Run ``coro`` on uvloop when available; SIGINT/SIGTERM cancel it (exit 130)."""
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    with contextlib.suppress(ImportError):
-        import uvloop
+#: Commands that read a state store and local files: asyncio's own loop serves them as
+#: well, and loading uvloop would take a good part of the time they run.
+_LOCAL = frozenset({"status", "verify"})
 
-        factory = uvloop.new_event_loop
+
+def _run_async(coro: Coroutine[Any, Any, int], *, uvloop: bool = True) -> int:
+    """Run ``coro`` (on uvloop when asked and available); SIGINT/SIGTERM cancel it (exit 130)."""
+    import asyncio
+
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if uvloop:
+        with contextlib.suppress(ImportError):
+            import uvloop as fast
+
+            factory = fast.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(_cancellable(coro))
 
 
 async def _cancellable(coro: Awaitable[int]) -> int:
+    import asyncio
+
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(coro)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -133,11 +182,10 @@ async def _cancellable(coro: Awaitable[int]) -> int:
                 loop.remove_signal_handler(sig)
 
 
-def _logging(args: argparse.Namespace, err: Console) -> None:
+def _logging(args: argparse.Namespace, stderr: _Stderr) -> None:
     """Warnings and per-file lines reach people as events; logging is for -vv and -vvv."""
-    from rich.logging import RichHandler
+    # Not at the top: --version and --help end in the parser, before this, and logging
+    # is a good part of what they would import.
+    from ._cli_log import setup_logging
 
-    level = {0: logging.ERROR, 1: logging.ERROR, 2: logging.INFO}.get(args.verbose, logging.DEBUG)
-    # Through rich's console, so log lines print above the live progress bars.
-    handler = RichHandler(console=err, show_path=False, markup=False, rich_tracebacks=False)
-    logging.basicConfig(level=level, handlers=[handler], format="%(name)s: %(message)s")
+    setup_logging(args.verbose, lambda: stderr.console)

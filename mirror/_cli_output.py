@@ -1,32 +1,42 @@
 """What the commands share: the manifest with command-line overrides, the progress
 display, the summary after a run, JSON lines, exit codes (SPEC.md).
+
+The parser and every command import this module, for the exit codes at least; what only
+some commands use (the display, the manifest with YAML and every source kind) is
+imported where it is used, so that ``--version`` and ``status`` stay quick.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-
-from ._api import Mirror
-from ._config import Manifest, Timeouts
-from ._display import Display, JsonDisplay, PlainDisplay, RichDisplay, human_bytes
 from ._exceptions import ManifestError
-from ._manifest import load_manifest
-from ._models import Summary
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ._api import Mirror
+    from ._config import Manifest
+    from ._display import Display
+    from ._models import Summary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _manifest(args: argparse.Namespace) -> Manifest:
+    from ._manifest import load_manifest
+
     return _with_timeouts(load_manifest(args.manifest), args)
 
 
 def _with_timeouts(manifest: Manifest, args: argparse.Namespace) -> Manifest:
+    import dataclasses
+
+    from ._config import Timeouts
+
     if not args.timeout:
         return manifest
     names = [f.name for f in dataclasses.fields(Timeouts)]
@@ -48,6 +58,8 @@ def _with_timeouts(manifest: Manifest, args: argparse.Namespace) -> Manifest:
 
 
 def _display(args: argparse.Namespace, err: Console) -> Display:
+    from ._display import JsonDisplay, PlainDisplay, RichDisplay
+
     if args.json:
         return JsonDisplay()
     if err.is_terminal and not args.quiet:
@@ -73,6 +85,8 @@ def _has_state(dest: Path) -> bool:
 
 
 def _finish(summary: Summary, manifest: Manifest, args: argparse.Namespace, err: Console) -> int:
+    from ._display import human_bytes
+
     if args.json:
         return summary.exit_code
     if not args.quiet or summary.exit_code:
@@ -107,4 +121,6 @@ def _finish(summary: Summary, manifest: Manifest, args: argparse.Namespace, err:
 
 
 def _json(doc: object) -> str:
+    import json
+
     return json.dumps(doc)

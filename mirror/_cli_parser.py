@@ -7,8 +7,12 @@ import typing
 from pathlib import Path
 
 from ._cli_output import EXIT_USAGE
-from ._display import PLAIN_INTERVAL
-from ._tuning import PullTuning
+
+#: ``--lease`` and ``--progress-interval`` when not given: the defaults of
+#: :class:`mirror.PullTuning` and of the plain display, written out so that the parser
+#: imports neither (their dataclasses take longer to load than ``--version`` and
+#: ``--help`` take to answer); tests/test_short_commands.py holds them equal.
+LEASE, PROGRESS_INTERVAL = 60.0, 30.0
 
 _EPILOG = """\
 examples:
@@ -62,9 +66,9 @@ def _parser() -> argparse.ArgumentParser:
         "--lease",
         type=_seconds,
         metavar="SECONDS",
-        default=PullTuning().lease,
+        default=LEASE,
         help="how long a file stays with the process fetching it without a heartbeat: a "
-        "process that dies loses its files to the others after this long (default 60)",
+        f"process that dies loses its files to the others after this long (default {LEASE:.0f})",
     )
     common.add_argument(
         "--timeout",
@@ -90,10 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--progress-interval",
         type=_seconds,
-        default=PLAIN_INTERVAL,
+        default=PROGRESS_INTERVAL,
         metavar="SECONDS",
         help="when stderr is not a terminal, a progress line this often "
-        f"(default {PLAIN_INTERVAL:.0f})",
+        f"(default {PROGRESS_INTERVAL:.0f})",
     )
 
     p = _Parser(

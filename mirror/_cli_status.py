@@ -6,8 +6,6 @@ import argparse
 import time
 from pathlib import Path
 
-from rich.console import Console
-
 from ._cli_output import (
     EXIT_FAILED,
     EXIT_OK,
@@ -34,7 +32,7 @@ def _pull_dest(args: argparse.Namespace) -> Path:
     return _manifest(args).dest
 
 
-async def _status(args: argparse.Namespace, err: Console) -> int:
+async def _status(args: argparse.Namespace) -> int:
     from ._state import gone, open_store
 
     dest = _pull_dest(args)
@@ -136,7 +134,7 @@ def _holder(member: str | None) -> str:
     return f"{parts[0]} pid {parts[1]}" if len(parts) == 3 else member
 
 
-async def _verify(args: argparse.Namespace, err: Console) -> int:
+async def _verify(args: argparse.Namespace) -> int:
     from ._verify import verify_local
 
     dest = _pull_dest(args)

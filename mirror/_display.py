@@ -7,16 +7,13 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
-
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import _models as m
 from ._meter import RateMeter
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
 
 __all__ = [
     "PLAIN_INTERVAL",
@@ -97,6 +94,10 @@ class RichDisplay(Display):
         self.last: m.Progress | None = None
         self.started = clock()
         self.meters: dict[str, tuple[int, RateMeter]] = {}
+        # rich's rendering is imported by the one display that renders: the commands
+        # that read a state store (and --version) only format numbers from here.
+        from rich.live import Live
+
         self.live = Live(
             console=console,
             get_renderable=self.render,
@@ -143,6 +144,11 @@ class RichDisplay(Display):
         return f"{rate_text(p.rate)}  {eta_text(p)}".strip()
 
     def render(self) -> RenderableType:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
         p = self.last
         if p is None:
             return Text("planning…")

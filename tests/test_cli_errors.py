@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mirror import _cli as cli
+from mirror import _cli_status
 from mirror._cli import main
 from mirror._exceptions import DestinationError, HostDown, MirrorError, SourceError
 from mirror._state._sqlite import SQLiteStore
@@ -386,6 +386,7 @@ def test_the_cli_prints_what_to_do_after_the_error(
     async def status(*_: object) -> int:
         raise error
 
-    monkeypatch.setattr(cli, "_status", status)
+    # The command line imports a command's module when it runs: the stand-in is found there.
+    monkeypatch.setattr(_cli_status, "_status", status)
     assert main(["status", "--dest", str(tmp_path)]) == 1
     assert capsys.readouterr().err.splitlines() == printed

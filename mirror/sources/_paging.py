@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._exceptions import SourceError
-from .._http import Http, redact_url
 from .._tasks import stopped
+from .._urls import redact_url
+
+if TYPE_CHECKING:
+    from .._http import Http
 
 __all__ = ["Params", "iter_jsonapi", "iter_paging_next", "page_url"]
 

@@ -40,9 +40,9 @@ from .._exceptions import (
     SourceError,
     TransferError,
 )
-from .._http import redact_url
 from .._models import FileTask, TaskStatus
 from .._paths import safe_name
+from .._urls import redact_url
 from . import Received, SourceContext
 
 __all__ = ["EgaTicketSource", "ega_path"]

@@ -36,11 +36,11 @@ from .._exceptions import (
     TransferError,
     UnexpectedAnswer,
 )
-from .._http import redact_url
 from .._metadata import TableWriter
 from .._models import FileTask
 from .._registry import SourceKind, no_credentials
 from .._retry import Retrying
+from .._urls import redact_url
 from . import Source, SourceContext
 from .ena_report import (
     ENA_FILES_HOST,

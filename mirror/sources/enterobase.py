@@ -43,10 +43,10 @@ from .._exceptions import (
     SourceError,
     TransferError,
 )
-from .._http import basic_auth
 from .._models import FileTask
 from .._paths import join_under, safe_name
 from .._registry import CredentialLookup, SourceKind
+from .._urls import basic_auth
 from . import Received, Source, SourceContext
 from ._links import rewrite
 from ._paging import iter_paging_next
