@@ -2,7 +2,7 @@
 ``mirror status`` load neither the engine nor aiohttp (nor rich, YAML or uvloop where
 they are not needed), whose imports take several times longer than these commands need
 to run. Checked by what a fresh interpreter has imported, not by timing it; the wall
-times are the benchmarks' W8 rows.
+times are the benchmarks' W9 rows.
 """
 
 from __future__ import annotations
