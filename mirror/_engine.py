@@ -412,6 +412,7 @@ class Engine:
                 pull.planned.clear()
                 await REAL_CLOCK.wait(pull.planned, poll)
                 continue
+            pull.finished.clear()
             progress = await store.progress(pull.generation, lease=self.lease)
             if not progress.planning and self.stats.planning:
                 # Another member planned: say what the pull holds.
@@ -428,8 +429,9 @@ class Engine:
                     continue
                 return
             # Others are planning or still hold files (which come back to the queue if
-            # their holder dies and its lease runs out): look again shortly.
-            await asyncio.sleep(poll)
+            # their holder dies and its lease runs out): look again shortly, or as soon
+            # as a file of this process's ends (the last one ends the run).
+            await REAL_CLOCK.wait(pull.finished, poll)
 
     def _hooks_for(self, sources: list[Source], claim: Claim) -> FileHooks | None:
         """The hooks of the manifest entry that planned the file (another process may
@@ -463,6 +465,7 @@ class Engine:
             finally:
                 pull.jobs.pop(task.key, None)
                 pull.held.pop(task.key, None)
+                pull.finished.set()
 
     # -- events ----------------------------------------------------------------------
 

@@ -41,6 +41,8 @@ class Pull:
     planned: asyncio.Event = field(default_factory=asyncio.Event)
     #: A worker took an item from the queue: there is room to claim.
     taken: asyncio.Event = field(default_factory=asyncio.Event)
+    #: A worker finished a file (verified, failed or given up): the pull may be done.
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
     #: Live members of the pull at the last heartbeat (this one included).
     members: int = 1
     #: The pull's counts by status, refreshed by the heartbeat while others take part.
