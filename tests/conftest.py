@@ -23,8 +23,9 @@ import pytest
 from mirror import RetryPolicy
 from mirror.emulator import Catalog, Emulator, EnaFile, EnaRun, LogEntry
 
-#: ``postgres_server``/``postgres_url``: a real PostgreSQL server for the state store tests.
-pytest_plugins = ["tests.postgres"]
+#: ``postgres_server``/``postgres_url``: a real PostgreSQL server for the state store tests;
+#: ``background``/``emulator_thread``: servers on a loop in a thread, for ``mirror_main``.
+pytest_plugins = ["tests.postgres", "tests.inproc"]
 
 #: Retries as in production, but with short waits so fault tests stay fast.
 FAST_RETRY = RetryPolicy(attempts=10, base=0.02, cap=0.2)
