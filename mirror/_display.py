@@ -58,8 +58,9 @@ class Display:
 class JsonDisplay(Display):
     """``--json``: one JSON object per event on stdout, ``{"event": kind, ...fields}``."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        # The stdout in place now, not at import: a caller may have redirected it.
+        self.out = out if out is not None else sys.stdout
 
     def handle(self, event: m.Event) -> None:
         doc: dict[str, Any] = {"event": event.kind, "time": round(time.time(), 3)}

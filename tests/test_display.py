@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
@@ -18,7 +19,7 @@ from rich.console import Console
 
 import mirror
 from mirror import _models as m
-from mirror._display import PlainDisplay, RichDisplay
+from mirror._display import JsonDisplay, PlainDisplay, RichDisplay
 from mirror._download import Stats
 from mirror._meter import MIN_SPAN, RateMeter, eta
 from mirror.emulator import Emulator, Fault, FilesOptions
@@ -338,6 +339,21 @@ def test_planning_that_adds_no_file_for_a_while_says_so(monkeypatch: pytest.Monk
     assert stats.planning_idle() == 12.0
     stats.planning = False
     assert stats.planning_idle() == 0.0
+
+
+def test_json_events_go_to_the_stdout_in_place_when_the_display_is_made() -> None:
+    # Not the stdout of when the module was imported: a caller's redirection counts.
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        JsonDisplay().handle(m.PlanFinished(files=2, bytes=10))
+    (line,) = out.getvalue().splitlines()
+    assert json.loads(line) | {"time": 0} == {
+        "event": "plan-finished",
+        "time": 0,
+        "files": 2,
+        "bytes": 10,
+        "unsized": 0,
+    }
 
 
 # -- the command line, as cron or nohup runs it -----------------------------------------
