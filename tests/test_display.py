@@ -296,10 +296,10 @@ async def test_a_sliced_fetch_that_loses_unsaved_slices_does_not_count_them_twic
     assert seen[-1].bytes_done == size
 
 
+@pytest.mark.slow  # a real 1 s Retry-After counting down on the display's own clock
 async def test_a_file_waiting_on_retry_after_says_which_host_and_for_how_long(
     tmp_path: Path,
 ) -> None:
-    # A real 1 s Retry-After, counting down on the display's own clock.
     faults = [Fault(kind="status", host="ftp", status=503, retry_after=1, times=1)]
     async with Emulator(one_fastq_catalog(7, PATH, 100_000), faults=faults) as emu:
         doc = ena_manifest(emu.endpoints, tmp_path / "data", ["ERR7000001"])
