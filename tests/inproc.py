@@ -15,6 +15,7 @@ import contextlib
 import io
 import logging
 import os
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Mapping
@@ -102,23 +103,36 @@ def emulator_thread(background: Background) -> Callable[..., ThreadedEmulator]:
 
 
 def mirror_main(
-    *args: str, env: Mapping[str, str] | None = None
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """``mirror ARGS`` run by its ``main`` in this process: exit code, stdout, stderr.
 
     ``env`` is set for the call only. Log lines reach stderr as in a child process: the
-    command's own logging setup is given a root logger without pytest's handlers.
+    command's own logging setup is given a root logger without pytest's handlers. A
+    run still going after ``timeout`` seconds is interrupted as Ctrl-C would (SIGINT),
+    and :class:`subprocess.TimeoutExpired` raised, as ``subprocess.run`` does.
     """
     from mirror._cli import main
 
     out, err = io.StringIO(), io.StringIO()
+    fired = threading.Event()
 
+    def interrupt() -> None:
+        fired.set()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    watchdog = threading.Timer(timeout, interrupt)
     captured = contextlib.redirect_stdout(out), contextlib.redirect_stderr(err)
     with _environ(env or {}), _own_logging(), captured[0], captured[1]:
+        watchdog.start()
         try:
             code = main(list(args))
         except SystemExit as exit:  # argparse's usage errors
             code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+        finally:
+            watchdog.cancel()
+    if fired.is_set():
+        raise subprocess.TimeoutExpired(["mirror", *args], timeout, out.getvalue(), err.getvalue())
     return subprocess.CompletedProcess(["mirror", *args], code, out.getvalue(), err.getvalue())
 
 
