@@ -24,10 +24,11 @@ import pytest
 from mirror import RetryPolicy
 from mirror.emulator import Catalog, Emulator, EnaFile, EnaRun, LogEntry
 
-from .inprocess import Cli, ThreadedEmulator, emulator_in_thread
+from .inproc import Cli, ThreadedEmulator, emulator_in_thread
 
-#: ``postgres_server``/``postgres_url``: a real PostgreSQL server for the state store tests.
-pytest_plugins = ["tests.postgres"]
+#: ``postgres_server``/``postgres_url``: a real PostgreSQL server for the state store tests;
+#: ``background``: a loop in a thread for servers, beside ``mirror_main``.
+pytest_plugins = ["tests.postgres", "tests.inproc"]
 
 #: Retries as in production, but with short waits so fault tests stay fast.
 FAST_RETRY = RetryPolicy(attempts=10, base=0.02, cap=0.2)
@@ -349,9 +350,9 @@ def mixed_expected() -> dict[str, str]:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+def cli(monkeypatch: pytest.MonkeyPatch) -> Cli:
     """The ``mirror`` command line run in this process (no child's imports to wait for)."""
-    return Cli(capsys, monkeypatch)
+    return Cli(monkeypatch)
 
 
 @pytest.fixture

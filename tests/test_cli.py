@@ -23,7 +23,7 @@ import yaml
 from mirror.emulator import Catalog, Fault, md5_of
 
 from .conftest import ena_manifest, mirror_cmd, one_fastq_catalog, read_index
-from .inprocess import Cli, ThreadedEmulator
+from .inproc import Cli, ThreadedEmulator
 
 #: One file, served slowly to the first request only: a run is stopped part-way
 #: through it, and the run after resumes it at full speed.

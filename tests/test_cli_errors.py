@@ -1,8 +1,8 @@
 """Errors reach the user as one line each, with the exit code SPEC.md gives, never a traceback.
 
-Most tests run the ``mirror`` command in a child process (against the emulator on
-loopback when they need an archive); the full-disk ones call ``main`` in this process so
-the state store can be given a size limit.
+Most tests call the command's ``main`` in this process (against the emulator on loopback,
+in a thread, when they need an archive); those about memory limits, pipes and signals run
+the ``mirror`` command in a child process.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from mirror import _cli_status
 from mirror._cli import main
 from mirror._exceptions import DestinationError, HostDown, MirrorError, SourceError
 from mirror._state._sqlite import SQLiteStore
-from mirror.emulator import Catalog, EnaFile, EnaRun, Fault
+from mirror.emulator import Catalog, EgaOptions, EnaFile, EnaRun, Fault
 
-from .conftest import mirror_cmd, read_index
+from .conftest import read_index
+from .inproc import FAST_BACKOFF, mirror_main, tune_runs
 
 ENA_RUN = "ERR120000001"
 
@@ -55,19 +56,17 @@ def file_requests(emu: Any) -> list[dict[str, Any]]:
     return [e for e in emu.log() if e["host"] == "ftp"]
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_workers_that_is_not_a_number_is_one_line(tmp_path: Path) -> None:
-    out = mirror_cmd("run", "--workers", "abc", str(tmp_path / "m.yaml"))
+    out = mirror_main("run", "--workers", "abc", str(tmp_path / "m.yaml"))
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
         "mirror run: error: --workers: 'abc' is not a positive integer (see 'mirror run --help')"
     ]
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_a_deeply_nested_manifest_is_one_line_exit_2(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text("version: 1\nsources: " + "[" * 3000 + "]" * 3000 + "\n")
-    out = mirror_cmd("plan", str(tmp_path / "m.yaml"))
+    out = mirror_main("plan", str(tmp_path / "m.yaml"))
     assert out.returncode == 2, out.stderr
     assert error_lines(out.stderr) == [
         f"mirror: error: {tmp_path / 'm.yaml'}:2: nested more than 64 levels deep; "
@@ -87,7 +86,7 @@ def _bomb(levels: int = 9) -> list[str]:
     return lines
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
+@pytest.mark.slow  # a child process, so that its memory can be limited
 def test_a_yaml_alias_bomb_under_sources_is_refused_in_little_memory(tmp_path: Path) -> None:
     text = "version: 1\nsources:\n" + "".join(
         f"  - ena:\n      accessions: {level}\n" for level in _bomb()
@@ -106,7 +105,7 @@ def test_a_yaml_alias_bomb_under_sources_is_refused_in_little_memory(tmp_path: P
     assert "the manifest stands for more than 100,000 values" in line
 
 
-@pytest.mark.slow  # runs the mirror command in child processes, as a user would
+@pytest.mark.slow  # a child process, so that its memory can be limited
 def test_top_level_keys_are_checked_before_their_values_are_read(tmp_path: Path) -> None:
     bomb = "".join(f"  a{n}: {level}\n" for n, level in enumerate(_bomb()))
     (tmp_path / "m.yaml").write_text("version: 1\nlol:\n" + bomb + "sources: [*a8]\n")
@@ -124,7 +123,7 @@ def test_top_level_keys_are_checked_before_their_values_are_read(tmp_path: Path)
     ]
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
+@pytest.mark.slow  # a child process whose stdout pipe is closed by its reader
 def test_json_output_closed_early_stops_quietly(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "mirror", "demo", "--json", "--dest", str(tmp_path / "d")],
@@ -144,14 +143,13 @@ def test_json_output_closed_early_stops_quietly(tmp_path: Path) -> None:
     assert "Exception ignored" not in stderr, stderr
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_index_tsv_that_is_a_directory_stops_before_any_download(
-    emulator_process: Any, tmp_path: Path
+    emulator_thread: Any, tmp_path: Path
 ) -> None:
-    emu = emulator_process(Catalog.demo())
+    emu = emulator_thread(Catalog.demo())
     m = write_manifest(tmp_path / "m.yaml", emu.endpoints, ena(ENA_RUN))
     (tmp_path / "data" / "index.tsv").mkdir(parents=True)
-    out = mirror_cmd("run", str(m), "--json")
+    out = mirror_main("run", str(m), "--json")
     assert out.returncode == 2, out.stderr
     index = tmp_path / "data" / "index.tsv"
     assert error_lines(out.stderr) == [
@@ -198,14 +196,13 @@ def _small_store(monkeypatch: pytest.MonkeyPatch, pages: int) -> None:
     monkeypatch.setattr(SQLiteStore, "open", open_small)
 
 
-@pytest.mark.slow  # the emulator in a child process, the run on a disk made full
 def test_state_store_on_a_full_disk_is_one_line_naming_it(
-    emulator_process: Any,
+    emulator_thread: Any,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    emu = emulator_process(study_catalog(60))
+    emu = emulator_thread(study_catalog(60))
     study = {"ena": {"accessions": ["PRJEB770001"], "files": ["fastq"]}}
     m = write_manifest(tmp_path / "m.yaml", emu.endpoints, study)
     _small_store(monkeypatch, 0)
@@ -221,7 +218,6 @@ def test_state_store_on_a_full_disk_is_one_line_naming_it(
     assert finished["errors"] == [line.removeprefix("mirror: error: ")]
 
 
-@pytest.mark.slow  # runs the mirror command in child processes, as a user would
 def test_every_missing_credential_is_named_at_once(tmp_path: Path) -> None:
     endpoints = {"ena_portal": "http://127.0.0.1:9/ena/portal/api"}
     sources = (
@@ -236,7 +232,7 @@ def test_every_missing_credential_is_named_at_once(tmp_path: Path) -> None:
         "ENTEROBASE_TOKEN": "",
         "NETRC": str(tmp_path / "none"),
     }
-    out = mirror_cmd("run", str(m), env=env)
+    out = mirror_main("run", str(m), env=env)
     assert out.returncode == 2, out.stderr
     lines = error_lines(out.stderr)
     assert len(lines) == 2, out.stderr
@@ -244,17 +240,17 @@ def test_every_missing_credential_is_named_at_once(tmp_path: Path) -> None:
     assert lines[1].startswith("mirror: error: sources[2].enterobase: ENTEROBASE_TOKEN is not")
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_the_ega_user_name_never_reaches_logs_or_files(
-    emulator_process: Any, tmp_path: Path
+    emulator_thread: Any, tmp_path: Path
 ) -> None:
     user = "someone.private@example.org"
-    emu = emulator_process(Catalog.demo(), "--ega-user", f"{user}:right-password")
+    emu = emulator_thread(Catalog.demo(), ega=EgaOptions(users={user: "right-password"}))
     ega = {"ega": {"datasets": ["EGAD00010000805"], "protocol": "data-api"}}
     m = write_manifest(tmp_path / "m.yaml", emu.endpoints, ega, ena(ENA_RUN))
     for password in ("wrong-password", "right-password"):
-        env = {"EGA_USERNAME": user, "EGA_PASSWORD": password}
-        out = mirror_cmd("run", str(m), "-vvv", "--json", env=env)
+        # Wide lines: a log line wrapped at 80 columns could split the name in two.
+        env = {"EGA_USERNAME": user, "EGA_PASSWORD": password, "COLUMNS": "500"}
+        out = mirror_main("run", str(m), "-vvv", "--json", env=env)
         assert out.returncode in (0, 1), out.stderr
         for text in (out.stdout, out.stderr):
             assert "someone.private" not in text
@@ -263,18 +259,17 @@ def test_the_ega_user_name_never_reaches_logs_or_files(
             assert b"someone.private" not in path.read_bytes(), path
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_get_reads_a_list_with_a_bom_tabs_commas_and_comments(
-    emulator_process: Any, tmp_path: Path
+    emulator_thread: Any, tmp_path: Path
 ) -> None:
-    emu = emulator_process(Catalog.demo())
+    emu = emulator_thread(Catalog.demo())
     listing = tmp_path / "runs.tsv"
     listing.write_bytes(
         b"\xef\xbb\xbfERR4080002\tERR164407\n# from the spreadsheet\n\n"
         b"ERR4080001,ERR4080002  # again\n"
     )
     endpoints = [f"--endpoint={k}={v}" for k, v in emu.endpoints.items()]
-    out = mirror_cmd("get", "-i", str(listing), "--dest", str(tmp_path / "d"), "-q", *endpoints)
+    out = mirror_main("get", "-i", str(listing), "--dest", str(tmp_path / "d"), "-q", *endpoints)
     assert out.returncode == 0, out.stderr
     assert {r["accession"] for r in read_index(tmp_path / "d")} == {
         "ERR4080002",
@@ -283,11 +278,10 @@ def test_get_reads_a_list_with_a_bom_tabs_commas_and_comments(
     }
 
 
-@pytest.mark.slow  # runs the mirror command in child processes, as a user would
 def test_get_names_every_bad_entry_of_a_list_with_its_line(tmp_path: Path) -> None:
     listing = tmp_path / "runs.txt"
     listing.write_text("ERR164407\nXRR1, ERR4080001\n# fine\nerr4080002\tnope\n")
-    out = mirror_cmd("get", "-i", str(listing), "--dest", str(tmp_path / "d"))
+    out = mirror_main("get", "-i", str(listing), "--dest", str(tmp_path / "d"))
     assert out.returncode == 2, out.stderr
     assert error_lines(out.stderr) == [
         f"mirror: error: {listing}:2: 'XRR1' is not an ENA, MGnify or EGA accession",
@@ -298,24 +292,23 @@ def test_get_names_every_bad_entry_of_a_list_with_its_line(tmp_path: Path) -> No
     assert not (tmp_path / "d").exists()
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_an_mgnify_answer_cut_short_every_time_is_one_line_naming_the_url(
-    emulator_process: Any, tmp_path: Path
+    emulator_thread: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    faults = tmp_path / "faults.json"
     cut = Fault(kind="short", host="www", match="*/metagenomics/api/*", after_bytes=200)
-    faults.write_text(json.dumps([cut.to_dict()]))
-    emu = emulator_process(Catalog.demo(), "--faults", str(faults))
+    emu = emulator_thread(Catalog.demo(), faults=[cut])
     m = write_manifest(
         tmp_path / "m.yaml", emu.endpoints, {"mgnify": {"studies": ["MGYS00005001"]}}
     )
-    out = mirror_cmd("run", str(m), "-q")
+    # Every attempt is spent; the waits between them are not what is tested.
+    tune_runs(monkeypatch, FAST_BACKOFF)
+    out = mirror_main("run", str(m), "-q")
     assert out.returncode == 1, out.stderr
     (line,) = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     url = f"{emu.endpoints['mgnify']}/studies/MGYS00005001/analyses?page_size=100"
     assert line.startswith(f"error: sources[0].mgnify: {url}: JSON cut short or damaged"), line
     assert "Traceback" not in out.stderr
-    as_json = mirror_cmd("run", str(m), "--json")
+    as_json = mirror_main("run", str(m), "--json")
     assert as_json.returncode == 1, as_json.stderr
     finished = last_event(as_json.stdout)
     assert finished["event"] == "run-finished"

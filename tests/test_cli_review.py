@@ -18,7 +18,7 @@ from mirror._http import Http
 from mirror.emulator import Catalog, Emulator
 
 from .conftest import FAST_RETRY, ena_manifest, read_index
-from .inprocess import Cli, ThreadedEmulator
+from .inproc import Cli, ThreadedEmulator
 from .replay import Answer, Replay
 
 #: The emulator serving from a thread, for the command line run in this process.

@@ -16,7 +16,7 @@ import yaml
 
 from mirror.emulator import Catalog, EgaOptions, EnterobaseOptions
 
-from .inprocess import Cli, Ran, ThreadedEmulator
+from .inproc import Cli, Ran, ThreadedEmulator
 
 EGA_USER = "someone@example.org"
 

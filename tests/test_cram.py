@@ -22,7 +22,6 @@ from mirror._models import Warning_
 from mirror._verify import verify_local
 from mirror.emulator import Catalog, CramReference, Emulator
 
-from .cli_in_process import mirror_in_process
 from .conftest import FAST_RETRY, read_index
 from .hts_files import (
     RefSeq,
@@ -34,6 +33,7 @@ from .hts_files import (
     write_fasta,
     write_sam,
 )
+from .inproc import mirror_main
 from .state_schema_1 import downgrade_to_schema_1
 
 UNKNOWN = "0123456789abcdef0123456789abcdef"
@@ -143,7 +143,7 @@ async def test_five_checksums_one_unknown_then_a_cram_files_m5_tags(tmp_path: Pa
     async with Emulator(catalog, seed=7) as emu:
 
         async def command(*args: str) -> subprocess.CompletedProcess[str]:
-            done = await asyncio.to_thread(mirror_in_process, *args)
+            done = await asyncio.to_thread(mirror_main, *args)
             await emu.wait_idle()
             return done
 

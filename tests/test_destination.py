@@ -19,6 +19,7 @@ from mirror._exceptions import DestinationError, collapsed
 from mirror.emulator import Catalog, EnaFile, EnaRun, md5_of
 
 from .conftest import ena_manifest, md5_of_file, mirror_cmd
+from .inproc import mirror_main
 
 SIZE = 3_000_000
 PATHS = [f"vol1/fastq/ERR900/00{i}/ERR900000{i}/ERR900000{i}.fastq.gz" for i in range(1, 5)]
@@ -54,20 +55,22 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def run(manifest: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return mirror_cmd("run", str(manifest), "-q", *extra)
+    return mirror_main("run", str(manifest), "-q", *extra)
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
+@pytest.mark.slow  # the run stopped by the full disk is a child process (its claims end with it)
 def test_full_disk_stops_the_run_with_one_line_and_the_next_run_resumes(
-    emulator_process: Any, tmp_path: Path, small_disk: Path
+    emulator_thread: Any, tmp_path: Path, small_disk: Path
 ) -> None:
-    emu = emulator_process(catalog())
+    emu = emulator_thread(catalog())
     dest = small_disk / "data"
     manifest = tmp_path / "m.yaml"
     doc = ena_manifest(emu.endpoints, dest, [f"ERR900000{i}" for i in range(1, 5)], workers=1)
     manifest.write_text(yaml.safe_dump(doc))
 
-    full = run(manifest)
+    # A child process: the store is on the full disk too, so the run cannot write that
+    # it left the pull; its claims end with its process, as a user's run's do.
+    full = mirror_cmd("run", str(manifest), "-q")
     assert full.returncode == 1, full.stderr
     lines = full.stderr.strip().splitlines()
     assert len(lines) == 1, full.stderr
@@ -83,7 +86,7 @@ def test_full_disk_stops_the_run_with_one_line_and_the_next_run_resumes(
     # none is marked failed (no "failed" line per file, nothing failed in the state).
     asked = {e["path"] for e in emu.log() if e["host"] == "ftp"}
     assert len(asked) == 3
-    status = mirror_cmd("status", str(manifest))
+    status = mirror_main("status", str(manifest))
     counts = {line.split()[0]: int(line.split()[1]) for line in status.stdout.splitlines()}
     assert counts == {"verified": 2, "pending": 2, "failed": 0}, status.stdout + status.stderr
     parts = list(dest.rglob("*.part"))
@@ -104,11 +107,10 @@ def test_full_disk_stops_the_run_with_one_line_and_the_next_run_resumes(
     assert not list(dest.rglob("*.part"))
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_read_only_destination_stops_the_run_with_one_line(
-    emulator_process: Any, tmp_path: Path
+    emulator_thread: Any, tmp_path: Path
 ) -> None:
-    emu = emulator_process(catalog())
+    emu = emulator_thread(catalog())
     dest = tmp_path / "data"
     manifest = tmp_path / "m.yaml"
     doc = ena_manifest(emu.endpoints, dest, [f"ERR900000{i}" for i in range(1, 5)], workers=2)
@@ -135,7 +137,7 @@ def test_read_only_destination_stops_the_run_with_one_line(
     assert str(files) in lines[0]
     # Stopped at the first write: not every file tried and failed one by one.
     assert len([e for e in emu.log()[before:] if e["host"] == "ftp"]) <= 2
-    status = mirror_cmd("status", str(manifest))
+    status = mirror_main("status", str(manifest))
     counts = {line.split()[0]: int(line.split()[1]) for line in status.stdout.splitlines()}
     # Nothing failed. (A file the stop came before is still 'verified' from the first
     # run: its absence is found when the next run plans it.)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +15,11 @@ from mirror._exceptions import UnexpectedAnswer
 from mirror.emulator import Catalog, Emulator, Fault
 from mirror.sources.ena import ReportParser
 
-from .conftest import FAST_RETRY, ena_manifest, mirror_cmd, read_index
+from .conftest import FAST_RETRY, ena_manifest, read_index
+from .inproc import FAST_BACKOFF, mirror_main, tune_runs
 from .replay import Answer, Chooser, Replay
 
-#: ``mirror`` in a child process with the engine's backoff shortened (same number of
-#: attempts), so a test that spends every attempt takes a second, not a minute.
-FAST_CLI = (
-    "import sys\n"
-    "import mirror._engine\n"
-    "from mirror import RetryPolicy, Tuning\n"
-    "mirror._engine.Tuning = lambda: Tuning(retry=RetryPolicy(base=0.02, cap=0.1))\n"
-    "from mirror._cli import main\n"
-    "raise SystemExit(main(sys.argv[1:]))\n"
-)
-
 HTML = b"<!DOCTYPE html>\n<html><head><title>Maintenance</title></head><body>back soon</body>"
-
-
-def fast_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", FAST_CLI, *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def write(path: Path, doc: Any) -> Path:
@@ -46,26 +27,20 @@ def write(path: Path, doc: Any) -> Path:
     return path
 
 
-def with_faults(tmp_path: Path, *faults: Fault) -> str:
-    path = tmp_path / "faults.json"
-    path.write_text(json.dumps([f.to_dict() for f in faults]))
-    return str(path)
-
-
 def searches(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in log if e["path"].endswith("/search")]
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_a_maintenance_page_on_every_attempt_fails_the_source(
-    emulator_process: Any, tmp_path: Path
+    emulator_thread: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    faults = with_faults(tmp_path, Fault(kind="maintenance", match="*/search"))
-    emu = emulator_process(Catalog.demo(), "--faults", faults)
+    emu = emulator_thread(Catalog.demo(), faults=[Fault(kind="maintenance", match="*/search")])
     dest = tmp_path / "data"
     manifest = write(tmp_path / "m.yaml", ena_manifest(emu.endpoints, dest, ["ERR4080001"]))
+    # Every attempt is spent; the waits between them are not what is tested.
+    tune_runs(monkeypatch, FAST_BACKOFF)
 
-    run = fast_cli("run", str(manifest), "-q")
+    run = mirror_main("run", str(manifest), "-q")
 
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr
@@ -83,16 +58,16 @@ def test_a_maintenance_page_on_every_attempt_fails_the_source(
     assert not (dest / "ena").exists()
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_a_maintenance_page_once_then_the_answer_is_a_normal_run(
-    emulator_process: Any, tmp_path: Path
+    emulator_thread: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    faults = with_faults(tmp_path, Fault(kind="maintenance", match="*/search", times=1))
-    emu = emulator_process(Catalog.demo(), "--faults", faults)
+    faults = [Fault(kind="maintenance", match="*/search", times=1)]
+    emu = emulator_thread(Catalog.demo(), faults=faults)
     dest = tmp_path / "data"
     manifest = write(tmp_path / "m.yaml", ena_manifest(emu.endpoints, dest, ["ERR4080001"]))
+    tune_runs(monkeypatch, FAST_BACKOFF)
 
-    run = mirror_cmd("run", str(manifest), "-q")
+    run = mirror_main("run", str(manifest), "-q")
 
     assert run.returncode == 0, run.stderr
     assert [e["fault"] for e in searches(emu.log())] == ["maintenance", None]
@@ -147,16 +122,15 @@ def test_a_report_with_no_rows_is_still_a_report(body: bytes) -> None:
     assert parser.close() == []
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_an_accession_that_matches_nothing_fails_its_entry(
-    emulator_process: Any, tmp_path: Path
+    emulator_thread: Any, tmp_path: Path
 ) -> None:
-    emu = emulator_process(Catalog.demo())
+    emu = emulator_thread(Catalog.demo())
     dest = tmp_path / "data"
     typos = ["ERR4080009", "PRJEB99999"]
     manifest = write(tmp_path / "m.yaml", ena_manifest(emu.endpoints, dest, typos))
 
-    run = mirror_cmd("run", str(manifest), "-q")
+    run = mirror_main("run", str(manifest), "-q")
 
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr
@@ -166,22 +140,21 @@ def test_an_accession_that_matches_nothing_fails_its_entry(
     assert "ERR4080009, PRJEB99999" in errors[0]
     assert read_index(dest) == []
 
-    plan = mirror_cmd("plan", str(manifest))
+    plan = mirror_main("plan", str(manifest))
     assert plan.returncode == 1
     assert "ERR4080009" in plan.stderr
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_one_typo_beside_a_good_accession_is_named_but_the_rest_downloads(
-    emulator_process: Any, tmp_path: Path
+    emulator_thread: Any, tmp_path: Path
 ) -> None:
-    emu = emulator_process(Catalog.demo())
+    emu = emulator_thread(Catalog.demo())
     dest = tmp_path / "data"
     manifest = write(
         tmp_path / "m.yaml", ena_manifest(emu.endpoints, dest, ["ERR4080001", "ERR4080009"])
     )
 
-    run = mirror_cmd("run", str(manifest))
+    run = mirror_main("run", str(manifest))
 
     assert run.returncode == 0, run.stderr
     warned = [line for line in run.stderr.splitlines() if "ERR4080009" in line]
@@ -190,17 +163,16 @@ def test_one_typo_beside_a_good_accession_is_named_but_the_rest_downloads(
     assert {r["status"] for r in read_index(dest)} == {"verified"}
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_runs_with_none_of_the_files_asked_for_fail_the_entry(
-    emulator_process: Any, tmp_path: Path
+    emulator_thread: Any, tmp_path: Path
 ) -> None:
     # ERR4080001 has FASTQs and an SRA file, no submitted files.
-    emu = emulator_process(Catalog.demo())
+    emu = emulator_thread(Catalog.demo())
     dest = tmp_path / "data"
     doc = ena_manifest(emu.endpoints, dest, ["ERR4080001"], files=["submitted"])
     manifest = write(tmp_path / "m.yaml", doc)
 
-    run = mirror_cmd("run", str(manifest), "-q")
+    run = mirror_main("run", str(manifest), "-q")
 
     assert run.returncode == 1, run.stderr
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]

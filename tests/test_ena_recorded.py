@@ -24,8 +24,8 @@ from aiohttp import web
 import mirror
 from mirror._state import open_store
 
-from .cli_in_process import mirror_in_process
 from .conftest import FAST_RETRY, read_index
+from .inproc import mirror_main
 from .replay import RECORDINGS, Answer, Chooser, Replay
 
 ENA = RECORDINGS / "ena"
@@ -109,7 +109,7 @@ def plan(
         "sources": [{"ena": entry}],
     }
     manifest.write_text(yaml.safe_dump(doc))
-    done = mirror_in_process("plan", str(manifest), "--json")
+    done = mirror_main("plan", str(manifest), "--json")
     assert "Traceback" not in done.stderr
     errors = json.loads(done.stdout.splitlines()[-1])["errors"]
     if empty:  # an entry that yields no file fails, saying why

@@ -20,8 +20,8 @@ import mirror
 from mirror import SourceTuning
 from mirror.emulator import Catalog, Emulator
 
-from .cli_in_process import mirror_in_process
 from .conftest import FAST_RETRY, ena_manifest, read_index
+from .inproc import mirror_main
 from .replay import Answer, Replay
 from .test_ena_recorded import Portal, planned_files
 
@@ -100,7 +100,7 @@ def _plan(tmp_path: Path, base: str, accessions: list[str]) -> tuple[int, str]:
         "sources": [{"ena": {"accessions": accessions}}],
     }
     manifest.write_text(yaml.safe_dump(doc))
-    done = mirror_in_process("plan", str(manifest), "--json")
+    done = mirror_main("plan", str(manifest), "--json")
     assert "Traceback" not in done.stderr
     return done.returncode, done.stdout + done.stderr
 

@@ -11,18 +11,18 @@ from typing import Any
 import pytest
 import yaml
 
-from mirror.emulator import Catalog, md5_of
+from mirror.emulator import Catalog, TlsOptions, md5_of
 
 from .conftest import ena_manifest, mirror_cmd, read_index
 from .tls import make_ca
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
+@pytest.mark.slow  # the command in a child process: aiohttp reads SSL_CERT_FILE at import
 def test_ena_run_mirrored_over_https_with_verification(
-    emulator_process: Any, tmp_path: Path
+    emulator_thread: Any, tmp_path: Path
 ) -> None:
     tls = make_ca(tmp_path / "ca")
-    emu = emulator_process(Catalog.demo(), "--tls-cert", str(tls.cert), "--tls-key", str(tls.key))
+    emu = emulator_thread(Catalog.demo(), tls=TlsOptions(cert=tls.cert, key=tls.key))
     assert emu.endpoints["ena_portal"].startswith("https://")
     assert emu.endpoints["ena_files"].startswith("https://")
     manifest = tmp_path / "m.yaml"

@@ -15,8 +15,8 @@ import mirror
 from mirror import SourceTuning, Tuning
 from mirror.emulator import Catalog, Emulator, EnterobaseOptions, Fault
 
-from .cli_in_process import mirror_in_process
 from .conftest import FAST_RETRY, mirror_cmd, read_index
+from .inproc import mirror_main
 
 TOKEN = "eb-SECRET-token-7f3a9c"
 
@@ -119,7 +119,7 @@ async def test_missing_token_exits_2_before_any_request(tmp_path: Path) -> None:
         manifest = tmp_path / "m.yaml"
         manifest.write_text(yaml.safe_dump(enterobase_manifest(emu.endpoints, tmp_path / "d")))
         env = {"ENTEROBASE_TOKEN": "", "NETRC": str(tmp_path / "no-netrc")}
-        run = await asyncio.to_thread(mirror_in_process, "run", str(manifest), env=env)
+        run = await asyncio.to_thread(mirror_main, "run", str(manifest), env=env)
         log = list(emu.log)
     assert run.returncode == 2
     assert "ENTEROBASE_TOKEN is not set" in run.stderr
@@ -133,7 +133,7 @@ async def test_refused_token_says_tokens_expire(tmp_path: Path) -> None:
         manifest = tmp_path / "m.yaml"
         manifest.write_text(yaml.safe_dump(enterobase_manifest(emu.endpoints, tmp_path / "d")))
         env = {"ENTEROBASE_TOKEN": "an-old-token"}
-        run = await asyncio.to_thread(mirror_in_process, "run", str(manifest), env=env)
+        run = await asyncio.to_thread(mirror_main, "run", str(manifest), env=env)
     assert run.returncode == 2
     assert "refused the API token" in run.stderr
     assert "expire every six months" in run.stderr

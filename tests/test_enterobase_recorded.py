@@ -23,7 +23,7 @@ from mirror._http import basic_auth
 from mirror.sources.enterobase import MERGE_SUFFIX
 from tests.replay import RECORDINGS, Answer, Chooser, Replay
 
-from .cli_in_process import mirror_in_process
+from .inproc import mirror_main
 
 TOKEN = "eb-recorded-token-5d1e"
 PREFIX = "/eb/api"
@@ -97,9 +97,7 @@ async def plan(tmp_path: Path, replay: Replay, **source: Any) -> tuple[int, str,
     }
     path = tmp_path / "manifest.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    done = await asyncio.to_thread(
-        mirror_in_process, "plan", str(path), env={"ENTEROBASE_TOKEN": TOKEN}
-    )
+    done = await asyncio.to_thread(mirror_main, "plan", str(path), env={"ENTEROBASE_TOKEN": TOKEN})
     return done.returncode, done.stdout, done.stderr
 
 

@@ -1,27 +1,27 @@
 """Failures reach the user as one line each, and never cost the other sources their files.
 
-Each test runs the ``mirror`` command in a child process against the emulator on
-loopback, and checks the exit code, the one line naming the failing source (or file)
+Each test runs the ``mirror`` command (its ``main``, in this process) against the
+emulator on loopback, and checks the exit code, the one line naming the failing source (or file)
 with the service's own message, that no traceback is printed, and that every file of
 the sources that did not fail is verified on disk.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from mirror.emulator import Catalog, Fault
+from mirror import RetryPolicy, Tuning
+from mirror.emulator import Catalog, EgaOptions, Fault, WebinOptions
 
-from .conftest import mirror_cmd, read_index
+from .conftest import read_index
+from .inproc import Background, mirror_main, tune_runs
 from .replay import Answer, Replay
 
 INVALID_CHOICE = "Select a valid choice. 6.0 is not one of the available choices."
@@ -64,14 +64,13 @@ def assert_verified(dest: Path, source: str, accessions: set[str]) -> list[dict[
     return rows
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_mgnify_400_is_one_line_and_the_ena_files_are_all_verified(
-    emulator_process: Any, tmp_path: Path
+    emulator_thread: Any, tmp_path: Path
 ) -> None:
-    emu = emulator_process(Catalog.demo())
+    emu = emulator_thread(Catalog.demo())
     m = manifest(tmp_path / "m.yaml", emu.endpoints, mgnify(pipeline_version="6.0"), ena(ENA_RUN))
     for flags in ((), ("-q",)):
-        run = mirror_cmd("run", str(m), *flags)
+        run = mirror_main("run", str(m), *flags)
         assert run.returncode == 1, run.stderr
         assert "Traceback" not in run.stderr
         failure = lines_with(INVALID_CHOICE, run.stderr)
@@ -82,21 +81,20 @@ def test_mgnify_400_is_one_line_and_the_ena_files_are_all_verified(
         assert len(rows) == 2
     # Planning stops alike: the same line, the ENA files still counted.
     for flags in ((), ("-q",)):
-        plan = mirror_cmd("plan", str(m), *flags)
+        plan = mirror_main("plan", str(m), *flags)
         assert plan.returncode == 1
         assert "Traceback" not in plan.stderr
         assert len(lines_with(INVALID_CHOICE, plan.stderr)) == 1, plan.stderr
         assert plan.stdout.startswith("2 files")
-    as_json = json.loads(mirror_cmd("plan", str(m), "--json").stdout.splitlines()[-1])
+    as_json = json.loads(mirror_main("plan", str(m), "--json").stdout.splitlines()[-1])
     assert as_json["files"] == 2
     assert [INVALID_CHOICE in e for e in as_json["errors"]] == [True]
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-def test_pipeline_version_5_is_asked_as_5_0(emulator_process: Any, tmp_path: Path) -> None:
-    emu = emulator_process(Catalog.demo())
+def test_pipeline_version_5_is_asked_as_5_0(emulator_thread: Any, tmp_path: Path) -> None:
+    emu = emulator_thread(Catalog.demo())
     m = manifest(tmp_path / "m.yaml", emu.endpoints, mgnify(pipeline_version="5"))
-    plan = mirror_cmd("plan", str(m))
+    plan = mirror_main("plan", str(m))
     assert plan.returncode == 0, plan.stderr
     assert not plan.stdout.startswith("0 files")
     asked = [e["query"] for e in emu.log() if e["path"].endswith("/analyses")]
@@ -104,28 +102,15 @@ def test_pipeline_version_5_is_asked_as_5_0(emulator_process: Any, tmp_path: Pat
     assert all("pipeline_version=5.0" in q for q in asked)
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-def test_mgnify_500_after_retries_is_one_line(emulator_process: Any, tmp_path: Path) -> None:
-    faults = tmp_path / "faults.json"
-    faults.write_text(
-        json.dumps([Fault(kind="status", status=500, match="*/studies/*/analyses").to_dict()])
-    )
-    emu = emulator_process(Catalog.demo(), "--faults", str(faults))
+def test_mgnify_500_after_retries_is_one_line(
+    emulator_thread: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faults = [Fault(kind="status", status=500, match="*/studies/*/analyses")]
+    emu = emulator_thread(Catalog.demo(), faults=faults)
     m = manifest(tmp_path / "m.yaml", emu.endpoints, ena(ENA_RUN), mgnify())
-    # The real command line, with the retry waits shortened (production waits minutes).
-    code = (
-        "import sys, mirror, mirror._engine as e\n"
-        "fast = mirror.RetryPolicy(attempts=3, base=0.01, cap=0.02)\n"
-        "e.Tuning = lambda: mirror.Tuning(retry=fast)\n"
-        "from mirror._cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
-    run = subprocess.run(
-        [sys.executable, "-c", code, "run", str(m)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    # The command line, with the retry waits shortened (production waits minutes).
+    tune_runs(monkeypatch, Tuning(retry=RetryPolicy(attempts=3, base=0.01, cap=0.02)))
+    run = mirror_main("run", str(m))
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr
     failure = lines_with("HTTP 500", run.stderr)
@@ -136,11 +121,10 @@ def test_mgnify_500_after_retries_is_one_line(emulator_process: Any, tmp_path: P
     assert_verified(tmp_path / "data", "ena", {ENA_RUN})
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-def test_two_ena_entries_write_one_merged_runs_table(emulator_process: Any, tmp_path: Path) -> None:
-    emu = emulator_process(Catalog.demo())
+def test_two_ena_entries_write_one_merged_runs_table(emulator_thread: Any, tmp_path: Path) -> None:
+    emu = emulator_thread(Catalog.demo())
     m = manifest(tmp_path / "m.yaml", emu.endpoints, ena(ENA_RUN), ena("PRJEB40001"))
-    run = mirror_cmd("run", str(m), "-q")
+    run = mirror_main("run", str(m), "-q")
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
     study = [r for r in Catalog.demo().runs if r.study == "PRJEB40001"]
@@ -156,6 +140,7 @@ def test_two_ena_entries_write_one_merged_runs_table(emulator_process: Any, tmp_
 # --- Webin ------------------------------------------------------------------------------
 
 USER, PASSWORD = "Webin-12345", "webin-S3CRET-pw"
+WEBIN = WebinOptions(accounts={USER: PASSWORD})
 
 
 def webin_doc(path: Path) -> Path:
@@ -168,7 +153,7 @@ def webin_doc(path: Path) -> Path:
 
 
 def submit(emu: Any, password: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return mirror_cmd(
+    return mirror_main(
         "submit",
         "--endpoint",
         emu.endpoints["webin"],
@@ -183,11 +168,8 @@ def webin_posts(emu: Any) -> list[dict[str, Any]]:
     return [e for e in emu.log() if e["method"] == "POST" and "/submit" in e["path"]]
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-def test_refused_webin_password_exits_2_with_one_line(
-    emulator_process: Any, tmp_path: Path
-) -> None:
-    emu = emulator_process(Catalog(), "--webin-account", f"{USER}:{PASSWORD}")
+def test_refused_webin_password_exits_2_with_one_line(emulator_thread: Any, tmp_path: Path) -> None:
+    emu = emulator_thread(Catalog(), webin=WEBIN)
     docs = [webin_doc(tmp_path / "a.json"), webin_doc(tmp_path / "b.json")]
     for mode in ((), ("--queue",)):
         out = submit(emu, "wrong-password", *mode, *map(str, docs))
@@ -199,11 +181,10 @@ def test_refused_webin_password_exits_2_with_one_line(
         assert "wrong-password" not in out.stderr
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_malformed_document_exits_2_naming_file_line_and_column(
-    emulator_process: Any, tmp_path: Path
+    emulator_thread: Any, tmp_path: Path
 ) -> None:
-    emu = emulator_process(Catalog(), "--webin-account", f"{USER}:{PASSWORD}")
+    emu = emulator_thread(Catalog(), webin=WEBIN)
     good = webin_doc(tmp_path / "good.json")
     bad = tmp_path / "bad.json"
     bad.write_text('{\n  "submission": {\n    "alias": "x",,\n  }\n}\n')
@@ -220,22 +201,14 @@ def test_malformed_document_exits_2_naming_file_line_and_column(
     assert webin_posts(emu) == []
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_a_submission_whose_answer_is_lost_is_never_sent_twice(
-    emulator_process: Any, tmp_path: Path
+    emulator_thread: Any, tmp_path: Path
 ) -> None:
-    faults = tmp_path / "faults.json"
-    faults.write_text(
-        json.dumps(
-            [
-                Fault(kind="reset", match="*/submit", times=1).to_dict(),
-                Fault(kind="status", status=500, match="*/submit/queue", times=1).to_dict(),
-            ]
-        )
-    )
-    emu = emulator_process(
-        Catalog(), "--webin-account", f"{USER}:{PASSWORD}", "--faults", str(faults)
-    )
+    faults = [
+        Fault(kind="reset", match="*/submit", times=1),
+        Fault(kind="status", status=500, match="*/submit/queue", times=1),
+    ]
+    emu = emulator_thread(Catalog(), webin=WEBIN, faults=faults)
     for mode in ((), ("--queue",)):
         doc = webin_doc(tmp_path / f"doc{len(mode)}.json")
         before = len(webin_posts(emu))
@@ -248,15 +221,15 @@ def test_a_submission_whose_answer_is_lost_is_never_sent_twice(
         assert len(webin_posts(emu)) == before + 1
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
 def test_ega_refusing_the_password_costs_only_the_ega_source(
-    emulator_process: Any, tmp_path: Path
+    emulator_thread: Any, tmp_path: Path
 ) -> None:
-    emu = emulator_process(Catalog.demo(), "--ega-user", "someone@example.org:right-password")
+    ega_users = EgaOptions(users={"someone@example.org": "right-password"})
+    emu = emulator_thread(Catalog.demo(), ega=ega_users)
     ega = {"ega": {"datasets": ["EGAD00010000805"], "protocol": "data-api"}}
     m = manifest(tmp_path / "m.yaml", emu.endpoints, ega, ena(ENA_RUN))
     env = {"EGA_USERNAME": "someone@example.org", "EGA_PASSWORD": "wrong-password"}
-    run = mirror_cmd("run", str(m), "-q", env=env)
+    run = mirror_main("run", str(m), "-q", env=env)
     # Files were downloaded, so this is not "a credentials error, nothing downloaded" (2).
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr
@@ -266,41 +239,33 @@ def test_ega_refusing_the_password_costs_only_the_ega_source(
     assert_verified(tmp_path / "data", "ena", {ENA_RUN})
     # With nothing else to download, the same refusal is a credentials error.
     alone = manifest(tmp_path / "alone.yaml", emu.endpoints, ega)
-    only = mirror_cmd("run", str(alone), "-q", env=env)
+    only = mirror_main("run", str(alone), "-q", env=env)
     assert only.returncode == 2, only.stderr
     assert len(lines_with("sources[0].ega", only.stderr)) == 1
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-async def test_the_recorded_mgnify_400_is_one_line_with_its_message(tmp_path: Path) -> None:
+def test_the_recorded_mgnify_400_is_one_line_with_its_message(
+    background: Background, tmp_path: Path
+) -> None:
     # The answer MGnify really gives for pipeline_version=5 (recorded), replayed.
     path = "/metagenomics/api/v1/studies/MGYS00000001/analyses"
     recorded = Answer.recorded("mgnify/study_MGYS00000001_analyses_pv5_invalid.json", status=400)
-    async with Replay({path: recorded}) as replay:
-        m = tmp_path / "m.yaml"
-        doc = {
-            "version": 1,
-            "dest": "data",
-            "endpoints": {"mgnify": f"{replay.base}/metagenomics/api/v1"},
-            "sources": [{"mgnify": {"studies": ["MGYS00000001"], "pipeline_version": "6.0"}}],
-        }
-        m.write_text(yaml.safe_dump(doc))
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "mirror",
-            "plan",
-            str(m),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    stderr = err.decode()
-    assert proc.returncode == 1, stderr
+    replay = background.enter(lambda: Replay({path: recorded}))
+    m = tmp_path / "m.yaml"
+    doc = {
+        "version": 1,
+        "dest": "data",
+        "endpoints": {"mgnify": f"{replay.base}/metagenomics/api/v1"},
+        "sources": [{"mgnify": {"studies": ["MGYS00000001"], "pipeline_version": "6.0"}}],
+    }
+    m.write_text(yaml.safe_dump(doc))
+    done = mirror_main("plan", str(m))
+    stderr = done.stderr
+    assert done.returncode == 1, stderr
     assert "Traceback" not in stderr
     line = lines_with("Select a valid choice. 5 is not one of the available choices.", stderr)
     assert len(line) == 1, stderr
     assert "sources[0].mgnify" in line[0]
     assert "HTTP 400" in line[0]
     assert [p for _, p, _, _ in replay.log] == [path]
-    assert out.decode().startswith("0 files")
+    assert done.stdout.startswith("0 files")

@@ -2,19 +2,18 @@
 
 Each test points the ENA ``ena_files`` endpoint at a small misbehaving server on
 loopback written here (or at a closed port) while the emulator plays the Portal, and
-runs the ``mirror`` command line as a user would. Timeouts are real time: a hung
-server is only noticed by waiting for it. The manifests set them short (fractions of
-a second) so each test takes seconds; the same code paths run with the defaults.
+runs the ``mirror`` command line (its ``main``, in this process). Timeouts are real
+time: a hung server is only noticed by waiting for it. The manifests set them short
+(fractions of a second), and the paused host's probes go out sooner, so each test
+takes about a second; the same code paths run with the defaults.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import ssl
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 import yaml
 
 import mirror
-from mirror import RetryPolicy
+from mirror import HttpTuning, RetryPolicy, Tuning
 from mirror._config import HostLimit, Timeouts
 from mirror._exceptions import HostDown, NotConnected, RedirectLoop
 from mirror._http import MAX_REDIRECTS, Breaker, Http
@@ -33,10 +32,16 @@ from mirror.emulator import Catalog, Emulator
 
 from .clock import VirtualClock
 from .conftest import ena_manifest, read_index
+from .inproc import Background, mirror_main, tune_runs
 from .tls import make_ca
 
 #: Short enough for a test, long enough that a loaded machine does not trip them.
 SHORT = {"connect": 1, "read": 0.5, "host_down": 2}
+#: For the runs that wait out a dead host: tenths of a second to notice it and to give up
+#: on it, and the paused host's first probes a tenth of a second apart (a second by
+#: default), so the whole outage plays out in about a second of real time.
+BRIEF = {"connect": 1, "read": 0.3, "host_down": 0.6}
+PROBE_SOON = Tuning(http=HttpTuning(probe_first=0.1))
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -102,30 +107,6 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def cli(
-    *args: str, env: dict[str, str] | None = None, wait: float = 100
-) -> tuple[int, str, str, float]:
-    """Run the command line in a child process: exit code, stdout, stderr, wall time."""
-    started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "mirror",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), wait)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode(), time.monotonic() - started
-
-
 def write_manifest(tmp_path: Path, endpoints: dict[str, str], accession: str, **top: Any) -> Path:
     doc = ena_manifest(endpoints, tmp_path / "data", [accession])
     doc.update(top)
@@ -141,65 +122,77 @@ async def portal(runs: int) -> AsyncIterator[tuple[Emulator, str]]:
         yield emu, catalog.generated_studies[0].study
 
 
-@pytest.mark.slow  # waits out real read timeouts (aiohttp keeps its own clock), in a child process
-async def test_hung_host_fails_its_files_together_in_one_line(tmp_path: Path) -> None:
-    """A host that accepts and never answers, 100 files: paused after a few requests,
+def timed(*args: str) -> tuple[int, str, str, float]:
+    """The command line run in this process: exit code, stdout, stderr, wall time."""
+    started = time.monotonic()
+    done = mirror_main(*args)
+    return done.returncode, done.stdout, done.stderr, time.monotonic() - started
+
+
+def test_hung_host_fails_its_files_together_in_one_line(
+    background: Background, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host that accepts and never answers, 40 files: paused after a few requests,
     probed, then given up on; one line names it, every file is failed with the reason,
     and a re-run (host back) fetches them all."""
-    async with portal(50) as (emu, study), BadHost(never_answer) as bad:
-        endpoints = {**emu.endpoints, "ena_files": bad.base}
-        manifest = write_manifest(tmp_path, endpoints, study, timeouts=SHORT)
-        code, _, err, took = await cli("run", str(manifest))
-        assert code == 1, err
-        host = f"127.0.0.1:{bad.port}"
-        lines = [line for line in err.splitlines() if host in line]
-        assert len(lines) == 1, err
-        assert lines[0].startswith(f"error: {host}: no answer for ")
-        assert lines[0].endswith("; 100 files not downloaded; re-run to retry them")
-        assert "failed:" not in err
-        assert "Traceback" not in err
-        # 8 workers' first requests, then one probe at a time: not 100 × 8 attempts.
-        assert bad.connections <= 16, bad.connections
-        assert took < 30
-        rows = read_index(tmp_path / "data")
-        assert len(rows) == 100
-        assert {r["status"] for r in rows} == {"failed"}
+    emu, study = background.enter(lambda: portal(20))
+    bad = background.enter(lambda: BadHost(never_answer))
+    tune_runs(monkeypatch, PROBE_SOON)
+    endpoints = {**emu.endpoints, "ena_files": bad.base}
+    manifest = write_manifest(tmp_path, endpoints, study, timeouts=BRIEF)
+    code, _, err, took = timed("run", str(manifest))
+    assert code == 1, err
+    host = f"127.0.0.1:{bad.port}"
+    lines = [line for line in err.splitlines() if host in line]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"error: {host}: no answer for ")
+    assert lines[0].endswith("; 40 files not downloaded; re-run to retry them")
+    assert "failed:" not in err
+    assert "Traceback" not in err
+    # 8 workers' first requests, then one probe at a time: not 40 × 8 attempts.
+    assert bad.connections <= 16, bad.connections
+    assert took < 30
+    rows = read_index(tmp_path / "data")
+    assert len(rows) == 40
+    assert {r["status"] for r in rows} == {"failed"}
 
-        _, out, _, _ = await cli("status", str(manifest))
-        reasons = [line for line in out.splitlines() if "\tfailed\t" in line]
-        assert len(reasons) == 100, out
-        assert all(f"{host}: no answer for" in line for line in reasons)
+    _, out, _, _ = timed("status", str(manifest))
+    reasons = [line for line in out.splitlines() if "\tfailed\t" in line]
+    assert len(reasons) == 40, out
+    assert all(f"{host}: no answer for" in line for line in reasons)
 
-        # The host answers again: a re-run retries exactly those files.
-        manifest = write_manifest(tmp_path, emu.endpoints, study, timeouts=SHORT)
-        code, _, err, _ = await cli("run", str(manifest))
-        assert code == 0, err
-        rows = read_index(tmp_path / "data")
-        assert len(rows) == 100
-        assert {r["status"] for r in rows} == {"verified"}
+    # The host answers again: a re-run retries exactly those files.
+    manifest = write_manifest(tmp_path, emu.endpoints, study)
+    code, _, err, _ = timed("run", str(manifest))
+    assert code == 0, err
+    rows = read_index(tmp_path / "data")
+    assert len(rows) == 40
+    assert {r["status"] for r in rows} == {"verified"}
 
 
-@pytest.mark.slow  # 1,000 files through the mirror command in a child process
-async def test_refusing_host_1000_files_fail_in_seconds(tmp_path: Path) -> None:
-    """A host that refuses connections, 1,000 files: one line, exit 1, in seconds.
+def test_refusing_host_200_files_fail_in_seconds(
+    background: Background, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host that refuses connections, 200 files: one line, exit 1, in seconds.
 
     The short timeouts come from the command line here (``--timeout``), not the manifest.
     """
     port = closed_port()
-    async with portal(500) as (emu, study):
-        endpoints = {**emu.endpoints, "ena_files": f"http://127.0.0.1:{port}"}
-        manifest = write_manifest(tmp_path, endpoints, study)
-        flags = [f"--timeout={name}={value}" for name, value in SHORT.items()]
-        code, _, err, took = await cli("run", str(manifest), *flags)
+    emu, study = background.enter(lambda: portal(100))
+    tune_runs(monkeypatch, PROBE_SOON)
+    endpoints = {**emu.endpoints, "ena_files": f"http://127.0.0.1:{port}"}
+    manifest = write_manifest(tmp_path, endpoints, study)
+    flags = [f"--timeout={name}={value}" for name, value in BRIEF.items()]
+    code, _, err, took = timed("run", str(manifest), *flags)
     assert code == 1, err
     lines = [line for line in err.splitlines() if f"127.0.0.1:{port}" in line]
     assert lines == [
-        f"error: {lines[0][7:].split(';')[0]}; 1000 files not downloaded; re-run to retry them"
+        f"error: {lines[0][7:].split(';')[0]}; 200 files not downloaded; re-run to retry them"
     ], err
     assert lines[0].startswith(f"error: 127.0.0.1:{port}: connection refused for ")
-    assert took < 40
+    assert took < 20
     rows = read_index(tmp_path / "data")
-    assert len(rows) == 1000
+    assert len(rows) == 200
     assert {r["status"] for r in rows} == {"failed"}
 
 
@@ -232,8 +225,9 @@ async def test_stalled_body_is_noticed_after_the_read_timeout(tmp_path: Path) ->
     assert took < 10
 
 
-@pytest.mark.slow  # waits out real read timeouts (aiohttp keeps its own clock), in a child process
-async def test_host_whose_every_body_stalls_is_given_up_on(tmp_path: Path) -> None:
+def test_host_whose_every_body_stalls_is_given_up_on(
+    background: Background, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Answers that begin and then stall, 40 files: once no body has arrived whole for
     ``host_down``, the remaining files fail together in one line, instead of each
     waiting out the read timeout on every one of its attempts."""
@@ -244,10 +238,12 @@ async def test_host_whose_every_body_stalls_is_given_up_on(tmp_path: Path) -> No
         await writer.drain()
         await reader.read()
 
-    async with portal(20) as (emu, study), BadHost(stall) as bad:
-        endpoints = {**emu.endpoints, "ena_files": bad.base}
-        manifest = write_manifest(tmp_path, endpoints, study, timeouts=SHORT)
-        code, _, err, took = await cli("run", str(manifest))
+    emu, study = background.enter(lambda: portal(20))
+    bad = background.enter(lambda: BadHost(stall))
+    tune_runs(monkeypatch, PROBE_SOON)
+    endpoints = {**emu.endpoints, "ena_files": bad.base}
+    manifest = write_manifest(tmp_path, endpoints, study, timeouts=BRIEF)
+    code, _, err, took = timed("run", str(manifest))
     assert code == 1, err
     host = f"127.0.0.1:{bad.port}"
     lines = [line for line in err.splitlines() if host in line]
@@ -290,8 +286,7 @@ async def test_final_reason_of_a_changed_remote_file_does_not_say_starting_again
     assert not any(r.endswith("starting again") for r in reasons), reasons
 
 
-@pytest.mark.slow  # the mirror command in a child process, against a redirecting server
-async def test_redirect_loop_ends_after_a_few_hops(tmp_path: Path) -> None:
+def test_redirect_loop_ends_after_a_few_hops(background: Background, tmp_path: Path) -> None:
     """A server that redirects forever: one attempt of MAX_REDIRECTS hops, a reason
     that says "redirect loop", not 8 attempts ending in ``0, message=''``."""
 
@@ -305,10 +300,11 @@ async def test_redirect_loop_ends_after_a_few_hops(tmp_path: Path) -> None:
             )
             await writer.drain()
 
-    async with portal(1) as (emu, study), BadHost(loop) as bad:
-        endpoints = {**emu.endpoints, "ena_files": bad.base}
-        manifest = write_manifest(tmp_path, endpoints, study, timeouts=SHORT, workers=1)
-        code, _, err, _ = await cli("run", str(manifest))
+    emu, study = background.enter(lambda: portal(1))
+    bad = background.enter(lambda: BadHost(loop))
+    endpoints = {**emu.endpoints, "ena_files": bad.base}
+    manifest = write_manifest(tmp_path, endpoints, study, timeouts=SHORT, workers=1)
+    code, _, err, _ = timed("run", str(manifest))
     assert code == 1, err
     failed = [line for line in err.splitlines() if line.startswith("failed:")]
     assert len(failed) == 2, err
@@ -320,21 +316,21 @@ async def test_redirect_loop_ends_after_a_few_hops(tmp_path: Path) -> None:
     assert 2 * MAX_REDIRECTS <= bad.requests <= 2 * (1 + MAX_REDIRECTS)
 
 
-@pytest.mark.slow  # runs the mirror command (and the emulator) in child processes, as a user would
-async def test_untrusted_certificate_fails_at_once_naming_host_and_ssl_cert_file(
-    tmp_path: Path,
+def test_untrusted_certificate_fails_at_once_naming_host_and_ssl_cert_file(
+    background: Background, tmp_path: Path
 ) -> None:
     """A file host whose certificate does not verify, 20 files: one handshake, no
-    retries, and one line that names the host and says how to trust a private CA."""
-    tls = await asyncio.to_thread(make_ca, tmp_path / "ca")  # openssl, off the loop
+    retries, and one line that names the host and says how to trust a private CA.
+    (The test's CA is one no trust store holds, wherever the command runs.)"""
+    tls = make_ca(tmp_path / "ca")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tls.cert, tls.key)
 
-    async with portal(10) as (emu, study), BadHost(never_answer, context) as bad:
-        endpoints = {**emu.endpoints, "ena_files": bad.base}
-        manifest = write_manifest(tmp_path, endpoints, study, workers=1)
-        env = {"SSL_CERT_FILE": "", "SSL_CERT_DIR": ""}
-        code, _, err, took = await cli("run", str(manifest), env=env)
+    emu, study = background.enter(lambda: portal(10))
+    bad = background.enter(lambda: BadHost(never_answer, context))
+    endpoints = {**emu.endpoints, "ena_files": bad.base}
+    manifest = write_manifest(tmp_path, endpoints, study, workers=1)
+    code, _, err, took = timed("run", str(manifest))
     assert code == 1, err
     host = f"127.0.0.1:{bad.port}"
     lines = [line for line in err.splitlines() if host in line]
@@ -460,10 +456,9 @@ def test_timeouts_must_be_positive_numbers(tmp_path: Path) -> None:
         load_manifest({**doc, "timeouts": {"total": 5}})
 
 
-@pytest.mark.slow  # runs the mirror command in child processes, as a user would
-async def test_timeout_option_names_the_bad_value(tmp_path: Path) -> None:
+def test_timeout_option_names_the_bad_value(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, {}, "ERR164407")
-    code, _, err, _ = await cli("plan", str(manifest), "--timeout", "read=soon")
+    code, _, err, _ = timed("plan", str(manifest), "--timeout", "read=soon")
     assert code == 2
     assert err.strip() == (
         "mirror: error: <command line>: --timeout 'read=soon': expected NAME=SECONDS with NAME "

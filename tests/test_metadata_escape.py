@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import re
 from pathlib import Path
 
-import pytest
 import yaml
 from aiohttp import web
 
 from mirror._metadata import MetadataWriter
 
-from .conftest import mirror_cmd
+from .inproc import Background, mirror_main
 from .replay import Answer, Chooser, Replay
 
 HOSTILE = {
@@ -50,9 +48,8 @@ async def test_tabs_newlines_and_backslashes_in_values_are_escaped(tmp_path: Pat
     assert rows[2] == ["ERR1000002", "", "", ""]
 
 
-@pytest.mark.slow  # runs the mirror command in a child process, as a user would
-async def test_a_portal_row_with_a_tab_and_a_carriage_return_stays_one_row(
-    tmp_path: Path,
+def test_a_portal_row_with_a_tab_and_a_carriage_return_stays_one_row(
+    background: Background, tmp_path: Path
 ) -> None:
     fastq = "ftp.sra.ebi.ac.uk/vol1/fastq/ERR100/001/ERR1000001/ERR1000001.fastq.gz"
     row = {**HOSTILE, "fastq_ftp": fastq, "fastq_md5": "0" * 32, "fastq_bytes": "10"}
@@ -67,16 +64,16 @@ async def test_a_portal_row_with_a_tab_and_a_carriage_return_stays_one_row(
         "/portal/returnFields": fields,
         "/portal/search": report,
     }
-    async with Replay(routes) as replay:
-        manifest = tmp_path / "m.yaml"
-        doc = {
-            "version": 1,
-            "dest": str(tmp_path / "data"),
-            "endpoints": {"ena_portal": f"{replay.base}/portal", "ena_files": replay.base},
-            "sources": [{"ena": {"accessions": ["ERR1000001"]}}],
-        }
-        manifest.write_text(yaml.safe_dump(doc))
-        done = await asyncio.to_thread(mirror_cmd, "plan", str(manifest))
+    replay = background.enter(lambda: Replay(routes))
+    manifest = tmp_path / "m.yaml"
+    doc = {
+        "version": 1,
+        "dest": str(tmp_path / "data"),
+        "endpoints": {"ena_portal": f"{replay.base}/portal", "ena_files": replay.base},
+        "sources": [{"ena": {"accessions": ["ERR1000001"]}}],
+    }
+    manifest.write_text(yaml.safe_dump(doc))
+    done = mirror_main("plan", str(manifest))
     assert done.returncode == 0, done.stderr
 
     rows = read_table(tmp_path / "data/metadata/ena/runs.tsv")

@@ -25,8 +25,8 @@ from mirror._state import open_store
 from mirror._state._base import StoredFile
 from tests.replay import RECORDINGS, Answer, Chooser, Replay
 
-from .cli_in_process import mirror_in_process
 from .conftest import FAST_RETRY
+from .inproc import mirror_main
 
 RECORDED = RECORDINGS / "mgnify"
 INDEX: dict[str, dict[str, Any]] = json.loads((RECORDED / "_index.json").read_text())
@@ -112,9 +112,7 @@ def requests(replay: Replay) -> list[str]:
 
 
 async def plan(tmp_path: Path, replay: Replay, **source: Any) -> tuple[int, str, str]:
-    done = await asyncio.to_thread(
-        mirror_in_process, "plan", str(manifest(tmp_path, replay, **source))
-    )
+    done = await asyncio.to_thread(mirror_main, "plan", str(manifest(tmp_path, replay, **source)))
     return done.returncode, done.stdout, done.stderr
 
 
