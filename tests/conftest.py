@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import inspect
 import json
@@ -24,10 +23,8 @@ import pytest
 from mirror import RetryPolicy
 from mirror.emulator import Catalog, Emulator, EnaFile, EnaRun, LogEntry
 
-from .inproc import Cli, ThreadedEmulator, emulator_in_thread
-
 #: ``postgres_server``/``postgres_url``: a real PostgreSQL server for the state store tests;
-#: ``background``: a loop in a thread for servers, beside ``mirror_main``.
+#: ``background``, ``cli``, ``emulator_thread``: the command and servers in this process.
 pytest_plugins = ["tests.postgres", "tests.inproc"]
 
 #: Retries as in production, but with short waits so fault tests stay fast.
@@ -347,16 +344,3 @@ def mixed_expected() -> dict[str, str]:
     for f in analysis.submitted:
         expected[f"ena/{analysis.accession}/{f.path.rsplit('/', 1)[-1]}"] = f.path
     return expected
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """The ``mirror`` command line run in this process (no child's imports to wait for)."""
-    return Cli(monkeypatch)
-
-
-@pytest.fixture
-def emulator_thread() -> Iterator[Callable[..., ThreadedEmulator]]:
-    """A factory: the emulator serving a catalog from a thread (for ``cli``), stopped after."""
-    with contextlib.ExitStack() as stack:
-        yield lambda catalog, **options: stack.enter_context(emulator_in_thread(catalog, **options))

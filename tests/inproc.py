@@ -241,3 +241,16 @@ def emulator_in_thread(catalog: Catalog, **options: Any) -> Iterator[ThreadedEmu
     """Serve ``catalog`` (``options`` as :class:`Emulator` takes them) until the block ends."""
     with serving(Emulator(catalog, **options)) as served:
         yield ThreadedEmulator(served)
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """The ``mirror`` command line run in this process (no child's imports to wait for)."""
+    return Cli(monkeypatch)
+
+
+@pytest.fixture
+def emulator_thread() -> Iterator[Callable[..., ThreadedEmulator]]:
+    """A factory: the emulator serving a catalog from a thread (for ``cli``), stopped after."""
+    with contextlib.ExitStack() as stack:
+        yield lambda catalog, **options: stack.enter_context(emulator_in_thread(catalog, **options))
