@@ -65,6 +65,10 @@ BLOCKING_ALLOWED: dict[str, str] = {
     # its maximum): Thread.start() waits for the new thread to run, which a busy machine
     # can take a quarter of a second to do. Inherent to the default executor.
     ", in _adjust_thread_count\n": "the default executor starting a worker thread",
+    # The same thread start seen from another executor: submit() takes the lock that
+    # every executor holds while it starts a thread (with two loops in one process, as
+    # a test running the command beside its own loop has, the other one may be starting).
+    'concurrent/futures/thread.py", line 162, in submit\n': "another executor starting a thread",
     # The PostgreSQL tests read the server's tables back with psql, between the steps
     # they test: nothing of the product runs on the loop then.
     '/tests/postgres.py", line': "psql run by a PostgreSQL test to check the tables",
