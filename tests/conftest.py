@@ -68,7 +68,7 @@ BLOCKING_ALLOWED: dict[str, str] = {
     # The same thread start seen from another executor: submit() takes the lock that
     # every executor holds while it starts a thread (with two loops in one process, as
     # a test running the command beside its own loop has, the other one may be starting).
-    'concurrent/futures/thread.py", line 162, in submit\n': "another executor starting a thread",
+    "with self._shutdown_lock, _global_shutdown_lock:": "another executor starting a thread",
     # The PostgreSQL tests read the server's tables back with psql, between the steps
     # they test: nothing of the product runs on the loop then.
     '/tests/postgres.py", line': "psql run by a PostgreSQL test to check the tables",
