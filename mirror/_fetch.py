@@ -296,6 +296,13 @@ class _Sink:
             self.sha1.update(data)
         self.size += len(data)
 
+    def finish(self, chunks: list[bytes]) -> None:
+        """Write the last ``chunks`` and close: one trip to a thread for a small file."""
+        try:
+            self.write(chunks)
+        finally:
+            self.close()
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
@@ -375,7 +382,8 @@ async def fetch(
                 transfer or TransferTuning(),
                 pace,
             )
-        await asyncio.to_thread(sink.close)
+        if sink.is_open:
+            await asyncio.to_thread(sink.close)
         if pace is not None and pace.tripped:
             raise StreamSlow(sink.size, sink.md5)
         got = Received(
@@ -423,7 +431,9 @@ async def _receive(
             if offset:
                 logger.info("%s: server sent the whole file; restarting from 0", task.path)
                 started(0)
-            await asyncio.to_thread(sink.restart)
+                await asyncio.to_thread(sink.restart)
+            # From 0, the .part is empty already (opened empty, or restarted when it
+            # held bytes of another file).
             offset = 0
         length = _content_length(resp.headers.get("Content-Length"))
         if task.size is not None and length is not None and offset + length != task.size:
@@ -512,13 +522,14 @@ async def _drain(
     recorded: Awaitable[None] | None,
     batch: list[bytes],
 ) -> None:
-    """Finish the write under way, the record of the ``.part``, and the last batch."""
+    """Finish the write under way, the record of the ``.part``, and the last batch,
+    and close the ``.part``: nothing more is written to it."""
     if pending is not None:
         await pending
     if recorded is not None:
         await recorded
     if batch:
-        await asyncio.get_running_loop().run_in_executor(None, sink.write, batch)
+        await asyncio.get_running_loop().run_in_executor(None, sink.finish, batch)
 
 
 async def finish_part(

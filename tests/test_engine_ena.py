@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -15,6 +17,7 @@ import mirror
 from mirror import RetryPolicy
 from mirror._engine import Engine
 from mirror._manifest import load_manifest
+from mirror._state._sqlite_base import SQLiteBase
 from mirror.emulator import Catalog, Emulator, EnaOptions, Fault, FilesOptions
 
 from .clock import VirtualClock
@@ -77,6 +80,35 @@ async def test_study_sample_and_runs_end_verified_and_rerun_sends_no_file_reques
     await emulator.wait_idle()
     assert (again.verified, again.skipped, again.exit_code) == (len(expected), len(expected), 0)
     assert file_requests(emulator.log[before:]) == []
+
+
+async def test_no_transaction_commits_a_verified_row_before_its_file_is_in_place(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Completions of many files share a transaction: each one in it still names a file
+    # already renamed into place, checked at every commit, inside the transaction.
+    dest = tmp_path / "data"
+    checked: list[str] = []
+    missing: list[str] = []
+    write = SQLiteBase._write
+
+    async def watched(self: SQLiteBase, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        def then_check(db: sqlite3.Connection) -> Any:
+            result = fn(db)
+            for (key,) in db.execute("SELECT key FROM files WHERE status='verified'"):
+                checked.append(key)
+                if not (dest / key).is_file():
+                    missing.append(key)
+            return result
+
+        return await write(self, then_check)
+
+    monkeypatch.setattr(SQLiteBase, "_write", watched)
+    doc = ena_manifest(emulator.endpoints, dest, MIXED, files=["fastq", "submitted"], workers=16)
+    summary = await mirror.run(doc, retry=FAST_RETRY)
+    assert summary.verified == len(mixed_expected()) >= 12
+    assert len(set(checked)) == summary.verified
+    assert missing == []
 
 
 async def test_mirror_events_drive_the_run(emulator: Emulator, tmp_path: Path) -> None:

@@ -294,3 +294,88 @@ async def test_a_store_without_kept_counts_gets_them_on_opening(tmp_path: Path) 
         assert await kept(again) == counted(path)
     finally:
         await again.aclose()
+
+
+async def transactions(store: SQLiteStore) -> list[str]:
+    """Every write transaction the store begins from now on (one entry each)."""
+    begun: list[str] = []
+
+    def trace(db: sqlite3.Connection) -> None:
+        db.set_trace_callback(lambda sql: begun.append(sql) if sql == "BEGIN IMMEDIATE" else None)
+
+    await store._call(trace)
+    return begun
+
+
+async def test_completions_that_arrive_together_share_one_transaction(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "state.sqlite")
+    await store.open()
+    try:
+        a = member("a")
+        generation = await store.join(a, lease=LONG)
+        await store.plan([task(f"f{i}") for i in range(40)], generation)
+        claims = await store.claim(a, generation, 40, lease=LONG)
+        begun = await transactions(store)
+        fences = [c.fence for c in claims]
+        # One of them is no longer this process's: its fence is stale.
+        fences[7] -= 1
+        done = await asyncio.gather(
+            *(
+                store.complete(c.task.key, fence, md5="a" * 32, size=10, verified_by="md5")
+                for c, fence in zip(claims, fences, strict=True)
+            )
+        )
+        assert done == [i != 7 for i in range(40)]
+        # Many workers finishing at once write one transaction, or a few, not one each.
+        assert 1 <= len(begun) <= 3
+        counts = await store.counts(generation)
+        assert counts[TaskStatus.VERIFIED] == (39, 390)
+        assert counts[TaskStatus.RUNNING] == (1, 10)
+    finally:
+        await store.aclose()
+
+
+async def test_one_write_that_fails_leaves_the_others_of_its_transaction(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "state.sqlite")
+    await store.open()
+    try:
+        a = member("a")
+        generation = await store.join(a, lease=LONG)
+        await store.plan([task(f"f{i}") for i in range(5)], generation)
+        claims = await store.claim(a, generation, 5, lease=LONG)
+        # A size SQLite cannot store fails its own completion only.
+        sizes = [10, 10, 2**64, 10, 10]
+        done = await asyncio.gather(
+            *(
+                store.complete(c.task.key, c.fence, md5="a" * 32, size=size, verified_by="md5")
+                for c, size in zip(claims, sizes, strict=True)
+            ),
+            return_exceptions=True,
+        )
+        assert [d if isinstance(d, bool) else type(d) for d in done] == [
+            True,
+            True,
+            StateError,
+            True,
+            True,
+        ]
+        assert (await store.counts(generation))[TaskStatus.VERIFIED] == (4, 40)
+    finally:
+        await store.aclose()
+
+
+async def test_a_completion_asked_for_before_closing_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    store = SQLiteStore(path)
+    await store.open()
+    a = member("a")
+    generation = await store.join(a, lease=LONG)
+    await store.plan([task("a")], generation)
+    (claim,) = await store.claim(a, generation, 1, lease=LONG)
+    pending = asyncio.ensure_future(
+        store.complete(claim.task.key, claim.fence, md5="a" * 32, size=10, verified_by="md5")
+    )
+    await asyncio.sleep(0)
+    await store.aclose()
+    assert await pending
+    assert counted(path)[(generation, "verified")] == (1, 10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import os
 import random
@@ -28,7 +29,7 @@ from mirror._state import Member, open_store
 from mirror.emulator import Emulator, Fault, FilesOptions, md5_of
 
 from .conftest import ena_manifest, file_requests, md5_of_file, one_fastq_catalog, one_stream
-from .scripted import Scripted, cut, ranges
+from .scripted import Scripted, cut, ranges, whole
 from .threaded import serving
 
 PATH = "vol1/fastq/ERR700/001/ERR7000001/ERR7000001.fastq.gz"
@@ -137,6 +138,48 @@ async def test_file_started_carries_the_resume_offset(tmp_path: Path) -> None:
     assert [e.offset for e in second if isinstance(e, FileStarted)] == [held]
     assert requests[-1].range == f"bytes={held}-"
     assert md5_of_file(dest / LOCAL) == md5_of(PATH, size)
+
+
+class CountingPool(concurrent.futures.ThreadPoolExecutor):
+    """The loop's default executor, counting the trips to its threads."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=2)
+        self.trips = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        self.trips += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_a_new_small_file_takes_three_trips_to_a_thread(tmp_path: Path) -> None:
+    # Per small file, each trip to a thread costs the event loop more than the file's
+    # own bytes: open the .part; write, hash and close it; land it.
+    data = random.Random(3).randbytes(256 << 10)
+    dest = tmp_path / "data"
+    final = dest / "x.fastq.gz"
+    store = await open_store(None, dest)
+    pool = CountingPool()
+    try:
+        async with Scripted([whole(data)]) as server, Http(limits) as http:
+            task = FileTask(
+                source="ena",
+                accession="ERR7000003",
+                url=server.url,
+                path="x.fastq.gz",
+                size=len(data),
+                checksum=hashlib.md5(data).hexdigest(),
+            )
+            me = Member(id="test", host="node1", pid=os.getpid())
+            await store.plan([task], await store.join(me, lease=60))
+            asyncio.get_running_loop().set_default_executor(pool)
+            got = await fetch(task, final, http, store)
+            assert pool.trips == 3
+        assert got.md5 == hashlib.md5(data).hexdigest()
+        assert final.read_bytes() == data
+        assert not (dest / "x.fastq.gz.part").exists()
+    finally:
+        await store.aclose()
 
 
 def limits(_host: str) -> HostLimit:

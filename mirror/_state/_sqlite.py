@@ -51,6 +51,8 @@ class SQLiteStore(SQLiteBase):
         self._pull_id = 0
         self._db = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mirror-sqlite")
+        self._queued = []
+        self._writer = None
 
     async def open(self) -> None:
         def connect() -> None:
@@ -84,6 +86,8 @@ class SQLiteStore(SQLiteBase):
                 self._db = None
 
         try:
+            # Writes already asked for land before the connection closes.
+            await self._flush()
             await asyncio.get_running_loop().run_in_executor(self._thread, close)
         finally:
             self._thread.shutdown(wait=False)
@@ -365,7 +369,7 @@ class SQLiteStore(SQLiteBase):
             )
             return [claimed(r) for r in rows]
 
-        return await self._write(claim)
+        return await self._shared(claim)
 
     async def complete(
         self, key: str, fence: int | None, *, md5: str, size: int, verified_by: str
@@ -383,7 +387,7 @@ class SQLiteStore(SQLiteBase):
                 args += (fence,)
             return db.execute(sql, args).rowcount > 0
 
-        return await self._write(complete)
+        return await self._shared(complete)
 
     async def fail(self, key: str, fence: int | None, reason: str) -> bool:
         pull = self._pull_id
@@ -399,7 +403,7 @@ class SQLiteStore(SQLiteBase):
                 args += (fence,)
             return db.execute(sql, args).rowcount > 0
 
-        return await self._write(fail)
+        return await self._shared(fail)
 
     async def mark_pending(self, key: str) -> None:
         pull = self._pull_id
@@ -433,7 +437,7 @@ class SQLiteStore(SQLiteBase):
                 "UPDATE files SET validator=? WHERE pull=? AND key=?", (validator, pull, key)
             )
 
-        await self._write(put)
+        await self._shared(put)
 
     # -- pull-wide bookkeeping ---------------------------------------------------------
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .._exceptions import StateError
 from .._models import TaskStatus
@@ -58,6 +58,12 @@ def patiently(fn: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> 
         pause = min(pause * 1.5, 0.005)
 
 
+def _locked(exc: BaseException) -> bool:
+    """Whether ``exc`` is another process's lock outlasting :data:`BUSY_TIMEOUT`."""
+    code = getattr(exc.__cause__, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 @contextlib.contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[None]:
     """One write transaction: all of the block's statements land, or none.
@@ -85,6 +91,9 @@ class SQLiteBase:
     _pull_id: int
     _db: sqlite3.Connection | None
     _thread: ThreadPoolExecutor
+    #: Writes waiting for the next shared transaction, and the task that writes them.
+    _queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
+    _writer: asyncio.Task[None] | None
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._db is None:
@@ -109,6 +118,66 @@ class SQLiteBase:
                 return fn(db)
 
         return await self._call(write)
+
+    async def _shared(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in a write transaction with the other writes asked for meanwhile.
+
+        Many workers finishing small files at once then cost one commit per batch,
+        not one each, and a lone write waits for nothing. Each ``fn`` sees the rows as
+        the ones before it in the batch left them, as if each ran alone in turn.
+        """
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queued.append((fn, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued())
+        return await done
+
+    async def _write_queued(self) -> None:
+        batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, []
+                fns = [fn for fn, _ in batch]
+
+                def all_of(
+                    db: sqlite3.Connection, fns: list[Callable[[sqlite3.Connection], Any]] = fns
+                ) -> list[Any]:
+                    return [fn(db) for fn in fns]
+
+                try:
+                    results = await self._write(all_of)
+                except Exception as exc:
+                    if len(batch) == 1 or _locked(exc):
+                        # Alone, or the store stayed locked: trying again tells nothing new.
+                        for _, done in batch:
+                            if not done.done():
+                                done.set_exception(exc)
+                        continue
+                    # One of them failed and took the batch with it: each alone again,
+                    # so each caller hears its own outcome.
+                    for fn, done in batch:
+                        try:
+                            result = await self._write(fn)
+                        except Exception as exc:
+                            if not done.done():
+                                done.set_exception(exc)
+                        else:
+                            if not done.done():
+                                done.set_result(result)
+                    continue
+                for (_, done), result in zip(batch, results, strict=True):
+                    if not done.done():  # its caller may have been cancelled meanwhile
+                        done.set_result(result)
+        finally:
+            # Cancelled (the loop is shutting down): no caller waits for ever.
+            for _, done in [*batch, *self._queued]:
+                if not done.done():
+                    done.cancel()
+
+    async def _flush(self) -> None:
+        """Wait until the writes already asked for are written."""
+        if self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
 
     def _describe(self, exc: BaseException, doing: str = "state store") -> str:
         """One line for a failed statement; a full disk says where and how much is left."""
