@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import compileall
 import datetime
 import shutil
 import sys
@@ -146,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     work: Path = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    # ebi-mirror's bytecode written once, as an installed package has it: with
+    # PYTHONDONTWRITEBYTECODE set, every run would compile the package again.
+    compileall.compile_dir(REPO / "mirror", quiet=1)
     suite = Suite(work=work, tools=tools, reps=reps, quick=args.quick, keep=args.keep, say=_say)
     started = datetime.datetime.now(datetime.UTC)
     stamp = results_name(args.machine or machine_name(), args.quick, args.workloads)
