@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 import mirror
+from mirror._fetch import Pace
 from mirror.emulator import Catalog, Emulator, EnaFile, FilesOptions, LogEntry, md5_of
 
 from .conftest import FAST_RETRY, ena_manifest, file_requests, md5_of_file, one_fastq_catalog
@@ -187,6 +188,54 @@ async def test_an_unthrottled_stream_stays_one(tmp_path: Path) -> None:
         requests = [(e.range, e.bytes) for e in file_requests(emu.log)]
     assert (summary.verified, summary.failed) == (1, 0)
     assert requests == [(None, big)]
+
+
+async def test_a_stream_the_cpu_holds_back_stays_one(tmp_path: Path) -> None:
+    # Every stream is "slow" against this threshold, but the emulator serves from the
+    # client's own event loop: the loop is busy generating and receiving the bytes, not
+    # waiting for the socket, so more connections would only share the same core.
+    big = 4 * SIZE
+    path = "vol1/fastq/ERR800/002/ERR8000002/ERR8000002.fastq.gz"
+    async with Emulator(one_fastq_catalog(8, path, big)) as emu:
+        busy = mirror.Tuning(
+            transfer=mirror.TransferTuning(
+                split_below=1 << 40, split_probe=0.02, flush_bytes=256 << 10
+            )
+        )
+        summary = await mirror.run(
+            manifest(emu, tmp_path / "data", 4), retry=FAST_RETRY, tuning=busy
+        )
+        await emu.wait_idle()
+        requests = [(e.range, e.bytes) for e in file_requests(emu.log)]
+    assert (summary.verified, summary.failed) == (1, 0)
+    assert requests == [(None, big)]
+
+
+def test_pace_splits_only_a_stream_that_waits_for_the_socket() -> None:
+    clock = {"busy": 0.0}
+
+    def pace() -> Pace:
+        return Pace(below=100, probe=1.0, size=10_000, busy=lambda: clock["busy"])
+
+    # 10 bytes a second while the loop thread ran (or queued for a CPU) 0.9 s of each
+    # second: the machine, not the link, sets that pace.
+    loaded = pace()
+    assert not loaded.slow(0, 0.0)
+    clock["busy"] = 0.9
+    assert not loaded.slow(10, 1.0)
+    # The same rate with the loop asleep on the socket: a capped connection.
+    capped = pace()
+    clock["busy"] = 0.0
+    assert not capped.slow(0, 0.0)
+    clock["busy"] = 0.1
+    assert capped.slow(10, 1.0)
+    # Asleep, but waiting for its own writes and hashes: the CPU's pace again.
+    hashing = pace()
+    clock["busy"] = 0.0
+    assert not hashing.slow(0, 0.0)
+    hashing.waited(0.7)
+    clock["busy"] = 0.1
+    assert not hashing.slow(10, 1.0)
 
 
 async def test_a_server_that_does_not_serve_ranges_is_never_split(tmp_path: Path) -> None:
