@@ -55,6 +55,7 @@ from ._seam import Received
 from ._tuning import TransferTuning
 
 __all__ = [
+    "SOCKET_SHARE",
     "Fetched",
     "Pace",
     "PartRecord",
@@ -68,6 +69,7 @@ __all__ = [
     "hash_file",
     "parse_content_range",
     "resume_headers",
+    "thread_busy",
 ]
 
 logger = logging.getLogger(__name__)
@@ -165,7 +167,7 @@ class Pace:
     when the event loop spent most of the window waiting for the socket. ``busy()``
     is the loop thread's time on a CPU or waiting for one (a loaded machine), and
     :meth:`waited` adds the time the stream waited for its own writes and hashes;
-    a window in which these leave less than ``_SOCKET_SHARE`` of it to the socket
+    a window in which these leave less than ``SOCKET_SHARE`` of it to the socket
     is the CPU's pace, not the link's.
     """
 
@@ -209,7 +211,7 @@ class Pace:
         self.tripped = (
             rate < self.below
             and self.size - position > rate * self.probe
-            and socket >= _SOCKET_SHARE * elapsed
+            and socket >= SOCKET_SHARE * elapsed
             and self.idle() > 0
         )
         return self.tripped
@@ -218,7 +220,7 @@ class Pace:
 #: The least share of a window a slow stream's loop spends waiting for the socket
 #: before the stream is split: below it, the CPU is the limit, and more connections
 #: would only share the same cores.
-_SOCKET_SHARE = 0.5
+SOCKET_SHARE = 0.5
 
 
 def thread_busy() -> float:

@@ -25,6 +25,7 @@ import concurrent.futures
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any
 from ._dest import SLICES_SUFFIX, Destination, LocalDestination, SizedPart
 from ._exceptions import IncompleteDownload, RemoteFileChanged, TransferError
 from ._fetch import (
+    SOCKET_SHARE,
     Fetched,
     Received,
     StreamSlow,
@@ -41,6 +43,7 @@ from ._fetch import (
     acquire_in_thread,
     finish_part,
     parse_content_range,
+    thread_busy,
 )
 from ._http import Http, redact_url
 from ._models import FileTask
@@ -302,17 +305,20 @@ async def fetch_segmented(
     running = max(1, min(connections, len(todo)))
 
     async def grow(downloads: asyncio.TaskGroup) -> None:
-        """More connections while each runs below ``split_below``, up to ``most``."""
+        """More connections while each runs below ``split_below``, up to ``most``,
+        and the loop waits for the sockets (not the CPU) most of the time."""
         nonlocal running
         assert most is not None
         await first_byte.wait()
-        since, at = loop.time(), arrived
+        since, at, busy_at = loop.time(), arrived, thread_busy()
         while running < most:
             await asyncio.sleep(transfer.split_probe)
-            now = loop.time()
+            now, busy = loop.time(), thread_busy()
             rate = (arrived - at) / (now - since) / running
-            since, at = now, arrived
-            if rate >= transfer.split_below or queue.empty():
+            socket = (now - since) - (busy - busy_at) - digests.take_waited()
+            cpu_bound = socket < SOCKET_SHARE * (now - since)
+            since, at, busy_at = now, arrived, busy
+            if rate >= transfer.split_below or queue.empty() or cpu_bound:
                 continue
             more = min(most - running, queue.qsize())
             logger.info(
@@ -384,6 +390,7 @@ class _InOrder:
         self.queued = start
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._waited = 0.0
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
         if self._pool is None:
@@ -391,8 +398,15 @@ class _InOrder:
         self._pending.append(asyncio.wrap_future(self._pool.submit(fn, *args)))
 
     async def _room(self) -> None:
+        started = time.monotonic()
         while len(self._pending) >= _HASH_AHEAD:
             await self._pending.popleft()
+        self._waited += time.monotonic() - started
+
+    def take_waited(self) -> float:
+        """Seconds slices have waited for the hash since the last call."""
+        waited, self._waited = self._waited, 0.0
+        return waited
 
     async def offer(self, batch: list[bytes | memoryview], position: int, n: int) -> None:
         """``batch`` (``n`` bytes) just landed at ``position``: hashed from memory if

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -151,6 +152,37 @@ async def test_a_file_fetched_in_slices_from_the_start_grows_its_connections(
     ranges = byte_ranges(requests)
     assert ranges == [(a, min(a + (512 << 10), SIZE) - 1) for a in range(0, SIZE, 512 << 10)]
     assert most_at_once(requests) == 4
+
+
+async def test_slices_the_cpu_holds_back_do_not_grow_their_connections(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Sliced over one connection, each slice "slow" against this threshold, but served
+    # from the client's own event loop: the loop is busy, not waiting for the socket,
+    # so more connections would only add buffers on the same core.
+    big = 4 * SIZE
+    path = "vol1/fastq/ERR800/002/ERR8000002/ERR8000002.fastq.gz"
+    sliced = mirror.Tuning(
+        transfer=mirror.TransferTuning(
+            segment_min=1,
+            segment_connections=1,
+            slice=1 << 20,
+            split_below=1 << 40,
+            split_probe=0.02,
+            flush_bytes=256 << 10,
+        )
+    )
+    caplog.set_level(logging.INFO, logger="mirror._segments")
+    async with Emulator(one_fastq_catalog(8, path, big)) as emu:
+        summary = await mirror.run(
+            manifest(emu, tmp_path / "data", 4), retry=FAST_RETRY, tuning=sliced
+        )
+        await emu.wait_idle()
+        requests = file_requests(emu.log)
+    assert (summary.verified, summary.failed) == (1, 0)
+    assert len(requests) == -(-big // (1 << 20))
+    # The engine says when a file's connections grow (``-v``): never here.
+    assert not [r.message for r in caplog.records if "connections at" in r.message]
 
 
 async def test_streams_that_fill_the_hosts_connections_are_not_split(tmp_path: Path) -> None:
