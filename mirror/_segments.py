@@ -375,7 +375,7 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 #: Batches the in-order hash may lag behind before a slice at the frontier waits for it.
-_HASH_AHEAD = 4
+_HASH_AHEAD = 8
 
 
 class _InOrder:

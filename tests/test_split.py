@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 import mirror
+from mirror import _dest
 from mirror._fetch import Pace
 from mirror.emulator import Catalog, Emulator, EnaFile, FilesOptions, LogEntry, md5_of
 
@@ -281,6 +282,7 @@ async def test_a_server_that_does_not_serve_ranges_is_never_split(tmp_path: Path
 CHILD = """
 import asyncio, json, sys
 import mirror
+from mirror import _dest
 from tests.test_split import TUNING
 asyncio.run(mirror.run(json.loads(sys.argv[1]), tuning=TUNING))
 """
@@ -337,3 +339,33 @@ def wait_until(condition: Any, timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         time.sleep(0.01)
+
+
+async def test_a_file_sliced_from_the_start_shares_one_streams_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Four connections to one file hold what one stream holds: each gathers a quarter
+    # of flush_bytes before it writes, not flush_bytes each.
+    big = 4 * SIZE
+    path = "vol1/fastq/ERR800/002/ERR8000002/ERR8000002.fastq.gz"
+    batches: list[int] = []
+    write_at = _dest._LocalSized.write_at
+
+    def recorded(self: Any, chunks: Sequence[bytes | memoryview], position: int) -> None:
+        batches.append(sum(len(c) for c in chunks))
+        write_at(self, chunks, position)
+
+    monkeypatch.setattr(_dest._LocalSized, "write_at", recorded)
+    sliced = mirror.Tuning(
+        transfer=mirror.TransferTuning(
+            segment_min=1, slice=8 << 20, flush_bytes=4 << 20, split_connections=4
+        )
+    )
+    async with Emulator(one_fastq_catalog(8, path, big)) as emu:
+        summary = await mirror.run(
+            manifest(emu, tmp_path / "data", 4), retry=FAST_RETRY, tuning=sliced
+        )
+    assert (summary.verified, summary.failed) == (1, 0)
+    assert sum(batches) == big
+    # A batch is written once it holds a quarter of 4 MiB: at most one piece more.
+    assert max(batches) <= (1 << 20) + IN_FLIGHT
