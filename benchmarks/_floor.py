@@ -101,16 +101,20 @@ def floor_rows(
     *,
     files: int,
     nbytes: int,
+    download: str = "curl",
 ) -> tuple[Row, Row]:
     """The MD5 row and the floor row, each with ebi-mirror's paired ratio to it.
 
     The floor of repetition i is max(curl's wall, MD5's wall) of that repetition; its
-    CPU is curl's plus MD5's, the least CPU a verifying client spends.
+    CPU is curl's plus MD5's, the least CPU a verifying client spends. ``download``
+    names the tool in ``curl`` when another one fetches the file fastest (over a
+    server that caps each connection, one that splits it: aria2c).
     """
+    tool = FLOOR if download == "curl" else f"floor = max({download}, MD5)"
     floors = [
         Measurement(
-            tool=FLOOR,
-            argv=["max(curl wall, MD5 wall)"],
+            tool=tool,
+            argv=[f"max({download} wall, MD5 wall)"],
             wall=max(c.wall, m.wall),
             user=c.cpu + m.cpu,
             sys=0.0,
@@ -128,7 +132,7 @@ def floor_rows(
         ratio=median_ratio(ours, md5),
     )
     floor_row = Row(
-        tool=FLOOR, runs=floors, files=files, bytes=nbytes, ratio=median_ratio(ours, floors)
+        tool=tool, runs=floors, files=files, bytes=nbytes, ratio=median_ratio(ours, floors)
     )
     return md5_row, floor_row
 

@@ -13,11 +13,12 @@ from pathlib import Path
 from mirror.emulator import GeneratedStudy
 
 from ._data import Dataset, prepare
+from ._floor import VERIFYING_CURL, InMemory, floor_rows, hold, verifying_curl
 from ._measure import Measurement
 from ._results import GIB, Row, Target, WorkloadResult
 from ._servers import Emulator, Nginx
 from ._suite import Runner, Suite, flat_location, write_manifest
-from ._transfer import _ARIA2, _list_file, _mirror_runner, _rows, _warm
+from ._transfer import _ARIA2, MIRROR, _list_file, _mirror_runner, _rows, _warm
 
 __all__ = ["w8_throttled"]
 
@@ -31,8 +32,16 @@ PER_FILE = 8
 
 
 def _run(
-    suite: Suite, key: str, ds: Dataset, connections: int, peers: list[str]
+    suite: Suite,
+    key: str,
+    ds: Dataset,
+    connections: int,
+    peers: list[str],
+    data: InMemory | None = None,
+    md5_runs: list[Measurement] | None = None,
 ) -> dict[str, list[Measurement]]:
+    """Every tool's runs; with ``data``, its MD5 in memory after each repetition
+    (into ``md5_runs``) and the verifying curl among the peers."""
     aria2c, curl = suite.tools["aria2c"], suite.tools["curl"]
     wget = suite.tools.get("wget")
     x8 = [f"-x{PER_FILE}", f"-s{PER_FILE}", "-k1M", *_ARIA2]
@@ -84,6 +93,9 @@ def _run(
                 return [curl, "--parallel", "--parallel-max", "16", "-s", "-f", "-K", str(config)]
 
             runners.append(Runner("curl (--parallel 16)", curl_command, flat_location))
+        if data is not None:
+            (spec,) = ds.files
+            runners.append(verifying_curl(curl, urls[0], spec.name, spec.md5))
         if "wget" in peers and wget is not None:
             runners.append(
                 Runner(
@@ -92,7 +104,10 @@ def _run(
                     flat_location,
                 )
             )
-        return suite.alternate(key, ds, runners)
+        if data is None or md5_runs is None:
+            return suite.alternate(key, ds, runners)
+        runs = md5_runs
+        return suite.alternate(key, ds, runners, after_rep=lambda _rep: runs.append(data.measure()))
 
 
 def _part(result: WorkloadResult, label: str, rows: list[Row]) -> None:
@@ -121,8 +136,23 @@ def w8_throttled(suite: Suite) -> WorkloadResult:
     )
     study = GeneratedStudy(index=8, runs=1, files_per_run=1, file_size=big)
     ds = prepare("w8-one", study, suite.www, say=suite.say)
-    results = _run(suite, "W8-one", ds, PER_FILE, ["curl", "wget"])
-    _part(result, "one", _rows(results, ds, "MB/s"))
+    (spec,) = ds.files
+    # The floor's bytes: read before any timing, hashed after each repetition.
+    data = InMemory.from_file(suite.www / spec.path, spec.md5)
+    md5_runs: list[Measurement] = []
+    results = _run(suite, "W8-one", ds, PER_FILE, ["curl", "wget"], data, md5_runs)
+    rows = _rows(results, ds, "MB/s")
+    # Over capped connections the fastest plain download is aria2c's split one.
+    md5_row, floor_row = floor_rows(
+        results[MIRROR],
+        results["aria2c -x8 -s8"],
+        md5_runs,
+        files=1,
+        nbytes=ds.bytes,
+        download="aria2c -x8 -s8",
+    )
+    _part(result, "one", [*rows, md5_row, floor_row])
+    hold(result, floor_row, f"W8 wall {rows[0].tool} / floor", 1.10)
 
     study = GeneratedStudy(index=9, runs=n, files_per_run=1, file_size=each)
     ds = prepare("w8-set", study, suite.www, say=suite.say)
@@ -136,5 +166,10 @@ def w8_throttled(suite: Suite) -> WorkloadResult:
         "stream; the rest is split once the stream is measured below "
         "TransferTuning.split_below. wget fetches one file at a time, so it is left out of "
         "the set."
+    )
+    result.notes.append(
+        "one: floor = max(aria2c -x8 -s8's wall, hashlib.md5's wall over the same bytes in "
+        "memory on one core), per repetition: over capped connections the fastest plain "
+        f"download splits the file; {VERIFYING_CURL} is one capped stream, for reference"
     )
     return result

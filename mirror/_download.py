@@ -278,15 +278,13 @@ class Downloader:
             async def headers() -> Mapping[str, str]:
                 return await hooks.headers(task)
 
-        # A split file's connections share one stream's batch: the memory held in
-        # batches stays what one stream holds, however many files are split at once.
+        # A sliced file's connections share one stream's batch: the memory held in
+        # batches stays what one stream holds, however many files are sliced at once.
         shared = dataclasses.replace(
             self.transfer, flush_bytes=max(_SPLIT_BATCH, self.transfer.flush_bytes // most)
         )
 
-        async def sliced(
-            connections: int, slice_size: int, ahead: StreamSlow | None, *, split: bool = True
-        ) -> Fetched:
+        async def sliced(connections: int, slice_size: int, ahead: StreamSlow | None) -> Fetched:
             return await fetch_segmented(
                 task,
                 final,
@@ -299,7 +297,7 @@ class Downloader:
                 slice_size=_slice_size(slice_size, hooks),
                 connections=connections,
                 dest=self.dest,
-                transfer=shared if split else self.transfer,
+                transfer=shared,
                 ahead=ahead,
                 most=most,
             )
@@ -311,7 +309,6 @@ class Downloader:
                     min(self.transfer.segment_connections, gate.connections),
                     self.transfer.slice,
                     None,
-                    split=False,
                 )
             pace = None
             if splittable and task.size is not None:

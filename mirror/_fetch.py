@@ -15,10 +15,11 @@ what the ``.part`` was started for, it starts again from zero: a server may keep
 ETag, or send none, for a file whose bytes changed.
 
 The hot path is written for throughput: bytes from the socket are gathered into
-batches of ``flush_bytes`` (:class:`TransferTuning`) and each batch is written and
-hashed in a worker thread (hashlib releases the GIL) while the loop receives the next
-one, so MD5 never shares a core with the event loop and there is one thread hop per
-batch, not per socket read. A batch is also written once it is ``flush_seconds`` old,
+batches of ``flush_bytes`` (:class:`TransferTuning`); each batch is written in a worker
+thread and hashed from memory on a thread of the stream's own (hashlib releases the
+GIL) while the loop receives the next one, so MD5 never waits for a write nor shares a
+core with the event loop, no byte is read back from disk, and there is one thread hop
+per batch, not per socket read. A batch is also written once it is ``flush_seconds`` old,
 so a killed process loses at most the bytes of the last half second (and never more
 than one batch) of each file: on a fast link the batch fills first, on a slow one
 the clock writes it.
@@ -27,12 +28,16 @@ the clock writes it.
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import contextlib
 import enum
+import functools
 import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +56,7 @@ from ._seam import Received
 from ._tuning import TransferTuning
 
 __all__ = [
+    "SOCKET_SHARE",
     "Fetched",
     "Pace",
     "PartRecord",
@@ -64,6 +70,7 @@ __all__ = [
     "hash_file",
     "parse_content_range",
     "resume_headers",
+    "thread_busy",
 ]
 
 logger = logging.getLogger(__name__)
@@ -156,32 +163,79 @@ class Pace:
     A stream is never split while ``idle()`` says the host has no connection to
     spare: the other files' streams already fill its cap, and slices would only
     queue behind them.
+
+    Nor is a stream split that this machine holds back: more connections only help
+    when the event loop spent most of the window waiting for the socket. ``busy()``
+    is the loop thread's time on a CPU or waiting for one (a loaded machine), and
+    :meth:`waited` adds the time the stream waited for its own writes and hashes;
+    a window in which these leave less than ``SOCKET_SHARE`` of it to the socket
+    is the CPU's pace, not the link's.
     """
 
     def __init__(
-        self, *, below: int, probe: float, size: int, idle: Callable[[], int] = lambda: 1
+        self,
+        *,
+        below: int,
+        probe: float,
+        size: int,
+        idle: Callable[[], int] = lambda: 1,
+        busy: Callable[[], float] | None = None,
     ) -> None:
         self.below = below
         self.probe = probe
         self.size = size
         self.idle = idle
+        self.busy = busy or thread_busy
         self.tripped = False
         self._since: float | None = None
         self._at = 0
+        self._busy_at = 0.0
+        self._waited = 0.0
+
+    def waited(self, seconds: float) -> None:
+        """The stream waited ``seconds`` for its own writes and hashes."""
+        self._waited += seconds
 
     def slow(self, position: int, now: float) -> bool:
         if self._since is None:
             self._since, self._at = now, position
+            self._busy_at, self._waited = self.busy(), 0.0
             return False
         elapsed = now - self._since
         if elapsed < self.probe:
             return False
         rate = (position - self._at) / elapsed
+        busy = self.busy()
+        socket = elapsed - (busy - self._busy_at) - self._waited
         self._since, self._at = now, position
+        self._busy_at, self._waited = busy, 0.0
         self.tripped = (
-            rate < self.below and self.size - position > rate * self.probe and self.idle() > 0
+            rate < self.below
+            and self.size - position > rate * self.probe
+            and socket >= SOCKET_SHARE * elapsed
+            and self.idle() > 0
         )
         return self.tripped
+
+
+#: The least share of a window a slow stream's loop spends waiting for the socket
+#: before the stream is split: below it, the CPU is the limit, and more connections
+#: would only share the same cores.
+SOCKET_SHARE = 0.5
+
+
+def thread_busy() -> float:
+    """Seconds the calling thread has run on a CPU or waited in a run queue for one.
+
+    Linux reports both in ``/proc/thread-self/schedstat``; elsewhere only the time
+    on a CPU is known.
+    """
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as f:
+            on_cpu, queued, _ = f.read().split()
+        return (int(on_cpu) + int(queued)) / 1e9
+    except (OSError, ValueError):
+        return time.thread_time()
 
 
 #: An extra check run on the complete ``.part`` before the rename (EGA ``/results``).
@@ -285,8 +339,15 @@ class _Sink:
         self.started_at = 0
 
     def write(self, chunks: list[bytes]) -> None:
+        """Write and hash ``chunks`` (one trip to a thread for a short file)."""
+        self.append(chunks)
+        self.digest(chunks)
+
+    def append(self, chunks: list[bytes]) -> None:
         assert self._file is not None
         self._file.append(chunks)
+
+    def digest(self, chunks: list[bytes]) -> None:
         for data in chunks:
             self._update(data)
 
@@ -296,10 +357,14 @@ class _Sink:
             self.sha1.update(data)
         self.size += len(data)
 
-    def finish(self, chunks: list[bytes]) -> None:
-        """Write the last ``chunks`` and close: one trip to a thread for a small file."""
+    def finish(self, chunks: list[bytes], *, hash: bool = True) -> None:
+        """Write (and unless the stream's hash thread does it, hash) the last ``chunks``,
+        and close: one trip to a thread for a small file."""
         try:
-            self.write(chunks)
+            if hash:
+                self.write(chunks)
+            else:
+                self.append(chunks)
         finally:
             self.close()
 
@@ -478,14 +543,19 @@ async def _stream(
     pace: Pace | None = None,
     offset: int = 0,
 ) -> int:
-    """Copy ``chunks`` into ``sink``: one batch in the thread while the next arrives.
+    """Copy ``chunks`` into ``sink`` while the next batch arrives.
 
     Chunks are handed over as a list, not joined: joining would copy every byte once
-    more on the event loop's thread. Nothing is written before ``recorded`` is done.
-    Stops early, after a whole batch, once ``pace`` finds the stream slow.
+    more on the event loop's thread. Each batch is written in a pool thread and
+    hashed from memory on a thread of its own (:class:`_Digests`), so the MD5, the
+    slowest step on most machines, never waits for a write nor shares a core with
+    the loop. A body that fits one batch takes a single trip (write, then hash).
+    Nothing is written before ``recorded`` is done. Stops early, after a whole
+    batch, once ``pace`` finds the stream slow.
     """
     loop = asyncio.get_running_loop()
     pending: asyncio.Future[None] | None = None
+    digests = _Digests(sink)
     batch: list[bytes] = []
     size = received = 0
     flush_bytes, flush_seconds = transfer.flush_bytes, transfer.flush_seconds
@@ -497,23 +567,68 @@ async def _stream(
             # Reported as it arrives, not per batch: a display moves with the bytes.
             progress(len(chunk))
             if size >= flush_bytes or loop.time() >= due:
+                before = loop.time()
                 if pending is not None:
                     await pending
                 if recorded is not None:
                     await recorded
                     recorded = None
-                pending = loop.run_in_executor(None, sink.write, batch)
+                await digests.room()
+                pending = loop.run_in_executor(None, sink.append, batch)
+                digests.add(batch)
                 received += size
                 batch, size = [], 0
                 now = loop.time()
                 due = now + flush_seconds
-                if pace is not None and pace.slow(offset + received, now):
-                    break
+                if pace is not None:
+                    pace.waited(now - before)
+                    if pace.slow(offset + received, now):
+                        break
     finally:
         # Whatever arrived is good bytes: keep it for the resume, even on error, and
         # even when cancelled again while it is being written.
-        await _to_the_end(_drain(sink, pending, recorded, batch))
+        await _to_the_end(_drain(sink, pending, recorded, batch, digests))
     return received + size
+
+
+#: Batches a stream's hash may lag behind its writes before the stream waits for it.
+_HASH_AHEAD = 2
+
+
+class _Digests:
+    """A stream's digests, updated from its batches in order on a thread of its own.
+
+    The thread is started with the stream's second batch: a short file's one batch
+    is written and hashed in a single trip instead.
+    """
+
+    def __init__(self, sink: _Sink) -> None:
+        self._sink = sink
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
+    async def room(self) -> None:
+        """Wait until the hash is at most ``_HASH_AHEAD`` batches behind."""
+        while len(self._pending) >= _HASH_AHEAD:
+            await self._pending.popleft()
+
+    def add(self, batch: list[bytes]) -> None:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="digest")
+        self._pending.append(asyncio.wrap_future(self._pool.submit(self._sink.digest, batch)))
+
+    async def wait(self) -> None:
+        """Every batch added is hashed (then the thread ends)."""
+        try:
+            while self._pending:
+                await self._pending.popleft()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
 
 
 async def _drain(
@@ -521,15 +636,24 @@ async def _drain(
     pending: Awaitable[None] | None,
     recorded: Awaitable[None] | None,
     batch: list[bytes],
+    digests: _Digests,
 ) -> None:
-    """Finish the write under way, the record of the ``.part``, and the last batch,
-    and close the ``.part``: nothing more is written to it."""
-    if pending is not None:
-        await pending
-    if recorded is not None:
-        await recorded
-    if batch:
-        await asyncio.get_running_loop().run_in_executor(None, sink.finish, batch)
+    """Finish the write under way, the record of the ``.part``, the last batch and
+    the hash of every batch, and close the ``.part``: nothing more is written to it."""
+    try:
+        if pending is not None:
+            await pending
+        if recorded is not None:
+            await recorded
+        if batch:
+            loop = asyncio.get_running_loop()
+            if digests.started:
+                digests.add(batch)
+                await loop.run_in_executor(None, functools.partial(sink.finish, batch, hash=False))
+            else:
+                await loop.run_in_executor(None, sink.finish, batch)
+    finally:
+        await digests.wait()
 
 
 async def finish_part(

@@ -8,8 +8,10 @@ this is ours, with two differences that matter to an overnight pull:
   (``NAME.part.slices``), written after the bytes it describes, so a killed run
   resumes every slice where it stopped. (pyega3 restarts a slice from zero.)
 * **MD5 over the file in order, overlapped with the download.** A hasher follows the
-  contiguous prefix (the "frontier") as slices fill in, re-reading it from the page
-  cache in a thread; once the last byte lands, only the unhashed tail is left.
+  contiguous prefix (the "frontier") as slices fill in, on a thread of its own. The
+  slice writing at the frontier hands its batches over from memory as they land; only
+  bytes that landed ahead of the frontier are read back (from the page cache) once it
+  reaches them. When the last byte lands, little is left to hash.
 
 A server that answers a ranged request with 200 does not do ranges: we raise
 :class:`RangesUnsupported` and the caller falls back to one stream.
@@ -18,23 +20,30 @@ A server that answers a ranged request with 200 does not do ranges: we raise
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ._dest import SLICES_SUFFIX, Destination, LocalDestination, SizedPart
 from ._exceptions import IncompleteDownload, RemoteFileChanged, TransferError
 from ._fetch import (
+    SOCKET_SHARE,
     Fetched,
     Received,
     StreamSlow,
     Verifier,
+    _to_the_end,
     acquire_in_thread,
     finish_part,
     parse_content_range,
+    thread_busy,
 )
 from ._http import Http, redact_url
 from ._models import FileTask
@@ -180,6 +189,7 @@ async def fetch_segmented(
     held = await acquire_in_thread(dest.open_sized, part, size, fresh)
     started(sum(state.done))
     loop = asyncio.get_running_loop()
+    digests = _InOrder(md5, held, hashed_from)
     frontier_moved = asyncio.Event()
     received = 0
     arrived = 0
@@ -242,6 +252,7 @@ async def fetch_segmented(
                 now = loop.time()
                 if size_ >= flush_bytes or position + size_ >= end or now >= due:
                     await loop.run_in_executor(None, held.write_at, batch, position)
+                    await digests.offer(batch, position, size_)
                     position += size_
                     state.done[index] = position - start
                     received += size_
@@ -258,6 +269,7 @@ async def fetch_segmented(
                         break
             if batch:
                 await loop.run_in_executor(None, held.write_at, batch, position)
+                await digests.offer(batch, position, size_)
                 position += size_
                 state.done[index] = position - start
                 received += size_
@@ -270,15 +282,16 @@ async def fetch_segmented(
             )
 
     async def hasher() -> None:
-        hashed = hashed_from
-        while hashed < size:
+        # Bytes that landed ahead of the frontier are read back once it reaches them.
+        while digests.queued < size:
             target = contiguous()
-            if target > hashed:
-                hashed = await asyncio.to_thread(_hash_range, held, md5, hashed, target)
+            if target > digests.queued:
+                await digests.read_back(target)
                 continue
             frontier_moved.clear()
-            if contiguous() == hashed:
+            if contiguous() == digests.queued:
                 await frontier_moved.wait()
+        await digests.wait()
 
     todo = [i for i, (start, end) in enumerate(slices) if start + state.done[i] < end]
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -292,17 +305,20 @@ async def fetch_segmented(
     running = max(1, min(connections, len(todo)))
 
     async def grow(downloads: asyncio.TaskGroup) -> None:
-        """More connections while each runs below ``split_below``, up to ``most``."""
+        """More connections while each runs below ``split_below``, up to ``most``,
+        and the loop waits for the sockets (not the CPU) most of the time."""
         nonlocal running
         assert most is not None
         await first_byte.wait()
-        since, at = loop.time(), arrived
+        since, at, busy_at = loop.time(), arrived, thread_busy()
         while running < most:
             await asyncio.sleep(transfer.split_probe)
-            now = loop.time()
+            now, busy = loop.time(), thread_busy()
             rate = (arrived - at) / (now - since) / running
-            since, at = now, arrived
-            if rate >= transfer.split_below or queue.empty():
+            socket = (now - since) - (busy - busy_at) - digests.take_waited()
+            cpu_bound = socket < SOCKET_SHARE * (now - since)
+            since, at, busy_at = now, arrived, busy
+            if rate >= transfer.split_below or queue.empty() or cpu_bound:
                 continue
             more = min(most - running, queue.qsize())
             logger.info(
@@ -331,7 +347,11 @@ async def fetch_segmented(
     except BaseExceptionGroup as group:
         raise _first(group) from None
     finally:
-        await asyncio.to_thread(held.close)
+        try:
+            # The thread may be reading the .part: it finishes before the file closes.
+            await _to_the_end(digests.wait())
+        finally:
+            await asyncio.to_thread(held.close)
     got = Received(md5=md5.hexdigest(), size=size, path=part, offset=0)
     fetched = await finish_part(task, final, got, received, verifier, commit, dest)
     await asyncio.to_thread(dest.drop, sidecar)
@@ -352,6 +372,73 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
         if isinstance(exc, TransferError):
             return exc
     return leaves[0]
+
+
+#: Batches the in-order hash may lag behind before a slice at the frontier waits for it.
+_HASH_AHEAD = 8
+
+
+class _InOrder:
+    """A file's MD5 in byte order, on a thread of its own: batches handed over from
+    memory when they start where the hash stands (``queued``), ranges read back from
+    the ``.part`` otherwise. Each piece is queued on the loop, so they hash in order."""
+
+    def __init__(self, md5: hashlib._Hash, held: SizedPart, start: int) -> None:
+        self.md5 = md5
+        self.held = held
+        #: Bytes handed to the thread (hashed, or queued to be).
+        self.queued = start
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._waited = 0.0
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="digest")
+        self._pending.append(asyncio.wrap_future(self._pool.submit(fn, *args)))
+
+    async def _room(self) -> None:
+        started = time.monotonic()
+        while len(self._pending) >= _HASH_AHEAD:
+            await self._pending.popleft()
+        self._waited += time.monotonic() - started
+
+    def take_waited(self) -> float:
+        """Seconds slices have waited for the hash since the last call."""
+        waited, self._waited = self._waited, 0.0
+        return waited
+
+    async def offer(self, batch: list[bytes | memoryview], position: int, n: int) -> None:
+        """``batch`` (``n`` bytes) just landed at ``position``: hashed from memory if
+        the hash stands there."""
+        if position != self.queued:
+            return
+        await self._room()
+        if position == self.queued:
+            self._submit(_hash_batch, self.md5, batch)
+            self.queued += n
+
+    async def read_back(self, end: int) -> None:
+        """Queue the bytes from ``queued`` to ``end``, read from the ``.part``."""
+        await self._room()
+        start, self.queued = self.queued, max(self.queued, end)
+        if end > start:
+            self._submit(_hash_range, self.held, self.md5, start, end)
+
+    async def wait(self) -> None:
+        """Every queued piece is hashed (then the thread ends)."""
+        try:
+            while self._pending:
+                await self._pending.popleft()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+                self._pool = None
+
+
+def _hash_batch(md5: hashlib._Hash, batch: list[bytes | memoryview]) -> None:
+    for piece in batch:
+        md5.update(piece)
 
 
 def _hash_range(held: SizedPart, md5: hashlib._Hash, start: int, end: int) -> int:

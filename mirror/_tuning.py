@@ -44,8 +44,9 @@ class TransferTuning:
     #: A stream slower than this many bytes a second (a server that caps each
     #: connection, as the archives' do) is joined by more connections: the rest of its
     #: file is split into Range slices, up to ``split_connections`` and the host's
-    #: ``connections``. Lower: only very slow streams split; higher: a stream the CPU
-    #: (not the server) holds back may split too, for no gain.
+    #: ``connections``. Lower: only very slow streams split; higher: more streams
+    #: split. A stream the CPU (not the server) holds back never splits: the event
+    #: loop must have waited for the socket most of the measured time.
     split_below: int = 64 << 20
     #: Seconds of a stream's body measured before it may be split (and between later
     #: looks). Shorter: a throttled file gains its connections sooner; longer: a

@@ -70,6 +70,19 @@ def test_floor_is_the_slower_of_curl_and_md5_per_repetition() -> None:
     assert "0 of 1 targets met" in table
 
 
+def test_a_floor_over_another_download_is_named_for_it() -> None:
+    # Over a server that caps each connection the fastest plain download splits the
+    # file: the floor is taken from that tool's runs and says so.
+    ours = [_run("ebi-mirror", 3.0)]
+    aria2 = [_run("aria2c -x8 -s8", 2.5)]
+    md5 = [_run(MD5_IN_MEMORY, 2.0)]
+    _, floor_row = floor_rows(ours, aria2, md5, files=1, nbytes=1 << 30, download="aria2c -x8 -s8")
+    assert floor_row.tool == "floor = max(aria2c -x8 -s8, MD5)"
+    assert [m.wall for m in floor_row.runs] == [2.5]
+    assert floor_row.runs[0].argv == ["max(aria2c -x8 -s8 wall, MD5 wall)"]
+    assert floor_row.ratio == pytest.approx(3.0 / 2.5)
+
+
 def test_verifying_curl_fails_on_a_wrong_sum(tmp_path: Path) -> None:
     source = tmp_path / "source.bin"
     source.write_bytes(DATA)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from mirror import _segments
 from mirror._config import HostLimit
+from mirror._dest import LocalDestination, SizedPart
 from mirror._http import Http
 from mirror._models import FileTask
 from mirror._tuning import TransferTuning
@@ -130,3 +132,54 @@ async def test_slices_of_a_file_whose_md5_changed_are_not_joined(tmp_path: Path)
     assert got.md5 == md5_of(PATH, SIZE)
     assert final.read_bytes() == body
     assert len(ranges) == count
+
+
+class _CountingDest(LocalDestination):
+    """The local file system, counting the bytes read back from a sliced ``.part``."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.read_back = 0
+
+    def open_sized(self, part: Path, size: int, fresh: bool) -> SizedPart:
+        held = super().open_sized(part, size, fresh)
+        outer = self
+
+        class Counting:
+            def write_at(self, chunks: Sequence[bytes | memoryview], position: int) -> None:
+                held.write_at(chunks, position)
+
+            def read_at(self, position: int, n: int) -> bytes:
+                data = held.read_at(position, n)
+                outer.read_back += len(data)
+                return data
+
+            def close(self) -> None:
+                held.close()
+
+        return Counting()
+
+
+async def test_slices_landing_at_the_frontier_are_hashed_from_memory(tmp_path: Path) -> None:
+    # One connection: every batch lands where the hash stands, so no byte is read
+    # back from the .part to hash it; the digest is still the file's.
+    async with Emulator(catalog()) as emu, Http(limits) as http:
+        final = tmp_path / "out" / "ERR6000001.fastq.gz"
+        final.parent.mkdir()
+        dest = _CountingDest(final.parent)
+        got = await asyncio.wait_for(
+            _segments.fetch_segmented(
+                task(emu),
+                final,
+                http,
+                connections=1,
+                slice_size=SLICE,
+                transfer=SMALL_BATCHES,
+                dest=dest,
+            ),
+            timeout=30,
+        )
+        body = emu.ena.file_bytes(PATH)
+    assert got.md5 == md5_of(PATH, SIZE)
+    assert final.read_bytes() == body
+    assert dest.read_back == 0

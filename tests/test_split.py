@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -22,6 +23,8 @@ from typing import Any
 import pytest
 
 import mirror
+from mirror import _dest
+from mirror._fetch import Pace
 from mirror.emulator import Catalog, Emulator, EnaFile, FilesOptions, LogEntry, md5_of
 
 from .conftest import FAST_RETRY, ena_manifest, file_requests, md5_of_file, one_fastq_catalog
@@ -152,6 +155,37 @@ async def test_a_file_fetched_in_slices_from_the_start_grows_its_connections(
     assert most_at_once(requests) == 4
 
 
+async def test_slices_the_cpu_holds_back_do_not_grow_their_connections(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Sliced over one connection, each slice "slow" against this threshold, but served
+    # from the client's own event loop: the loop is busy, not waiting for the socket,
+    # so more connections would only add buffers on the same core.
+    big = 4 * SIZE
+    path = "vol1/fastq/ERR800/002/ERR8000002/ERR8000002.fastq.gz"
+    sliced = mirror.Tuning(
+        transfer=mirror.TransferTuning(
+            segment_min=1,
+            segment_connections=1,
+            slice=1 << 20,
+            split_below=1 << 40,
+            split_probe=0.02,
+            flush_bytes=256 << 10,
+        )
+    )
+    caplog.set_level(logging.INFO, logger="mirror._segments")
+    async with Emulator(one_fastq_catalog(8, path, big)) as emu:
+        summary = await mirror.run(
+            manifest(emu, tmp_path / "data", 4), retry=FAST_RETRY, tuning=sliced
+        )
+        await emu.wait_idle()
+        requests = file_requests(emu.log)
+    assert (summary.verified, summary.failed) == (1, 0)
+    assert len(requests) == -(-big // (1 << 20))
+    # The engine says when a file's connections grow (``-v``): never here.
+    assert not [r.message for r in caplog.records if "connections at" in r.message]
+
+
 async def test_streams_that_fill_the_hosts_connections_are_not_split(tmp_path: Path) -> None:
     # Two files, two workers, a host of two connections: both streams are slow, but
     # slices could only queue behind the other file's stream.
@@ -189,6 +223,54 @@ async def test_an_unthrottled_stream_stays_one(tmp_path: Path) -> None:
     assert requests == [(None, big)]
 
 
+async def test_a_stream_the_cpu_holds_back_stays_one(tmp_path: Path) -> None:
+    # Every stream is "slow" against this threshold, but the emulator serves from the
+    # client's own event loop: the loop is busy generating and receiving the bytes, not
+    # waiting for the socket, so more connections would only share the same core.
+    big = 4 * SIZE
+    path = "vol1/fastq/ERR800/002/ERR8000002/ERR8000002.fastq.gz"
+    async with Emulator(one_fastq_catalog(8, path, big)) as emu:
+        busy = mirror.Tuning(
+            transfer=mirror.TransferTuning(
+                split_below=1 << 40, split_probe=0.02, flush_bytes=256 << 10
+            )
+        )
+        summary = await mirror.run(
+            manifest(emu, tmp_path / "data", 4), retry=FAST_RETRY, tuning=busy
+        )
+        await emu.wait_idle()
+        requests = [(e.range, e.bytes) for e in file_requests(emu.log)]
+    assert (summary.verified, summary.failed) == (1, 0)
+    assert requests == [(None, big)]
+
+
+def test_pace_splits_only_a_stream_that_waits_for_the_socket() -> None:
+    clock = {"busy": 0.0}
+
+    def pace() -> Pace:
+        return Pace(below=100, probe=1.0, size=10_000, busy=lambda: clock["busy"])
+
+    # 10 bytes a second while the loop thread ran (or queued for a CPU) 0.9 s of each
+    # second: the machine, not the link, sets that pace.
+    loaded = pace()
+    assert not loaded.slow(0, 0.0)
+    clock["busy"] = 0.9
+    assert not loaded.slow(10, 1.0)
+    # The same rate with the loop asleep on the socket: a capped connection.
+    capped = pace()
+    clock["busy"] = 0.0
+    assert not capped.slow(0, 0.0)
+    clock["busy"] = 0.1
+    assert capped.slow(10, 1.0)
+    # Asleep, but waiting for its own writes and hashes: the CPU's pace again.
+    hashing = pace()
+    clock["busy"] = 0.0
+    assert not hashing.slow(0, 0.0)
+    hashing.waited(0.7)
+    clock["busy"] = 0.1
+    assert not hashing.slow(10, 1.0)
+
+
 async def test_a_server_that_does_not_serve_ranges_is_never_split(tmp_path: Path) -> None:
     requests = await fetch_one(
         tmp_path, FilesOptions(bandwidth=3 * RATE, range_support=False), connections=4
@@ -200,6 +282,7 @@ async def test_a_server_that_does_not_serve_ranges_is_never_split(tmp_path: Path
 CHILD = """
 import asyncio, json, sys
 import mirror
+from mirror import _dest
 from tests.test_split import TUNING
 asyncio.run(mirror.run(json.loads(sys.argv[1]), tuning=TUNING))
 """
@@ -256,3 +339,33 @@ def wait_until(condition: Any, timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         time.sleep(0.01)
+
+
+async def test_a_file_sliced_from_the_start_shares_one_streams_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Four connections to one file hold what one stream holds: each gathers a quarter
+    # of flush_bytes before it writes, not flush_bytes each.
+    big = 4 * SIZE
+    path = "vol1/fastq/ERR800/002/ERR8000002/ERR8000002.fastq.gz"
+    batches: list[int] = []
+    write_at = _dest._LocalSized.write_at
+
+    def recorded(self: Any, chunks: Sequence[bytes | memoryview], position: int) -> None:
+        batches.append(sum(len(c) for c in chunks))
+        write_at(self, chunks, position)
+
+    monkeypatch.setattr(_dest._LocalSized, "write_at", recorded)
+    sliced = mirror.Tuning(
+        transfer=mirror.TransferTuning(
+            segment_min=1, slice=8 << 20, flush_bytes=4 << 20, split_connections=4
+        )
+    )
+    async with Emulator(one_fastq_catalog(8, path, big)) as emu:
+        summary = await mirror.run(
+            manifest(emu, tmp_path / "data", 4), retry=FAST_RETRY, tuning=sliced
+        )
+    assert (summary.verified, summary.failed) == (1, 0)
+    assert sum(batches) == big
+    # A batch is written once it holds a quarter of 4 MiB: at most one piece more.
+    assert max(batches) <= (1 << 20) + IN_FLIGHT

@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mirror import RetryPolicy
+from mirror import RetryPolicy, _fetch
 from mirror._config import HostLimit
 from mirror._engine import Engine
 from mirror._exceptions import ConnectionFailed
@@ -26,6 +27,7 @@ from mirror._http import Http
 from mirror._manifest import load_manifest
 from mirror._models import Event, FileStarted, FileTask
 from mirror._state import Member, open_store
+from mirror._tuning import TransferTuning
 from mirror.emulator import Emulator, Fault, FilesOptions, md5_of
 
 from .conftest import ena_manifest, file_requests, md5_of_file, one_fastq_catalog, one_stream
@@ -252,3 +254,59 @@ def wait_until(condition: Any, what: str, timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)
+
+
+@pytest.mark.parametrize("size", [3_000_000, 40_000])
+async def test_a_stream_hashes_from_memory_on_a_thread_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    # A body of many batches: each batch is written in a pool thread and hashed from
+    # memory on one thread of the stream's own, in order, never read back. A body of
+    # one batch is written and hashed in a single trip to a thread.
+    data = random.Random(size).randbytes(size)
+    calls: list[tuple[str, str, int]] = []
+    original_append, original_digest = _fetch._Sink.append, _fetch._Sink.digest
+
+    def append(self: Any, chunks: list[bytes]) -> None:
+        calls.append(("write", threading.current_thread().name, sum(map(len, chunks))))
+        original_append(self, chunks)
+
+    def digest(self: Any, chunks: list[bytes]) -> None:
+        calls.append(("hash", threading.current_thread().name, sum(map(len, chunks))))
+        original_digest(self, chunks)
+
+    monkeypatch.setattr(_fetch._Sink, "append", append)
+    monkeypatch.setattr(_fetch._Sink, "digest", digest)
+    monkeypatch.setattr(
+        _fetch._Sink, "hash_held", lambda self: pytest.fail("bytes read back to hash")
+    )
+    final = tmp_path / "data" / "x.fastq.gz"
+    store = await open_store(None, tmp_path / "data")
+    try:
+        async with Scripted([ranges(data)]) as server, Http(limits) as http:
+            task = FileTask(
+                source="ena",
+                accession="ERR7000003",
+                url=server.url,
+                path="x.fastq.gz",
+                size=size,
+                checksum=hashlib.md5(data).hexdigest(),
+            )
+            got = await fetch(
+                task, final, http, store, transfer=TransferTuning(flush_bytes=256 << 10)
+            )
+    finally:
+        await store.aclose()
+    assert got.md5 == hashlib.md5(data).hexdigest()
+    assert final.read_bytes() == data
+    hashed = [(name, n) for kind, name, n in calls if kind == "hash"]
+    written = [(name, n) for kind, name, n in calls if kind == "write"]
+    assert sum(n for _, n in hashed) == sum(n for _, n in written) == size
+    if size > 256 << 10:
+        assert len(hashed) > 1
+        (hasher,) = {name for name, _ in hashed}
+        assert hasher not in {name for name, _ in written}
+    else:
+        # One trip: the write, then the hash, on the same thread.
+        assert [kind for kind, _, _ in calls] == ["write", "hash"]
+        assert calls[0][1] == calls[1][1]
