@@ -23,10 +23,11 @@ from ._exceptions import (
     Retryable,
     TransferError,
 )
-from ._fetch import Fetched, Pace, PartSliced, StreamSlow, fetch
+from ._fetch import Fetched, PartSliced, fetch
 from ._http import Http, host_key, redact_url
 from ._meter import RateMeter
 from ._models import Event, FileFailed, FileStarted, FileTask, FileVerified
+from ._pace import Pace, StreamSlow
 from ._retry import Retry, Retrying, RetryPolicy
 from ._seam import FileHooks
 from ._segments import RangesUnsupported, fetch_segmented

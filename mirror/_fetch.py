@@ -28,22 +28,15 @@ the clock writes it.
 from __future__ import annotations
 
 import asyncio
-import collections
-import concurrent.futures
 import contextlib
-import enum
-import functools
-import hashlib
 import json
 import logging
-import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-from ._dest import SLICES_SUFFIX, Destination, LocalDestination, PartFile
+from ._dest import Destination, LocalDestination
 from ._exceptions import (
     ChecksumMismatch,
     IncompleteDownload,
@@ -52,31 +45,26 @@ from ._exceptions import (
 )
 from ._http import Http, redact_url
 from ._models import FileTask
+from ._pace import Pace, StreamSlow
+from ._ranges import RangeAction, content_length, decide, resume_headers
 from ._seam import Received
+from ._sink import Digests, Sink, drain
+from ._tasks import acquire_in_thread, to_the_end
 from ._tuning import TransferTuning
 
 __all__ = [
-    "SOCKET_SHARE",
     "Fetched",
-    "Pace",
     "PartRecord",
     "PartSliced",
-    "RangeAction",
     "Received",
-    "StreamSlow",
-    "decide",
+    "Verifier",
     "fetch",
     "finish_part",
     "hash_file",
-    "parse_content_range",
-    "resume_headers",
-    "thread_busy",
 ]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
 class Validators(Protocol):
@@ -138,240 +126,17 @@ class PartRecord:
         return (self.checksum, self.size) == (other.checksum, other.size)
 
 
-class StreamSlow(Exception):
-    """A stream ran below its share and stopped: the ``.part`` holds its first ``held``
-    bytes, in order, and ``md5`` is their digest so far."""
-
-    def __init__(self, held: int, md5: hashlib._Hash) -> None:
-        super().__init__(f"stream slow after {held} bytes")
-        self.held = held
-        self.md5 = md5
-
-
 class PartSliced(Exception):
     """The ``.part`` is a split file's (its slice record is beside it): resume its slices."""
-
-
-class Pace:
-    """Watches one stream's rate: :meth:`slow` says when the rest of its file is worth
-    splitting over more connections.
-
-    The rate is measured over windows of at least ``probe`` seconds, from the first
-    batch written (the request's own latency is not the stream's pace). A stream
-    below ``below`` bytes a second, with more left than one more window would bring,
-    is slow; one window is enough, so a throttled file gains its connections early.
-    A stream is never split while ``idle()`` says the host has no connection to
-    spare: the other files' streams already fill its cap, and slices would only
-    queue behind them.
-
-    Nor is a stream split that this machine holds back: more connections only help
-    when the event loop spent most of the window waiting for the socket. ``busy()``
-    is the loop thread's time on a CPU or waiting for one (a loaded machine), and
-    :meth:`waited` adds the time the stream waited for its own writes and hashes;
-    a window in which these leave less than ``SOCKET_SHARE`` of it to the socket
-    is the CPU's pace, not the link's.
-    """
-
-    def __init__(
-        self,
-        *,
-        below: int,
-        probe: float,
-        size: int,
-        idle: Callable[[], int] = lambda: 1,
-        busy: Callable[[], float] | None = None,
-    ) -> None:
-        self.below = below
-        self.probe = probe
-        self.size = size
-        self.idle = idle
-        self.busy = busy or thread_busy
-        self.tripped = False
-        self._since: float | None = None
-        self._at = 0
-        self._busy_at = 0.0
-        self._waited = 0.0
-
-    def waited(self, seconds: float) -> None:
-        """The stream waited ``seconds`` for its own writes and hashes."""
-        self._waited += seconds
-
-    def slow(self, position: int, now: float) -> bool:
-        if self._since is None:
-            self._since, self._at = now, position
-            self._busy_at, self._waited = self.busy(), 0.0
-            return False
-        elapsed = now - self._since
-        if elapsed < self.probe:
-            return False
-        rate = (position - self._at) / elapsed
-        busy = self.busy()
-        socket = elapsed - (busy - self._busy_at) - self._waited
-        self._since, self._at = now, position
-        self._busy_at, self._waited = busy, 0.0
-        self.tripped = (
-            rate < self.below
-            and self.size - position > rate * self.probe
-            and socket >= SOCKET_SHARE * elapsed
-            and self.idle() > 0
-        )
-        return self.tripped
-
-
-#: The least share of a window a slow stream's loop spends waiting for the socket
-#: before the stream is split: below it, the CPU is the limit, and more connections
-#: would only share the same cores.
-SOCKET_SHARE = 0.5
-
-
-def thread_busy() -> float:
-    """Seconds the calling thread has run on a CPU or waited in a run queue for one.
-
-    Linux reports both in ``/proc/thread-self/schedstat``; elsewhere only the time
-    on a CPU is known.
-    """
-    try:
-        with open("/proc/thread-self/schedstat", "rb") as f:
-            on_cpu, queued, _ = f.read().split()
-        return (int(on_cpu) + int(queued)) / 1e9
-    except (OSError, ValueError):
-        return time.thread_time()
 
 
 #: An extra check run on the complete ``.part`` before the rename (EGA ``/results``).
 Verifier = Callable[[FileTask, "Received"], Awaitable[None]]
 
 
-class RangeAction(enum.Enum):
-    APPEND = "append"  # 206 from our offset: keep what we have
-    RESTART = "restart"  # 200: the server sends everything; start from zero
-    COMPLETE = "complete"  # 416 and we already hold the whole file
-    CHANGED = "changed"  # the server's file is not the one we started
-
-
-def resume_headers(offset: int, validator: str | None) -> dict[str, str]:
-    """Request headers for a download that already holds ``offset`` bytes."""
-    if offset <= 0:
-        return {}
-    headers = {"Range": f"bytes={offset}-"}
-    if validator:
-        headers["If-Range"] = validator
-    return headers
-
-
-def parse_content_range(value: str | None) -> tuple[int | None, int | None, int | None]:
-    """``(first, last, total)`` of a ``Content-Range`` header; ``None`` where absent."""
-    if not value:
-        return None, None, None
-    m = _CONTENT_RANGE.fullmatch(value.strip())
-    if not m:
-        return None, None, None
-    first = int(m[1]) if m[1] is not None else None
-    last = int(m[2]) if m[2] is not None else None
-    total = int(m[3]) if m[3] != "*" else None
-    return first, last, total
-
-
-def decide(status: int, offset: int, content_range: str | None, size: int | None) -> RangeAction:
-    """What to do with a response to a (possibly ranged) GET, given ``offset`` bytes held."""
-    first, _last, total = parse_content_range(content_range)
-    if status == 206:
-        if first != offset or (size is not None and total is not None and total != size):
-            return RangeAction.CHANGED
-        return RangeAction.APPEND
-    if status == 416:
-        # "bytes */N": we asked past the end. Whole already, or the file shrank.
-        if total is not None and total == offset and (size is None or size == offset):
-            return RangeAction.COMPLETE
-        return RangeAction.CHANGED
-    return RangeAction.RESTART
-
-
 def hash_file(path: Path, *, algorithm: str = "md5", limit: int | None = None) -> tuple[str, int]:
     """Digest and length of the first ``limit`` bytes of ``path`` (blocking: call in a thread)."""
     return LocalDestination(path.parent).hash(path, algorithm, limit=limit)
-
-
-class _Sink:
-    """The ``.part`` file and its running digests, written in a thread."""
-
-    def __init__(self, dest: Destination, path: Path, *, sha1: bool) -> None:
-        self.dest = dest
-        self.path = path
-        self.md5 = hashlib.md5()
-        self.sha1 = hashlib.sha1() if sha1 else None
-        self.size = 0
-        #: Where the bytes of this attempt begin (what was already on disk).
-        self.started_at = 0
-        self._file: PartFile | None = None
-
-    @property
-    def is_open(self) -> bool:
-        return self._file is not None
-
-    def open(self, sliced: bool = False) -> int:
-        """Open the ``.part`` (or start it): bytes it holds.
-
-        The bytes are not hashed yet: the caller first decides whether to trust them
-        (:meth:`hash_held`) or start again (:meth:`restart`). With ``sliced``, a
-        ``.part`` that has a slice record beside it is left alone: -1.
-        """
-        if sliced and self.dest.exists(self.path.with_name(self.path.name + SLICES_SUFFIX)):
-            return -1
-        self._file = self.dest.open_part(self.path)
-        return self._file.size()
-
-    def hash_held(self) -> int:
-        """Hash what the ``.part`` holds and continue after it: bytes held."""
-        assert self._file is not None
-        for chunk in self._file.chunks():
-            self._update(chunk)
-        self.started_at = self.size
-        return self.size
-
-    def restart(self) -> None:
-        if self._file is None:
-            self._file = self.dest.open_part(self.path)
-        self._file.restart()
-        self.md5 = hashlib.md5()
-        self.sha1 = hashlib.sha1() if self.sha1 is not None else None
-        self.size = 0
-        self.started_at = 0
-
-    def write(self, chunks: list[bytes]) -> None:
-        """Write and hash ``chunks`` (one trip to a thread for a short file)."""
-        self.append(chunks)
-        self.digest(chunks)
-
-    def append(self, chunks: list[bytes]) -> None:
-        assert self._file is not None
-        self._file.append(chunks)
-
-    def digest(self, chunks: list[bytes]) -> None:
-        for data in chunks:
-            self._update(data)
-
-    def _update(self, data: bytes | bytearray) -> None:
-        self.md5.update(data)
-        if self.sha1 is not None:
-            self.sha1.update(data)
-        self.size += len(data)
-
-    def finish(self, chunks: list[bytes], *, hash: bool = True) -> None:
-        """Write (and unless the stream's hash thread does it, hash) the last ``chunks``,
-        and close: one trip to a thread for a small file."""
-        try:
-            if hash:
-                self.write(chunks)
-            else:
-                self.append(chunks)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
 
 
 async def fetch(
@@ -406,7 +171,7 @@ async def fetch(
     split into slices raises :class:`PartSliced`.
     """
     dest = dest or LocalDestination(final.parent)
-    sink = _Sink(dest, dest.part(final), sha1=task.verify == "sha1")
+    sink = Sink(dest, dest.part(final), sha1=task.verify == "sha1")
     try:
         # One trip to a thread for all the file work before the request.
         # Looked for in the same trip to a thread: a file split by an earlier attempt.
@@ -461,14 +226,14 @@ async def fetch(
         return await finish_part(task, final, got, received, verifier, commit, dest)
     finally:
         if sink.is_open:
-            await _to_the_end(asyncio.to_thread(sink.close))
+            await to_the_end(asyncio.to_thread(sink.close))
 
 
 async def _receive(
     task: FileTask,
     http: Http,
     validators: Validators,
-    sink: _Sink,
+    sink: Sink,
     offset: int,
     validator: str | None,
     progress: Callable[[int], None],
@@ -500,7 +265,7 @@ async def _receive(
             # From 0, the .part is empty already (opened empty, or restarted when it
             # held bytes of another file).
             offset = 0
-        length = _content_length(resp.headers.get("Content-Length"))
+        length = content_length(resp.headers.get("Content-Length"))
         if task.size is not None and length is not None and offset + length != task.size:
             raise IncompleteDownload(
                 f"{redact_url(task.url)}: server offers {offset + length} bytes, the archive "
@@ -536,7 +301,7 @@ async def _receive(
 
 async def _stream(
     chunks: AsyncIterator[bytes],
-    sink: _Sink,
+    sink: Sink,
     progress: Callable[[int], None],
     transfer: TransferTuning,
     recorded: Awaitable[None] | None = None,
@@ -547,7 +312,7 @@ async def _stream(
 
     Chunks are handed over as a list, not joined: joining would copy every byte once
     more on the event loop's thread. Each batch is written in a pool thread and
-    hashed from memory on a thread of its own (:class:`_Digests`), so the MD5, the
+    hashed from memory on a thread of its own (:class:`Digests`), so the MD5, the
     slowest step on most machines, never waits for a write nor shares a core with
     the loop. A body that fits one batch takes a single trip (write, then hash).
     Nothing is written before ``recorded`` is done. Stops early, after a whole
@@ -555,7 +320,7 @@ async def _stream(
     """
     loop = asyncio.get_running_loop()
     pending: asyncio.Future[None] | None = None
-    digests = _Digests(sink)
+    digests = Digests(sink)
     batch: list[bytes] = []
     size = received = 0
     flush_bytes, flush_seconds = transfer.flush_bytes, transfer.flush_seconds
@@ -587,73 +352,8 @@ async def _stream(
     finally:
         # Whatever arrived is good bytes: keep it for the resume, even on error, and
         # even when cancelled again while it is being written.
-        await _to_the_end(_drain(sink, pending, recorded, batch, digests))
+        await to_the_end(drain(sink, pending, recorded, batch, digests))
     return received + size
-
-
-#: Batches a stream's hash may lag behind its writes before the stream waits for it.
-_HASH_AHEAD = 2
-
-
-class _Digests:
-    """A stream's digests, updated from its batches in order on a thread of its own.
-
-    The thread is started with the stream's second batch: a short file's one batch
-    is written and hashed in a single trip instead.
-    """
-
-    def __init__(self, sink: _Sink) -> None:
-        self._sink = sink
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._pending: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    @property
-    def started(self) -> bool:
-        return self._pool is not None
-
-    async def room(self) -> None:
-        """Wait until the hash is at most ``_HASH_AHEAD`` batches behind."""
-        while len(self._pending) >= _HASH_AHEAD:
-            await self._pending.popleft()
-
-    def add(self, batch: list[bytes]) -> None:
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="digest")
-        self._pending.append(asyncio.wrap_future(self._pool.submit(self._sink.digest, batch)))
-
-    async def wait(self) -> None:
-        """Every batch added is hashed (then the thread ends)."""
-        try:
-            while self._pending:
-                await self._pending.popleft()
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False)
-
-
-async def _drain(
-    sink: _Sink,
-    pending: Awaitable[None] | None,
-    recorded: Awaitable[None] | None,
-    batch: list[bytes],
-    digests: _Digests,
-) -> None:
-    """Finish the write under way, the record of the ``.part``, the last batch and
-    the hash of every batch, and close the ``.part``: nothing more is written to it."""
-    try:
-        if pending is not None:
-            await pending
-        if recorded is not None:
-            await recorded
-        if batch:
-            loop = asyncio.get_running_loop()
-            if digests.started:
-                digests.add(batch)
-                await loop.run_in_executor(None, functools.partial(sink.finish, batch, hash=False))
-            else:
-                await loop.run_in_executor(None, sink.finish, batch)
-    finally:
-        await digests.wait()
 
 
 async def finish_part(
@@ -706,43 +406,5 @@ async def finish_part(
 
     # Renaming a file into place and recording it must not be split by a Ctrl-C (or
     # two): a file at its final path that the store does not know is fetched again.
-    await _to_the_end(land())
+    await to_the_end(land())
     return fetched
-
-
-async def acquire_in_thread(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` in a thread, for calls that acquire something (open a file).
-
-    If we are cancelled while the thread runs, the thread still completes: wait
-    for it before re-raising, so the caller's cleanup sees what was acquired.
-    """
-    return await _to_the_end(asyncio.to_thread(fn, *args))
-
-
-async def _to_the_end(job: Awaitable[T]) -> T:
-    """Run ``job`` to its end even if we are cancelled meanwhile, however many times,
-    then raise the cancellation (and its own error first, if it failed).
-
-    ``shield`` alone is not enough: a second cancellation while the first is handled
-    would cancel whatever the handler awaits next.
-    """
-    future = asyncio.ensure_future(job)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if future.done():
-                raise
-            cancelled = True
-            continue
-        if cancelled:
-            raise asyncio.CancelledError
-        return result
-
-
-def _content_length(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None

@@ -33,20 +33,12 @@ from typing import Any
 
 from ._dest import SLICES_SUFFIX, Destination, LocalDestination, SizedPart
 from ._exceptions import IncompleteDownload, RemoteFileChanged, TransferError
-from ._fetch import (
-    SOCKET_SHARE,
-    Fetched,
-    Received,
-    StreamSlow,
-    Verifier,
-    _to_the_end,
-    acquire_in_thread,
-    finish_part,
-    parse_content_range,
-    thread_busy,
-)
+from ._fetch import Fetched, Received, Verifier, finish_part
 from ._http import Http, redact_url
 from ._models import FileTask
+from ._pace import SOCKET_SHARE, StreamSlow, thread_busy
+from ._ranges import parse_content_range
+from ._tasks import acquire_in_thread, to_the_end
 from ._tuning import TransferTuning
 
 __all__ = ["RangesUnsupported", "fetch_segmented", "plan_slices"]
@@ -349,7 +341,7 @@ async def fetch_segmented(
     finally:
         try:
             # The thread may be reading the .part: it finishes before the file closes.
-            await _to_the_end(digests.wait())
+            await to_the_end(digests.wait())
         finally:
             await asyncio.to_thread(held.close)
     got = Received(md5=md5.hexdigest(), size=size, path=part, offset=0)

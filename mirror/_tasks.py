@@ -10,9 +10,12 @@ timed wait to use.)
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-__all__ = ["cancelling", "stopped"]
+T = TypeVar("T")
+
+__all__ = ["acquire_in_thread", "cancelling", "stopped", "to_the_end"]
 
 
 def cancelling() -> bool:
@@ -35,3 +38,34 @@ async def stopped(*tasks: asyncio.Future[Any]) -> None:
     for task in tasks:
         if not task.cancelled():
             task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+async def acquire_in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a thread, for calls that acquire something (open a file).
+
+    If we are cancelled while the thread runs, the thread still completes: wait
+    for it before re-raising, so the caller's cleanup sees what was acquired.
+    """
+    return await to_the_end(asyncio.to_thread(fn, *args))
+
+
+async def to_the_end(job: Awaitable[T]) -> T:
+    """Run ``job`` to its end even if we are cancelled meanwhile, however many times,
+    then raise the cancellation (and its own error first, if it failed).
+
+    ``shield`` alone is not enough: a second cancellation while the first is handled
+    would cancel whatever the handler awaits next.
+    """
+    future = asyncio.ensure_future(job)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.done():
+                raise
+            cancelled = True
+            continue
+        if cancelled:
+            raise asyncio.CancelledError
+        return result

@@ -27,17 +27,10 @@ from mirror._exceptions import (
     RemoteFileChanged,
     TransferError,
 )
-from mirror._fetch import (
-    Fetched,
-    PartRecord,
-    RangeAction,
-    decide,
-    fetch,
-    parse_content_range,
-    resume_headers,
-)
+from mirror._fetch import Fetched, PartRecord, fetch
 from mirror._http import Http
 from mirror._models import Event, FileFailed, FileTask, FileVerified, TaskStatus
+from mirror._ranges import RangeAction, decide, parse_content_range, resume_headers
 from mirror._retry import RetryPolicy
 from mirror._state import Member, Store, open_store
 

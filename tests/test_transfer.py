@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mirror import RetryPolicy, _fetch
+from mirror import RetryPolicy, _sink
 from mirror._config import HostLimit
 from mirror._engine import Engine
 from mirror._exceptions import ConnectionFailed
@@ -265,7 +265,7 @@ async def test_a_stream_hashes_from_memory_on_a_thread_of_its_own(
     # one batch is written and hashed in a single trip to a thread.
     data = random.Random(size).randbytes(size)
     calls: list[tuple[str, str, int]] = []
-    original_append, original_digest = _fetch._Sink.append, _fetch._Sink.digest
+    original_append, original_digest = _sink.Sink.append, _sink.Sink.digest
 
     def append(self: Any, chunks: list[bytes]) -> None:
         calls.append(("write", threading.current_thread().name, sum(map(len, chunks))))
@@ -275,10 +275,10 @@ async def test_a_stream_hashes_from_memory_on_a_thread_of_its_own(
         calls.append(("hash", threading.current_thread().name, sum(map(len, chunks))))
         original_digest(self, chunks)
 
-    monkeypatch.setattr(_fetch._Sink, "append", append)
-    monkeypatch.setattr(_fetch._Sink, "digest", digest)
+    monkeypatch.setattr(_sink.Sink, "append", append)
+    monkeypatch.setattr(_sink.Sink, "digest", digest)
     monkeypatch.setattr(
-        _fetch._Sink, "hash_held", lambda self: pytest.fail("bytes read back to hash")
+        _sink.Sink, "hash_held", lambda self: pytest.fail("bytes read back to hash")
     )
     final = tmp_path / "data" / "x.fastq.gz"
     store = await open_store(None, tmp_path / "data")
