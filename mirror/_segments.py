@@ -20,16 +20,12 @@ A server that answers a ranged request with 200 does not do ranges: we raise
 from __future__ import annotations
 
 import asyncio
-import collections
-import concurrent.futures
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ._dest import SLICES_SUFFIX, Destination, LocalDestination, SizedPart
 from ._exceptions import IncompleteDownload, RemoteFileChanged, TransferError
@@ -38,6 +34,7 @@ from ._http import Http, redact_url
 from ._models import FileTask
 from ._pace import SOCKET_SHARE, StreamSlow, thread_busy
 from ._ranges import parse_content_range
+from ._sink import HashThread
 from ._tasks import acquire_in_thread, to_the_end
 from ._tuning import TransferTuning
 
@@ -370,34 +367,21 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
 _HASH_AHEAD = 8
 
 
-class _InOrder:
+class _InOrder(HashThread):
     """A file's MD5 in byte order, on a thread of its own: batches handed over from
     memory when they start where the hash stands (``queued``), ranges read back from
     the ``.part`` otherwise. Each piece is queued on the loop, so they hash in order."""
 
     def __init__(self, md5: hashlib._Hash, held: SizedPart, start: int) -> None:
+        super().__init__(_HASH_AHEAD)
         self.md5 = md5
         self.held = held
         #: Bytes handed to the thread (hashed, or queued to be).
         self.queued = start
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._pending: collections.deque[asyncio.Future[Any]] = collections.deque()
-        self._waited = 0.0
-
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="digest")
-        self._pending.append(asyncio.wrap_future(self._pool.submit(fn, *args)))
-
-    async def _room(self) -> None:
-        started = time.monotonic()
-        while len(self._pending) >= _HASH_AHEAD:
-            await self._pending.popleft()
-        self._waited += time.monotonic() - started
 
     def take_waited(self) -> float:
         """Seconds slices have waited for the hash since the last call."""
-        waited, self._waited = self._waited, 0.0
+        waited, self.waited = self.waited, 0.0
         return waited
 
     async def offer(self, batch: list[bytes | memoryview], position: int, n: int) -> None:
@@ -405,27 +389,17 @@ class _InOrder:
         the hash stands there."""
         if position != self.queued:
             return
-        await self._room()
+        await self.room()
         if position == self.queued:
-            self._submit(_hash_batch, self.md5, batch)
+            self.submit(_hash_batch, self.md5, batch)
             self.queued += n
 
     async def read_back(self, end: int) -> None:
         """Queue the bytes from ``queued`` to ``end``, read from the ``.part``."""
-        await self._room()
+        await self.room()
         start, self.queued = self.queued, max(self.queued, end)
         if end > start:
-            self._submit(_hash_range, self.held, self.md5, start, end)
-
-    async def wait(self) -> None:
-        """Every queued piece is hashed (then the thread ends)."""
-        try:
-            while self._pending:
-                await self._pending.popleft()
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False)
-                self._pool = None
+            self.submit(_hash_range, self.held, self.md5, start, end)
 
 
 def _hash_batch(md5: hashlib._Hash, batch: list[bytes | memoryview]) -> None:

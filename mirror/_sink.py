@@ -7,12 +7,14 @@ import collections
 import concurrent.futures
 import functools
 import hashlib
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from ._dest import SLICES_SUFFIX, Destination, PartFile
 
-__all__ = ["Digests", "Sink", "drain"]
+__all__ = ["Digests", "HashThread", "Sink", "drain"]
 
 
 class Sink:
@@ -97,44 +99,60 @@ class Sink:
             self._file = None
 
 
-#: Batches a stream's hash may lag behind its writes before the stream waits for it.
-_HASH_AHEAD = 2
+class HashThread:
+    """Work run in order on a thread of its own (a file's hash, which hashlib does with
+    the GIL released), at most ``ahead`` pieces behind the event loop that queues it."""
 
-
-class Digests:
-    """A stream's digests, updated from its batches in order on a thread of its own.
-
-    The thread is started with the stream's second batch: a short file's one batch
-    is written and hashed in a single trip instead.
-    """
-
-    def __init__(self, sink: Sink) -> None:
-        self._sink = sink
+    def __init__(self, ahead: int) -> None:
+        self._ahead = ahead
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._pending: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._pending: collections.deque[asyncio.Future[Any]] = collections.deque()
+        #: Seconds the loop has waited for room: time the hash, not the socket, cost.
+        self.waited = 0.0
 
     @property
     def started(self) -> bool:
         return self._pool is not None
 
-    async def room(self) -> None:
-        """Wait until the hash is at most ``_HASH_AHEAD`` batches behind."""
-        while len(self._pending) >= _HASH_AHEAD:
-            await self._pending.popleft()
-
-    def add(self, batch: list[bytes]) -> None:
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="digest")
-        self._pending.append(asyncio.wrap_future(self._pool.submit(self._sink.digest, batch)))
+        self._pending.append(asyncio.wrap_future(self._pool.submit(fn, *args)))
+
+    async def room(self) -> None:
+        """Wait until at most ``ahead`` pieces are queued."""
+        started = time.monotonic()
+        while len(self._pending) >= self._ahead:
+            await self._pending.popleft()
+        self.waited += time.monotonic() - started
 
     async def wait(self) -> None:
-        """Every batch added is hashed (then the thread ends)."""
+        """Every queued piece is done (then the thread ends)."""
         try:
             while self._pending:
                 await self._pending.popleft()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=False)
+                self._pool = None
+
+
+class Digests(HashThread):
+    """A stream's digests, updated from its batches in order on a thread of its own.
+
+    The thread is started with the stream's second batch: a short file's one batch
+    is written and hashed in a single trip instead.
+    """
+
+    #: Batches the hash may lag behind the writes before the stream waits for it.
+    AHEAD = 2
+
+    def __init__(self, sink: Sink) -> None:
+        super().__init__(self.AHEAD)
+        self._sink = sink
+
+    def add(self, batch: list[bytes]) -> None:
+        self.submit(self._sink.digest, batch)
 
 
 async def drain(
