@@ -270,8 +270,11 @@ async def test_data_api_401s_at_once_renew_the_token_once(tmp_path: Path) -> Non
     files = catalog.ega_datasets[0].files
     creds = {"EGA_USERNAME": USER, "EGA_PASSWORD": PASSWORD}
     async with Emulator(catalog, ega=EgaOptions(users={USER: PASSWORD})) as emu:
-        # Every file's first request meets a 401, as when the token is revoked.
-        emu.faults.add(Fault(kind="status", status=401, host="ega", match="/v2/files/*", times=4))
+        # Every file's first request meets a 401, all four in flight at once, as when
+        # the token they carry is revoked.
+        emu.faults.add(
+            Fault(kind="status", status=401, host="ega", match="/v2/files/*", times=4, together=4)
+        )
         summary = await mirror.run(
             ega_manifest(emu.endpoints, tmp_path, protocol="data-api"),
             credentials=creds,

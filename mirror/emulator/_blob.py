@@ -172,6 +172,7 @@ async def send_blob(
     if fault is not None:
         exchange.fault = fault.kind
         if fault.kind == "status":
+            await ctx.faults.gather(fault)
             return fault_response(fault)
         if fault.kind == "no_range":
             plan = RangePlan(200, 0, size)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import random
 from collections.abc import Callable, Iterable, Iterator
@@ -69,6 +71,7 @@ class Fault:
     bytes_per_second: int | None = None
     times: int | None = None
     probability: float = 1.0
+    together: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -89,6 +92,8 @@ class Fault:
             raise ValueError("times must be >= 0")
         if not 0.0 <= self.probability <= 1.0:
             raise ValueError("probability must be within [0, 1]")
+        if self.together is not None and self.together < 1:
+            raise ValueError("together must be >= 1")
 
     def matches(self, host: str, path: str) -> bool:
         if self.host is not None and self.host != host:
@@ -114,6 +119,7 @@ class Fault:
 
 
 _MISSING = object()
+_GATHER_WAIT = 10.0
 _FIELDS = frozenset(field.name for field in dataclasses.fields(Fault))
 _DEFAULTS = {
     field.name: field.default
@@ -123,11 +129,12 @@ _DEFAULTS = {
 
 
 class _Armed:
-    __slots__ = ("fault", "used")
+    __slots__ = ("fault", "met", "used")
 
     def __init__(self, fault: Fault) -> None:
         self.fault = fault
         self.used = 0
+        self.met: asyncio.Event | None = None
 
 
 class FaultSet:
@@ -170,5 +177,25 @@ class FaultSet:
             if fault.probability < 1.0 and self._rng.random() >= fault.probability:
                 continue
             armed.used += 1
+            if fault.together is not None and armed.used >= fault.together and armed.met:
+                armed.met.set()
             return fault
         return None
+
+    async def gather(self, fault: Fault) -> None:
+        """Wait until ``fault.together`` requests have met ``fault`` (at most 10 s)."""
+        if fault.together is None:
+            return
+        for armed in self._armed:
+            if armed.fault is fault:
+                break
+        else:
+            return
+        if armed.used >= fault.together:
+            return
+        if armed.met is None:
+            armed.met = asyncio.Event()
+        # A bounded wait: a test that expects more requests than come still ends.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_GATHER_WAIT):
+                await armed.met.wait()

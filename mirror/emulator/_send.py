@@ -153,6 +153,7 @@ async def send_document(
     if fault is not None:
         exchange.fault = fault.kind
         if fault.kind == "status":
+            await ctx.faults.gather(fault)
             return fault_response(fault)
     if fault is not None and fault.kind == "short":
         body = body[: len(body) - fault.after_bytes]

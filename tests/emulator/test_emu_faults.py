@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import json
@@ -32,6 +33,23 @@ async def test_status_with_retry_after(emu: Emulator, session: aiohttp.ClientSes
     assert status == 200
     assert "Retry-After" not in headers
     assert body == emu.ena.file_bytes(FASTQ_1)
+
+
+async def test_status_together_holds_answers_until_all_have_arrived(
+    emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    emu.faults.add(Fault(kind="status", status=401, times=2, together=2))
+    first = asyncio.ensure_future(_fetch(session, emu.ena.file_url(FASTQ_1)))
+    await asyncio.sleep(0.2)  # not a sync point: gives the first the time to be answered
+    second = await _fetch(session, emu.ena.file_url(FASTQ_1))
+    assert (second[0], (await first)[0]) == (401, 401)
+    await emu.wait_idle()
+    one, two = emu.log
+    # The first answer waited for the second request.
+    assert one.ended is not None
+    assert one.ended >= two.t > one.t + 0.1
+    third = await _fetch(session, emu.ena.file_url(FASTQ_1))
+    assert third[0] == 200
 
 
 @pytest.mark.parametrize("kind", ["reset", "truncate"])
