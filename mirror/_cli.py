@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     _logging(args, stderr)
     try:
         with collapsed():
-            return _run_async(_command(args, stderr), uvloop=args.command not in _LOCAL)
+            command = _command(args, stderr)
+            if isinstance(command, int):  # answered without an event loop
+                return command
+            return _run_async(command, uvloop=args.command not in _LOCAL)
     except MirrorError as exc:
         err = stderr.console
         # One line per error: the first, then any others a task group held (once each:
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _command(args: argparse.Namespace, stderr: _Stderr) -> Coroutine[Any, Any, int]:
+def _command(args: argparse.Namespace, stderr: _Stderr) -> Coroutine[Any, Any, int] | int:
     """The subcommand's coroutine, importing only its own modules: ``status`` and
     ``verify`` read a state store and load neither the engine nor aiohttp (nor rich:
     they print to stdout), and ``--version`` and ``--help`` end in the parser."""
