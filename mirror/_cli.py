@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "state", "") is None:
         args.state = os.environ.get("MIRROR_STATE") or None
     stderr = _Stderr()
-    _logging(args, stderr)
+    if args.command != "status":  # status sets it up only if it opens the store (below)
+        _logging(args, stderr)
     try:
         with collapsed():
             command = _command(args, stderr)
@@ -86,7 +87,11 @@ def _command(args: argparse.Namespace, stderr: _Stderr) -> Coroutine[Any, Any, i
         case "status":
             from ._cli_status import _status
 
-            return _status(args)
+            outcome = _status(args)
+            if not isinstance(outcome, int):
+                # Read as it stood, the store logged nothing; opened as a run opens it, it may.
+                _logging(args, stderr)
+            return outcome
         case "verify":
             from ._cli_status import _verify
 

@@ -193,5 +193,5 @@ def test_status_by_dest_imports_no_event_loop_engine_or_rich(tmp_path: Path) -> 
         if line.startswith("import time:")
     }
     assert "mirror._state._sqlite_reads" in imported
-    banned = ["asyncio", "aiohttp", "rich", "uvloop", "asyncpg", "ssl", "yaml"]
+    banned = ["asyncio", "aiohttp", "rich", "uvloop", "asyncpg", "ssl", "yaml", "logging"]
     assert sorted(m for m in imported if m.split(".")[0] in banned) == []
