@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _command(args: argparse.Namespace, stderr: _Stderr) -> Coroutine[Any, Any, int] | int:
-    """The subcommand's coroutine, importing only its own modules: ``status`` and
+    """The subcommand's coroutine (or ``status``'s exit code, when it read the store
+    without one), importing only its own modules: ``status`` and
     ``verify`` read a state store and load neither the engine nor aiohttp (nor rich:
     they print to stdout), and ``--version`` and ``--help`` end in the parser."""
     match args.command:
