@@ -69,6 +69,9 @@ BLOCKING_ALLOWED: dict[str, str] = {
     # every executor holds while it starts a thread (with two loops in one process, as
     # a test running the command beside its own loop has, the other one may be starting).
     "with self._shutdown_lock, _global_shutdown_lock:": "another executor starting a thread",
+    # asyncio.run's end starts a thread that joins the default executor: the same
+    # Thread.start() wait, in the standard library's teardown of the loop.
+    ", in shutdown_default_executor\n": "the loop's end starting its executor-joining thread",
     # The PostgreSQL tests read the server's tables back with psql, between the steps
     # they test: nothing of the product runs on the loop then.
     '/tests/postgres.py", line': "psql run by a PostgreSQL test to check the tables",
