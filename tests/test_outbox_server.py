@@ -23,7 +23,7 @@ import pytest
 from mirror.emulator import Catalog, Emulator
 from mirror.emulator.ega._metadata import OutboxOptions
 from mirror.emulator.ega._outbox import C4GH_HEADER_SIZE, c4gh_size, write_outbox
-from tests.outbox import SMALL_CATALOG, OutboxServer
+from tests.outbox import SMALL_CATALOG, OutboxFactory, OutboxServer
 
 DATASET = "EGAD50000000001"
 FILES = SMALL_CATALOG.outbox_datasets[0].files
@@ -254,3 +254,36 @@ def test_catalog_round_trips_and_rejects_bad_records() -> None:
     assert c4gh_size(0) == C4GH_HEADER_SIZE
     assert c4gh_size(65536) == C4GH_HEADER_SIZE + 65536 + 28
     assert c4gh_size(65537) == C4GH_HEADER_SIZE + 65537 + 56
+
+
+@pytest.mark.slow  # 65 MiB encrypted, fetched and decrypted: seconds
+def test_big_files_are_encrypted_once_per_session_and_linked_into_each_server(
+    outbox_factory: OutboxFactory, tmp_path: Path
+) -> None:
+    catalog = Catalog.generate_outbox("EGAD50000000002", files=2, sizes=(65 * 2**20, 1000))
+    big, small = catalog.outbox_datasets[0].files
+    first, second = outbox_factory(catalog), outbox_factory(catalog)
+    assert first.path(big.accession).stat().st_ino == second.path(big.accession).stat().st_ino
+    assert first.path(small.accession).stat().st_ino != second.path(small.accession).stat().st_ino
+    # What the second server serves decrypts to the file's plaintext.
+    done = sftp(second, f"get EGAD50000000002/{big.name}.c4gh", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    secret = crypt4gh.keys.get_private_key(second.c4gh_secret, lambda: second.c4gh_passphrase)
+    digest = _HashSink()
+    with open(tmp_path / f"{big.name}.c4gh", "rb") as encrypted:
+        crypt4gh.lib.decrypt([(0, secret, None)], encrypted, digest)
+    assert digest.size == big.size
+    assert digest.sha256.hexdigest() == big.checksum
+
+
+class _HashSink:
+    """A file-like that hashes what is written to it."""
+
+    def __init__(self) -> None:
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return len(data)
