@@ -23,6 +23,7 @@ from .ega._outbox import (
     write_outbox as write_outbox,
 )
 from .ega._records import EgaDataset as EgaDataset, EgaFile as EgaFile
+from .ega._sftp import OutboxKeys as OutboxKeys, SftpOutbox as SftpOutbox
 from .ega._state import EgaStats as EgaStats, EgaTicket as EgaTicket
 from .ena import EnaControls as EnaControls, EnaOptions as EnaOptions
 from .ena._generated import GeneratedStudy as GeneratedStudy
@@ -73,7 +74,9 @@ __all__ = [
     "OutboxControls",
     "OutboxDataset",
     "OutboxFile",
+    "OutboxKeys",
     "OutboxOptions",
+    "SftpOutbox",
     "TlsOptions",
     "WebinControls",
     "WebinObject",
