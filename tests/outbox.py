@@ -41,7 +41,7 @@ from mirror.emulator import Catalog, Emulator
 from mirror.emulator._content import content_bytes
 from mirror.emulator._cutproxy import CuttingProxy
 from mirror.emulator.ega._metadata import OutboxOptions
-from mirror.emulator.ega._outbox import OutboxFile
+from mirror.emulator.ega._outbox import OutboxFile, reencrypt_header
 from mirror.emulator.ega._sftp import (
     OUTBOX_PASSWORD,
     OUTBOX_USER,
@@ -95,6 +95,7 @@ class OutboxServer:
     sshd_port: int
     _served: Served[tuple[Emulator, CuttingProxy]] = field(repr=False)
     _log: list[str] = field(repr=False)
+    _keys: OutboxKeys = field(repr=False)
 
     def env(self, *, key: bool = True) -> dict[str, str]:
         """Credentials as the ``mirror`` command reads them: ``EGA_USERNAME``,
@@ -151,6 +152,21 @@ class OutboxServer:
         cold = self.root / dataset / f"{item.name}.unavailable.c4gh"
         cold.chmod(0o444)
         cold.rename(self.root / dataset / f"{item.name}.c4gh")
+
+    def reencrypt_headers(self, *accessions: str) -> None:
+        """New header bytes for these readable files (default: all): same key, same
+        length, same payload, as EGA's outbox serves each download. sshd serves files
+        as they are, so a test calls this between downloads. A big file's bytes are
+        shared by the session's servers (one key for all, so they stay valid)."""
+        import crypt4gh.keys
+
+        keys = self._keys
+        secret = crypt4gh.keys.get_private_key(keys.c4gh_secret, lambda: keys.c4gh_passphrase)
+        for dataset in self.emulator.catalog.outbox_datasets:
+            for item in dataset.files:
+                path = self.root / dataset.dataset_id / f"{item.name}.c4gh"
+                if (not accessions or item.accession in accessions) and path.exists():
+                    reencrypt_header(path, secret, keys.c4gh_public)
 
     def plain_bytes(self, accession: str) -> bytes:
         """The plaintext of a file (small files)."""
@@ -217,6 +233,7 @@ def run_outbox(
             sshd_port=sftp.port,
             _served=served,
             _log=sftp.lines(),
+            _keys=keys,
         )
 
 

@@ -178,6 +178,30 @@ def test_the_proxy_cuts_a_connection_at_the_byte(outbox: OutboxServer, tmp_path:
     assert outbox.bytes_sent()[2] > big.c4gh_size
 
 
+def test_headers_change_between_downloads_and_the_payload_does_not(
+    outbox: OutboxServer, tmp_path: Path
+) -> None:
+    item = FILES[1]
+    name = f"{DATASET}/{item.name}.c4gh"
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    assert sftp(outbox, f"get {name}", cwd=first).returncode == 0
+    outbox.reencrypt_headers(item.accession)
+    assert sftp(outbox, f"get {name}", cwd=second).returncode == 0
+    old, new = (d / f"{item.name}.c4gh" for d in (first, second))
+    old_bytes, new_bytes = old.read_bytes(), new.read_bytes()
+    assert len(old_bytes) == len(new_bytes) == item.c4gh_size
+    assert old_bytes[:16] == new_bytes[:16]  # magic, version, one packet
+    assert old_bytes[16:C4GH_HEADER_SIZE] != new_bytes[16:C4GH_HEADER_SIZE]
+    assert old_bytes[C4GH_HEADER_SIZE:] == new_bytes[C4GH_HEADER_SIZE:]
+    # The old header still opens the new payload: a resume past the header is sound.
+    spliced = old_bytes[:C4GH_HEADER_SIZE] + new_bytes[C4GH_HEADER_SIZE:]
+    assert (
+        decrypt(outbox, spliced) == decrypt(outbox, new_bytes) == outbox.plain_bytes(item.accession)
+    )
+
+
 def test_write_outbox_lays_out_one_packet_crypt4gh_files(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.mkdir()
