@@ -23,6 +23,7 @@ import pytest
 from mirror.emulator import Catalog, Emulator
 from mirror.emulator.ega._metadata import OutboxOptions
 from mirror.emulator.ega._outbox import C4GH_HEADER_SIZE, c4gh_size, write_outbox
+from tests.emulator.helpers import emulator_options
 from tests.outbox import SMALL_CATALOG, OutboxFactory, OutboxServer
 
 DATASET = "EGAD50000000001"
@@ -265,6 +266,22 @@ async def test_the_metadata_api_lists_records_and_its_faults() -> None:
         await emu.wait_idle()
         paths = [(entry.host, entry.status) for entry in emu.log]
         assert paths == [("ega", 200), ("ega", 200), ("ega", 404)]
+
+
+async def test_the_emulator_command_sets_the_metadata_api_options(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps(SMALL_CATALOG.to_dict()))
+    args = ["--catalog", str(catalog), "--outbox-no-display-names"]
+    args += ["--outbox-wrong-checksum", FILES[1].accession]
+    async with emulator_options(*args) as served, aiohttp.ClientSession() as session:
+        url = f"{served['endpoints']['ega_metadata']}/datasets/{DATASET}/files"
+        async with session.get(url) as answer:
+            records = await answer.json()
+    assert all("display_name" not in r for r in records)
+    checksums = [
+        r["unencrypted_checksum"] == item.checksum for r, item in zip(records, FILES, strict=True)
+    ]
+    assert checksums == [True, False, True, True, True]
 
 
 def test_catalog_round_trips_and_rejects_bad_records() -> None:
