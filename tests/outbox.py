@@ -14,7 +14,7 @@ What the user sees at login (the start directory, ``/outbox`` in the chroot)::
 Fixtures (registered by tests/conftest.py):
 
 - ``outbox``: a server over ``SMALL_CATALOG``: dataset ``EGAD50000000001``, 5 files of
-  100 KiB to 2 MiB; file index 2 unavailable, index 3 published with an MD5 (the
+  64 KiB to 2 MiB; file index 2 unavailable, index 3 published with an MD5 (the
   others SHA256).
 - ``outbox_factory(catalog, options=None)``: a server over any catalog's
   ``outbox_datasets`` (the metadata API's ``OutboxOptions``), stopped after the test.
@@ -78,6 +78,8 @@ class OutboxServer:
     names the server's host key for ``[127.0.0.1]:port`` (the proxy's port), for clients
     that check it; ``ssh_key_plain`` is the login key without its passphrase.
     ``sshd_log()`` is sshd's own log so far (``Accepted keyboard-interactive/pam for …``).
+    ``reencrypt_headers()`` gives files new header bytes (EGA's outbox does so per
+    download; sshd serves files as they are).
     """
 
     host: str
@@ -174,10 +176,12 @@ class OutboxServer:
         return content_bytes(item.content_key, item.size)
 
     def plain_sha256(self, accession: str) -> str:
+        """SHA256 hex of a file's plaintext, streamed (any size)."""
         item = self.file(accession)
         return _hexdigest(item, hashlib.sha256())
 
     def plain_md5(self, accession: str) -> str:
+        """MD5 hex of a file's plaintext, streamed (any size)."""
         item = self.file(accession)
         return _hexdigest(item, hashlib.md5())
 
