@@ -36,6 +36,13 @@ from .enterobase._options import ENTEROBASE, EnterobaseOptions, EnterobaseState
 from .mgnify._api import MGNIFY_LATEST, MGNIFY_PREFIX, build_mgnify_app
 from .mgnify._controls import MgnifyControls
 from .mgnify._options import MGNIFY, MgnifyOptions
+from .mgnify._v2 import (
+    MGNIFY_V2,
+    MGNIFY_V2_PREFIX,
+    MgnifyV2State,
+    add_results_routes,
+    build_mgnify_v2_app,
+)
 from .webin._api import DROPBOX_PREFIX, WEBIN_PREFIX, build_dropbox_app, build_webin_app
 from .webin._controls import WebinControls
 from .webin._options import WebinOptions
@@ -48,11 +55,17 @@ def _www(app: web.Application) -> None:
     app.add_subapp(PORTAL_PREFIX, build_portal_app())
     app.add_subapp(MGNIFY_PREFIX, build_mgnify_app())
     app.add_subapp(MGNIFY_LATEST, build_mgnify_app())
+    app.add_subapp(MGNIFY_V2_PREFIX, build_mgnify_v2_app())
     app.add_subapp(CRAM_PREFIX, build_cram_app())
     app.add_subapp(WEBIN_PREFIX, build_webin_app())
     app.add_subapp(DROPBOX_PREFIX, build_dropbox_app())
     app.add_subapp(BROWSER_PREFIX, build_browser_app())
     app.add_subapp(TAXONOMY_PREFIX, build_taxonomy_app())
+
+
+def _ftp(app: web.Application) -> None:
+    add_results_routes(app)
+    add_file_routes(app)
 
 
 # Each emulated host is a separate app on a separate port, because the engine
@@ -62,7 +75,7 @@ def _www(app: web.Application) -> None:
 # per server.
 _HOSTS: Mapping[str, Callable[[web.Application], None]] = {
     "www": _www,
-    "ftp": add_file_routes,
+    "ftp": _ftp,
     "enterobase": add_enterobase_routes,
     "ega": add_ega_routes,
 }
@@ -73,6 +86,7 @@ _ENDPOINTS: Mapping[str, tuple[str, str]] = {
     "ena_portal": ("www", PORTAL_PREFIX),
     "ena_files": ("ftp", ""),
     "mgnify": ("www", MGNIFY_PREFIX),
+    "mgnify_v2": ("www", MGNIFY_V2_PREFIX),
     "enterobase": ("enterobase", ENTEROBASE_PREFIX),
     "ega_access": ("ega", ACCESS_PREFIX),
     "ega_download": ("ega", DOWNLOAD_PREFIX),
@@ -85,7 +99,11 @@ _ENDPOINTS: Mapping[str, tuple[str, str]] = {
 # Where POST bodies are never logged, by host: path prefixes. EGA's bodies carry
 # passwords and rekeys; Webin's are whole submission documents (unpublished metadata,
 # up to 15 MB) that the log has no use for.
-_FORMLESS: Mapping[str, tuple[str, ...]] = {"ega": ("/",), "www": (WEBIN_PREFIX, DROPBOX_PREFIX)}
+_FORMLESS: Mapping[str, tuple[str, ...]] = {
+    "ega": ("/",),
+    # MGnify v2's login body carries a Webin password, its refresh body the JWT.
+    "www": (WEBIN_PREFIX, DROPBOX_PREFIX, MGNIFY_V2_PREFIX + "/auth/"),
+}
 _SHUTDOWN_TIMEOUT = 2.0
 # Request bodies up to this size: Webin takes documents of up to 15 MB (aiohttp's
 # default is 1 MiB), and a Portal includeAccessions batch can be long too.
@@ -173,6 +191,7 @@ class Emulator:
         if local_links:
             mgnify = dataclasses.replace(mgnify, public_links=False)
             enterobase = dataclasses.replace(enterobase, public_links=False)
+        mgnify_v2 = MgnifyV2State(options=mgnify)
         ega_state = EgaState(self.catalog.ega_datasets, ega, seed=seed)
         enterobase_state = EnterobaseState(enterobase, self.catalog.enterobase_assemblies)
         webin_state = WebinState(webin)
@@ -180,6 +199,7 @@ class Emulator:
         self._states: tuple[tuple[web.AppKey[Any], object], ...] = (
             (ENA, EnaState(ena)),
             (MGNIFY, mgnify),
+            (MGNIFY_V2, mgnify_v2),
             (ENTEROBASE, enterobase_state),
             (EGA, ega_state),
             (WEBIN, webin_state),
@@ -190,8 +210,8 @@ class Emulator:
         self.cram = CramControls(self.catalog)
         #: Webin's counters, submissions and submitted objects.
         self.webin = WebinControls(webin_state)
-        #: MGnify's downloads, their bytes and SHA1s.
-        self.mgnify = MgnifyControls(self.catalog)
+        #: MGnify's downloads, their bytes and SHA1s; v2's clock and signed links.
+        self.mgnify = MgnifyControls(self.catalog, mgnify_v2)
         #: EnteroBase's records, new releases, FASTA bytes.
         self.enterobase = EnterobaseControls(enterobase_state, self._clock)
         #: EGA's files, streams, tickets, sessions, tokens and its clock.
