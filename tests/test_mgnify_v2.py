@@ -3,6 +3,7 @@ verification, ENA accessions, private data behind a Webin JWT and expiring signe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -10,13 +11,25 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
 import mirror
 from mirror._config import HostLimit
 from mirror._credentials import Secret
+from mirror._exceptions import CredentialsError
 from mirror._http import Http
 from mirror._metadata import MetadataWriter
+from mirror._models import WarningEvent
 from mirror._seam import SourceContext
-from mirror.emulator import Catalog, Emulator, Fault, MgnifyOptions
+from mirror.emulator import (
+    Catalog,
+    Emulator,
+    Fault,
+    MgnifyAnalysis,
+    MgnifyDownload,
+    MgnifyOptions,
+    MgnifyStudy,
+)
 from mirror.emulator._content import content_bytes
 from mirror.emulator.mgnify._records import download_key
 from mirror.emulator.mgnify._v2 import index_size
@@ -54,6 +67,11 @@ def expected_files(catalog: Catalog, *, private: bool = False) -> dict[str, byte
             for kind in d.index_types:
                 out[f"{path}.{kind}"] = content_bytes(f"{key}.{kind}", index_size(d.size))
     return out
+
+
+def stored(root: Path) -> dict[Path, bytes]:
+    """Every file under ``root`` (files, index, metadata, state store) and its bytes."""
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def legacy(catalog: Catalog) -> list[str]:
@@ -235,6 +253,12 @@ async def test_private_links_expire_mid_file_and_resume_with_a_fresh_link(
     assert [e.status for e in details] == [200, 200]
     assert targets[1] == targets[0]
     assert targets[2] != targets[1]
+    # Neither the password nor a JWT (base64url JSON: "eyJ…") is kept anywhere.
+    for kept, data in stored(tmp_path).items():
+        assert PASSWORD.encode() not in data, kept
+        assert b"eyJ" not in data, kept
+    assert PASSWORD not in repr(log)
+    assert "eyJ" not in repr(log)
     logins = [e for e in log if e.path.endswith("/auth/sliding")]
     assert len(logins) == 1
     assert logins[0].form is None
@@ -323,3 +347,41 @@ async def test_jwt_refreshed_before_it_expires_and_login_again_when_refused(
         ("/auth/sliding/refresh", 200),
         ("/analyses/MGYA91010002", 200),
     ]
+
+
+async def test_download_without_url_is_reported_and_the_rest_lands(tmp_path: Path) -> None:
+    plain = MgnifyDownload(
+        alias="ERR1_qc.tsv", label="QC", group_type="Statistics", format_name="TSV", size=999
+    )
+    gone = dataclasses.replace(plain, alias="ERR1_old.tsv", has_url=False)
+    analysis = MgnifyAnalysis(
+        accession="MGYA00007001",
+        study="MGYS00007001",
+        pipeline_version="4.1",
+        downloads=(plain, gone),
+    )
+    catalog = Catalog(mgnify_studies=(MgnifyStudy(accession="MGYS00007001", analyses=(analysis,)),))
+    warnings: list[str] = []
+    async with (
+        Emulator(catalog) as emu,
+        mirror.Mirror(manifest(emu, tmp_path, analyses=["MGYA00007001"]), retry=FAST_RETRY) as m,
+    ):
+        async for event in m.events():
+            if isinstance(event, WarningEvent):
+                warnings.append(event.message)
+        summary = m.summary
+    assert (summary.planned, summary.verified, summary.exit_code) == (1, 1, 0)
+    assert (tmp_path / "mgnify/MGYA00007001/ERR1_qc.tsv").stat().st_size == 999
+    assert any("MGYA00007001" in w and "'ERR1_old.tsv' has no URL" in w for w in warnings)
+
+
+async def test_half_the_webin_credentials_is_a_one_line_error(tmp_path: Path) -> None:
+    catalog = Catalog.generate_mgnify_v2(seed=1, analyses=1, private=0)
+    async with Emulator(catalog) as emu:
+        doc = manifest(emu, tmp_path, analyses=["MGYA91010001"])
+        with pytest.raises(CredentialsError) as caught:
+            await mirror.run(doc, credentials={"MGNIFY_WEBIN_USER": USER})
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "sources[0].mgnify" in message
+    assert "MGNIFY_WEBIN_PASSWORD is not set" in message
