@@ -16,8 +16,9 @@ import pytest
 import mirror
 from mirror._config import HostLimit
 from mirror._credentials import Secret
-from mirror._exceptions import CredentialsError
+from mirror._exceptions import CredentialsError, ManifestError
 from mirror._http import Http
+from mirror._manifest import load_manifest
 from mirror._metadata import MetadataWriter
 from mirror._models import WarningEvent
 from mirror._seam import SourceContext
@@ -215,9 +216,7 @@ async def test_private_links_expire_mid_file_and_resume_with_a_fresh_link(
     catalog = Catalog.generate_mgnify_v2(seed=1, analyses=0, private=1, private_size=size)
     analysis = next(catalog.iter_mgnify_analyses())
     alias = analysis.downloads[0].alias
-    async with Emulator(
-        catalog, mgnify=MgnifyOptions(link_lifetime=600), seed=1, local_links=True
-    ) as emu:
+    async with Emulator(catalog, mgnify=MgnifyOptions(link_lifetime=600), seed=1) as emu:
         # The first request is cut after 100 KiB; when it ends, an hour has passed.
         emu.faults.add(
             Fault(
@@ -385,3 +384,20 @@ async def test_half_the_webin_credentials_is_a_one_line_error(tmp_path: Path) ->
     assert "\n" not in message
     assert "sources[0].mgnify" in message
     assert "MGNIFY_WEBIN_PASSWORD is not set" in message
+
+
+def test_manifest_api_key(tmp_path: Path) -> None:
+    def load(extra: str) -> Any:
+        path = tmp_path / "m.yaml"
+        path.write_text(
+            f"sources:\n  - mgnify:\n      studies: [ERP108930]\n{extra}", encoding="utf-8"
+        )
+        return load_manifest(path)
+
+    assert load("").sources[0].api == "v1"
+    spec = load("      api: v2\n      pipeline_version: V5\n").sources[0]
+    assert (spec.api, spec.pipeline_version) == ("v2", "V5")
+    with pytest.raises(ManifestError, match=r"m.yaml:4: sources\[0\]\.mgnify\.api: 'v3' is not"):
+        load("      api: v3\n")
+    with pytest.raises(ManifestError, match=r"sources\[0\]\.mgnify\.labels: API v2 has no"):
+        load("      api: v2\n      labels: [x]\n")
