@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -252,10 +253,12 @@ async def test_private_links_expire_mid_file_and_resume_with_a_fresh_link(
     assert [e.status for e in details] == [200, 200]
     assert targets[1] == targets[0]
     assert targets[2] != targets[1]
-    # Neither the password nor a JWT (base64url JSON: "eyJ…") is kept anywhere.
+    # Neither the password, a JWT (base64url JSON: "eyJ…") nor a link's signature is
+    # kept anywhere: not in the files, the index, the metadata or the state store.
     for kept, data in stored(tmp_path).items():
         assert PASSWORD.encode() not in data, kept
         assert b"eyJ" not in data, kept
+        assert re.search(rb"token=[0-9a-f]{64}", data) is None, kept
     assert PASSWORD not in repr(log)
     assert "eyJ" not in repr(log)
     logins = [e for e in log if e.path.endswith("/auth/sliding")]
@@ -401,3 +404,36 @@ def test_manifest_api_key(tmp_path: Path) -> None:
         load("      api: v3\n")
     with pytest.raises(ManifestError, match=r"sources\[0\]\.mgnify\.labels: API v2 has no"):
         load("      api: v2\n      labels: [x]\n")
+
+
+async def test_private_task_planned_elsewhere_is_signed_before_its_first_request(
+    tmp_path: Path,
+) -> None:
+    # A task from the state store (another process planned it) holds no signature.
+    catalog = Catalog.generate_mgnify_v2(seed=1, analyses=0, private=1, private_size=4096)
+    analysis = next(catalog.iter_mgnify_analyses())
+    alias = analysis.downloads[0].alias
+    async with (
+        Emulator(catalog) as emu,
+        Http(lambda host: HostLimit(), retry=FAST_RETRY) as http,
+    ):
+        ctx = SourceContext(
+            http=http,
+            endpoints=emu.endpoints,
+            metadata=MetadataWriter(tmp_path / "metadata"),
+            warn=lambda message: None,
+        )
+        login = WebinLogin(username=Secret(USER), password=Secret(PASSWORD))
+        planner = MgnifyV2Source(MgnifySpec(analyses=(analysis.accession,), api="v2"), ctx, login)
+        (planned,) = [t async for batch in planner.expand() for t in batch]
+        assert "?" not in planned.url
+        other = MgnifyV2Source(MgnifySpec(analyses=(analysis.accession,), api="v2"), ctx, login)
+        signed = await other.prepare(planned, None)
+        async with http.request("GET", signed.url) as resp:
+            body = await resp.read()
+        await emu.wait_idle()
+        asked = [e.path.rsplit("/", 1)[-1] for e in emu.log if "/analyses/" in e.path]
+    assert signed.url.startswith(planned.url + "?expires=")
+    assert body == emu.mgnify.download_bytes(analysis.accession, alias)
+    # Planning asked for the analysis once, the other source once more, for its link.
+    assert asked == [analysis.accession, analysis.accession]

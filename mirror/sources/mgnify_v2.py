@@ -198,6 +198,11 @@ def _signed(url: str) -> bool:
     return "expires=" in query and "token=" in query
 
 
+def _private(url: str) -> bool:
+    """Whether ``url`` is one of v2's private files (served only through signed links)."""
+    return "/private-data/" in urlsplit(url).path
+
+
 class MgnifyV2Source:
     """Expands an ``mgnify:`` entry with ``api: v2``; renews expired private links."""
 
@@ -497,9 +502,12 @@ class MgnifyV2Source:
                         error=error,
                     )
                 )
-        for one in tasks:
+        # A signed link is kept here, not in the task: the state store and the index
+        # get the link without its signature, and prepare() signs it again.
+        for i, one in enumerate(tasks):
             if _signed(one.url):
                 self._links[one.path] = one.url
+                tasks[i] = dataclasses.replace(one, url=one.url.partition("?")[0])
         return tasks
 
     def _report_filters(self) -> None:
@@ -537,20 +545,25 @@ class MgnifyV2Source:
         )
 
     async def prepare(self, task: FileTask, error: MirrorError | None) -> FileTask:
-        current = self._links.get(task.path, task.url)
-        if not (isinstance(error, TransferError) and self.recoverable(error)):
-            return dataclasses.replace(task, url=current)
+        expired = isinstance(error, TransferError) and self.recoverable(error)
+        link = self._links.get(task.path)
+        if not expired and (link is not None or not _private(task.url)):
+            return dataclasses.replace(task, url=link or task.url)
+        # An expired link, or a private file planned by another process or run (whose
+        # task holds no signature): the analysis, asked again, signs a fresh one.
+        stale = error.url if expired and isinstance(error, TransferError) else None
         lock = self._renewing.setdefault(task.accession, asyncio.Lock())
         async with lock:
             # Another file of the analysis may have renewed every link already.
-            if self._links.get(task.path, task.url) == error.url:
+            if self._links.get(task.path) == stale:
                 await self._renew(task.accession)
         fresh = self._links.get(task.path)
-        if fresh is None or fresh == error.url:
+        if fresh is None or fresh == stale:
             raise SourceError(
-                f"MGnify: {task.path}: no fresh link for {redact_url(error.url or task.url)}"
+                f"MGnify: {task.path}: the API gave no fresh link for {redact_url(task.url)}"
             )
-        logger.info("MGnify: %s: the signed link expired; resuming with a fresh one", task.path)
+        if expired:
+            logger.info("MGnify: %s: the signed link expired; resuming with a fresh one", task.path)
         return dataclasses.replace(task, url=fresh)
 
     async def _renew(self, accession: str) -> None:
