@@ -437,3 +437,21 @@ async def test_private_task_planned_elsewhere_is_signed_before_its_first_request
     assert body == emu.mgnify.download_bytes(analysis.accession, alias)
     # Planning asked for the analysis once, the other source once more, for its link.
     assert asked == [analysis.accession, analysis.accession]
+
+
+async def test_faults_on_the_v2_api_and_files_still_end_verified(tmp_path: Path) -> None:
+    catalog = Catalog.generate_mgnify_v2(seed=4, analyses=6, private=0)
+    expected = expected_files(catalog)
+    faults = [
+        Fault(kind="status", status=503, host="www", match="*/studies/*/analyses/", times=1),
+        Fault(kind="truncate", host="www", match="*/analyses/MGYA*", after_bytes=40, times=2),
+        Fault(kind="reset", host="ftp", match="*mgnify_results*", after_bytes=500, times=3),
+    ]
+    async with Emulator(catalog, faults=faults) as emu:
+        summary = await mirror.run(manifest(emu, tmp_path, studies=[STUDY]), retry=FAST_RETRY)
+        await emu.wait_idle()
+        hit = sorted(e.fault or "" for e in emu.log if e.fault)
+    assert hit == ["reset"] * 3 + ["status"] + ["truncate"] * 2
+    assert summary.exit_code == 0
+    for path, data in expected.items():
+        assert (tmp_path / path).read_bytes() == data

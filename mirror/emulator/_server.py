@@ -114,11 +114,13 @@ class Emulator:
     """The archives on loopback, one port per host.
 
     ``www``: ENA's Portal API, CRAM reference registry and Webin submission services
-    (REST V2 and the drop-box), and MGnify's v1 API; ``ftp``: ENA's file tree;
+    (REST V2 and the drop-box), and MGnify's API v1 and v2; ``ftp``: ENA's file tree
+    and MGnify's public results;
     ``enterobase``: EnteroBase's API v2.0 and its FASTA downloads; ``ega``: EGA's REST
     API v2 (access and download servers) and its current Data API (token, metadata,
     plain files). Use as ``async with Emulator(Catalog.demo()) as emu:`` and point
     clients at ``emu.endpoints[...]`` (``ena_portal``, ``ena_files``, ``mgnify``,
+    ``mgnify_v2``,
     ``enterobase``, ``ega_access``, ``ega_download``, ``ega_auth``, ``ega_data``,
     ``cram_registry``, ``webin``).
     Faults can be added and cleared while it runs; ``emu.log`` lists every request in
@@ -286,7 +288,8 @@ class Emulator:
     @property
     def endpoints(self) -> dict[str, str]:
         """Base URLs: ``ena_portal`` (…/ena/portal/api), ``ena_files`` (the vol1 root),
-        ``mgnify`` (…/metagenomics/api/v1), ``enterobase`` (…/api/v2.0), ``ega_access``
+        ``mgnify`` (…/metagenomics/api/v1), ``mgnify_v2`` (…/metagenomics/api/v2),
+        ``enterobase`` (…/api/v2.0), ``ega_access``
         (…/ega/rest/access/v2), ``ega_download`` (…/ega/rest/download/v2), ``ega_auth``
         (…/ega-openid-connect-server/token), ``ega_data`` (…/v2), ``cram_registry``
         (…/ena/cram), ``webin`` (…/ena/submit/webin-v2) and ``ena_browser``

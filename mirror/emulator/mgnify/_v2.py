@@ -67,10 +67,8 @@ def index_size(size: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class _File:
-    analysis: MgnifyAnalysis
     key: str
     size: int
-    private: bool
 
 
 @dataclass(kw_only=True, slots=True)
@@ -146,10 +144,10 @@ class MgnifyV2State:
                     for item in analysis.downloads:
                         path = file_path(study, analysis, item, private=private)
                         key = download_key(analysis.accession, item.alias)
-                        found[(where, path)] = _File(analysis, key, item.size, private)
+                        found[(where, path)] = _File(key, item.size)
                         for kind in item.index_types:
                             found[(where, f"{path}.{kind}")] = _File(
-                                analysis, f"{key}.{kind}", index_size(item.size), private
+                                f"{key}.{kind}", index_size(item.size)
                             )
             self._files = found
         return self._files
