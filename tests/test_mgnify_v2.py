@@ -36,7 +36,8 @@ from mirror.emulator._content import content_bytes
 from mirror.emulator.mgnify._records import download_key
 from mirror.emulator.mgnify._v2 import index_size
 from mirror.sources.mgnify import MgnifySpec
-from mirror.sources.mgnify_v2 import MgnifyV2Source, WebinLogin, WebinSession, normal_pipeline
+from mirror.sources.mgnify_v2 import MgnifyV2Source, normal_pipeline
+from mirror.sources.mgnify_webin import WebinLogin, WebinSession
 
 from .conftest import FAST_RETRY, read_index
 

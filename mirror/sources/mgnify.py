@@ -40,7 +40,8 @@ from .._streams import produced
 from . import Source, SourceContext
 from ._links import rewrite
 from ._paging import iter_jsonapi
-from .mgnify_v2 import DEFAULT_BASE_V2, MgnifyV2Source, WebinLogin
+from .mgnify_v2 import DEFAULT_BASE_V2, MgnifyV2Source
+from .mgnify_webin import WebinLogin
 
 __all__ = ["KIND", "MgnifySource", "MgnifySpec", "download_task"]
 
