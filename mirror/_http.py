@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
+import string
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
+import yarl
 
 from ._breaker import Breaker
 from ._clock import REAL_CLOCK, Clock
@@ -53,6 +56,21 @@ Params = Mapping[str, str] | Sequence[tuple[str, str]]
 USER_AGENT = "ebi-mirror/0.1"
 #: Redirects followed for one request; more is a loop (or a chain no archive uses).
 MAX_REDIRECTS = 10
+#: What a URL already in its encoded form is made of (RFC 3986: unreserved, reserved, %).
+_URI_CHARS = frozenset(string.ascii_letters + string.digits + "-._~:/?#[]@!$&'()*+,;=%")
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _target(url: str) -> str | yarl.URL:
+    """The URL to send: one already encoded goes byte for byte, others are quoted.
+
+    Left to itself, yarl re-quotes every URL, normalising ``%7E``/``%3D`` in paths
+    and ``%2F`` in queries; a signed link (MGnify's private data) names the path it
+    was signed for, so a normalised one no longer matches its signature.
+    """
+    if all(c in _URI_CHARS for c in url) and not _BAD_PERCENT.search(url):
+        return yarl.URL(url, encoded=True)
+    return url
 
 
 class Http:
@@ -186,7 +204,7 @@ class Http:
                 started = self.clock.monotonic()
                 cm = self._session.request(
                     method,
-                    url,
+                    _target(url),
                     headers=headers,
                     params=params,
                     data=data,

@@ -738,7 +738,7 @@ ERROR_CASES = [
     pytest.param(
         "endpoints:\n  zzz: http://localhost:8080/portal\n" + OK,
         "manifest.yaml:2: endpoints.zzz: unknown key (expected one of ena_portal, ena_browser, "
-        "ena_files, mgnify, enterobase, ega_access, ega_download, ega_auth, ega_data, "
+        "ena_files, mgnify, mgnify_v2, enterobase, ega_access, ega_download, ega_auth, ega_data, "
         "cram_registry, webin, ega_metadata)",
         id="endpoint-key",
     ),

@@ -285,6 +285,23 @@ class Catalog:
         )
 
     @classmethod
+    def generate_mgnify_v2(
+        cls,
+        seed: int = 0,
+        *,
+        analyses: int = 150,
+        private: int = 1,
+        private_size: int = 256 * 1024,
+        first: str = "MGYS00009101",
+    ) -> Catalog:
+        """One MGnify study for API v2: V6 and legacy analyses, and private ones (see
+        ``mgnify._generate.generate_v2_study``)."""
+        from .mgnify._generate import generate_v2_study
+
+        study = generate_v2_study(first, analyses, seed, private=private, private_size=private_size)
+        return cls(mgnify_studies=(study,))
+
+    @classmethod
     def generate_enterobase(
         cls,
         database: str = "senterica",

@@ -44,6 +44,13 @@ from .enterobase._options import ENTEROBASE, EnterobaseOptions, EnterobaseState
 from .mgnify._api import MGNIFY_LATEST, MGNIFY_PREFIX, build_mgnify_app
 from .mgnify._controls import MgnifyControls
 from .mgnify._options import MGNIFY, MgnifyOptions
+from .mgnify._v2 import (
+    MGNIFY_V2,
+    MGNIFY_V2_PREFIX,
+    MgnifyV2State,
+    add_results_routes,
+    build_mgnify_v2_app,
+)
 from .webin._api import DROPBOX_PREFIX, WEBIN_PREFIX, build_dropbox_app, build_webin_app
 from .webin._controls import WebinControls
 from .webin._options import WebinOptions
@@ -56,6 +63,7 @@ def _www(app: web.Application) -> None:
     app.add_subapp(PORTAL_PREFIX, build_portal_app())
     app.add_subapp(MGNIFY_PREFIX, build_mgnify_app())
     app.add_subapp(MGNIFY_LATEST, build_mgnify_app())
+    app.add_subapp(MGNIFY_V2_PREFIX, build_mgnify_v2_app())
     app.add_subapp(CRAM_PREFIX, build_cram_app())
     app.add_subapp(WEBIN_PREFIX, build_webin_app())
     app.add_subapp(DROPBOX_PREFIX, build_dropbox_app())
@@ -68,6 +76,11 @@ def _ega(app: web.Application) -> None:
     app.add_subapp(METADATA_PREFIX, build_metadata_app())
 
 
+def _ftp(app: web.Application) -> None:
+    add_results_routes(app)
+    add_file_routes(app)
+
+
 # Each emulated host is a separate app on a separate port, because the engine
 # rate-limits per host:port as it must against the real services. More services join
 # a host by mounting their app here; more hosts are more entries. EGA's access,
@@ -75,7 +88,7 @@ def _ega(app: web.Application) -> None:
 # per server.
 _HOSTS: Mapping[str, Callable[[web.Application], None]] = {
     "www": _www,
-    "ftp": add_file_routes,
+    "ftp": _ftp,
     "enterobase": add_enterobase_routes,
     "ega": _ega,
 }
@@ -86,6 +99,7 @@ _ENDPOINTS: Mapping[str, tuple[str, str]] = {
     "ena_portal": ("www", PORTAL_PREFIX),
     "ena_files": ("ftp", ""),
     "mgnify": ("www", MGNIFY_PREFIX),
+    "mgnify_v2": ("www", MGNIFY_V2_PREFIX),
     "enterobase": ("enterobase", ENTEROBASE_PREFIX),
     "ega_access": ("ega", ACCESS_PREFIX),
     "ega_download": ("ega", DOWNLOAD_PREFIX),
@@ -99,7 +113,11 @@ _ENDPOINTS: Mapping[str, tuple[str, str]] = {
 # Where POST bodies are never logged, by host: path prefixes. EGA's bodies carry
 # passwords and rekeys; Webin's are whole submission documents (unpublished metadata,
 # up to 15 MB) that the log has no use for.
-_FORMLESS: Mapping[str, tuple[str, ...]] = {"ega": ("/",), "www": (WEBIN_PREFIX, DROPBOX_PREFIX)}
+_FORMLESS: Mapping[str, tuple[str, ...]] = {
+    "ega": ("/",),
+    # MGnify v2's login body carries a Webin password, its refresh body the JWT.
+    "www": (WEBIN_PREFIX, DROPBOX_PREFIX, MGNIFY_V2_PREFIX + "/auth/"),
+}
 _SHUTDOWN_TIMEOUT = 2.0
 # Request bodies up to this size: Webin takes documents of up to 15 MB (aiohttp's
 # default is 1 MiB), and a Portal includeAccessions batch can be long too.
@@ -110,12 +128,14 @@ class Emulator:
     """The archives on loopback, one port per host.
 
     ``www``: ENA's Portal API, CRAM reference registry and Webin submission services
-    (REST V2 and the drop-box), and MGnify's v1 API; ``ftp``: ENA's file tree;
+    (REST V2 and the drop-box), and MGnify's API v1 and v2; ``ftp``: ENA's file tree
+    and MGnify's public results;
     ``enterobase``: EnteroBase's API v2.0 and its FASTA downloads; ``ega``: EGA's REST
     API v2 (access and download servers), its current Data API (token, metadata,
     plain files) and its metadata API for the Live Outbox (whose SFTP server is not
     part of this emulator). Use as ``async with Emulator(Catalog.demo()) as emu:`` and point
     clients at ``emu.endpoints[...]`` (``ena_portal``, ``ena_files``, ``mgnify``,
+    ``mgnify_v2``,
     ``enterobase``, ``ega_access``, ``ega_download``, ``ega_auth``, ``ega_data``,
     ``ega_metadata``, ``cram_registry``, ``webin``).
     Faults can be added and cleared while it runs; ``emu.log`` lists every request in
@@ -190,6 +210,7 @@ class Emulator:
         if local_links:
             mgnify = dataclasses.replace(mgnify, public_links=False)
             enterobase = dataclasses.replace(enterobase, public_links=False)
+        mgnify_v2 = MgnifyV2State(options=mgnify)
         ega_state = EgaState(self.catalog.ega_datasets, ega, seed=seed)
         enterobase_state = EnterobaseState(enterobase, self.catalog.enterobase_assemblies)
         webin_state = WebinState(webin)
@@ -198,6 +219,7 @@ class Emulator:
         self._states: tuple[tuple[web.AppKey[Any], object], ...] = (
             (ENA, EnaState(ena)),
             (MGNIFY, mgnify),
+            (MGNIFY_V2, mgnify_v2),
             (ENTEROBASE, enterobase_state),
             (EGA, ega_state),
             (WEBIN, webin_state),
@@ -209,8 +231,8 @@ class Emulator:
         self.cram = CramControls(self.catalog)
         #: Webin's counters, submissions and submitted objects.
         self.webin = WebinControls(webin_state)
-        #: MGnify's downloads, their bytes and SHA1s.
-        self.mgnify = MgnifyControls(self.catalog)
+        #: MGnify's downloads, their bytes and SHA1s; v2's clock and signed links.
+        self.mgnify = MgnifyControls(self.catalog, mgnify_v2)
         #: EnteroBase's records, new releases, FASTA bytes.
         self.enterobase = EnterobaseControls(enterobase_state, self._clock)
         #: EGA's files, streams, tickets, sessions, tokens and its clock.
@@ -287,7 +309,8 @@ class Emulator:
     @property
     def endpoints(self) -> dict[str, str]:
         """Base URLs: ``ena_portal`` (…/ena/portal/api), ``ena_files`` (the vol1 root),
-        ``mgnify`` (…/metagenomics/api/v1), ``enterobase`` (…/api/v2.0), ``ega_access``
+        ``mgnify`` (…/metagenomics/api/v1), ``mgnify_v2`` (…/metagenomics/api/v2),
+        ``enterobase`` (…/api/v2.0), ``ega_access``
         (…/ega/rest/access/v2), ``ega_download`` (…/ega/rest/download/v2), ``ega_auth``
         (…/ega-openid-connect-server/token), ``ega_data`` (…/v2), ``ega_metadata``
         (…/ega-metadata: ``/datasets/{EGAD}/files``), ``cram_registry``

@@ -20,19 +20,28 @@ import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import quote
 
 from .. import _validate as v
 from .._accessions import ena_kind, is_mgnify_analysis, is_mgnify_study
-from .._exceptions import EmptyEntry, HTTPStatusError, SourceError, UnsafePathError, collapsed
+from .._exceptions import (
+    CredentialsError,
+    EmptyEntry,
+    HTTPStatusError,
+    SourceError,
+    UnsafePathError,
+    collapsed,
+)
 from .._models import FileTask
 from .._paths import safe_name
-from .._registry import Accessions, GetOptions, SourceKind, no_credentials
+from .._registry import Accessions, CredentialLookup, GetOptions, SourceKind
 from .._streams import produced
 from . import Source, SourceContext
 from ._links import rewrite
 from ._paging import iter_jsonapi
+from .mgnify_v2 import DEFAULT_BASE_V2, MgnifyV2Source
+from .mgnify_webin import WebinLogin
 
 __all__ = ["KIND", "MgnifySource", "MgnifySpec", "download_task"]
 
@@ -50,6 +59,8 @@ class MgnifySpec:
     groups: tuple[str, ...] = ()
     formats: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
+    #: ``v1`` (JSON:API, SHA1s) or ``v2`` (private data through a Webin login).
+    api: Literal["v1", "v2"] = "v1"
 
 
 def _lower(values: Iterable[str]) -> frozenset[str]:
@@ -329,14 +340,26 @@ def parse(w: v.Where, path: v.KeyPath, body: dict[str, object]) -> MgnifySpec:
     if not studies and not analyses:
         raise w.error(path, "no studies or analyses given")
     version = body.get("pipeline_version")
+    api = "v1" if body.get("api") is None else v.choice(w, (*path, "api"), body["api"], _APIS)
+    labels = v.optional_strings(w, path, body, "labels", item="label")
+    if api == "v2" and labels:
+        raise w.error(
+            (*path, "labels"),
+            "API v2 has no download labels: filter by groups (download_group or "
+            "download_type) or formats (file_type)",
+        )
     return MgnifySpec(
         studies=studies,
         analyses=analyses,
         pipeline_version=None if version is None else _pipeline_version(w, path, version),
         groups=v.optional_strings(w, path, body, "groups", item="group"),
         formats=v.optional_strings(w, path, body, "formats", item="format"),
-        labels=v.optional_strings(w, path, body, "labels", item="label"),
+        labels=labels,
+        api="v2" if api == "v2" else "v1",
     )
+
+
+_APIS = ("v1", "v2")
 
 
 def _pipeline_version(w: v.Where, path: v.KeyPath, value: object) -> str:
@@ -362,18 +385,39 @@ def _entry(accessions: tuple[str, ...], options: GetOptions) -> MgnifySpec:
     )
 
 
-def _build(spec: MgnifySpec, ctx: SourceContext, credentials: None) -> Source:
+def webin_login(spec: MgnifySpec, lookup: CredentialLookup) -> WebinLogin | None:
+    """API v2's Webin account, when both variables are set (else public data only)."""
+    if spec.api != "v2":
+        return None
+    user = lookup.credentials.get("MGNIFY_WEBIN_USER")
+    password = lookup.credentials.get("MGNIFY_WEBIN_PASSWORD")
+    if user is None and password is None:
+        return None
+    if user is None or password is None:
+        missing = "MGNIFY_WEBIN_USER" if user is None else "MGNIFY_WEBIN_PASSWORD"
+        raise CredentialsError(
+            f"{lookup.where}: {missing} is not set; MGnify's private data needs both "
+            "MGNIFY_WEBIN_USER and MGNIFY_WEBIN_PASSWORD (unset both for public data only)",
+            hint="set MGNIFY_WEBIN_USER (Webin-N) and MGNIFY_WEBIN_PASSWORD",
+        )
+    return WebinLogin(username=user, password=password)
+
+
+def _build(spec: MgnifySpec, ctx: SourceContext, credentials: WebinLogin | None) -> Source:
+    if spec.api == "v2":
+        return MgnifyV2Source(spec, ctx, credentials)
     return MgnifySource(spec, ctx)
 
 
-KIND: SourceKind[MgnifySpec, None] = SourceKind(
+KIND: SourceKind[MgnifySpec, WebinLogin | None] = SourceKind(
     key="mgnify",
     spec=MgnifySpec,
-    fields=("studies", "analyses", "pipeline_version", "groups", "formats", "labels"),
+    fields=("studies", "analyses", "pipeline_version", "groups", "formats", "labels", "api"),
     parse=parse,
-    credentials=no_credentials,
+    credentials=webin_login,
     build=_build,
-    endpoints={"mgnify": DEFAULT_BASE},
+    optional_environment=("MGNIFY_WEBIN_USER", "MGNIFY_WEBIN_PASSWORD"),
+    endpoints={"mgnify": DEFAULT_BASE, "mgnify_v2": DEFAULT_BASE_V2},
     accessions=Accessions(
         title="MGnify",
         claims=lambda acc: is_mgnify_study(acc) or is_mgnify_analysis(acc),

@@ -32,6 +32,7 @@ from ._records import (
     MgnifyStudy,
     download_key,
 )
+from ._v2 import MGNIFY_V2
 
 __all__ = ["MGNIFY_LATEST", "MGNIFY_PREFIX", "build_mgnify_app", "find_study"]
 
@@ -315,7 +316,15 @@ async def _downloads(request: web.Request) -> dict[str, Any]:
                 sha1_of, download_key(analysis.accession, item.alias), item.size
             )
     links = _Links(request)
-    return page.document([_download_item(analysis, item, links) for item in page.items])
+    items = [_download_item(analysis, item, links) for item in page.items]
+    wrong = request.config_dict[MGNIFY_V2].wrong_sha1
+    for item in items:
+        if (analysis.accession, item["id"]) in wrong:
+            item["attributes"]["file-checksum"] = {
+                "checksum": "0" * 40,
+                "checksum-algorithm": "SHA1",
+            }
+    return page.document(items)
 
 
 async def _file(request: web.Request) -> web.StreamResponse:

@@ -252,3 +252,100 @@ def demo_mgnify_study() -> MgnifyStudy:
             ),
         ),
     )
+
+
+#: The account that owns the private analyses of ``generate_v2_study``.
+V2_OWNER = "Webin-1001"
+
+
+def generate_v2_study(
+    accession: str, analyses: int, seed: int, *, private: int = 1, private_size: int = 256 * KIB
+) -> MgnifyStudy:
+    """A study for API v2: ``analyses`` public analyses and ``private`` private ones.
+
+    Every third analysis is pipeline V6 (v2 only: no SHA1 anywhere, its contigs
+    indexed by a ``.fai``); the others are legacy (4.1 or 5.0) with the same MGYA and
+    bytes in v1, whose listing carries their SHA1s. Each analysis has two downloads:
+    contigs, whose alias differs from the URL's file name, and ``taxonomy`` (the
+    alias of the web client's fixture) at ``…krona.txt.gz``. Private analyses (after
+    the public ones, owned by ``V2_OWNER``) have one V6 file of ``private_size``
+    bytes whose name holds ``/``, ``+`` and ``=``. Sizes are 1–4 KiB.
+    """
+    number = int(accession[4:]) % 10_000
+    built: list[MgnifyAnalysis] = []
+    for i in range(analyses + private):
+        rng = random.Random(f"mgnify-v2:{seed}:{accession}:{i}")
+        run = f"ERR{30_000_000 + number * 10_000 + i}"
+        mgya = f"MGYA{number * 10_000 + i + 1:08d}"
+        if i >= analyses:
+            contigs = MgnifyDownload(
+                alias=f"{run}_contigs.fasta",
+                label="Contigs",
+                group_type="Sequence data",
+                format_name="FASTA",
+                format_extension="fasta",
+                size=private_size,
+                sha1=False,
+                pipeline="6.0",
+                real_name=f"bins/{run}+1=final.fa",
+                group="assembly",
+            )
+            built.append(
+                MgnifyAnalysis(
+                    accession=mgya,
+                    study=accession,
+                    pipeline_version="6.0",
+                    experiment_type="assembly",
+                    assembly=f"ERZ{40_000_000 + i}",
+                    downloads=(contigs,),
+                    owner=V2_OWNER,
+                )
+            )
+            continue
+        v6 = i % 3 == 0
+        pipeline = "6.0" if v6 else ("4.1" if rng.random() < 0.4 else "5.0")
+        downloads = (
+            MgnifyDownload(
+                alias=f"{run}_contigs.fasta.gz",
+                label="Contigs",
+                group_type="Sequence data",
+                format_name="FASTA",
+                format_extension="fasta",
+                compression=True,
+                size=rng.randint(KIB, 4 * KIB),
+                sha1=not v6,
+                pipeline=pipeline,
+                real_name=f"{run}.contigs.fa.gz",
+                index_types=("fai",) if v6 else (),
+            ),
+            MgnifyDownload(
+                alias="taxonomy",
+                label="Krona taxonomy",
+                group_type="Taxonomic analysis SSU rRNA",
+                format_name="TSV",
+                format_extension="tsv",
+                compression=True,
+                size=rng.randint(KIB, 4 * KIB),
+                sha1=not v6,
+                pipeline=pipeline,
+                real_name=f"{run}.krona.txt.gz",
+            ),
+        )
+        built.append(
+            MgnifyAnalysis(
+                accession=mgya,
+                study=accession,
+                pipeline_version=pipeline,
+                run=run,
+                sample=f"ERS{40_000_000 + number * 10_000 + i}",
+                downloads=downloads,
+            )
+        )
+    return MgnifyStudy(
+        accession=accession,
+        analyses=tuple(built),
+        bioproject=f"PRJEB{60_000 + number}",
+        secondary_accession=f"ERP{160_000 + number}",
+        name=f"Emulated v2 study {number}",
+        biomes=("root:Engineered:Wastewater",),
+    )

@@ -50,6 +50,15 @@ class MgnifyDownload:
     size: int
     sha1: bool = True
     pipeline: str = "5.0"
+    #: API v2: the file's name in its URL when it is not the alias (v2 keeps v1's alias,
+    #: the URL ends in the real file name).
+    real_name: str = ""
+    #: API v2: ``index_files[]`` types (``fai``, ``gzi``, ``csi``), each at ``url.<type>``.
+    index_types: tuple[str, ...] = ()
+    #: API v2: False gives ``url: null`` (a legacy analysis without a results directory).
+    has_url: bool = True
+    #: API v2 ``download_group``; empty: ``all`` for legacy pipelines, else derived.
+    group: str = ""
 
     def __post_init__(self) -> None:
         # Control characters could not go into the Content-Disposition header.
@@ -70,11 +79,16 @@ class MgnifyDownload:
             "size": self.size,
             "sha1": self.sha1,
             "pipeline": self.pipeline,
+            "real_name": self.real_name,
+            "index_types": list(self.index_types),
+            "has_url": self.has_url,
+            "group": self.group,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MgnifyDownload:
-        return cls(**{**data, "size": int(data["size"])})
+        index_types = tuple(data.get("index_types", ()))
+        return cls(**{**data, "size": int(data["size"]), "index_types": index_types})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -100,6 +114,8 @@ class MgnifyAnalysis:
     instrument_platform: str = "ILLUMINA"
     instrument_model: str = "Illumina NovaSeq 6000"
     cursor: bool = False
+    #: API v2: the Webin account that owns a private analysis ("" = public).
+    owner: str = ""
 
     def __post_init__(self) -> None:
         if _ANALYSIS.fullmatch(self.accession) is None:
@@ -131,6 +147,7 @@ class MgnifyAnalysis:
             "instrument_platform": self.instrument_platform,
             "instrument_model": self.instrument_model,
             "cursor": self.cursor,
+            "owner": self.owner,
         }
 
     @classmethod
@@ -152,6 +169,8 @@ class MgnifyStudy:
     secondary_accession: str = ""
     name: str = ""
     biomes: tuple[str, ...] = ()
+    #: API v2: the Webin account that owns a private study ("" = public).
+    owner: str = ""
 
     def __post_init__(self) -> None:
         if _STUDY.fullmatch(self.accession) is None:
@@ -191,6 +210,7 @@ class MgnifyStudy:
             "secondary_accession": self.secondary_accession,
             "name": self.name,
             "biomes": list(self.biomes),
+            "owner": self.owner,
         }
 
     @classmethod
