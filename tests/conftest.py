@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import inspect
 import json
+import linecache
 import os
 import signal
 import subprocess
@@ -139,7 +140,7 @@ class LoopWatch:
                 frame = frames.get(ident)
                 if now - began < step or frame is None or ident in self._blocked:
                     continue
-                if _thread_state(native) not in ("S", "D"):
+                if _thread_state(native) not in ("S", "D") or _waits_for_gil(native, frame):
                     self._last.pop(ident, None)
                     continue
                 line = f"{frame.f_code.co_filename}:{frame.f_lineno}"
@@ -156,6 +157,28 @@ def _thread_state(native_id: int) -> str:
             return f.read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "?"
+
+
+#: futex(2)'s number where the watch knows it: a thread waits there for a lock, or for
+#: the GIL, which another thread may hold for 100 ms and more on a busy machine.
+_FUTEX = {"x86_64": 202, "aarch64": 98}.get(os.uname().machine)
+#: What a line that waits for a lock on purpose calls (a join, an event, a future).
+_LOCK_CALLS = ("acquire(", "wait(", "join(", "result(", "start(", "lock")
+
+
+def _waits_for_gil(native_id: int, frame: Any) -> bool:
+    """Whether the thread is in futex(2) at a line that takes no lock: then it waits to
+    run Python again (the GIL), which is the machine being busy, not the loop blocking."""
+    if _FUTEX is None:
+        return False
+    try:
+        with open(f"/proc/self/task/{native_id}/syscall") as f:
+            if f.read().split(" ", 1)[0] != str(_FUTEX):
+                return False
+    except OSError:
+        return False
+    line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+    return not any(call in line for call in _LOCK_CALLS)
 
 
 def _describe(handle: asyncio.Handle, wall: float, off: float) -> str:

@@ -259,10 +259,9 @@ async def test_pgpass_logs_in(
 ) -> None:
     where = parse_url(password_db)
     pgpass = no_password / ".pgpass"
-    pgpass.write_text(
-        f"{where.host}:{where.port}:{where.database}:{where.user}:{postgres_server.password}\n"
-    )
-    pgpass.chmod(0o600)
+    line = f"{where.host}:{where.port}:{where.database}:{where.user}:{postgres_server.password}\n"
+    await asyncio.to_thread(pgpass.write_text, line)
+    await asyncio.to_thread(pgpass.chmod, 0o600)
     counts = await _use(password_db, tmp_path)
     assert counts[TaskStatus.PENDING] == (1, 10)
 
