@@ -27,7 +27,6 @@ from .. import _validate as v
 from .._accessions import ena_kind, is_mgnify_analysis, is_mgnify_study
 from .._exceptions import (
     CredentialsError,
-    EmptyEntry,
     HTTPStatusError,
     SourceError,
     UnsafePathError,
@@ -38,6 +37,7 @@ from .._paths import safe_name
 from .._registry import Accessions, CredentialLookup, GetOptions, SourceKind
 from .._streams import produced
 from . import Source, SourceContext
+from ._filters import report_filters
 from ._links import rewrite
 from ._paging import iter_jsonapi
 from .mgnify_v2 import DEFAULT_BASE_V2, MgnifyV2Source
@@ -263,35 +263,17 @@ class MgnifySource:
                 self._seen[key].add(_text(value))
 
     def _report_filters(self) -> None:
-        """Name filter values no download carries; fail the entry if it planned nothing.
-
-        A typo in ``formats:`` or ``groups:`` otherwise looks like an empty study: the
-        values that do exist are listed so the user can correct it.
-        """
-        unmatched: list[str] = []
-        for key, wanted in (
-            ("groups", self.spec.groups),
-            ("formats", self.spec.formats),
-            ("labels", self.spec.labels),
-        ):
-            seen = {v.casefold() for v in self._seen[key]}
-            missing = [v for v in wanted if v.casefold() not in seen]
-            if missing and self._listed:
-                have = ", ".join(sorted(self._seen[key], key=str.casefold)) or "none"
-                unmatched.append(
-                    f"{key} {', '.join(repr(v) for v in missing)} matched no download "
-                    f"(the {key} listed: {have})"
-                )
-        if self._planned:
-            for line in unmatched:
-                self.ctx.warn(f"MGnify: {line}")
-            return
-        asked = ", ".join((*self.spec.studies, *self.spec.analyses))
-        if not self._listed:
-            raise EmptyEntry(f"nothing to download: {asked} listed no downloads")
-        why = "; ".join(unmatched) or "no download passes the filters"
-        raise EmptyEntry(
-            f"nothing to download: {self._listed} downloads of {asked} listed, none kept: {why}"
+        report_filters(
+            (
+                ("groups", self.spec.groups),
+                ("formats", self.spec.formats),
+                ("labels", self.spec.labels),
+            ),
+            self._seen,
+            listed=self._listed,
+            planned=self._planned,
+            asked=", ".join((*self.spec.studies, *self.spec.analyses)),
+            warn=self.ctx.warn,
         )
 
     def _wanted(self, item: dict[str, Any]) -> bool:

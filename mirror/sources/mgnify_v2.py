@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from .._exceptions import (
-    EmptyEntry,
     HTTPStatusError,
     MirrorError,
     SourceError,
@@ -53,6 +52,7 @@ from .._paths import safe_name
 from .._streams import produced
 from .._urls import redact_url
 from . import Received, SourceContext
+from ._filters import report_filters
 from ._paging import iter_jsonapi
 from .mgnify_webin import WebinLogin, WebinSession
 
@@ -397,26 +397,13 @@ class MgnifyV2Source:
         return tasks
 
     def _report_filters(self) -> None:
-        unmatched: list[str] = []
-        for key, wanted in (("groups", self.spec.groups), ("formats", self.spec.formats)):
-            seen = {v.casefold() for v in self._seen[key]}
-            missing = [v for v in wanted if v.casefold() not in seen]
-            if missing and self._listed:
-                have = ", ".join(sorted(self._seen[key], key=str.casefold)) or "none"
-                unmatched.append(
-                    f"{key} {', '.join(repr(v) for v in missing)} matched no download "
-                    f"(the {key} listed: {have})"
-                )
-        if self._planned:
-            for line in unmatched:
-                self.ctx.warn(f"MGnify: {line}")
-            return
-        asked = ", ".join((*self.spec.studies, *self.spec.analyses))
-        if not self._listed:
-            raise EmptyEntry(f"nothing to download: {asked} listed no downloads")
-        why = "; ".join(unmatched) or "no download passes the filters"
-        raise EmptyEntry(
-            f"nothing to download: {self._listed} downloads of {asked} listed, none kept: {why}"
+        report_filters(
+            (("groups", self.spec.groups), ("formats", self.spec.formats)),
+            self._seen,
+            listed=self._listed,
+            planned=self._planned,
+            asked=", ".join((*self.spec.studies, *self.spec.analyses)),
+            warn=self.ctx.warn,
         )
 
     # -- FileHooks ---------------------------------------------------------------------
