@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable, Callable
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from ._tasks import stopped
 
-__all__ = ["produced"]
+__all__ = ["fan_out", "produced"]
 
 T = TypeVar("T")
 
@@ -41,3 +42,35 @@ async def produced(
             return
     finally:
         await stopped(worker)
+
+
+async def fan_out(
+    items: AsyncIterator[T],
+    work: Callable[[T], Awaitable[None]],
+    *,
+    at_once: int,
+    backlog: int = 100,
+) -> None:
+    """Run ``work`` on each of ``items``, ``at_once`` at a time, reading ``items`` ahead by
+    up to ``backlog`` (an archive's listing pages on while its items are expanded).
+
+    The first error cancels the rest and is raised (in a group, as TaskGroup raises).
+    """
+    queue: asyncio.Queue[tuple[T] | None] = asyncio.Queue(backlog)
+
+    async def feed() -> None:
+        # aclosing: a listing cut short by an error is closed now, not at shutdown.
+        async with contextlib.aclosing(items) as listing:  # type: ignore[type-var]
+            async for item in listing:
+                await queue.put((item,))
+        for _ in range(at_once):
+            await queue.put(None)
+
+    async def worker() -> None:
+        while (got := await queue.get()) is not None:
+            await work(got[0])
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(feed())
+        for _ in range(at_once):
+            tg.create_task(worker())

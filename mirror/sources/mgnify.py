@@ -15,7 +15,6 @@ Facts this module relies on (ARCHIVES.md, research/mgnify-enterobase-cram.md):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -35,7 +34,7 @@ from .._exceptions import (
 from .._models import FileTask
 from .._paths import safe_name
 from .._registry import Accessions, CredentialLookup, GetOptions, SourceKind
-from .._streams import produced
+from .._streams import fan_out, produced
 from . import Source, SourceContext
 from ._filters import report_filters
 from ._links import rewrite
@@ -134,33 +133,25 @@ class MgnifySource:
 
     async def _run(self, emit: Callable[[list[FileTask]], Awaitable[None]]) -> None:
         """List analyses and expand ``tuning.sources.mgnify_analyses`` of them at a time."""
-        at_once = self.ctx.sizes.mgnify_analyses
-        analyses: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=100)
 
-        async def list_analyses() -> None:
+        async def analyses() -> AsyncIterator[dict[str, Any]]:
             for study in self.spec.studies:
                 async for record in self._study_analyses(study):
-                    await analyses.put(record)
+                    yield record
             for accession in self.spec.analyses:
                 found = await self._analysis(accession)
                 if found is not None:
-                    await analyses.put(found)
-            for _ in range(at_once):
-                await analyses.put(None)
+                    yield found
 
-        async def expand_analyses() -> None:
-            while (record := await analyses.get()) is not None:
-                tasks = await self._downloads(record)
-                if tasks:
-                    self._planned += len(tasks)
-                    await emit(tasks)
+        async def expand(record: dict[str, Any]) -> None:
+            tasks = await self._downloads(record)
+            if tasks:
+                self._planned += len(tasks)
+                await emit(tasks)
 
         # The source fails with its own error (one line for the user), not a group.
         with collapsed():
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(list_analyses())
-                for _ in range(at_once):
-                    tg.create_task(expand_analyses())
+            await fan_out(analyses(), expand, at_once=self.ctx.sizes.mgnify_analyses)
         self._report_filters()
 
     async def _study_analyses(self, study: str) -> AsyncIterator[dict[str, Any]]:

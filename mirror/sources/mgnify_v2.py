@@ -49,7 +49,7 @@ from .._exceptions import (
 )
 from .._models import FileTask
 from .._paths import safe_name
-from .._streams import produced
+from .._streams import fan_out, produced
 from .._urls import redact_url
 from . import Received, SourceContext
 from ._filters import report_filters
@@ -146,30 +146,22 @@ class MgnifyV2Source:
             yield batch
 
     async def _run(self, emit: Callable[[list[FileTask]], Awaitable[None]]) -> None:
-        at_once = self.ctx.sizes.mgnify_analyses
-        analyses: asyncio.Queue[str | None] = asyncio.Queue(maxsize=100)
 
-        async def list_analyses() -> None:
+        async def analyses() -> AsyncIterator[str]:
             for study in self.spec.studies:
                 async for accession in self._study_analyses(study):
-                    await analyses.put(accession)
+                    yield accession
             for accession in self.spec.analyses:
-                await analyses.put(accession)
-            for _ in range(at_once):
-                await analyses.put(None)
+                yield accession
 
-        async def expand_analyses() -> None:
-            while (accession := await analyses.get()) is not None:
-                tasks = await self._downloads(accession)
-                if tasks:
-                    self._planned += len(tasks)
-                    await emit(tasks)
+        async def expand(accession: str) -> None:
+            tasks = await self._downloads(accession)
+            if tasks:
+                self._planned += len(tasks)
+                await emit(tasks)
 
         with collapsed():
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(list_analyses())
-                for _ in range(at_once):
-                    tg.create_task(expand_analyses())
+            await fan_out(analyses(), expand, at_once=self.ctx.sizes.mgnify_analyses)
         self._report_filters()
 
     async def _study(self, accession: str) -> str | None:
