@@ -125,7 +125,7 @@ def test_a_resume_decrypts_past_a_new_header(keys: tuple[Path, Path], tmp_path: 
     md5 = hashlib.md5()
     sha = hashlib.sha256()
     first_part = dest.open_sized(part, 0, True)
-    dec = Decryptor(keys1, first_part, at=0, md5=hashlib.md5(), digest=None)
+    dec = Decryptor(keys1, first_part, at=0)
     # The first read stops two segments and a bit in.
     dec.feed([first[124 : 124 + 2 * CIPHER_SEGMENT + 900]])
     first_part.close()
@@ -138,17 +138,20 @@ def test_a_resume_decrypts_past_a_new_header(keys: tuple[Path, Path], tmp_path: 
     prefix = resumed.read_at(0, kept)
     md5.update(prefix)
     sha.update(prefix)
-    dec = Decryptor(keys2, resumed, at=kept, md5=md5, digest=sha)
+    dec = Decryptor(keys2, resumed, at=kept)
     # In uneven pieces, as SFTP reads arrive.
     rest = second[offset:]
-    assert dec.feed([rest[:1000], rest[1000:70000]]) == SEGMENT
-    dec.feed([rest[70000:]])
-    dec.finish()
+    pieces = dec.feed([rest[:1000], rest[1000:70000]])
+    assert [len(p) for p in pieces] == [SEGMENT]
+    pieces += dec.feed([rest[70000:]])
+    pieces += dec.finish()
     resumed.close()
+    for piece in pieces:
+        md5.update(piece)
+        sha.update(piece)
     assert part.read_bytes() == plain
-    assert dec.md5.hexdigest() == hashlib.md5(plain).hexdigest()
-    assert dec.digest is not None
-    assert dec.digest.hexdigest() == hashlib.sha256(plain).hexdigest()
+    assert md5.hexdigest() == hashlib.md5(plain).hexdigest()
+    assert sha.hexdigest() == hashlib.sha256(plain).hexdigest()
 
 
 def test_a_tampered_segment_is_an_error(keys: tuple[Path, Path], tmp_path: Path) -> None:
@@ -157,7 +160,7 @@ def test_a_tampered_segment_is_an_error(keys: tuple[Path, Path], tmp_path: Path)
     data[124 + CIPHER_SEGMENT + 40] ^= 1
     keys1 = session_keys(bytes(data[:124]), user_key(secret))
     part = LocalDestination(tmp_path).open_sized(tmp_path / "f.part", 0, True)
-    dec = Decryptor(keys1, part, at=0, md5=hashlib.md5(), digest=None)
+    dec = Decryptor(keys1, part, at=0)
     with pytest.raises(HeaderError, match="segment 1 does not decrypt"):
         dec.feed([bytes(data[124:])])
     part.close()
