@@ -1,5 +1,5 @@
 """An archive emulator on loopback: ENA (Portal API, file host, CRAM reference registry,
-Webin REST V2), MGnify v1, EnteroBase v2.0, EGA.
+Webin REST V2), MGnify v1, EnteroBase v2.0, EGA (and the Live Outbox's metadata API).
 
 One sub-package per service, each with its options and its controls for tests;
 injectable faults and a request log on every host.
@@ -16,7 +16,14 @@ from ._server import Emulator as Emulator
 from .cram import CramControls as CramControls
 from .cram._records import CramReference as CramReference
 from .ega import EgaControls as EgaControls, EgaOptions as EgaOptions
+from .ega._metadata import OutboxControls as OutboxControls, OutboxOptions as OutboxOptions
+from .ega._outbox import (
+    OutboxDataset as OutboxDataset,
+    OutboxFile as OutboxFile,
+    write_outbox as write_outbox,
+)
 from .ega._records import EgaDataset as EgaDataset, EgaFile as EgaFile
+from .ega._sftp import OutboxKeys as OutboxKeys, SftpOutbox as SftpOutbox
 from .ega._state import EgaStats as EgaStats, EgaTicket as EgaTicket
 from .ena import EnaControls as EnaControls, EnaOptions as EnaOptions
 from .ena._generated import GeneratedStudy as GeneratedStudy
@@ -64,6 +71,12 @@ __all__ = [
     "MgnifyDownload",
     "MgnifyOptions",
     "MgnifyStudy",
+    "OutboxControls",
+    "OutboxDataset",
+    "OutboxFile",
+    "OutboxKeys",
+    "OutboxOptions",
+    "SftpOutbox",
     "TlsOptions",
     "WebinControls",
     "WebinObject",
@@ -72,4 +85,5 @@ __all__ = [
     "iter_range",
     "md5_of",
     "sha1_of",
+    "write_outbox",
 ]

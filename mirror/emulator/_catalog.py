@@ -8,11 +8,12 @@ import datetime
 import functools
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .cram._records import CramReference, generate_cram_references
+from .ega._outbox import OutboxDataset, OutboxFile
 from .ega._records import EgaDataset, EgaFile
 from .ena._generated import GeneratedStudy
 from .ena._records import EnaAnalysis, EnaFile, EnaRun
@@ -72,7 +73,8 @@ class Catalog:
     EnteroBase records only seed the emulator's live store (``emu.enterobase.release``
     adds to that, not to the frozen catalog). EGA datasets (EGAD…) and their files
     (EGAF…) serve both EGA protocols. CRAM references are looked up by the MD5 or
-    SHA1 of their uppercase bases.
+    SHA1 of their uppercase bases. Outbox datasets (EGAD5…) are EGA's Live Outbox:
+    Crypt4GH files served over SFTP, described by EGA's metadata API.
     """
 
     runs: tuple[EnaRun, ...] = ()
@@ -82,6 +84,7 @@ class Catalog:
     enterobase_assemblies: tuple[EnterobaseAssembly, ...] = ()
     ega_datasets: tuple[EgaDataset, ...] = ()
     cram_references: tuple[CramReference, ...] = ()
+    outbox_datasets: tuple[OutboxDataset, ...] = ()
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -95,6 +98,7 @@ class Catalog:
         self._files  # noqa: B018 (builds the index now, so duplicate paths fail early)
         self._mgnify  # noqa: B018 (the same for duplicate MGnify accessions)
         self._ega  # noqa: B018 (and for duplicate EGA accessions)
+        self._outbox  # noqa: B018 (and for the outbox's)
         barcodes = {(r.database, r.assembly_barcode) for r in self.enterobase_assemblies}
         strains = {(r.database, r.strain_barcode) for r in self.enterobase_assemblies}
         if not len(barcodes) == len(strains) == len(self.enterobase_assemblies):
@@ -145,6 +149,18 @@ class Catalog:
         return index
 
     @functools.cached_property
+    def _outbox(self) -> dict[str, OutboxDataset | OutboxFile]:
+        index: dict[str, OutboxDataset | OutboxFile] = {}
+        for dataset in self.outbox_datasets:
+            records: tuple[OutboxDataset | OutboxFile, ...] = (dataset, *dataset.files)
+            for record in records:
+                key = record.dataset_id if isinstance(record, OutboxDataset) else record.accession
+                if key in index:
+                    raise ValueError(f"duplicate outbox accession {key} in catalog")
+                index[key] = record
+        return index
+
+    @functools.cached_property
     def _cram(self) -> dict[str, CramReference]:
         # One index for both: an MD5 is 32 hex digits, a SHA1 40, so keys never clash.
         index: dict[str, CramReference] = {}
@@ -169,6 +185,14 @@ class Catalog:
     def ega_file(self, accession: str) -> EgaFile | None:
         found = self._ega.get(accession.strip().upper())
         return found if isinstance(found, EgaFile) else None
+
+    def outbox_dataset(self, accession: str) -> OutboxDataset | None:
+        found = self._outbox.get(accession.strip().upper())
+        return found if isinstance(found, OutboxDataset) else None
+
+    def outbox_file(self, accession: str) -> OutboxFile | None:
+        found = self._outbox.get(accession.strip().upper())
+        return found if isinstance(found, OutboxFile) else None
 
     def mgnify_study(self, accession: str) -> MgnifyStudy | None:
         found = self._mgnify.get(accession.strip().upper())
@@ -306,6 +330,26 @@ class Catalog:
         )
 
     @classmethod
+    def generate_outbox(
+        cls,
+        dataset: str = "EGAD50000000001",
+        files: int = 5,
+        sizes: Sequence[int] = (256 * 1024,),
+        seed: int = 0,
+        *,
+        unavailable: Iterable[int] = (),
+        md5: Iterable[int] = (),
+    ) -> Catalog:
+        """One generated Live Outbox dataset (see ``OutboxDataset.generate``)."""
+        return cls(
+            outbox_datasets=(
+                OutboxDataset.generate(
+                    dataset, files, sizes, seed, unavailable=unavailable, md5=md5
+                ),
+            )
+        )
+
+    @classmethod
     def generate_cram(
         cls,
         count: int = 5,
@@ -369,6 +413,7 @@ class Catalog:
             "enterobase_assemblies": [r.to_dict() for r in self.enterobase_assemblies],
             "ega_datasets": [dataset.to_dict() for dataset in self.ega_datasets],
             "cram_references": [ref.to_dict() for ref in self.cram_references],
+            "outbox_datasets": [dataset.to_dict() for dataset in self.outbox_datasets],
         }
 
     @classmethod
@@ -388,5 +433,8 @@ class Catalog:
             ega_datasets=tuple(EgaDataset.from_dict(item) for item in data.get("ega_datasets", ())),
             cram_references=tuple(
                 CramReference.from_dict(item) for item in data.get("cram_references", ())
+            ),
+            outbox_datasets=tuple(
+                OutboxDataset.from_dict(item) for item in data.get("outbox_datasets", ())
             ),
         )

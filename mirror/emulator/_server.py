@@ -22,6 +22,14 @@ from ._options import HOSTS, FilesOptions, TlsOptions
 from .cram._controls import CramControls
 from .cram._registry import CRAM_PREFIX, build_cram_app
 from .ega._controls import EgaControls
+from .ega._metadata import (
+    METADATA_PREFIX,
+    OUTBOX,
+    OutboxControls,
+    OutboxOptions,
+    OutboxState,
+    build_metadata_app,
+)
 from .ega._options import EgaOptions
 from .ega._rest import ACCESS_PREFIX, DATA_PREFIX, DOWNLOAD_PREFIX, TOKEN_PATH, add_ega_routes
 from .ega._state import EGA, EgaState
@@ -55,6 +63,11 @@ def _www(app: web.Application) -> None:
     app.add_subapp(TAXONOMY_PREFIX, build_taxonomy_app())
 
 
+def _ega(app: web.Application) -> None:
+    add_ega_routes(app)
+    app.add_subapp(METADATA_PREFIX, build_metadata_app())
+
+
 # Each emulated host is a separate app on a separate port, because the engine
 # rate-limits per host:port as it must against the real services. More services join
 # a host by mounting their app here; more hosts are more entries. EGA's access,
@@ -64,7 +77,7 @@ _HOSTS: Mapping[str, Callable[[web.Application], None]] = {
     "www": _www,
     "ftp": add_file_routes,
     "enterobase": add_enterobase_routes,
-    "ega": add_ega_routes,
+    "ega": _ega,
 }
 assert tuple(_HOSTS) == HOSTS
 # Public endpoint name → (host, path prefix on that host); the names are the
@@ -78,6 +91,7 @@ _ENDPOINTS: Mapping[str, tuple[str, str]] = {
     "ega_download": ("ega", DOWNLOAD_PREFIX),
     "ega_auth": ("ega", TOKEN_PATH),
     "ega_data": ("ega", DATA_PREFIX),
+    "ega_metadata": ("ega", METADATA_PREFIX),
     "cram_registry": ("www", CRAM_PREFIX),
     "webin": ("www", WEBIN_PREFIX),
     "ena_browser": ("www", BROWSER_PREFIX),
@@ -98,15 +112,16 @@ class Emulator:
     ``www``: ENA's Portal API, CRAM reference registry and Webin submission services
     (REST V2 and the drop-box), and MGnify's v1 API; ``ftp``: ENA's file tree;
     ``enterobase``: EnteroBase's API v2.0 and its FASTA downloads; ``ega``: EGA's REST
-    API v2 (access and download servers) and its current Data API (token, metadata,
-    plain files). Use as ``async with Emulator(Catalog.demo()) as emu:`` and point
+    API v2 (access and download servers), its current Data API (token, metadata,
+    plain files) and its metadata API for the Live Outbox (whose SFTP server is not
+    part of this emulator). Use as ``async with Emulator(Catalog.demo()) as emu:`` and point
     clients at ``emu.endpoints[...]`` (``ena_portal``, ``ena_files``, ``mgnify``,
     ``enterobase``, ``ega_access``, ``ega_download``, ``ega_auth``, ``ega_data``,
-    ``cram_registry``, ``webin``).
+    ``ega_metadata``, ``cram_registry``, ``webin``).
     Faults can be added and cleared while it runs; ``emu.log`` lists every request in
     arrival order. Each service has its options (``ena=EnaOptions(...)``, ...) and
     its controls for tests (``emu.ena``, ``emu.cram``, ``emu.webin``, ``emu.mgnify``,
-    ``emu.enterobase``, ``emu.ega``).
+    ``emu.enterobase``, ``emu.ega``, ``emu.outbox``).
 
     Args:
         catalog: what the archives hold; ``Catalog.demo()`` when None.
@@ -116,6 +131,7 @@ class Emulator:
         enterobase: EnteroBase's tokens, rate limit and links.
         ega: EGA's accounts, grants, lifetimes, range support.
         webin: Webin's accounts and how long queued submissions stay pending.
+        outbox: EGA's metadata API for the Live Outbox (display names, wrong checksums).
         files: how every file host sends bodies (bandwidth cap, range support).
         faults: initial fault rules (``emu.faults`` changes them later).
         seed: seed of the RNG that decides ``Fault.probability`` (and EGA's ids).
@@ -142,6 +158,7 @@ class Emulator:
         enterobase: EnterobaseOptions | None = None,
         ega: EgaOptions | None = None,
         webin: WebinOptions | None = None,
+        outbox: OutboxOptions | None = None,
         files: FilesOptions | None = None,
         faults: Iterable[Fault] = (),
         seed: int = 0,
@@ -176,6 +193,7 @@ class Emulator:
         ega_state = EgaState(self.catalog.ega_datasets, ega, seed=seed)
         enterobase_state = EnterobaseState(enterobase, self.catalog.enterobase_assemblies)
         webin_state = WebinState(webin)
+        outbox_state = OutboxState(outbox or OutboxOptions())
         # Each service's state, under its own key on every host's app.
         self._states: tuple[tuple[web.AppKey[Any], object], ...] = (
             (ENA, EnaState(ena)),
@@ -183,6 +201,7 @@ class Emulator:
             (ENTEROBASE, enterobase_state),
             (EGA, ega_state),
             (WEBIN, webin_state),
+            (OUTBOX, outbox_state),
         )
         #: ENA's file host: the files, their bytes, MD5s and URLs.
         self.ena = EnaControls(self.catalog, lambda: self.endpoints["ena_files"])
@@ -196,6 +215,8 @@ class Emulator:
         self.enterobase = EnterobaseControls(enterobase_state, self._clock)
         #: EGA's files, streams, tickets, sessions, tokens and its clock.
         self.ega = EgaControls(self.catalog, ega_state)
+        #: The Live Outbox's files and its metadata API's switches.
+        self.outbox = OutboxControls(self.catalog, outbox_state)
         unknown = set(ports or {}) - set(_HOSTS)
         if unknown:
             raise ValueError(f"unknown host(s) {sorted(unknown)}; hosts are {sorted(_HOSTS)}")
@@ -268,7 +289,8 @@ class Emulator:
         """Base URLs: ``ena_portal`` (…/ena/portal/api), ``ena_files`` (the vol1 root),
         ``mgnify`` (…/metagenomics/api/v1), ``enterobase`` (…/api/v2.0), ``ega_access``
         (…/ega/rest/access/v2), ``ega_download`` (…/ega/rest/download/v2), ``ega_auth``
-        (…/ega-openid-connect-server/token), ``ega_data`` (…/v2), ``cram_registry``
+        (…/ega-openid-connect-server/token), ``ega_data`` (…/v2), ``ega_metadata``
+        (…/ega-metadata: ``/datasets/{EGAD}/files``), ``cram_registry``
         (…/ena/cram), ``webin`` (…/ena/submit/webin-v2) and ``ena_browser``
         (…/ena/browser/api); ``https://`` for the hosts served over TLS. These are
         the engine's endpoint keys; see ``taxonomy_url`` for ENA's taxonomy service."""
