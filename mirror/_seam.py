@@ -9,7 +9,7 @@ source against what the engine calls, and keeps this module free of the heavy on
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -31,6 +31,7 @@ __all__ = [
     "Received",
     "Source",
     "SourceContext",
+    "close_sources",
 ]
 
 
@@ -209,3 +210,12 @@ class Source(Protocol):
         ...
 
     def expand(self) -> AsyncIterator[list[FileTask]]: ...
+
+
+async def close_sources(sources: Sequence[Source]) -> None:
+    """Let go of what sources hold beyond HTTP (the outbox's SSH connection), once the
+    run needs them no more: a source may define ``async def aclose()`` for that."""
+    for source in sources:
+        closer = getattr(source, "aclose", None)
+        if closer is not None:
+            await closer()

@@ -312,6 +312,10 @@ class OutboxSource:
         self.login = login
         self.hooks = self
 
+    async def aclose(self) -> None:
+        """The run is over: the SSH connection goes."""
+        await self.outbox.close()
+
     # -- planning ----------------------------------------------------------------------
 
     async def expand(self) -> AsyncIterator[list[FileTask]]:
