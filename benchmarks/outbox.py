@@ -1,6 +1,13 @@
 """The EGA outbox: ebi-mirror's fetch of one Crypt4GH file (SFTP, decryption and SHA-256
 or MD5 verification included) next to OpenSSH's ``sftp`` ``get`` of the same file from
-the same server, one run each::
+the same server, one run each.
+
+Against the test suite's outbox (OpenSSH's sshd and the emulator's metadata API, started
+here; needs root and openssh-server, as the tests do)::
+
+    python -m benchmarks.outbox --serve 1073741824
+
+or against any outbox::
 
     python -m benchmarks.outbox --outbox sftp://127.0.0.1:PORT --metadata URL \\
         --dataset EGAD… --file EGAF… --remote EGAD…/NAME.c4gh \\
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
 import subprocess
 import tempfile
@@ -24,9 +32,19 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import mirror
+from mirror.emulator import Catalog, Emulator
+from mirror.emulator.ega._metadata import OutboxOptions
+from mirror.emulator.ega._sftp import OUTBOX_USER, SftpOutbox, make_keys
 
 
-async def _mirror(args: argparse.Namespace, dest: Path) -> tuple[float, int]:
+async def _mirror(
+    args: argparse.Namespace, dest: Path, catalog: Catalog | None = None
+) -> tuple[float, int]:
+    if catalog is not None:
+        # The metadata API, on this loop: idle once the file is planned.
+        async with Emulator(catalog, outbox=OutboxOptions(), seed=7) as emu:
+            args.metadata = emu.endpoints["ega_metadata"]
+            return await _mirror(args, dest)
     manifest = {
         "dest": str(dest),
         "endpoints": {"ega_outbox": args.outbox, "ega_metadata": args.metadata},
@@ -75,19 +93,40 @@ def _sftp(args: argparse.Namespace, into: Path) -> tuple[float, int]:
     return time.perf_counter() - began, into.stat().st_size
 
 
+def _served(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -> Catalog:
+    """Start the test suite's outbox over one file of ``args.serve`` bytes; fill ``args``."""
+    catalog = Catalog.generate_outbox("EGAD50000000001", files=1, sizes=(args.serve,))
+    keys = make_keys(work / "keys")
+    server = stack.enter_context(SftpOutbox(catalog, keys, cache=work))
+    item = catalog.outbox_datasets[0].files[0]
+    args.outbox = f"sftp://127.0.0.1:{server.port}"
+    args.dataset, args.file = item.dataset, item.accession
+    args.remote = f"{item.dataset}/{item.name}.c4gh"
+    args.user, args.key = OUTBOX_USER, str(keys.ssh_key_plain)
+    args.known_hosts = str(server.known_hosts())
+    args.c4gh_secret, args.c4gh_passphrase = str(keys.c4gh_secret), keys.c4gh_passphrase
+    return catalog
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve", type=int, default=0, metavar="BYTES")
     for name in ("outbox", "metadata", "dataset", "file", "remote", "user", "key"):
-        parser.add_argument(f"--{name}", required=True)
-    parser.add_argument("--known-hosts", required=True)
-    parser.add_argument("--c4gh-secret", required=True)
-    parser.add_argument("--c4gh-passphrase", required=True)
+        parser.add_argument(f"--{name}")
+    parser.add_argument("--known-hosts")
+    parser.add_argument("--c4gh-secret")
+    parser.add_argument("--c4gh-passphrase")
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="outbox-bench-", dir=args.work))
     try:
-        s_time, s_size = _sftp(args, work / "sftp.c4gh")
-        m_time, m_size = asyncio.run(_mirror(args, work / "mirror"))
+        with contextlib.ExitStack() as stack:
+            catalog = _served(args, work, stack) if args.serve else None
+            missing = [k for k, v in vars(args).items() if v is None and k != "work"]
+            if missing and catalog is None:
+                parser.error(f"without --serve, give --{' --'.join(missing)}")
+            s_time, s_size = _sftp(args, work / "sftp.c4gh")
+            m_time, m_size = asyncio.run(_mirror(args, work / "mirror", catalog))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for name, size, seconds, what in (

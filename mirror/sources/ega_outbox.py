@@ -21,6 +21,7 @@ and continues past whatever header the server sends now (:mod:`.ega_c4gh`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -92,8 +93,9 @@ _C4GH: Final = ".c4gh"
 _ONE_RECIPIENT: Final = 124
 #: Bytes of the file asked for at once to find its header (one packet is 108).
 _HEAD: Final = 4096
-#: Cipher bytes handed to the decrypting thread at once.
+#: Cipher bytes handed to the decrypting thread at once, and batches read ahead of it.
 _BATCH: Final = 4 << 20
+_QUEUED: Final = 4
 #: SFTP reads in flight per file (of the server's largest read each, 255 KiB for
 #: OpenSSH): enough to keep a fast link busy through the round trips.
 _IN_FLIGHT: Final = 32
@@ -489,7 +491,7 @@ class OutboxSource:
         self, sftp: asyncssh.SFTPClient, task: FileTask, landing: Landing
     ) -> tuple[Received, int]:
         remote = urlsplit(task.url).path.lstrip("/")
-        async with sftp.open(remote, "rb", max_requests=_IN_FLIGHT) as f:
+        async with sftp.open(remote, "rb") as f:
             head = b""
             while (length := header_length(head)) is None:
                 more: bytes = await f.read(_HEAD, len(head))
@@ -547,56 +549,80 @@ class OutboxSource:
     ) -> int:
         """Read the payload from ``out.offset`` with many requests in flight, in order
         into the decrypting thread, whose plaintext is hashed on a thread of its own;
-        bytes received."""
+        bytes received.
+
+        The reads go on while a batch is decrypted: the reader only waits when
+        ``_QUEUED`` batches are waiting already.
+        """
         loop = asyncio.get_running_loop()
-        hashing = HashThread(ahead=2)
-        pending: asyncio.Future[list[bytes]] | None = None
-        early: dict[int, bytes] = {}
-        batch: list[bytes] = []
-        size = received = 0
-        at = out.offset
+        queue: asyncio.Queue[list[bytes] | None] = asyncio.Queue(_QUEUED)
+        received = 0
 
-        async def landed() -> None:
-            nonlocal pending
-            if pending is not None:
-                plain, pending = await pending, None
-                await hashing.room()
-                hashing.submit(out.digest, plain)
-                landing.progress(sum(len(p) for p in plain))
+        async def read() -> None:
+            nonlocal received
+            batch: list[bytes] = []
+            size = 0
+            # Reads in flight, oldest first: taken in order, so no reordering is needed.
+            flight: collections.deque[tuple[int, int, asyncio.Task[bytes]]] = collections.deque()
+            at = ahead = out.offset
+            block = f.read_len or _READ_BACK
+            try:
+                while at < total:
+                    while ahead < total and len(flight) < _IN_FLIGHT:
+                        n = min(block, total - ahead)
+                        flight.append((ahead, n, asyncio.ensure_future(f.read(n, ahead))))
+                        ahead += n
+                    offset, n, task = flight.popleft()
+                    data = await task
+                    while len(data) < n:  # a short read: the rest of this block
+                        more: bytes = await f.read(n - len(data), offset + len(data))
+                        if not more:
+                            raise asyncssh.ConnectionLost("the file ended early")
+                        data += more
+                    received += n
+                    at += n
+                    batch.append(data)
+                    size += n
+                    if size >= _BATCH:
+                        await queue.put(batch)
+                        batch, size = [], 0
+            finally:
+                for _, _, task in flight:
+                    task.cancel()
+                # Collected, so that none is left with an error no one reads.
+                await asyncio.gather(*(t for _, _, t in flight), return_exceptions=True)
+                # What arrived in order is good, even when the connection dropped: it
+                # is decrypted into the .part for the next attempt (unless the
+                # decrypting side is gone).
+                if not stopped:
+                    if batch:
+                        await queue.put(batch)
+                    await queue.put(None)
 
-        async def hand(chunks: list[bytes]) -> None:
-            nonlocal pending
-            await landed()
-            pending = loop.run_in_executor(None, out.feed, chunks)
+        async def land() -> None:
+            hashing = HashThread(ahead=2)
+            try:
+                while (batch := await queue.get()) is not None:
+                    plain = await loop.run_in_executor(None, out.feed, batch)
+                    await hashing.room()
+                    hashing.submit(out.digest, plain)
+                    landing.progress(sum(len(p) for p in plain))
+            finally:
+                await hashing.wait()
 
+        stopped = False
+        reader = asyncio.ensure_future(read())
         try:
-            reads = await f.read_parallel(max(0, total - out.offset), out.offset)
-            async for offset, data in reads:
-                received += len(data)
-                early[offset] = data
-                while (block := early.pop(at, None)) is not None:
-                    batch.append(block)
-                    at += len(block)
-                    size += len(block)
-                if size >= _BATCH:
-                    await hand(batch)
-                    batch, size = [], 0
-            if early:
-                raise asyncssh.ConnectionLost("the server's reads left a gap")
-            await hand(batch)
-            batch = []
-            await landed()
-            pending = loop.run_in_executor(None, out.finish)
-            await landed()
+            await land()
         finally:
-            # What arrived in order is good: decrypted into the .part for a resume (the
-            # hashes then matter no more: a resume hashes the .part again).
-            with contextlib.suppress(Exception):
-                await landed()
-            if batch:
-                with contextlib.suppress(Exception):
-                    await loop.run_in_executor(None, out.feed, batch)
-            await hashing.wait()
+            stopped = True
+            if not reader.done():
+                reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader  # its error (a dropped connection) is the attempt's
+        last = await loop.run_in_executor(None, out.finish)
+        out.digest(last)
+        landing.progress(sum(len(p) for p in last))
         return received
 
 
