@@ -248,3 +248,26 @@ def test_a_gibibyte_cut_mid_way_resumes_within_fifteen_percent(
     assert (row["status"], row["verified_by"]) == ("verified", "sha256")
     assert row["md5"] == server.plain_md5(item.accession)
     assert landed(tmp_path, server, item.accession).stat().st_size == item.size
+
+
+def test_a_file_no_record_matches_fails_with_its_reason(
+    outbox: OutboxServer, tmp_path: Path, cli: Cli
+) -> None:
+    stray = outbox.root / DATASET / "stray.bin.c4gh"
+    stray.write_bytes(outbox.path(FILES[0].accession).read_bytes())
+    stray.chmod(0o444)
+    done = cli("run", str(manifest(tmp_path, outbox)), env=env(outbox))
+    assert done.returncode == 1
+    row = index(tmp_path)["stray.bin"]
+    assert row["status"] == "failed"
+    assert row["path"] == f"ega/{DATASET}/unmatched/stray.bin"
+    assert "no record of the metadata API matches it" in row["reason"]
+    assert landed(tmp_path, outbox, FILES[0].accession).exists()
+
+
+def test_a_refused_login_is_exit_two(outbox: OutboxServer, tmp_path: Path, cli: Cli) -> None:
+    wrong = {**env(outbox, key=False), "EGA_PASSWORD": "not-the-password"}
+    done = cli("run", str(manifest(tmp_path, outbox)), env=wrong)
+    assert done.returncode == 2
+    assert "refused the login (EGA_USERNAME with EGA_PASSWORD)" in done.stdout + done.stderr
+    assert "not-the-password" not in done.stdout + done.stderr
