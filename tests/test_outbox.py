@@ -271,3 +271,22 @@ def test_a_refused_login_is_exit_two(outbox: OutboxServer, tmp_path: Path, cli: 
     assert done.returncode == 2
     assert "refused the login (EGA_USERNAME with EGA_PASSWORD)" in done.stdout + done.stderr
     assert "not-the-password" not in done.stdout + done.stderr
+
+
+def test_a_payload_that_fails_its_mac_fails_the_file_by_name(
+    outbox: OutboxServer, tmp_path: Path, cli: Cli
+) -> None:
+    victim = FILES[1]  # 2 MiB: 32 segments
+    served = outbox.path(victim.accession)
+    data = bytearray(served.read_bytes())
+    data[124 + 5 * 65564 + 100] ^= 0xFF  # inside the sixth segment
+    served.write_bytes(bytes(data))
+    done = cli("run", str(manifest(tmp_path, outbox)), env=env(outbox))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    row = index(tmp_path)[victim.accession]
+    assert row["status"] == "failed"
+    assert "segment 5 does not decrypt (its MAC does not match)" in row["reason"]
+    final = landed(tmp_path, outbox, victim.accession)
+    assert not final.exists()
+    assert landed(tmp_path, outbox, FILES[0].accession).exists()

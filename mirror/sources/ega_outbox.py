@@ -39,6 +39,7 @@ from crypt4gh.keys import get_private_key
 from .._credentials import Secret
 from .._dest import Destination, SizedPart
 from .._exceptions import (
+    ChecksumMismatch,
     ConnectionFailed,
     CredentialsError,
     MirrorError,
@@ -507,6 +508,10 @@ class OutboxSource:
             try:
                 landing.started(out.decryptor.size)
                 received = await self._pull(f, out, total, landing)
+            except HeaderError as exc:
+                # Bytes that fail their MAC never reach the .part: the segments before
+                # them are kept, and another attempt reads the rest again.
+                raise ChecksumMismatch(f"{task.path}: {exc}", url=task.url) from None
             finally:
                 await asyncio.to_thread(out.close)
         got = Received(
