@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -125,8 +126,13 @@ def main() -> None:
             missing = [k for k, v in vars(args).items() if v is None and k != "work"]
             if missing and catalog is None:
                 parser.error(f"without --serve, give --{' --'.join(missing)}")
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             s_time, s_size = _sftp(args, work / "sftp.c4gh")
+            s_cpu = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - _cpu(before)
+            before = resource.getrusage(resource.RUSAGE_SELF)
             m_time, m_size = asyncio.run(_mirror(args, work / "mirror", catalog))
+            # Start-up, planning and the metadata API's checksum count here too.
+            m_cpu = _cpu(resource.getrusage(resource.RUSAGE_SELF)) - _cpu(before)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for name, size, seconds, what in (
@@ -137,6 +143,11 @@ def main() -> None:
         print(f"{name:11} {size / 1e6:9.1f} MB ({what}) in {seconds:6.2f} s: {rate:7.1f} MB/s")
     # The same encrypted bytes crossed the wire for both.
     print(f"ratio (mirror / sftp): {s_time / m_time:.2f}")
+    print(f"CPU seconds (user + system): sftp {s_cpu:.1f}, ebi-mirror's whole run {m_cpu:.1f}")
+
+
+def _cpu(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":
