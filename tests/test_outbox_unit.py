@@ -11,7 +11,9 @@ import hashlib
 import io
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
+import asyncssh
 import pytest
 from crypt4gh import lib as c4gh_lib
 from crypt4gh.keys import c4gh as c4gh_keys, get_public_key
@@ -33,7 +35,7 @@ from mirror.sources.ega_c4gh import (
     resume_point,
     session_keys,
 )
-from mirror.sources.ega_outbox import OutboxLogin, outbox_login
+from mirror.sources.ega_outbox import OutboxLogin, OutboxSource, _decrypted, _Listed, outbox_login
 from mirror.sources.ega_spec import EgaSpec
 
 PASSPHRASE = "c4gh-unit-passphrase"
@@ -257,3 +259,90 @@ def test_login_repr_hides_everything(keys: tuple[Path, Path]) -> None:
     text = repr(login)
     for secret in ("person@example.org", "hunter2-secret", login.c4gh.secret.hex()):
         assert secret not in text
+
+
+# -- matching the listing to the metadata API's records ------------------------------------
+
+
+def outbox_source(warnings: list[str]) -> OutboxSource:
+    ctx = SimpleNamespace(
+        endpoints={"ega_outbox": "sftp://h:22", "ega_metadata": "https://m"},
+        warn=warnings.append,
+    )
+    login = OutboxLogin(username="u", c4gh=C4ghKey(b"k" * 32))
+    return OutboxSource(("EGAD50000000001",), (), ctx, login)  # type: ignore[arg-type]
+
+
+def record(acc: str, size: int, name: str | None, kind: str = "SHA256") -> dict[str, object]:
+    doc: dict[str, object] = {
+        "accession_id": acc,
+        "filesize": size,
+        "unencrypted_checksum": "AB" * 16 if kind == "MD5" else "CD" * 32,
+        "unencrypted_checksum_type": kind,
+    }
+    if name is not None:
+        doc["display_name"] = name
+    return doc
+
+
+def test_listing_matched_by_display_name() -> None:
+    warnings: list[str] = []
+    source = outbox_source(warnings)
+    records = [
+        record("EGAF50000000001", 124 + cipher_size(1000), "a.bam"),
+        record("EGAF50000000002", 124 + cipher_size(2000), "b.vcf", "MD5"),
+        record("EGAF50000000003", 124 + cipher_size(3000), "c.txt", "CRC32"),
+        record("EGAF50000000004", 124 + cipher_size(4000), "d.cram"),
+    ]
+    listed = [
+        # Two keys at EGA: a longer header than the record's; the server's plaintext size.
+        _Listed(name="a.bam.c4gh", size=232 + cipher_size(1000), plain=1000),
+        _Listed(name="b.vcf.c4gh", size=124 + cipher_size(2000), plain=None),
+        _Listed(name="c.txt.c4gh", size=124 + cipher_size(3000), plain=None),
+        _Listed(name="d.cram.unavailable.c4gh", size=124 + cipher_size(4000), plain=None),
+        _Listed(name="e.bin.c4gh", size=500, plain=None),
+    ]
+    tasks = {t.accession: t for t in source._match("EGAD50000000001", records, listed)}
+    a = tasks["EGAF50000000001"]
+    assert (a.path, a.size, a.verify, a.checksum) == (
+        "ega/EGAD50000000001/EGAF50000000001/a.bam",
+        1000,
+        "sha256",
+        "cd" * 32,
+    )
+    assert a.url == "sftp://h:22/EGAD50000000001/a.bam.c4gh"
+    assert (tasks["EGAF50000000002"].verify, tasks["EGAF50000000002"].size) == ("md5", 2000)
+    assert (tasks["EGAF50000000003"].verify, tasks["EGAF50000000003"].checksum) == ("size", None)
+    assert tasks["EGAF50000000004"].error == "on cold storage at EGA; a later run fetches it"
+    assert tasks["EGAF50000000004"].path.endswith("/EGAF50000000004/d.cram")
+    stray = tasks["e.bin"]
+    assert stray.path == "ega/EGAD50000000001/unmatched/e.bin"
+    assert stray.error is not None
+    assert "no record of the metadata API matches it" in stray.error
+    assert any("CRC32" in w for w in warnings)
+    assert any("d.cram (EGAF50000000004) is on cold storage" in w for w in warnings)
+
+
+def test_without_display_names_only_a_size_one_record_has_matches() -> None:
+    source = outbox_source([])
+    size = 124 + cipher_size(5000)
+    records = [
+        record("EGAF50000000001", size, None),
+        record("EGAF50000000002", size, None),  # the same size: neither can be told
+        record("EGAF50000000003", size + 1, None),
+    ]
+    listed = [
+        _Listed(name="x.c4gh", size=size, plain=None),
+        _Listed(name="y.c4gh", size=size + 1, plain=None),
+    ]
+    tasks = source._match("EGAD50000000001", records, listed)
+    assert [(t.accession, t.error is None) for t in tasks] == [
+        ("x", False),
+        ("EGAF50000000003", True),
+    ]
+
+
+def test_decrypted_filesize_attribute() -> None:
+    attrs = asyncssh.SFTPAttrs(size=10, extended=[(b"decrypted_filesize", b"1234")])
+    assert _decrypted(attrs) == 1234
+    assert _decrypted(asyncssh.SFTPAttrs(size=10)) is None
