@@ -16,6 +16,7 @@ from typing import Any
 from ._ega import w6_ega_data_api
 from ._env import ToolMissing, ensure_tools, machine_info, machine_name
 from ._members import w7_members
+from ._outbox import w10_outbox
 from ._planning import w4_planning, w5_memory
 from ._profile import find_py_spy
 from ._report import format_table, save_json
@@ -40,6 +41,7 @@ WORKLOADS: dict[int, tuple[Workload, tuple[str, ...], tuple[str, ...]]] = {
     7: (w7_members, (), ()),
     8: (w8_throttled, ("nginx", "aria2c", "curl"), ("wget",)),
     9: (w9_short_commands, (), ()),
+    10: (w10_outbox, ("sshd", "sftp"), ()),
 }
 
 

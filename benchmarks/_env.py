@@ -29,6 +29,9 @@ PACKAGES: dict[str, str] = {
     "wget": "wget",
     # W1 and W2 over HTTPS: the suite's CA and nginx's certificate.
     "openssl": "openssl",
+    # W10: the Live Outbox's server, and OpenSSH's client as the peer.
+    "sshd": "openssh-server",
+    "sftp": "openssh-client",
     # GNU time: peak RSS of a command without its parent's (see _measure).
     "time": "time",
 }
@@ -109,6 +112,13 @@ def _first_line(argv: list[str]) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def _version_argv(name: str, path: str, flags: dict[str, list[str]]) -> list[str]:
+    # OpenSSH's sftp has no version flag; ssh, from the same package beside it, has.
+    if name == "sftp":
+        return [str(Path(path).with_name("ssh")), "-V"]
+    return [path, *flags.get(name, [])]
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -148,6 +158,7 @@ def machine_info(tools: dict[str, str], repo: Path) -> dict[str, Any]:
         "wget": ["--version"],
         "openssl": ["version"],
         "time": ["--version"],
+        "sshd": ["-V"],
     }
     mem_kib = 0
     try:
@@ -163,7 +174,7 @@ def machine_info(tools: dict[str, str], repo: Path) -> dict[str, Any]:
         "kernel": platform.release(),
         "python": sys.version.split()[0],
         "tools": {
-            name: {"path": path, "version": _first_line([path, *versions.get(name, [])])}
+            name: {"path": path, "version": _first_line(_version_argv(name, path, versions))}
             for name, path in tools.items()
         },
         "git_commit": _git(repo, "rev-parse", "HEAD").strip(),

@@ -36,10 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "state", "") is None:
         args.state = os.environ.get("MIRROR_STATE") or None
     stderr = _Stderr()
-    _logging(args, stderr)
+    if args.command != "status":  # status sets it up only if it opens the store (below)
+        _logging(args, stderr)
     try:
         with collapsed():
-            return _run_async(_command(args, stderr), uvloop=args.command not in _LOCAL)
+            command = _command(args, stderr)
+            if isinstance(command, int):  # answered without an event loop
+                return command
+            return _run_async(command, uvloop=args.command not in _LOCAL)
     except MirrorError as exc:
         err = stderr.console
         # One line per error: the first, then any others a task group held (once each:
@@ -75,15 +79,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _command(args: argparse.Namespace, stderr: _Stderr) -> Coroutine[Any, Any, int]:
-    """The subcommand's coroutine, importing only its own modules: ``status`` and
+def _command(args: argparse.Namespace, stderr: _Stderr) -> Coroutine[Any, Any, int] | int:
+    """The subcommand's coroutine (or ``status``'s exit code, when it read the store
+    without one), importing only its own modules: ``status`` and
     ``verify`` read a state store and load neither the engine nor aiohttp (nor rich:
     they print to stdout), and ``--version`` and ``--help`` end in the parser."""
     match args.command:
         case "status":
             from ._cli_status import _status
 
-            return _status(args)
+            outcome = _status(args)
+            if not isinstance(outcome, int):
+                # Read as it stood, the store logged nothing; opened as a run opens it, it may.
+                _logging(args, stderr)
+            return outcome
         case "verify":
             from ._cli_status import _verify
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ._cli_output import (
     EXIT_FAILED,
@@ -17,6 +19,9 @@ from ._cli_output import (
 from ._display import human_bytes
 from ._exceptions import ManifestError
 from ._models import TaskStatus
+
+if TYPE_CHECKING:
+    from ._state._sqlite_reads import StatusReads
 
 
 def _pull_dest(args: argparse.Namespace) -> Path:
@@ -32,25 +37,52 @@ def _pull_dest(args: argparse.Namespace) -> Path:
     return _manifest(args).dest
 
 
-async def _status(args: argparse.Namespace) -> int:
-    from ._state import gone, open_store
+def _status(args: argparse.Namespace) -> int | Coroutine[Any, Any, int]:
+    """The status, read at once from a SQLite store as it stands; else the coroutine that
+    opens the store as a run would (PostgreSQL, or a store that opening would change)."""
+    from ._state._base import sqlite_location
 
     dest = _pull_dest(args)
     if args.state is None and not _has_state(dest):
         print(f"no state yet under {dest}: run 'mirror run' or 'mirror get' there first")
         return EXIT_OK
+    where = sqlite_location(args.state, dest)
+    if where is not None:
+        from ._state._sqlite_reads import read_status
+
+        reads = read_status(*where, lease=args.lease)
+        if reads is not None:
+            return _show(args, reads)
+    return _status_async(args, dest)
+
+
+async def _status_async(args: argparse.Namespace, dest: Path) -> int:
+    from ._state import open_store
+    from ._state._sqlite_reads import StatusReads
+
     store = await open_store(args.state, dest)
     try:
         # The whole pull: every file any run or process of it planned, not only the last.
-        counts = await store.counts(None)
-        failed = [f async for f in store.files(None, status=TaskStatus.FAILED)]
-        problems = await store.problems()
-        # The processes taking part now, and what they hold.
-        # A process of this host that died without leaving is not taking part.
-        members = [m for m in await store.members(lease=args.lease) if not gone(m.host, m.pid)]
-        running = [f async for f in store.files(None, status=TaskStatus.RUNNING)]
+        reads = StatusReads(
+            counts=await store.counts(None),
+            failed=[f async for f in store.files(None, status=TaskStatus.FAILED)],
+            problems=await store.problems(),
+            members=await store.members(lease=args.lease),
+            running=[f async for f in store.files(None, status=TaskStatus.RUNNING)],
+        )
     finally:
         await store.aclose()
+    return _show(args, reads)
+
+
+def _show(args: argparse.Namespace, reads: StatusReads) -> int:
+    from ._state import gone
+
+    counts, failed, problems = reads.counts, reads.failed, reads.problems
+    # The processes taking part now, and what they hold.
+    # A process of this host that died without leaving is not taking part.
+    members = [m for m in reads.members if not gone(m.host, m.pid)]
+    running = reads.running
     now = time.time()
     # A file whose holder died (its lease ran out, or its process on this host is gone)
     # waits for the next process: pending, as far as the user is concerned.

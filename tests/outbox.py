@@ -14,7 +14,7 @@ What the user sees at login (the start directory, ``/outbox`` in the chroot)::
 Fixtures (registered by tests/conftest.py):
 
 - ``outbox``: a server over ``SMALL_CATALOG``: dataset ``EGAD50000000001``, 5 files of
-  100 KiB to 2 MiB; file index 2 unavailable, index 3 published with an MD5 (the
+  64 KiB to 2 MiB; file index 2 unavailable, index 3 published with an MD5 (the
   others SHA256).
 - ``outbox_factory(catalog, options=None)``: a server over any catalog's
   ``outbox_datasets`` (the metadata API's ``OutboxOptions``), stopped after the test.
@@ -41,7 +41,7 @@ from mirror.emulator import Catalog, Emulator
 from mirror.emulator._content import content_bytes
 from mirror.emulator._cutproxy import CuttingProxy
 from mirror.emulator.ega._metadata import OutboxOptions
-from mirror.emulator.ega._outbox import OutboxFile
+from mirror.emulator.ega._outbox import OutboxFile, reencrypt_header
 from mirror.emulator.ega._sftp import (
     OUTBOX_PASSWORD,
     OUTBOX_USER,
@@ -78,6 +78,8 @@ class OutboxServer:
     names the server's host key for ``[127.0.0.1]:port`` (the proxy's port), for clients
     that check it; ``ssh_key_plain`` is the login key without its passphrase.
     ``sshd_log()`` is sshd's own log so far (``Accepted keyboard-interactive/pam for …``).
+    ``reencrypt_headers()`` gives files new header bytes (EGA's outbox does so per
+    download; sshd serves files as they are).
     """
 
     host: str
@@ -95,6 +97,7 @@ class OutboxServer:
     sshd_port: int
     _served: Served[tuple[Emulator, CuttingProxy]] = field(repr=False)
     _log: list[str] = field(repr=False)
+    _keys: OutboxKeys = field(repr=False)
 
     def env(self, *, key: bool = True) -> dict[str, str]:
         """Credentials as the ``mirror`` command reads them: ``EGA_USERNAME``,
@@ -152,16 +155,33 @@ class OutboxServer:
         cold.chmod(0o444)
         cold.rename(self.root / dataset / f"{item.name}.c4gh")
 
+    def reencrypt_headers(self, *accessions: str) -> None:
+        """New header bytes for these readable files (default: all): same key, same
+        length, same payload, as EGA's outbox serves each download. sshd serves files
+        as they are, so a test calls this between downloads. A big file's bytes are
+        shared by the session's servers (one key for all, so they stay valid)."""
+        import crypt4gh.keys
+
+        keys = self._keys
+        secret = crypt4gh.keys.get_private_key(keys.c4gh_secret, lambda: keys.c4gh_passphrase)
+        for dataset in self.emulator.catalog.outbox_datasets:
+            for item in dataset.files:
+                path = self.root / dataset.dataset_id / f"{item.name}.c4gh"
+                if (not accessions or item.accession in accessions) and path.exists():
+                    reencrypt_header(path, secret, keys.c4gh_public)
+
     def plain_bytes(self, accession: str) -> bytes:
         """The plaintext of a file (small files)."""
         item = self.file(accession)
         return content_bytes(item.content_key, item.size)
 
     def plain_sha256(self, accession: str) -> str:
+        """SHA256 hex of a file's plaintext, streamed (any size)."""
         item = self.file(accession)
         return _hexdigest(item, hashlib.sha256())
 
     def plain_md5(self, accession: str) -> str:
+        """MD5 hex of a file's plaintext, streamed (any size)."""
         item = self.file(accession)
         return _hexdigest(item, hashlib.md5())
 
@@ -217,6 +237,7 @@ def run_outbox(
             sshd_port=sftp.port,
             _served=served,
             _log=sftp.lines(),
+            _keys=keys,
         )
 
 

@@ -23,6 +23,7 @@ import pytest
 from mirror.emulator import Catalog, Emulator
 from mirror.emulator.ega._metadata import OutboxOptions
 from mirror.emulator.ega._outbox import C4GH_HEADER_SIZE, c4gh_size, write_outbox
+from tests.emulator.helpers import emulator_options
 from tests.outbox import SMALL_CATALOG, OutboxFactory, OutboxServer
 
 DATASET = "EGAD50000000001"
@@ -178,6 +179,30 @@ def test_the_proxy_cuts_a_connection_at_the_byte(outbox: OutboxServer, tmp_path:
     assert outbox.bytes_sent()[2] > big.c4gh_size
 
 
+def test_headers_change_between_downloads_and_the_payload_does_not(
+    outbox: OutboxServer, tmp_path: Path
+) -> None:
+    item = FILES[1]
+    name = f"{DATASET}/{item.name}.c4gh"
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    assert sftp(outbox, f"get {name}", cwd=first).returncode == 0
+    outbox.reencrypt_headers(item.accession)
+    assert sftp(outbox, f"get {name}", cwd=second).returncode == 0
+    old, new = (d / f"{item.name}.c4gh" for d in (first, second))
+    old_bytes, new_bytes = old.read_bytes(), new.read_bytes()
+    assert len(old_bytes) == len(new_bytes) == item.c4gh_size
+    assert old_bytes[:16] == new_bytes[:16]  # magic, version, one packet
+    assert old_bytes[16:C4GH_HEADER_SIZE] != new_bytes[16:C4GH_HEADER_SIZE]
+    assert old_bytes[C4GH_HEADER_SIZE:] == new_bytes[C4GH_HEADER_SIZE:]
+    # The old header still opens the new payload: a resume past the header is sound.
+    spliced = old_bytes[:C4GH_HEADER_SIZE] + new_bytes[C4GH_HEADER_SIZE:]
+    assert (
+        decrypt(outbox, spliced) == decrypt(outbox, new_bytes) == outbox.plain_bytes(item.accession)
+    )
+
+
 def test_write_outbox_lays_out_one_packet_crypt4gh_files(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.mkdir()
@@ -241,6 +266,22 @@ async def test_the_metadata_api_lists_records_and_its_faults() -> None:
         await emu.wait_idle()
         paths = [(entry.host, entry.status) for entry in emu.log]
         assert paths == [("ega", 200), ("ega", 200), ("ega", 404)]
+
+
+async def test_the_emulator_command_sets_the_metadata_api_options(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps(SMALL_CATALOG.to_dict()))
+    args = ["--catalog", str(catalog), "--outbox-no-display-names"]
+    args += ["--outbox-wrong-checksum", FILES[1].accession]
+    async with emulator_options(*args) as served, aiohttp.ClientSession() as session:
+        url = f"{served['endpoints']['ega_metadata']}/datasets/{DATASET}/files"
+        async with session.get(url) as answer:
+            records = await answer.json()
+    assert all("display_name" not in r for r in records)
+    checksums = [
+        r["unencrypted_checksum"] == item.checksum for r, item in zip(records, FILES, strict=True)
+    ]
+    assert checksums == [True, False, True, True, True]
 
 
 def test_catalog_round_trips_and_rejects_bad_records() -> None:

@@ -314,36 +314,44 @@ def pull_key(dest: Path) -> str:
     return str(dest.resolve())
 
 
-async def open_store(url: str | None, dest: Path) -> Store:
-    """Open the store named by ``url``: ``sqlite:///PATH`` (relative to the current
-    directory; ``sqlite:////abs/path`` for an absolute one), a plain path, or
-    ``postgresql://[user@]host[:port]/db``; default ``dest/.mirror/state.sqlite``."""
-    from ._sqlite import SQLiteStore
-
+def sqlite_location(url: str | None, dest: Path) -> tuple[Path, str] | None:
+    """The SQLite file ``url`` names and the pull's name in it; ``None`` for PostgreSQL."""
     if url is None:
-        path = dest / ".mirror" / "state.sqlite"
-    elif "://" not in url and url.strip():
+        # The default store lives in the mirror: it names its pull ".", so a mirror that
+        # is moved or mounted elsewhere is still the same pull.
+        return dest / ".mirror" / "state.sqlite", "."
+    if "://" not in url and url.strip():
         # A plain path: what people type, and free of the sqlite:/// slash-counting.
-        path = Path(os.path.expanduser(url))  # noqa: ASYNC240 (no I/O: $HOME only)
-        if not path.is_absolute():
-            path = Path.cwd() / path
+        path = Path(os.path.expanduser(url))
     elif url.startswith("sqlite:///") and url != "sqlite:///":
         path = Path(url.removeprefix("sqlite:///"))
-        if not path.is_absolute():
-            path = Path.cwd() / path
     elif url.startswith(("postgresql://", "postgres://")):
-        from ._postgres import open_postgres
-
-        return await open_postgres(url, dest)
+        return None
     else:
         raise StateUrlError(
             f"unknown state store URL {url!r}: expected a path, sqlite:///PATH or "
             "postgresql://[user@]host[:port]/db",
             file=_NAMED_BY,
         )
-    # The default store lives in the mirror: it names its pull ".", so a mirror that is
-    # moved or mounted elsewhere is still the same pull.
-    store = SQLiteStore(path, pull="." if url is None else pull_key(dest))
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    return path, pull_key(dest)
+
+
+async def open_store(url: str | None, dest: Path) -> Store:
+    """Open the store named by ``url``: ``sqlite:///PATH`` (relative to the current
+    directory; ``sqlite:////abs/path`` for an absolute one), a plain path, or
+    ``postgresql://[user@]host[:port]/db``; default ``dest/.mirror/state.sqlite``."""
+    from ._sqlite import SQLiteStore
+
+    where = sqlite_location(url, dest)
+    if where is None:
+        from ._postgres import open_postgres
+
+        assert url is not None  # only a postgresql:// URL names no file
+        return await open_postgres(url, dest)
+    path, pull = where
+    store = SQLiteStore(path, pull=pull)
     try:
         await store.open()
     except StateError as exc:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .._exceptions import StateError
 from .._models import FileTask, TaskStatus
+from . import _sqlite_reads as reads
 from ._base import (
     Claim,
     Heartbeat,
@@ -173,31 +174,7 @@ class SQLiteStore(SQLiteBase):
 
     async def members(self, *, lease: float) -> list[MemberInfo]:
         pull = self._pull_id
-
-        def members(db: sqlite3.Connection) -> list[MemberInfo]:
-            rows = db.execute(
-                "SELECT m.id, m.host, m.pid, m.started, m.heartbeat,"
-                " (SELECT COUNT(*) FROM files f WHERE f.pull=m.pull AND f.holder=m.id"
-                "  AND f.status='running'),"
-                " EXISTS (SELECT 1 FROM plans p WHERE p.pull=m.pull AND p.planner=m.id"
-                "  AND NOT p.done)"
-                " FROM members m WHERE m.pull=? AND m.heartbeat>=? ORDER BY m.started, m.id",
-                (pull, time.time() - lease),
-            ).fetchall()
-            return [
-                MemberInfo(
-                    id=str(i),
-                    host=str(h),
-                    pid=int(p),
-                    started=float(s),
-                    heartbeat=float(b),
-                    held=int(n),
-                    planning=bool(planning),
-                )
-                for i, h, p, s, b, n, planning in rows
-            ]
-
-        return await self._call(members)
+        return await self._call(lambda db: reads.members(db, pull, lease))
 
     # -- planning ------------------------------------------------------------------
 
@@ -468,18 +445,4 @@ class SQLiteStore(SQLiteBase):
 
     async def problems(self) -> list[tuple[str, str]]:
         pull = self._pull_id
-
-        def problems(db: sqlite3.Connection) -> list[tuple[str, str]]:
-            rows = db.execute(
-                # The latest generation that planned anything or met a problem: a problem
-                # that a later plan no longer met is history, not the pull's state.
-                "SELECT kind, message FROM problems WHERE pull=?1 AND generation = (SELECT"
-                " MAX(g) FROM (SELECT MAX(generation) AS g FROM files WHERE pull=?1"
-                " UNION ALL SELECT MAX(generation) FROM problems WHERE pull=?1"
-                " UNION ALL SELECT MAX(generation) FROM plans WHERE pull=?1))"
-                " ORDER BY rowid",
-                (pull,),
-            ).fetchall()
-            return [(str(k), str(m)) for k, m in rows]
-
-        return await self._call(problems)
+        return await self._call(lambda db: reads.problems(db, pull))

@@ -14,7 +14,6 @@ import contextlib
 import shutil
 import sqlite3
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,40 +21,15 @@ from typing import Any, TypeVar
 
 from .._exceptions import StateError
 from .._models import TaskStatus
+from . import _sqlite_reads as reads
 from ._base import StoredFile
-from ._sqlite_rows import COLUMNS, mib, stored
+from ._sqlite_reads import BUSY_TIMEOUT, patiently
+from ._sqlite_rows import mib, stored
 
 __all__ = ["BUSY_TIMEOUT", "SQLiteBase", "patiently", "transaction"]
 
 T = TypeVar("T")
 _PAGE = 2000
-
-
-#: How long a statement waits for a lock another process holds before giving up.
-BUSY_TIMEOUT = 30.0
-
-
-def patiently(fn: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> T:
-    """Run ``fn`` (one transaction, or reads), again while another process holds the lock.
-
-    SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries: with several
-    processes claiming, a waiter would sleep through many short transactions of the
-    others. Trying again after a tenth of a millisecond, then less often, keeps the
-    waits close to the transactions' own length.
-    """
-    deadline = time.monotonic() + BUSY_TIMEOUT
-    pause = 0.0001
-    while True:
-        try:
-            return fn(db)
-        except sqlite3.OperationalError as exc:
-            code = getattr(exc, "sqlite_errorcode", None)
-            if code is None or code & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                raise
-            if time.monotonic() >= deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.005)
 
 
 def _locked(exc: BaseException) -> bool:
@@ -205,19 +179,7 @@ class SQLiteBase:
 
     async def counts(self, generation: int | None) -> dict[TaskStatus, tuple[int, int]]:
         pull = self._pull_id
-
-        def counts(db: sqlite3.Connection) -> dict[TaskStatus, tuple[int, int]]:
-            out = {status: (0, 0) for status in TaskStatus}
-            sql = "SELECT status, SUM(files), SUM(bytes) FROM tallies WHERE pull=?"
-            if generation is None:
-                rows = db.execute(sql + " GROUP BY status", (pull,))
-            else:
-                rows = db.execute(sql + " AND generation=? GROUP BY status", (pull, generation))
-            for status, n, nbytes in rows:
-                out[TaskStatus(status)] = (int(n), int(nbytes))
-            return out
-
-        return await self._call(counts)
+        return await self._call(lambda db: reads.counts(db, pull, generation))
 
     async def tally(self, generation: int, prefix: str) -> dict[TaskStatus, int]:
         pull = self._pull_id
@@ -248,26 +210,14 @@ class SQLiteBase:
         with_verified: bool = False,
         status: TaskStatus | None = None,
     ) -> AsyncIterator[StoredFile]:
-        where = "pull=?"
-        args: tuple[object, ...] = (self._pull_id,)
-        if generation is not None:
-            if with_verified:
-                where += " AND (generation=? OR status='verified')"
-            else:
-                where += " AND generation=?"
-            args += (generation,)
-        if status is not None:
-            where += " AND status=?"
-            args += (status.value,)
+        where = reads.files_where(
+            self._pull_id, generation, with_verified=with_verified, status=status
+        )
         after = ""
         while True:
 
             def page(db: sqlite3.Connection, after: str = after) -> list[tuple[object, ...]]:
-                return db.execute(
-                    f"SELECT {COLUMNS} FROM files WHERE {where} AND key>? ORDER BY key"
-                    f" LIMIT {_PAGE}",
-                    (*args, after),
-                ).fetchall()
+                return reads.files_page(db, where, after, _PAGE)
 
             rows = await self._call(page)
             if not rows:

@@ -18,6 +18,7 @@ from ._catalog import Catalog
 from ._faults import Fault
 from ._options import HOSTS, FilesOptions, TlsOptions
 from ._server import Emulator
+from .ega._metadata import OutboxOptions
 from .ega._options import DEFAULT_EGA_USERS, EgaOptions
 from .ena._options import EnaOptions
 from .enterobase._options import EnterobaseOptions
@@ -77,6 +78,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--ega-no-range", action="store_true", help="EGA REST v2 streams ignore Range: 200"
+    )
+    parser.add_argument(
+        "--outbox-no-display-names",
+        action="store_true",
+        help="EGA's metadata API gives Live Outbox file records no display_name",
+    )
+    parser.add_argument(
+        "--outbox-wrong-checksum",
+        action="append",
+        default=[],
+        metavar="EGAF",
+        help="EGA's metadata API publishes a wrong checksum for this file (repeatable)",
     )
     parser.add_argument(
         "--webin-account",
@@ -186,6 +199,10 @@ def _emulator(args: argparse.Namespace, catalog: Catalog, faults: list[Fault]) -
             range_support=not args.ega_no_range,
         ),
         webin=WebinOptions(accounts=webin_accounts, poll_pending=args.webin_poll_pending),
+        outbox=OutboxOptions(
+            display_names=not args.outbox_no_display_names,
+            wrong_checksum=args.outbox_wrong_checksum,
+        ),
         files=FilesOptions(bandwidth=args.bandwidth, range_support=not args.no_range),
         faults=faults,
         seed=args.seed,

@@ -22,6 +22,7 @@ __all__ = [
     "OutboxDataset",
     "OutboxFile",
     "c4gh_size",
+    "reencrypt_header",
     "write_c4gh",
     "write_outbox",
 ]
@@ -247,6 +248,26 @@ def write_c4gh(file: OutboxFile, path: Path, recipient_public_key: bytes) -> Non
         written = out.tell()
     if written != file.c4gh_size:
         raise RuntimeError(f"{path}: wrote {written} bytes, expected {file.c4gh_size}")
+
+
+def reencrypt_header(path: Path, secret_key: bytes, recipient_public_key: bytes) -> None:
+    """Give the Crypt4GH file at ``path`` a new header for the same recipient: the same
+    session key and length, different bytes (a fresh writer key and nonce), the payload
+    untouched; what EGA's outbox does on every download. ``secret_key`` is the
+    recipient's (raw 32 bytes), which opens the old header."""
+    import crypt4gh.header
+
+    with open(path, "r+b") as f:
+        packets = list(crypt4gh.header.parse(f))
+        length = f.tell()
+        fresh = crypt4gh.header.reencrypt(
+            packets, [(0, secret_key, None)], [(0, os.urandom(32), recipient_public_key)]
+        )
+        header = crypt4gh.header.serialize(fresh)
+        if len(header) != length:
+            raise RuntimeError(f"{path}: new header of {len(header)} bytes, not {length}")
+        f.seek(0)
+        f.write(header)
 
 
 def write_outbox(
