@@ -290,3 +290,31 @@ def test_a_payload_that_fails_its_mac_fails_the_file_by_name(
     final = landed(tmp_path, outbox, victim.accession)
     assert not final.exists()
     assert landed(tmp_path, outbox, FILES[0].accession).exists()
+
+
+def test_the_next_run_resumes_past_the_header_the_outbox_made_anew(
+    outbox_factory: OutboxFactory, tmp_path: Path, cli: Cli
+) -> None:
+    catalog = Catalog.generate_outbox(DATASET, files=1, sizes=(6 * 1024 * 1024 + 5,))
+    server = outbox_factory(catalog)
+    item = catalog.outbox_datasets[0].files[0]
+    size = server.path(item.accession).stat().st_size
+    # Every connection of the first run drops early: one per attempt (the first one
+    # lists the dataset too), eight attempts, and it gives up part-way.
+    server.cut_after(size // 16, times=8)
+    first = cli("run", str(manifest(tmp_path, server)), env=env(server))
+    assert first.returncode == 1
+    assert len(server.bytes_sent()) == 8
+    final = landed(tmp_path, server, item.accession)
+    held = final.with_name(final.name + ".part").stat().st_size
+    assert held >= size // 5
+    header = server.path(item.accession).read_bytes()[:124]
+    server.reencrypt_headers()
+    assert server.path(item.accession).read_bytes()[:124] != header
+    before = len(server.bytes_sent())
+    second = cli("run", str(manifest(tmp_path, server)), env=env(server))
+    assert second.returncode == 0, second.stderr
+    (wire,) = server.bytes_sent()[before:]
+    # Only what the first run had not decrypted (from its last whole segment on).
+    assert wire <= size - held + 65564 + 50_000
+    assert index(tmp_path)[item.accession]["md5"] == server.plain_md5(item.accession)
