@@ -23,13 +23,13 @@ from ._exceptions import (
     Retryable,
     TransferError,
 )
-from ._fetch import Fetched, PartSliced, fetch
+from ._fetch import Fetched, PartSliced, fetch, finish_part
 from ._http import Http, host_key, redact_url
 from ._meter import RateMeter
 from ._models import Event, FileFailed, FileStarted, FileTask, FileVerified
 from ._pace import Pace, StreamSlow
 from ._retry import Retry, Retrying, RetryPolicy
-from ._seam import FileHooks
+from ._seam import FileHooks, Landing, OwnTransfer
 from ._segments import RangesUnsupported, fetch_segmented
 from ._state import Store
 from ._tuning import TransferTuning
@@ -267,6 +267,18 @@ class Downloader:
                 self._recorded(task.key)
 
         verifier = hooks.verify if hooks is not None else None
+        if isinstance(hooks, OwnTransfer):
+            # Not HTTP: the source fills the .part; checks, landing and store as always.
+            landing = Landing(
+                dest=self.dest,
+                part=self.dest.part(final),
+                final=final,
+                records=self.store,
+                started=started,
+                progress=progress,
+            )
+            got, received = await hooks.receive(task, landing)
+            return await finish_part(task, final, got, received, verifier, commit, self.dest)
         gate = self.http.gate(task.url)
         parallel = hooks is None or hooks.parallel_ranges
         # A split file may use the host's connections, up to split_connections.

@@ -58,7 +58,7 @@ from ._progress import progress
 from ._pull import Ledger, Pull, evict_dead_neighbours, heartbeat
 from ._registry import CredentialLookup, kind_of
 from ._retry import RetryPolicy
-from ._seam import FileHooks, PullLedger, Source, SourceContext
+from ._seam import FileHooks, PullLedger, Source, SourceContext, close_sources
 from ._state import Claim, Member, Store, open_store
 from ._tasks import cancelling
 from ._tuning import Tuning
@@ -144,12 +144,12 @@ class Engine:
             pull = await self._join(store)
             async with self._http() as http:
                 ctx = self._context(http, Ledger(store, pull.generation))
+                sources = [make(ctx) for make in sources_ready]
                 try:
                     with collapsed():
-                        await self._pipeline(
-                            [make(ctx) for make in sources_ready], store, http, pull
-                        )
+                        await self._pipeline(sources, store, http, pull)
                 finally:
+                    await close_sources(sources)
                     await asyncio.to_thread(ctx.metadata.discard)
             counts = await store.counts(pull.generation)
             problems = await store.problems()
@@ -255,6 +255,8 @@ class Engine:
                         except Exception as exc:
                             if not self._plan.source_failed(f"sources[{i}].{source.name}", exc):
                                 raise
+                        finally:
+                            await close_sources([source])
                 await self._plan.record_problems(store, pull.generation)
             finally:
                 await store.leave(pull.member)

@@ -378,8 +378,8 @@ async def finish_part(
             url=task.url,
         )
     verified_by = "size"
-    if task.checksum and task.verify in ("md5", "sha1"):
-        digest = got.md5 if task.verify == "md5" else (got.sha1 or "")
+    if task.checksum and task.verify in ("md5", "sha1", "sha256"):
+        digest = {"md5": got.md5, "sha1": got.sha1, "sha256": got.sha256}[task.verify] or ""
         if digest != task.checksum.lower():
             await asyncio.to_thread(dest.drop, got.path)
             raise ChecksumMismatch(

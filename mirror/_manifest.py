@@ -365,19 +365,25 @@ def _endpoints(w: Where, path: KeyPath, value: object) -> Mapping[str, str]:
     body = v.mapping(w, path, value, tuple(defaults), what="a mapping of service URLs")
     merged = dict(defaults)
     for key, url in body.items():
-        merged[key] = _url(w, (*path, key), url)
+        # A service reached over SFTP (the EGA outbox) takes an sftp:// URL.
+        sftp = urlsplit(defaults[key]).scheme == "sftp"
+        merged[key] = _url(w, (*path, key), url, ("sftp",) if sftp else ("http", "https"))
     return MappingProxyType(merged)
 
 
-def _url(w: Where, path: KeyPath, value: object) -> str:
-    text = v.text(w, path, value, "an http(s) URL")
+def _url(
+    w: Where, path: KeyPath, value: object, schemes: tuple[str, ...] = ("http", "https")
+) -> str:
+    what = "an sftp URL" if schemes == ("sftp",) else "an http(s) URL"
+    text = v.text(w, path, value, what)
     try:
         parts = urlsplit(text)
         _ = parts.port  # raises ValueError on a port that is not a number in range
     except ValueError:
         raise w.error(path, f"{v.show(text)} is not a valid URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise w.error(path, f"{v.show(text)} is not an http or https URL")
+    if parts.scheme not in schemes or not parts.hostname:
+        kind = "an sftp" if schemes == ("sftp",) else "an http or https"
+        raise w.error(path, f"{v.show(text)} is not {kind} URL")
     if parts.query or parts.fragment:
         raise w.error(path, f"{v.show(text)}: a base URL takes no query or fragment")
     # Paths are joined as base + "/" + ...; a trailing slash would double it.

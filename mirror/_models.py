@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 #: What a file is checked against before it may appear at its final path.
-Verify = Literal["md5", "sha1", "size", "ega-results"]
+Verify = Literal["md5", "sha1", "sha256", "size", "ega-results"]
 
 
 class TaskStatus(enum.StrEnum):

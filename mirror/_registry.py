@@ -45,11 +45,7 @@ C = TypeVar("C")
 OTHER_ENVIRONMENT: Final = ("WEBIN_USERNAME", "WEBIN_PASSWORD")
 #: Services the product uses outside any source (``mirror submit``).
 OTHER_ENDPOINTS: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "webin": "https://wwwdev.ebi.ac.uk/ena/submit/webin-v2",
-        # EGA's public metadata API: the Live Outbox's plaintext checksums.
-        "ega_metadata": "https://metadata.ega-archive.org",
-    }
+    {"webin": "https://wwwdev.ebi.ac.uk/ena/submit/webin-v2"}
 )
 
 

@@ -9,10 +9,10 @@ source against what the engine calls, and keeps this module free of the heavy on
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ._exceptions import MirrorError, TransferError
 from ._models import FileTask, TaskStatus
@@ -23,7 +23,16 @@ if TYPE_CHECKING:
     from ._http import Http
     from ._metadata import MetadataWriter
 
-__all__ = ["FileHooks", "PullLedger", "Received", "Source", "SourceContext"]
+__all__ = [
+    "FileHooks",
+    "Landing",
+    "OwnTransfer",
+    "PullLedger",
+    "Received",
+    "Source",
+    "SourceContext",
+    "close_sources",
+]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -36,6 +45,8 @@ class Received:
     #: Where this attempt's response began (past 0 when it resumed a ``.part``).
     offset: int
     sha1: str | None = None
+    #: Given by a source's own transfer when its archive publishes SHA-256 (EGA Outbox).
+    sha256: str | None = None
 
 
 class PullLedger(Protocol):
@@ -137,6 +148,50 @@ class FileHooks(Protocol):
         ...
 
 
+class PartRecords(Protocol):
+    """What a ``.part`` was started for (the store's validator of a file)."""
+
+    async def get_validator(self, path: str) -> str | None: ...
+
+    async def set_validator(self, path: str, validator: str | None) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Landing:
+    """What the downloader hands a source's own transfer for one attempt of one file."""
+
+    dest: Destination
+    #: The ``.part`` beside the final path: the transfer writes the file's bytes here.
+    part: Path
+    final: Path
+    #: Where the store keeps what the ``.part`` was started for (:class:`PartRecord`):
+    #: set before its first byte, checked before it is continued.
+    records: PartRecords
+    #: Told the offset the file stands at when the transfer (re)starts.
+    started: Callable[[int], None]
+    #: Told each piece of the file as it lands.
+    progress: Callable[[int], None]
+
+
+@runtime_checkable
+class OwnTransfer(Protocol):
+    """Hooks of a source whose files do not come over HTTP (the EGA Outbox's SFTP).
+
+    The downloader calls :meth:`receive` instead of its HTTP fetchers and keeps every
+    other rule the same: the attempt loop (retries, backoff, a retryable
+    :class:`~mirror.TransferError` continues from the ``.part``), the size and checksum
+    checks and :meth:`FileHooks.verify` on the complete ``.part``, then the atomic
+    rename and only then the store's ``verified``. The transfer only fills the
+    ``.part``: it never lands a file itself.
+    """
+
+    async def receive(self, task: FileTask, landing: Landing) -> tuple[Received, int]:
+        """Fill ``landing.part`` with the whole file; what it holds and how many bytes
+        came over the network in this attempt. Raise a :class:`TransferError`
+        (retryable where another attempt may succeed) otherwise."""
+        ...
+
+
 class Source(Protocol):
     """Expands one manifest entry into file tasks, in batches, as the archive pages them.
 
@@ -155,3 +210,12 @@ class Source(Protocol):
         ...
 
     def expand(self) -> AsyncIterator[list[FileTask]]: ...
+
+
+async def close_sources(sources: Sequence[Source]) -> None:
+    """Let go of what sources hold beyond HTTP (the outbox's SSH connection), once the
+    run needs them no more: a source may define ``async def aclose()`` for that."""
+    for source in sources:
+        closer = getattr(source, "aclose", None)
+        if closer is not None:
+            await closer()

@@ -23,8 +23,8 @@ from mirror._manifest import load_manifest, manifest_from_accessions
 MD5 = "d7a6df0fd0e6a1f6f5e4e3e2e1e0dfde"
 CREDENTIALS = (
     "credentials do not belong in the manifest: set them in the environment "
-    "(EGA_USERNAME, EGA_PASSWORD, EGA_REKEY, ENTEROBASE_TOKEN, WEBIN_USERNAME, "
-    "WEBIN_PASSWORD) or in ~/.netrc"
+    "(EGA_USERNAME, EGA_PASSWORD, EGA_REKEY, EGA_SSH_KEY, C4GH_SECRET_KEY, C4GH_PASSPHRASE, "
+    "ENTEROBASE_TOKEN, WEBIN_USERNAME, WEBIN_PASSWORD) or in ~/.netrc"
 )
 #: A valid ``sources:`` block, for cases whose problem is elsewhere.
 OK = "sources:\n  - ena: {accessions: [ERR2842367]}\n"
@@ -739,7 +739,7 @@ ERROR_CASES = [
         "endpoints:\n  zzz: http://localhost:8080/portal\n" + OK,
         "manifest.yaml:2: endpoints.zzz: unknown key (expected one of ena_portal, ena_browser, "
         "ena_files, mgnify, mgnify_v2, enterobase, ega_access, ega_download, ega_auth, ega_data, "
-        "cram_registry, webin, ega_metadata)",
+        "ega_outbox, ega_metadata, cram_registry, webin)",
         id="endpoint-key",
     ),
     pytest.param(
@@ -865,12 +865,12 @@ ERROR_CASES = [
     pytest.param(
         _source("ega", "datasets: [EGAD00010000805]\nprotocol: ticket\n"),
         "manifest.yaml:4: sources[0].ega.protocol: "
-        "'ticket' is not one of tickets, data-api (did you mean 'tickets'?)",
+        "'ticket' is not one of tickets, data-api, outbox (did you mean 'tickets'?)",
         id="ega-protocol-suggested",
     ),
     pytest.param(
         _source("ega", "datasets: [EGAD00010000805]\nprotocol: sftp\n"),
-        "manifest.yaml:4: sources[0].ega.protocol: 'sftp' is not one of tickets, data-api",
+        "manifest.yaml:4: sources[0].ega.protocol: 'sftp' is not one of tickets, data-api, outbox",
         id="ega-protocol",
     ),
     # cram_refs

@@ -222,8 +222,8 @@ def test_the_manifest_reads_a_registered_entry_with_located_errors(
     with pytest.raises(ManifestError) as secret:
         load_manifest({"sources": [{"toy": {"names": ["a"], "token": "x"}}]})
     assert (
-        "(EGA_USERNAME, EGA_PASSWORD, EGA_REKEY, ENTEROBASE_TOKEN, TOY_TOKEN, WEBIN_USERNAME"
-        in (str(secret.value))
+        "(EGA_USERNAME, EGA_PASSWORD, EGA_REKEY, EGA_SSH_KEY, C4GH_SECRET_KEY, C4GH_PASSPHRASE, "
+        "ENTEROBASE_TOKEN, TOY_TOKEN, WEBIN_USERNAME" in (str(secret.value))
     )
 
     with pytest.raises(ManifestError) as kinds:

@@ -1,8 +1,9 @@
 """The ``ega:`` manifest entry: datasets and files, the protocol, and the account to use.
 
-Two sources serve it: :class:`~mirror.sources.ega.EgaTicketSource` (``tickets``, the
-download API with re-encryption) and :class:`~mirror.sources.ega_data.EgaDataSource`
-(``data-api``, pyega3's).
+Three sources serve it: :class:`~mirror.sources.ega.EgaTicketSource` (``tickets``, the
+download API with re-encryption), :class:`~mirror.sources.ega_data.EgaDataSource`
+(``data-api``, pyega3's) and :class:`~mirror.sources.ega_outbox.OutboxSource` (``outbox``,
+the Live Outbox: SFTP and Crypt4GH).
 """
 
 from __future__ import annotations
@@ -19,10 +20,17 @@ from .._registry import Accessions, CredentialLookup, GetOptions, SourceKind
 from . import Source, SourceContext
 from .ega import EgaLogin, EgaTicketSource
 from .ega_data import EgaDataSource
+from .ega_outbox import (
+    OUTBOX_ENDPOINTS,
+    OUTBOX_ENVIRONMENT,
+    OutboxLogin,
+    OutboxSource,
+    outbox_login,
+)
 
 __all__ = ["KIND", "EgaSpec", "login", "parse"]
 
-Protocol = Literal["tickets", "data-api"]
+Protocol = Literal["tickets", "data-api", "outbox"]
 
 ENDPOINTS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -31,6 +39,7 @@ ENDPOINTS: Final[Mapping[str, str]] = MappingProxyType(
         # The current EGA Data API (pyega3's default server file).
         "ega_auth": "https://ega.ebi.ac.uk:8443/ega-openid-connect-server/token",
         "ega_data": "https://ega.ebi.ac.uk:8443/v2",
+        **OUTBOX_ENDPOINTS,
     }
 )
 
@@ -40,6 +49,8 @@ class EgaSpec:
     datasets: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
     protocol: Protocol = "tickets"
+    #: Outbox only: keep the ``.c4gh`` as served beside the plaintext.
+    keep_encrypted: bool = False
 
 
 def parse(w: v.Where, path: v.KeyPath, body: dict[str, object]) -> EgaSpec:
@@ -64,14 +75,27 @@ def parse(w: v.Where, path: v.KeyPath, body: dict[str, object]) -> EgaSpec:
     raw = body.get("protocol")
     protocol: Protocol = "tickets"
     if raw is not None:
-        chosen = v.choice(w, (*path, "protocol"), raw, ("tickets", "data-api"))
-        protocol = "data-api" if chosen == "data-api" else "tickets"
-    return EgaSpec(datasets=datasets, files=files, protocol=protocol)
+        chosen = v.choice(w, (*path, "protocol"), raw, ("tickets", "data-api", "outbox"))
+        protocol = (
+            "outbox" if chosen == "outbox" else "data-api" if chosen == "data-api" else "tickets"
+        )
+    raw_keep = body.get("keep_encrypted")
+    keep = raw_keep is not None and v.boolean(w, (*path, "keep_encrypted"), raw_keep)
+    if keep and protocol != "outbox":
+        raise w.error((*path, "keep_encrypted"), "only the outbox protocol serves encrypted files")
+    if protocol == "outbox" and files and not datasets:
+        raise w.error(
+            (*path, "files"),
+            "the outbox lists files per dataset: give the datasets they belong to (datasets:)",
+        )
+    return EgaSpec(datasets=datasets, files=files, protocol=protocol, keep_encrypted=keep)
 
 
-def login(spec: EgaSpec, lookup: CredentialLookup) -> EgaLogin:
+def login(spec: EgaSpec, lookup: CredentialLookup) -> EgaLogin | OutboxLogin:
     """The account: ``EGA_USERNAME``/``EGA_PASSWORD`` (else ``~/.netrc`` for the host the
     protocol logs in at), ``EGA_REKEY`` for tickets, and the Data API's OAuth client."""
+    if spec.protocol == "outbox":
+        return outbox_login(lookup)
     creds = lookup.credentials
     user, password = creds.get("EGA_USERNAME"), creds.get("EGA_PASSWORD")
     if user is None or password is None:
@@ -102,7 +126,9 @@ def login(spec: EgaSpec, lookup: CredentialLookup) -> EgaLogin:
     )
 
 
-def _build(spec: EgaSpec, ctx: SourceContext, account: EgaLogin) -> Source:
+def _build(spec: EgaSpec, ctx: SourceContext, account: EgaLogin | OutboxLogin) -> Source:
+    if isinstance(account, OutboxLogin):
+        return OutboxSource(spec.datasets, spec.files, ctx, account, keep=spec.keep_encrypted)
     if spec.protocol == "tickets":
         return EgaTicketSource(spec.datasets, spec.files, ctx, account)
     return EgaDataSource(spec.datasets, spec.files, ctx, account)
@@ -115,16 +141,22 @@ def _entry(accessions: tuple[str, ...], options: GetOptions) -> EgaSpec:
     )
 
 
-KIND: SourceKind[EgaSpec, EgaLogin] = SourceKind(
+KIND: SourceKind[EgaSpec, EgaLogin | OutboxLogin] = SourceKind(
     key="ega",
     spec=EgaSpec,
-    fields=("datasets", "files", "protocol"),
+    fields=("datasets", "files", "protocol", "keep_encrypted"),
     parse=parse,
     credentials=login,
     build=_build,
-    environment=("EGA_USERNAME", "EGA_PASSWORD", "EGA_REKEY"),
-    # The Data API's OAuth client, when not pyega3's.
-    optional_environment=("EGA_CLIENT_ID", "EGA_CLIENT_SECRET"),
+    environment=("EGA_USERNAME", "EGA_PASSWORD", "EGA_REKEY", *OUTBOX_ENVIRONMENT),
+    # The Data API's OAuth client, when not pyega3's; the outbox's SSH key passphrase
+    # and known hosts.
+    optional_environment=(
+        "EGA_CLIENT_ID",
+        "EGA_CLIENT_SECRET",
+        "EGA_SSH_PASSPHRASE",
+        "EGA_KNOWN_HOSTS",
+    ),
     endpoints=ENDPOINTS,
     accessions=Accessions(
         title="EGA",
