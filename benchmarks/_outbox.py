@@ -148,9 +148,9 @@ def _mirror_slot(
         "EGA_SSH_PASSPHRASE": keys.ssh_passphrase,
         "C4GH_SECRET_KEY": str(keys.c4gh_secret),
         "C4GH_PASSPHRASE": keys.c4gh_passphrase,
+        # The server's host key, checked as a user's ~/.ssh/known_hosts would be.
+        "EGA_KNOWN_HOSTS": str(server.known_hosts()),
     }
-    # The slot for the client's own settings (how it is told the server's host key:
-    # ``server.known_hosts()`` names it) once the outbox source is there.
     probe_dest = suite.fresh(KEY, "probe")
     probe = subprocess.run(
         [*suite.mirror, "plan", str(manifest), "--dest", str(probe_dest)],
