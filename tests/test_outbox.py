@@ -229,25 +229,46 @@ def _c4gh_secret_hex(server: OutboxServer) -> str:
     return key.hex()
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a GiB encrypted (once per session), sent, decrypted and hashed
 @pytest.mark.timeout(900)
-def test_a_gibibyte_cut_mid_way_resumes_within_fifteen_percent(
+def test_five_files_one_a_gibibyte_cut_mid_way_one_cold(
     outbox_factory: OutboxFactory, tmp_path: Path, cli: Cli
 ) -> None:
-    catalog = Catalog.generate_outbox(DATASET, files=1, sizes=(1 << 30,))
+    sizes = (1 << 30, 256 * 1024, 512 * 1024 + 7, 300_000, 1 << 20)
+    catalog = Catalog.generate_outbox(DATASET, files=5, sizes=sizes, unavailable=[2], md5=[3])
     server = outbox_factory(catalog)
-    item = catalog.outbox_datasets[0].files[0]
-    size = server.path(item.accession).stat().st_size
-    server.cut_after(size * 2 // 5)
-    done = cli("run", str(manifest(tmp_path, server)), env=env(server))
-    assert done.returncode == 0, done.stderr
+    files = catalog.outbox_datasets[0].files
+    big, cold = files[0], files[2]
+    encrypted = {f.accession: server.path(f.accession).stat().st_size for f in files}
+    # The first connection drops 40 % of the way into the big file.
+    server.cut_after(encrypted[big.accession] * 2 // 5)
+    first = cli("run", str(manifest(tmp_path, server)), env=env(server))
+    assert first.returncode == 1, first.stderr
+    assert "on cold storage at EGA; a later run fetches it" in first.stdout + first.stderr
     wire = server.bytes_sent()
-    assert len(wire) == 2
-    assert sum(wire) <= 1.15 * size
-    row = index(tmp_path)[item.accession]
-    assert (row["status"], row["verified_by"]) == ("verified", "sha256")
-    assert row["md5"] == server.plain_md5(item.accession)
-    assert landed(tmp_path, server, item.accession).stat().st_size == item.size
+    assert len(wire) == 2  # cut, then connected again
+    rows = index(tmp_path)
+    assert rows[cold.accession]["status"] == "failed"
+    for f in files:
+        if f is cold:
+            continue
+        assert rows[f.accession]["status"] == "verified"
+        assert rows[f.accession]["verified_by"] == ("md5" if f is files[3] else "sha256")
+        assert rows[f.accession]["md5"] == server.plain_md5(f.accession)
+        assert landed(tmp_path, server, f.accession).stat().st_size == f.size
+    small = sum(n for a, n in encrypted.items() if a not in (big.accession, cold.accession))
+    # The big file resumed: what went over the wire is within 15 % of it (plus the
+    # small files, handshakes and listings).
+    assert sum(wire) <= 1.15 * encrypted[big.accession] + small + 200_000
+
+    server.make_available(DATASET, cold.accession)
+    second = cli("run", str(manifest(tmp_path, server)), env=env(server))
+    assert second.returncode == 0, second.stderr
+    (again,) = server.bytes_sent()[len(wire) :]
+    assert encrypted[cold.accession] < again < encrypted[cold.accession] + 100_000
+    assert landed(tmp_path, server, cold.accession).read_bytes() == server.plain_bytes(
+        cold.accession
+    )
 
 
 def test_a_file_no_record_matches_fails_with_its_reason(
