@@ -37,12 +37,24 @@ def _pull_dest(args: argparse.Namespace) -> Path:
     return _manifest(args).dest
 
 
+def _status_dest(args: argparse.Namespace) -> Path:
+    """``dest`` for status: from the manifest's ``dest`` alone when it reads simply (the
+    rest is run's and plan's to validate), else as :func:`_pull_dest` finds it."""
+    if not args.dest and args.manifest is not None:
+        from ._manifest_dest import manifest_dest
+
+        found = manifest_dest(args.manifest)
+        if found is not None:
+            return found
+    return _pull_dest(args)
+
+
 def _status(args: argparse.Namespace) -> int | Coroutine[Any, Any, int]:
     """The status, read at once from a SQLite store as it stands; else the coroutine that
     opens the store as a run would (PostgreSQL, or a store that opening would change)."""
     from ._state._base import sqlite_location
 
-    dest = _pull_dest(args)
+    dest = _status_dest(args)
     if args.state is None and not _has_state(dest):
         print(f"no state yet under {dest}: run 'mirror run' or 'mirror get' there first")
         return EXIT_OK

@@ -27,6 +27,7 @@ from ._config import (
     Timeouts,
 )
 from ._exceptions import ManifestError, joined
+from ._manifest_dest import DEFAULT_DEST
 from ._registry import (
     OTHER_ENVIRONMENT,
     GetOptions,
@@ -55,7 +56,6 @@ MAX_WORKERS: Final = 1024
 # as not given: templates keep such keys with their examples commented out.
 
 _TOP_KEYS: Final = ("version", "dest", "workers", "hosts", "timeouts", "endpoints", "sources")
-_DEFAULT_DEST: Final = "mirror-data"
 
 _HOST_KEY: Final = re.compile(
     r"(?P<host>[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\])"
@@ -228,7 +228,7 @@ def _build(value: object, w: Where, *, origin: str | None) -> Manifest:
 
     dest = top.get("dest")
     if dest is None:
-        dest = _DEFAULT_DEST
+        dest = DEFAULT_DEST
     # Symlinks resolved, as for --dest: the same directory must have one name whatever
     # the current directory, or state named after it (EGA request labels) changes.
     dest_path = w.resolve(

@@ -195,3 +195,49 @@ def test_status_by_dest_imports_no_event_loop_engine_or_rich(tmp_path: Path) -> 
     assert "mirror._state._sqlite_reads" in imported
     banned = ["asyncio", "aiohttp", "rich", "uvloop", "asyncpg", "ssl", "yaml", "logging"]
     assert sorted(m for m in imported if m.split(".")[0] in banned) == []
+
+
+@pytest.mark.parametrize("dest", ["pulled", "~/pulled", None])
+def test_status_by_manifest_reads_its_dest_without_the_sources(
+    tmp_path: Path, dest: str | None
+) -> None:
+    # The store where the manifest's dest says (relative to the manifest, ~ expanded, or
+    # the default), while the rest of it would not even validate.
+    home = tmp_path / "home"
+    where = {"pulled": tmp_path / "pulled", "~/pulled": home / "pulled", None: None}[dest]
+    where = where or tmp_path / "mirror-data"
+    asyncio.run(_busy_pull(where))
+    manifest = tmp_path / "m.yaml"
+    top = f"dest: {dest}\n" if dest else ""
+    manifest.write_text(top + "sources:\n  - ena: {accessions: [NOT-AN-ACCESSION]}\n")
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "mirror", "status", str(manifest)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MIRROR_STATE": "", "HOME": str(home)},
+        cwd=home.parent,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.splitlines()[-1] == "ena/b.gz\tfailed\tHTTP 404: gone"
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    banned = ["asyncio", "aiohttp", "rich", "uvloop", "mirror.sources", "mirror._manifest"]
+    assert sorted(m for m in imported if any(m == b or m.startswith(b + ".") for b in banned)) == []
+
+
+def test_status_by_a_manifest_that_is_not_yaml_names_the_line(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("dest: [unclosed\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "mirror", "status", str(manifest)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MIRROR_STATE": ""},
+    )
+    assert done.returncode == 2
+    assert f"{manifest}:" in done.stderr
