@@ -9,7 +9,8 @@ floor is what any client that hands over verified plaintext must also do: decryp
 every segment and hash the plaintext (SHA256, the checksum EGA publishes), measured in
 memory on one core after each repetition. ``floor = max(sftp's wall, decrypt + SHA256)``.
 
-ebi-mirror's row (``mirror run`` of ``ega: {protocol: outbox}``) runs when that source
+ebi-mirror's rows (``mirror run`` of ``ega: {protocol: outbox}``: the default, SFTP through
+OpenSSH's ``ssh``, and ``ssh_client: asyncssh``, in-process) run when that source
 accepts the manifest (``mirror plan`` of it succeeds before the timing); otherwise the
 table has the peer and the floor alone and a note says why.
 """
@@ -47,6 +48,8 @@ __all__ = ["w10_outbox"]
 KEY = "W10"
 DATASET = "EGAD50000000010"
 SFTP = "sftp get (OpenSSH, .c4gh)"
+#: ebi-mirror with the SSH transport in its own process (the default is OpenSSH's ssh).
+IN_PROCESS = "ebi-mirror (ssh_client: asyncssh)"
 DECRYPT = "decrypt + SHA256 in memory (1 core)"
 FLOOR = "floor = max(sftp, decrypt + SHA256)"
 #: ebi-mirror may take this much longer than sftp's get: throughput >= 0.8 x sftp's.
@@ -122,10 +125,13 @@ def _sftp_command(
 
 
 def _mirror_slot(
-    suite: Suite, server: SftpOutbox, keys: OutboxKeys, metadata: str
+    suite: Suite, server: SftpOutbox, keys: OutboxKeys, metadata: str, client: str | None = None
 ) -> tuple[Callable[[Path], list[str]] | None, dict[str, str], str]:
     """ebi-mirror's command, its environment, and why it is left out (empty when not)."""
-    manifest = suite.work / "manifests" / f"{KEY}.yaml"
+    entry: dict[str, object] = {"datasets": [DATASET], "protocol": "outbox"}
+    if client is not None:
+        entry["ssh_client"] = client
+    manifest = suite.work / "manifests" / f"{KEY}-{client or 'default'}.yaml"
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_text(
         json.dumps(
@@ -136,7 +142,7 @@ def _mirror_slot(
                     "ega_outbox": f"sftp://127.0.0.1:{server.port}",
                     "ega_metadata": metadata,
                 },
-                "sources": [{"ega": {"datasets": [DATASET], "protocol": "outbox"}}],
+                "sources": [{"ega": entry}],
             },
             indent=1,
         ),
@@ -205,6 +211,9 @@ def w10_outbox(suite: Suite) -> WorkloadResult:
         runners = [(SFTP, _sftp_command(suite, server, keys, item), c4gh_spec, None)]
         if mirror is not None:
             runners.insert(0, (MIRROR, mirror, plain_spec, mirror_env))
+            slow, _, _ = _mirror_slot(suite, server, keys, metadata, "asyncssh")
+            if slow is not None:
+                runners.insert(1, (IN_PROCESS, slow, plain_spec, mirror_env))
         else:
             result.notes.append(f"ebi-mirror's row is left out: mirror plan said: {why}")
         results: dict[str, list[Measurement]] = {name: [] for name, *_ in runners}
