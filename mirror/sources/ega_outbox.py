@@ -49,7 +49,8 @@ from .ega_c4gh import (
     plain_size,
 )
 from .ega_openssh import Attrs
-from .ega_sftp import Fetcher, OutboxConnection, OutboxLogin, SshClient, encrypted, lost
+from .ega_sftp import Fetcher, encrypted
+from .ega_ssh import OutboxConnection, OutboxLogin, SshClient, lost
 
 __all__ = [
     "OUTBOX_ENDPOINTS",

@@ -28,7 +28,7 @@ from .ega_outbox import (
     OutboxSource,
     outbox_login,
 )
-from .ega_sftp import SshClient
+from .ega_ssh import SshClient
 
 __all__ = ["KIND", "EgaSpec", "login", "parse"]
 
