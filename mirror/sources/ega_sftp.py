@@ -186,15 +186,18 @@ class Fetcher:
                     await queue.put(None)
 
         async def land() -> None:
-            hashing = HashThread(ahead=2)
+            # One thread per digest: MD5 and SHA-256 side by side, each in order.
+            hashing = [(HashThread(ahead=2), h) for h in (out.md5, out.sha256) if h is not None]
             try:
                 while (batch := await queue.get()) is not None:
                     plain = await loop.run_in_executor(None, out.feed, batch)
-                    await hashing.room()
-                    hashing.submit(out.digest, plain)
+                    for thread, digest in hashing:
+                        await thread.room()
+                        thread.submit(_update, digest, plain)
                     landing.progress(sum(len(p) for p in plain))
             finally:
-                await hashing.wait()
+                for thread, _ in hashing:
+                    await thread.wait()
 
         stopped = False
         reader = asyncio.ensure_future(read())
@@ -308,6 +311,11 @@ class _Output:
         self._plain.close()
         if self._cipher is not None:
             self._cipher.close()
+
+
+def _update(digest: hashlib._Hash, plain: list[bytes]) -> None:
+    for data in plain:
+        digest.update(data)
 
 
 def _held_header(dest: Destination, path: Path) -> int | None:
