@@ -9,7 +9,8 @@ floor is what any client that hands over verified plaintext must also do: decryp
 every segment and hash the plaintext (SHA256, the checksum EGA publishes), measured in
 memory on one core after each repetition. ``floor = max(sftp's wall, decrypt + SHA256)``.
 
-ebi-mirror's row (``mirror run`` of ``ega: {protocol: outbox}``) runs when that source
+ebi-mirror's rows (``mirror run`` of ``ega: {protocol: outbox}``: the default, SFTP through
+OpenSSH's ``ssh``, and ``ssh_client: asyncssh``, in-process) run when that source
 accepts the manifest (``mirror plan`` of it succeeds before the timing); otherwise the
 table has the peer and the floor alone and a note says why.
 """
@@ -20,9 +21,11 @@ import hashlib
 import io
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -47,8 +50,11 @@ __all__ = ["w10_outbox"]
 KEY = "W10"
 DATASET = "EGAD50000000010"
 SFTP = "sftp get (OpenSSH, .c4gh)"
-DECRYPT = "decrypt + SHA256 in memory (1 core)"
-FLOOR = "floor = max(sftp, decrypt + SHA256)"
+#: ebi-mirror with the SSH transport in its own process (the default is OpenSSH's ssh).
+IN_PROCESS = "ebi-mirror (ssh_client: asyncssh)"
+SHELL = "sftp get; crypt4gh decrypt; sha256sum; md5sum"
+DECRYPT = "decrypt + SHA256 + MD5 in memory (1 core)"
+FLOOR = "floor = max(sftp, decrypt+hashes, CPU / 2 cores)"
 #: ebi-mirror may take this much longer than sftp's get: throughput >= 0.8 x sftp's.
 LIMIT = 1 / 0.8
 _SEGMENT = 65536
@@ -57,7 +63,8 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class _Decrypt:
-    """The encrypted file in memory; ``measure`` decrypts and hashes it, checking SHA256."""
+    """The encrypted file in memory; ``measure`` decrypts it and hashes the plaintext as
+    ebi-mirror must (SHA256, EGA's checksum, checked; MD5, the index's), on one core."""
 
     def __init__(self, data: bytes, keys: OutboxKeys, sha256: str) -> None:
         self.data = data
@@ -70,6 +77,7 @@ class _Decrypt:
         segment = bytearray(_SEGMENT)
         plain = memoryview(segment)
         digest = hashlib.sha256()
+        md5 = hashlib.md5()
         wall, cpu = time.perf_counter(), time.thread_time()
         head = io.BytesIO(self.data[:4096])
         (session_key, *_), _ = crypt4gh.header.deconstruct(head, self._keys)
@@ -77,12 +85,13 @@ class _Decrypt:
         for pos in range(head.tell(), len(view), _CIPHER_SEGMENT):
             n = decrypt(segment, view[pos : pos + _CIPHER_SEGMENT], session_key)
             digest.update(plain[:n])
+            md5.update(plain[:n])
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
         if digest.hexdigest() != self.sha256:
             raise VerificationFailed(f"in memory: SHA256 {digest.hexdigest()} != {self.sha256}")
         return Measurement(
             tool=DECRYPT,
-            argv=["crypt4gh segments + hashlib.sha256", f"{len(view)} bytes in memory"],
+            argv=["crypt4gh segments + hashlib sha256, md5", f"{len(view)} bytes in memory"],
             wall=wall,
             user=cpu,
             sys=0.0,
@@ -121,11 +130,36 @@ def _sftp_command(
     return command
 
 
+def _shell_command(
+    sftp: Callable[[Path], list[str]], keys: OutboxKeys, item: OutboxFile, plain: str
+) -> Callable[[Path], list[str]]:
+    """What a careful shell user does: ``sftp get``, then decrypt and check the plaintext."""
+    crypt4gh = str(Path(sys.executable).with_name("crypt4gh"))
+
+    def command(out: Path) -> list[str]:
+        c4gh, target = out / item.c4gh_name, out / plain
+        steps = [
+            shlex.join(sftp(out)),
+            shlex.join(["mkdir", "-p", str(target.parent)]),
+            f"{shlex.join([crypt4gh, 'decrypt', '--sk', str(keys.c4gh_secret)])} "
+            f"< {shlex.quote(str(c4gh))} > {shlex.quote(str(target))}",
+            f"rm {shlex.quote(str(c4gh))}",
+            f"sha256sum {shlex.quote(str(target))} > {shlex.quote(str(out / 'sha256'))}",
+            f"md5sum {shlex.quote(str(target))} > {shlex.quote(str(out / 'md5'))}",
+        ]
+        return ["sh", "-ec", " && ".join(steps)]
+
+    return command
+
+
 def _mirror_slot(
-    suite: Suite, server: SftpOutbox, keys: OutboxKeys, metadata: str
+    suite: Suite, server: SftpOutbox, keys: OutboxKeys, metadata: str, client: str | None = None
 ) -> tuple[Callable[[Path], list[str]] | None, dict[str, str], str]:
     """ebi-mirror's command, its environment, and why it is left out (empty when not)."""
-    manifest = suite.work / "manifests" / f"{KEY}.yaml"
+    entry: dict[str, object] = {"datasets": [DATASET], "protocol": "outbox"}
+    if client is not None:
+        entry["ssh_client"] = client
+    manifest = suite.work / "manifests" / f"{KEY}-{client or 'default'}.yaml"
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_text(
         json.dumps(
@@ -136,7 +170,7 @@ def _mirror_slot(
                     "ega_outbox": f"sftp://127.0.0.1:{server.port}",
                     "ega_metadata": metadata,
                 },
-                "sources": [{"ega": {"datasets": [DATASET], "protocol": "outbox"}}],
+                "sources": [{"ega": entry}],
             },
             indent=1,
         ),
@@ -202,9 +236,17 @@ def w10_outbox(suite: Suite) -> WorkloadResult:
         )
         mirror, mirror_env, why = _mirror_slot(suite, server, keys, metadata)
         runners: list[tuple[str, Callable[[Path], list[str]], FileSpec, dict[str, str] | None]]
-        runners = [(SFTP, _sftp_command(suite, server, keys, item), c4gh_spec, None)]
+        sftp = _sftp_command(suite, server, keys, item)
+        shell = _shell_command(sftp, keys, item, plain_spec.path)
+        runners = [
+            (SFTP, sftp, c4gh_spec, None),
+            (SHELL, shell, plain_spec, {"C4GH_PASSPHRASE": keys.c4gh_passphrase}),
+        ]
         if mirror is not None:
             runners.insert(0, (MIRROR, mirror, plain_spec, mirror_env))
+            slow, _, _ = _mirror_slot(suite, server, keys, metadata, "asyncssh")
+            if slow is not None:
+                runners.insert(1, (IN_PROCESS, slow, plain_spec, mirror_env))
         else:
             result.notes.append(f"ebi-mirror's row is left out: mirror plan said: {why}")
         results: dict[str, list[Measurement]] = {name: [] for name, *_ in runners}
@@ -213,18 +255,22 @@ def w10_outbox(suite: Suite) -> WorkloadResult:
             for name, command, spec, env in runners:
                 out = suite.fresh(KEY, "".join(c if c.isalnum() else "-" for c in name))
                 os.sync()
+                served = server.served_cpu()
                 m = run_measured(
                     name,
                     command(out),
                     log=suite.log(KEY, f"{name.split()[0]}-{rep}"),
                     env={**os.environ, **env} if env else None,
                 )
+                # What sshd spent serving this run: the server's half of the machine.
+                m.extra["sshd_cpu"] = server.served_cpu() - served
                 checked = verify(name, [(out / spec.path, spec.size, spec.md5)])
                 m.extra.update(files=checked.files, bytes=checked.bytes, verified=True)
                 results[name].append(m)
                 suite.say(
                     f"  {KEY} rep {rep + 1}/{suite.reps} {name:<34} {m.wall:7.2f} s  "
-                    f"cpu {m.cpu:6.2f} s  ({checked.bytes / m.wall / 1e6:.0f} MB/s)"
+                    f"cpu {m.cpu:6.2f} s  sshd {m.extra['sshd_cpu']:5.2f} s  "
+                    f"({checked.bytes / m.wall / 1e6:.0f} MB/s)"
                 )
                 suite.discard(out, last=rep == suite.reps - 1)
             decrypts.append(floor.measure())
@@ -257,16 +303,25 @@ def _rows(
 ) -> None:
     nbytes = item.c4gh_size
     sftp = results[SFTP]
+    # The machine's two cores carry sshd, the SSH transport and the decryption and hashes
+    # together: no client can finish before that CPU, halved, has been spent.
     floors = [
         Measurement(
             tool=FLOOR,
-            argv=["max(sftp wall, decrypt + SHA256 wall)"],
-            wall=max(s.wall, d.wall),
-            user=s.cpu + d.cpu,
+            argv=["max(sftp wall, decrypt+hashes wall, (sftp cpu + sshd cpu + decrypt cpu) / 2)"],
+            wall=max(s.wall, d.wall, (s.cpu + s.extra.get("sshd_cpu", 0.0) + d.cpu) / 2),
+            user=s.cpu + s.extra.get("sshd_cpu", 0.0) + d.cpu,
             sys=0.0,
             maxrss_kib=0,
             exit_code=0,
-            extra={"sftp_wall": s.wall, "decrypt_wall": d.wall, "in_process": True},
+            extra={
+                "sftp_wall": s.wall,
+                "sftp_cpu": s.cpu,
+                "sshd_cpu": s.extra.get("sshd_cpu", 0.0),
+                "decrypt_wall": d.wall,
+                "decrypt_cpu": d.cpu,
+                "in_process": True,
+            },
         )
         for s, d in zip(sftp, decrypts, strict=True)
     ]

@@ -873,6 +873,22 @@ ERROR_CASES = [
         "manifest.yaml:4: sources[0].ega.protocol: 'sftp' is not one of tickets, data-api, outbox",
         id="ega-protocol",
     ),
+    pytest.param(
+        _source("ega", "datasets: [EGAD00010000805]\nprotocol: outbox\nssh_client: putty\n"),
+        "manifest.yaml:5: sources[0].ega.ssh_client: 'putty' is not one of openssh, asyncssh",
+        id="ega-ssh-client",
+    ),
+    pytest.param(
+        _source("ega", "datasets: [EGAD00010000805]\nssh_client: asyncssh\n"),
+        "manifest.yaml:4: sources[0].ega.ssh_client: only the outbox protocol uses SSH",
+        id="ega-ssh-client-not-outbox",
+    ),
+    pytest.param(
+        _source("ega", "datasets: [EGAD00010000805]\nkeep_encrypted: true\n"),
+        "manifest.yaml:4: sources[0].ega.keep_encrypted: "
+        "only the outbox protocol serves encrypted files",
+        id="ega-keep-encrypted-not-outbox",
+    ),
     # cram_refs
     pytest.param(
         _source("cram_refs", f"md5:\n  - {MD5}\n  - {MD5[:-1]}\n"),

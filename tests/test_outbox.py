@@ -108,16 +108,26 @@ def test_five_files_one_cut_one_cold_then_the_cold_one_alone(
     assert index(tmp_path)[COLD.accession]["status"] == "verified"
 
 
+@pytest.mark.parametrize(
+    ("client", "mib"),
+    [
+        ("asyncssh", 6),
+        # OpenSSH's ssh drops what it holds unwritten when the connection goes (up to
+        # its channel window, 2 MiB, and the pipe's 1 MiB): a file where that is small.
+        ("openssh", 64),
+    ],
+)
 def test_a_file_cut_mid_way_resumes_past_a_new_header(
-    outbox_factory: OutboxFactory, tmp_path: Path
+    outbox_factory: OutboxFactory, tmp_path: Path, client: str, mib: int
 ) -> None:
-    catalog = Catalog.generate_outbox(DATASET, files=1, sizes=(6 * 1024 * 1024 + 123,))
+    catalog = Catalog.generate_outbox(DATASET, files=1, sizes=(mib * 1024 * 1024 + 123,))
     server = outbox_factory(catalog)
     item = catalog.outbox_datasets[0].files[0]
     size = server.path(item.accession).stat().st_size
     server.cut_after(size // 2, times=2)
     # A child process, as a user runs it: what it prints up to its exit is all there.
-    done = mirror_cmd("run", str(manifest(tmp_path, server)), env=env(server))
+    path = manifest(tmp_path, server, ssh_client=client)
+    done = mirror_cmd("run", str(path), env=env(server))
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     wire = server.bytes_sent()
@@ -144,11 +154,13 @@ def test_a_wrong_published_checksum_fails_the_file_by_name(
     assert landed(tmp_path, server, FILES[1].accession).exists()
 
 
+@pytest.mark.parametrize("client", ["openssh", "asyncssh"])
 def test_keyboard_interactive_without_the_key_and_files_by_accession(
-    outbox: OutboxServer, tmp_path: Path, cli: Cli
+    outbox: OutboxServer, tmp_path: Path, cli: Cli, client: str
 ) -> None:
     wanted = FILES[1].accession
-    done = cli("run", str(manifest(tmp_path, outbox, files=[wanted])), env=env(outbox, key=False))
+    path = manifest(tmp_path, outbox, files=[wanted], ssh_client=client)
+    done = cli("run", str(path), env=env(outbox, key=False))
     assert done.returncode == 0, done.stderr
     assert landed(tmp_path, outbox, wanted).read_bytes() == outbox.plain_bytes(wanted)
     assert list(index(tmp_path)) == [wanted]
@@ -201,14 +213,18 @@ def debug_everything() -> Iterator[None]:
         asyncssh.set_debug_level(1)
 
 
+@pytest.mark.parametrize(
+    ("client", "key"), [("openssh", True), ("openssh", False), ("asyncssh", False)]
+)
 def test_secrets_reach_no_output_log_or_file(
-    outbox: OutboxServer, tmp_path: Path, cli: Cli, debug_everything: None
+    outbox: OutboxServer, tmp_path: Path, cli: Cli, debug_everything: None, client: str, key: bool
 ) -> None:
     outbox.cut_after(1_000_000)
-    done = cli("run", "-vvv", str(manifest(tmp_path, outbox)), env=env(outbox, key=False))
+    path = manifest(tmp_path, outbox, ssh_client=client)
+    done = cli("run", "-vvv", str(path), env=env(outbox, key=key))
     assert done.returncode == 1
-    # The log is on: asyncssh's own lines are in it.
-    assert "asyncssh" in done.stderr
+    # The log is on: the client's own lines are in it.
+    assert ("asyncssh" if client == "asyncssh" else "through OpenSSH's ssh") in done.stderr
     secrets = [outbox.password, outbox.ssh_passphrase, outbox.c4gh_passphrase]
     secret_key = _c4gh_secret_hex(outbox)
     texts = [done.stdout, done.stderr]
@@ -286,12 +302,31 @@ def test_a_file_no_record_matches_fails_with_its_reason(
     assert landed(tmp_path, outbox, FILES[0].accession).exists()
 
 
-def test_a_refused_login_is_exit_two(outbox: OutboxServer, tmp_path: Path, cli: Cli) -> None:
+@pytest.mark.parametrize("client", ["openssh", "asyncssh"])
+def test_a_refused_login_is_exit_two(
+    outbox: OutboxServer, tmp_path: Path, cli: Cli, client: str
+) -> None:
     wrong = {**env(outbox, key=False), "EGA_PASSWORD": "not-the-password"}
-    done = cli("run", str(manifest(tmp_path, outbox)), env=wrong)
+    done = cli("run", str(manifest(tmp_path, outbox, ssh_client=client)), env=wrong)
     assert done.returncode == 2
     assert "refused the login (EGA_USERNAME with EGA_PASSWORD)" in done.stdout + done.stderr
     assert "not-the-password" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("client", ["openssh", "asyncssh"])
+def test_an_unknown_host_key_stops_before_any_login(
+    outbox: OutboxServer, tmp_path: Path, cli: Cli, client: str
+) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    done = cli(
+        "run",
+        str(manifest(tmp_path, outbox, ssh_client=client)),
+        env={**env(outbox), "EGA_KNOWN_HOSTS": str(known)},
+    )
+    assert done.returncode != 0
+    assert f"its host key is not in {known}" in done.stdout + done.stderr
+    assert "Accepted" not in outbox.sshd_log()
 
 
 def test_a_payload_that_fails_its_mac_fails_the_file_by_name(

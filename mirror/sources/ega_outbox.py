@@ -48,7 +48,9 @@ from .ega_c4gh import (
     C4ghKey,
     plain_size,
 )
-from .ega_sftp import Fetcher, OutboxConnection, OutboxLogin, encrypted, lost
+from .ega_openssh import Attrs
+from .ega_sftp import Fetcher, encrypted
+from .ega_ssh import OutboxConnection, OutboxLogin, SshClient, lost
 
 __all__ = [
     "OUTBOX_ENDPOINTS",
@@ -116,6 +118,8 @@ def outbox_login(lookup: CredentialLookup) -> OutboxLogin:
         username=user.value,
         password=password,
         ssh_key=ssh_key,
+        ssh_key_path=key_path.value if key_path is not None else None,
+        ssh_passphrase=creds.get("EGA_SSH_PASSPHRASE") if key_path is not None else None,
         c4gh=_c4gh_key(c4gh_path.value, creds.get("C4GH_PASSPHRASE"), where),
         known_hosts=(k.value if (k := creds.get("EGA_KNOWN_HOSTS")) is not None else None),
     )
@@ -166,6 +170,7 @@ class OutboxSource:
         login: OutboxLogin,
         *,
         keep: bool = False,
+        client: SshClient | None = None,
     ) -> None:
         self.datasets = datasets
         self.files = files
@@ -173,7 +178,7 @@ class OutboxSource:
         self.keep = keep
         self.base = ctx.endpoints["ega_outbox"].rstrip("/")
         self.metadata = ctx.endpoints["ega_metadata"].rstrip("/")
-        self.outbox = OutboxConnection(self.base, login)
+        self.outbox = OutboxConnection(self.base, login, client=client)
         self.fetcher = Fetcher(self.outbox, login.c4gh, keep=keep)
         self.login = login
         self.hooks = self
@@ -341,7 +346,7 @@ class OutboxSource:
             return await self.fetcher.receive(task, landing)
 
 
-def _decrypted(attrs: asyncssh.SFTPAttrs) -> int | None:
+def _decrypted(attrs: asyncssh.SFTPAttrs | Attrs) -> int | None:
     for name, value in attrs.extended:
         if name == b"decrypted_filesize":
             return _int(value.decode("ascii", "replace"))

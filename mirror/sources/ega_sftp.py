@@ -1,5 +1,5 @@
-"""The EGA outbox's files over SFTP: one SSH connection shared by the files fetched at
-once, and one attempt at a file: its Crypt4GH header read and opened, the payload read
+"""The EGA outbox's files over SFTP (the session from :mod:`.ega_ssh`), one attempt at a
+file: its Crypt4GH header read and opened, the payload read
 with many requests in flight and decrypted, in order, into the plaintext ``.part``
 (:mod:`.ega_c4gh`), continuing the whole segments an earlier attempt left.
 """
@@ -9,26 +9,26 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 from urllib.parse import urlsplit
 
 import asyncssh
 
-from .._credentials import Secret
 from .._dest import Destination, SizedPart
-from .._exceptions import ChecksumMismatch, ConnectionFailed, CredentialsError, TransferError
+from .._exceptions import ChecksumMismatch, TransferError
 from .._fetch import PartRecord
 from .._models import FileTask
 from .._seam import Landing, Received
 from .._sink import HashThread
 from .ega_c4gh import C4ghKey, Decryptor, HeaderError, header_length, resume_point, session_keys
+from .ega_openssh import OpenSshFile
+from .ega_ssh import OutboxConnection, Session, lost
 
-__all__ = ["C4GH", "Fetcher", "OutboxConnection", "OutboxLogin", "encrypted", "lost"]
+__all__ = ["C4GH", "Fetcher", "encrypted"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,122 +42,6 @@ _QUEUED: Final = 4
 #: OpenSSH): enough to keep a fast link busy through the round trips.
 _IN_FLIGHT: Final = 32
 _READ_BACK: Final = 1 << 20
-_CIPHERS: Final = (
-    "aes128-gcm@openssh.com",
-    "aes256-gcm@openssh.com",
-    "chacha20-poly1305@openssh.com",
-    "aes256-ctr",
-    "aes192-ctr",
-    "aes128-ctr",
-)
-_WINDOW: Final = 16 << 20
-_PACKET: Final = 256 << 10
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
-class OutboxLogin:
-    """The account and keys; ``repr`` shows none of them."""
-
-    username: str = dataclasses.field(repr=False)
-    password: Secret | None = None
-    ssh_key: asyncssh.SSHKey | None = dataclasses.field(default=None, repr=False)
-    c4gh: C4ghKey = dataclasses.field(repr=False)
-    #: A known_hosts file to trust the outbox's host key from (else ~/.ssh/known_hosts).
-    known_hosts: str | None = None
-
-
-class OutboxConnection:
-    """One SSH connection and its SFTP session, shared by the files fetched at once;
-    made again after it drops."""
-
-    def __init__(self, url: str, login: OutboxLogin) -> None:
-        parts = urlsplit(url)
-        self.url = url
-        self.host = parts.hostname or ""
-        self.port = parts.port or 22
-        self.login = login
-        self._lock = asyncio.Lock()
-        self._conn: asyncssh.SSHClientConnection | None = None
-        self._sftp: asyncssh.SFTPClient | None = None
-
-    @property
-    def where(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    async def sftp(self) -> asyncssh.SFTPClient:
-        async with self._lock:
-            if self._sftp is not None:
-                return self._sftp
-            login = self.login
-            options: dict[str, Any] = {
-                "username": login.username,
-                "known_hosts": login.known_hosts or (),
-                "connect_timeout": 30,
-                "keepalive_interval": 30,
-                # No agent, no ~/.ssh keys, no ssh_config: what the user set, and only it.
-                "agent_path": None,
-                "config": None,
-                "client_keys": [login.ssh_key] if login.ssh_key is not None else None,
-                "preferred_auth": "publickey"
-                if login.ssh_key is not None
-                else "keyboard-interactive",
-                # Answered through keyboard-interactive only: the outbox refuses the
-                # plain password method.
-                "password": login.password.value if login.password is not None else None,
-                # AES-GCM first: one call into OpenSSL per packet (AES-NI), where
-                # ChaCha20-Poly1305 takes several from Python; big packets and a window
-                # of many reads in flight make fewer, larger trips through the loop.
-                "encryption_algs": _CIPHERS,
-                "window": _WINDOW,
-                "max_pktsize": _PACKET,
-            }
-            try:
-                conn = await asyncssh.connect(self.host, self.port, **options)
-                try:
-                    sftp = await conn.start_sftp_client()
-                except BaseException:
-                    conn.close()
-                    raise
-            except asyncssh.PermissionDenied:
-                raise CredentialsError(
-                    f"the EGA outbox {self.where} refused the login (EGA_USERNAME with "
-                    f"{'EGA_SSH_KEY' if login.ssh_key is not None else 'EGA_PASSWORD'})",
-                    hint="register the SSH key's public half in your EGA profile, or check "
-                    "EGA_PASSWORD",
-                ) from None
-            except asyncssh.HostKeyNotVerifiable:
-                raise TransferError(
-                    f"the EGA outbox {self.where}: its host key is not in "
-                    f"{login.known_hosts or '~/.ssh/known_hosts'}",
-                    url=self.url,
-                    hint="add the outbox's host key to ~/.ssh/known_hosts (or EGA_KNOWN_HOSTS)",
-                ) from None
-            except (OSError, asyncssh.Error, TimeoutError) as exc:
-                raise lost(self.url, self.where, exc) from None
-            self._conn, self._sftp = conn, sftp
-            return sftp
-
-    async def dropped(self, sftp: asyncssh.SFTPClient) -> None:
-        """Forget ``sftp`` (its connection failed) so the next call connects again."""
-        async with self._lock:
-            if self._sftp is sftp:
-                conn, self._conn, self._sftp = self._conn, None, None
-                if conn is not None:
-                    conn.close()
-
-    async def close(self) -> None:
-        async with self._lock:
-            conn, self._conn, self._sftp = self._conn, None, None
-        if conn is not None:
-            conn.close()
-            with contextlib.suppress(Exception):
-                await conn.wait_closed()
-
-
-def lost(url: str, where: str, exc: BaseException) -> ConnectionFailed:
-    """A dropped or failed connection, as a retryable error naming the outbox."""
-    why = str(exc) or type(exc).__name__
-    return ConnectionFailed(f"the EGA outbox {where}: {why}", url=url, why=why)
 
 
 class Fetcher:
@@ -186,7 +70,7 @@ class Fetcher:
             raise lost(task.url, self.connection.where, exc) from None
 
     async def _receive(
-        self, sftp: asyncssh.SFTPClient, task: FileTask, landing: Landing
+        self, sftp: Session, task: FileTask, landing: Landing
     ) -> tuple[Received, int]:
         remote = urlsplit(task.url).path.lstrip("/")
         async with sftp.open(remote, "rb") as f:
@@ -247,7 +131,7 @@ class Fetcher:
         )
 
     async def _pull(
-        self, f: asyncssh.SFTPClientFile, out: _Output, total: int, landing: Landing
+        self, f: asyncssh.SFTPClientFile | OpenSshFile, out: _Output, total: int, landing: Landing
     ) -> int:
         """Read the payload from ``out.offset`` with many requests in flight, in order
         into the decrypting thread, whose plaintext is hashed on a thread of its own;
@@ -302,15 +186,18 @@ class Fetcher:
                     await queue.put(None)
 
         async def land() -> None:
-            hashing = HashThread(ahead=2)
+            # One thread per digest: MD5 and SHA-256 side by side, each in order.
+            hashing = [(HashThread(ahead=2), h) for h in (out.md5, out.sha256) if h is not None]
             try:
                 while (batch := await queue.get()) is not None:
                     plain = await loop.run_in_executor(None, out.feed, batch)
-                    await hashing.room()
-                    hashing.submit(out.digest, plain)
+                    for thread, digest in hashing:
+                        await thread.room()
+                        thread.submit(_update, digest, plain)
                     landing.progress(sum(len(p) for p in plain))
             finally:
-                await hashing.wait()
+                for thread, _ in hashing:
+                    await thread.wait()
 
         stopped = False
         reader = asyncio.ensure_future(read())
@@ -424,6 +311,11 @@ class _Output:
         self._plain.close()
         if self._cipher is not None:
             self._cipher.close()
+
+
+def _update(digest: hashlib._Hash, plain: list[bytes]) -> None:
+    for data in plain:
+        digest.update(data)
 
 
 def _held_header(dest: Destination, path: Path) -> int | None:

@@ -20,6 +20,7 @@ from .._registry import Accessions, CredentialLookup, GetOptions, SourceKind
 from . import Source, SourceContext
 from .ega import EgaLogin, EgaTicketSource
 from .ega_data import EgaDataSource
+from .ega_openssh import openssh_binary
 from .ega_outbox import (
     OUTBOX_ENDPOINTS,
     OUTBOX_ENVIRONMENT,
@@ -27,6 +28,7 @@ from .ega_outbox import (
     OutboxSource,
     outbox_login,
 )
+from .ega_ssh import SshClient
 
 __all__ = ["KIND", "EgaSpec", "login", "parse"]
 
@@ -51,6 +53,8 @@ class EgaSpec:
     protocol: Protocol = "tickets"
     #: Outbox only: keep the ``.c4gh`` as served beside the plaintext.
     keep_encrypted: bool = False
+    #: Outbox only: the SSH client (None: OpenSSH's ``ssh`` when installed).
+    ssh_client: SshClient | None = None
 
 
 def parse(w: v.Where, path: v.KeyPath, body: dict[str, object]) -> EgaSpec:
@@ -83,12 +87,24 @@ def parse(w: v.Where, path: v.KeyPath, body: dict[str, object]) -> EgaSpec:
     keep = raw_keep is not None and v.boolean(w, (*path, "keep_encrypted"), raw_keep)
     if keep and protocol != "outbox":
         raise w.error((*path, "keep_encrypted"), "only the outbox protocol serves encrypted files")
+    raw_client = body.get("ssh_client")
+    client: SshClient | None = None
+    if raw_client is not None:
+        where = (*path, "ssh_client")
+        chosen = v.choice(w, where, raw_client, ("openssh", "asyncssh"))
+        if protocol != "outbox":
+            raise w.error(where, "only the outbox protocol uses SSH")
+        client = "openssh" if chosen == "openssh" else "asyncssh"
+        if client == "openssh" and openssh_binary() is None:
+            raise w.error(where, "no ssh client on PATH (install OpenSSH's, or say asyncssh)")
     if protocol == "outbox" and files and not datasets:
         raise w.error(
             (*path, "files"),
             "the outbox lists files per dataset: give the datasets they belong to (datasets:)",
         )
-    return EgaSpec(datasets=datasets, files=files, protocol=protocol, keep_encrypted=keep)
+    return EgaSpec(
+        datasets=datasets, files=files, protocol=protocol, keep_encrypted=keep, ssh_client=client
+    )
 
 
 def login(spec: EgaSpec, lookup: CredentialLookup) -> EgaLogin | OutboxLogin:
@@ -128,7 +144,14 @@ def login(spec: EgaSpec, lookup: CredentialLookup) -> EgaLogin | OutboxLogin:
 
 def _build(spec: EgaSpec, ctx: SourceContext, account: EgaLogin | OutboxLogin) -> Source:
     if isinstance(account, OutboxLogin):
-        return OutboxSource(spec.datasets, spec.files, ctx, account, keep=spec.keep_encrypted)
+        return OutboxSource(
+            spec.datasets,
+            spec.files,
+            ctx,
+            account,
+            keep=spec.keep_encrypted,
+            client=spec.ssh_client,
+        )
     if spec.protocol == "tickets":
         return EgaTicketSource(spec.datasets, spec.files, ctx, account)
     return EgaDataSource(spec.datasets, spec.files, ctx, account)
@@ -144,7 +167,7 @@ def _entry(accessions: tuple[str, ...], options: GetOptions) -> EgaSpec:
 KIND: SourceKind[EgaSpec, EgaLogin | OutboxLogin] = SourceKind(
     key="ega",
     spec=EgaSpec,
-    fields=("datasets", "files", "protocol", "keep_encrypted"),
+    fields=("datasets", "files", "protocol", "keep_encrypted", "ssh_client"),
     parse=parse,
     credentials=login,
     build=_build,

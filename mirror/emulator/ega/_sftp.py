@@ -194,6 +194,64 @@ def _lay_out(catalog: Catalog, root: Path, public: bytes, cache: Path | None) ->
         folder.chmod(0o555)
 
 
+class _CpuSampler:
+    """The CPU time of a process's descendants, read from ``/proc`` every 50 ms by a thread
+    of its own (Linux). sshd's session processes are not reaped in a way that adds their
+    time to the daemon's ``cutime``, so their own counters are read while they live; the
+    last 50 ms of each may be missed."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self._seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tick = 1 / os.sysconf("SC_CLK_TCK")
+
+    def total(self) -> float:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sshd-cpu", daemon=True)
+            self._thread.start()
+        self._sample()
+        return sum(self._seen.values())
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self._sample()
+
+    def _sample(self) -> None:
+        todo = [self._pid]
+        while todo:
+            pid = todo.pop()
+            for task in _listdir(f"/proc/{pid}/task"):
+                try:
+                    todo += [
+                        int(c)
+                        for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+                    ]
+                except OSError:
+                    continue
+            if pid == self._pid:
+                continue
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # stat(5) fields 14 and 15, utime and stime, counted from field 3 here.
+            self._seen[pid] = (int(fields[11]) + int(fields[12])) * self._tick
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
 class _Sshd:
     """``sshd -D -e`` as a child process; its log collected by a thread."""
 
@@ -209,6 +267,7 @@ class _Sshd:
         )
         self._reader = threading.Thread(target=self._read, name="sshd-log", daemon=True)
         self._reader.start()
+        self.cpu = _CpuSampler(self.proc.pid)
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
@@ -223,6 +282,7 @@ class _Sshd:
         return self.proc.poll() is None and self._ready.is_set()
 
     def stop(self) -> None:
+        self.cpu.close()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -298,6 +358,13 @@ class SftpOutbox:
             self._sshd.stop()
         log = "".join(self._sshd.lines if self._sshd else []).strip().replace("\n", " | ")
         raise RuntimeError(f"sshd did not start: {log}")
+
+    def served_cpu(self) -> float:
+        """CPU seconds (user + system) sshd's connections have spent so far (the server's
+        half of a transfer, for benchmarks): the first call starts sampling them."""
+        if self._sshd is None:
+            return 0.0
+        return self._sshd.cpu.total()
 
     def stop(self) -> None:
         if self._sshd is not None:
