@@ -26,7 +26,6 @@ import dataclasses
 import io
 import logging
 from collections.abc import AsyncIterator, Mapping
-from types import MappingProxyType
 from typing import Any, Final
 
 import asyncssh
@@ -53,8 +52,6 @@ from .ega_sftp import Fetcher, encrypted
 from .ega_ssh import OutboxConnection, OutboxLogin, SshClient, lost
 
 __all__ = [
-    "OUTBOX_ENDPOINTS",
-    "OUTBOX_ENVIRONMENT",
     "OutboxLogin",
     "OutboxSource",
     "outbox_login",
@@ -66,15 +63,6 @@ logging.getLogger("asyncssh").setLevel(logging.WARNING)
 # crypt4gh logs key material (the decrypted secret key, shared keys) at DEBUG, and only
 # errors this module reports in its own words above that.
 logging.getLogger("crypt4gh").setLevel(logging.CRITICAL)
-
-OUTBOX_ENDPOINTS: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "ega_outbox": "sftp://outbox.ega-archive.org:22",
-        "ega_metadata": "https://metadata.ega-archive.org",
-    }
-)
-#: Set by a user of the outbox (besides EGA_USERNAME, and EGA_PASSWORD or the key).
-OUTBOX_ENVIRONMENT: Final = ("EGA_SSH_KEY", "C4GH_SECRET_KEY", "C4GH_PASSPHRASE")
 
 _UNAVAILABLE: Final = ".unavailable.c4gh"
 _C4GH: Final = ".c4gh"

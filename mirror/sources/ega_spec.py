@@ -8,10 +8,11 @@ the Live Outbox: SFTP and Crypt4GH).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from .. import _validate as v
 from .._accessions import is_ega_dataset, is_ega_file
@@ -20,19 +21,24 @@ from .._registry import Accessions, CredentialLookup, GetOptions, SourceKind
 from . import Source, SourceContext
 from .ega import EgaLogin, EgaTicketSource
 from .ega_data import EgaDataSource
-from .ega_openssh import openssh_binary
-from .ega_outbox import (
-    OUTBOX_ENDPOINTS,
-    OUTBOX_ENVIRONMENT,
-    OutboxLogin,
-    OutboxSource,
-    outbox_login,
-)
-from .ega_ssh import SshClient
+
+if TYPE_CHECKING:
+    # The outbox's modules (asyncssh, cryptography, crypt4gh: some 30 MB) are imported
+    # when a manifest asks for the outbox, not by every pull that lists the sources.
+    from .ega_ssh import OutboxLogin, SshClient
 
 __all__ = ["KIND", "EgaSpec", "login", "parse"]
 
 Protocol = Literal["tickets", "data-api", "outbox"]
+
+OUTBOX_ENDPOINTS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "ega_outbox": "sftp://outbox.ega-archive.org:22",
+        "ega_metadata": "https://metadata.ega-archive.org",
+    }
+)
+#: Set by a user of the outbox (besides EGA_USERNAME, and EGA_PASSWORD or the key).
+OUTBOX_ENVIRONMENT: Final = ("EGA_SSH_KEY", "C4GH_SECRET_KEY", "C4GH_PASSPHRASE")
 
 ENDPOINTS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -95,7 +101,7 @@ def parse(w: v.Where, path: v.KeyPath, body: dict[str, object]) -> EgaSpec:
         if protocol != "outbox":
             raise w.error(where, "only the outbox protocol uses SSH")
         client = "openssh" if chosen == "openssh" else "asyncssh"
-        if client == "openssh" and openssh_binary() is None:
+        if client == "openssh" and shutil.which("ssh") is None:
             raise w.error(where, "no ssh client on PATH (install OpenSSH's, or say asyncssh)")
     if protocol == "outbox" and files and not datasets:
         raise w.error(
@@ -111,6 +117,8 @@ def login(spec: EgaSpec, lookup: CredentialLookup) -> EgaLogin | OutboxLogin:
     """The account: ``EGA_USERNAME``/``EGA_PASSWORD`` (else ``~/.netrc`` for the host the
     protocol logs in at), ``EGA_REKEY`` for tickets, and the Data API's OAuth client."""
     if spec.protocol == "outbox":
+        from .ega_outbox import outbox_login
+
         return outbox_login(lookup)
     creds = lookup.credentials
     user, password = creds.get("EGA_USERNAME"), creds.get("EGA_PASSWORD")
@@ -143,7 +151,9 @@ def login(spec: EgaSpec, lookup: CredentialLookup) -> EgaLogin | OutboxLogin:
 
 
 def _build(spec: EgaSpec, ctx: SourceContext, account: EgaLogin | OutboxLogin) -> Source:
-    if isinstance(account, OutboxLogin):
+    if not isinstance(account, EgaLogin):
+        from .ega_outbox import OutboxSource
+
         return OutboxSource(
             spec.datasets,
             spec.files,
