@@ -94,7 +94,9 @@ async def test_signed_links_403_410_and_faults(
     bare = url.split("?")[0]
     async with session.get(URL(bare, encoded=True)) as resp:
         assert resp.status == 403
-    async with session.get(URL(url[:-1] + "0", encoded=True)) as resp:
+    # The signature's last character changed (to one it is not).
+    forged = url[:-1] + ("1" if url.endswith("0") else "0")
+    async with session.get(URL(forged, encoded=True)) as resp:
         assert resp.status == 403
     # Normalised (as yarl does by default): %3D becomes "=", the signature no longer fits.
     async with session.get(url) as resp:
