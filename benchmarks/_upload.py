@@ -175,7 +175,9 @@ def w11_upload(suite: Suite) -> WorkloadResult:
     # before reading what vsftpd sent after the handshake, and now and then the upload's
     # tail is lost (see FtpsArea); the bulk cipher is AES-256-GCM either way.
     area = FtpsArea(ca=tls.ca, cert=tls.cert, key=tls.key, faults=False, tls_max="1.2")
-    with area as server:
+    # curl's netrc holds the password: removed with the server, whatever happens.
+    with area as server, contextlib.ExitStack() as cleanup:
+        cleanup.callback((suite.work / KEY / "netrc").unlink, missing_ok=True)
         suite.say(f"  {KEY} vsftpd on :{server.port}, area {server.area}")
         mirror, why = _mirror(suite, server, upload)
         runners = [_lftp(suite, server, upload), _curl(suite, server, upload)]
