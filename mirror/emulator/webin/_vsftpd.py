@@ -153,7 +153,9 @@ def config(base: Path, listen: str, port: int, data: int, *, max_per_ip: int, an
             f"listen_port={port}",
             "ftpd_banner=ebi-mirror test FTPS (a Webin upload area)",
             # Local accounts only, through our PAM service; the area is the account's
-            # root, writable (Webin users upload into the root of their area).
+            # root, writable (Webin users upload into the root of their area): vsftpd
+            # refuses a writable chroot ("500 OOPS: refusing to run with writable root
+            # inside chroot()") unless allowed.
             "anonymous_enable=NO",
             "local_enable=YES",
             f"pam_service_name={_PAM_SERVICE}",
@@ -188,8 +190,10 @@ def config(base: Path, listen: str, port: int, data: int, *, max_per_ip: int, an
             f"pasv_max_port={data + DATA_PORTS - 1}",
             f"pasv_address={announce}",
             "connect_from_port_20=NO",
-            # Containers: vsftpd's seccomp filter and network/PID namespaces are often
-            # refused there ("500 OOPS: ..."); none is what the tests are about.
+            # Not needed on a root Debian 12 container (checked), but vsftpd 3.0.3's
+            # seccomp filter and its PID/network namespaces are refused in unprivileged
+            # containers and by newer libcs ("500 OOPS: child died"); none is what the
+            # tests are about.
             "seccomp_sandbox=NO",
             "isolate=NO",
             "isolate_network=NO",
