@@ -25,6 +25,7 @@ from ._short import w9_short_commands
 from ._suite import Suite, mirror_command
 from ._throttled import w8_throttled
 from ._transfer import w1_big_file, w2_many_small, w3_medium
+from ._upload import w11_upload
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -42,6 +43,7 @@ WORKLOADS: dict[int, tuple[Workload, tuple[str, ...], tuple[str, ...]]] = {
     8: (w8_throttled, ("nginx", "aria2c", "curl"), ("wget",)),
     9: (w9_short_commands, (), ()),
     10: (w10_outbox, ("sshd", "sftp"), ()),
+    11: (w11_upload, ("vsftpd", "lftp", "curl", "openssl"), ()),
 }
 
 
@@ -71,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workloads",
         type=_workloads,
         default=list(WORKLOADS),
-        metavar="1,2,3,4,5,6,7,8",
+        metavar="1,2,…,11",
         help="which workloads to run (default: all)",
     )
     p.add_argument(

@@ -32,6 +32,9 @@ PACKAGES: dict[str, str] = {
     # W10: the Live Outbox's server, and OpenSSH's client as the peer.
     "sshd": "openssh-server",
     "sftp": "openssh-client",
+    # W11: the Webin upload area's server, and lftp as the peer FTPS client.
+    "vsftpd": "vsftpd",
+    "lftp": "lftp",
     # GNU time: peak RSS of a command without its parent's (see _measure).
     "time": "time",
 }
