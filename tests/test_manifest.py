@@ -739,7 +739,7 @@ ERROR_CASES = [
         "endpoints:\n  zzz: http://localhost:8080/portal\n" + OK,
         "manifest.yaml:2: endpoints.zzz: unknown key (expected one of ena_portal, ena_browser, "
         "ena_files, mgnify, mgnify_v2, enterobase, ega_access, ega_download, ega_auth, ega_data, "
-        "ega_outbox, ega_metadata, cram_registry, webin)",
+        "ega_outbox, ega_metadata, cram_registry, webin, webin_upload)",
         id="endpoint-key",
     ),
     pytest.param(
