@@ -152,6 +152,51 @@ def _hash_file(path: Path) -> str:
     return md5.hexdigest()
 
 
+class _Pool:
+    """Logged-in connections between files: logging in (TCP, TLS, USER/PASS, PBSZ, PROT,
+    TYPE) costs more round trips than a small file's upload."""
+
+    def __init__(
+        self, open_: Callable[[], contextlib.AbstractAsyncContextManager[FtpsClient]]
+    ) -> None:
+        self._open = open_
+        self._idle: list[tuple[FtpsClient, contextlib.AsyncExitStack]] = []
+
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator[FtpsClient]:
+        ftp, stack = await self._take()
+        try:
+            yield ftp
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._idle.append((ftp, stack))
+
+    async def _take(self) -> tuple[FtpsClient, contextlib.AsyncExitStack]:
+        while self._idle:
+            ftp, stack = self._idle.pop()
+            # The server may have closed it while idle (vsftpd's idle_session_timeout).
+            try:
+                if (await ftp.command("NOOP")).code == 200:
+                    return ftp, stack
+            except MirrorError:
+                pass
+            await stack.aclose()
+        stack = contextlib.AsyncExitStack()
+        try:
+            ftp = await stack.enter_async_context(self._open())
+        except BaseException:
+            await stack.aclose()
+            raise
+        return ftp, stack
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for _, stack in idle:
+            with contextlib.suppress(Exception):
+                await stack.aclose()
+
+
 @dataclass
 class _Live:
     size: int
@@ -173,14 +218,20 @@ class Uploader:
         self._failed = 0
         self._total = 0
         self._meter = RateMeter()
+        self._pool = _Pool(self._open)
+        #: Directories made (or found) in the area in this run: MKD once each.
+        self._made: set[str] = set()
 
     async def __aenter__(self) -> Uploader:
         self._state = await asyncio.to_thread(UploadState, self.settings.state)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._state is not None:
-            await asyncio.to_thread(self._state.close)
+        try:
+            await self._pool.aclose()
+        finally:
+            if self._state is not None:
+                await asyncio.to_thread(self._state.close)
 
     def key(self, remote: str) -> RecordKey:
         e = self.settings.endpoint
@@ -191,6 +242,11 @@ class Uploader:
         return await asyncio.to_thread(self._state.get, self.key(remote))
 
     def client(self) -> contextlib.AbstractAsyncContextManager[FtpsClient]:
+        """A logged-in connection: an idle one that still answers, else a new one.
+        One that fails (or is cancelled) while in use is closed, never handed out again."""
+        return self._pool.client()
+
+    def _open(self) -> contextlib.AbstractAsyncContextManager[FtpsClient]:
         s = self.settings
         return FtpsClient.open(
             s.endpoint,
@@ -297,8 +353,9 @@ class Uploader:
         sidecar = target.remote + ".md5"
         async with self.client() as ftp:
             directory = posixpath.dirname(target.remote)
-            if directory:
+            if directory and directory not in self._made:
                 await ftp.makedirs(directory)
+                self._made.add(directory)
             remote = await ftp.size(target.remote)
             record = await asyncio.to_thread(self._state.get, key)
             decision = decide(local, remote, record)
