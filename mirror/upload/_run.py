@@ -202,6 +202,11 @@ class _Live:
     size: int
     done: int = 0
     waiting: str | None = None
+    #: Bytes of it that went out in this run.
+    sent: int = 0
+    #: ``(offset, bytes handed to the connection)`` of a try that did not finish: what
+    #: the area then holds says how many of them arrived (the rest sat in buffers).
+    unfinished: tuple[int, int] | None = None
 
 
 class Uploader:
@@ -306,7 +311,6 @@ class Uploader:
         path = str(target.local)
         size = target.local.stat().st_size
         live = self._active[path] = _Live(size=size)
-        sent_before = self._sent
 
         def on_retry(retry: Retry) -> None:
             live.waiting = f"{retry.error}; retry in {retry.delay:.0f} s"
@@ -328,7 +332,7 @@ class Uploader:
                 target=target,
                 size=size,
                 md5=None,
-                sent=self._sent - sent_before,
+                sent=live.sent,
                 skipped=False,
                 error=reason,
             )
@@ -339,9 +343,7 @@ class Uploader:
         self.emit(
             m.FileVerified(path=path, bytes=size, md5=md5, verified_by="size", skipped=skipped)
         )
-        return UploadOutcome(
-            target=target, size=size, md5=md5, sent=self._sent - sent_before, skipped=skipped
-        )
+        return UploadOutcome(target=target, size=size, md5=md5, sent=live.sent, skipped=skipped)
 
     async def _attempt(self, target: Target, live: _Live) -> tuple[str, bool]:
         """One try on a new connection: ``(md5, skipped)``."""
@@ -357,6 +359,12 @@ class Uploader:
                 await ftp.makedirs(directory)
                 self._made.add(directory)
             remote = await ftp.size(target.remote)
+            if live.unfinished is not None:
+                start, handed = live.unfinished
+                arrived = max(0, (remote or 0) - start)
+                # Count what reached the area (the rest sat in buffers when it broke).
+                live.sent -= max(0, handed - arrived)
+                live.unfinished = None
             record = await asyncio.to_thread(self._state.get, key)
             decision = decide(local, remote, record)
             log.info("%s: %s (%s)", target.remote, decision.action, decision.why)
@@ -387,11 +395,15 @@ class Uploader:
 
             def sent(n: int) -> None:
                 live.done += n
+                live.sent += n
                 self._sent += n
+                start, handed = live.unfinished or (offset, 0)
+                live.unfinished = (start, handed + n)
 
             async with _blocks(target.local, offset, hashed=md5 is None) as blocks:
                 if offset < local.size or offset == 0:
                     await ftp.store(target.remote, blocks.next, offset=offset, sent=sent)
+                    live.unfinished = None
                 else:
                     await blocks.rest()  # every byte is there: only the MD5 is missing
                 md5 = md5 or blocks.hexdigest()
