@@ -100,6 +100,9 @@ def test_documents_without_files_and_unsafe_names(tmp_path: Path) -> None:
     plain = tmp_path / "study.json"
     plain.write_text(json.dumps({"projects": [{"alias": "p"}]}))
     assert document_files(plain) == []
+    for name, text in (("broken.xml", "<WEBIN><FILE"), ("broken.json", '{"runs": [')):
+        (tmp_path / name).write_text(text)
+        assert document_files(tmp_path / name) == []  # Webin's receipt will say why
     bad = tmp_path / "bad.xml"
     bad.write_text("<WEBIN><FILE filename='../etc/passwd' checksum='1'/></WEBIN>")
     with pytest.raises(ManifestError, match="not a path inside the upload area"):

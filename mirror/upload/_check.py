@@ -51,7 +51,8 @@ class Problem:
 
 
 def document_files(path: Path) -> list[FileRef]:
-    """The files ``path`` names (none for a document without files), in order."""
+    """The files ``path`` names, in order: none for a document without files, and none
+    for one that cannot be read (it goes to Webin as before, whose receipt says why)."""
     text = path.read_text(encoding="utf-8-sig")
     head = text.lstrip()[:1]
     refs = list(_json_files(path, text) if head in "{[" and head else _xml_files(path, text))
@@ -67,8 +68,8 @@ def document_files(path: Path) -> list[FileRef]:
 def _xml_files(path: Path, text: str) -> Iterator[FileRef]:
     try:
         root = ET.fromstring(text)
-    except ET.ParseError as exc:
-        raise ManifestError(f"not a well-formed XML document: {exc}", file=str(path)) from exc
+    except ET.ParseError:
+        return  # Webin's receipt says what is wrong with it, as without files
     for element in root.iter("FILE"):
         name = element.get("filename")
         if name is None:
@@ -83,8 +84,8 @@ def _xml_files(path: Path, text: str) -> Iterator[FileRef]:
 def _json_files(path: Path, text: str) -> Iterator[FileRef]:
     try:
         doc = json.loads(text)
-    except ValueError as exc:
-        raise ManifestError(f"not a JSON document: {exc}", file=str(path)) from exc
+    except ValueError:
+        return  # as for XML
     stack: list[object] = [doc]
     found: list[FileRef] = []
     while stack:
