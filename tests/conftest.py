@@ -25,8 +25,9 @@ from mirror import RetryPolicy
 from mirror.emulator import Catalog, Emulator, EnaFile, EnaRun, LogEntry
 
 #: ``postgres_server``/``postgres_url``: a real PostgreSQL server for the state store tests;
-#: ``background``, ``cli``, ``emulator_thread``: the command and servers in this process.
-pytest_plugins = ["tests.postgres", "tests.inproc", "tests.outbox"]
+#: ``background``, ``cli``, ``emulator_thread``: the command and servers in this process;
+#: ``outbox``: EGA's Live Outbox (sshd); ``ftps``: a Webin upload area (vsftpd).
+pytest_plugins = ["tests.postgres", "tests.inproc", "tests.outbox", "tests.ftps"]
 
 #: Retries as in production, but with short waits so fault tests stay fast.
 FAST_RETRY = RetryPolicy(attempts=10, base=0.02, cap=0.2)

@@ -40,6 +40,7 @@ from .mgnify._records import (
     MgnifyStudy as MgnifyStudy,
 )
 from .webin import WebinControls as WebinControls, WebinOptions as WebinOptions
+from .webin._ftps import FtpsArea as FtpsArea
 from .webin._records import WebinObject as WebinObject, WebinStats as WebinStats
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "Fault",
     "FaultSet",
     "FilesOptions",
+    "FtpsArea",
     "GeneratedStudy",
     "LogEntry",
     "MgnifyAnalysis",
