@@ -188,7 +188,7 @@ class FtpsClient:
         reply = await self.command(f"USER {self.user}")
         if reply.code == 331:
             reply = await self._send(f"PASS {self.password.value}", shown="PASS ***")
-        if reply.code == 530 or reply.code // 100 == 5:
+        if reply.code == 530:  # "Login incorrect"; a 421 (too many connections) is retried
             raise CredentialsError(
                 f"{self.endpoint.url} refused the login of {self.user!r}: {reply}",
                 hint="check WEBIN_USERNAME (Webin-N) and WEBIN_PASSWORD",
