@@ -16,7 +16,7 @@ import pytest
 
 from mirror._cli import main
 from mirror.emulator import Catalog, Emulator, WebinOptions
-from tests.ftps import FtpsArea
+from tests.ftps import FtpsArea, FtpsFactory
 
 from .test_cli import wait_for
 from .threaded import serving
@@ -203,6 +203,29 @@ def test_a_file_another_tool_uploaded_is_kept_when_its_md5_file_matches(
     assert '"STOR same.fq' not in ftps.log()
     assert (ftps.area / "other.fq").read_bytes() == other.read_bytes()
     assert (ftps.area / "other.fq.md5").read_text() == hashlib.md5(other.read_bytes()).hexdigest()
+
+
+def test_workers_share_logged_in_connections_under_the_cap_over_tls_1_2(
+    ftps_factory: FtpsFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # TLS 1.2 resumes by session id, 1.3 by ticket: vsftpd requires either on data.
+    ftps = ftps_factory(max_per_ip=2, tls_max="1.2")
+    paths = []
+    for i in range(6):
+        paths.append(tmp_path / f"f{i}.fq")
+        write_file(paths[-1], 20_000 + i, i)
+    code, _, err = upload(
+        ftps, monkeypatch, capsys, tmp_path / "s.sqlite", "--workers", "2", *map(str, paths)
+    )
+    assert code == 0, err
+    for p in paths:
+        assert (ftps.area / p.name).read_bytes() == p.read_bytes()
+    log = ftps.log()
+    assert '"421 ' not in log  # no session refused: never more than two at once
+    assert log.count("OK LOGIN") == 2  # each worker logged in once, for three files
 
 
 @pytest.mark.slow  # a child process killed mid-upload and a second one resuming: ~4 s
