@@ -117,6 +117,10 @@ def _command(args: argparse.Namespace, stderr: _Stderr) -> Coroutine[Any, Any, i
             from ._cli_submit import _submit
 
             return _submit(args, stderr.console)
+        case "upload":
+            from ._cli_upload import _upload
+
+            return _upload(args, stderr.console)
     raise AssertionError(f"no command {args.command!r}")  # the parser allows no other
 
 
@@ -133,7 +137,7 @@ class _Stderr:
 
 
 #: Commands whose ``--json`` output is a stream of events ending in ``run-finished``.
-_STREAMING = frozenset({"run", "get", "demo"})
+_STREAMING = frozenset({"run", "get", "demo", "upload"})
 
 
 def _failed_event(code: int, errors: list[str]) -> dict[str, object]:

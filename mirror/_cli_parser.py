@@ -24,6 +24,7 @@ examples:
   mirror status --dest ./pull         the same for a directory 'mirror get' filled
   mirror verify manifest.yaml         re-hash local files against the recorded MD5s
   mirror submit --queue study.json    submit to ENA Webin (test service) and keep the receipt
+  mirror upload *.fastq.gz --to run1  put files into the Webin upload area, each with FILE.md5
 
 exit codes: 0 all verified, 1 some files failed (re-run retries them),
             2 usage/manifest/credentials error, 130 interrupted (re-run resumes)
@@ -223,9 +224,88 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="first wait between polls of a queued submission (default 2)",
     )
+    submit.add_argument(
+        "--upload",
+        action="store_true",
+        help="upload the files the documents name (DOCUMENT's directory + filename) that are "
+        "missing from the upload area, or differ there, before submitting",
+    )
+    submit.add_argument(
+        "--upload-endpoint",
+        metavar="URL",
+        help="the upload area checked for the files the documents name (default "
+        "ftps://webin2.ebi.ac.uk:21, or MIRROR_WEBIN_UPLOAD_URL)",
+    )
+    submit.add_argument(
+        "--upload-state",
+        metavar="PATH",
+        help="the upload state (as mirror upload --state)",
+    )
     submit.add_argument("--json", action="store_true", help="one JSON line per document")
     submit.add_argument("-v", "--verbose", action="count", default=0)
     submit.add_argument("-q", "--quiet", action="store_true")
+
+    upload = sub.add_parser(
+        "upload",
+        help="upload files to the ENA Webin upload area (FTPS), each with its FILE.md5",
+        description="Upload each FILE to your Webin upload area over FTPS (AUTH TLS, "
+        "encrypted data), several at once, and write FILE.md5 (its 32 lower-case hex "
+        "digits) beside it, as ENA's file preparation guide asks. The area is the same for "
+        "the test and the production service.\n\n"
+        "Resumable: an interrupted upload continues from the size the area holds (REST + "
+        "STOR) when the local file has not changed since; a larger or different remote file "
+        "is replaced; a file uploaded before (same size, same MD5 recorded) is not sent "
+        "again. Dropped connections are retried with backoff. What was sent is recorded in "
+        "the upload state (--state), never the password.\n\n"
+        "Credentials: WEBIN_USERNAME (Webin-N) and WEBIN_PASSWORD, or ~/.netrc.\n"
+        "Exit 0 every file uploaded and checked, 1 some failed (re-run resumes them), 2 "
+        "usage or credentials errors (a refused login).",
+        epilog="examples:\n"
+        "  mirror upload reads_1.fastq.gz reads_2.fastq.gz\n"
+        '  mirror upload --to study1/run1 *.fastq.gz     then: filename="study1/run1/…"\n'
+        "  mirror upload --json big.bam | jq -c .        one event per line",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    upload.add_argument("files", nargs="+", metavar="FILE", help="local files to upload")
+    upload.add_argument(
+        "--to",
+        metavar="DIR",
+        help="a directory in the area, relative, created when missing (default: its root)",
+    )
+    upload.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="the upload area, ftps://HOST[:PORT] (default ftps://webin2.ebi.ac.uk:21, or "
+        "MIRROR_WEBIN_UPLOAD_URL)",
+    )
+    upload.add_argument(
+        "--state",
+        dest="upload_state",
+        metavar="PATH",
+        help="the upload state, an SQLite file (default MIRROR_UPLOAD_STATE, else "
+        "$XDG_STATE_HOME/ebi-mirror/uploads.sqlite, ~/.local/state/... when unset)",
+    )
+    upload.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="files uploading at once (default 4 for webin2.ebi.ac.uk)",
+    )
+    upload.add_argument(
+        "--json", action="store_true", help="one JSON event per line on stdout (as mirror run)"
+    )
+    upload.add_argument(
+        "-v", "--verbose", action="count", default=0, help="-v a line per file, -vv retries"
+    )
+    upload.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+    upload.add_argument(
+        "--progress-interval",
+        type=_seconds,
+        default=PROGRESS_INTERVAL,
+        metavar="SECONDS",
+        help="when stderr is not a terminal, a progress line this often "
+        f"(default {PROGRESS_INTERVAL:.0f})",
+    )
 
     demo = add(
         "demo",

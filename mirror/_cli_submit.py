@@ -59,6 +59,17 @@ async def _submit(args: argparse.Namespace, err: Console) -> int:
         if args.json or args.quiet
         else (lambda line: err.print(line, markup=False))
     )
+    # The files the documents name must be in the upload area first: a submission that
+    # names a missing file is refused by ENA only later, by e-mail (research notes 3.8).
+    from ._cli_upload import ensure_in_area
+
+    await ensure_in_area(
+        list(args.documents),
+        endpoint=args.upload_endpoint,
+        state=args.upload_state,
+        upload=args.upload,
+        say=(lambda line: None) if args.json else (lambda line: err.print(line, markup=False)),
+    )
     target = "production" if base.rstrip("/") == PRODUCTION_WEBIN else "test"
     if not args.json and not args.quiet and not args.endpoint:
         err.print(f"submitting to the Webin {target} service", markup=False)

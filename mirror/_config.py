@@ -93,6 +93,9 @@ DEFAULT_HOSTS: Mapping[str, HostLimit] = MappingProxyType(
         "www.ebi.ac.uk": HostLimit(rate=50, connections=8),
         "enterobase.warwick.ac.uk": HostLimit(rate=1, connections=1),
         "ftp.sra.ebi.ac.uk": HostLimit(connections=6),
+        # The Webin upload area publishes no limit; webin-cli sends one file at a time.
+        # Four uploads at once (a control and a data connection each) stays polite.
+        "webin2.ebi.ac.uk": HostLimit(connections=4),
     }
 )
 

@@ -17,6 +17,8 @@ asks ``isinstance(exc, Retryable)``, never a flag or a status code::
     ├── SourceError            an archive API answered something we cannot use
     │   └── EmptyEntry         a manifest entry matched nothing to download
     ├── UnsafePathError        a server-given name cannot be made safe
+    ├── UploadMismatch         a submission's file is not in the upload area as its
+    │                          document says (missing, other size or MD5)       (exit 1)
     └── TransferError          one request or one download went wrong
         ├── HTTPStatusError    a status we did not expect; the status picks the class:
         │   ├── ServerError        5xx and 408                       (Retryable)
@@ -30,7 +32,10 @@ asks ``isinstance(exc, Retryable)``, never a flag or a status code::
         ├── RedirectLoop       too many redirects
         ├── IncompleteDownload fewer bytes than the plan said       (Retryable)
         ├── ChecksumMismatch   the bytes arrived, the digest is wrong (Retryable)
-        └── RemoteFileChanged  the server's file is not the one we were resuming (Retryable)
+        ├── RemoteFileChanged  the server's file is not the one we were resuming (Retryable)
+        └── FtpError           an FTP reply we did not expect (the upload area):
+            ├── FtpTransient       4xx                                (Retryable)
+            └── FtpRefused         5xx                                (ClientError)
 
 ``HTTPStatusError(status, …)`` builds the subclass its status calls for, so code that
 raises it never decides the policy itself.
@@ -54,6 +59,9 @@ __all__ = [
     "DestinationError",
     "EmptyEntry",
     "Fatal",
+    "FtpError",
+    "FtpRefused",
+    "FtpTransient",
     "HTTPStatusError",
     "HostDown",
     "IncompleteDownload",
@@ -73,6 +81,7 @@ __all__ = [
     "UnexpectedAnswer",
     "UnsafePathError",
     "UntrustedCertificate",
+    "UploadMismatch",
     "collapsed",
     "expected_errors",
     "is_usage_error",
@@ -364,6 +373,35 @@ class ChecksumMismatch(TransferError, Retryable):
 
 class RemoteFileChanged(TransferError, Retryable):
     """The server's file changed under a resumed download (size or validator)."""
+
+
+class FtpError(TransferError):
+    """An FTP server answered a command with a reply we did not expect (the upload area).
+
+    Raise :class:`FtpTransient` (a 4xx: "try again") or :class:`FtpRefused` (a 5xx).
+    """
+
+    def __init__(self, code: int, message: str, *, url: str = "", hint: str | None = None) -> None:
+        #: The reply's code (``550``).
+        self.code = code
+        super().__init__(message, url=url, hint=hint)
+
+
+class FtpTransient(FtpError, Retryable):
+    """A 4xx reply: the server says the same command may work later (RFC 959 4.2)."""
+
+    hint = "the upload area is having trouble; re-run later to resume"
+
+
+class FtpRefused(FtpError, ClientError):
+    """A 5xx reply: the same command gets the same answer (no permission, bad name)."""
+
+
+class UploadMismatch(MirrorError):
+    """A file a submission names is missing from the Webin upload area, or its size or
+    MD5 there is not the document's. Found before anything is submitted."""
+
+    hint = "upload it first (mirror upload FILE --to DIR), or give mirror submit --upload"
 
 
 # --- task groups ----------------------------------------------------------------------

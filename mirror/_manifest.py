@@ -365,16 +365,18 @@ def _endpoints(w: Where, path: KeyPath, value: object) -> Mapping[str, str]:
     body = v.mapping(w, path, value, tuple(defaults), what="a mapping of service URLs")
     merged = dict(defaults)
     for key, url in body.items():
-        # A service reached over SFTP (the EGA outbox) takes an sftp:// URL.
-        sftp = urlsplit(defaults[key]).scheme == "sftp"
-        merged[key] = _url(w, (*path, key), url, ("sftp",) if sftp else ("http", "https"))
+        # A service reached over SFTP (the EGA outbox) takes an sftp:// URL, the Webin
+        # upload area an ftps:// one.
+        scheme = urlsplit(defaults[key]).scheme
+        schemes = (scheme,) if scheme in ("sftp", "ftps") else ("http", "https")
+        merged[key] = _url(w, (*path, key), url, schemes)
     return MappingProxyType(merged)
 
 
 def _url(
     w: Where, path: KeyPath, value: object, schemes: tuple[str, ...] = ("http", "https")
 ) -> str:
-    what = "an sftp URL" if schemes == ("sftp",) else "an http(s) URL"
+    what = f"an {schemes[0]} URL" if len(schemes) == 1 else "an http(s) URL"
     text = v.text(w, path, value, what)
     try:
         parts = urlsplit(text)
@@ -382,7 +384,7 @@ def _url(
     except ValueError:
         raise w.error(path, f"{v.show(text)} is not a valid URL") from None
     if parts.scheme not in schemes or not parts.hostname:
-        kind = "an sftp" if schemes == ("sftp",) else "an http or https"
+        kind = f"an {schemes[0]}" if len(schemes) == 1 else "an http or https"
         raise w.error(path, f"{v.show(text)} is not {kind} URL")
     if parts.query or parts.fragment:
         raise w.error(path, f"{v.show(text)}: a base URL takes no query or fragment")

@@ -43,9 +43,13 @@ C = TypeVar("C")
 
 #: Credentials the product uses outside any source (``mirror submit``).
 OTHER_ENVIRONMENT: Final = ("WEBIN_USERNAME", "WEBIN_PASSWORD")
-#: Services the product uses outside any source (``mirror submit``).
+#: Services the product uses outside any source (``mirror submit``, ``mirror upload``).
+#: The upload area is one for the test and the production service (ENA's Webin docs).
 OTHER_ENDPOINTS: Final[Mapping[str, str]] = MappingProxyType(
-    {"webin": "https://wwwdev.ebi.ac.uk/ena/submit/webin-v2"}
+    {
+        "webin": "https://wwwdev.ebi.ac.uk/ena/submit/webin-v2",
+        "webin_upload": "ftps://webin2.ebi.ac.uk:21",
+    }
 )
 
 

@@ -183,6 +183,19 @@ def test_endpoints_merge_over_defaults(tmp_path: Path) -> None:
         assert endpoints[key] == DEFAULT_ENDPOINTS[key]
 
 
+def test_the_upload_area_takes_an_ftps_url_and_only_that(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("endpoints:\n  webin_upload: ftps://127.0.0.1:2121\n" + OK, encoding="utf-8")
+    assert load_manifest(path).endpoints["webin_upload"] == "ftps://127.0.0.1:2121"
+    assert DEFAULT_ENDPOINTS["webin_upload"] == "ftps://webin2.ebi.ac.uk:21"
+    path.write_text("endpoints:\n  webin_upload: https://webin2.ebi.ac.uk\n" + OK)
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    assert "endpoints.webin_upload: 'https://webin2.ebi.ac.uk' is not an ftps URL" in str(
+        info.value
+    )
+
+
 def test_null_endpoints_and_hosts_mean_defaults(tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
     path.write_text("hosts:\nendpoints:\nworkers:\n" + OK, encoding="utf-8")
@@ -739,7 +752,7 @@ ERROR_CASES = [
         "endpoints:\n  zzz: http://localhost:8080/portal\n" + OK,
         "manifest.yaml:2: endpoints.zzz: unknown key (expected one of ena_portal, ena_browser, "
         "ena_files, mgnify, mgnify_v2, enterobase, ega_access, ega_download, ega_auth, ega_data, "
-        "ega_outbox, ega_metadata, cram_registry, webin)",
+        "ega_outbox, ega_metadata, cram_registry, webin, webin_upload)",
         id="endpoint-key",
     ),
     pytest.param(
