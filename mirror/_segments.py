@@ -42,7 +42,7 @@ __all__ = ["RangesUnsupported", "fetch_segmented", "plan_slices"]
 
 logger = logging.getLogger(__name__)
 
-_READ = 8 << 20
+_READ = 4 << 20
 
 
 class RangesUnsupported(TransferError):
@@ -364,7 +364,7 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 #: Batches the in-order hash may lag behind before a slice at the frontier waits for it.
-_HASH_AHEAD = 8
+_HASH_AHEAD = 4
 
 
 class _InOrder(HashThread):
