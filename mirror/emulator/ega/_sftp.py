@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from .._procfs import cpu_seconds, descendants
 from ._outbox import write_c4gh
 
 if TYPE_CHECKING:
@@ -205,7 +206,6 @@ class _CpuSampler:
         self._seen: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._tick = 1 / os.sysconf("SC_CLK_TCK")
 
     def total(self) -> float:
         if self._thread is None:
@@ -224,32 +224,9 @@ class _CpuSampler:
             self._sample()
 
     def _sample(self) -> None:
-        todo = [self._pid]
-        while todo:
-            pid = todo.pop()
-            for task in _listdir(f"/proc/{pid}/task"):
-                try:
-                    todo += [
-                        int(c)
-                        for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()
-                    ]
-                except OSError:
-                    continue
-            if pid == self._pid:
-                continue
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            # stat(5) fields 14 and 15, utime and stime, counted from field 3 here.
-            self._seen[pid] = (int(fields[11]) + int(fields[12])) * self._tick
-
-
-def _listdir(path: str) -> list[str]:
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []
+        for pid in descendants(self._pid):
+            if (cpu := cpu_seconds(pid)) is not None:
+                self._seen[pid] = cpu
 
 
 class _Sshd:

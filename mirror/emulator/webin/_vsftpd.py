@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from .._procfs import descendants
+
 __all__ = [
     "AREA_BASE",
     "DATA_PORTS",
@@ -241,7 +243,7 @@ class Vsftpd:
     def stop(self) -> None:
         # Each session is a child (and grandchild) of the listener: stopped with it, so
         # no session outlives its area.
-        pids = [self.proc.pid, *_descendants(self.proc.pid)] if self.proc.poll() is None else []
+        pids = [self.proc.pid, *descendants(self.proc.pid)] if self.proc.poll() is None else []
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
@@ -253,25 +255,6 @@ class Vsftpd:
         self._reader.join(10)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
-
-
-def _descendants(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, todo = [], [root]
-    while todo:
-        parent = todo.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        found += children
-        todo += children
-    return found
 
 
 def environment(base: Path, tls_max: TlsVersion) -> dict[str, str]:
