@@ -1,0 +1,186 @@
+"""``mirror samplesheet`` and ``metadata/ena/runinfo_ftp.tsv`` on a pull of the emulator's
+demo study: paired runs, a single-end run, a PAIRED run with one FASTQ, a run with
+three FASTQs (unpaired + _1 + _2) and a run with no FASTQ at all."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+import mirror
+from mirror._cli import main
+from mirror._samplesheet_rules import FORMATS, check_sheet
+from mirror.emulator import Emulator
+from mirror.sources.ena_runinfo import RUNINFO_COLUMNS, pick_reads
+
+from .conftest import FAST_RETRY, MIXED, ena_manifest, md5_of_file, read_index
+
+FASTQ_COLUMNS = {
+    "rnaseq": ("fastq_1", "fastq_2"),
+    "atacseq": ("fastq_1", "fastq_2"),
+    "viralrecon": ("fastq_1", "fastq_2"),
+    "taxprofiler": ("fastq_1", "fastq_2"),
+    "fetchngs": ("fastq_1", "fastq_2"),
+    "mag": ("short_reads_1", "short_reads_2"),
+}
+
+
+async def _pull(emulator: Emulator, dest: Path) -> None:
+    summary = await mirror.run(ena_manifest(emulator.endpoints, dest, MIXED), retry=FAST_RETRY)
+    assert summary.exit_code == 0
+    await emulator.wait_idle()
+
+
+def _sheet(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+async def test_every_format_passes_its_schema_rules_with_verified_absolute_paths(
+    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = tmp_path / "data"
+    await _pull(emulator, dest)
+    md5s = {str((dest / r["path"]).absolute()): r["md5"] for r in read_index(dest)}
+    for fmt, rules in FORMATS.items():
+        assert main(["samplesheet", "--dest", str(dest), "--format", fmt]) == 0, fmt
+        out, err = capsys.readouterr()
+        path = dest / "samplesheets" / f"{fmt}.csv"
+        assert out.strip() == f"{path}: 7 runs ({fmt})"
+        # The run with only a BAM is named, not silently dropped.
+        assert "ERR4080003: no FASTQ files at ENA; left out" in err
+        text = path.read_text()
+        rows = _sheet(text)
+        assert check_sheet(rules, rows) == [], fmt
+        assert list(rows[0])[: len(rules.columns)] == list(rules.columns)
+        by_run = {Path(r[FASTQ_COLUMNS[fmt][0]]).parent.name: r for r in rows}
+        assert set(by_run) == {
+            "ERR164407",
+            "ERR4080001",
+            "ERR4080002",
+            "ERR11000001",
+            "ERR11000002",
+            "ERR120000001",
+            "SRR9320616",
+        }
+        for row in rows:
+            for column in FASTQ_COLUMNS[fmt]:
+                if row[column]:
+                    assert Path(row[column]).is_absolute()
+                    assert md5_of_file(Path(row[column])) == md5s[row[column]]
+        one, two = FASTQ_COLUMNS[fmt]
+        # Three FASTQs: the pair goes in, the unpaired file stays out.
+        three = by_run["ERR4080002"]
+        assert (Path(three[one]).name, Path(three[two]).name) == (
+            "ERR4080002_1.fastq.gz",
+            "ERR4080002_2.fastq.gz",
+        )
+        assert "ERR4080002.fastq.gz" not in text.replace("/ERR4080002.fastq.gz", "")
+        # Single-end by the files: a SINGLE run, and a PAIRED one with one file.
+        assert by_run["ERR11000002"][two] == ""
+        assert by_run["SRR9320616"][two] == ""
+        assert Path(by_run["SRR9320616"][one]).name == "SRR9320616.fastq.gz"
+    mag = _sheet((dest / "samplesheets/mag.csv").read_text())
+    assert {(r["sample"], r["run"], r["group"]) for r in mag} >= {
+        ("SAMEA1500001", "ERR164407", "PRJEB40001"),
+        ("SAMEA110000010", "ERR11000002", "PRJEB40002"),
+    }
+    assert {r["short_reads_platform"] for r in mag} == {"ILLUMINA"}
+    rnaseq = _sheet((dest / "samplesheets/rnaseq.csv").read_text())
+    assert {r["strandedness"] for r in rnaseq} == {"auto"}
+    fetchngs = (dest / "samplesheets/fetchngs.csv").read_text().splitlines()
+    assert fetchngs[0].startswith('"sample","fastq_1","fastq_2","run_accession",')
+
+
+async def test_a_run_with_an_unverified_read_is_warned_of_and_left_out(
+    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = tmp_path / "data"
+    await _pull(emulator, dest)
+    (dest / "ena/ERR4080001/ERR4080001_2.fastq.gz").unlink()
+    assert main(["samplesheet", "--dest", str(dest), "--format", "rnaseq", "-o", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert "ERR4080001: ERR4080001_2.fastq.gz is gone from " in err
+    # A failed file is named with its status.
+    index = (dest / "index.tsv").read_text()
+    lines = [
+        line.replace("\tverified\t", "\tfailed\t") if "ERR11000001_1" in line else line
+        for line in index.splitlines()
+    ]
+    assert sum("\tfailed\t" in line for line in lines) == 1
+    (dest / "index.tsv").write_text("\n".join(lines) + "\n")
+    assert main(["samplesheet", "--dest", str(dest), "--format", "rnaseq", "-o", "-"]) == 0
+    out2, err2 = capsys.readouterr()
+    assert "ERR11000001: ERR11000001_1.fastq.gz is failed; run left out" in err2
+    assert len(_sheet(out2)) == 5
+    rows = _sheet(out)
+    assert len(rows) == 6
+    assert not any("ERR4080001" in r["fastq_1"] for r in rows)
+
+
+def test_no_mirror_is_a_usage_error_and_nothing_to_write_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["samplesheet", "--dest", str(tmp_path), "--format", "mag"]) == 2
+    assert "no index.tsv under" in capsys.readouterr().err
+    (tmp_path / "metadata/ena").mkdir(parents=True)
+    (tmp_path / "index.tsv").write_text("source\taccession\tpath\tbytes\tmd5\turl\tstatus\n")
+    (tmp_path / "metadata/ena/runs.tsv").write_text("run_accession\tfastq_ftp\nERR1\t\n")
+    assert main(["samplesheet", "--dest", str(tmp_path), "--format", "mag"]) == 1
+    err = capsys.readouterr().err
+    assert "ERR1: no FASTQ files at ENA" in err
+    assert "nothing written" in err
+    assert not (tmp_path / "samplesheets").exists()
+
+
+async def test_runinfo_ftp_has_fetchngs_columns_and_pairs_three_fastqs(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    dest = tmp_path / "data"
+    await _pull(emulator, dest)
+    lines = (dest / "metadata/ena/runinfo_ftp.tsv").read_text().splitlines()
+    header = lines[0].split("\t")
+    assert tuple(header) == RUNINFO_COLUMNS
+    rows = {
+        r["run_accession"]: r
+        for r in (dict(zip(header, x.split("\t"), strict=True)) for x in lines[1:])
+    }
+    three = rows["ERR4080002"]
+    assert three["id"] == "ERX4080002_ERR4080002_T1"
+    assert three["fastq_1"].endswith("/ERR4080002_1.fastq.gz")
+    assert three["fastq_2"].endswith("/ERR4080002_2.fastq.gz")
+    assert three["md5_1"] == md5_of_file(dest / "ena/ERR4080002/ERR4080002_1.fastq.gz")
+    assert three["md5_2"] == md5_of_file(dest / "ena/ERR4080002/ERR4080002_2.fastq.gz")
+    assert three["single_end"] == "false"
+    assert rows["SRR9320616"]["single_end"] == "true"
+    assert rows["SRR9320616"]["fastq_2"] == ""
+    assert rows["ERR4080003"]["fastq_1"] == ""
+    assert rows["ERR164407"]["instrument_model"] == "Illumina HiSeq 2500"
+
+
+def test_pick_reads_pairs_by_name_and_leaves_the_unpaired_file_out() -> None:
+    assert pick_reads(["R.fastq.gz", "R_1.fastq.gz", "R_2.fastq.gz"]) == (1, 2)
+    assert pick_reads(["R_2.fastq.gz", "R_1.fastq.gz"]) == (1, 0)
+    assert pick_reads(["R.fastq.gz"]) == (0, None)
+    assert pick_reads(["a.fastq.gz", "b.fastq.gz"]) is None
+    assert pick_reads([]) is None
+
+
+def test_the_rules_catch_what_the_schemas_refuse() -> None:
+    mag = FORMATS["mag"]
+    # nf-core/fetchngs#401: an empty group and fastq_* names fail mag's schema.
+    bad = [{"sample": "S1", "group": "", "fastq_1": "/d/a_1.fastq.gz"}]
+    problems = check_sheet(mag, bad)
+    assert "row 1: group is empty" in problems
+    assert "row 1: neither short_reads_1 nor long_reads is given" in problems
+    no_platform = [{"sample": "S1", "group": "G", "short_reads_1": "/d/a_1.fastq.gz"}]
+    assert check_sheet(mag, no_platform) == ["row 1: short_reads_1 needs short_reads_platform"]
+    rnaseq = FORMATS["rnaseq"]
+    spaced = [{"sample": "my sample", "fastq_1": "/d/a.fq", "strandedness": "both"}]
+    assert len(check_sheet(rnaseq, spaced)) == 3
+    twice = [{"sample": "S", "run_accession": "R", "instrument_platform": "ILLUMINA"}] * 2
+    assert check_sheet(FORMATS["taxprofiler"], twice) == [
+        "row 2: sample+run_accession ('S', 'R') repeats an earlier row"
+    ]
