@@ -7,16 +7,19 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 import mirror
 from mirror._cli import main
 from mirror._samplesheet_rules import FORMATS, check_sheet
-from mirror.emulator import Emulator
+from mirror.emulator import Catalog, Emulator
 from mirror.sources.ena_runinfo import RUNINFO_COLUMNS, pick_reads
 
 from .conftest import FAST_RETRY, MIXED, ena_manifest, md5_of_file, read_index
+from .inproc import mirror_main
 
 FASTQ_COLUMNS = {
     "rnaseq": ("fastq_1", "fastq_2"),
@@ -184,3 +187,53 @@ def test_the_rules_catch_what_the_schemas_refuse() -> None:
     assert check_sheet(FORMATS["taxprofiler"], twice) == [
         "row 2: sample+run_accession ('S', 'R') repeats an earlier row"
     ]
+
+
+def _manifest(path: Path, endpoints: dict[str, str], sheets: object) -> Path:
+    doc = {
+        "version": 1,
+        "dest": "data",
+        "workers": 4,
+        "endpoints": endpoints,
+        "samplesheets": sheets,
+        "sources": [{"ena": {"accessions": MIXED, "files": ["fastq"]}}],
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_the_manifest_option_writes_its_sheets_after_every_run(
+    emulator_thread: Any, tmp_path: Path
+) -> None:
+    emu = emulator_thread(Catalog.demo())
+    m = _manifest(tmp_path / "m.yaml", emu.endpoints, ["mag", "rnaseq"])
+    ran = mirror_main("run", str(m))
+    assert ran.returncode == 0, ran.stderr
+    sheets = tmp_path / "data/samplesheets"
+    assert sorted(p.name for p in sheets.iterdir()) == ["mag.csv", "rnaseq.csv"]
+    assert f"samplesheets: {sheets / 'mag.csv'}: 7 runs" in ran.stderr
+    assert "samplesheets: ERR4080003: no FASTQ files at ENA; left out" in ran.stderr
+    mag = _sheet((sheets / "mag.csv").read_text())
+    assert check_sheet(FORMATS["mag"], mag) == []
+    assert all(r["group"] for r in mag)
+    # A second run (nothing to download) writes them again, from the same files.
+    (sheets / "mag.csv").unlink()
+    again = mirror_main("run", str(m), "-q")
+    assert again.returncode == 0, again.stderr
+    assert _sheet((sheets / "mag.csv").read_text()) == mag
+
+
+@pytest.mark.parametrize(
+    ("sheets", "line", "message"),
+    [
+        (["rnaseq", "nextflow"], 7, "samplesheets[1]: expected a samplesheet format"),
+        ({"rnaseq": 1}, 5, "samplesheets: expected a list of samplesheet formats"),
+    ],
+)
+def test_a_bad_samplesheets_key_is_a_manifest_error_with_its_line(
+    tmp_path: Path, sheets: object, line: int, message: str
+) -> None:
+    m = _manifest(tmp_path / "m.yaml", {}, sheets)
+    ran = mirror_main("plan", str(m))
+    assert ran.returncode == 2
+    assert f"m.yaml:{line}: {message}" in ran.stderr
