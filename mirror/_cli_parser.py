@@ -225,7 +225,8 @@ def _parser() -> argparse.ArgumentParser:
         help="rnaseq's strandedness column (default auto)",
     )
     sheet.add_argument("-q", "--quiet", action="store_true", help="no warnings, errors only")
-    sheet.set_defaults(verbose=0, state=None)
+    # What status's way of finding DEST reads when it loads the manifest in full.
+    sheet.set_defaults(verbose=0, state=None, timeout=None)
 
     submit = sub.add_parser(
         "submit",

@@ -221,6 +221,19 @@ def test_the_manifest_option_writes_its_sheets_after_every_run(
     again = mirror_main("run", str(m), "-q")
     assert again.returncode == 0, again.stderr
     assert _sheet((sheets / "mag.csv").read_text()) == mag
+    # The command finds DEST through the manifest, as status does.
+    viral = mirror_main("samplesheet", str(m), "--format", "viralrecon", "-o", "-", "-q")
+    assert viral.returncode == 0, viral.stderr
+    assert viral.stderr == ""
+    assert len(_sheet(viral.stdout)) == 7
+
+
+def test_a_manifest_status_cannot_read_simply_gives_its_error(tmp_path: Path) -> None:
+    m = tmp_path / "m.yaml"
+    m.write_text("dest: [1]\nsources: []\n")
+    ran = mirror_main("samplesheet", str(m), "--format", "mag")
+    assert ran.returncode == 2
+    assert f"{m}:1: dest: expected a path (a string), got a list" in ran.stderr
 
 
 @pytest.mark.parametrize(
