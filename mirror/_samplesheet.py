@@ -93,8 +93,15 @@ def read_runs(dest: Path) -> tuple[list[RunReads], list[str]]:
             verified[key] = row
     reads: list[RunReads] = []
     warnings: list[str] = []
+    seen: set[str] = set()
     for run in _tsv(runs_path, escaped=True):
         acc = run.get("run_accession", "")
+        # Two entries asking for other fields leave two rows of one run in runs.tsv
+        # (tables are merged row by row): one sheet row each would be read as two
+        # technical replicates.
+        if acc in seen:
+            continue
+        seen.add(acc)
         ftp = [u for u in run.get("fastq_ftp", "").split(";") if u]
         if not ftp:
             warnings.append(f"{acc}: no FASTQ files at ENA; left out")

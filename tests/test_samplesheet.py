@@ -15,7 +15,7 @@ import yaml
 import mirror
 from mirror._cli import main
 from mirror._samplesheet_rules import FORMATS, check_sheet
-from mirror.emulator import Catalog, Emulator
+from mirror.emulator import Catalog, Emulator, EnaFile, EnaRun
 from mirror.sources.ena_runinfo import RUNINFO_COLUMNS, pick_reads
 
 from .conftest import FAST_RETRY, MIXED, ena_manifest, md5_of_file, read_index
@@ -31,8 +31,9 @@ FASTQ_COLUMNS = {
 }
 
 
-async def _pull(emulator: Emulator, dest: Path) -> None:
-    summary = await mirror.run(ena_manifest(emulator.endpoints, dest, MIXED), retry=FAST_RETRY)
+async def _pull(emulator: Emulator, dest: Path, accessions: list[str] = MIXED) -> None:
+    doc = ena_manifest(emulator.endpoints, dest, accessions)
+    summary = await mirror.run(doc, retry=FAST_RETRY)
     assert summary.exit_code == 0
     await emulator.wait_idle()
 
@@ -250,3 +251,79 @@ def test_a_bad_samplesheets_key_is_a_manifest_error_with_its_line(
     ran = mirror_main("plan", str(m))
     assert ran.returncode == 2
     assert f"m.yaml:{line}: {message}" in ran.stderr
+
+
+def _platform_run(n: int, platform: str, *names: str) -> EnaRun:
+    acc = f"ERR90000{n:02d}"
+    return EnaRun(
+        accession=acc,
+        experiment=f"ERX90000{n:02d}",
+        sample=f"SAMEA90000{n:02d}",
+        secondary_sample=f"ERS90000{n:02d}",
+        study="PRJEB90001",
+        secondary_study="ERP190001",
+        library_layout="SINGLE" if len(names) == 1 else "PAIRED",
+        fastq=tuple(
+            EnaFile(path=f"vol1/fastq/ERR900/0{n:02d}/{acc}/{acc}{name}.fastq.gz", size=4000 + n)
+            for name in names
+        ),
+        extra={"instrument_platform": platform, "study_title": "Soil, long and short"},
+    )
+
+
+async def test_platforms_decide_mag_columns_and_what_a_pipeline_cannot_take(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalog = Catalog(
+        runs=(
+            _platform_run(1, "OXFORD_NANOPORE", ""),
+            _platform_run(2, "PACBIO_SMRT", ""),
+            _platform_run(3, "CAPILLARY", "_1", "_2"),
+            _platform_run(4, "ILLUMINA", "_1", "_2"),
+        )
+    )
+    dest = tmp_path / "data"
+    async with Emulator(catalog, seed=3) as emu:
+        await _pull(emu, dest, ["PRJEB90001"])
+    assert main(["samplesheet", "--dest", str(dest), "--format", "mag", "-o", "-"]) == 0
+    out, err = capsys.readouterr()
+    mag = {r["run"]: r for r in _sheet(out)}
+    assert check_sheet(FORMATS["mag"], list(mag.values())) == []
+    assert set(mag) == {"ERR9000001", "ERR9000002", "ERR9000004"}
+    nanopore = mag["ERR9000001"]
+    assert Path(nanopore["long_reads"]).name == "ERR9000001.fastq.gz"
+    assert (nanopore["long_reads_platform"], nanopore["short_reads_1"]) == ("OXFORD_NANOPORE", "")
+    assert mag["ERR9000002"]["long_reads_platform"] == "PACBIO_SMRT"
+    assert mag["ERR9000004"]["short_reads_platform"] == "ILLUMINA"
+    capillary = [line for line in err.splitlines() if "ERR9000003" in line]
+    assert len(capillary) == 1
+    assert "ERR9000003: short_reads_platform 'CAPILLARY' is not one of" in capillary[0]
+    assert capillary[0].endswith("left out of the mag sheet")
+    # taxprofiler takes every ENA platform; fetchngs quotes the title's comma.
+    assert main(["samplesheet", "--dest", str(dest), "--format", "taxprofiler", "-o", "-"]) == 0
+    tax = _sheet(capsys.readouterr().out)
+    assert sorted(r["instrument_platform"] for r in tax) == [
+        "CAPILLARY",
+        "ILLUMINA",
+        "OXFORD_NANOPORE",
+        "PACBIO_SMRT",
+    ]
+    assert main(["samplesheet", "--dest", str(dest), "--format", "fetchngs", "-o", "-"]) == 0
+    fetchngs = _sheet(capsys.readouterr().out)
+    assert {r["study_title"] for r in fetchngs} == {"Soil, long and short"}
+
+
+async def test_a_run_listed_twice_in_runs_tsv_is_one_row(
+    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = tmp_path / "data"
+    await _pull(emulator, dest)
+    runs = dest / "metadata/ena/runs.tsv"
+    lines = runs.read_text().splitlines()
+    # As two entries asking for other fields leave it: the same run, one cell more.
+    again = next(line for line in lines if line.startswith("ERR164407\t")) + "\textra"
+    runs.write_text("\n".join([lines[0] + "\tmore", *lines[1:], again]) + "\n")
+    assert main(["samplesheet", "--dest", str(dest), "--format", "rnaseq", "-o", "-"]) == 0
+    rows = _sheet(capsys.readouterr().out)
+    assert len(rows) == 7
+    assert sum("ERR164407_1" in r["fastq_1"] for r in rows) == 1
