@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._exceptions import ManifestError
-from ._samplesheet_rules import FORMATS, SheetRules, check_sheet
+from ._samplesheet_rules import FORMATS, SheetChecker, SheetRules
 from .sources.ena_runinfo import RUNINFO_FIELDS, pick_reads
 
 __all__ = ["RunReads", "Sheet", "build_sheet", "read_runs"]
@@ -160,6 +160,7 @@ def build_sheet(
         columns = (*columns, *RUNINFO_FIELDS)
     rows: list[dict[str, str]] = []
     warnings: list[str] = []
+    checker = SheetChecker(rules)
     for r in runs:
         one, two = str(r.fastq_1), str(r.fastq_2) if r.fastq_2 else ""
         sample = r.run.get(name_field, "") or r.run.get("run_accession", "")
@@ -197,7 +198,7 @@ def build_sheet(
             case "fetchngs":
                 row |= {f: r.run.get(f, "") for f in RUNINFO_FIELDS}
                 row |= {"fastq_1": one, "fastq_2": two}
-        problems = check_sheet(rules, [*rows, row])
+        problems = checker.add(row)
         if problems:
             acc = r.run.get("run_accession", "")
             warnings.append(f"{acc}: {problems[0].split(': ', 1)[1]}; left out of the {fmt} sheet")

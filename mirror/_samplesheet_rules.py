@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["FORMATS", "SHEET_FORMATS", "SheetRules", "check_sheet"]
+__all__ = ["FORMATS", "SHEET_FORMATS", "SheetChecker", "SheetRules", "check_sheet"]
 
 _NO_SPACE = r"^\S+$"
 _FASTQ_GZ = r"^\S+\.f(ast)?q\.gz$"
@@ -35,6 +35,9 @@ class SheetRules:
     unique: tuple[tuple[str, ...], ...] = ()
     #: ``column -> columns`` that must hold a value whenever it does.
     depends: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Rows sharing a sample must be all single-end or all paired: the read-2 column
+    #: whose emptiness must agree within a sample (None: no such rule).
+    one_layout_per_sample: str | None = None
     #: Where the rules were read.
     source: str = ""
 
@@ -49,13 +52,17 @@ _RNASEQ = SheetRules(
     required=("sample", "fastq_1", "strandedness"),
     patterns={"sample": _NO_SPACE, "fastq_1": _FASTQ_GZ, "fastq_2": _FASTQ_GZ},
     enums={"strandedness": ("forward", "reverse", "unstranded", "auto")},
+    # subworkflows/local/utils_nfcore_rnaseq_pipeline validateInputSamplesheet: "Multiple
+    # runs of a sample must be of the same datatype i.e. single-end or paired-end".
+    one_layout_per_sample="fastq_2",
     source="https://github.com/nf-core/rnaseq/blob/master/assets/schema_input.json",
 )
 
 # nf-core/atacseq assets/schema_input.json: sample ^\S+$ and fastq_1 required, fastq_2
-# optional, both FASTQs ^\S+\.f(ast)?q\.gz$ and existing. atacseq 2.x reads
-# 'replicate' (an integer from 1; rows of one sample and replicate are technical
-# replicates, merged); fetchngs writes 1.
+# optional, both FASTQs ^\S+\.f(ast)?q\.gz$ and existing. bin/check_samplesheet.py
+# (2.x) wants the header to begin sample,fastq_1,fastq_2,replicate, replicate an
+# integer (ids 1..n per sample; rows of one sample and replicate are technical
+# replicates, merged, and must share one layout); fetchngs writes 1.
 _ATACSEQ = SheetRules(
     name="atacseq",
     columns=("sample", "fastq_1", "fastq_2", "replicate"),
@@ -66,6 +73,7 @@ _ATACSEQ = SheetRules(
         "fastq_2": _FASTQ_GZ,
         "replicate": r"^[1-9][0-9]*$",
     },
+    one_layout_per_sample="fastq_2",
     source="https://github.com/nf-core/atacseq/blob/master/assets/schema_input.json",
 )
 
@@ -191,8 +199,24 @@ MAG_ANY_OF: Final = ("short_reads_1", "long_reads")
 
 def check_sheet(rules: SheetRules, rows: Sequence[Mapping[str, str]]) -> list[str]:
     """Every way ``rows`` break ``rules``, one message each (empty: the sheet passes)."""
-    problems: list[str] = []
-    for n, row in enumerate(rows, start=1):
+    checker = SheetChecker(rules)
+    return [problem for row in rows for problem in checker.add(row)]
+
+
+class SheetChecker:
+    """Checks rows one by one against ``rules`` and the rows it took before them; a
+    row that breaks a rule is not taken (later rows are not compared with it)."""
+
+    def __init__(self, rules: SheetRules) -> None:
+        self.rules = rules
+        self.rows = 0
+        self._unique: list[set[tuple[str, ...]]] = [set() for _ in rules.unique]
+        self._paired: dict[str, bool] = {}
+
+    def add(self, row: Mapping[str, str]) -> list[str]:
+        """What is wrong with ``row`` (``row N: ...`` each); empty: taken."""
+        rules, n = self.rules, self.rows + 1
+        problems: list[str] = []
         for column in rules.required:
             if not row.get(column):
                 problems.append(f"row {n}: {column} is empty")
@@ -209,13 +233,25 @@ def check_sheet(rules: SheetRules, rows: Sequence[Mapping[str, str]]) -> list[st
                 problems += [f"row {n}: {column} needs {c}" for c in needs if not row.get(c)]
         if rules.name == "mag" and not any(row.get(c) for c in MAG_ANY_OF):
             problems.append(f"row {n}: neither {' nor '.join(MAG_ANY_OF)} is given")
-    for columns in rules.unique:
-        seen: set[tuple[str, ...]] = set()
-        for n, row in enumerate(rows, start=1):
-            key = tuple(row.get(c, "") for c in columns)
-            if not all(key):
-                continue
-            if key in seen:
+        sample = row.get("sample", "")
+        if rules.one_layout_per_sample is not None:
+            two = bool(row.get(rules.one_layout_per_sample))
+            if self._paired.get(sample, two) != two:
+                was, now = ("single-end", "paired-end") if two else ("paired-end", "single-end")
+                problems.append(
+                    f"row {n}: sample {sample!r} is {was} in an earlier row, {now} here "
+                    "(one sample, one layout)"
+                )
+        keys = [tuple(row.get(c, "") for c in columns) for columns in rules.unique]
+        for columns, key, seen in zip(rules.unique, keys, self._unique, strict=True):
+            if all(key) and key in seen:
                 problems.append(f"row {n}: {'+'.join(columns)} {key} repeats an earlier row")
-            seen.add(key)
-    return problems
+        if problems:
+            return problems
+        self.rows = n
+        if rules.one_layout_per_sample is not None:
+            self._paired[sample] = bool(row.get(rules.one_layout_per_sample))
+        for key, seen in zip(keys, self._unique, strict=True):
+            if all(key):
+                seen.add(key)
+        return []

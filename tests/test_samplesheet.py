@@ -327,3 +327,55 @@ async def test_a_run_listed_twice_in_runs_tsv_is_one_row(
     rows = _sheet(capsys.readouterr().out)
     assert len(rows) == 7
     assert sum("ERR164407_1" in r["fastq_1"] for r in rows) == 1
+
+
+async def test_one_sample_one_layout_for_rnaseq_and_atacseq(
+    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = tmp_path / "data"
+    await _pull(emulator, dest)
+    # SAMEA110000010 has a paired run (ERR11000001) and a single-end one (ERR11000002).
+    for fmt in ("rnaseq", "atacseq"):
+        args = ["samplesheet", "--dest", str(dest), "--format", fmt, "--sample-by", "sample"]
+        assert main([*args, "-o", "-"]) == 0
+        out, err = capsys.readouterr()
+        rows = _sheet(out)
+        assert check_sheet(FORMATS[fmt], rows) == []
+        assert [r["sample"] for r in rows].count("SAMEA110000010") == 1
+        assert (
+            "ERR11000002: sample 'SAMEA110000010' is paired-end in an earlier row, single-end "
+            f"here (one sample, one layout); left out of the {fmt} sheet"
+        ) in err
+    # Named by run, every run is a sample of its own: all seven go in.
+    assert (
+        main(
+            [
+                "samplesheet",
+                "--dest",
+                str(dest),
+                "--format",
+                "rnaseq",
+                "--sample-by",
+                "run",
+                "-o",
+                "-",
+            ]
+        )
+        == 0
+    )
+    rows = _sheet(capsys.readouterr().out)
+    assert sorted(r["sample"] for r in rows) == sorted(Path(r["fastq_1"]).parent.name for r in rows)
+    assert len(rows) == 7
+
+
+def test_the_layout_rule_fails_a_mixed_sample() -> None:
+    mixed = [
+        {"sample": "S", "fastq_1": "/d/a_1.fastq.gz", "fastq_2": "/d/a_2.fastq.gz"},
+        {"sample": "S", "fastq_1": "/d/b.fastq.gz", "fastq_2": ""},
+    ]
+    assert check_sheet(FORMATS["viralrecon"], mixed) == []  # no such rule
+    problems = check_sheet(FORMATS["atacseq"], [{**r, "replicate": "1"} for r in mixed])
+    assert problems == [
+        "row 2: sample 'S' is paired-end in an earlier row, single-end here "
+        "(one sample, one layout)"
+    ]
