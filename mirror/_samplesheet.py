@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,15 +82,14 @@ def read_runs(dest: Path) -> tuple[list[RunReads], list[str]]:
                 file=str(path),
                 hint="run 'mirror run MANIFEST' (or 'mirror get') with ENA runs first",
             )
-    verified: dict[tuple[str, str], dict[str, str]] = {}
-    known: dict[tuple[str, str], dict[str, str]] = {}
+    # (run, URL path) -> (status, path, md5): only what a sheet needs of each file, so
+    # 100,000 files take tens of MB, not a dict each.
+    files: dict[tuple[str, str], tuple[str, str, str]] = {}
     for row in _tsv(index_path, escaped=False):
         if row.get("source") != "ena":
             continue
         key = (row.get("accession", ""), _url_path(row.get("url", "")))
-        known[key] = row
-        if row.get("status") == "verified":
-            verified[key] = row
+        files[key] = (row.get("status", ""), row.get("path", ""), row.get("md5", ""))
     reads: list[RunReads] = []
     warnings: list[str] = []
     seen: set[str] = set()
@@ -112,31 +111,30 @@ def read_runs(dest: Path) -> tuple[list[RunReads], list[str]]:
             warnings.append(f"{acc}: cannot tell read 1 from read 2 among {names}; left out")
             continue
         chosen = [ftp[picked[0]]] + ([ftp[picked[1]]] if picked[1] is not None else [])
-        files: list[tuple[Path, str]] = []
+        picked_files: list[tuple[Path, str]] = []
         for url in chosen:
             key = (acc, _url_path(url))
-            entry = verified.get(key)
-            local = dest / entry["path"] if entry is not None else None
+            status, rel, md5 = files.get(key, ("not in index.tsv", "", ""))
             name = url.rsplit("/", 1)[-1]
-            if entry is None or local is None:
-                status = known[key].get("status", "") if key in known else "not in index.tsv"
+            if status != "verified" or not rel:
                 warnings.append(f"{acc}: {name} is {status or 'not verified'}; run left out")
                 break
+            local = dest / rel
             if not local.is_file():
                 warnings.append(
                     f"{acc}: {name} is gone from {local.parent} (verified once; 'mirror "
                     "verify' then 'mirror run' fetch it again); run left out"
                 )
                 break
-            files.append((local.absolute(), entry.get("md5", "")))
+            picked_files.append((local.absolute(), md5))
         else:
-            two = files[1] if len(files) > 1 else None
+            two = picked_files[1] if len(picked_files) > 1 else None
             reads.append(
                 RunReads(
                     run=run,
-                    fastq_1=files[0][0],
+                    fastq_1=picked_files[0][0],
                     fastq_2=two[0] if two else None,
-                    md5_1=files[0][1],
+                    md5_1=picked_files[0][1],
                     md5_2=two[1] if two else "",
                 )
             )
@@ -213,18 +211,18 @@ def _url_path(url: str) -> str:
     return "/" + rest.split("/", 1)[1] if "/" in rest else ""
 
 
-def _tsv(path: Path, *, escaped: bool) -> list[dict[str, str]]:
-    lines = path.read_text(encoding="utf-8").split("\n")
-    header = lines[0].split("\t")
-    out = []
-    for line in lines[1:]:
-        if not line:
-            continue
-        cells = line.split("\t")
-        if escaped:
-            cells = [_unescape(c) for c in cells]
-        out.append(dict(zip(header, cells, strict=False)))
-    return out
+def _tsv(path: Path, *, escaped: bool) -> Iterator[dict[str, str]]:
+    """The rows of a TSV, read a line at a time (an index can be large)."""
+    with path.open(encoding="utf-8", newline="\n") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        for line in f:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            cells = line.split("\t")
+            if escaped:
+                cells = [_unescape(c) for c in cells]
+            yield dict(zip(header, cells, strict=False))
 
 
 def _unescape(cell: str) -> str:
