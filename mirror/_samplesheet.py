@@ -114,8 +114,14 @@ def read_runs(dest: Path) -> tuple[list[RunReads], list[str]]:
         picked_files: list[tuple[Path, str]] = []
         for url in chosen:
             key = (acc, _url_path(url))
-            status, rel, md5 = files.get(key, ("not in index.tsv", "", ""))
             name = url.rsplit("/", 1)[-1]
+            if key not in files:
+                warnings.append(
+                    f"{acc}: {name} was never planned (not in index.tsv: is 'fastq' among "
+                    "the ENA entry's files?); run left out"
+                )
+                break
+            status, rel, md5 = files[key]
             if status != "verified" or not rel:
                 warnings.append(f"{acc}: {name} is {status or 'not verified'}; run left out")
                 break

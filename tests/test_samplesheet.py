@@ -119,6 +119,17 @@ async def test_a_run_with_an_unverified_read_is_warned_of_and_left_out(
     out2, err2 = capsys.readouterr()
     assert "ERR11000001: ERR11000001_1.fastq.gz is failed; run left out" in err2
     assert len(_sheet(out2)) == 5
+    # A run whose FASTQs were never asked for (another entry's files: [submitted]).
+    (dest / "index.tsv").write_text(
+        "\n".join(line for line in lines if "SRR9320616" not in line) + "\n"
+    )
+    assert main(["samplesheet", "--dest", str(dest), "--format", "rnaseq", "-o", "-"]) == 0
+    out3, err3 = capsys.readouterr()
+    assert (
+        "SRR9320616: SRR9320616.fastq.gz was never planned (not in index.tsv: is 'fastq' "
+        "among the ENA entry's files?); run left out"
+    ) in err3
+    assert len(_sheet(out3)) == 4
     rows = _sheet(out)
     assert len(rows) == 6
     assert not any("ERR4080001" in r["fastq_1"] for r in rows)
