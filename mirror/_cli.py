@@ -113,6 +113,10 @@ def _command(args: argparse.Namespace, stderr: _Stderr) -> Coroutine[Any, Any, i
             from ._cli_demo import _demo
 
             return _demo(args, stderr.console)
+        case "samplesheet":
+            from ._cli_samplesheet import _samplesheet
+
+            return _samplesheet(args)
         case "submit":
             from ._cli_submit import _submit
 

@@ -23,6 +23,7 @@ examples:
   mirror status manifest.yaml         what is verified, pending, failed (and why)
   mirror status --dest ./pull         the same for a directory 'mirror get' filled
   mirror verify manifest.yaml         re-hash local files against the recorded MD5s
+  mirror samplesheet m.yaml --format rnaseq   an nf-core input sheet of the verified FASTQs
   mirror submit --queue study.json    submit to ENA Webin (test service) and keep the receipt
   mirror upload *.fastq.gz --to run1  put files into the Webin upload area, each with FILE.md5
 
@@ -185,6 +186,47 @@ def _parser() -> argparse.ArgumentParser:
         "'mirror run' fetches them again. Give the manifest or --dest DIR.",
     )
     verify.add_argument("manifest", nargs="?", help="manifest (or give --dest DIR)")
+
+    sheet = sub.add_parser(
+        "samplesheet",
+        help="write an nf-core samplesheet of the verified FASTQs",
+        description="Write the input sheet of an nf-core pipeline (or fetchngs's own "
+        "samplesheet) from what DEST holds, offline: one row per ENA run whose reads are "
+        "verified, absolute paths, read 1 and 2 decided from the file names (a run's "
+        "unpaired third FASTQ is left out, as fetchngs does). Runs whose reads are "
+        "missing or not verified are named on stderr and left out. Exit 0 written, 1 no "
+        "run to write, 2 usage.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sheet.add_argument("manifest", nargs="?", help="manifest (or give --dest DIR)")
+    sheet.add_argument("--dest", metavar="DIR", help="the directory 'mirror run' filled")
+    sheet.add_argument(
+        "--format",
+        required=True,
+        choices=("rnaseq", "atacseq", "taxprofiler", "viralrecon", "mag", "fetchngs"),
+        help="the pipeline whose assets/schema_input.json the sheet follows",
+    )
+    sheet.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="where to write ('-' for stdout); default DEST/samplesheets/FORMAT.csv",
+    )
+    sheet.add_argument(
+        "--sample-by",
+        choices=("run", "experiment", "sample"),
+        help="the accession that names a row's sample (rows sharing one are merged by "
+        "the pipeline); default experiment, sample (BioSample) for mag and taxprofiler",
+    )
+    sheet.add_argument(
+        "--strandedness",
+        choices=("auto", "forward", "reverse", "unstranded"),
+        default="auto",
+        help="rnaseq's strandedness column (default auto)",
+    )
+    sheet.add_argument("-q", "--quiet", action="store_true", help="no warnings, errors only")
+    # What status's way of finding DEST reads when it loads the manifest in full.
+    sheet.set_defaults(verbose=0, state=None, timeout=None)
 
     submit = sub.add_parser(
         "submit",

@@ -35,6 +35,14 @@ async def _run(args: argparse.Namespace, err: Console) -> int:
         _manifest(args), dest=args.dest, workers=args.workers, state=args.state, lease=args.lease
     )
     summary = await _drive(m, args, err)
+    if m.manifest.samplesheets:
+        from ._cli_samplesheet import manifest_sheets
+
+        def say(line: str) -> None:
+            if not args.quiet:
+                err.print(line, markup=False)
+
+        manifest_sheets(m.manifest.dest, m.manifest.samplesheets, say)
     return _finish(summary, m.manifest, args, err)
 
 

@@ -117,6 +117,8 @@ class Manifest:
     timeouts: Timeouts = field(default_factory=Timeouts)
     #: Where the manifest came from (for messages), if it came from a file.
     origin: str | None = None
+    #: nf-core samplesheet formats written to ``dest/samplesheets/`` after each run.
+    samplesheets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.workers < 1:

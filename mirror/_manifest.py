@@ -1,6 +1,7 @@
 """Load and validate a manifest (YAML file or mapping); every error names file, line and key.
 
-The top level (``dest``, ``workers``, ``hosts``, ``timeouts``, ``endpoints``) is read
+The top level (``dest``, ``workers``, ``hosts``, ``timeouts``, ``endpoints``,
+``samplesheets``) is read
 here; each entry under ``sources:`` by the source kind whose key it has
 (:mod:`mirror._registry`). YAML is read by :mod:`mirror._yaml`, values are checked by
 :mod:`mirror._validate`.
@@ -37,6 +38,7 @@ from ._registry import (
     kinds,
     route_of,
 )
+from ._samplesheet_rules import SHEET_FORMATS
 from ._validate import DICT_ORIGIN, KeyPath, Where
 from ._yaml import MAX_DEPTH, MAX_VALUES, NodeReader
 
@@ -55,7 +57,16 @@ MAX_WORKERS: Final = 1024
 # Throughout, an optional key written with no value (``hosts:`` alone, YAML null) counts
 # as not given: templates keep such keys with their examples commented out.
 
-_TOP_KEYS: Final = ("version", "dest", "workers", "hosts", "timeouts", "endpoints", "sources")
+_TOP_KEYS: Final = (
+    "version",
+    "dest",
+    "workers",
+    "hosts",
+    "timeouts",
+    "endpoints",
+    "samplesheets",
+    "sources",
+)
 
 _HOST_KEY: Final = re.compile(
     r"(?P<host>[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\])"
@@ -241,6 +252,7 @@ def _build(value: object, w: Where, *, origin: str | None) -> Manifest:
     hosts = _hosts(w, ("hosts",), top.get("hosts"))
     endpoints = _endpoints(w, ("endpoints",), top.get("endpoints"))
     timeouts = _timeouts(w, ("timeouts",), top.get("timeouts"))
+    samplesheets = _samplesheets(w, ("samplesheets",), top.get("samplesheets"))
 
     if "sources" not in top:
         raise w.error((), "missing required key 'sources'")
@@ -260,7 +272,25 @@ def _build(value: object, w: Where, *, origin: str | None) -> Manifest:
         endpoints=endpoints,
         timeouts=timeouts,
         origin=origin,
+        samplesheets=samplesheets,
     )
+
+
+def _samplesheets(w: Where, path: KeyPath, value: object) -> tuple[str, ...]:
+    """``samplesheets: [rnaseq, mag]`` (or one name): formats of ``mirror samplesheet``."""
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not v.is_list(items):
+        raise w.expected(path, f"a list of samplesheet formats ({v.one_of(SHEET_FORMATS)})", value)
+    out: list[str] = []
+    for i, item in enumerate(items):
+        where = (*path, i) if v.is_list(value) else path
+        if not isinstance(item, str) or item not in SHEET_FORMATS:
+            raise w.expected(where, f"a samplesheet format ({v.one_of(SHEET_FORMATS)})", item)
+        if item not in out:
+            out.append(item)
+    return tuple(out)
 
 
 def _top_key_error(key: str) -> str | None:

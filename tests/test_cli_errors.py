@@ -119,7 +119,8 @@ def test_top_level_keys_are_checked_before_their_values_are_read(tmp_path: Path)
     assert out.returncode == 2, out.stderr[-2000:]
     assert error_lines(out.stderr) == [
         f"mirror: error: {tmp_path / 'm.yaml'}:2: lol: unknown key "
-        "(expected one of version, dest, workers, hosts, timeouts, endpoints, sources)"
+        "(expected one of version, dest, workers, hosts, timeouts, endpoints, samplesheets, "
+        "sources)"
     ]
 
 

@@ -264,6 +264,7 @@ async def test_ena_end_to_end_writes_only_through_the_destination(
     assert set(files.files) == {dest / rel for rel in expected} | {
         dest / "index.tsv",
         dest / "metadata/ena/runs.tsv",
+        dest / "metadata/ena/runinfo_ftp.tsv",
         dest / "metadata/ena/analyses.tsv",
     }
     if segmented:

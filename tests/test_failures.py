@@ -134,7 +134,11 @@ def test_two_ena_entries_write_one_merged_runs_table(emulator_thread: Any, tmp_p
     listed = [line.split("\t", 1)[0] for line in table[1:]]
     expected = {ENA_RUN, *(r.accession for r in study)}
     assert sorted(listed) == sorted(expected), "each run once, from both entries"
-    assert [p.name for p in (tmp_path / "data/metadata/ena").iterdir()] == ["runs.tsv"]
+    names = sorted(p.name for p in (tmp_path / "data/metadata/ena").iterdir())
+    assert names == ["runinfo_ftp.tsv", "runs.tsv"]
+    # fetchngs's run-info table is merged the same way: each run once.
+    runinfo = (tmp_path / "data/metadata/ena/runinfo_ftp.tsv").read_text().splitlines()
+    assert sorted(line.split("\t")[1] for line in runinfo[1:]) == sorted(expected)
 
 
 # --- Webin ------------------------------------------------------------------------------

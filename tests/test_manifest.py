@@ -469,14 +469,14 @@ ERROR_CASES = [
     pytest.param(
         "- ena: {accessions: [ERR2842367]}\n",
         "manifest.yaml:1: expected a mapping (version, dest, workers, hosts, timeouts, "
-        "endpoints, sources), "
+        "endpoints, samplesheets, sources), "
         "got a list",
         id="top-level-list",
     ),
     pytest.param(
         "hello\n",
         "manifest.yaml:1: expected a mapping (version, dest, workers, hosts, timeouts, "
-        "endpoints, sources), "
+        "endpoints, samplesheets, sources), "
         "got a string ('hello')",
         id="top-level-scalar",
     ),
@@ -489,7 +489,8 @@ ERROR_CASES = [
     pytest.param(
         OK + "colour: blue\n",
         "manifest.yaml:3: colour: unknown key "
-        "(expected one of version, dest, workers, hosts, timeouts, endpoints, sources)",
+        "(expected one of version, dest, workers, hosts, timeouts, endpoints, samplesheets, "
+        "sources)",
         id="unknown-top-key",
     ),
     pytest.param(

@@ -50,6 +50,7 @@ from .ena_report import (
     parse_family,
     row_tasks,
 )
+from .ena_runinfo import RUNINFO_COLUMNS, RUNINFO_FIELDS, RunInfo
 from .ena_spec import ACCESSIONS, ENDPOINTS, FIELDS, EnaFamily, EnaSpec, parse
 
 __all__ = [
@@ -93,12 +94,17 @@ _KEYS: dict[Result, tuple[str, ...]] = {
     ),
 }
 _EXTRA: dict[Result, tuple[str, ...]] = {
+    # Also every field of fetchngs's run-info table (ena_runinfo.py): the same request
+    # carries them, and metadata/ena/runinfo_ftp.tsv is written from them.
     "read_run": (
         "library_layout",
         "library_strategy",
         "scientific_name",
         "instrument_platform",
         "submitted_format",
+        *(f for f in RUNINFO_FIELDS if f not in _KEYS["read_run"] and not f.startswith("fastq_")),
+        "fastq_galaxy",
+        "fastq_aspera",
     ),
     "analysis": ("analysis_type", "scientific_name"),
 }
@@ -150,6 +156,7 @@ class EnaSource:
         self._found = 0
         self._asked: set[str] = set()
         self._others: set[str] = set()
+        self._runinfo: _RunInfoTable | None = None
 
     def _how_to_add(self, others: Sequence[str]) -> str:
         """The hint for families a run has but were not asked for, in the user's terms."""
@@ -227,6 +234,10 @@ class EnaSource:
             table = self.ctx.metadata.table(
                 f"ena/{'runs' if result == 'read_run' else 'analyses'}.tsv", fields
             )
+            if result == "read_run":
+                self._runinfo = _RunInfoTable(
+                    self.ctx.metadata.table("ena/runinfo_ftp.tsv", RUNINFO_COLUMNS)
+                )
             try:
                 for acc_type, accessions in by_type.items():
                     step = self.ctx.sizes.ena_accessions
@@ -256,6 +267,8 @@ class EnaSource:
                         yield batch
             finally:
                 await table.close()
+                if result == "read_run" and self._runinfo is not None:
+                    await self._runinfo.table.close()
 
     async def _submission_analyses(
         self,
@@ -443,14 +456,19 @@ class EnaSource:
             self._found += 1
             batch += self._row_tasks(result, families, accession, row)
             if len(batch) >= self.ctx.sizes.ena_batch:
-                await table.write(meta)
+                await self._keep(result, table, meta)
                 meta = []
                 yield batch
                 batch = []
         if meta:
-            await table.write(meta)
+            await self._keep(result, table, meta)
         if batch:
             yield batch
+
+    async def _keep(self, result: Result, table: TableWriter, rows: list[dict[str, str]]) -> None:
+        await table.write(rows)
+        if result == "read_run" and self._runinfo is not None:
+            await self._runinfo.table.write(self._runinfo.numbering.rows(rows))
 
     def _row_tasks(
         self, result: Result, families: Sequence[EnaFamily], accession: str, row: dict[str, str]
@@ -468,6 +486,14 @@ class EnaSource:
             fams = "/".join(families)
             self.ctx.warn(f"ENA: {accession}: no {fams} files{hint}")
         return tasks
+
+
+class _RunInfoTable:
+    """``ena/runinfo_ftp.tsv``, written beside ``runs.tsv`` from the same rows."""
+
+    def __init__(self, table: TableWriter) -> None:
+        self.table = table
+        self.numbering = RunInfo()
 
 
 def _build(spec: EnaSpec, ctx: SourceContext, credentials: None) -> Source:
