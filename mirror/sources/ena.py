@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Literal
 
 from .._accessions import EnaKind, PortalType, ena_kind, portal_type
 from .._exceptions import (
@@ -42,6 +41,15 @@ from .._registry import SourceKind, no_credentials
 from .._retry import Retrying
 from .._urls import redact_url
 from . import Source, SourceContext
+from .ena_fields import (
+    ALL_FAMILIES,
+    ANALYSIS_FAMILIES,
+    EXTRA,
+    KEYS,
+    ORDER,
+    RUN_FAMILIES,
+    Result,
+)
 from .ena_report import (
     ENA_FILES_HOST,
     FamilyFile,
@@ -50,7 +58,7 @@ from .ena_report import (
     parse_family,
     row_tasks,
 )
-from .ena_runinfo import RUNINFO_COLUMNS, RUNINFO_FIELDS, RunInfo
+from .ena_runinfo import RUNINFO_COLUMNS, RunInfoTable
 from .ena_spec import ACCESSIONS, ENDPOINTS, FIELDS, EnaFamily, EnaSpec, parse
 
 __all__ = [
@@ -66,48 +74,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Result = Literal["read_run", "analysis"]
-
-_RUN_FAMILIES: tuple[EnaFamily, ...] = ("fastq", "submitted", "sra")
-_ALL_FAMILIES: tuple[EnaFamily, ...] = ("fastq", "submitted", "sra", "generated")
-_ANALYSIS_FAMILIES: tuple[EnaFamily, ...] = ("submitted", "generated")
-#: The order in which a row's families claim file names (see Places).
-_ORDER: dict[Result, tuple[EnaFamily, ...]] = {
-    "read_run": _RUN_FAMILIES,
-    "analysis": _ANALYSIS_FAMILIES,
-}
-_KEYS: dict[Result, tuple[str, ...]] = {
-    "read_run": (
-        "run_accession",
-        "experiment_accession",
-        "sample_accession",
-        "secondary_sample_accession",
-        "study_accession",
-        "secondary_study_accession",
-    ),
-    "analysis": (
-        "analysis_accession",
-        "sample_accession",
-        "secondary_sample_accession",
-        "study_accession",
-        "secondary_study_accession",
-    ),
-}
-_EXTRA: dict[Result, tuple[str, ...]] = {
-    # Also every field of fetchngs's run-info table (ena_runinfo.py): the same request
-    # carries them, and metadata/ena/runinfo_ftp.tsv is written from them.
-    "read_run": (
-        "library_layout",
-        "library_strategy",
-        "scientific_name",
-        "instrument_platform",
-        "submitted_format",
-        *(f for f in RUNINFO_FIELDS if f not in _KEYS["read_run"] and not f.startswith("fastq_")),
-        "fastq_galaxy",
-        "fastq_aspera",
-    ),
-    "analysis": ("analysis_type", "scientific_name"),
-}
 #: Accessions ENA's File Downloader never sends as ``includeAccessions`` (it takes
 #: primary ones only): searched by the report field that holds them instead.
 _SECONDARY_FIELD: dict[EnaKind, str] = {
@@ -156,19 +122,19 @@ class EnaSource:
         self._found = 0
         self._asked: set[str] = set()
         self._others: set[str] = set()
-        self._runinfo: _RunInfoTable | None = None
+        self._runinfo: RunInfoTable | None = None
 
     def _how_to_add(self, others: Sequence[str]) -> str:
         """The hint for families a run has but were not asked for, in the user's terms."""
         if self.spec.from_command_line:
-            asked = [f for f in _ALL_FAMILIES if f in self._asked or f in (self.spec.files or ())]
+            asked = [f for f in ALL_FAMILIES if f in self._asked or f in (self.spec.files or ())]
             return f"add --files {','.join((*asked, *others))}"
         return "add them to 'files'"
 
     def _families(self, result: Result) -> tuple[EnaFamily, ...]:
         if self.spec.files is None:
-            return ("fastq",) if result == "read_run" else _ANALYSIS_FAMILIES
-        allowed = _RUN_FAMILIES if result == "read_run" else _ANALYSIS_FAMILIES
+            return ("fastq",) if result == "read_run" else ANALYSIS_FAMILIES
+        allowed = RUN_FAMILIES if result == "read_run" else ANALYSIS_FAMILIES
         return tuple(f for f in self.spec.files if f in allowed)
 
     async def expand(self) -> AsyncIterator[list[FileTask]]:
@@ -195,8 +161,8 @@ class EnaSource:
             return
         reasons = [nothing] if missing else []
         if self._found:
-            asked = "/".join(f for f in _ALL_FAMILIES if f in self._asked)
-            found = [f for f in _ALL_FAMILIES if f in self._others]
+            asked = "/".join(f for f in ALL_FAMILIES if f in self._asked)
+            found = [f for f in ALL_FAMILIES if f in self._others]
             hint = (
                 f" (they have {', '.join(found)} files: {self._how_to_add(found)})" if found else ""
             )
@@ -235,7 +201,7 @@ class EnaSource:
                 f"ena/{'runs' if result == 'read_run' else 'analyses'}.tsv", fields
             )
             if result == "read_run":
-                self._runinfo = _RunInfoTable(
+                self._runinfo = RunInfoTable(
                     self.ctx.metadata.table("ena/runinfo_ftp.tsv", RUNINFO_COLUMNS)
                 )
             try:
@@ -300,12 +266,12 @@ class EnaSource:
 
     async def _fields(self, result: Result, families: Sequence[str]) -> list[str]:
         """The fields to ask for: ours, less any the service says it does not know."""
-        wanted = list(_KEYS[result]) + list(_EXTRA[result])
+        wanted = list(KEYS[result]) + list(EXTRA[result])
         for fam in families:
             wanted += [f"{fam}_ftp", f"{fam}_md5", f"{fam}_bytes"]
         # The other families' URLs only serve the hint when a run has none of ours.
-        optional = set(_EXTRA[result])
-        for fam in _RUN_FAMILIES if result == "read_run" else _ANALYSIS_FAMILIES:
+        optional = set(EXTRA[result])
+        for fam in RUN_FAMILIES if result == "read_run" else ANALYSIS_FAMILIES:
             if fam not in families:
                 wanted.append(f"{fam}_ftp")
                 optional.add(f"{fam}_ftp")
@@ -411,7 +377,7 @@ class EnaSource:
                     ) as resp:
                         if resp.status == 204:
                             return  # ENA's "no content": nothing public for this accession
-                        parser = ReportParser(key=_KEYS[result][0])
+                        parser = ReportParser(key=KEYS[result][0])
                         async for chunk in resp.chunks():
                             for row in parser.feed(chunk):
                                 seen += 1
@@ -442,11 +408,11 @@ class EnaSource:
         unmatched: set[str],
         table: TableWriter,
     ) -> AsyncIterator[list[FileTask]]:
-        key = _KEYS[result][0]
+        key = KEYS[result][0]
         batch: list[FileTask] = []
         meta: list[dict[str, str]] = []
         async for row in rows:
-            for field in _KEYS[result]:
+            for field in KEYS[result]:
                 unmatched.discard(row.get(field, ""))
             accession = row.get(key, "")
             if ena_kind(accession) is None:
@@ -474,10 +440,10 @@ class EnaSource:
         self, result: Result, families: Sequence[EnaFamily], accession: str, row: dict[str, str]
     ) -> list[FileTask]:
         tasks = row_tasks(
-            row, accession, _ORDER[result], families, files_base=self.files_base, warn=self.ctx.warn
+            row, accession, ORDER[result], families, files_base=self.files_base, warn=self.ctx.warn
         )
         if not tasks:
-            others = [fam for fam in _ALL_FAMILIES if fam not in families and row.get(f"{fam}_ftp")]
+            others = [fam for fam in ALL_FAMILIES if fam not in families and row.get(f"{fam}_ftp")]
             self._others.update(others)
             self._asked.update(families)
             hint = (
@@ -486,14 +452,6 @@ class EnaSource:
             fams = "/".join(families)
             self.ctx.warn(f"ENA: {accession}: no {fams} files{hint}")
         return tasks
-
-
-class _RunInfoTable:
-    """``ena/runinfo_ftp.tsv``, written beside ``runs.tsv`` from the same rows."""
-
-    def __init__(self, table: TableWriter) -> None:
-        self.table = table
-        self.numbering = RunInfo()
 
 
 def _build(spec: EnaSpec, ctx: SourceContext, credentials: None) -> Source:

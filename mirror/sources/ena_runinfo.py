@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-__all__ = ["RUNINFO_COLUMNS", "RUNINFO_FIELDS", "RunInfo", "pick_reads"]
+if TYPE_CHECKING:
+    from .._metadata import TableWriter
+
+__all__ = ["RUNINFO_COLUMNS", "RUNINFO_FIELDS", "RunInfo", "RunInfoTable", "pick_reads"]
 
 #: nf-core/fetchngs bin/sra_ids_to_runinfo.py ENA_METADATA_FIELDS, in its order.
 RUNINFO_FIELDS: Final = (
@@ -112,3 +115,11 @@ class RunInfo:
             layout = portal.get("library_layout", "")
             row["single_end"] = {"SINGLE": "true", "PAIRED": "false"}.get(layout, "")
         return row
+
+
+class RunInfoTable:
+    """``ena/runinfo_ftp.tsv``, written beside ``runs.tsv`` from the same rows."""
+
+    def __init__(self, table: TableWriter) -> None:
+        self.table = table
+        self.numbering = RunInfo()
