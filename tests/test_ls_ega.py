@@ -13,9 +13,12 @@ import pytest
 from mirror.emulator import Catalog, EgaDataset, EgaFile, EgaOptions
 from tests.inproc import Cli, ThreadedEmulator
 from tests.outbox import SMALL_CATALOG, OutboxServer
+from tests.replay import Answer, Replay
+from tests.threaded import serving
 
 USER, PASSWORD = "lister@example.org", "pw-S3CRET-ls-71c2"
 GRANTED, OTHER, REFUSED = "EGAD00010000805", "EGAD00010000806", "EGAD00010000999"
+RECORDED_DATASET = "EGAD00001003338"
 
 
 def _files(dataset: str, n: int, **last: str) -> tuple[EgaFile, ...]:
@@ -209,3 +212,53 @@ def test_outbox_a_dataset_not_there_exits_one_and_a_wrong_password_two(
     assert refused.returncode == 2
     assert "refused the login (EGA_USERNAME with EGA_PASSWORD)" in refused.stderr
     assert "wrong-S3CRET-pw" not in refused.stdout + refused.stderr
+
+
+# -- the Data API as EGA answers it (recorded) --------------------------------------------
+
+
+def test_the_recorded_listing_and_datasets_as_pyega3_reads_them(cli: Cli) -> None:
+    """``metadata/datasets`` as pyega3 reads it (a list of ids); the real listing of
+    tests/fixtures/real-responses/ega/dataset_files.json, every file shown."""
+    routes: dict[str, Answer | Callable[..., Answer]] = {
+        "/ega-openid-connect-server/token": Answer.recorded("ega/token_answer.json"),
+        "/v2/metadata/datasets": Answer(body=json.dumps([RECORDED_DATASET]).encode()),
+        f"/v2/metadata/datasets/{RECORDED_DATASET}/files": Answer.recorded(
+            "ega/dataset_files.json"
+        ),
+    }
+    with serving(Replay(routes)) as served:
+        base = served.value.base
+        args = [
+            *("--endpoint", f"ega_auth={base}/ega-openid-connect-server/token"),
+            *("--endpoint", f"ega_data={base}/v2"),
+        ]
+        granted = cli("ls", "ega", "--json", *args, env=ENV)
+        listed = cli("ls", "ega", RECORDED_DATASET, "--json", *args, env=ENV)
+    assert granted.returncode == 0, granted.stderr
+    assert [d["id"] for d in json.loads(granted.stdout)["datasets"]] == [RECORDED_DATASET]
+    assert listed.returncode == 0, listed.stderr
+    files = json.loads(listed.stdout)["datasets"][0]["files"]
+    assert files == [
+        {
+            "id": "EGAF00001753747",
+            "name": "NA12878.bam.bai",
+            "size": 8_949_984 - 16,
+            "status": "available",
+            "checksum_type": "MD5",
+        },
+        {
+            "id": "EGAF00001753748",
+            "name": "NA12878.bam.gpg",
+            "size": 1_000_000,
+            "status": "available",
+            "checksum_type": "MD5",
+        },
+        {
+            "id": "EGAF00001753749",
+            "name": "NA12879.bam",
+            "size": 2_000_000,
+            "status": "unavailable",
+            "checksum_type": "MD5",
+        },
+    ]
