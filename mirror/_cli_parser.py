@@ -344,7 +344,9 @@ def _parser() -> argparse.ArgumentParser:
         "(Data API), ega_outbox (sftp://HOST:PORT), ega_metadata (repeatable)",
     )
     ls.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    ls.add_argument("-v", "--verbose", action="count", default=0, help="-vv requests, -vvv debug")
+    ls.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more detail: -vv requests, -vvv debug"
+    )
 
     demo = add(
         "demo",

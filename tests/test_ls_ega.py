@@ -168,9 +168,12 @@ def outbox_env(server: OutboxServer) -> dict[str, str]:
     return {**env, "EGA_KNOWN_HOSTS": str(server.known_hosts)}
 
 
+@pytest.mark.parametrize("client", ["openssh", "asyncssh"])
 def test_outbox_datasets_and_files_with_the_cold_one_unavailable(
-    outbox: OutboxServer, cli: Cli
+    outbox: OutboxServer, cli: Cli, client: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The client a run picks where no manifest says (OpenSSH's ssh where installed).
+    monkeypatch.setattr("mirror.sources.ega_ssh.default_client", lambda: client)
     done = cli("ls", "ega", *outbox_args(outbox), env=outbox_env(outbox))
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [OUTBOX_DATASET.dataset_id]
