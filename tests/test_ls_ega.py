@@ -121,7 +121,9 @@ def test_a_refused_dataset_is_named_and_exits_one(ega: ThreadedEmulator, cli: Cl
     assert [f["id"] for f in doc["datasets"][0]["files"]] == [only.file_id]
     assert doc["datasets"][1]["files"] is None
     assert "HTTP 403" in doc["datasets"][1]["error"]
-    assert f"not authorised for metadata/datasets/{REFUSED}/files" in done.stderr
+    assert (
+        f"not authorised for metadata/datasets/{REFUSED}/files (HTTP 403): ask the" in done.stderr
+    )
 
 
 def test_a_wrong_password_exits_two_without_it(ega: ThreadedEmulator, cli: Cli) -> None:

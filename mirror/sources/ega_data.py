@@ -208,7 +208,8 @@ class EgaDataSource:
         try:
             items = await self._get(f"metadata/datasets/{dataset}/files")
         except CredentialsError as exc:
-            return ListedDataset(id=dataset, error=str(exc))
+            why = f"{exc}: {exc.hint}" if exc.hint else str(exc)
+            return ListedDataset(id=dataset, error=why)
         if items is None:
             return ListedDataset(id=dataset, error=f"EGA: {dataset}: no such dataset (HTTP 404)")
         files = tuple(_listed_file(f) for f in items if isinstance(f, dict))
