@@ -125,6 +125,10 @@ def _command(args: argparse.Namespace, stderr: _Stderr) -> Coroutine[Any, Any, i
             from ._cli_upload import _upload
 
             return _upload(args, stderr.console)
+        case "ls":
+            from ._cli_ls import _ls
+
+            return _ls(args, stderr.console)
     raise AssertionError(f"no command {args.command!r}")  # the parser allows no other
 
 

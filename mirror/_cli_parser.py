@@ -26,6 +26,7 @@ examples:
   mirror samplesheet m.yaml --format rnaseq   an nf-core input sheet of the verified FASTQs
   mirror submit --queue study.json    submit to ENA Webin (test service) and keep the receipt
   mirror upload *.fastq.gz --to run1  put files into the Webin upload area, each with FILE.md5
+  mirror ls ega [EGAD...]             the EGA datasets your account may download, their files
 
 exit codes: 0 all verified, 1 some files failed (re-run retries them),
             2 usage/manifest/credentials error, 130 interrupted (re-run resumes)
@@ -347,6 +348,46 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="when stderr is not a terminal, a progress line this often "
         f"(default {PROGRESS_INTERVAL:.0f})",
+    )
+
+    ls = sub.add_parser(
+        "ls",
+        help="list the EGA datasets your account may download, and their files",
+        description="Without EGAD accessions, list the datasets the account may download; "
+        "with them, each one's files: file id, name (as it lands), size (of the plaintext), "
+        "status, checksum type. The Data API (default) lists what pyega3 lists; --protocol "
+        "outbox lists the Live Outbox over SFTP (no Crypt4GH key needed), a file on cold "
+        "storage with status 'unavailable'.\n\n"
+        "Credentials as for the ega: source: EGA_USERNAME and EGA_PASSWORD (or ~/.netrc); "
+        "for the outbox EGA_SSH_KEY (EGA_SSH_PASSPHRASE) instead of the password if you "
+        "like, and EGA_KNOWN_HOSTS.\n"
+        "Exit 0 all listed, 1 the archive refused a dataset or failed, 2 usage or "
+        "credentials errors.",
+        epilog="examples:\n"
+        "  mirror ls ega                                 datasets the account may download\n"
+        "  mirror ls ega EGAD00010000805 --json | jq .   a dataset's files, for machines\n"
+        "  mirror ls ega --protocol outbox EGAD50000000001",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ls.add_argument("archive", choices=["ega"], help="the archive (only ega, for now)")
+    ls.add_argument("datasets", nargs="*", metavar="EGAD", help="datasets whose files to list")
+    ls.add_argument(
+        "--protocol",
+        choices=["data-api", "outbox"],
+        default="data-api",
+        help="data-api (default: the current Data API, pyega3's) or outbox (the Live Outbox)",
+    )
+    ls.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="another base URL for a service, as for 'mirror get': ega_auth, ega_data "
+        "(Data API), ega_outbox (sftp://HOST:PORT), ega_metadata (repeatable)",
+    )
+    ls.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    ls.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more detail: -vv requests, -vvv debug"
     )
 
     demo = add(

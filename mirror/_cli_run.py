@@ -72,14 +72,20 @@ async def _get(args: argparse.Namespace, err: Console) -> int:
     return _finish(summary, m.manifest, args, err)
 
 
+_HTTP = ("http://", "https://")
+
+
 def _endpoints(pairs: list[str]) -> dict[str, str]:
     out = {}
     known = default_endpoints()
     for pair in pairs:
         name, sep, url = pair.partition("=")
-        if not sep or name not in known or not url.startswith(("http://", "https://")):
+        # A service's URL keeps its default's kind: http(s), or sftp (the EGA outbox).
+        schemes = ("sftp://",) if known.get(name, "").startswith("sftp://") else _HTTP
+        if not sep or name not in known or not url.startswith(schemes):
             raise ManifestError(
-                f"--endpoint {pair!r}: expected NAME=URL with NAME one of {', '.join(known)}",
+                f"--endpoint {pair!r}: expected NAME=URL with NAME one of {', '.join(known)}"
+                f" and URL {' or '.join(s.removesuffix('://') for s in schemes)}",
                 file="<command line>",
             )
         out[name] = url.rstrip("/")

@@ -65,7 +65,9 @@ def user_key(secret: Path) -> C4ghKey:
             "C4GH_PASSPHRASE": PASSPHRASE,
         }
     )
-    return outbox_login(lookup(creds)).c4gh
+    key = outbox_login(lookup(creds)).c4gh
+    assert key is not None
+    return key
 
 
 def lookup(creds: Credentials) -> CredentialLookup:
@@ -256,6 +258,7 @@ def test_login_repr_hides_everything(keys: tuple[Path, Path]) -> None:
     }
     login = outbox_login(lookup(Credentials(env=env)))
     assert isinstance(login, OutboxLogin)
+    assert login.c4gh is not None
     text = repr(login)
     for secret in ("person@example.org", "hunter2-secret", login.c4gh.secret.hex()):
         assert secret not in text

@@ -33,6 +33,7 @@ from .._exceptions import CredentialsError, HTTPStatusError, MirrorError, Source
 from .._models import FileTask
 from . import SourceContext
 from .ega import EgaLogin, ega_path
+from .ega_list import ListedDataset, ListedFile, checksum_kind
 
 __all__ = ["CLIENT_ID", "CLIENT_SECRET", "IV_BYTES", "EgaDataSource", "local_name"]
 
@@ -182,6 +183,38 @@ class EgaDataSource:
                 continue
             yield self._select(file_id, [(str(item.get("datasetId") or "files"), item)])
 
+    # -- listing (``mirror ls ega``) -----------------------------------------------------
+
+    async def granted(self) -> list[ListedDataset]:
+        """The datasets the account may download (``metadata/datasets``), files not listed.
+
+        pyega3 reads the answer as a list of dataset ids; objects with a ``datasetId``
+        are taken too.
+        """
+        items = await self._get("metadata/datasets")
+        ids = [
+            str(item.get("datasetId") or "") if isinstance(item, dict) else str(item)
+            for item in items or []
+        ]
+        return [ListedDataset(id=i) for i in dict.fromkeys(ids) if i]
+
+    async def listing(self, dataset: str) -> ListedDataset:
+        """``dataset`` and every file the API lists for it, downloadable or not.
+
+        A dataset the account may not read, or that does not exist, comes back with
+        its ``error``: one refused dataset does not hide the others' files.
+        """
+        await self.token()  # a refused login stops here, before any dataset
+        try:
+            items = await self._get(f"metadata/datasets/{dataset}/files")
+        except CredentialsError as exc:
+            why = f"{exc}: {exc.hint}" if exc.hint else str(exc)
+            return ListedDataset(id=dataset, error=why)
+        if items is None:
+            return ListedDataset(id=dataset, error=f"EGA: {dataset}: no such dataset (HTTP 404)")
+        files = tuple(_listed_file(f) for f in items if isinstance(f, dict))
+        return ListedDataset(id=dataset, files=files)
+
     def _select(self, where: str, items: list[tuple[str, dict[str, Any]]]) -> list[FileTask]:
         """The files pyega3 would download; one warning per kind of file left out."""
         tasks: list[FileTask] = []
@@ -257,6 +290,22 @@ def local_name(item: Mapping[str, Any]) -> str:
     name = PurePosixPath(name.strip()).name
     stem = name.removesuffix(".cip")
     return stem or name
+
+
+def _listed_file(item: Mapping[str, Any]) -> ListedFile:
+    """One ``metadata/datasets/{id}/files`` item; its size as a plain download has it."""
+    try:
+        size: int | None = max(int(str(item.get("fileSize"))) - IV_BYTES, 0)
+    except ValueError:
+        size = None
+    checksum = item.get("plainChecksum") or item.get("unencryptedChecksum")
+    return ListedFile(
+        id=str(item.get("fileId") or ""),
+        name=local_name(item),
+        size=size,
+        status=str(item.get("fileStatus") or ""),
+        checksum_type=checksum_kind(item.get("checksumType"), checksum),
+    )
 
 
 def _listed(names: list[str], most: int = 10) -> str:

@@ -31,6 +31,7 @@ from typing import Any, Final
 import asyncssh
 from crypt4gh.keys import get_private_key
 
+from .._accessions import is_ega_dataset
 from .._credentials import Secret
 from .._exceptions import (
     CredentialsError,
@@ -47,6 +48,7 @@ from .ega_c4gh import (
     C4ghKey,
     plain_size,
 )
+from .ega_list import ListedDataset, ListedFile, checksum_kind
 from .ega_openssh import Attrs
 from .ega_sftp import Fetcher, encrypted
 from .ega_ssh import OutboxConnection, OutboxLogin, SshClient, lost
@@ -70,10 +72,11 @@ _C4GH: Final = ".c4gh"
 _ONE_RECIPIENT: Final = 124
 
 
-def outbox_login(lookup: CredentialLookup) -> OutboxLogin:
+def outbox_login(lookup: CredentialLookup, *, decrypt: bool = True) -> OutboxLogin:
     """``EGA_USERNAME`` and either ``EGA_SSH_KEY`` (``EGA_SSH_PASSPHRASE``) or
-    ``EGA_PASSWORD``; ``C4GH_SECRET_KEY`` (``C4GH_PASSPHRASE``). The keys are read now,
-    so a wrong passphrase stops the run before any download."""
+    ``EGA_PASSWORD``; ``C4GH_SECRET_KEY`` (``C4GH_PASSPHRASE``) unless only listing
+    (not ``decrypt``). The keys are read now, so a wrong passphrase stops the run
+    before any download."""
     creds, where = lookup.credentials, lookup.where
     user, password = creds.get("EGA_USERNAME"), creds.get("EGA_PASSWORD")
     key_path, c4gh_path = creds.get("EGA_SSH_KEY"), creds.get("C4GH_SECRET_KEY")
@@ -82,9 +85,9 @@ def outbox_login(lookup: CredentialLookup) -> OutboxLogin:
         missing.append("EGA_USERNAME")
     if key_path is None and password is None:
         missing.append("EGA_SSH_KEY (or EGA_PASSWORD)")
-    if c4gh_path is None:
+    if c4gh_path is None and decrypt:
         missing.append("C4GH_SECRET_KEY")
-    if missing or user is None or c4gh_path is None:
+    if missing or user is None:
         raise CredentialsError(
             f"{where}: {' and '.join(missing)} not set. The EGA outbox needs your account "
             "(EGA_USERNAME with the SSH key registered at EGA in EGA_SSH_KEY, or "
@@ -108,7 +111,9 @@ def outbox_login(lookup: CredentialLookup) -> OutboxLogin:
         ssh_key=ssh_key,
         ssh_key_path=key_path.value if key_path is not None else None,
         ssh_passphrase=creds.get("EGA_SSH_PASSPHRASE") if key_path is not None else None,
-        c4gh=_c4gh_key(c4gh_path.value, creds.get("C4GH_PASSPHRASE"), where),
+        c4gh=_c4gh_key(c4gh_path.value, creds.get("C4GH_PASSPHRASE"), where)
+        if c4gh_path is not None and decrypt
+        else None,
         known_hosts=(k.value if (k := creds.get("EGA_KNOWN_HOSTS")) is not None else None),
     )
 
@@ -167,7 +172,8 @@ class OutboxSource:
         self.base = ctx.endpoints["ega_outbox"].rstrip("/")
         self.metadata = ctx.endpoints["ega_metadata"].rstrip("/")
         self.outbox = OutboxConnection(self.base, login, client=client)
-        self.fetcher = Fetcher(self.outbox, login.c4gh, keep=keep)
+        # No Crypt4GH key: a login for listing only (``mirror ls ega``), fetching nothing.
+        self.fetcher = Fetcher(self.outbox, login.c4gh, keep=keep) if login.c4gh else None
         self.login = login
         self.hooks = self
 
@@ -230,26 +236,10 @@ class OutboxSource:
     def _match(
         self, dataset: str, records: list[dict[str, Any]], listed: list[_Listed]
     ) -> list[FileTask]:
-        by_name = {
-            str(r["display_name"]): r
-            for r in records
-            if isinstance(r.get("display_name"), str) and r["display_name"]
-        }
-        sizes: dict[int, list[dict[str, Any]]] = {}
-        for r in records:
-            if (size := _int(r.get("filesize"))) is not None:
-                sizes.setdefault(size, []).append(r)
         tasks: list[FileTask] = []
-        used: set[str] = set()
-        for entry in sorted(listed, key=lambda e: e.name):
-            unavailable = entry.name.endswith(_UNAVAILABLE)
-            display = entry.name[: -len(_UNAVAILABLE if unavailable else _C4GH)]
-            record = by_name.get(display)
-            if record is None and not by_name:
-                # No display names published: a size that one record alone has.
-                same = sizes.get(entry.size, [])
-                record = same[0] if len(same) == 1 else None
-            if record is None or str(record["accession_id"]) in used:
+        for pair in _pair(records, listed):
+            entry, display, record = pair.entry, pair.display, pair.record
+            if record is None:
                 tasks.append(
                     FileTask(
                         source="ega",
@@ -262,9 +252,8 @@ class OutboxSource:
                     )
                 )
                 continue
-            used.add(str(record["accession_id"]))
             task = self._task(dataset, entry, display, record)
-            if unavailable:
+            if pair.unavailable:
                 self.ctx.warn(
                     f"EGA outbox: {dataset}/{display} ({task.accession}) is on cold storage "
                     "at EGA; a later run fetches it"
@@ -274,6 +263,52 @@ class OutboxSource:
                 )
             tasks.append(task)
         return tasks
+
+    # -- listing (``mirror ls ega --protocol outbox``) -----------------------------------
+
+    async def granted(self) -> list[ListedDataset]:
+        """The datasets' directories at the top of the outbox, files not listed."""
+        sftp = await self.outbox.sftp()
+        try:
+            names = await sftp.readdir(".")
+        except (OSError, asyncssh.Error) as exc:
+            await self.outbox.dropped(sftp)
+            raise lost(self.base, self.outbox.where, exc) from None
+        found = sorted({str(e.filename) for e in names if is_ega_dataset(str(e.filename))})
+        return [ListedDataset(id=name) for name in found]
+
+    async def listing(self, dataset: str) -> ListedDataset:
+        """``dataset``'s files as the outbox holds them, matched to the metadata API's
+        records as a run matches them: a file on cold storage has status
+        ``unavailable``, one no record matches ``unmatched`` (its id is its name)."""
+        try:
+            listed = await self._list(dataset)
+        except SourceError as exc:  # no such directory: not granted, or expired
+            return ListedDataset(id=dataset, error=str(exc))
+        records = await self._records(dataset)
+        files = []
+        for pair in _pair(records, listed):
+            record = pair.record or {}
+            plain = pair.entry.plain
+            if plain is None:
+                plain = plain_size(pair.entry.size - _ONE_RECIPIENT)
+            files.append(
+                ListedFile(
+                    id=str(record.get("accession_id") or pair.display),
+                    name=pair.display,
+                    size=plain,
+                    status="unmatched"
+                    if pair.record is None
+                    else "unavailable"
+                    if pair.unavailable
+                    else "available",
+                    checksum_type=checksum_kind(
+                        record.get("unencrypted_checksum_type"),
+                        record.get("unencrypted_checksum"),
+                    ),
+                )
+            )
+        return ListedDataset(id=dataset, files=tuple(files))
 
     def _task(self, dataset: str, entry: _Listed, display: str, record: dict[str, Any]) -> FileTask:
         file_id = str(record["accession_id"])
@@ -331,7 +366,51 @@ class OutboxSource:
     async def receive(self, task: FileTask, landing: Landing) -> tuple[Received, int]:
         # One file per connection slot of the outbox's host (hosts: in the manifest).
         async with self.ctx.http.gate(task.url).slot():
+            if self.fetcher is None:
+                raise CredentialsError(
+                    "C4GH_SECRET_KEY not set: the outbox's files cannot be decrypted"
+                )
             return await self.fetcher.receive(task, landing)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class _Paired:
+    """A file of the listing and the metadata record it is (``None``: none matched)."""
+
+    entry: _Listed
+    #: Its name without ``.c4gh`` (or ``.unavailable.c4gh``): the name it lands under.
+    display: str
+    unavailable: bool
+    record: dict[str, Any] | None
+
+
+def _pair(records: list[dict[str, Any]], listed: list[_Listed]) -> list[_Paired]:
+    """Each listed file with its record: by display name, else (no display names
+    published) by a ``.c4gh`` size that one record alone has; a record serves once."""
+    by_name = {
+        str(r["display_name"]): r
+        for r in records
+        if isinstance(r.get("display_name"), str) and r["display_name"]
+    }
+    sizes: dict[int, list[dict[str, Any]]] = {}
+    for r in records:
+        if (size := _int(r.get("filesize"))) is not None:
+            sizes.setdefault(size, []).append(r)
+    pairs: list[_Paired] = []
+    used: set[str] = set()
+    for entry in sorted(listed, key=lambda e: e.name):
+        unavailable = entry.name.endswith(_UNAVAILABLE)
+        display = entry.name[: -len(_UNAVAILABLE if unavailable else _C4GH)]
+        record = by_name.get(display)
+        if record is None and not by_name:
+            same = sizes.get(entry.size, [])
+            record = same[0] if len(same) == 1 else None
+        if record is not None and str(record["accession_id"]) in used:
+            record = None
+        if record is not None:
+            used.add(str(record["accession_id"]))
+        pairs.append(_Paired(entry=entry, display=display, unavailable=unavailable, record=record))
+    return pairs
 
 
 def _decrypted(attrs: asyncssh.SFTPAttrs | Attrs) -> int | None:

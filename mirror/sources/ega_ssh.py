@@ -49,7 +49,8 @@ class OutboxLogin:
     username: str = dataclasses.field(repr=False)
     password: Secret | None = None
     ssh_key: asyncssh.SSHKey | None = dataclasses.field(default=None, repr=False)
-    c4gh: C4ghKey = dataclasses.field(repr=False)
+    #: None for a login that only lists (``mirror ls ega``): nothing to decrypt.
+    c4gh: C4ghKey | None = dataclasses.field(default=None, repr=False)
     #: A known_hosts file to trust the outbox's host key from (else ~/.ssh/known_hosts).
     known_hosts: str | None = None
     #: Where the key was read from and its passphrase: what OpenSSH's ssh is given.
