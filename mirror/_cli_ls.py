@@ -1,4 +1,5 @@
-"""``mirror ls ega``: the datasets an account may download, and their files.
+"""``mirror ls ARCHIVE`` (``ega`` today): the datasets an account may download, and
+their files.
 
 The listing comes from the sources' own clients (the Data API's token and metadata
 calls, the outbox's SFTP listing matched to the metadata API), so it shows what a run
@@ -10,48 +11,44 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import tempfile
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from ._accessions import is_ega_dataset
 from ._cli_output import EXIT_FAILED, EXIT_OK, _json
 from ._exceptions import ManifestError
 
 if TYPE_CHECKING:
-    from .sources import SourceContext
-    from .sources.ega_list import ListedDataset
+    from ._listing import ListedDataset, Lister, Listing
 
 __all__ = ["_ls"]
 
 
-class _Lister(Protocol):
-    async def granted(self) -> list[ListedDataset]: ...
-
-    async def listing(self, dataset: str) -> ListedDataset: ...
-
-
 async def _ls(args: argparse.Namespace, err: Console) -> int:
-    wanted = [d.strip().upper() for d in args.datasets]
-    bad = [d for d in wanted if not is_ega_dataset(d)]
-    if bad:
+    listing = _listing(args.archive)
+    protocol = args.protocol or listing.protocols[0]
+    if protocol not in listing.protocols:
         raise ManifestError(
-            f"{bad[0]!r} is not an EGA dataset accession (EGAD and 11 digits)",
+            f"--protocol: {args.archive} lists through {', '.join(listing.protocols)}, "
+            f"not {protocol!r}",
             file="<command line>",
         )
-    async with _lister(args, err) as lister:
+    wanted = [d.strip().upper() for d in args.datasets]
+    bad = [d for d in wanted if not listing.is_dataset(d)]
+    if bad:
+        raise ManifestError(f"{bad[0]!r} is not {listing.dataset}", file="<command line>")
+    async with _lister(args, protocol, listing, err) as lister:
         if wanted:
             datasets = [await lister.listing(d) for d in dict.fromkeys(wanted)]
         else:
             datasets = await lister.granted()
     if args.json:
         doc = {
-            "archive": "ega",
-            "protocol": args.protocol,
+            "archive": args.archive,
+            "protocol": protocol,
             "datasets": [d.to_dict() for d in datasets],
         }
         print(_json(doc))
@@ -65,37 +62,41 @@ async def _ls(args: argparse.Namespace, err: Console) -> int:
     return EXIT_FAILED if any(d.error for d in datasets) else EXIT_OK
 
 
+def _listing(archive: str) -> Listing:
+    """The source kind named ``archive`` that can list (the registry's, by its key)."""
+    from ._registry import kinds
+
+    can = {k.key: k.listing for k in kinds() if k.listing is not None}
+    if archive not in can:
+        raise ManifestError(
+            f"mirror ls: {archive!r} cannot be listed; one of: {', '.join(sorted(can))}",
+            file="<command line>",
+        )
+    found = can[archive]
+    assert found is not None
+    return found
+
+
 @contextlib.asynccontextmanager
-async def _lister(args: argparse.Namespace, err: Console) -> AsyncIterator[_Lister]:
-    """The protocol's source, built as a run builds it: credentials, endpoints, HTTP."""
+async def _lister(
+    args: argparse.Namespace, protocol: str, listing: Listing, err: Console
+) -> AsyncIterator[Lister]:
+    """The source's lister, built as a run builds its source: credentials, endpoints,
+    HTTP."""
     from ._cli_run import _endpoints
     from ._config import HostLimit
     from ._credentials import Credentials
     from ._http import Http
     from ._metadata import MetadataWriter
     from ._registry import CredentialLookup, default_endpoints
-    from .sources import SourceContext
+    from ._seam import SourceContext
 
     endpoints = {**default_endpoints(), **_endpoints(args.endpoint)}
     lookup = CredentialLookup(
-        credentials=Credentials.from_environment(), endpoints=endpoints, where="mirror ls ega"
+        credentials=Credentials.from_environment(),
+        endpoints=endpoints,
+        where=f"mirror ls {args.archive}",
     )
-    make: Callable[[SourceContext], _Lister]
-    if args.protocol == "outbox":
-        from .sources.ega_outbox import OutboxSource, outbox_login
-
-        # Listing decrypts nothing: no Crypt4GH key is asked for.
-        outbox = outbox_login(lookup, decrypt=False)
-        make = functools.partial(OutboxSource, (), (), login=outbox)
-    else:
-        from .sources.ega import EgaLogin
-        from .sources.ega_data import EgaDataSource
-        from .sources.ega_spec import EgaSpec, login
-
-        account = login(EgaSpec(protocol="data-api"), lookup)
-        if not isinstance(account, EgaLogin):
-            raise TypeError("the Data API's login is an EgaLogin")
-        make = functools.partial(EgaDataSource, (), (), login=account)
 
     def warn(message: str) -> None:
         err.print(f"mirror: warning: {message}", markup=False)
@@ -107,12 +108,8 @@ async def _lister(args: argparse.Namespace, err: Console) -> AsyncIterator[_List
             ctx = SourceContext(
                 http=http, endpoints=endpoints, metadata=MetadataWriter(Path(scratch)), warn=warn
             )
-            source = make(ctx)
-            try:
-                yield source
-            finally:
-                if (close := getattr(source, "aclose", None)) is not None:
-                    await close()  # the outbox's SSH connection
+            async with listing.open(protocol, lookup, ctx) as lister:
+                yield lister
 
 
 def _table(datasets: Sequence[ListedDataset], *, listed: bool) -> None:

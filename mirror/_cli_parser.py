@@ -369,13 +369,13 @@ def _parser() -> argparse.ArgumentParser:
         "  mirror ls ega --protocol outbox EGAD50000000001",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ls.add_argument("archive", choices=["ega"], help="the archive (only ega, for now)")
+    ls.add_argument("archive", help="the archive whose listing to show (ega, for now)")
     ls.add_argument("datasets", nargs="*", metavar="EGAD", help="datasets whose files to list")
     ls.add_argument(
         "--protocol",
-        choices=["data-api", "outbox"],
-        default="data-api",
-        help="data-api (default: the current Data API, pyega3's) or outbox (the Live Outbox)",
+        default=None,
+        help="for ega: data-api (default: the current Data API, pyega3's) or outbox "
+        "(the Live Outbox)",
     )
     ls.add_argument(
         "--endpoint",

@@ -14,11 +14,14 @@ import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from ._credentials import Credentials
 from ._seam import Source, SourceContext
 from ._validate import KeyPath, Where
+
+if TYPE_CHECKING:
+    from ._listing import Listing
 
 __all__ = [
     "BUILT_IN",
@@ -120,6 +123,8 @@ class SourceKind(Generic[S, C]):
     #: Service URLs by ``endpoints:`` key, with their public defaults.
     endpoints: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     accessions: Accessions[S] | None = None
+    #: What ``mirror ls KEY`` lists, for a kind that can list.
+    listing: Listing | None = None
 
     def prepare(self, spec: object, lookup: CredentialLookup) -> Callable[[SourceContext], Source]:
         """A constructor of the source for ``spec``, its credentials looked up now."""

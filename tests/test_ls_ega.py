@@ -145,7 +145,12 @@ def test_missing_credentials_and_bad_arguments_exit_two(cli: Cli) -> None:
     assert "EGA_USERNAME and EGA_PASSWORD not set" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert cli("ls", "ega", "EGAF00000000001", env=ENV).returncode == 2
-    assert cli("ls", "ena", env=ENV).returncode == 2
+    ena = cli("ls", "ena", env=ENV)
+    assert ena.returncode == 2
+    assert "'ena' cannot be listed; one of: ega" in ena.stderr
+    protocol = cli("ls", "ega", "--protocol", "tickets", env=ENV)
+    assert protocol.returncode == 2
+    assert "ega lists through data-api, outbox, not 'tickets'" in protocol.stderr
     bad = cli("ls", "ega", "--endpoint", "ega_data=ftp://x", env=ENV)
     assert bad.returncode == 2
     assert "URL http or https" in bad.stderr

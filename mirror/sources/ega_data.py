@@ -30,10 +30,10 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from .._exceptions import CredentialsError, HTTPStatusError, MirrorError, SourceError, TransferError
+from .._listing import ListedDataset, ListedFile, checksum_kind
 from .._models import FileTask
 from . import SourceContext
 from .ega import EgaLogin, ega_path
-from .ega_list import ListedDataset, ListedFile, checksum_kind
 
 __all__ = ["CLIENT_ID", "CLIENT_SECRET", "IV_BYTES", "EgaDataSource", "local_name"]
 

@@ -39,6 +39,7 @@ from .._exceptions import (
     SourceError,
     TransferError,
 )
+from .._listing import ListedDataset, ListedFile, checksum_kind
 from .._models import FileTask, Verify
 from .._registry import CredentialLookup
 from .._seam import Landing
@@ -48,7 +49,6 @@ from .ega_c4gh import (
     C4ghKey,
     plain_size,
 )
-from .ega_list import ListedDataset, ListedFile, checksum_kind
 from .ega_openssh import Attrs
 from .ega_sftp import Fetcher, encrypted
 from .ega_ssh import OutboxConnection, OutboxLogin, SshClient, lost

@@ -8,8 +8,9 @@ the Live Outbox: SFTP and Crypt4GH).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, Literal
@@ -17,12 +18,15 @@ from typing import TYPE_CHECKING, Final, Literal
 from .. import _validate as v
 from .._accessions import is_ega_dataset, is_ega_file
 from .._exceptions import CredentialsError
+from .._listing import Listing
 from .._registry import Accessions, CredentialLookup, GetOptions, SourceKind
 from . import Source, SourceContext
 from .ega import EgaLogin, EgaTicketSource
 from .ega_data import EgaDataSource
 
 if TYPE_CHECKING:
+    from .._listing import Lister
+
     # The outbox's modules (asyncssh, cryptography, crypt4gh: some 30 MB) are imported
     # when a manifest asks for the outbox, not by every pull that lists the sources.
     from .ega_ssh import OutboxLogin, SshClient
@@ -167,6 +171,27 @@ def _build(spec: EgaSpec, ctx: SourceContext, account: EgaLogin | OutboxLogin) -
     return EgaDataSource(spec.datasets, spec.files, ctx, account)
 
 
+@contextlib.asynccontextmanager
+async def _lister(
+    protocol: str, lookup: CredentialLookup, ctx: SourceContext
+) -> AsyncIterator[Lister]:
+    """``mirror ls ega``: the Data API's source or the outbox's, logged in as a run would."""
+    if protocol == "outbox":
+        from .ega_outbox import OutboxSource, outbox_login
+
+        # Listing decrypts nothing: no Crypt4GH key is asked for.
+        outbox = OutboxSource((), (), ctx, login=outbox_login(lookup, decrypt=False))
+        try:
+            yield outbox
+        finally:
+            await outbox.aclose()  # its SSH connection
+        return
+    account = login(EgaSpec(protocol="data-api"), lookup)
+    if not isinstance(account, EgaLogin):
+        raise TypeError("the Data API's login is an EgaLogin")
+    yield EgaDataSource((), (), ctx, login=account)
+
+
 def _entry(accessions: tuple[str, ...], options: GetOptions) -> EgaSpec:
     return EgaSpec(
         datasets=tuple(a for a in accessions if is_ega_dataset(a)),
@@ -195,5 +220,11 @@ KIND: SourceKind[EgaSpec, EgaLogin | OutboxLogin] = SourceKind(
         title="EGA",
         claims=lambda acc: is_ega_dataset(acc) or is_ega_file(acc),
         entry=_entry,
+    ),
+    listing=Listing(
+        protocols=("data-api", "outbox"),
+        is_dataset=is_ega_dataset,
+        dataset="an EGA dataset accession (EGAD and 11 digits)",
+        open=_lister,
     ),
 )

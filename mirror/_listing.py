@@ -1,16 +1,22 @@
-"""What ``mirror ls ega`` reports: the datasets an account may download and their files.
+"""What ``mirror ls ARCHIVE`` reports: the datasets an account may download and their
+files, and the seam a source kind offers the command through (:class:`Listing`).
 
-The records are plain: the Data API (:mod:`.ega_data`) and the Live Outbox
-(:mod:`.ega_outbox`) each fill them from their own listings, so the command prints one
-shape whichever protocol was asked.
+The records are plain: each source (EGA's Data API, the Live Outbox) fills them from its
+own listing, so the command prints one shape whichever archive and protocol was asked.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["FILE_KEYS", "ListedDataset", "ListedFile", "checksum_kind"]
+if TYPE_CHECKING:
+    from ._registry import CredentialLookup
+    from ._seam import SourceContext
+
+__all__ = ["FILE_KEYS", "ListedDataset", "ListedFile", "Lister", "Listing", "checksum_kind"]
 
 #: A file's keys in ``--json``, in the order the table shows them.
 FILE_KEYS = ("id", "name", "size", "status", "checksum_type")
@@ -56,3 +62,25 @@ def checksum_kind(kind: object, checksum: object) -> str:
         return named
     digest = str(checksum or "").strip()
     return {32: "MD5", 40: "SHA1", 64: "SHA256"}.get(len(digest), "") if digest else ""
+
+
+class Lister(Protocol):
+    """A source that can list: what ``mirror ls`` calls."""
+
+    async def granted(self) -> list[ListedDataset]: ...
+
+    async def listing(self, dataset: str) -> ListedDataset: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Listing:
+    """What ``mirror ls KEY`` can show for a source kind (its ``SourceKind.listing``)."""
+
+    #: The protocols it can list through; the first is the default.
+    protocols: tuple[str, ...]
+    #: Whether a command-line argument names one of its datasets, and what one looks like.
+    is_dataset: Callable[[str], bool]
+    dataset: str
+    #: The lister for a protocol, its credentials looked up (``CredentialsError``) and
+    #: built on ``ctx``; closed (its connections) when the listing ends.
+    open: Callable[[str, CredentialLookup, SourceContext], AbstractAsyncContextManager[Lister]]
