@@ -69,15 +69,8 @@ class InMemory:
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
         if digest.hexdigest() != self.md5:
             raise VerificationFailed(f"in memory: MD5 {digest.hexdigest()}, expected {self.md5}")
-        return Measurement(
-            tool=MD5_IN_MEMORY,
-            argv=["hashlib.md5", f"{len(view)} bytes in memory"],
-            wall=wall,
-            user=cpu,
-            sys=0.0,
-            maxrss_kib=0,
-            exit_code=0,
-            extra={"in_process": True},
+        return Measurement.in_process(
+            MD5_IN_MEMORY, ["hashlib.md5", f"{len(view)} bytes in memory"], wall, cpu
         )
 
 
@@ -112,15 +105,13 @@ def floor_rows(
     """
     tool = FLOOR if download == "curl" else f"floor = max({download}, MD5)"
     floors = [
-        Measurement(
-            tool=tool,
-            argv=[f"max({download} wall, MD5 wall)"],
-            wall=max(c.wall, m.wall),
-            user=c.cpu + m.cpu,
-            sys=0.0,
-            maxrss_kib=0,
-            exit_code=0,
-            extra={"curl_wall": c.wall, "md5_wall": m.wall, "in_process": True},
+        Measurement.in_process(
+            tool,
+            [f"max({download} wall, MD5 wall)"],
+            max(c.wall, m.wall),
+            c.cpu + m.cpu,
+            curl_wall=c.wall,
+            md5_wall=m.wall,
         )
         for c, m in zip(curl, md5, strict=True)
     ]

@@ -50,6 +50,22 @@ class Measurement:
     log: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def in_process(
+        cls, tool: str, argv: list[str], wall: float, cpu: float, **extra: Any
+    ) -> Measurement:
+        """A measurement taken in this process (a floor): no child, no RSS of its own."""
+        return cls(
+            tool=tool,
+            argv=argv,
+            wall=wall,
+            user=cpu,
+            sys=0.0,
+            maxrss_kib=0,
+            exit_code=0,
+            extra={**extra, "in_process": True},
+        )
+
     @property
     def cpu(self) -> float:
         return self.user + self.sys

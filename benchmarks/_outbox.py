@@ -89,15 +89,11 @@ class _Decrypt:
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
         if digest.hexdigest() != self.sha256:
             raise VerificationFailed(f"in memory: SHA256 {digest.hexdigest()} != {self.sha256}")
-        return Measurement(
-            tool=DECRYPT,
-            argv=["crypt4gh segments + hashlib sha256, md5", f"{len(view)} bytes in memory"],
-            wall=wall,
-            user=cpu,
-            sys=0.0,
-            maxrss_kib=0,
-            exit_code=0,
-            extra={"in_process": True},
+        return Measurement.in_process(
+            DECRYPT,
+            ["crypt4gh segments + hashlib sha256, md5", f"{len(view)} bytes in memory"],
+            wall,
+            cpu,
         )
 
 
@@ -306,22 +302,16 @@ def _rows(
     # The machine's two cores carry sshd, the SSH transport and the decryption and hashes
     # together: no client can finish before that CPU, halved, has been spent.
     floors = [
-        Measurement(
-            tool=FLOOR,
-            argv=["max(sftp wall, decrypt+hashes wall, (sftp cpu + sshd cpu + decrypt cpu) / 2)"],
-            wall=max(s.wall, d.wall, (s.cpu + s.extra.get("sshd_cpu", 0.0) + d.cpu) / 2),
-            user=s.cpu + s.extra.get("sshd_cpu", 0.0) + d.cpu,
-            sys=0.0,
-            maxrss_kib=0,
-            exit_code=0,
-            extra={
-                "sftp_wall": s.wall,
-                "sftp_cpu": s.cpu,
-                "sshd_cpu": s.extra.get("sshd_cpu", 0.0),
-                "decrypt_wall": d.wall,
-                "decrypt_cpu": d.cpu,
-                "in_process": True,
-            },
+        Measurement.in_process(
+            FLOOR,
+            ["max(sftp wall, decrypt+hashes wall, (sftp cpu + sshd cpu + decrypt cpu) / 2)"],
+            max(s.wall, d.wall, (s.cpu + s.extra.get("sshd_cpu", 0.0) + d.cpu) / 2),
+            s.cpu + s.extra.get("sshd_cpu", 0.0) + d.cpu,
+            sftp_wall=s.wall,
+            sftp_cpu=s.cpu,
+            sshd_cpu=s.extra.get("sshd_cpu", 0.0),
+            decrypt_wall=d.wall,
+            decrypt_cpu=d.cpu,
         )
         for s, d in zip(sftp, decrypts, strict=True)
     ]
