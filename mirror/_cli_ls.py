@@ -66,15 +66,13 @@ def _listing(archive: str) -> Listing:
     """The source kind named ``archive`` that can list (the registry's, by its key)."""
     from ._registry import kinds
 
-    can = {k.key: k.listing for k in kinds() if k.listing is not None}
+    can = {k.key: listing for k in kinds() if (listing := k.listing) is not None}
     if archive not in can:
         raise ManifestError(
             f"mirror ls: {archive!r} cannot be listed; one of: {', '.join(sorted(can))}",
             file="<command line>",
         )
-    found = can[archive]
-    assert found is not None
-    return found
+    return can[archive]
 
 
 @contextlib.asynccontextmanager
