@@ -333,6 +333,7 @@ def test_submit_upload_sends_what_is_missing_then_submits(
         assert code == 1, err + out
         assert "reads/s1_R1.fastq.gz: not in the upload area" in err
         assert "reads/s1_R2.fastq.gz: not in the upload area" in err
+        served.wait(emu.wait_idle)  # the log holds a request once its answer has gone
         assert not [e for e in emu.log if "/submit" in e.path]
 
         code, out, err = submit(ftps, emu, monkeypatch, capsys, tmp_path, "--upload", str(doc))
@@ -340,6 +341,7 @@ def test_submit_upload_sends_what_is_missing_then_submits(
         for name, md5 in files.items():
             assert (ftps.area / name).read_bytes() == (docs / name).read_bytes()
             assert (ftps.area / f"{name}.md5").read_text() == md5
+        served.wait(emu.wait_idle)
         assert [e.method for e in emu.log if "/submit" in e.path] == ["POST"]
         receipt = (docs / "run.receipt.xml").read_text()
         assert 'success="true"' in receipt
@@ -379,4 +381,5 @@ def test_submit_naming_a_file_not_in_the_area_fails_before_submitting(
         assert "nothing was submitted" in err
         assert err.count("nothing was submitted") == 1  # the file uploaded is not named
         assert (ftps.area / "here.fastq.gz.md5").read_text() == files["here.fastq.gz"]
+        served.wait(emu.wait_idle)  # the log holds a request once its answer has gone
         assert not [e for e in emu.log if "/submit" in e.path]
